@@ -1,0 +1,86 @@
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { connected } from "./internal/connected.ts"
+import { KafkaClient } from "./KafkaClient.ts"
+import { fromCause, type KafkaError } from "./KafkaError.ts"
+
+export interface TopicSpec {
+  readonly name: string
+  readonly partitions: number
+  readonly replicationFactor?: number | undefined
+  /** Broker topic configs, e.g. `{ "retention.ms": "604800000", "cleanup.policy": "delete" }`. */
+  readonly config?: Readonly<Record<string, string>> | undefined
+}
+
+export interface ClusterInfo {
+  readonly clusterId: string
+  readonly brokers: ReadonlyArray<{ readonly nodeId: number; readonly host: string; readonly port: number }>
+  readonly controller: number | null
+}
+
+export class Admin extends Context.Tag("@kpipe/kafka/Admin")<Admin, {
+  /** Creates the topics that do not exist yet and waits for their leaders; returns the names it created. */
+  readonly createTopics: (topics: ReadonlyArray<TopicSpec>) => Effect.Effect<ReadonlyArray<string>, KafkaError>
+  readonly deleteTopics: (names: ReadonlyArray<string>) => Effect.Effect<void, KafkaError>
+  readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
+  readonly describeCluster: Effect.Effect<ClusterInfo, KafkaError>
+  /** Committed offset per partition of `topic` for `groupId` (`-1` where nothing is committed). */
+  readonly committedOffsets: (
+    groupId: string,
+    topic: string
+  ) => Effect.Effect<ReadonlyArray<{ readonly partition: number; readonly offset: string }>, KafkaError>
+}>() {}
+
+export const make = Effect.gen(function*() {
+  const { kafka } = yield* KafkaClient
+  const admin = yield* connected(() => kafka.admin(), Duration.seconds(5))
+  const call = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: fromCause("Admin") })
+
+  const listTopics = call(() => admin.listTopics())
+
+  const createTopics = (topics: ReadonlyArray<TopicSpec>) =>
+    Effect.gen(function*() {
+      const existing = new Set(yield* listTopics)
+      const missing = topics.filter((topic) => !existing.has(topic.name))
+      if (missing.length === 0) return []
+      yield* call(() =>
+        admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((topic) => ({
+            topic: topic.name,
+            numPartitions: topic.partitions,
+            replicationFactor: topic.replicationFactor ?? 1,
+            configEntries: Object.entries(topic.config ?? {}).map(([name, value]) => ({ name, value }))
+          }))
+        })
+      )
+      return missing.map((topic) => topic.name)
+    }).pipe(Effect.withSpan("Admin.createTopics", { attributes: { topics: topics.map((topic) => topic.name) } }))
+
+  const deleteTopics = (names: ReadonlyArray<string>) =>
+    call(() => admin.deleteTopics({ topics: [...names] })).pipe(Effect.withSpan("Admin.deleteTopics"))
+
+  const describeCluster = call(() => admin.describeCluster()).pipe(
+    Effect.map((cluster): ClusterInfo => ({
+      clusterId: cluster.clusterId,
+      brokers: cluster.brokers,
+      controller: cluster.controller
+    }))
+  )
+
+  const committedOffsets = (groupId: string, topic: string) =>
+    call(() => admin.fetchOffsets({ groupId, topics: [topic] })).pipe(
+      Effect.map((topics) =>
+        (topics.find((entry) => entry.topic === topic)?.partitions ?? []).map(({ offset, partition }) => ({
+          partition,
+          offset
+        }))
+      )
+    )
+
+  return Admin.of({ createTopics, deleteTopics, listTopics, describeCluster, committedOffsets })
+})
+
+export const layer: Layer.Layer<Admin, KafkaError, KafkaClient> = Layer.scoped(Admin, make)

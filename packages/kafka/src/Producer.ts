@@ -1,0 +1,132 @@
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { CompressionTypes, Partitioners } from "kafkajs"
+import { connected } from "./internal/connected.ts"
+import { KafkaClient } from "./KafkaClient.ts"
+import { fromCause, type KafkaError } from "./KafkaError.ts"
+
+export interface ProducerMessage {
+  /** Messages with the same key land in the same partition, in send order. */
+  readonly key: string | Buffer | null
+  readonly value: string | Buffer | null
+  readonly headers?: Readonly<Record<string, string | Buffer>> | undefined
+  readonly partition?: number | undefined
+  readonly timestamp?: string | undefined
+}
+
+export interface ProducerRecord {
+  readonly topic: string
+  readonly messages: ReadonlyArray<ProducerMessage>
+}
+
+export interface RecordMetadata {
+  readonly topic: string
+  readonly partition: number
+  readonly baseOffset: string | undefined
+}
+
+export interface ProducerOptions {
+  /**
+   * Idempotent delivery (default): `acks=all`, one request in flight, broker-side dedup of
+   * kafkajs's own retries. kafkajs loses or reorders messages when idempotent sends overlap, so
+   * this service also runs sends one at a time.
+   */
+  readonly idempotent?: boolean | undefined
+  readonly compression?: "none" | "gzip" | undefined
+  /**
+   * kafkajs's own retries of one send. An idempotent producer retries retriable errors without
+   * limit by default (the broker drops the duplicates, and giving up would reorder a key); bound the
+   * wait with a timeout around `send` instead. A plain producer retries 5 times.
+   */
+  readonly retries?: number | undefined
+  readonly disconnectTimeout?: Duration.DurationInput | undefined
+}
+
+export class Producer extends Context.Tag("@kpipe/kafka/Producer")<Producer, {
+  /** One request for any number of messages to one topic. */
+  readonly send: (record: ProducerRecord) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
+  /** One request for messages to several topics. */
+  readonly sendBatch: (
+    records: ReadonlyArray<ProducerRecord>
+  ) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
+}>() {}
+
+const toKafkaMessage = (message: ProducerMessage) => ({
+  key: message.key,
+  value: message.value,
+  ...(message.headers !== undefined ? { headers: { ...message.headers } } : {}),
+  ...(message.partition !== undefined ? { partition: message.partition } : {}),
+  ...(message.timestamp !== undefined ? { timestamp: message.timestamp } : {})
+})
+
+const toMetadata = (metadata: ReadonlyArray<{ topicName: string; partition: number; baseOffset?: string }>) =>
+  metadata.map((m): RecordMetadata => ({ topic: m.topicName, partition: m.partition, baseOffset: m.baseOffset }))
+
+export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
+  const { kafka } = yield* KafkaClient
+  const idempotent = options.idempotent ?? true
+  const acks = -1
+  const compression = options.compression === "gzip" ? CompressionTypes.GZIP : CompressionTypes.None
+  const producer = yield* connected(
+    () =>
+      kafka.producer({
+        idempotent,
+        maxInFlightRequests: idempotent ? 1 : 5,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+        retry: { retries: options.retries ?? (idempotent ? Number.MAX_SAFE_INTEGER : 5) }
+      }),
+    options.disconnectTimeout ?? Duration.seconds(5)
+  )
+  const inFlight = yield* Effect.makeSemaphore(1)
+  const serialize = idempotent ? inFlight.withPermits(1) : <A, E>(effect: Effect.Effect<A, E>) => effect
+
+  const send = (record: ProducerRecord) =>
+    Effect.tryPromise({
+      try: () =>
+        producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) }),
+      catch: fromCause("Send")
+    }).pipe(
+      Effect.map(toMetadata),
+      serialize,
+      Effect.withSpan("Producer.send", {
+        kind: "producer",
+        attributes: {
+          "messaging.system": "kafka",
+          "messaging.destination.name": record.topic,
+          "messaging.batch.message_count": record.messages.length
+        }
+      })
+    )
+
+  const sendBatch = (records: ReadonlyArray<ProducerRecord>) =>
+    Effect.tryPromise({
+      try: () =>
+        producer.sendBatch({
+          acks,
+          compression,
+          topicMessages: records.map((record) => ({
+            topic: record.topic,
+            messages: record.messages.map(toKafkaMessage)
+          }))
+        }),
+      catch: fromCause("Send")
+    }).pipe(
+      Effect.map(toMetadata),
+      serialize,
+      Effect.withSpan("Producer.sendBatch", {
+        kind: "producer",
+        attributes: {
+          "messaging.system": "kafka",
+          "messaging.batch.message_count": records.reduce((n, record) => n + record.messages.length, 0)
+        }
+      })
+    )
+
+  return Producer.of({ send, sendBatch })
+})
+
+export const layer = (options: ProducerOptions = {}): Layer.Layer<Producer, KafkaError, KafkaClient> =>
+  Layer.scoped(Producer, make(options))

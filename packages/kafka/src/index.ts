@@ -1,0 +1,5 @@
+export * as Admin from "./Admin.ts"
+export * as Consumer from "./Consumer.ts"
+export * as KafkaClient from "./KafkaClient.ts"
+export * as KafkaError from "./KafkaError.ts"
+export * as Producer from "./Producer.ts"

@@ -1,0 +1,94 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
+import { TestKafka } from "@kpipe/testing"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+
+const keys = Array.from({ length: 10 }, (_, i) => `key-${i}`)
+const perKey = 50
+
+describe("Kafka (real broker)", () => {
+  it.live(
+    "creates a topic and keeps per-key order through a consumer group with manual commits",
+    () =>
+      Effect.gen(function*() {
+        const admin = yield* Admin.Admin
+        const producer = yield* Producer.Producer
+        const topic = TestKafka.uniqueName("smoke")
+        const groupId = TestKafka.uniqueName("smoke-group")
+
+        assert.deepStrictEqual(yield* admin.createTopics([{ name: topic, partitions: 3 }]), [topic])
+        assert.deepStrictEqual(yield* admin.createTopics([{ name: topic, partitions: 3 }]), [])
+
+        for (let seq = 0; seq < perKey; seq++) {
+          yield* producer.send({
+            topic,
+            messages: keys.map((key) => ({
+              key,
+              value: JSON.stringify({ key, seq }),
+              headers: { "x-seq": String(seq) }
+            }))
+          })
+        }
+
+        const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Consumer.run(
+            { groupId, topics: [topic], ...TestKafka.fastConsumer },
+            (record) => Queue.offer(received, record)
+          )
+          while ((yield* Queue.size(received)) < keys.length * perKey) yield* Effect.sleep("50 millis")
+        }))
+
+        const records = yield* Queue.takeAll(received)
+        assert.strictEqual(records.length, keys.length * perKey)
+        const seen = new Map<string, Array<number>>()
+        const partitionOfKey = new Map<string, number>()
+        for (const record of records) {
+          const { key, seq } = JSON.parse(record.value!.toString()) as { key: string; seq: number }
+          assert.strictEqual(record.key?.toString(), key)
+          assert.strictEqual(record.headers["x-seq"], String(seq))
+          seen.set(key, [...(seen.get(key) ?? []), seq])
+          assert.strictEqual(partitionOfKey.get(key) ?? record.partition, record.partition)
+          partitionOfKey.set(key, record.partition)
+        }
+        for (const key of keys) {
+          assert.deepStrictEqual(seen.get(key), Array.from({ length: perKey }, (_, i) => i))
+        }
+
+        const committed = yield* admin.committedOffsets(groupId, topic)
+        const total = committed.reduce((sum, { offset }) => sum + Number(offset), 0)
+        assert.strictEqual(total, keys.length * perKey)
+        yield* admin.deleteTopics([topic])
+      }).pipe(Effect.provide(TestKafka.layer)),
+    { timeout: 60_000 }
+  )
+
+  it.live("fails with a typed KafkaError when no broker answers", () =>
+    Effect.gen(function*() {
+      const error = yield* Producer.layer({ idempotent: false, retries: 0 }).pipe(
+        Layer.provide(
+          KafkaClient.layer({ brokers: ["127.0.0.1:1"], clientId: "unreachable", connectionTimeout: 500, retries: 0 })
+        ),
+        Layer.build,
+        Effect.scoped,
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "KafkaError")
+      assert.strictEqual(error.reason, "Connect")
+    }))
+
+  it.live("rejects an idempotent producer without retries as a typed configuration error", () =>
+    Effect.gen(function*() {
+      const error = yield* Producer.layer({ retries: 0 }).pipe(
+        Layer.provide(KafkaClient.layerFromEnv),
+        Layer.build,
+        Effect.scoped,
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "KafkaError")
+      assert.include(error.message, "Idempotent producer must allow retries")
+      if (error._tag === "KafkaError") assert.strictEqual(error.reason, "Configure")
+    }))
+})

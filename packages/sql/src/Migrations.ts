@@ -1,0 +1,22 @@
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as PgMigrator from "@effect/sql-pg/PgMigrator"
+import type * as Migrator from "@effect/sql/Migrator"
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Layer from "effect/Layer"
+
+export interface MigrationsOptions {
+  readonly loader: Migrator.Loader<SqlClient>
+  /**
+   * Each package that owns tables keeps its own history table, so packages embedded in one app
+   * number their migrations independently.
+   */
+  readonly table: string
+}
+
+/** Applies pending migrations (all in one transaction, under a lock) when the Layer is built. */
+export const layer = (
+  options: MigrationsOptions
+): Layer.Layer<never, Migrator.MigrationError | SqlError, PgClient.PgClient | SqlClient> =>
+  PgMigrator.layer({ loader: options.loader, table: options.table }).pipe(Layer.provide(NodeContext.layer))

@@ -1,0 +1,2 @@
+export * as Database from "./Database.ts"
+export * as Migrations from "./Migrations.ts"
