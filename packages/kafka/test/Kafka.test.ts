@@ -1,9 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
-import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+
+// @kpipe/testing builds on this package, so these tests set up their own client.
+const KafkaLive = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
+const uniqueName = (prefix: string) => `${prefix}-${crypto.randomUUID()}`
+const fastConsumer = { sessionTimeout: 6_000, rebalanceTimeout: 10_000, heartbeatInterval: 500, maxWaitTimeInMs: 100 }
 
 const keys = Array.from({ length: 10 }, (_, i) => `key-${i}`)
 const perKey = 50
@@ -15,8 +19,8 @@ describe("Kafka (real broker)", () => {
       Effect.gen(function*() {
         const admin = yield* Admin.Admin
         const producer = yield* Producer.Producer
-        const topic = TestKafka.uniqueName("smoke")
-        const groupId = TestKafka.uniqueName("smoke-group")
+        const topic = uniqueName("smoke")
+        const groupId = uniqueName("smoke-group")
 
         assert.deepStrictEqual(yield* admin.createTopics([{ name: topic, partitions: 3 }]), [topic])
         assert.deepStrictEqual(yield* admin.createTopics([{ name: topic, partitions: 3 }]), [])
@@ -35,7 +39,7 @@ describe("Kafka (real broker)", () => {
         const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
         yield* Effect.scoped(Effect.gen(function*() {
           yield* Consumer.run(
-            { groupId, topics: [topic], ...TestKafka.fastConsumer },
+            { groupId, topics: [topic], ...fastConsumer },
             (record) => Queue.offer(received, record)
           )
           while ((yield* Queue.size(received)) < keys.length * perKey) yield* Effect.sleep("50 millis")
@@ -61,7 +65,7 @@ describe("Kafka (real broker)", () => {
         const total = committed.reduce((sum, { offset }) => sum + Number(offset), 0)
         assert.strictEqual(total, keys.length * perKey)
         yield* admin.deleteTopics([topic])
-      }).pipe(Effect.provide(TestKafka.layer)),
+      }).pipe(Effect.provide(KafkaLive)),
     { timeout: 60_000 }
   )
 

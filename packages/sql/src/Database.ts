@@ -1,13 +1,15 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as Migrator from "@effect/sql/Migrator"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as String from "effect/String"
+import * as Migrations from "./Migrations.ts"
 
 export const defaultUrl = "postgres://postgres@127.0.0.1:5432/kpipe"
 
@@ -50,3 +52,28 @@ export const layerConfig = (
   })
 
 export const layer: Layer.Layer<PgClient.PgClient | SqlClient, ConfigError.ConfigError | SqlError> = layerConfig()
+
+/**
+ * For tests: a database of its own on the `DATABASE_URL` server, created empty, migrated in the
+ * given order, and dropped when the Layer is released, so runs never see each other's rows.
+ */
+export const layerTest = (
+  migrations: ReadonlyArray<Migrations.MigrationsOptions> = []
+): Layer.Layer<PgClient.PgClient | SqlClient, SqlError | ConfigError.ConfigError | Migrator.MigrationError> =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const serverUrl = yield* url
+    const name = `kpipe_test_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
+    yield* Effect.acquireRelease(
+      onServer(serverUrl, (sql) => sql`CREATE DATABASE ${sql(name)}`),
+      () =>
+        onServer(serverUrl, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignoreLogged)
+    )
+    const client = layerConfig(Config.succeed(Redacted.make(withDatabase(Redacted.value(serverUrl), name))))
+    return migrations.reduce(
+      (
+        acc: Layer.Layer<PgClient.PgClient | SqlClient, SqlError | ConfigError.ConfigError | Migrator.MigrationError>,
+        migration
+      ) => Layer.provideMerge(Migrations.layer(migration), acc),
+      client
+    )
+  }))

@@ -1,8 +1,11 @@
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { TestDatabase } from "@kpipe/testing"
+import { Database } from "@kpipe/sql"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 
 const migrations = {
   table: "smoke_migrations",
@@ -19,7 +22,7 @@ const countNotes = (text: string) =>
     .pipe(Effect.map((rows) => rows[0]!.n))
 
 describe("PostgreSQL through @effect/sql-pg (real server)", () => {
-  it.layer(TestDatabase.layer({ migrations }), { timeout: 30_000 })((it) => {
+  it.layer(Database.layerTest([migrations]), { timeout: 30_000 })((it) => {
     it.effect("a transaction that succeeds commits its rows", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
@@ -51,4 +54,30 @@ describe("PostgreSQL through @effect/sql-pg (real server)", () => {
         assert.deepStrictEqual(applied, [{ migrationId: 1, name: "create_notes" }])
       }))
   })
+})
+
+const currentDatabase = Effect.flatMap(SqlClient, (sql) => sql<{ name: string }>`SELECT current_database() AS name`)
+  .pipe(Effect.map((rows) => rows[0]!.name))
+
+describe("Database.layerTest", () => {
+  it.live("gives each Layer a fresh database and drops it on release", () =>
+    Effect.gen(function*() {
+      const [first, second] = yield* Effect.all([
+        currentDatabase.pipe(Effect.provide(Database.layerTest())),
+        currentDatabase.pipe(Effect.provide(Database.layerTest()))
+      ], { concurrency: 2 })
+      assert.notStrictEqual(first, second)
+      assert.match(first, /^kpipe_test_/)
+
+      const remaining = yield* Effect.flatMap(
+        SqlClient,
+        (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_database WHERE datname IN (${first}, ${second})`
+      ).pipe(Effect.provide(
+        Database.layerConfig(
+          Config.map(Database.url, (url) => Redacted.make(Database.withDatabase(Redacted.value(url), "postgres")))
+        )
+          .pipe(Layer.orDie)
+      ))
+      assert.strictEqual(remaining[0]!.n, 0)
+    }))
 })
