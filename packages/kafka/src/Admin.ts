@@ -31,6 +31,8 @@ export class Admin extends Context.Tag("@kpipe/kafka/Admin")<Admin, {
     groupId: string,
     topic: string
   ) => Effect.Effect<ReadonlyArray<{ readonly partition: number; readonly offset: string }>, KafkaError>
+  /** Moves a group (with no running members) back to the earliest offsets of `topic`, for a replay. */
+  readonly resetOffsets: (groupId: string, topic: string) => Effect.Effect<void, KafkaError>
 }>() {}
 
 export const make = Effect.gen(function*() {
@@ -80,7 +82,12 @@ export const make = Effect.gen(function*() {
       )
     )
 
-  return Admin.of({ createTopics, deleteTopics, listTopics, describeCluster, committedOffsets })
+  const resetOffsets = (groupId: string, topic: string) =>
+    call(() => admin.resetOffsets({ groupId, topic, earliest: true })).pipe(
+      Effect.withSpan("Admin.resetOffsets", { attributes: { groupId, topic } })
+    )
+
+  return Admin.of({ createTopics, deleteTopics, listTopics, describeCluster, committedOffsets, resetOffsets })
 })
 
 export const layer: Layer.Layer<Admin, KafkaError, KafkaClient> = Layer.scoped(Admin, make)

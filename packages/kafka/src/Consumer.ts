@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { EachBatchPayload, IHeaders, KafkaMessage } from "kafkajs"
 import { connected } from "./internal/connected.ts"
@@ -40,6 +41,20 @@ export interface ConsumerOptions {
  */
 export type Handler<R> = (record: ConsumerRecord) => Effect.Effect<void, never, R>
 
+/** The records of one partition from one fetch, in offset order. */
+export interface Batch {
+  readonly topic: string
+  readonly partition: number
+  readonly records: ReadonlyArray<ConsumerRecord>
+  /**
+   * Declares `record` and everything before it in this batch finished: its offset is committed
+   * when the batch handler returns or is interrupted (shutdown, partition revoked).
+   */
+  readonly done: (record: ConsumerRecord) => Effect.Effect<void>
+}
+
+export type BatchHandler<R> = (batch: Batch) => Effect.Effect<void, never, R>
+
 const headerValue = (value: IHeaders[string]): string | undefined =>
   value === undefined ? undefined : Array.isArray(value) ? value.map(String).join(", ") : String(value)
 
@@ -65,14 +80,15 @@ const toRecord = (topic: string, partition: number, message: KafkaMessage): Cons
 const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString()
 
 /**
- * Runs a consumer group member until the enclosing scope closes. Records of one partition are
- * handled one after another; the group keeps the member while a slow handler runs because
- * heartbeats are sent from a side fiber. On scope close the member stops taking new records,
- * finishes the one in hand, commits what it finished and leaves the group.
+ * Runs a consumer group member until the enclosing scope closes, handing each fetched batch of a
+ * partition to `handler`. The group keeps the member while a slow handler runs because heartbeats
+ * go out from a side fiber. When the member stops (scope closed) or loses the partition, the
+ * handler is interrupted, so unfinished work rolls back, and only what it declared `done` is
+ * committed (nothing at all after losing the partition: its new owner redelivers it).
  */
-export const run = <R>(
+export const runBatches = <R>(
   options: ConsumerOptions,
-  handler: Handler<R>
+  handler: BatchHandler<R>
 ): Effect.Effect<void, KafkaError, KafkaClient | Scope.Scope | R> =>
   Effect.gen(function*() {
     const { kafka } = yield* KafkaClient
@@ -104,32 +120,37 @@ export const run = <R>(
         )
       ))
 
-    const keepAlive = (payload: EachBatchPayload) => {
-      const beat = Effect.tryPromise({ try: () => payload.heartbeat(), catch: fromCause("Heartbeat") }).pipe(
-        Effect.ignore,
-        Effect.delay(heartbeatEvery),
-        Effect.forever
-      )
-      return <A, E, R2>(self: Effect.Effect<A, E, R2>) => Effect.raceFirst(self, beat)
-    }
-
     const processBatch = (payload: EachBatchPayload) =>
       Effect.gen(function*() {
         const { batch } = payload
+        const active = () => payload.isRunning() && !payload.isStale()
         let commitFrom: string | undefined
-        for (const message of batch.messages) {
-          if (!payload.isRunning() || payload.isStale()) break
-          yield* handler(toRecord(batch.topic, batch.partition, message)).pipe(keepAlive(payload))
-          payload.resolveOffset(message.offset)
-          commitFrom = nextOffset(message.offset)
-        }
-        if (commitFrom !== undefined && !payload.isStale()) {
+        const done = (record: ConsumerRecord) =>
+          Effect.sync(() => {
+            payload.resolveOffset(record.offset)
+            commitFrom = nextOffset(record.offset)
+          })
+        const heartbeats = Effect.tryPromise({ try: () => payload.heartbeat(), catch: fromCause("Heartbeat") }).pipe(
+          Effect.ignore,
+          Effect.delay(heartbeatEvery),
+          Effect.forever
+        )
+        const stopped = Effect.sync(active).pipe(
+          Effect.repeat({ while: (isActive) => isActive, schedule: Schedule.spaced("50 millis") })
+        )
+        const commit = Effect.suspend(() => {
           const offset = commitFrom
-          yield* Effect.tryPromise({
+          return offset === undefined || payload.isStale() ? Effect.void : Effect.tryPromise({
             try: () => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset }]),
             catch: fromCause("Commit")
           })
-        }
+        })
+        if (!active()) return
+        const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message))
+        yield* handler({ topic: batch.topic, partition: batch.partition, records, done }).pipe(
+          Effect.raceFirst(stopped),
+          Effect.raceFirst(heartbeats)
+        ).pipe(Effect.ensuring(Effect.ignoreLogged(commit)))
       })
 
     yield* Effect.tryPromise({
@@ -154,6 +175,17 @@ export const run = <R>(
       })
     )
   }).pipe(Effect.withSpan("Consumer.run", { attributes: { "messaging.consumer.group.name": options.groupId } }))
+
+/** `runBatches` with one record at a time. */
+export const run = <R>(
+  options: ConsumerOptions,
+  handler: Handler<R>
+): Effect.Effect<void, KafkaError, KafkaClient | Scope.Scope | R> =>
+  runBatches(
+    options,
+    (batch) =>
+      Effect.forEach(batch.records, (record) => Effect.zipRight(handler(record), batch.done(record)), { discard: true })
+  )
 
 export const layer = <R>(
   options: ConsumerOptions,

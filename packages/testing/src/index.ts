@@ -1,2 +1,3 @@
 export * as Infrastructure from "./Infrastructure.ts"
 export * as TestKafka from "./TestKafka.ts"
+export * as TestLogging from "./TestLogging.ts"

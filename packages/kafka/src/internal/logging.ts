@@ -16,9 +16,9 @@ const toEffect = (level: logLevel, message: string) => {
   }
 }
 
-// kafkajs logs every failed request and connection attempt at ERROR, also the ones it then
-// retries by itself; whatever is not recovered surfaces as a typed KafkaError, so these are detail.
-const retriedByKafkajs = new Set(["Connection", "BrokerPool"])
+// kafkajs logs every failed request, connection attempt and send at ERROR, also the ones it
+// then retries by itself; whatever is not recovered surfaces as a typed KafkaError, so these are detail.
+const retriedByKafkajs = new Set(["Connection", "BrokerPool", "Producer"])
 
 /** kafkajs logs synchronously from its own callbacks; route them through the Effect logger. */
 export const makeLogCreator =

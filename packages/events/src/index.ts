@@ -1,0 +1,8 @@
+export * as CouponEvents from "./CouponEvents.ts"
+export * as Ids from "./Ids.ts"
+export * as LoginEvents from "./LoginEvents.ts"
+export * as MemberEvents from "./MemberEvents.ts"
+export * as Money from "./Money.ts"
+export * as OrderEvents from "./OrderEvents.ts"
+export * as ProductMetricsEvents from "./ProductMetricsEvents.ts"
+export * as SeedTopics from "./SeedTopics.ts"

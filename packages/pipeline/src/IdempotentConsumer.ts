@@ -1,0 +1,279 @@
+import * as Headers from "@effect/platform/Headers"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Consumer } from "@kpipe/kafka"
+import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import * as Cause from "effect/Cause"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { DeadLetterSink, type Failure } from "./DeadLetter.ts"
+import * as RetryPolicy from "./RetryPolicy.ts"
+import type * as Topic from "./Topic.ts"
+
+export interface Options<A extends Topic.EventShape, I, E extends { readonly _tag: string }, R> {
+  readonly topic: Topic.Topic<A, I>
+  /** Each group applies each event once: two groups on one topic each apply it. */
+  readonly groupId: string
+  /** Runs inside the transaction that also records the event as processed. */
+  readonly handle: (event: A, record: Consumer.ConsumerRecord) => Effect.Effect<void, E, R>
+  /** Retry or dead-letter, for every error the handler can fail with; a missing one does not compile. */
+  readonly errors: RetryPolicy.ErrorPolicy<E>
+  readonly retry?: RetryPolicy.RetryPolicy | undefined
+  /** Records of one partition applied in one transaction (default 100; 1 = a transaction per record). */
+  readonly batchSize?: number | undefined
+  readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
+}
+
+export const appliedTotal = Metric.counter("kpipe_consumer_applied_total", { incremental: true })
+export const duplicatesTotal = Metric.counter("kpipe_consumer_duplicates_total", { incremental: true })
+export const retriesTotal = Metric.counter("kpipe_consumer_retries_total", { incremental: true })
+export const deadLetteredTotal = Metric.counter("kpipe_consumer_dead_lettered_total", { incremental: true })
+
+interface Decoded<A> {
+  readonly record: Consumer.ConsumerRecord
+  readonly event: A
+}
+
+interface AttemptFailure extends Failure {
+  readonly decision: RetryPolicy.Decision
+  /** Which record of the transaction failed, when it is known. */
+  readonly index: number | undefined
+  readonly at: DateTime.Utc
+}
+
+// Tagged errors often carry their details in fields and leave `message` empty.
+const describe = (error: unknown) => ({
+  message: error instanceof Error && error.message !== ""
+    ? error.message
+    : typeof error === "string"
+    ? error
+    : JSON.stringify(error),
+  stack: error instanceof Error ? error.stack : undefined
+})
+
+const parentOf = (record: Consumer.ConsumerRecord) => HttpTraceContext.fromHeaders(Headers.fromInput(record.headers))
+
+/**
+ * Consumes `topic` in group `groupId` and applies each event exactly once per group: the handler's
+ * writes and the `(group, event id)` claim commit in one transaction, and the offset is committed
+ * only after that. Failures are retried per `retry` (blocking the partition, so a key stays in
+ * order) or dead-lettered as `errors` decides; undecodable records are dead-lettered at once.
+ */
+export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R>(
+  options: Options<A, I, E, R>
+): Effect.Effect<void, KafkaError, KafkaClient | SqlClient | DeadLetterSink | Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const { errors, groupId, topic } = options
+    const sql = yield* SqlClient
+    const sink = yield* DeadLetterSink
+    const policy = options.retry ?? RetryPolicy.defaultPolicy
+    const batchSize = Math.max(1, options.batchSize ?? 100)
+
+    const failureOf = (cause: Cause.Cause<{ readonly index: number; readonly error: E } | unknown>) =>
+      Effect.map(DateTime.now, (at): AttemptFailure => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure)) {
+          const value = failure.value
+          if (typeof value === "object" && value !== null && "index" in value && "error" in value) {
+            const error = (value as { index: number; error: E }).error
+            return {
+              tag: error._tag,
+              ...describe(error),
+              decision: RetryPolicy.decide(errors, error),
+              index: (value as { index: number }).index,
+              at
+            }
+          }
+          return { tag: "SqlError", ...describe(value), decision: "retry", index: undefined, at }
+        }
+        return { tag: "Defect", ...describe(Cause.squash(cause)), decision: "retry", index: undefined, at }
+      })
+
+    /** Claims the events and applies the new ones, in order, in one transaction. */
+    const transact = (run: ReadonlyArray<Decoded<A>>) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const first = new Map<string, number>()
+        run.forEach(({ event }, i) => {
+          if (!first.has(event.eventId)) first.set(event.eventId, i)
+        })
+        const ids = [...first.keys()]
+        const claimed = yield* sql<{ eventId: string }>`
+          INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
+          SELECT ${groupId}, e.event_id, ${topic.name}, ${run[0]!.record.partition}, e.record_offset, 'APPLIED'
+          FROM unnest(${ids}::text[], ${ids.map((id) => run[first.get(id)!]!.record.offset)}::bigint[])
+            AS e(event_id, record_offset)
+          ON CONFLICT DO NOTHING
+          RETURNING event_id`
+        const fresh = new Set(claimed.map((row) => row.eventId))
+        for (let index = 0; index < run.length; index++) {
+          const { event, record } = run[index]!
+          if (!fresh.delete(event.eventId)) continue
+          const parent = parentOf(record)
+          yield* options.handle(event, record).pipe(
+            Effect.mapError((error) => ({ index, error })),
+            Effect.catchAllDefect((defect) => Effect.fail({ index, error: undefined, defect })),
+            Effect.withSpan(`${topic.name} process`, {
+              kind: "consumer",
+              ...(Option.isSome(parent) ? { parent: parent.value } : {}),
+              attributes: {
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": groupId,
+                "messaging.kafka.offset": record.offset,
+                "kpipe.event_id": event.eventId,
+                "kpipe.event_type": event.type
+              }
+            })
+          )
+        }
+        return { applied: claimed.length, duplicates: run.length - claimed.length }
+      })).pipe(
+        Effect.tap(({ applied, duplicates }) =>
+          Effect.zipRight(Metric.incrementBy(appliedTotal, applied), Metric.incrementBy(duplicatesTotal, duplicates))
+        ),
+        // COMMIT failures surface as defects in @effect/sql; they are worth a retry like any other.
+        Effect.sandbox,
+        Effect.mapError((cause) => {
+          const failure = Cause.failureOption(cause)
+          if (
+            Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null &&
+            "defect" in failure.value
+          ) {
+            return Cause.die((failure.value as { defect: unknown }).defect)
+          }
+          return cause
+        }),
+        Effect.catchAll((cause) => Effect.flatMap(failureOf(cause), Effect.fail))
+      )
+
+    const deadLetter = (
+      record: Consumer.ConsumerRecord,
+      failure: Failure & { readonly at: DateTime.Utc },
+      attempts: number,
+      firstAt: DateTime.Utc,
+      event?: A
+    ) =>
+      sql.withTransaction(Effect.gen(function*() {
+        if (event !== undefined) {
+          yield* sql`
+            INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
+            VALUES (${groupId}, ${event.eventId}, ${topic.name}, ${record.partition}, ${record.offset}, 'DEAD_LETTERED')
+            ON CONFLICT DO NOTHING`
+        }
+        yield* sink.publish({
+          deadLetterTopic: topic.deadLetter.name,
+          consumerGroup: groupId,
+          record,
+          eventId: event?.eventId,
+          eventType: event?.type,
+          failure: { tag: failure.tag, message: failure.message, stack: failure.stack },
+          attempts,
+          firstAttemptAt: firstAt,
+          lastAttemptAt: failure.at
+        })
+      })).pipe(
+        // Until the record is safely dead-lettered its offset must not move: keep trying.
+        Effect.tapError((error) => Effect.logError("Dead-lettering failed; retrying, the offset stays", error)),
+        Effect.retry(
+          Schedule.exponential("500 millis").pipe(
+            Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
+          )
+        ),
+        Effect.orDie,
+        Effect.zipRight(Metric.increment(deadLetteredTotal))
+      )
+
+    /** One record on its own, with retries, then dead-lettered if it still fails. */
+    const single = (item: Decoded<A>, prior: AttemptFailure | undefined) =>
+      Effect.gen(function*() {
+        const driver = yield* Schedule.driver(RetryPolicy.schedule(policy))
+        let attempts = prior === undefined ? 0 : 1
+        let firstAt = prior?.at
+        let failure = prior
+        while (failure === undefined || failure.decision === "retry") {
+          if (failure !== undefined) {
+            const next = yield* Effect.either(driver.next(failure))
+            if (next._tag === "Left") break
+            yield* Metric.increment(retriesTotal)
+          }
+          attempts++
+          const exit = yield* Effect.exit(
+            transact([item]).pipe(
+              Effect.withSpan("IdempotentConsumer.attempt", { attributes: { attempt: attempts } })
+            )
+          )
+          if (exit._tag === "Success") return
+          const error = Cause.failureOption(exit.cause)
+          if (Option.isNone(error)) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
+          failure = error.value
+          firstAt ??= failure.at
+        }
+        yield* deadLetter(item.record, failure, attempts, firstAt ?? failure.at, item.event)
+      })
+
+    const applyRun = (run: ReadonlyArray<Decoded<A>>): Effect.Effect<void, never, R> =>
+      run.length === 0 ? Effect.void : transact(run).pipe(
+        Effect.matchEffect({
+          onSuccess: () => Effect.void,
+          onFailure: (failure) => {
+            const index = failure.index
+            if (index === undefined) return Effect.forEach(run, (item) => single(item, undefined), { discard: true })
+            return Effect.all([
+              applyRun(run.slice(0, index)),
+              single(run[index]!, failure),
+              applyRun(run.slice(index + 1))
+            ], { discard: true })
+          }
+        })
+      )
+
+    const handleBatch = (batch: Consumer.Batch) =>
+      Effect.gen(function*() {
+        let pending: Array<Decoded<A>> = []
+        const flush = Effect.suspend(() => {
+          const run = pending
+          pending = []
+          return run.length === 0
+            ? Effect.void
+            : Effect.zipRight(applyRun(run), batch.done(run[run.length - 1]!.record))
+        })
+        for (const record of batch.records) {
+          const decoded = yield* Effect.either(
+            record.value === null
+              ? Effect.fail({ message: "record has no value" })
+              : topic.decode(record.value.toString("utf8"))
+          )
+          if (decoded._tag === "Right") {
+            pending.push({ record, event: decoded.right })
+            if (pending.length >= batchSize) yield* flush
+            continue
+          }
+          yield* flush
+          const at = yield* DateTime.now
+          yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at)
+          yield* batch.done(record)
+        }
+        yield* flush
+      }).pipe(
+        Effect.withSpan("IdempotentConsumer.batch", {
+          attributes: {
+            "messaging.destination.name": batch.topic,
+            partition: batch.partition,
+            size: batch.records.length
+          }
+        })
+      )
+
+    yield* Consumer.runBatches({ ...options.kafka, groupId, topics: [topic.name] }, handleBatch)
+  })
+
+export const layer = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R>(
+  options: Options<A, I, E, R>
+): Layer.Layer<never, KafkaError, KafkaClient | SqlClient | DeadLetterSink | Exclude<R, Scope.Scope>> =>
+  Layer.scopedDiscard(run(options))

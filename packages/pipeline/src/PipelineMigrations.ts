@@ -1,0 +1,93 @@
+import * as Migrator from "@effect/sql/Migrator"
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { Migrations } from "@kpipe/sql"
+import * as Effect from "effect/Effect"
+
+/** Keys are spread over this many shards; a relay claims whole shards, so it is also the most relays that can work at once. */
+export const outboxShards = 64
+
+const createOutbox = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`
+    CREATE FUNCTION kpipe_outbox_shard(topic TEXT, message_key TEXT) RETURNS INT
+    LANGUAGE SQL IMMUTABLE PARALLEL SAFE
+    RETURN (hashtext(topic || E'\\x1f' || message_key) & 2147483647) % ${sql.literal(String(outboxShards))}`
+  yield* sql`
+    CREATE TABLE kpipe_outbox_keys (
+      topic TEXT NOT NULL,
+      message_key TEXT NOT NULL,
+      last_seq BIGINT NOT NULL,
+      PRIMARY KEY (topic, message_key)
+    )`
+  yield* sql`CREATE TABLE kpipe_outbox_shards (shard INT PRIMARY KEY)`
+  yield* sql`INSERT INTO kpipe_outbox_shards SELECT generate_series(0, ${sql.literal(String(outboxShards - 1))})`
+  yield* sql`
+    CREATE TABLE kpipe_outbox (
+      id BIGSERIAL PRIMARY KEY,
+      topic TEXT NOT NULL,
+      message_key TEXT NOT NULL,
+      seq BIGINT NOT NULL,
+      shard INT NOT NULL,
+      event_id TEXT NOT NULL,
+      event_type TEXT NOT NULL,
+      schema_version INT NOT NULL,
+      payload JSONB NOT NULL,
+      headers JSONB NOT NULL DEFAULT '{}',
+      status TEXT NOT NULL DEFAULT 'PENDING' CHECK (status IN ('PENDING', 'PUBLISHED', 'FAILED', 'SKIPPED')),
+      attempts INT NOT NULL DEFAULT 0,
+      last_error TEXT,
+      created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+      published_at TIMESTAMPTZ,
+      UNIQUE (topic, message_key, seq)
+    )`
+  yield* sql`CREATE INDEX kpipe_outbox_pending ON kpipe_outbox (shard, topic, message_key, seq) WHERE status = 'PENDING'`
+  yield* sql`CREATE INDEX kpipe_outbox_failed ON kpipe_outbox (topic, message_key) WHERE status = 'FAILED'`
+  yield* sql`CREATE INDEX kpipe_outbox_done ON kpipe_outbox (published_at) WHERE status IN ('PUBLISHED', 'SKIPPED')`
+})
+
+const createConsumerTables = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`
+    CREATE TABLE kpipe_processed_events (
+      consumer_group TEXT NOT NULL,
+      event_id TEXT NOT NULL,
+      topic TEXT NOT NULL,
+      partition INT NOT NULL,
+      "offset" BIGINT NOT NULL,
+      outcome TEXT NOT NULL CHECK (outcome IN ('APPLIED', 'DEAD_LETTERED')),
+      processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      PRIMARY KEY (consumer_group, event_id)
+    )`
+  yield* sql`
+    CREATE TABLE kpipe_failed_events (
+      id BIGSERIAL PRIMARY KEY,
+      consumer_group TEXT NOT NULL,
+      topic TEXT NOT NULL,
+      partition INT NOT NULL,
+      "offset" BIGINT NOT NULL,
+      message_key BYTEA,
+      payload BYTEA,
+      headers JSONB NOT NULL,
+      event_id TEXT,
+      event_type TEXT,
+      error_tag TEXT NOT NULL,
+      error_message TEXT NOT NULL,
+      error_stack TEXT,
+      attempts INT NOT NULL,
+      first_attempt_at TIMESTAMPTZ NOT NULL,
+      last_attempt_at TIMESTAMPTZ NOT NULL,
+      dead_letter_topic TEXT NOT NULL,
+      status TEXT NOT NULL DEFAULT 'OPEN' CHECK (status IN ('OPEN', 'REDRIVEN', 'RESOLVED')),
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      UNIQUE (consumer_group, topic, partition, "offset")
+    )`
+})
+
+/** The pipeline's tables, with their own migration history so an app can embed them beside its own. */
+export const migrations: Migrations.MigrationsOptions = {
+  table: "kpipe_pipeline_migrations",
+  loader: Migrator.fromRecord({
+    "0001_outbox": createOutbox,
+    "0002_consumer": createConsumerTables
+  })
+}

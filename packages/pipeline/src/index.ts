@@ -1,0 +1,7 @@
+export * as DeadLetter from "./DeadLetter.ts"
+export * as IdempotentConsumer from "./IdempotentConsumer.ts"
+export * as Outbox from "./Outbox.ts"
+export * as OutboxRelay from "./OutboxRelay.ts"
+export * as PipelineMigrations from "./PipelineMigrations.ts"
+export * as RetryPolicy from "./RetryPolicy.ts"
+export * as Topic from "./Topic.ts"

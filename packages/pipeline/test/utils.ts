@@ -1,0 +1,128 @@
+import * as Migrator from "@effect/sql/Migrator"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
+import { DeadLetter, PipelineMigrations, RetryPolicy, Topic } from "@kpipe/pipeline"
+import { Database } from "@kpipe/sql"
+import { TestKafka, TestLogging } from "@kpipe/testing"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+
+export class TestEvent extends Schema.Class<TestEvent>("TestEvent")({
+  type: Schema.tag("TestEvent"),
+  version: Schema.Literal(1).pipe(Schema.propertySignature, Schema.withConstructorDefault(() => 1 as const)),
+  eventId: Schema.String,
+  key: Schema.String,
+  seq: Schema.Int,
+  data: Schema.optionalWith(Schema.String, { exact: true })
+}) {}
+
+export const makeTopic = (prefix: string, partitions = 3) => topicNamed(TestKafka.uniqueName(prefix), partitions)
+
+export const topicNamed = (name: string, partitions = 3) =>
+  Topic.make({
+    name,
+    partitions,
+    retention: "1 hour",
+    schema: TestEvent,
+    key: (event) => event.key,
+    deadLetter: { name: `${name}.DLT`, retention: "1 hour" }
+  })
+
+/** The handler of these tests: records that `group` applied the event, in the consumer's transaction. */
+export const recordApplied = (group: string) => (event: TestEvent) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) =>
+      sql`INSERT INTO applied ${
+        sql.insert({ consumerGroup: group, eventId: event.eventId, messageKey: event.key, seq: event.seq })
+      }`
+  )
+
+export const appliedCount = (group: string) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM applied WHERE consumer_group = ${group}`
+  ).pipe(
+    Effect.map((rows) => rows[0]!.n)
+  )
+
+/** Events applied more than once by `group` (must stay empty). */
+export const appliedTwice = (group: string) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ eventId: string; n: number }>`
+      SELECT event_id, count(*)::int AS n FROM applied WHERE consumer_group = ${group}
+      GROUP BY event_id HAVING count(*) > 1`)
+
+/** Sends events straight to Kafka (as a producer that retried would, duplicates included). */
+export const produce = <I>(topic: Topic.Topic<TestEvent, I>, events: ReadonlyArray<TestEvent>) =>
+  Effect.gen(function*() {
+    const producer = yield* Producer.Producer
+    const messages = yield* Effect.forEach(
+      events,
+      (e) => Effect.map(topic.encode(e), (value) => ({ key: topic.key(e), value }))
+    )
+    yield* producer.send({ topic: topic.name, messages })
+  })
+
+export const eventually = <E, R>(
+  check: Effect.Effect<boolean, E, R>,
+  timeout: Duration.DurationInput = "30 seconds"
+) =>
+  Effect.gen(function*() {
+    while (!(yield* check)) yield* Effect.sleep("100 millis")
+  }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("condition not reached in time") }))
+
+export const fastRetry = RetryPolicy.make({ initialDelay: "20 millis", factor: 2, maxRetries: 3 })
+
+export const event = (key: string, seq: number, data?: string) =>
+  new TestEvent({ eventId: crypto.randomUUID(), key, seq, ...(data !== undefined ? { data } : {}) })
+
+/** What handlers in these tests write: one row per application of an event. */
+export const appliedMigrations = {
+  table: "kpipe_test_migrations",
+  loader: Migrator.fromRecord({
+    "0001_applied": Effect.flatMap(SqlClient, (sql) =>
+      sql`CREATE TABLE applied (
+        id BIGSERIAL PRIMARY KEY,
+        consumer_group TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        message_key TEXT NOT NULL,
+        seq INT NOT NULL
+      )`),
+    "0002_commit_witness": Effect.flatMap(
+      SqlClient,
+      (sql) => sql`CREATE TABLE commit_witness (message_key TEXT PRIMARY KEY, n INT NOT NULL)`
+    )
+  })
+}
+
+export const KafkaLive = TestKafka.layer
+export const DatabaseLive = Database.layerTest([PipelineMigrations.migrations, appliedMigrations])
+export const PipelineLive = Layer.mergeAll(KafkaLive, DeadLetter.layer.pipe(Layer.provide(KafkaLive))).pipe(
+  Layer.provideMerge(DatabaseLive),
+  Layer.provideMerge(TestLogging.layer)
+)
+
+export const createTopics = (...topics: ReadonlyArray<Topic.Any>) =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(Topic.specs(topics)))
+
+/** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
+export const readTopic = (topic: string, count: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
+    yield* Consumer.run(
+      { groupId: TestKafka.uniqueName("reader"), topics: [topic], ...TestKafka.fastConsumer },
+      (record) => Queue.offer(received, record)
+    )
+    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
+    yield* Effect.sleep("200 millis")
+    return Array.from(yield* Queue.takeAll(received))
+  })).pipe(Effect.timeout("30 seconds"))
+
+export const decodeValue = (record: Consumer.ConsumerRecord) =>
+  Schema.decodeSync(Schema.parseJson(TestEvent))(record.value!.toString("utf8"))
+
+export { KafkaClient, Producer }
