@@ -31,6 +31,10 @@ export class Admin extends Context.Tag("@kpipe/kafka/Admin")<Admin, {
     groupId: string,
     topic: string
   ) => Effect.Effect<ReadonlyArray<{ readonly partition: number; readonly offset: string }>, KafkaError>
+  /** The group's state and the ids of its current members. */
+  readonly describeGroup: (
+    groupId: string
+  ) => Effect.Effect<{ readonly state: string; readonly memberIds: ReadonlyArray<string> }, KafkaError>
   /** Moves a group (with no running members) back to the earliest offsets of `topic`, for a replay. */
   readonly resetOffsets: (groupId: string, topic: string) => Effect.Effect<void, KafkaError>
 }>() {}
@@ -87,7 +91,23 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("Admin.resetOffsets", { attributes: { groupId, topic } })
     )
 
-  return Admin.of({ createTopics, deleteTopics, listTopics, describeCluster, committedOffsets, resetOffsets })
+  const describeGroup = (groupId: string) =>
+    call(() => admin.describeGroups([groupId])).pipe(
+      Effect.map(({ groups }) => ({
+        state: groups[0]?.state ?? "Dead",
+        memberIds: (groups[0]?.members ?? []).map((member) => member.memberId)
+      }))
+    )
+
+  return Admin.of({
+    createTopics,
+    deleteTopics,
+    listTopics,
+    describeCluster,
+    committedOffsets,
+    resetOffsets,
+    describeGroup
+  })
 })
 
 export const layer: Layer.Layer<Admin, KafkaError, KafkaClient> = Layer.scoped(Admin, make)

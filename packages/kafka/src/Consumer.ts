@@ -141,7 +141,12 @@ export const runBatches = <R>(
         const commit = Effect.suspend(() => {
           const offset = commitFrom
           return offset === undefined || payload.isStale() ? Effect.void : Effect.tryPromise({
-            try: () => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset }]),
+            // Through the batch, not `consumer.commitOffsets`: kafkajs drops the latter once the
+            // consumer is stopping, which is exactly when finished work must still be committed.
+            try: () =>
+              payload.commitOffsetsIfNecessary({
+                topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }]
+              }),
             catch: fromCause("Commit")
           })
         })

@@ -97,7 +97,25 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
       })
 
     /** Claims the events and applies the new ones, in order, in one transaction. */
-    const transact = (run: ReadonlyArray<Decoded<A>>) =>
+    const recordSpan = (name: string, record: Consumer.ConsumerRecord) => {
+      const parent = parentOf(record)
+      return Effect.withSpan(`${topic.name} ${name}`, {
+        kind: "consumer",
+        ...(Option.isSome(parent) ? { parent: parent.value } : {}),
+        attributes: {
+          "messaging.system": "kafka",
+          "messaging.consumer.group.name": groupId,
+          "messaging.kafka.partition": record.partition,
+          "messaging.kafka.offset": record.offset
+        }
+      })
+    }
+
+    /**
+     * `continueTraces`: each handler call continues its record's trace. Off when the caller
+     * already runs inside that trace (a retry), so the call nests under the attempt.
+     */
+    const transact = (run: ReadonlyArray<Decoded<A>>, continueTraces = true) =>
       sql.withTransaction(Effect.gen(function*() {
         const first = new Map<string, number>()
         run.forEach(({ event }, i) => {
@@ -115,21 +133,11 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
         for (let index = 0; index < run.length; index++) {
           const { event, record } = run[index]!
           if (!fresh.delete(event.eventId)) continue
-          const parent = parentOf(record)
-          yield* options.handle(event, record).pipe(
+          yield* Effect.annotateCurrentSpan({ "kpipe.event_id": event.eventId, "kpipe.event_type": event.type }).pipe(
+            Effect.zipRight(options.handle(event, record)),
             Effect.mapError((error) => ({ index, error })),
             Effect.catchAllDefect((defect) => Effect.fail({ index, error: undefined, defect })),
-            Effect.withSpan(`${topic.name} process`, {
-              kind: "consumer",
-              ...(Option.isSome(parent) ? { parent: parent.value } : {}),
-              attributes: {
-                "messaging.system": "kafka",
-                "messaging.consumer.group.name": groupId,
-                "messaging.kafka.offset": record.offset,
-                "kpipe.event_id": event.eventId,
-                "kpipe.event_type": event.type
-              }
-            })
+            continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
         return { applied: claimed.length, duplicates: run.length - claimed.length }
@@ -215,7 +223,7 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
           firstAt ??= failure.at
         }
         yield* deadLetter(item.record, failure, attempts, firstAt ?? failure.at, item.event)
-      })
+      }).pipe(recordSpan("retry", item.record))
 
     const applyRun = (run: ReadonlyArray<Decoded<A>>): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : transact(run).pipe(
@@ -256,7 +264,9 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
           }
           yield* flush
           const at = yield* DateTime.now
-          yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at)
+          yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at).pipe(
+            recordSpan("undecodable", record)
+          )
           yield* batch.done(record)
         }
         yield* flush

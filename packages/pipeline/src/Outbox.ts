@@ -1,9 +1,9 @@
-import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
+import { traceHeaders } from "./internal/headers.ts"
 import type * as Topic from "./Topic.ts"
 
 /** The channel an append notifies on commit; the relay listens to it. */
@@ -17,11 +17,6 @@ interface Row {
   readonly version: number
   readonly payload: string
 }
-
-const traceHeaders = Effect.map(Effect.currentSpan, (span) => {
-  const { traceparent } = HttpTraceContext.toHeaders(span)
-  return traceparent === undefined ? {} : { traceparent }
-}).pipe(Effect.orElseSucceed(() => ({})))
 
 const insert = Effect.fnUntraced(function*(rows: ReadonlyArray<Row>) {
   const sql = yield* SqlClient

@@ -17,6 +17,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
+import { eventHeaders } from "./internal/headers.ts"
 import { channel } from "./Outbox.ts"
 import { outboxShards } from "./PipelineMigrations.ts"
 
@@ -74,12 +75,7 @@ const errorText = (error: unknown) => (error instanceof Error ? error.message : 
 const toMessage = (row: ClaimedRow) => ({
   key: row.messageKey,
   value: row.payload,
-  headers: {
-    ...row.headers,
-    "kpipe-event-id": row.eventId,
-    "kpipe-event-type": row.eventType,
-    "kpipe-event-version": String(row.schemaVersion)
-  }
+  headers: { ...row.headers, ...eventHeaders(row.eventId, row.eventType, row.schemaVersion) }
 })
 
 const byTopic = (rows: ReadonlyArray<ClaimedRow>) => {

@@ -1,6 +1,8 @@
-import type { Admin } from "@kpipe/kafka"
+import { Admin } from "@kpipe/kafka"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
@@ -95,3 +97,14 @@ export const specs = (topics: ReadonlyArray<Any>): ReadonlyArray<Admin.TopicSpec
   }
   return [...byName.values()]
 }
+
+/** Creates the topics (and their dead-letter topics) that do not exist yet; returns the names it created. */
+export const create = (topics: ReadonlyArray<Any>): Effect.Effect<ReadonlyArray<string>, KafkaError, Admin.Admin> =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(specs(topics))).pipe(
+    Effect.tap((created) => created.length > 0 ? Effect.logInfo("Created topics", created) : Effect.void),
+    Effect.withSpan("Topic.create")
+  )
+
+/** Creates the topics at startup, before the Layers that produce or consume them. */
+export const layerCreate = (topics: ReadonlyArray<Any>): Layer.Layer<never, KafkaError, Admin.Admin> =>
+  Layer.effectDiscard(create(topics))

@@ -296,3 +296,55 @@ describe("IdempotentConsumer", () => {
     { timeout: 120_000 }
   )
 })
+
+describe("IdempotentConsumer lifecycle", () => {
+  it.live(
+    "on shutdown it finishes or rolls back the record in hand and commits exactly what it applied",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("drain", 1)
+        yield* createTopics(topic)
+        const group = TestKafka.uniqueName("drain")
+        yield* produce(topic, Array.from({ length: 30 }, (_, i) => event("k", i)))
+        const slow = (e: TestEvent) => Effect.zipRight(Effect.sleep("100 millis"), recordApplied(group)(e))
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* consume(topic, group, { batchSize: 1, handle: slow })
+          yield* eventually(Effect.map(appliedCount(group), (n) => n >= 5))
+        }))
+        const applied = yield* appliedCount(group)
+        assert.isBelow(applied, 30)
+        assert.strictEqual(yield* committedTotal(group, topic.name), applied)
+
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* consume(topic, group, { batchSize: 1, handle: slow })
+          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 30))
+        }))
+        assert.strictEqual(yield* appliedCount(group), 30)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live("a handler slower than the session timeout keeps its group membership", () =>
+    Effect.gen(function*() {
+      const admin = yield* Admin.Admin
+      const topic = makeTopic("slow-handler", 1)
+      yield* createTopics(topic)
+      const group = TestKafka.uniqueName("slow-handler")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* consume(topic, group, {
+          handle: (e) => Effect.zipRight(Effect.sleep("9 seconds"), recordApplied(group)(e))
+        })
+        const before = yield* admin.describeGroup(group)
+        yield* produce(topic, [event("k", 1)])
+        yield* Effect.sleep("8 seconds")
+        const during = yield* admin.describeGroup(group)
+        yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 1))
+        const after = yield* admin.describeGroup(group)
+        assert.strictEqual(before.memberIds.length, 1)
+        assert.deepStrictEqual([during.state, during.memberIds], ["Stable", before.memberIds])
+        assert.deepStrictEqual(after.memberIds, before.memberIds)
+      }))
+      assert.strictEqual(yield* appliedCount(group), 1)
+    }).pipe(Effect.provide(PipelineLive)), { timeout: 60_000 })
+})

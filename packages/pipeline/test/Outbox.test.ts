@@ -1,12 +1,35 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Outbox, OutboxRelay } from "@kpipe/pipeline"
+import { Admin } from "@kpipe/kafka"
+import { IdempotentConsumer, Outbox, OutboxRelay, Publisher } from "@kpipe/pipeline"
+import { Database } from "@kpipe/sql"
+import { TestKafka } from "@kpipe/testing"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
-import { createTopics, decodeValue, event, KafkaClient, makeTopic, PipelineLive, Producer, readTopic } from "./utils.ts"
+import * as Redacted from "effect/Redacted"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import {
+  appliedCount,
+  appliedTwice,
+  createTopics,
+  decodeValue,
+  event,
+  eventually,
+  KafkaClient,
+  makeTopic,
+  PipelineLive,
+  Producer,
+  readTopic,
+  recordApplied
+} from "./utils.ts"
+
+const replicaScript = fileURLToPath(new URL("fixtures/replica.ts", import.meta.url))
 
 const statuses = Effect.flatMap(
   SqlClient,
@@ -199,5 +222,83 @@ describe("Outbox", () => {
       yield* Outbox.append(topic, event("pending", 1))
       assert.strictEqual(yield* OutboxRelay.cleanup("1 day"), 5)
       assert.deepStrictEqual(yield* statuses, [{ status: "PENDING", n: 1 }, { status: "PUBLISHED", n: 15 }])
+    }).pipe(Effect.provide(PipelineLive)))
+
+  it.live(
+    "a relay killed between publishing and marking is replaced; the events are republished and applied once",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("outbox-crash")
+        yield* createTopics(topic)
+        const events = Array.from({ length: 20 }, (_, i) => event(`k${i % 3}`, i))
+        yield* Outbox.append(topic, ...events)
+
+        // Holding the rows' locks lets the replica send but blocks its "mark published" statement.
+        const release = yield* Deferred.make<void>()
+        const locked = yield* Deferred.make<void>()
+        const holder = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SELECT id FROM kpipe_outbox FOR UPDATE`
+          yield* Deferred.succeed(locked, void 0)
+          yield* Deferred.await(release)
+        })).pipe(Effect.fork)
+        yield* Deferred.await(locked)
+
+        const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+        const replica = spawn(process.execPath, [replicaScript, "relay", topic.name], {
+          env: {
+            ...process.env,
+            DATABASE_URL: Database.withDatabase(Redacted.value(yield* Database.url), current!.database)
+          },
+          stdio: ["ignore", "ignore", "inherit"]
+        })
+        yield* Effect.addFinalizer(() => Effect.sync(() => replica.kill("SIGKILL")))
+        const sent = yield* readTopic(topic.name, events.length)
+        assert.strictEqual(sent.length, events.length)
+        replica.kill("SIGKILL")
+        yield* Deferred.succeed(release, void 0)
+        yield* Fiber.join(holder)
+
+        yield* eventually(Effect.map(
+          sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`,
+          (rows) => rows[0]!.n === 0
+        ))
+        assert.strictEqual((yield* OutboxRelay.stats).pending, events.length)
+        assert.strictEqual(yield* drain, events.length)
+
+        const group = TestKafka.uniqueName("after-crash")
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* IdempotentConsumer.run({
+            topic,
+            groupId: group,
+            handle: recordApplied(group),
+            errors: { SqlError: "retry" },
+            kafka: TestKafka.fastConsumer
+          })
+          yield* eventually(Effect.map(
+            Effect.flatMap(Admin.Admin, (admin) => admin.committedOffsets(group, topic.name)),
+            (offsets) => offsets.reduce((sum, { offset }) => sum + Math.max(0, Number(offset)), 0) === 2 * events.length
+          ))
+        }))
+        assert.strictEqual(yield* appliedCount(group), events.length)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live("Publisher sends typed events straight to Kafka with the topic's key and headers", () =>
+    Effect.gen(function*() {
+      const topic = makeTopic("publisher")
+      yield* createTopics(topic)
+      const events = [event("a", 1), event("b", 2)]
+      yield* Publisher.publish(topic, ...events)
+      const records = yield* readTopic(topic.name, 2)
+      assert.deepStrictEqual(
+        records.map((r) => [r.key?.toString(), decodeValue(r).eventId, r.headers["kpipe-event-id"]]).sort(),
+        events.map((e) => [e.key, e.eventId, e.eventId]).sort()
+      )
+      // @ts-expect-error a value that is not one of the topic's events does not compile
+      yield* Publisher.publish(topic, { type: "Other", version: 1, eventId: "x" }).pipe(Effect.ignore)
     }).pipe(Effect.provide(PipelineLive)))
 })

@@ -38,7 +38,7 @@ export const recordApplied = (group: string) => (event: TestEvent) =>
     (sql) =>
       sql`INSERT INTO applied ${
         sql.insert({ consumerGroup: group, eventId: event.eventId, messageKey: event.key, seq: event.seq })
-      }`
+      }`.pipe(Effect.asVoid)
   )
 
 export const appliedCount = (group: string) =>
