@@ -29,6 +29,8 @@ export class DeadLetterHeaders extends Schema.Class<DeadLetterHeaders>("DeadLett
   errorTag: header(Schema.String, "error-tag"),
   errorMessage: header(Schema.String, "error-message"),
   errorStack: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("kpipe-dlt-error-stack")),
+  eventId: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("kpipe-dlt-event-id")),
+  eventType: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("kpipe-dlt-event-type")),
   attempts: header(Schema.NumberFromString, "attempts"),
   firstAttemptAt: header(Schema.DateTimeUtc, "first-attempt-at"),
   lastAttemptAt: header(Schema.DateTimeUtc, "last-attempt-at")
@@ -100,6 +102,8 @@ export const make = Effect.gen(function*() {
           errorTag: letter.failure.tag,
           errorMessage: letter.failure.message,
           ...(letter.failure.stack !== undefined ? { errorStack: letter.failure.stack } : {}),
+          ...(letter.eventId !== undefined ? { eventId: letter.eventId } : {}),
+          ...(letter.eventType !== undefined ? { eventType: letter.eventType } : {}),
           attempts: letter.attempts,
           firstAttemptAt: letter.firstAttemptAt,
           lastAttemptAt: letter.lastAttemptAt

@@ -108,3 +108,14 @@ export const create = (topics: ReadonlyArray<Any>): Effect.Effect<ReadonlyArray<
 /** Creates the topics at startup, before the Layers that produce or consume them. */
 export const layerCreate = (topics: ReadonlyArray<Any>): Layer.Layer<never, KafkaError, Admin.Admin> =>
   Layer.effectDiscard(create(topics))
+
+/**
+ * The same topic under `prefix` (dead-letter topic included): one broker can host several isolated
+ * copies of a system, e.g. one per test run.
+ */
+export const prefixed = <A extends EventShape, I>(topic: Topic<A, I>, prefix: string): Topic<A, I> =>
+  prefix === "" ? topic : {
+    ...topic,
+    name: `${prefix}${topic.name}`,
+    deadLetter: { ...topic.deadLetter, name: `${prefix}${topic.deadLetter.name}` }
+  }

@@ -1,4 +1,6 @@
+export * as AlertSink from "./AlertSink.ts"
 export * as DeadLetter from "./DeadLetter.ts"
+export * as DeadLetterMonitor from "./DeadLetterMonitor.ts"
 export * as IdempotentConsumer from "./IdempotentConsumer.ts"
 export * as Outbox from "./Outbox.ts"
 export * as OutboxRelay from "./OutboxRelay.ts"

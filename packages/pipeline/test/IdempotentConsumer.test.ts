@@ -153,6 +153,8 @@ describe("IdempotentConsumer", () => {
         assert.strictEqual(letter.originalKey, "k")
         assert.strictEqual(letter.consumerGroup, group)
         assert.strictEqual(letter.errorTag, "Rejected")
+        assert.strictEqual(letter.eventId, events[1]!.eventId)
+        assert.strictEqual(letter.eventType, "TestEvent")
         assert.include(letter.errorMessage, "member is blocked")
         assert.strictEqual(letter.attempts, 1)
         assert.isDefined(letter.errorStack)

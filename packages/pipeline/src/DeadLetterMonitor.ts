@@ -1,0 +1,101 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Consumer } from "@kpipe/kafka"
+import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { AlertSink } from "./AlertSink.ts"
+import * as DeadLetter from "./DeadLetter.ts"
+import type * as Topic from "./Topic.ts"
+
+export const failuresTotal = Metric.counter("kpipe_dead_letters_total", {
+  description: "Records read from dead-letter topics",
+  incremental: true
+})
+
+export interface Options {
+  readonly topic: Topic.Any
+  readonly groupId: string
+  readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
+}
+
+/**
+ * Watches a topic's dead-letter topic: each record is logged in detail, kept in the failed-events
+ * table (the source consumer usually stored it already; a record dead-lettered elsewhere is added),
+ * raised through the `AlertSink`, and counted per source topic and error.
+ */
+export const run = (
+  options: Options
+): Effect.Effect<void, KafkaError, KafkaClient | SqlClient | AlertSink | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const sink = yield* AlertSink
+    const handle = (record: Consumer.ConsumerRecord) =>
+      DeadLetter.decode(record).pipe(
+        Effect.flatMap(({ letter }) =>
+          Effect.gen(function*() {
+            yield* sql`
+              INSERT INTO kpipe_failed_events ${
+              sql.insert({
+                consumerGroup: letter.consumerGroup,
+                topic: letter.originalTopic,
+                partition: letter.originalPartition,
+                offset: letter.originalOffset,
+                messageKey: record.key,
+                payload: record.value,
+                headers: JSON.stringify(record.headers),
+                eventId: letter.eventId ?? null,
+                eventType: letter.eventType ?? null,
+                errorTag: letter.errorTag,
+                errorMessage: letter.errorMessage,
+                errorStack: letter.errorStack ?? null,
+                attempts: letter.attempts,
+                firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
+                lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
+                deadLetterTopic: record.topic
+              })
+            }
+              ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+            yield* Effect.logWarning("Dead-lettered event").pipe(Effect.annotateLogs({ ...letter }))
+            yield* sink.alert({
+              title: `Event dead-lettered from ${letter.originalTopic}: ${letter.errorTag}`,
+              severity: "critical",
+              details: {
+                topic: letter.originalTopic,
+                partition: letter.originalPartition,
+                offset: letter.originalOffset,
+                key: letter.originalKey,
+                consumerGroup: letter.consumerGroup,
+                error: letter.errorMessage,
+                attempts: letter.attempts,
+                eventId: letter.eventId
+              }
+            })
+            yield* Metric.increment(failuresTotal).pipe(
+              Effect.tagMetrics({ topic: letter.originalTopic, error: letter.errorTag })
+            )
+          })
+        ),
+        // A record without our headers was not written by the sink; it still deserves an operator's eyes.
+        Effect.catchTag("ParseError", (error) =>
+          sink.alert({
+            title: `Unreadable record on ${record.topic}`,
+            severity: "critical",
+            details: { partition: record.partition, offset: record.offset, error: error.message }
+          })),
+        Effect.retry(
+          Schedule.exponential("500 millis").pipe(Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30))))
+        ),
+        Effect.orDie,
+        Effect.withSpan("DeadLetterMonitor.handle", { attributes: { "messaging.destination.name": record.topic } })
+      )
+    yield* Consumer.run({ ...options.kafka, groupId: options.groupId, topics: [options.topic.deadLetter.name] }, handle)
+  })
+
+export const layer = (options: Options): Layer.Layer<never, KafkaError, KafkaClient | SqlClient | AlertSink> =>
+  Layer.scopedDiscard(run(options))
