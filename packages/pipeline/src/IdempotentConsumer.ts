@@ -1,10 +1,12 @@
 import * as Headers from "@effect/platform/Headers"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Consumer } from "@kpipe/kafka"
 import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
 import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -41,6 +43,12 @@ interface Decoded<A> {
   readonly event: A
 }
 
+/** The handler of the record at `index` failed (or died) inside the transaction. */
+class HandlerFailed<E> extends Data.TaggedError("HandlerFailed")<{
+  readonly index: number
+  readonly cause: Cause.Cause<E>
+}> {}
+
 interface AttemptFailure extends Failure {
   readonly decision: RetryPolicy.Decision
   /** Which record of the transaction failed, when it is known. */
@@ -76,27 +84,29 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
     const policy = options.retry ?? RetryPolicy.defaultPolicy
     const batchSize = Math.max(1, options.batchSize ?? 100)
 
-    const failureOf = (cause: Cause.Cause<{ readonly index: number; readonly error: E } | unknown>) =>
+    const failureOf = (cause: Cause.Cause<HandlerFailed<E> | SqlError>) =>
       Effect.map(DateTime.now, (at): AttemptFailure => {
         const failure = Cause.failureOption(cause)
-        if (Option.isSome(failure)) {
-          const value = failure.value
-          if (typeof value === "object" && value !== null && "index" in value && "error" in value) {
-            const error = (value as { index: number; error: E }).error
-            return {
-              tag: error._tag,
-              ...describe(error),
-              decision: RetryPolicy.decide(errors, error),
-              index: (value as { index: number }).index,
-              at
-            }
-          }
-          return { tag: "SqlError", ...describe(value), decision: "retry", index: undefined, at }
+        if (Option.isNone(failure)) {
+          // COMMIT failures surface as defects in @effect/sql; like any unknown failure, worth a retry.
+          return { tag: "Defect", ...describe(Cause.squash(cause)), decision: "retry", index: undefined, at }
         }
-        return { tag: "Defect", ...describe(Cause.squash(cause)), decision: "retry", index: undefined, at }
+        if (failure.value._tag === "SqlError") {
+          return { tag: "SqlError", ...describe(failure.value), decision: "retry", index: undefined, at }
+        }
+        const { cause: handlerCause, index } = failure.value
+        const error = Cause.failureOption(handlerCause)
+        return Option.isSome(error)
+          ? {
+            tag: error.value._tag,
+            ...describe(error.value),
+            decision: RetryPolicy.decide(errors, error.value),
+            index,
+            at
+          }
+          : { tag: "Defect", ...describe(Cause.squash(handlerCause)), decision: "retry", index, at }
       })
 
-    /** Claims the events and applies the new ones, in order, in one transaction. */
     const recordSpan = (name: string, record: Consumer.ConsumerRecord) => {
       const parent = parentOf(record)
       return Effect.withSpan(`${topic.name} ${name}`, {
@@ -112,6 +122,7 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
     }
 
     /**
+     * Claims the events and applies the new ones, in order, in one transaction.
      * `continueTraces`: each handler call continues its record's trace. Off when the caller
      * already runs inside that trace (a retry), so the call nests under the attempt.
      */
@@ -135,8 +146,8 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
           if (!fresh.delete(event.eventId)) continue
           yield* Effect.annotateCurrentSpan({ "kpipe.event_id": event.eventId, "kpipe.event_type": event.type }).pipe(
             Effect.zipRight(options.handle(event, record)),
-            Effect.mapError((error) => ({ index, error })),
-            Effect.catchAllDefect((defect) => Effect.fail({ index, error: undefined, defect })),
+            Effect.sandbox,
+            Effect.mapError((cause) => new HandlerFailed({ index, cause })),
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
@@ -145,19 +156,10 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
         Effect.tap(({ applied, duplicates }) =>
           Effect.zipRight(Metric.incrementBy(appliedTotal, applied), Metric.incrementBy(duplicatesTotal, duplicates))
         ),
-        // COMMIT failures surface as defects in @effect/sql; they are worth a retry like any other.
         Effect.sandbox,
-        Effect.mapError((cause) => {
-          const failure = Cause.failureOption(cause)
-          if (
-            Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null &&
-            "defect" in failure.value
-          ) {
-            return Cause.die((failure.value as { defect: unknown }).defect)
-          }
-          return cause
-        }),
-        Effect.catchAll((cause) => Effect.flatMap(failureOf(cause), Effect.fail))
+        Effect.catchAll((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.flatMap(failureOf(cause), Effect.fail)
+        )
       )
 
     const deadLetter = (
