@@ -27,6 +27,11 @@ export interface Options<A extends Topic.EventShape, I, E extends { readonly _ta
   readonly handle: (event: A, record: Consumer.ConsumerRecord) => Effect.Effect<void, E, R>
   /** Retry or dead-letter, for every error the handler can fail with; a missing one does not compile. */
   readonly errors: RetryPolicy.ErrorPolicy<E>
+  /**
+   * Runs after a transaction committed, with the events it applied (never with duplicates, never
+   * after a rollback): for side effects outside the database, e.g. a cache or a log line.
+   */
+  readonly afterCommit?: ((events: ReadonlyArray<A>) => Effect.Effect<void, never, R>) | undefined
   readonly retry?: RetryPolicy.RetryPolicy | undefined
   /** Records of one partition applied in one transaction (default 100; 1 = a transaction per record). */
   readonly batchSize?: number | undefined
@@ -141,9 +146,11 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
           ON CONFLICT DO NOTHING
           RETURNING event_id`
         const fresh = new Set(claimed.map((row) => row.eventId))
+        const applied: Array<A> = []
         for (let index = 0; index < run.length; index++) {
           const { event, record } = run[index]!
           if (!fresh.delete(event.eventId)) continue
+          applied.push(event)
           yield* Effect.annotateCurrentSpan({ "kpipe.event_id": event.eventId, "kpipe.event_type": event.type }).pipe(
             Effect.zipRight(options.handle(event, record)),
             Effect.sandbox,
@@ -151,14 +158,29 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
-        return { applied: claimed.length, duplicates: run.length - claimed.length }
+        return applied
       })).pipe(
-        Effect.tap(({ applied, duplicates }) =>
-          Effect.zipRight(Metric.incrementBy(appliedTotal, applied), Metric.incrementBy(duplicatesTotal, duplicates))
+        Effect.tap((applied) =>
+          Effect.zipRight(
+            Metric.incrementBy(appliedTotal, applied.length),
+            Metric.incrementBy(duplicatesTotal, run.length - applied.length)
+          )
         ),
         Effect.sandbox,
         Effect.catchAll((cause) =>
           Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.flatMap(failureOf(cause), Effect.fail)
+        )
+      )
+
+    /** `transact`, then the `afterCommit` hook for what it applied, even if an interruption arrives after COMMIT. */
+    const commitRun = (run: ReadonlyArray<Decoded<A>>, continueTraces = true) =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(transact(run, continueTraces)).pipe(
+          Effect.tap((applied) =>
+            options.afterCommit === undefined || applied.length === 0
+              ? Effect.void
+              : options.afterCommit(applied)
+          )
         )
       )
 
@@ -214,7 +236,7 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
           }
           attempts++
           const exit = yield* Effect.exit(
-            transact([item]).pipe(
+            commitRun([item], false).pipe(
               Effect.withSpan("IdempotentConsumer.attempt", { attributes: { attempt: attempts } })
             )
           )
@@ -228,7 +250,7 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
       }).pipe(recordSpan("retry", item.record))
 
     const applyRun = (run: ReadonlyArray<Decoded<A>>): Effect.Effect<void, never, R> =>
-      run.length === 0 ? Effect.void : transact(run).pipe(
+      run.length === 0 ? Effect.void : commitRun(run).pipe(
         Effect.matchEffect({
           onSuccess: () => Effect.void,
           onFailure: (failure) => {

@@ -101,24 +101,33 @@ describe("IdempotentConsumer", () => {
         const topic = makeTopic("transient", 1)
         yield* createTopics(topic)
         const events = [event("k", 1), event("k", 2), event("k", 3)]
-        yield* produce(topic, events)
+        yield* produce(topic, [...events, events[0]!])
         const group = TestKafka.uniqueName("transient")
         const attempts = new Map<string, number>()
+        const committed: Array<number> = []
         yield* Effect.scoped(Effect.gen(function*() {
-          yield* consume(topic, group, {
-            handle: (e) =>
+          yield* IdempotentConsumer.run({
+            topic,
+            groupId: group,
+            handle: (e: TestEvent) =>
               Effect.gen(function*() {
                 const attempt = (attempts.get(e.eventId) ?? 0) + 1
                 attempts.set(e.eventId, attempt)
                 if (e.seq === 2 && attempt < 3) return yield* new Transient({ attempt })
                 yield* recordApplied(group)(e)
-              })
+              }),
+            afterCommit: (applied) => Effect.sync(() => committed.push(...applied.map((e) => e.seq))),
+            errors: { SqlError: "retry", Transient: "retry" },
+            retry: fastRetry,
+            kafka: consumerTimings
           })
-          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 3))
+          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 4))
         }))
         const applied = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
         assert.deepStrictEqual(applied.map((row) => row.seq), [1, 2, 3])
         assert.strictEqual(attempts.get(events[1]!.eventId), 3)
+        // afterCommit saw each event once: not the rolled-back first try of the batch, not the duplicate.
+        assert.deepStrictEqual(committed, [1, 2, 3])
         assert.deepStrictEqual(yield* sql`SELECT * FROM kpipe_failed_events`, [])
       }).pipe(Effect.provide(PipelineLive)),
     { timeout: 60_000 }

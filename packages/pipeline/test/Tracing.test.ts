@@ -84,6 +84,13 @@ describe("Tracing", () => {
           inRejectedTrace.filter((name) => name === "IdempotentConsumer.attempt").length,
           fastRetry.maxRetries
         )
+        const attemptIds = new Set(
+          spans.filter((span) => span.name === "IdempotentConsumer.attempt").map((span) => span.spanContext().spanId)
+        )
+        const retried = spans.filter((span) =>
+          span.name === `${topic.name} process` && attemptIds.has(span.parentSpanContext?.spanId ?? "")
+        )
+        assert.strictEqual(retried.length, fastRetry.maxRetries)
         assert.include(inRejectedTrace, "DeadLetterSink.publish")
         assert.include(inRejectedTrace, `${topic.name} retry`)
       }).pipe(Effect.provide(PipelineLive), Effect.provide(TracingLive)),
