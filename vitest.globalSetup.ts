@@ -1,5 +1,5 @@
+import { Infrastructure } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
-import { Infrastructure } from "./packages/testing/src/index.ts"
 
 const problems = <A, E>(check: Effect.Effect<A, E>) =>
   Effect.match(check, { onFailure: (error) => [String(error)], onSuccess: () => [] })

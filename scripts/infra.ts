@@ -1,8 +1,8 @@
 // Brings up what the services need on this machine: the local Kafka broker (unless KAFKA_BROKERS
 // names another one), the application database on the DATABASE_URL server, and a Redis check.
 // Usage: node scripts/infra.ts start|stop
+import { Infrastructure } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
-import { Infrastructure } from "../packages/testing/src/index.ts"
 
 const start = Effect.gen(function*() {
   yield* Infrastructure.ensureKafka

@@ -7,6 +7,7 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import * as String from "effect/String"
 import * as Migrations from "./Migrations.ts"
@@ -53,6 +54,42 @@ export const layerConfig = (
 
 export const layer: Layer.Layer<PgClient.PgClient | SqlClient, ConfigError.ConfigError | SqlError> = layerConfig()
 
+const databaseName = (url: Redacted.Redacted) => decodeURIComponent(new URL(Redacted.value(url)).pathname.slice(1))
+
+const isDuplicateDatabase = (error: SqlError) =>
+  Predicate.hasProperty(error.cause, "code") && (error.cause.code === "42P04" || error.cause.code === "23505")
+
+/** Creates the database `url` names when the server lacks it; says whether it did. Safe when processes race. */
+export const ensureExists = (url: Redacted.Redacted): Effect.Effect<boolean, SqlError> =>
+  onServer(url, (sql) =>
+    Effect.gen(function*() {
+      const name = databaseName(url)
+      const found = yield* sql`SELECT 1 FROM pg_database WHERE datname = ${name}`
+      if (found.length > 0) return false
+      // Another process creating it at the same moment is as good as creating it here.
+      return yield* sql`CREATE DATABASE ${sql(name)}`.pipe(
+        Effect.as(true),
+        Effect.catchIf(isDuplicateDatabase, () => Effect.succeed(false))
+      )
+    })).pipe(
+      Effect.tap((created) => created ? Effect.logInfo(`Created database ${databaseName(url)}`) : Effect.void),
+      Effect.withSpan("Database.ensureExists")
+    )
+
+/**
+ * A service's own database: `DATABASE_URL` (default `defaultUrl`), created when missing, with
+ * `migrations` applied in order before the pool is handed out.
+ */
+export const layerMigrated = (
+  defaultUrl: string,
+  migrations: ReadonlyArray<Migrations.MigrationsOptions>
+): Layer.Layer<PgClient.PgClient | SqlClient, SqlError | ConfigError.ConfigError | Migrator.MigrationError> =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const databaseUrl = yield* Config.redacted("DATABASE_URL").pipe(Config.withDefault(Redacted.make(defaultUrl)))
+    yield* ensureExists(databaseUrl)
+    return Migrations.layerAll(migrations, layerConfig(Config.succeed(databaseUrl)))
+  }))
+
 /**
  * For tests: a database of its own on the `DATABASE_URL` server, created empty, migrated in the
  * given order, and dropped when the Layer is released, so runs never see each other's rows.
@@ -68,12 +105,8 @@ export const layerTest = (
       () =>
         onServer(serverUrl, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignoreLogged)
     )
-    const client = layerConfig(Config.succeed(Redacted.make(withDatabase(Redacted.value(serverUrl), name))))
-    return migrations.reduce(
-      (
-        acc: Layer.Layer<PgClient.PgClient | SqlClient, SqlError | ConfigError.ConfigError | Migrator.MigrationError>,
-        migration
-      ) => Layer.provideMerge(Migrations.layer(migration), acc),
-      client
+    return Migrations.layerAll(
+      migrations,
+      layerConfig(Config.succeed(Redacted.make(withDatabase(Redacted.value(serverUrl), name))))
     )
   }))

@@ -91,14 +91,9 @@ const postgresUnreachable = (error: SqlError | ConfigError.ConfigError) =>
 export const checkPostgres = onServer((sql) => sql`SELECT 1`).pipe(Effect.asVoid, Effect.mapError(postgresUnreachable))
 
 /** Creates the `DATABASE_URL` database when the server does not have it yet; says whether it did. */
-export const ensureDatabase = onServer((sql, database) =>
-  Effect.gen(function*() {
-    const found = yield* sql`SELECT 1 FROM pg_database WHERE datname = ${database}`
-    if (found.length > 0) return false
-    yield* sql`CREATE DATABASE ${sql(database)}`
-    return true
-  })
-).pipe(Effect.mapError(postgresUnreachable))
+export const ensureDatabase = Effect.flatMap(Database.url, Database.ensureExists).pipe(
+  Effect.mapError(postgresUnreachable)
+)
 
 export const checkRedis = Effect.gen(function*() {
   const redis = yield* Redis.Redis

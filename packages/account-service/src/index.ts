@@ -1,0 +1,7 @@
+export * as AccountApi from "./AccountApi.ts"
+export * as AccountHttp from "./AccountHttp.ts"
+export * as AccountService from "./AccountService.ts"
+export * as LoginConsumer from "./LoginConsumer.ts"
+export * as LoginStats from "./LoginStats.ts"
+export * as Migrations from "./Migrations.ts"
+export * as Replica from "./Replica.ts"

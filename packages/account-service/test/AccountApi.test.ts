@@ -1,0 +1,62 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import { assert, describe, it } from "@effect/vitest"
+import { AccountApi, AccountHttp, LoginStats, Migrations } from "@kpipe/account-service"
+import { Ids } from "@kpipe/events"
+import { Database } from "@kpipe/sql"
+import { TestLogging } from "@kpipe/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { login } from "./utils.ts"
+
+const ServerLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(AccountHttp.ApiLive),
+  Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provideMerge(LoginStats.LoginStats.Default),
+  Layer.provideMerge(Database.layerTest(Migrations.all)),
+  Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["REPLICA", "2"]])))),
+  Layer.provideMerge(TestLogging.layer)
+)
+
+describe("AccountApi", () => {
+  it.live("serves an account's login statistics, a typed 404 and the replica's health", () =>
+    Effect.gen(function*() {
+      const stats = yield* LoginStats.LoginStats
+      const first = login("api-", 5, 1, Date.UTC(2030, 0, 1))
+      const second = login("api-", 5, 2, Date.UTC(2030, 0, 2))
+      // Arrival order does not matter: the latest login is the last one.
+      yield* stats.record(second)
+      yield* stats.record(first)
+      const client = yield* HttpApiClient.make(AccountApi.AccountApi)
+
+      const found = yield* client.accounts.getLogins({ path: { accountId: Ids.AccountId.make(5) } })
+      assert.strictEqual(found.loginCount, 2)
+      assert.strictEqual(found.lastSessionId, second.sessionId)
+      assert.isTrue(DateTime.Equivalence(found.lastLoginAt, second.occurredAt))
+
+      const missing = yield* client.accounts.getLogins({ path: { accountId: Ids.AccountId.make(6) } }).pipe(
+        Effect.flip
+      )
+      assert.deepStrictEqual(missing, new AccountApi.AccountNotFound({ accountId: Ids.AccountId.make(6) }))
+
+      assert.deepStrictEqual(
+        yield* client.health.health(),
+        new AccountApi.Health({ status: "ok", service: "account-service", replica: 2 })
+      )
+    }).pipe(Effect.provide(ServerLive)))
+
+  it.live("rejects a malformed account id with 400", () =>
+    Effect.gen(function*() {
+      const http = yield* HttpClient.HttpClient
+      for (const path of ["/api/accounts/abc/logins", "/api/accounts/0/logins", "/api/accounts/1.5/logins"]) {
+        const response = yield* http.get(path)
+        assert.strictEqual(response.status, 400, path)
+        const body = (yield* response.json) as { _tag: string }
+        assert.strictEqual(body._tag, "HttpApiDecodeError")
+      }
+    }).pipe(Effect.provide(ServerLive)))
+})

@@ -1,0 +1,132 @@
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
+import { Ids } from "@kpipe/events"
+import * as Schema from "effect/Schema"
+
+/** The contract of auth-service; d-day-service's fallback client is derived from it. */
+
+export const Email = Schema.String.pipe(
+  Schema.trimmed(),
+  Schema.maxLength(254),
+  Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/),
+  Schema.annotations({ description: "An e-mail address" })
+)
+
+export const Nickname = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(30))
+
+export const MemberStatus = Schema.Literal("ACTIVE", "DELETED")
+
+export class Member extends Schema.Class<Member>("Member")({
+  memberId: Ids.MemberId,
+  provider: Schema.String,
+  subject: Schema.String,
+  nickname: Nickname,
+  email: Schema.optionalWith(Email, { exact: true }),
+  status: MemberStatus,
+  createdAt: Schema.DateTimeUtc,
+  /** When the member last changed; d-day-service uses it to ignore stale events. */
+  updatedAt: Schema.DateTimeUtc,
+  deletedAt: Schema.optionalWith(Schema.DateTimeUtc, { exact: true })
+}) {}
+
+export class SignInRequest extends Schema.Class<SignInRequest>("SignInRequest")({
+  /** The OAuth provider, e.g. "google". */
+  provider: Schema.String.pipe(Schema.pattern(/^[a-z][a-z0-9-]{1,31}$/)),
+  /** The provider's subject id of the user. */
+  subject: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
+  nickname: Nickname,
+  email: Schema.optionalWith(Email, { exact: true })
+}) {}
+
+export class SignInResponse extends Schema.Class<SignInResponse>("SignInResponse")({
+  member: Member,
+  /** True when this sign-in created the member (and a MemberCreated event). */
+  created: Schema.Boolean
+}) {}
+
+export class UpdateProfileRequest extends Schema.Class<UpdateProfileRequest>("UpdateProfileRequest")({
+  nickname: Schema.optionalWith(Nickname, { exact: true }),
+  email: Schema.optionalWith(Email, { exact: true })
+}) {}
+
+export class LoginResponse extends Schema.Class<LoginResponse>("LoginResponse")({
+  memberId: Ids.MemberId,
+  sessionId: Ids.SessionId,
+  loggedInAt: Schema.DateTimeUtc
+}) {}
+
+export class MemberNotFound extends Schema.TaggedError<MemberNotFound>()(
+  "MemberNotFound",
+  { memberId: Ids.MemberId },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+export class MemberGone extends Schema.TaggedError<MemberGone>()(
+  "MemberGone",
+  { memberId: Ids.MemberId, deletedAt: Schema.DateTimeUtc },
+  HttpApiSchema.annotations({ status: 410 })
+) {}
+
+export class NothingToUpdate extends Schema.TaggedError<NothingToUpdate>()(
+  "NothingToUpdate",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+
+/**
+ * Rejects a JSON body that does not parse with the same typed 400 as a body of the wrong shape
+ * (HttpApi's own payload decoding turns it into a defect, i.e. an empty 500). Server-side only:
+ * `HttpApiClient` does not need it.
+ */
+export class JsonBody extends HttpApiMiddleware.Tag<JsonBody>()("@kpipe/auth-service/JsonBody", {
+  failure: HttpApiDecodeError
+}) {}
+
+const memberPath = Schema.Struct({ memberId: Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId)) })
+
+export class MembersGroup extends HttpApiGroup.make("members")
+  .add(
+    HttpApiEndpoint.post("signIn", "/api/auth/sign-in")
+      .setPayload(SignInRequest)
+      .addSuccess(SignInResponse)
+      .annotate(OpenApi.Description, "OAuth sign-in: creates the member on the first sign-in of a provider subject.")
+  )
+  .add(
+    HttpApiEndpoint.get("getMember", "/api/members/:memberId")
+      .setPath(memberPath)
+      .addSuccess(Member)
+      .addError(MemberNotFound)
+  )
+  .add(
+    HttpApiEndpoint.patch("updateProfile", "/api/members/:memberId")
+      .setPath(memberPath)
+      .setPayload(UpdateProfileRequest)
+      .addSuccess(Member)
+      .addError(MemberNotFound)
+      .addError(MemberGone)
+      .addError(NothingToUpdate)
+  )
+  .add(
+    HttpApiEndpoint.del("deleteMember", "/api/members/:memberId")
+      .setPath(memberPath)
+      .addSuccess(Member)
+      .addError(MemberNotFound)
+      .addError(MemberGone)
+  )
+  .add(
+    HttpApiEndpoint.post("login", "/api/members/:memberId/login")
+      .setPath(memberPath)
+      .addSuccess(LoginResponse)
+      .addError(MemberNotFound)
+      .addError(MemberGone)
+      .annotate(OpenApi.Description, "Opens a session and publishes a login event.")
+  )
+  .middleware(JsonBody)
+{}
+
+export class AuthApi extends HttpApi.make("auth-service").add(MembersGroup).annotate(OpenApi.Title, "auth-service") {}

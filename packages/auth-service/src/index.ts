@@ -1,0 +1,6 @@
+export * as AuthApi from "./AuthApi.ts"
+export * as AuthDatabase from "./AuthDatabase.ts"
+export * as AuthTopics from "./AuthTopics.ts"
+export * as Members from "./Members.ts"
+export * as MembersHttp from "./MembersHttp.ts"
+export * as Migrations from "./Migrations.ts"

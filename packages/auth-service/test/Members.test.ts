@@ -1,0 +1,324 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { LoginEvents, MemberEvents, SeedTopics } from "@kpipe/events"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { UpdateProfileRequest } from "../src/AuthApi.ts"
+import { AppTest, client, outboxRows, raw, signInRequest, writes } from "./utils.ts"
+
+const decodeMemberEvent = Schema.decodeUnknownSync(SeedTopics.memberEvents.schema)
+const decodeLoginEvent = Schema.decodeUnknownSync(SeedTopics.loginEvents.schema)
+
+const memberRow = (memberId: number) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ status: string; updatedAt: Date; deletedAt: Date | null }>`
+      SELECT status, updated_at, deleted_at FROM members WHERE member_id = ${memberId}`).pipe(
+      Effect.map((rows) => rows[0]!)
+    )
+
+describe("Members over HTTP", () => {
+  it.live("the first sign-in creates the member and exactly one MemberCreated outbox row", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const { created, member } = yield* api.members.signIn({
+        payload: signInRequest("first", { nickname: "Alice", email: "alice@example.com" })
+      })
+      assert.isTrue(created)
+      assert.strictEqual(member.provider, "google")
+      assert.strictEqual(member.subject, "first")
+      assert.strictEqual(member.nickname, "Alice")
+      assert.strictEqual(member.email, "alice@example.com")
+      assert.strictEqual(member.status, "ACTIVE")
+      assert.isUndefined(member.deletedAt)
+      assert.isTrue(DateTime.Equivalence(member.createdAt, member.updatedAt))
+
+      const rows = yield* outboxRows
+      assert.strictEqual(rows.length, 1)
+      const [row] = rows
+      assert.strictEqual(row!.topic, "member-events")
+      assert.strictEqual(row!.messageKey, String(member.memberId))
+      assert.strictEqual(row!.eventType, "MemberCreated")
+      const event = decodeMemberEvent(row!.payload)
+      assert.instanceOf(event, MemberEvents.MemberCreated)
+      assert.deepStrictEqual(
+        event,
+        new MemberEvents.MemberCreated({
+          eventId: event.eventId,
+          memberId: member.memberId,
+          occurredAt: member.updatedAt,
+          nickname: "Alice",
+          email: MemberEvents.Email.make("alice@example.com")
+        })
+      )
+      assert.strictEqual(row!.eventId, event.eventId)
+      assert.strictEqual(
+        (yield* memberRow(member.memberId)).updatedAt.getTime(),
+        DateTime.toEpochMillis(event.occurredAt)
+      )
+
+      const fetched = yield* api.members.getMember({ path: { memberId: member.memberId } })
+      assert.deepStrictEqual(fetched, member)
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("a sign-in without an email creates a member without one", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const { member } = yield* api.members.signIn({ payload: signInRequest("no-email") })
+      assert.isUndefined(member.email)
+      const event = decodeMemberEvent((yield* outboxRows)[0]!.payload)
+      assert.instanceOf(event, MemberEvents.MemberCreated)
+      assert.isFalse("email" in event)
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("a second sign-in returns the same member and writes nothing", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const first = yield* api.members.signIn({ payload: signInRequest("again") })
+      const before = yield* writes
+      const second = yield* api.members.signIn({ payload: signInRequest("again", { nickname: "Someone else" }) })
+      assert.isFalse(second.created)
+      assert.deepStrictEqual(second.member, first.member)
+      assert.deepStrictEqual(yield* writes, before)
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("10 concurrent first sign-ins of one subject create one member and one event", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const responses = yield* Effect.forEach(
+        Array.from({ length: 10 }, (_, i) => i),
+        (i) => api.members.signIn({ payload: signInRequest("racing", { nickname: `Racer ${i}` }) }),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(responses.filter((r) => r.created).length, 1)
+      const ids = new Set(responses.map((r) => r.member.memberId))
+      assert.strictEqual(ids.size, 1)
+      const winner = responses.find((r) => r.created)!.member
+      for (const response of responses) assert.deepStrictEqual(response.member, winner)
+
+      assert.deepStrictEqual(yield* writes, { outbox: 1, members: 1, sessions: 0 })
+      const [row] = yield* outboxRows
+      assert.strictEqual(row!.eventType, "MemberCreated")
+      assert.strictEqual(row!.messageKey, String(winner.memberId))
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("an update writes MemberUpdated with exactly the changed fields, at the row's new updatedAt", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const { member } = yield* api.members.signIn({
+        payload: signInRequest("updating", { nickname: "Alice", email: "alice@example.com" })
+      })
+      const memberId = member.memberId
+      const update = (payload: ConstructorParameters<typeof UpdateProfileRequest>[0]) =>
+        api.members.updateProfile({ path: { memberId }, payload: new UpdateProfileRequest(payload) })
+
+      const renamed = yield* update({ nickname: "Alicia" })
+      const moved = yield* update({ nickname: "Alicia", email: "alicia@example.com" })
+      const both = yield* update({ nickname: "Ali", email: "ali@example.com" })
+      assert.strictEqual(both.nickname, "Ali")
+      assert.strictEqual(both.email, "ali@example.com")
+      assert.strictEqual(both.status, "ACTIVE")
+
+      const updatedAts = [member, renamed, moved, both].map((m) => DateTime.toEpochMillis(m.updatedAt))
+      for (let i = 1; i < updatedAts.length; i++) assert.isAbove(updatedAts[i]!, updatedAts[i - 1]!)
+
+      const events = (yield* outboxRows).slice(1)
+      assert.deepStrictEqual(events.map((row) => [row.eventType, row.messageKey]), [
+        ["MemberUpdated", String(memberId)],
+        ["MemberUpdated", String(memberId)],
+        ["MemberUpdated", String(memberId)]
+      ])
+      const decoded = events.map((row) => decodeMemberEvent(row.payload))
+      const expected = [
+        { member: renamed, nickname: "Alicia", changedFields: ["nickname"] },
+        { member: moved, nickname: "Alicia", changedFields: ["email"] },
+        { member: both, nickname: "Ali", changedFields: ["nickname", "email"] }
+      ] as const
+      decoded.forEach((event, i) => {
+        assert.deepStrictEqual(
+          event,
+          new MemberEvents.MemberUpdated({
+            eventId: event.eventId,
+            memberId,
+            occurredAt: expected[i]!.member.updatedAt,
+            nickname: expected[i]!.nickname,
+            changedFields: [...expected[i]!.changedFields]
+          })
+        )
+      })
+      assert.strictEqual(
+        (yield* memberRow(memberId)).updatedAt.getTime(),
+        DateTime.toEpochMillis(decoded[2]!.occurredAt)
+      )
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("an update that changes nothing answers 400 NothingToUpdate and writes nothing", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const { member } = yield* api.members.signIn({
+        payload: signInRequest("no-op", { nickname: "Alice", email: "alice@example.com" })
+      })
+      const before = yield* writes
+      const path = { memberId: member.memberId }
+      const same = yield* api.members.updateProfile({
+        path,
+        payload: new UpdateProfileRequest({ nickname: "Alice", email: "alice@example.com" })
+      }).pipe(Effect.flip)
+      assert.strictEqual(same._tag, "NothingToUpdate")
+      const empty = yield* raw("PATCH", `/api/members/${member.memberId}`, "{}")
+      assert.strictEqual(empty.status, 400)
+      assert.deepInclude(empty.body, { _tag: "NothingToUpdate", message: "Give a nickname or an email to change" })
+      assert.deepStrictEqual(yield* writes, before)
+      assert.deepStrictEqual(yield* api.members.getMember({ path }), member)
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("deleting writes MemberDeleted; then update, delete and login answer 410 and the subject signs up anew", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const { member } = yield* api.members.signIn({ payload: signInRequest("leaving") })
+      const path = { memberId: member.memberId }
+      const deleted = yield* api.members.deleteMember({ path })
+      assert.strictEqual(deleted.status, "DELETED")
+      assert.isDefined(deleted.deletedAt)
+      assert.isTrue(DateTime.Equivalence(deleted.deletedAt!, deleted.updatedAt))
+      assert.isTrue(DateTime.greaterThan(deleted.updatedAt, member.updatedAt))
+
+      const [, row] = yield* outboxRows
+      assert.strictEqual(row!.eventType, "MemberDeleted")
+      assert.strictEqual(row!.messageKey, String(member.memberId))
+      const event = decodeMemberEvent(row!.payload)
+      assert.deepStrictEqual(
+        event,
+        new MemberEvents.MemberDeleted({
+          eventId: event.eventId,
+          memberId: member.memberId,
+          occurredAt: deleted.updatedAt,
+          deletedAt: deleted.deletedAt!
+        })
+      )
+      const stored = yield* memberRow(member.memberId)
+      assert.strictEqual(stored.status, "DELETED")
+      assert.strictEqual(stored.deletedAt?.getTime(), DateTime.toEpochMillis(deleted.deletedAt!))
+
+      const before = yield* writes
+      const gone = [
+        yield* api.members.updateProfile({ path, payload: new UpdateProfileRequest({ nickname: "Back" }) }).pipe(
+          Effect.flip
+        ),
+        yield* api.members.deleteMember({ path }).pipe(Effect.flip),
+        yield* api.members.login({ path }).pipe(Effect.flip)
+      ]
+      for (const error of gone) {
+        assert.strictEqual(error._tag, "MemberGone")
+        if (error._tag === "MemberGone") assert.isTrue(DateTime.Equivalence(error.deletedAt, deleted.deletedAt!))
+      }
+      const status = yield* raw("POST", `/api/members/${member.memberId}/login`)
+      assert.strictEqual(status.status, 410)
+      assert.deepStrictEqual(yield* writes, before)
+      assert.deepStrictEqual(yield* api.members.getMember({ path }), deleted)
+
+      const again = yield* api.members.signIn({ payload: signInRequest("leaving") })
+      assert.isTrue(again.created)
+      assert.notStrictEqual(again.member.memberId, member.memberId)
+      assert.strictEqual((yield* outboxRows).at(-1)!.eventType, "MemberCreated")
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("login opens a session and writes LoginSucceeded with the seed's event id", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const api = yield* client
+      const { member } = yield* api.members.signIn({ payload: signInRequest("logging-in") })
+      const first = yield* api.members.login({ path: { memberId: member.memberId } })
+      const second = yield* api.members.login({ path: { memberId: member.memberId } })
+      assert.strictEqual(first.memberId, member.memberId)
+      assert.notStrictEqual(first.sessionId, second.sessionId)
+      assert.match(first.sessionId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+
+      const sessions = yield* sql<{ sessionId: string; memberId: string; createdAt: Date }>`
+        SELECT session_id, member_id, created_at FROM sessions ORDER BY created_at, session_id`
+      assert.deepStrictEqual(
+        new Set(sessions.map((s) => s.sessionId)),
+        new Set([first.sessionId, second.sessionId])
+      )
+      for (const s of sessions) assert.strictEqual(s.memberId, String(member.memberId))
+
+      const logins = (yield* outboxRows).filter((row) => row.topic === "auth.login.events")
+      assert.strictEqual(logins.length, 2)
+      const firstRow = logins.find((row) => decodeLoginEvent(row.payload).sessionId === first.sessionId)!
+      const event = decodeLoginEvent(firstRow.payload)
+      const millis = DateTime.toEpochMillis(first.loggedInAt)
+      assert.strictEqual(event.eventId, `login:${member.memberId}:${first.sessionId}:${millis}`)
+      assert.strictEqual(firstRow.eventId, event.eventId)
+      assert.strictEqual(firstRow.eventType, "LoginSucceeded")
+      assert.strictEqual(firstRow.messageKey, String(member.memberId))
+      assert.deepStrictEqual(
+        event,
+        LoginEvents.LoginSucceeded.fromLogin({
+          accountId: event.accountId,
+          sessionId: first.sessionId,
+          occurredAt: first.loggedInAt
+        })
+      )
+      assert.strictEqual(Number(event.accountId), Number(member.memberId))
+      assert.strictEqual(
+        sessions.find((s) => s.sessionId === first.sessionId)!.createdAt.getTime(),
+        millis
+      )
+      // A login changes no member: no member event, and the member's updatedAt stays.
+      assert.strictEqual((yield* outboxRows).filter((row) => row.topic === "member-events").length, 1)
+      assert.deepStrictEqual(yield* api.members.getMember({ path: { memberId: member.memberId } }), member)
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("bad input answers 4xx with a typed body and writes no row and no event", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const { member } = yield* api.members.signIn({ payload: signInRequest("target") })
+      const before = yield* writes
+      const id = member.memberId
+      const valid = JSON.stringify({ provider: "google", subject: "new-subject", nickname: "Bob" })
+
+      const cases: ReadonlyArray<readonly [string, ReturnType<typeof raw>]> = [
+        ["malformed JSON sign-in", raw("POST", "/api/auth/sign-in", valid.slice(0, -3))],
+        ["empty sign-in body", raw("POST", "/api/auth/sign-in", "")],
+        ["JSON that is not an object", raw("POST", "/api/auth/sign-in", "[1, 2]")],
+        ["empty nickname", raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: "" }))],
+        [
+          "padded nickname",
+          raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: " Bob " }))
+        ],
+        ["numeric subject", raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), subject: 42 }))],
+        ["missing provider", raw("POST", "/api/auth/sign-in", JSON.stringify({ subject: "x", nickname: "Bob" }))],
+        ["bad email", raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), email: "nope" }))],
+        ["malformed JSON update", raw("PATCH", `/api/members/${id}`, "{\"nickname\": ")],
+        ["empty nickname update", raw("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "" }))],
+        ["numeric nickname update", raw("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: 7 }))],
+        ["null email update", raw("PATCH", `/api/members/${id}`, JSON.stringify({ email: null }))],
+        ["non-numeric path id", raw("PATCH", "/api/members/abc", JSON.stringify({ nickname: "Bob" }))],
+        ["fractional path id", raw("DELETE", "/api/members/1.5")],
+        ["negative path id", raw("POST", "/api/members/-1/login")],
+        ["zero path id", raw("GET", "/api/members/0")],
+        ["unknown member get", raw("GET", `/api/members/${id + 1000}`)],
+        ["unknown member update", raw("PATCH", `/api/members/${id + 1000}`, JSON.stringify({ nickname: "Bob" }))],
+        ["unknown member delete", raw("DELETE", `/api/members/${id + 1000}`)],
+        ["unknown member login", raw("POST", `/api/members/${id + 1000}/login`)]
+      ]
+      for (const [name, request] of cases) {
+        const response = yield* request
+        assert.isTrue(response.status >= 400 && response.status < 500, `${name}: status ${response.status}`)
+        const tag = (response.body as { _tag?: unknown } | undefined)?._tag
+        const expected = name.startsWith("unknown member") ? "MemberNotFound" : "HttpApiDecodeError"
+        assert.strictEqual(tag, expected, `${name}: body ${JSON.stringify(response.body)}`)
+        assert.strictEqual(response.status, expected === "MemberNotFound" ? 404 : 400, name)
+      }
+      const malformed = yield* raw("POST", "/api/auth/sign-in", "{")
+      assert.match((malformed.body as { message: string }).message, /not valid JSON/)
+
+      const typed = yield* api.members.getMember({ path: { memberId: member.memberId } }).pipe(
+        Effect.zipRight(api.members.login({ path: { memberId: (id + 1000) as typeof id } })),
+        Effect.flip
+      )
+      assert.strictEqual(typed._tag, "MemberNotFound")
+
+      assert.deepStrictEqual(yield* writes, before)
+    }).pipe(Effect.provide(AppTest)))
+})

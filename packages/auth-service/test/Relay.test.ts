@@ -1,0 +1,102 @@
+import { assert, describe, it } from "@effect/vitest"
+import { SeedTopics } from "@kpipe/events"
+import { Consumer } from "@kpipe/kafka"
+import { OutboxRelay, Topic } from "@kpipe/pipeline"
+import { TestKafka } from "@kpipe/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import { UpdateProfileRequest } from "../src/AuthApi.ts"
+import * as AuthTopics from "../src/AuthTopics.ts"
+import { AppTest, client, signInRequest } from "./utils.ts"
+
+/** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
+const readTopic = (topic: string, count: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
+    yield* Consumer.run(
+      { groupId: TestKafka.uniqueName("auth-reader"), topics: [topic], ...TestKafka.fastConsumer },
+      (record) => Queue.offer(received, record)
+    )
+    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
+    yield* Effect.sleep("300 millis")
+    return Array.from(yield* Queue.takeAll(received))
+  })).pipe(Effect.timeout("30 seconds"))
+
+const drain = Effect.gen(function*() {
+  let total = 0
+  while (true) {
+    const result = yield* OutboxRelay.publishOnce()
+    if (result._tag !== "Published") return total
+    total += result.count
+  }
+})
+
+describe("auth-service through Kafka", () => {
+  it.live("the relay publishes member events keyed by memberId in order, and logins keyed by accountId", () => {
+    const prefix = `${TestKafka.uniqueName("auth")}.`
+    const members = Topic.prefixed(SeedTopics.memberEvents, prefix)
+    const logins = Topic.prefixed(SeedTopics.loginEvents, prefix)
+    const Prefixed = Layer.setConfigProvider(
+      ConfigProvider.fromMap(new Map([["TOPIC_PREFIX", prefix]])).pipe(
+        ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+      )
+    )
+    return Effect.gen(function*() {
+      const api = yield* client
+      const alice = (yield* api.members.signIn({ payload: signInRequest("alice", { nickname: "Alice" }) })).member
+      const bob = (yield* api.members.signIn({ payload: signInRequest("bob", { nickname: "Bob" }) })).member
+      for (const nickname of ["Alice 2", "Alice 3"]) {
+        yield* api.members.updateProfile({
+          path: { memberId: alice.memberId },
+          payload: new UpdateProfileRequest({ nickname })
+        })
+      }
+      yield* api.members.updateProfile({
+        path: { memberId: bob.memberId },
+        payload: new UpdateProfileRequest({ email: "bob@example.com" })
+      })
+      const session = yield* api.members.login({ path: { memberId: alice.memberId } })
+      yield* api.members.deleteMember({ path: { memberId: alice.memberId } })
+
+      assert.strictEqual(yield* drain, 7)
+      assert.strictEqual((yield* OutboxRelay.stats).pending, 0)
+
+      const records = yield* readTopic(members.name, 6)
+      assert.strictEqual(records.length, 6)
+      const decode = Schema.decodeSync(Schema.parseJson(SeedTopics.memberEvents.schema))
+      const byKey = new Map<string, Array<string>>()
+      for (const record of records) {
+        const event = decode(record.value!.toString("utf8"))
+        const key = record.key!.toString("utf8")
+        assert.strictEqual(key, String(event.memberId))
+        assert.strictEqual(record.headers["kpipe-event-id"], event.eventId)
+        byKey.set(key, [...(byKey.get(key) ?? []), event.type])
+      }
+      assert.deepStrictEqual(byKey.get(String(alice.memberId)), [
+        "MemberCreated",
+        "MemberUpdated",
+        "MemberUpdated",
+        "MemberDeleted"
+      ])
+      assert.deepStrictEqual(byKey.get(String(bob.memberId)), ["MemberCreated", "MemberUpdated"])
+
+      const [login] = yield* readTopic(logins.name, 1)
+      assert.strictEqual(login!.key!.toString("utf8"), String(alice.memberId))
+      const event = Schema.decodeSync(Schema.parseJson(SeedTopics.loginEvents.schema))(login!.value!.toString("utf8"))
+      assert.strictEqual(event.sessionId, session.sessionId)
+      assert.strictEqual(
+        event.eventId,
+        `login:${alice.memberId}:${session.sessionId}:${session.loggedInAt.epochMillis}`
+      )
+    }).pipe(
+      Effect.provide(AppTest.pipe(
+        Layer.provideMerge(AuthTopics.layerCreate),
+        Layer.provideMerge(TestKafka.layer),
+        Layer.provide(Prefixed)
+      ))
+    )
+  }, { timeout: 60_000 })
+})

@@ -1,0 +1,90 @@
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import { AuthApi } from "@kpipe/auth-service"
+import type { Ids } from "@kpipe/events"
+import { RetryPolicy } from "@kpipe/pipeline"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+
+/** auth-service does not know the member (404): asking again will not help. */
+export class MemberUnknown extends Data.TaggedError("MemberUnknown")<{ readonly memberId: Ids.MemberId }> {
+  override get message() {
+    return `auth-service has no member ${this.memberId}`
+  }
+}
+
+/** auth-service did not answer usefully in time (network, timeout, 5xx, 429) even after the client's retries. */
+export class AuthUnavailable extends Data.TaggedError("AuthUnavailable")<{
+  readonly memberId: Ids.MemberId
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `auth-service unavailable fetching member ${this.memberId}: ${String(this.cause)}`
+  }
+}
+
+/** auth-service answered, but not as its contract says (an unexpected status or body). */
+export class AuthRejected extends Data.TaggedError("AuthRejected")<{
+  readonly memberId: Ids.MemberId
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `auth-service gave an unusable answer for member ${this.memberId}: ${String(this.cause)}`
+  }
+}
+
+/** Per attempt: short, because the fallback fetch runs inside the member-sync transaction. */
+export const defaultTimeout = Duration.seconds(2)
+
+/** Two quick retries of transient failures; the consumer's own retry policy takes it from there. */
+export const retryPolicy: RetryPolicy.RetryPolicy = RetryPolicy.make({
+  initialDelay: "100 millis",
+  factor: 2,
+  maxDelay: "1 second",
+  maxRetries: 2,
+  jitter: 0.2
+})
+
+const transientStatuses = new Set([408, 429, 500, 502, 503, 504])
+
+export const isTransient = (error: unknown): boolean =>
+  Cause.isTimeoutException(error) ||
+  (HttpClientError.isHttpClientError(error) &&
+    ((error._tag === "RequestError" && error.reason === "Transport") ||
+      (error._tag === "ResponseError" && transientStatuses.has(error.response.status))))
+
+/**
+ * auth-service's members, through its `AuthApi` contract: the fallback for a member event about a
+ * member the local copy has never seen. `AUTH_SERVICE_URL` (default `http://127.0.0.1:3001`),
+ * `AUTH_TIMEOUT_MS` per attempt (default 2000). Needs an `HttpClient`.
+ */
+export class AuthClient extends Effect.Service<AuthClient>()("@kpipe/dday-service/AuthClient", {
+  effect: Effect.gen(function*() {
+    const baseUrl = yield* Config.string("AUTH_SERVICE_URL").pipe(Config.withDefault("http://127.0.0.1:3001"))
+    const timeout = yield* Config.integer("AUTH_TIMEOUT_MS").pipe(
+      Config.map(Duration.millis),
+      Config.withDefault(defaultTimeout)
+    )
+    const client = yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl })
+
+    const getMember = Effect.fn("AuthClient.getMember")(function*(memberId: Ids.MemberId) {
+      yield* Effect.annotateCurrentSpan({ "auth.member_id": memberId })
+      return yield* client.members.getMember({ path: { memberId } }).pipe(
+        Effect.timeout(timeout),
+        Effect.retry({ schedule: RetryPolicy.schedule(retryPolicy), while: isTransient }),
+        Effect.mapError((error): MemberUnknown | AuthUnavailable | AuthRejected =>
+          error._tag === "MemberNotFound"
+            ? new MemberUnknown({ memberId })
+            : isTransient(error)
+            ? new AuthUnavailable({ memberId, cause: error })
+            : new AuthRejected({ memberId, cause: error })
+        )
+      )
+    })
+
+    return { getMember } as const
+  })
+}) {}

@@ -1,0 +1,134 @@
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
+import { Ids } from "@kpipe/events"
+import * as Schema from "effect/Schema"
+
+/** The contract of d-day-service. */
+
+export const DDayId = Schema.Int.pipe(Schema.positive(), Schema.brand("DDayId"))
+export type DDayId = typeof DDayId.Type
+
+/** A calendar date, `YYYY-MM-DD`. */
+export const LocalDate = Schema.String.pipe(
+  Schema.pattern(/^\d{4}-\d{2}-\d{2}$/, { description: "a date, YYYY-MM-DD" }),
+  Schema.filter((text) => {
+    const date = new Date(`${text}T00:00:00Z`)
+    return (!Number.isNaN(date.getTime()) && date.toISOString().startsWith(text)) || `${text} is not a calendar date`
+  }),
+  Schema.brand("LocalDate")
+)
+export type LocalDate = typeof LocalDate.Type
+
+export const Title = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(100))
+
+export const MemberStatus = Schema.Literal("ACTIVE", "DELETED")
+export type MemberStatus = typeof MemberStatus.Type
+
+/** d-day-service's copy of an auth-service member, as the member events (or a fallback fetch) left it. */
+export class MemberReference extends Schema.Class<MemberReference>("MemberReference")({
+  memberId: Ids.MemberId,
+  nickname: Schema.String,
+  email: Schema.optionalWith(Schema.String, { exact: true }),
+  status: MemberStatus,
+  /** auth-service's time of the state held here; older events are ignored. */
+  sourceUpdatedAt: Schema.DateTimeUtc,
+  /** When this copy last changed. */
+  syncedAt: Schema.DateTimeUtc
+}) {}
+
+export class DDay extends Schema.Class<DDay>("DDay")({
+  id: DDayId,
+  memberId: Ids.MemberId,
+  title: Schema.String,
+  targetDate: LocalDate,
+  /** Days from today (UTC) to the target date; negative once it has passed. */
+  daysRemaining: Schema.Int,
+  /** `D-3`, `D-Day`, `D+2`. */
+  label: Schema.String,
+  createdAt: Schema.DateTimeUtc
+}) {}
+
+export class DDayList extends Schema.Class<DDayList>("DDayList")({
+  memberId: Ids.MemberId,
+  ddays: Schema.Array(DDay)
+}) {}
+
+export class CreateDDayRequest extends Schema.Class<CreateDDayRequest>("CreateDDayRequest")({
+  title: Title,
+  targetDate: LocalDate
+}) {}
+
+export class MemberNotFound extends Schema.TaggedError<MemberNotFound>()(
+  "MemberNotFound",
+  { memberId: Ids.MemberId },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+export class MemberDeleted extends Schema.TaggedError<MemberDeleted>()(
+  "MemberDeleted",
+  { memberId: Ids.MemberId },
+  HttpApiSchema.annotations({ status: 410 })
+) {}
+
+export class DDayNotFound extends Schema.TaggedError<DDayNotFound>()(
+  "DDayNotFound",
+  { memberId: Ids.MemberId, ddayId: DDayId },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+/**
+ * Reads a JSON request body before the payload is decoded, so that malformed JSON is a typed 400
+ * `HttpApiDecodeError` like any other bad input (HttpApi's own decoding answers it with an empty
+ * 400). Server-side only: `HttpApiClient` does not need it.
+ */
+export class JsonBody extends HttpApiMiddleware.Tag<JsonBody>()("@kpipe/dday-service/JsonBody", {
+  failure: HttpApiDecodeError
+}) {}
+
+const memberId = Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId))
+const memberPath = Schema.Struct({ memberId })
+
+export class DDaysGroup extends HttpApiGroup.make("ddays")
+  .add(
+    HttpApiEndpoint.post("create", "/api/members/:memberId/ddays")
+      .setPath(memberPath)
+      .setPayload(CreateDDayRequest)
+      .addSuccess(DDay, { status: 201 })
+      .addError(MemberNotFound)
+      .addError(MemberDeleted)
+      .annotate(OpenApi.Description, "Adds a D-Day for an ACTIVE member.")
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/api/members/:memberId/ddays")
+      .setPath(memberPath)
+      .addSuccess(DDayList)
+      .addError(MemberNotFound)
+      .addError(MemberDeleted)
+      .annotate(OpenApi.Description, "A member's D-Days, nearest target date first, with the days remaining.")
+  )
+  .add(
+    HttpApiEndpoint.del("remove", "/api/members/:memberId/ddays/:ddayId")
+      .setPath(Schema.Struct({ memberId, ddayId: Schema.NumberFromString.pipe(Schema.compose(DDayId)) }))
+      .addError(DDayNotFound)
+  )
+  .middleware(JsonBody)
+{}
+
+export class MembersGroup extends HttpApiGroup.make("members").add(
+  HttpApiEndpoint.get("getMember", "/api/members/:memberId")
+    .setPath(memberPath)
+    .addSuccess(MemberReference)
+    .addError(MemberNotFound)
+    .annotate(OpenApi.Description, "The local copy of an auth-service member, as synchronised from member events.")
+) {}
+
+export class DDayApi extends HttpApi.make("d-day-service")
+  .add(DDaysGroup)
+  .add(MembersGroup)
+  .annotate(OpenApi.Title, "d-day-service")
+{}

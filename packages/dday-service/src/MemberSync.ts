@@ -1,0 +1,146 @@
+import type { AuthApi } from "@kpipe/auth-service"
+import { type Ids, type MemberEvents, SeedTopics } from "@kpipe/events"
+import type { Consumer } from "@kpipe/kafka"
+import { DeadLetter, IdempotentConsumer, type RetryPolicy } from "@kpipe/pipeline"
+import { ServiceTopics } from "@kpipe/service-kit"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { AuthClient } from "./AuthClient.ts"
+import { MemberReferences, type MemberState } from "./MemberReferences.ts"
+
+export type MemberTopic = typeof SeedTopics.memberEvents
+
+const stateOf = (member: AuthApi.Member): MemberState => ({
+  memberId: member.memberId,
+  nickname: member.nickname,
+  email: member.email,
+  status: member.status,
+  sourceUpdatedAt: member.updatedAt
+})
+
+const ignored = (event: MemberEvents.MemberEvent, heldAt?: DateTime.Utc) =>
+  Effect.logDebug("Stale member event ignored").pipe(
+    Effect.annotateLogs({
+      eventId: event.eventId,
+      type: event.type,
+      memberId: event.memberId,
+      occurredAt: DateTime.formatIso(event.occurredAt),
+      ...(heldAt !== undefined ? { heldAt: DateTime.formatIso(heldAt) } : {})
+    })
+  )
+
+/**
+ * Applies member events to the local copy (S1's MemberSyncService). Meant to run inside the
+ * consumer's transaction, which also claims the event, so each event applies once. Events are
+ * ordered by `occurredAt`, auth-service's time of the change: one older than the state held never
+ * overwrites it.
+ *
+ * An UPDATED or DELETED about a member never seen (its CREATED is late or lost) first fetches the
+ * member from auth-service and stores that state; the event then applies only if it is newer.
+ * An UPDATED of the e-mail fetches too, because the event does not carry the new address.
+ */
+export class MemberSync extends Effect.Service<MemberSync>()("@kpipe/dday-service/MemberSync", {
+  effect: Effect.gen(function*() {
+    const references = yield* MemberReferences
+    const auth = yield* AuthClient
+
+    const fetchAndStore = (memberId: Ids.MemberId) =>
+      Effect.flatMap(auth.getMember(memberId), (member) => references.putState(stateOf(member)))
+
+    /** The reference, locked for the transaction; fetched from auth-service and stored when never seen. */
+    const known = (memberId: Ids.MemberId) =>
+      Effect.gen(function*() {
+        const held = yield* references.findForUpdate(memberId)
+        if (Option.isSome(held)) return held.value
+        yield* fetchAndStore(memberId)
+        yield* Effect.logInfo("Unknown member fetched from auth-service").pipe(Effect.annotateLogs({ memberId }))
+        const stored = yield* references.findForUpdate(memberId)
+        return yield* Option.match(stored, {
+          onNone: () => Effect.dieMessage(`member ${memberId} missing right after it was stored`),
+          onSome: Effect.succeed
+        })
+      })
+
+    const created = (event: MemberEvents.MemberCreated) =>
+      Effect.gen(function*() {
+        const stored = yield* references.putState({
+          memberId: event.memberId,
+          nickname: event.nickname,
+          email: event.email,
+          status: "ACTIVE",
+          sourceUpdatedAt: event.occurredAt
+        })
+        if (!stored) yield* ignored(event)
+      })
+
+    const updated = (event: MemberEvents.MemberUpdated) =>
+      Effect.gen(function*() {
+        // Fetched before the member's row is locked, so that a slow auth-service does not hold it.
+        const current = event.changedFields.includes("email")
+          ? Option.some(yield* auth.getMember(event.memberId))
+          : Option.none<AuthApi.Member>()
+        const held = yield* known(event.memberId)
+        if (!DateTime.greaterThan(event.occurredAt, held.sourceUpdatedAt)) {
+          return yield* ignored(event, held.sourceUpdatedAt)
+        }
+        if (Option.isSome(current)) yield* references.putState(stateOf(current.value))
+        yield* references.applyChange(event.memberId, event.occurredAt, {
+          nickname: event.changedFields.includes("nickname") ? event.nickname : undefined
+        })
+      })
+
+    const deleted = (event: MemberEvents.MemberDeleted) =>
+      Effect.gen(function*() {
+        const held = yield* known(event.memberId)
+        const applied = yield* references.markDeleted(event.memberId, event.occurredAt)
+        if (!applied) yield* ignored(event, held.sourceUpdatedAt)
+      })
+
+    const apply = Effect.fn("MemberSync.apply")(function*(event: MemberEvents.MemberEvent) {
+      yield* Effect.annotateCurrentSpan({ "member.id": event.memberId, "member.event_type": event.type })
+      switch (event.type) {
+        case "MemberCreated":
+          return yield* created(event)
+        case "MemberUpdated":
+          return yield* updated(event)
+        case "MemberDeleted":
+          return yield* deleted(event)
+      }
+    })
+
+    return { apply } as const
+  })
+}) {}
+
+export interface Options {
+  readonly topic: MemberTopic
+  readonly groupId: string
+  /** Consumer retries (default: the seed's 1 s, 2 s, 4 s, then the dead-letter topic). */
+  readonly retry?: RetryPolicy.RetryPolicy | undefined
+  readonly batchSize?: number | undefined
+  readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
+}
+
+/**
+ * The member-events consumer: each event is applied and claimed in one transaction, in batches.
+ * A member auth-service does not know, or an answer that breaks its contract, is dead-lettered at
+ * once; database errors and an unreachable auth-service are retried, then dead-lettered.
+ */
+export const layer = (options: Options) =>
+  IdempotentConsumer.layer({
+    topic: options.topic,
+    groupId: options.groupId,
+    handle: (event) => Effect.flatMap(MemberSync, (sync) => sync.apply(event)),
+    errors: { SqlError: "retry", AuthUnavailable: "retry", MemberUnknown: "deadLetter", AuthRejected: "deadLetter" },
+    retry: options.retry,
+    batchSize: options.batchSize,
+    kafka: options.kafka
+  }).pipe(Layer.provide(DeadLetter.layer))
+
+/** On `member-events` under `TOPIC_PREFIX`, in group `d-day-service` (prefixed too). */
+export const layerConfig = Layer.unwrapEffect(Effect.gen(function*() {
+  const topic: MemberTopic = yield* ServiceTopics.resolve(SeedTopics.memberEvents)
+  return layer({ topic, groupId: yield* ServiceTopics.group("d-day-service") })
+}))

@@ -1,0 +1,152 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { assert, describe, it } from "@effect/vitest"
+import { DDayApi, DDayHttp, DDays, MemberReferences, Migrations } from "@kpipe/dday-service"
+import { Ids } from "@kpipe/events"
+import { Database } from "@kpipe/sql"
+import { TestLogging } from "@kpipe/testing"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as FastCheck from "effect/FastCheck"
+import * as Layer from "effect/Layer"
+
+const ServerLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(DDayHttp.ApiLive),
+  Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provideMerge(Layer.mergeAll(DDays.DDays.Default, MemberReferences.MemberReferences.Default)),
+  Layer.provideMerge(Database.layerTest(Migrations.all)),
+  Layer.provideMerge(TestLogging.layer)
+)
+
+const client = HttpApiClient.make(DDayApi.DDayApi)
+
+const member = (memberId: number, status: DDayApi.MemberStatus = "ACTIVE") =>
+  Effect.flatMap(MemberReferences.MemberReferences, (references) =>
+    references.putState({
+      memberId: Ids.MemberId.make(memberId),
+      nickname: `member-${memberId}`,
+      email: undefined,
+      status,
+      sourceUpdatedAt: DateTime.unsafeMake(Date.UTC(2030, 0, 1))
+    }))
+
+const id = (n: number) => Ids.MemberId.make(n)
+
+/** Today (UTC) moved by `days`, as `YYYY-MM-DD`. */
+const dayFromToday = (days: number) =>
+  DDayApi.LocalDate.make(DateTime.formatIsoDateUtc(DateTime.add(DateTime.unsafeNow(), { days })))
+
+const raw = (method: "POST" | "GET" | "DELETE", path: string, body?: string) =>
+  Effect.gen(function*() {
+    const http = yield* HttpClient.HttpClient
+    let request = HttpClientRequest.make(method)(path)
+    if (body !== undefined) request = HttpClientRequest.bodyText(request, body, "application/json")
+    const response = yield* http.execute(request)
+    const text = yield* response.text
+    return { status: response.status, body: text === "" ? undefined : JSON.parse(text) as { _tag?: string } }
+  })
+
+describe("DDayApi", () => {
+  it.live("creates, lists with the days remaining, and deletes a member's D-Days", () =>
+    Effect.gen(function*() {
+      yield* member(1)
+      const api = yield* client
+      const soon = yield* api.ddays.create({
+        path: { memberId: id(1) },
+        payload: { title: "exam", targetDate: dayFromToday(10) }
+      })
+      assert.deepInclude(soon, { memberId: id(1), title: "exam", daysRemaining: 10, label: "D-10" })
+      const today = yield* api.ddays.create({
+        path: { memberId: id(1) },
+        payload: { title: "today", targetDate: dayFromToday(0) }
+      })
+      yield* api.ddays.create({ path: { memberId: id(1) }, payload: { title: "past", targetDate: dayFromToday(-3) } })
+
+      const list = yield* api.ddays.list({ path: { memberId: id(1) } })
+      assert.deepStrictEqual(list.ddays.map((d) => [d.title, d.daysRemaining, d.label]), [
+        ["past", -3, "D+3"],
+        ["today", 0, "D-Day"],
+        ["exam", 10, "D-10"]
+      ])
+
+      yield* api.ddays.remove({ path: { memberId: id(1), ddayId: today.id } })
+      const again = yield* api.ddays.remove({ path: { memberId: id(1), ddayId: today.id } }).pipe(Effect.flip)
+      assert.deepStrictEqual(again, new DDayApi.DDayNotFound({ memberId: id(1), ddayId: today.id }))
+      assert.deepStrictEqual(
+        (yield* api.ddays.list({ path: { memberId: id(1) } })).ddays.map((d) => d.title),
+        ["past", "exam"]
+      )
+      // Another member cannot delete it.
+      yield* member(2)
+      const foreign = yield* api.ddays.remove({ path: { memberId: id(2), ddayId: soon.id } }).pipe(Effect.flip)
+      assert.strictEqual(foreign._tag, "DDayNotFound")
+    }).pipe(Effect.provide(ServerLive)))
+
+  it.live("unknown member: typed 404; deleted member: typed 410", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const payload = { title: "x", targetDate: dayFromToday(1) }
+      const unknown = yield* api.ddays.create({ path: { memberId: id(404) }, payload }).pipe(Effect.flip)
+      assert.deepStrictEqual(unknown, new DDayApi.MemberNotFound({ memberId: id(404) }))
+      assert.strictEqual(
+        (yield* api.ddays.list({ path: { memberId: id(404) } }).pipe(Effect.flip))._tag,
+        "MemberNotFound"
+      )
+      assert.strictEqual(
+        (yield* api.members.getMember({ path: { memberId: id(404) } }).pipe(Effect.flip))._tag,
+        "MemberNotFound"
+      )
+
+      yield* member(3, "DELETED")
+      const gone = yield* api.ddays.create({ path: { memberId: id(3) }, payload }).pipe(Effect.flip)
+      assert.deepStrictEqual(gone, new DDayApi.MemberDeleted({ memberId: id(3) }))
+      assert.strictEqual((yield* api.ddays.list({ path: { memberId: id(3) } }).pipe(Effect.flip))._tag, "MemberDeleted")
+      assert.strictEqual((yield* raw("POST", "/api/members/3/ddays", JSON.stringify(payload))).status, 410)
+      assert.strictEqual((yield* raw("POST", "/api/members/404/ddays", JSON.stringify(payload))).status, 404)
+
+      const reference = yield* api.members.getMember({ path: { memberId: id(3) } })
+      assert.deepInclude(reference, { memberId: id(3), nickname: "member-3", status: "DELETED" })
+    }).pipe(Effect.provide(ServerLive)))
+
+  it.live("bad input is a typed 400 HttpApiDecodeError", () =>
+    Effect.gen(function*() {
+      yield* member(5)
+      const cases: ReadonlyArray<readonly [method: "POST" | "GET" | "DELETE", path: string, body?: string]> = [
+        ["POST", "/api/members/5/ddays", "{not json"],
+        ["POST", "/api/members/5/ddays", JSON.stringify({ title: 5, targetDate: "2031-01-01" })],
+        ["POST", "/api/members/5/ddays", JSON.stringify({ title: "", targetDate: "2031-01-01" })],
+        ["POST", "/api/members/5/ddays", JSON.stringify({ title: "x".repeat(101), targetDate: "2031-01-01" })],
+        ["POST", "/api/members/5/ddays", JSON.stringify({ title: "x", targetDate: "2031-02-30" })],
+        ["POST", "/api/members/5/ddays", JSON.stringify({ title: "x", targetDate: "01/02/2031" })],
+        ["POST", "/api/members/5/ddays", JSON.stringify({ title: "x" })],
+        ["POST", "/api/members/abc/ddays", JSON.stringify({ title: "x", targetDate: "2031-01-01" })],
+        ["GET", "/api/members/-1/ddays"],
+        ["GET", "/api/members/1.5"],
+        ["DELETE", "/api/members/5/ddays/0"]
+      ]
+      for (const [method, path, body] of cases) {
+        const response = yield* raw(method, path, body)
+        assert.strictEqual(response.status, 400, `${method} ${path} ${body}`)
+        assert.strictEqual(response.body?._tag, "HttpApiDecodeError", `${method} ${path} ${body}`)
+      }
+      assert.deepStrictEqual(
+        (yield* client.pipe(Effect.flatMap((api) => api.ddays.list({ path: { memberId: id(5) } })))).ddays,
+        []
+      )
+    }).pipe(Effect.provide(ServerLive)))
+
+  it.prop(
+    "labels count down to D-Day and up after it",
+    { days: FastCheck.integer({ min: -40_000, max: 40_000 }) },
+    ({ days }) => {
+      const today = "2030-03-01"
+      const target = new Date(Date.parse(`${today}T00:00:00Z`) + days * 86_400_000).toISOString().slice(0, 10)
+      const remaining = DDays.daysBetween(today, target)
+      assert.strictEqual(remaining, days)
+      assert.strictEqual(DDays.label(remaining), days > 0 ? `D-${days}` : days === 0 ? "D-Day" : `D+${-days}`)
+    }
+  )
+})

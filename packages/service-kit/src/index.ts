@@ -1,0 +1,2 @@
+export * as ServiceTopics from "./ServiceTopics.ts"
+export * as Telemetry from "./Telemetry.ts"
