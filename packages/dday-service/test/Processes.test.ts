@@ -1,0 +1,136 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import { assert, describe, it } from "@effect/vitest"
+import { AuthApi } from "@kpipe/auth-service"
+import { DDayApi } from "@kpipe/dday-service"
+import { Ids, MemberEvents, SeedTopics } from "@kpipe/events"
+import { Publisher, Topic } from "@kpipe/pipeline"
+import { Database } from "@kpipe/sql"
+import { ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import { createServer } from "node:http"
+import { fileURLToPath } from "node:url"
+
+const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
+const ddayMain = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
+  Effect.gen(function*() {
+    while (true) {
+      const value = yield* Effect.either(effect)
+      if (value._tag === "Right" && until(value.right)) return value.right
+      yield* Effect.sleep("100 millis")
+    }
+  }).pipe(Effect.timeout("45 seconds"))
+
+/** A database of its own for one service process, dropped afterwards. */
+const scratchDatabase = (label: string) =>
+  Effect.gen(function*() {
+    const server = yield* Database.url
+    const name = `kpipe_test_${label}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`
+    yield* Effect.addFinalizer(() =>
+      Database.onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(
+        Effect.ignoreLogged
+      )
+    )
+    return Database.withDatabase(Redacted.value(server), name)
+  })
+
+/** A stand-in for Slack: the alert webhook d-day-service posts to. */
+const webhook = Effect.gen(function*() {
+  const received = yield* Queue.unbounded<{ readonly text: string; readonly details: Record<string, unknown> }>()
+  const server = yield* Effect.acquireRelease(
+    Effect.async<ReturnType<typeof createServer>>((resume) => {
+      const server = createServer((request, response) => {
+        let body = ""
+        request.on("data", (chunk) => body += chunk)
+        request.on("end", () => {
+          Queue.unsafeOffer(received, JSON.parse(body))
+          response.writeHead(204).end()
+        })
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+      })
+  )
+  const address = server.address()
+  return {
+    url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/alerts`,
+    received
+  }
+})
+
+describe("S1 with real processes", () => {
+  it.live(
+    "d-day-service down while members change catches up when it is back; a permanent failure reaches the DLT and the alert webhook",
+    () =>
+      Effect.gen(function*() {
+        const prefix = `${TestKafka.uniqueName("s1p")}.`
+        const hook = yield* webhook
+        const auth = yield* ServiceProcess.start({
+          name: "auth-service",
+          entry: authMain,
+          env: { DATABASE_URL: yield* scratchDatabase("auth"), PORT: "0", TOPIC_PREFIX: prefix }
+        })
+        const ddayEnv = {
+          DATABASE_URL: yield* scratchDatabase("dday"),
+          PORT: "0",
+          TOPIC_PREFIX: prefix,
+          AUTH_SERVICE_URL: auth.baseUrl,
+          ALERT_WEBHOOK_URL: hook.url
+        }
+        const members = (yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl: auth.baseUrl })).members
+        const signIn = (subject: string, nickname: string) =>
+          members.signIn({ payload: new AuthApi.SignInRequest({ provider: "github", subject, nickname }) })
+
+        const first = yield* ServiceProcess.start({ name: "d-day-service", entry: ddayMain, env: ddayEnv })
+        const copyAt = (baseUrl: string) =>
+          Effect.map(HttpApiClient.make(DDayApi.DDayApi, { baseUrl }), (client) => (memberId: Ids.MemberId) =>
+            client.members.getMember({ path: { memberId } }))
+        const alice = (yield* signIn("alice", "alice")).member
+        const copyBefore = yield* copyAt(first.baseUrl)
+        yield* eventually(copyBefore(alice.memberId), (copy) =>
+          copy.nickname === "alice")
+        assert.strictEqual(yield* first.stop, 0)
+
+        // While d-day-service is down, members keep changing.
+        const bob = (yield* signIn("bob", "bob")).member
+        const carol = (yield* signIn("carol", "carol")).member
+        yield* members.updateProfile({ path: { memberId: alice.memberId }, payload: { nickname: "alicia" } })
+        yield* members.deleteMember({ path: { memberId: bob.memberId } })
+        yield* members.updateProfile({ path: { memberId: carol.memberId }, payload: { nickname: "caroline" } })
+
+        const second = yield* ServiceProcess.start({ name: "d-day-service", entry: ddayMain, env: ddayEnv })
+        const copy = yield* copyAt(second.baseUrl)
+        yield* eventually(copy(alice.memberId), (held) => held.nickname === "alicia")
+        yield* eventually(copy(bob.memberId), (held) => held.status === "DELETED")
+        yield* eventually(copy(carol.memberId), (held) => held.nickname === "caroline" && held.status === "ACTIVE")
+
+        // A change to a member auth-service never had cannot be applied: dead-lettered, alerted.
+        const stranger = new MemberEvents.MemberUpdated({
+          eventId: Ids.EventId.make(crypto.randomUUID()),
+          memberId: Ids.MemberId.make(987_654),
+          occurredAt: DateTime.unsafeNow(),
+          nickname: "nobody",
+          changedFields: ["nickname"]
+        })
+        yield* Publisher.publish(Topic.prefixed(SeedTopics.memberEvents, prefix), stranger)
+        const alert = yield* Queue.take(hook.received).pipe(Effect.timeout("45 seconds"))
+        assert.include(alert.text, `${prefix}member-events`)
+        assert.strictEqual(alert.details["eventId"], stranger.eventId)
+        assert.strictEqual(yield* second.stop, 0)
+        assert.strictEqual(yield* auth.stop, 0)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.mergeAll(TestKafka.layer, NodeHttpClient.layerUndici, TestLogging.layer))
+      ),
+    { timeout: 120_000 }
+  )
+})
