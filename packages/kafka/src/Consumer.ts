@@ -97,6 +97,7 @@ export const runBatches = <R>(
     const runPromise = yield* FiberSet.makeRuntimePromise<R>()
     const heartbeatEvery = Duration.millis(options.heartbeatInterval ?? 3_000)
     const rebalanceTimeout = options.rebalanceTimeout ?? 60_000
+    let stopping = false
 
     const consumer = yield* connected(
       () =>
@@ -106,10 +107,15 @@ export const runBatches = <R>(
           rebalanceTimeout,
           heartbeatInterval: options.heartbeatInterval ?? 3_000,
           maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
-          allowAutoTopicCreation: false
+          allowAutoTopicCreation: false,
+          // A batch interrupted by our own shutdown crashes the consumer; it must not come back.
+          retry: { restartOnFailure: () => Promise.resolve(!stopping) }
         }),
       options.disconnectTimeout ?? Duration.seconds(10)
     )
+
+    // Released before `disconnect` (finalizers run in reverse).
+    yield* Effect.addFinalizer(() => Effect.sync(() => (stopping = true)))
 
     const joined = yield* Deferred.make<void>()
     consumer.on(consumer.events.GROUP_JOIN, () => Deferred.unsafeDone(joined, Effect.void))

@@ -19,12 +19,32 @@ import { DeadLetterSink, type Failure } from "./DeadLetter.ts"
 import * as RetryPolicy from "./RetryPolicy.ts"
 import type * as Topic from "./Topic.ts"
 
-export interface Options<A extends Topic.EventShape, I, E extends { readonly _tag: string }, R> {
+/** An event with the record it came in. */
+export interface Delivered<A> {
+  readonly record: Consumer.ConsumerRecord
+  readonly event: A
+}
+
+/**
+ * How events are applied, inside the transaction that also records them as processed: one at a
+ * time (`handle`), or all new events of the transaction at once (`handleBatch`, so the writes can
+ * be one statement). A batch that fails is applied again one event at a time, through
+ * `handleBatch` with a single event, to find the failing one.
+ */
+export type Handling<A, E, R> =
+  | {
+    readonly handle: (event: A, record: Consumer.ConsumerRecord) => Effect.Effect<void, E, R>
+    readonly handleBatch?: undefined
+  }
+  | {
+    readonly handleBatch: (events: ReadonlyArray<Delivered<A>>) => Effect.Effect<void, E, R>
+    readonly handle?: undefined
+  }
+
+export type Options<A extends Topic.EventShape, I, E extends { readonly _tag: string }, R> = Handling<A, E, R> & {
   readonly topic: Topic.Topic<A, I>
   /** Each group applies each event once: two groups on one topic each apply it. */
   readonly groupId: string
-  /** Runs inside the transaction that also records the event as processed. */
-  readonly handle: (event: A, record: Consumer.ConsumerRecord) => Effect.Effect<void, E, R>
   /** Retry or dead-letter, for every error the handler can fail with; a missing one does not compile. */
   readonly errors: RetryPolicy.ErrorPolicy<E>
   /**
@@ -43,14 +63,11 @@ export const duplicatesTotal = Metric.counter("kpipe_consumer_duplicates_total",
 export const retriesTotal = Metric.counter("kpipe_consumer_retries_total", { incremental: true })
 export const deadLetteredTotal = Metric.counter("kpipe_consumer_dead_lettered_total", { incremental: true })
 
-interface Decoded<A> {
-  readonly record: Consumer.ConsumerRecord
-  readonly event: A
-}
+type Decoded<A> = Delivered<A>
 
-/** The handler of the record at `index` failed (or died) inside the transaction. */
+/** The handler failed (or died) inside the transaction; `index` is the record's, when one record is to blame. */
 class HandlerFailed<E> extends Data.TaggedError("HandlerFailed")<{
-  readonly index: number
+  readonly index: number | undefined
   readonly cause: Cause.Cause<E>
 }> {}
 
@@ -146,19 +163,49 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
           ON CONFLICT DO NOTHING
           RETURNING event_id`
         const fresh = new Set(claimed.map((row) => row.eventId))
-        const applied: Array<A> = []
-        for (let index = 0; index < run.length; index++) {
-          const { event, record } = run[index]!
-          if (!fresh.delete(event.eventId)) continue
-          applied.push(event)
+        const applied: Array<Decoded<A>> = []
+        const indexes: Array<number> = []
+        run.forEach((item, index) => {
+          if (fresh.delete(item.event.eventId)) {
+            applied.push(item)
+            indexes.push(index)
+          }
+        })
+        const handleOne = options.handle
+        if (handleOne === undefined) {
+          if (applied.length > 0) {
+            yield* options.handleBatch!(applied).pipe(
+              Effect.sandbox,
+              Effect.mapError((cause) =>
+                new HandlerFailed({ index: applied.length === 1 ? indexes[0] : undefined, cause })
+              ),
+              continueTraces
+                ? Effect.withSpan(`${topic.name} process`, {
+                  kind: "consumer",
+                  links: applied.flatMap(({ record }) =>
+                    Option.match(parentOf(record), {
+                      onNone: () => [],
+                      onSome: (span) => [{ _tag: "SpanLink" as const, span, attributes: {} }]
+                    })
+                  ),
+                  attributes: { "messaging.batch.message_count": applied.length }
+                })
+                : Effect.withSpan(`${topic.name} process`)
+            )
+          }
+          return applied.map(({ event }) => event)
+        }
+        for (let i = 0; i < applied.length; i++) {
+          const { event, record } = applied[i]!
+          const index = indexes[i]!
           yield* Effect.annotateCurrentSpan({ "kpipe.event_id": event.eventId, "kpipe.event_type": event.type }).pipe(
-            Effect.zipRight(options.handle(event, record)),
+            Effect.zipRight(handleOne(event, record)),
             Effect.sandbox,
             Effect.mapError((cause) => new HandlerFailed({ index, cause })),
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
-        return applied
+        return applied.map(({ event }) => event)
       })).pipe(
         Effect.tap((applied) =>
           Effect.zipRight(

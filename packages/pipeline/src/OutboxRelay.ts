@@ -256,41 +256,38 @@ export const run = (
   Effect.gen(function*() {
     const pg = yield* PgClient
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(1))
-    const wakeups = yield* Effect.forEach(
-      Array.from({ length: options.concurrency ?? 1 }),
-      () => Queue.sliding<void>(1)
-    )
-    const wakeAll = Effect.forEach(wakeups, (queue) => Queue.offer(queue, void 0), { discard: true })
+    // One notification wakes one idle loop: a loop that finds work keeps claiming on its own, so
+    // waking them all would only add empty claims.
+    const wakeup = yield* Queue.sliding<void>(1)
+    const concurrency = options.concurrency ?? 1
 
     yield* pg.listen(channel).pipe(
-      Stream.runForEach(() => wakeAll),
+      Stream.runForEach(() => Queue.offer(wakeup, void 0)),
       Effect.tapErrorCause((cause) => Effect.logWarning("Outbox notifications lost; polling meanwhile", cause)),
       Effect.retry(backoff),
       Effect.forkScoped
     )
 
-    const loop = (wakeup: Queue.Queue<void>) =>
-      Effect.gen(function*() {
-        let failures = 0
-        while (true) {
-          const result = yield* publishOnce(options).pipe(
-            Effect.catchAll((error) => Effect.succeed({ _tag: "Blocked", error } as const))
-          )
-          if (result._tag === "Published" && result.count > 0) {
-            failures = 0
-            continue
-          }
-          if (result._tag === "Blocked") {
-            failures++
-            yield* Effect.logWarning("Outbox relay could not publish; backing off", result.error)
-            yield* Effect.sleep(Duration.min(Duration.millis(100 * 2 ** Math.min(failures, 6)), Duration.seconds(5)))
-            continue
-          }
-          yield* Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
-          yield* Queue.takeAll(wakeup)
+    const loop = Effect.gen(function*() {
+      let failures = 0
+      while (true) {
+        const result = yield* publishOnce(options).pipe(
+          Effect.catchAll((error) => Effect.succeed({ _tag: "Blocked", error } as const))
+        )
+        if (result._tag === "Published" && result.count > 0) {
+          failures = 0
+          continue
         }
-      })
-    yield* Effect.forEach(wakeups, (wakeup) => Effect.forkScoped(loop(wakeup)), { discard: true })
+        if (result._tag === "Blocked") {
+          failures++
+          yield* Effect.logWarning("Outbox relay could not publish; backing off", result.error)
+          yield* Effect.sleep(Duration.min(Duration.millis(100 * 2 ** Math.min(failures, 6)), Duration.seconds(5)))
+          continue
+        }
+        yield* Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
+      }
+    })
+    yield* Effect.forkScoped(loop).pipe(Effect.replicateEffect(concurrency))
 
     const report = stats.pipe(
       Effect.tap(({ oldestPendingAge, pending }) =>

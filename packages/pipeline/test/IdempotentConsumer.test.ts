@@ -308,6 +308,55 @@ describe("IdempotentConsumer", () => {
   )
 })
 
+describe("IdempotentConsumer.handleBatch", () => {
+  it.live(
+    "applies all new events of a transaction in one call; a failing batch is retried event by event to isolate the bad one",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("batch-handler", 1)
+        yield* createTopics(topic)
+        const events = Array.from({ length: 12 }, (_, i) => event(`k${i % 3}`, i))
+        const group = TestKafka.uniqueName("batch-handler")
+        const calls: Array<number> = []
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* IdempotentConsumer.run({
+            topic,
+            groupId: group,
+            handleBatch: (delivered) =>
+              Effect.gen(function*() {
+                calls.push(delivered.length)
+                if (delivered.some(({ event }) => event.seq === 5)) {
+                  return yield* new Rejected({ reason: "seq 5 is poison" })
+                }
+                yield* sql`INSERT INTO applied ${
+                  sql.insert(delivered.map(({ event }) => ({
+                    consumerGroup: group,
+                    eventId: event.eventId,
+                    messageKey: event.key,
+                    seq: event.seq
+                  })))
+                }`
+              }),
+            errors: { SqlError: "retry", Rejected: "deadLetter" },
+            retry: fastRetry,
+            batchSize: 100,
+            kafka: consumerTimings
+          })
+          yield* produce(topic, [...events, events[0]!])
+          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === events.length + 1))
+        }))
+        const applied = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
+        assert.deepStrictEqual(applied.map((row) => row.seq).sort((a, b) => a - b), [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11])
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        assert.isAbove(Math.max(...calls), 1)
+        const failed = yield* sql<{ eventId: string }>`SELECT event_id FROM kpipe_failed_events`
+        assert.deepStrictEqual(failed.map((row) => row.eventId), [events[5]!.eventId])
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+})
+
 describe("IdempotentConsumer lifecycle", () => {
   it.live(
     "on shutdown it finishes or rolls back the record in hand and commits exactly what it applied",
