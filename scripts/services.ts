@@ -95,7 +95,10 @@ const runService = (spec: ServiceSpec, databaseUrl: string, color: number) =>
       Effect.sync(() => {
         const child: ChildProcess = spawn(process.execPath, [spec.entry], {
           env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(spec.port), ...spec.env },
-          stdio: ["ignore", "pipe", "pipe"]
+          stdio: ["ignore", "pipe", "pipe"],
+          // A process group of its own: Ctrl-C reaches only this script, which stops each service
+          // once, with SIGTERM, instead of the terminal's signal and ours racing in every service.
+          detached: true
         })
         const relay = (stream: NodeJS.ReadableStream | null) => {
           let rest = ""
