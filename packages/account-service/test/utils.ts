@@ -1,9 +1,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Ids, LoginEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
+import { Eventually } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { spawn } from "node:child_process"
 import { createServer } from "node:net"
@@ -18,14 +18,7 @@ export const login = (prefix: string, accountId: number, session: number, at: nu
     occurredAt: DateTime.unsafeMake(at)
   })
 
-export const eventually = <E, R>(
-  check: Effect.Effect<boolean, E, R>,
-  timeout: Duration.DurationInput = "30 seconds",
-  what = "condition"
-) =>
-  Effect.gen(function*() {
-    while (!(yield* check)) yield* Effect.sleep("100 millis")
-  }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`${what} not reached in time`) }))
+export const eventually = Eventually.eventually
 
 export const freePort = Effect.async<number>((resume) => {
   const server = createServer()

@@ -1,11 +1,10 @@
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
-import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
+import { JsonBody } from "@kpipe/service-kit/JsonBody"
 import * as Schema from "effect/Schema"
 
 /** The contract of auth-service; d-day-service's fallback client is derived from it. */
@@ -77,15 +76,6 @@ export class NothingToUpdate extends Schema.TaggedError<NothingToUpdate>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 400 })
 ) {}
-
-/**
- * Rejects a JSON body that does not parse with the same typed 400 as a body of the wrong shape
- * (HttpApi's own payload decoding turns it into a defect, i.e. an empty 500). Server-side only:
- * `HttpApiClient` does not need it.
- */
-export class JsonBody extends HttpApiMiddleware.Tag<JsonBody>()("@kpipe/auth-service/JsonBody", {
-  failure: HttpApiDecodeError
-}) {}
 
 const memberPath = Schema.Struct({ memberId: Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId)) })
 

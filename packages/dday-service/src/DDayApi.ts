@@ -1,11 +1,10 @@
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
-import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
+import { JsonBody } from "@kpipe/service-kit/JsonBody"
 import * as Schema from "effect/Schema"
 
 /** The contract of d-day-service. */
@@ -80,15 +79,6 @@ export class DDayNotFound extends Schema.TaggedError<DDayNotFound>()(
   { memberId: Ids.MemberId, ddayId: DDayId },
   HttpApiSchema.annotations({ status: 404 })
 ) {}
-
-/**
- * Reads a JSON request body before the payload is decoded, so that malformed JSON is a typed 400
- * `HttpApiDecodeError` like any other bad input (HttpApi's own decoding answers it with an empty
- * 400). Server-side only: `HttpApiClient` does not need it.
- */
-export class JsonBody extends HttpApiMiddleware.Tag<JsonBody>()("@kpipe/dday-service/JsonBody", {
-  failure: HttpApiDecodeError
-}) {}
 
 const memberId = Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId))
 const memberPath = Schema.Struct({ memberId })

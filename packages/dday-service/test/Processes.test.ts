@@ -6,13 +6,12 @@ import { DDayApi } from "@kpipe/dday-service"
 import { Ids, MemberEvents, SeedTopics } from "@kpipe/events"
 import { Publisher, Topic } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
+import { ServiceProcess, TestKafka, TestLogging, Webhook } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
-import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
 
 const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
@@ -40,40 +39,13 @@ const scratchDatabase = (label: string) =>
     return Database.withDatabase(Redacted.value(server), name)
   })
 
-/** A stand-in for Slack: the alert webhook d-day-service posts to. */
-const webhook = Effect.gen(function*() {
-  const received = yield* Queue.unbounded<{ readonly text: string; readonly details: Record<string, unknown> }>()
-  const server = yield* Effect.acquireRelease(
-    Effect.async<ReturnType<typeof createServer>>((resume) => {
-      const server = createServer((request, response) => {
-        let body = ""
-        request.on("data", (chunk) => body += chunk)
-        request.on("end", () => {
-          Queue.unsafeOffer(received, JSON.parse(body))
-          response.writeHead(204).end()
-        })
-      })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-    }),
-    (server) =>
-      Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-      })
-  )
-  const address = server.address()
-  return {
-    url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/alerts`,
-    received
-  }
-})
-
 describe("S1 with real processes", () => {
   it.live(
     "d-day-service down while members change catches up when it is back; a permanent failure reaches the DLT and the alert webhook",
     () =>
       Effect.gen(function*() {
         const prefix = `${TestKafka.uniqueName("s1p")}.`
-        const hook = yield* webhook
+        const hook = yield* Webhook.make
         const auth = yield* ServiceProcess.start({
           name: "auth-service",
           entry: authMain,
@@ -122,7 +94,10 @@ describe("S1 with real processes", () => {
           changedFields: ["nickname"]
         })
         yield* Publisher.publish(Topic.prefixed(SeedTopics.memberEvents, prefix), stranger)
-        const alert = yield* Queue.take(hook.received).pipe(Effect.timeout("45 seconds"))
+        const alert = (yield* Queue.take(hook.received).pipe(Effect.timeout("45 seconds"))) as {
+          readonly text: string
+          readonly details: Record<string, unknown>
+        }
         assert.include(alert.text, `${prefix}member-events`)
         assert.strictEqual(alert.details["eventId"], stranger.eventId)
         assert.strictEqual(yield* second.stop, 0)

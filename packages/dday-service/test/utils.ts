@@ -9,11 +9,10 @@ import { Ids, MemberEvents, SeedTopics } from "@kpipe/events"
 import { Admin, Consumer } from "@kpipe/kafka"
 import { OutboxRelay, RetryPolicy, Topic } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { TestKafka, TestLogging } from "@kpipe/testing"
+import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
@@ -85,13 +84,7 @@ export const startMemberSync = (options: {
 /** No one listens here: connections are refused at once. */
 export const closedUrl = "http://127.0.0.1:9"
 
-export const eventually = <E, R>(
-  check: Effect.Effect<boolean, E, R>,
-  timeout: Duration.DurationInput = "30 seconds"
-) =>
-  Effect.gen(function*() {
-    while (!(yield* check)) yield* Effect.sleep("100 millis")
-  }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("condition not reached in time") }))
+export const eventually = Eventually.eventually
 
 export const processed = (group: string) =>
   Effect.flatMap(SqlClient, (sql) =>

@@ -2,12 +2,11 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { AlertSink, DeadLetterMonitor, IdempotentConsumer } from "@kpipe/pipeline"
-import { TestKafka } from "@kpipe/testing"
+import { TestKafka, Webhook } from "@kpipe/testing"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import { createServer } from "node:http"
 import { createTopics, event, eventually, makeTopic, PipelineLive, produce } from "./utils.ts"
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}
@@ -59,36 +58,17 @@ describe("DeadLetterMonitor", () => {
 describe("AlertSink", () => {
   it.live("the webhook sink POSTs the alert as JSON", () =>
     Effect.gen(function*() {
-      const received = yield* Queue.unbounded<unknown>()
-      const server = yield* Effect.acquireRelease(
-        Effect.async<ReturnType<typeof createServer>>((resume) => {
-          const server = createServer((request, response) => {
-            let body = ""
-            request.on("data", (chunk) => body += chunk)
-            request.on("end", () => {
-              Queue.unsafeOffer(received, JSON.parse(body))
-              response.writeHead(204).end()
-            })
-          })
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) =>
-          Effect.async<void>((resume) => {
-            server.close(() => resume(Effect.void))
-          })
-      )
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
+      const hook = yield* Webhook.make
       yield* Effect.flatMap(
         AlertSink.AlertSink,
         (sink) =>
           sink.alert({ title: "DLT grew", severity: "warning", details: { topic: "member-events", attempts: 4 } })
       ).pipe(
         Effect.provide(
-          AlertSink.layerWebhook(`http://127.0.0.1:${port}/hook`).pipe(Layer.provide(NodeHttpClient.layerUndici))
+          AlertSink.layerWebhook(hook.url).pipe(Layer.provide(NodeHttpClient.layerUndici))
         )
       )
-      const body = yield* Queue.take(received)
+      const body = yield* Queue.take(hook.received)
       assert.deepStrictEqual(body, {
         text: "DLT grew",
         title: "DLT grew",

@@ -3,8 +3,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
 import { DeadLetter, PipelineMigrations, RetryPolicy, Topic } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { TestKafka, TestLogging } from "@kpipe/testing"
-import type * as Duration from "effect/Duration"
+import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
@@ -67,13 +66,7 @@ export const produce = <I>(topic: Topic.Topic<TestEvent, I>, events: ReadonlyArr
     yield* producer.send({ topic: topic.name, messages })
   })
 
-export const eventually = <E, R>(
-  check: Effect.Effect<boolean, E, R>,
-  timeout: Duration.DurationInput = "30 seconds"
-) =>
-  Effect.gen(function*() {
-    while (!(yield* check)) yield* Effect.sleep("100 millis")
-  }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("condition not reached in time") }))
+export const eventually = Eventually.eventually
 
 export const fastRetry = RetryPolicy.make({ initialDelay: "20 millis", factor: 2, maxRetries: 3 })
 

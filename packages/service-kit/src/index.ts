@@ -1,2 +1,3 @@
+export * as JsonBody from "./JsonBody.ts"
 export * as ServiceTopics from "./ServiceTopics.ts"
 export * as Telemetry from "./Telemetry.ts"

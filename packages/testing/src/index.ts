@@ -1,4 +1,6 @@
+export * as Eventually from "./Eventually.ts"
 export * as Infrastructure from "./Infrastructure.ts"
 export * as ServiceProcess from "./ServiceProcess.ts"
 export * as TestKafka from "./TestKafka.ts"
 export * as TestLogging from "./TestLogging.ts"
+export * as Webhook from "./Webhook.ts"
