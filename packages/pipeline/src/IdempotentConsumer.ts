@@ -31,32 +31,36 @@ export interface Delivered<A> {
  * be one statement). A batch that fails is applied again one event at a time, through
  * `handleBatch` with a single event, to find the failing one.
  */
-export type Handling<A, E, R> =
+export type Handling<A, E, R, B> =
   | {
     readonly handle: (event: A, record: Consumer.ConsumerRecord) => Effect.Effect<void, E, R>
     readonly handleBatch?: undefined
+    /**
+     * Runs after a transaction committed, with the events it applied (never with duplicates, never
+     * after a rollback): for side effects outside the database, e.g. a cache or a log line.
+     */
+    readonly afterCommit?: ((events: ReadonlyArray<A>) => Effect.Effect<void, never, R>) | undefined
   }
   | {
-    readonly handleBatch: (events: ReadonlyArray<Delivered<A>>) => Effect.Effect<void, E, R>
+    readonly handleBatch: (events: ReadonlyArray<Delivered<A>>) => Effect.Effect<B, E, R>
     readonly handle?: undefined
+    /** As with `handle`, plus what `handleBatch` returned for those events (e.g. each one's outcome). */
+    readonly afterCommit?: ((events: ReadonlyArray<A>, result: B) => Effect.Effect<void, never, R>) | undefined
   }
 
-export type Options<A extends Topic.EventShape, I, E extends { readonly _tag: string }, R> = Handling<A, E, R> & {
-  readonly topic: Topic.Topic<A, I>
-  /** Each group applies each event once: two groups on one topic each apply it. */
-  readonly groupId: string
-  /** Retry or dead-letter, for every error the handler can fail with; a missing one does not compile. */
-  readonly errors: RetryPolicy.ErrorPolicy<E>
-  /**
-   * Runs after a transaction committed, with the events it applied (never with duplicates, never
-   * after a rollback): for side effects outside the database, e.g. a cache or a log line.
-   */
-  readonly afterCommit?: ((events: ReadonlyArray<A>) => Effect.Effect<void, never, R>) | undefined
-  readonly retry?: RetryPolicy.RetryPolicy | undefined
-  /** Records of one partition applied in one transaction (default 100; 1 = a transaction per record). */
-  readonly batchSize?: number | undefined
-  readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
-}
+export type Options<A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B = void> =
+  & Handling<A, E, R, B>
+  & {
+    readonly topic: Topic.Topic<A, I>
+    /** Each group applies each event once: two groups on one topic each apply it. */
+    readonly groupId: string
+    /** Retry or dead-letter, for every error the handler can fail with; a missing one does not compile. */
+    readonly errors: RetryPolicy.ErrorPolicy<E>
+    readonly retry?: RetryPolicy.RetryPolicy | undefined
+    /** Records of one partition applied in one transaction (default 100; 1 = a transaction per record). */
+    readonly batchSize?: number | undefined
+    readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
+  }
 
 export const appliedTotal = Metric.counter("kpipe_consumer_applied_total", { incremental: true })
 export const duplicatesTotal = Metric.counter("kpipe_consumer_duplicates_total", { incremental: true })
@@ -96,8 +100,8 @@ const parentOf = (record: Consumer.ConsumerRecord) => HttpTraceContext.fromHeade
  * only after that. Failures are retried per `retry` (blocking the partition, so a key stays in
  * order) or dead-lettered as `errors` decides; undecodable records are dead-lettered at once.
  */
-export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R>(
-  options: Options<A, I, E, R>
+export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B = void>(
+  options: Options<A, I, E, R, B>
 ): Effect.Effect<void, KafkaError, KafkaClient | SqlClient | DeadLetterSink | Scope.Scope | R> =>
   Effect.gen(function*() {
     const { errors, groupId, topic } = options
@@ -173,27 +177,26 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
         })
         const handleOne = options.handle
         if (handleOne === undefined) {
-          if (applied.length > 0) {
-            yield* options.handleBatch!(applied).pipe(
-              Effect.sandbox,
-              Effect.mapError((cause) =>
-                new HandlerFailed({ index: applied.length === 1 ? indexes[0] : undefined, cause })
-              ),
-              continueTraces
-                ? Effect.withSpan(`${topic.name} process`, {
-                  kind: "consumer",
-                  links: applied.flatMap(({ record }) =>
-                    Option.match(parentOf(record), {
-                      onNone: () => [],
-                      onSome: (span) => [{ _tag: "SpanLink" as const, span, attributes: {} }]
-                    })
-                  ),
-                  attributes: { "messaging.batch.message_count": applied.length }
-                })
-                : Effect.withSpan(`${topic.name} process`)
-            )
-          }
-          return applied.map(({ event }) => event)
+          if (applied.length === 0) return { events: [], result: undefined }
+          const result = yield* options.handleBatch!(applied).pipe(
+            Effect.sandbox,
+            Effect.mapError((cause) =>
+              new HandlerFailed({ index: applied.length === 1 ? indexes[0] : undefined, cause })
+            ),
+            continueTraces
+              ? Effect.withSpan(`${topic.name} process`, {
+                kind: "consumer",
+                links: applied.flatMap(({ record }) =>
+                  Option.match(parentOf(record), {
+                    onNone: () => [],
+                    onSome: (span) => [{ _tag: "SpanLink" as const, span, attributes: {} }]
+                  })
+                ),
+                attributes: { "messaging.batch.message_count": applied.length }
+              })
+              : Effect.withSpan(`${topic.name} process`)
+          )
+          return { events: applied.map(({ event }) => event), result }
         }
         for (let i = 0; i < applied.length; i++) {
           const { event, record } = applied[i]!
@@ -205,12 +208,12 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
-        return applied.map(({ event }) => event)
+        return { events: applied.map(({ event }) => event), result: undefined }
       })).pipe(
-        Effect.tap((applied) =>
+        Effect.tap(({ events }) =>
           Effect.zipRight(
-            Metric.incrementBy(appliedTotal, applied.length),
-            Metric.incrementBy(duplicatesTotal, run.length - applied.length)
+            Metric.incrementBy(appliedTotal, events.length),
+            Metric.incrementBy(duplicatesTotal, run.length - events.length)
           )
         ),
         Effect.sandbox,
@@ -223,11 +226,13 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
     const commitRun = (run: ReadonlyArray<Decoded<A>>, continueTraces = true) =>
       Effect.uninterruptibleMask((restore) =>
         restore(transact(run, continueTraces)).pipe(
-          Effect.tap((applied) =>
-            options.afterCommit === undefined || applied.length === 0
-              ? Effect.void
-              : options.afterCommit(applied)
-          )
+          Effect.tap(({ events, result }): Effect.Effect<void, never, R> => {
+            if (events.length === 0) return Effect.void
+            if (options.handleBatch !== undefined) {
+              return options.afterCommit === undefined ? Effect.void : options.afterCommit(events, result as B)
+            }
+            return options.afterCommit === undefined ? Effect.void : options.afterCommit(events)
+          })
         )
       )
 
@@ -354,7 +359,7 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
     yield* Consumer.runBatches({ ...options.kafka, groupId, topics: [topic.name] }, handleBatch)
   })
 
-export const layer = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R>(
-  options: Options<A, I, E, R>
+export const layer = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B = void>(
+  options: Options<A, I, E, R, B>
 ): Layer.Layer<never, KafkaError, KafkaClient | SqlClient | DeadLetterSink | Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(run(options))

@@ -1,0 +1,280 @@
+import type { SqlError } from "@effect/sql/SqlError"
+import { CouponEvents, Ids } from "@kpipe/events"
+import type { RedisError } from "@kpipe/redis/Redis"
+import * as Cache from "effect/Cache"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import {
+  AlreadyRequested,
+  type Coupon,
+  CouponExpired,
+  CouponNotFound,
+  CouponNotYetOpen,
+  CouponRecovering,
+  CouponSoldOut,
+  type CreateCouponRequest,
+  IssueAccepted,
+  type IssueState,
+  IssueStatus,
+  PublishFailed,
+  ServiceUnavailable,
+  UserCoupons
+} from "./CouponApi.ts"
+import { CouponConfig } from "./CouponConfig.ts"
+import { CouponStore } from "./CouponStore.ts"
+import { IssueGate } from "./IssueGate.ts"
+import { IssuePublisher } from "./IssuePublisher.ts"
+import { IssueRecovery } from "./IssueRecovery.ts"
+
+export const requestsTotal = Metric.counter("coupon_issue_requests_total", {
+  description: "Issue requests by answer",
+  incremental: true
+})
+
+const answerCounters = new Map<string, Metric.Metric.Counter<number>>()
+const countAnswer = (answer: string) => {
+  let counter = answerCounters.get(answer)
+  if (counter === undefined) {
+    counter = Metric.tagged(requestsTotal, "answer", answer)
+    answerCounters.set(answer, counter)
+  }
+  return Metric.increment(counter)
+}
+
+const unavailable = (error: RedisError | SqlError) =>
+  Effect.zipRight(
+    Effect.logWarning("Issue path dependency failed", error),
+    Effect.fail(new ServiceUnavailable({ message: "The coupon service is temporarily unavailable; please retry." }))
+  )
+
+const messages: Record<IssueState, string> = {
+  PENDING: "Your request is queued; the coupon will be issued shortly.",
+  ISSUED: "The coupon has been issued to you.",
+  FAILED: "The coupon could not be issued to you. You may request it again while stock lasts.",
+  NOT_REQUESTED: "You have not requested this coupon."
+}
+
+/**
+ * The synchronous part of a sale (the seed's `CouponIssueFacade`): check the coupon, pass the
+ * Redis gate, publish, answer. `accepted` means the event is in Kafka (acks=all); when publishing
+ * fails, the reservation is undone before the caller hears about it.
+ */
+export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-service/CouponIssuer", {
+  effect: Effect.gen(function*() {
+    const config = yield* CouponConfig
+    const store = yield* CouponStore
+    const gate = yield* IssueGate
+    const publisher = yield* IssuePublisher
+    const recovery = yield* IssueRecovery
+
+    // Coupons do not change once created: the hot path reads them from memory. A miss is kept
+    // briefly, so a flood of requests for an unknown id does not reach the database each time.
+    const coupons = yield* Cache.makeWith({
+      capacity: 10_000,
+      lookup: (couponId: Ids.CouponId) => store.find(couponId),
+      timeToLive: (exit) =>
+        Exit.isSuccess(exit) && Option.isSome(exit.value)
+          ? config.couponCacheTtl
+          : Exit.isSuccess(exit)
+          ? Duration.seconds(1)
+          : Duration.zero
+    })
+
+    const coupon = (couponId: Ids.CouponId) =>
+      coupons.get(couponId).pipe(
+        Effect.catchTag("SqlError", unavailable),
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new CouponNotFound({ couponId, message: `Coupon ${couponId} does not exist.` })),
+          onSome: Effect.succeed
+        }))
+      )
+
+    const create = Effect.fn("CouponIssuer.create")(function*(request: CreateCouponRequest) {
+      const created = yield* store.create(request).pipe(Effect.catchTag("SqlError", unavailable))
+      yield* coupons.set(created.couponId, Option.some(created))
+      // If Redis is down now, the first request finds no state and rebuilds it from the database.
+      yield* gate.initialize(created.couponId, created.totalQuantity).pipe(
+        Effect.catchAll((error) => Effect.logWarning("Could not open the coupon in Redis yet", error))
+      )
+      return created
+    })
+
+    // Most answers of a sale are this one, identical for everybody: built once per coupon.
+    const soldOutAnswers = new Map<Ids.CouponId, CouponSoldOut>()
+    const soldOut = (couponId: Ids.CouponId) => {
+      let answer = soldOutAnswers.get(couponId)
+      if (answer === undefined) {
+        answer = new CouponSoldOut({ couponId, message: `Coupon ${couponId} is sold out.` })
+        soldOutAnswers.set(couponId, answer)
+      }
+      return Effect.fail(answer)
+    }
+
+    const checkIssuable = (found: Coupon, now: DateTime.Utc) => {
+      if (DateTime.lessThan(now, found.validFrom)) {
+        return Effect.fail(
+          new CouponNotYetOpen({
+            couponId: found.couponId,
+            validFrom: found.validFrom,
+            message: `Coupon ${found.couponId} opens at ${DateTime.formatIso(found.validFrom)}.`
+          })
+        )
+      }
+      if (DateTime.greaterThanOrEqualTo(now, found.validUntil)) {
+        return Effect.fail(
+          new CouponExpired({
+            couponId: found.couponId,
+            validUntil: found.validUntil,
+            message: `Coupon ${found.couponId} expired at ${DateTime.formatIso(found.validUntil)}.`
+          })
+        )
+      }
+      return Effect.void
+    }
+
+    const rollback = (event: CouponEvents.CouponIssueRequested) =>
+      gate.rollback(event.couponId, event.userId, event.eventId).pipe(
+        Effect.retry(Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))),
+        Effect.tapError((error) =>
+          Effect.logError("Rolling back a reservation failed; reconciliation will report it", error)
+        ),
+        Effect.ignore
+      )
+
+    /** Reserve, publish, and undo the reservation when the publish fails: one block a client cannot interrupt. */
+    const reserveAndPublish = (couponId: Ids.CouponId, userId: Ids.UserId, now: DateTime.Utc) =>
+      Effect.gen(function*() {
+        const eventId = Ids.EventId.make(crypto.randomUUID())
+        const answer = yield* gate.reserve(couponId, userId, eventId).pipe(Effect.catchTag("RedisError", unavailable))
+        switch (answer._tag) {
+          case "SoldOut":
+            return yield* soldOut(couponId)
+          case "Duplicate":
+            return yield* new AlreadyRequested({
+              couponId,
+              userId,
+              message: `You have already requested coupon ${couponId}; check its issue status.`
+            })
+          case "Missing":
+          case "Recovering":
+            yield* recovery.trigger(couponId)
+            return yield* new CouponRecovering({
+              couponId,
+              message: `Coupon ${couponId} is being restored; please retry in a few seconds.`
+            })
+          case "Accepted":
+            break
+        }
+        const event = new CouponEvents.CouponIssueRequested({
+          eventId,
+          occurredAt: now,
+          couponId,
+          userId,
+          timestamp: DateTime.toEpochMillis(now)
+        })
+        yield* publisher.publish(event).pipe(
+          Effect.tapError((error) =>
+            Effect.zipRight(
+              Effect.logWarning("Publishing an issue request failed; rolled back", error),
+              rollback(event)
+            ).pipe(Effect.annotateLogs({ couponId, userId, eventId }))
+          ),
+          Effect.mapError(() =>
+            new PublishFailed({
+              couponId,
+              message: "Your request could not be queued and nothing was reserved; please try again."
+            })
+          )
+        )
+        return new IssueAccepted({
+          couponId,
+          userId,
+          eventId,
+          status: "PENDING",
+          message: "Your request is accepted and queued; check its issue status."
+        })
+      }).pipe(
+        // From before the reservation until its publish settled: a rebuild waits for it.
+        (effect) => recovery.track(couponId, effect),
+        Effect.uninterruptible
+      )
+
+    // The hot path: no stack trace per span (formatting them costs more than the request itself).
+    const issue = Effect.fn("CouponIssuer.issue", { captureStackTrace: false })(
+      function*(couponId: Ids.CouponId, userId: Ids.UserId) {
+        const found = yield* coupon(couponId)
+        const now = yield* DateTime.now
+        yield* checkIssuable(found, now)
+        return yield* reserveAndPublish(couponId, userId, now).pipe(
+          Effect.tapBoth({
+            onFailure: (error) => countAnswer(error._tag),
+            onSuccess: () => countAnswer("Accepted")
+          })
+        )
+      }
+    )
+
+    const answer = (couponId: Ids.CouponId, userId: Ids.UserId, status: IssueState, extra: {
+      readonly reason?: string
+      readonly issuedAt?: DateTime.Utc
+    } = {}) =>
+      new IssueStatus({
+        couponId,
+        userId,
+        status,
+        message: status === "FAILED" && extra.reason === "SOLD_OUT"
+          ? "The coupon could not be issued to you: it sold out before your request was applied."
+          : messages[status],
+        ...extra
+      })
+
+    /** Redis first; the database when Redis is silent, and to confirm anything not ISSUED. */
+    const status = Effect.fn("CouponIssuer.status", { captureStackTrace: false })(
+      function*(couponId: Ids.CouponId, userId: Ids.UserId) {
+        yield* coupon(couponId)
+        const cached = yield* gate.status(couponId, userId).pipe(
+          Effect.tapError((error) =>
+            Effect.logWarning("Redis status lookup failed; answering from the database", error)
+          ),
+          Effect.option
+        )
+        const fromRedis = Option.flatMap(cached, (view) => view.status)
+        if (Option.contains(fromRedis, "ISSUED")) return answer(couponId, userId, "ISSUED")
+        const pendingEventId = Option.flatMap(cached, (view) => view.pendingEventId)
+        const record = yield* store.request(couponId, userId).pipe(Effect.catchTag("SqlError", unavailable))
+        if (Option.isSome(record.issued)) {
+          const { eventId, issuedAt } = record.issued.value
+          // The consumer committed but its Redis update was lost (e.g. killed right after COMMIT).
+          if (Option.isSome(cached)) yield* gate.markIssued(couponId, userId, eventId).pipe(Effect.ignore)
+          return answer(couponId, userId, "ISSUED", { issuedAt })
+        }
+        const pending = Option.isSome(pendingEventId) || Option.contains(fromRedis, "PENDING")
+        const failed = record.failed
+        if (
+          Option.isSome(failed) &&
+          (!pending || Option.exists(pendingEventId, (eventId) => eventId === failed.value.eventId))
+        ) {
+          if (Option.isSome(pendingEventId)) {
+            yield* gate.release(couponId, userId, failed.value.eventId).pipe(Effect.ignore)
+          }
+          return answer(couponId, userId, "FAILED", { reason: failed.value.reason })
+        }
+        if (pending) return answer(couponId, userId, "PENDING")
+        if (Option.contains(fromRedis, "FAILED")) return answer(couponId, userId, "FAILED")
+        return answer(couponId, userId, "NOT_REQUESTED")
+      }
+    )
+
+    const myCoupons = Effect.fn("CouponIssuer.myCoupons")(function*(userId: Ids.UserId) {
+      const coupons = yield* store.userCoupons(userId).pipe(Effect.catchTag("SqlError", unavailable))
+      return new UserCoupons({ userId, coupons })
+    })
+
+    return { coupon, create, issue, status, myCoupons } as const
+  })
+}) {}

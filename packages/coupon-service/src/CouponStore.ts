@@ -1,0 +1,259 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import * as SqlSchema from "@effect/sql/SqlSchema"
+import type { CouponEvents } from "@kpipe/events"
+import { Ids } from "@kpipe/events"
+import * as Data from "effect/Data"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { Coupon, type CreateCouponRequest, UserCoupon } from "./CouponApi.ts"
+
+/** The event names a coupon the database does not have: permanent, so it goes to the dead-letter topic. */
+export class CouponMissing extends Data.TaggedError("CouponMissing")<{ readonly couponId: number }> {
+  override get message() {
+    return `Coupon ${this.couponId} does not exist`
+  }
+}
+
+/** The user's row appeared while the batch was applied; the batch is tried again. */
+export class IssueConflict extends Data.TaggedError("IssueConflict")<{ readonly eventIds: ReadonlyArray<string> }> {
+  override get message() {
+    return `Requests ${this.eventIds.join(", ")} met a coupon issued concurrently to the same user`
+  }
+}
+
+/** What the consumer's transaction did with one request. */
+export type IssueOutcome = "ISSUED" | "ALREADY_ISSUED" | "SOLD_OUT"
+
+export interface Applied {
+  readonly event: CouponEvents.CouponIssueRequested
+  readonly outcome: IssueOutcome
+}
+
+export type FailureReason = "SOLD_OUT" | "DEAD_LETTERED"
+
+const CouponRow = Schema.Struct({
+  id: Ids.CouponId,
+  name: Schema.String,
+  totalQuantity: Schema.Int,
+  issuedQuantity: Schema.Int,
+  validFrom: Schema.DateTimeUtcFromDate,
+  validUntil: Schema.DateTimeUtcFromDate,
+  createdAt: Schema.DateTimeUtcFromDate
+})
+
+const toCoupon = (row: typeof CouponRow.Type) =>
+  new Coupon({
+    couponId: row.id,
+    name: row.name,
+    totalQuantity: row.totalQuantity,
+    issuedQuantity: row.issuedQuantity,
+    validFrom: row.validFrom,
+    validUntil: row.validUntil,
+    createdAt: row.createdAt
+  })
+
+const UserCouponRow = Schema.Struct({
+  couponId: Ids.CouponId,
+  name: Schema.String,
+  status: Schema.Literal("AVAILABLE", "USED", "EXPIRED"),
+  issuedAt: Schema.DateTimeUtcFromDate,
+  validUntil: Schema.DateTimeUtcFromDate
+})
+
+const RequestOutcomeRow = Schema.Struct({
+  issuedEventId: Schema.NullOr(Schema.String),
+  issuedAt: Schema.NullOr(Schema.DateTimeUtcFromDate),
+  failedEventId: Schema.NullOr(Schema.String),
+  failureReason: Schema.NullOr(Schema.String)
+})
+
+/** What the database knows about one user's requests for one coupon. */
+export interface RequestRecord {
+  readonly issued: Option.Option<{ readonly eventId: string; readonly issuedAt: DateTime.Utc }>
+  /** The latest failure, if any. */
+  readonly failed: Option.Option<{ readonly eventId: string; readonly reason: string }>
+}
+
+/** The coupon tables. Everything here runs in the caller's transaction when there is one. */
+export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-service/CouponStore", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient
+
+    const findRow = SqlSchema.findOne({
+      Request: Ids.CouponId,
+      Result: CouponRow,
+      execute: (couponId) => sql`SELECT * FROM coupons WHERE id = ${couponId}`
+    })
+
+    const create = Effect.fn("CouponStore.create")(function*(request: CreateCouponRequest) {
+      const rows = yield* sql`
+        INSERT INTO coupons ${
+        sql.insert({
+          name: request.name,
+          totalQuantity: request.totalQuantity,
+          validFrom: DateTime.toDateUtc(request.validFrom),
+          validUntil: DateTime.toDateUtc(request.validUntil)
+        })
+      } RETURNING *`
+      return toCoupon(yield* Schema.decodeUnknown(CouponRow)(rows[0]).pipe(Effect.orDie))
+    })
+
+    const find = Effect.fn("CouponStore.find")(function*(couponId: Ids.CouponId) {
+      return Option.map(yield* findRow(couponId).pipe(Effect.catchTag("ParseError", Effect.die)), toCoupon)
+    })
+
+    /**
+     * Applies a batch of requests in one statement: per coupon (row locked), the first requests in
+     * offset order whose users hold no coupon yet get the units left, in `user_coupons` (UNIQUE per
+     * coupon and user) and `issued_quantity` (never above `total_quantity`, also a CHECK); the rest
+     * are `SOLD_OUT` (stored as failures) or `ALREADY_ISSUED`. The database can neither oversell nor
+     * issue twice, whatever Redis let through.
+     */
+    const applyIssues = Effect.fn("CouponStore.applyIssues")(function*(
+      events: ReadonlyArray<CouponEvents.CouponIssueRequested>
+    ) {
+      const rows = yield* sql<{ eventId: string; outcome: IssueOutcome | "MISSING" | "CONFLICT" }>`
+        WITH input AS (
+          SELECT * FROM unnest(
+            ${events.map((e) => e.eventId)}::uuid[],
+            ${events.map((e) => e.couponId)}::int[],
+            ${events.map((e) => e.userId)}::bigint[]
+          ) WITH ORDINALITY AS t(event_id, coupon_id, user_id, ord)
+        ), stock AS (
+          SELECT id, total_quantity - issued_quantity AS available FROM coupons
+          WHERE id IN (SELECT coupon_id FROM input)
+          FOR UPDATE
+        ), candidates AS (
+          SELECT DISTINCT ON (i.coupon_id, i.user_id) i.* FROM input i
+          WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = i.coupon_id AND uc.user_id = i.user_id)
+          ORDER BY i.coupon_id, i.user_id, i.ord
+        ), winners AS (
+          SELECT ranked.* FROM (
+            SELECT c.*, row_number() OVER (PARTITION BY c.coupon_id ORDER BY c.ord) AS rank FROM candidates c
+          ) ranked JOIN stock s ON s.id = ranked.coupon_id
+          WHERE ranked.rank <= s.available
+        ), inserted AS (
+          INSERT INTO user_coupons (coupon_id, user_id, event_id)
+          SELECT coupon_id, user_id, event_id FROM winners
+          ON CONFLICT DO NOTHING
+          RETURNING event_id, coupon_id, user_id
+        ), bumped AS (
+          UPDATE coupons c SET issued_quantity = c.issued_quantity + n.issued
+          FROM (SELECT coupon_id, count(*)::int AS issued FROM inserted GROUP BY coupon_id) n
+          WHERE c.id = n.coupon_id
+          RETURNING c.id
+        )
+        SELECT i.event_id::text AS event_id,
+          CASE
+            WHEN ins.event_id IS NOT NULL THEN 'ISSUED'
+            WHEN s.id IS NULL THEN 'MISSING'
+            WHEN w.event_id IS NOT NULL THEN 'CONFLICT'
+            WHEN EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = i.coupon_id AND uc.user_id = i.user_id)
+              OR EXISTS (SELECT 1 FROM inserted x WHERE x.coupon_id = i.coupon_id AND x.user_id = i.user_id)
+              THEN 'ALREADY_ISSUED'
+            ELSE 'SOLD_OUT'
+          END AS outcome
+        FROM input i
+        LEFT JOIN inserted ins ON ins.event_id = i.event_id
+        LEFT JOIN stock s ON s.id = i.coupon_id
+        LEFT JOIN winners w ON w.event_id = i.event_id
+        ORDER BY i.ord`
+      const outcomes = new Map(rows.map((row) => [row.eventId, row.outcome] as const))
+      const missing = events.filter((event) => outcomes.get(event.eventId) === "MISSING")
+      if (missing.length > 0) return yield* new CouponMissing({ couponId: missing[0]!.couponId })
+      // The user's row appeared concurrently (a rebalance overlapping two consumers): try again.
+      const conflicts = rows.filter((row) => row.outcome === "CONFLICT")
+      if (conflicts.length > 0) return yield* new IssueConflict({ eventIds: conflicts.map((row) => row.eventId) })
+      const soldOut = events.filter((event) => outcomes.get(event.eventId) === "SOLD_OUT")
+      if (soldOut.length > 0) {
+        yield* sql`
+          INSERT INTO coupon_issue_failures (event_id, coupon_id, user_id, reason, detail)
+          SELECT event_id, coupon_id, user_id, 'SOLD_OUT', 'no stock left in the database'
+          FROM unnest(
+            ${soldOut.map((e) => e.eventId)}::uuid[],
+            ${soldOut.map((e) => e.couponId)}::int[],
+            ${soldOut.map((e) => e.userId)}::bigint[]
+          ) AS t(event_id, coupon_id, user_id)
+          ON CONFLICT (event_id) DO NOTHING`
+      }
+      return events.map((event): Applied => ({ event, outcome: outcomes.get(event.eventId) as IssueOutcome }))
+    })
+
+    const recordFailure = (event: CouponEvents.CouponIssueRequested, reason: FailureReason, detail: string) =>
+      sql`
+        INSERT INTO coupon_issue_failures ${
+        sql.insert({ eventId: event.eventId, couponId: event.couponId, userId: event.userId, reason, detail })
+      }
+        ON CONFLICT (event_id) DO NOTHING`.pipe(Effect.asVoid, Effect.withSpan("CouponStore.recordFailure"))
+
+    const request = Effect.fn("CouponStore.request")(function*(couponId: Ids.CouponId, userId: Ids.UserId) {
+      const rows = yield* sql`
+        SELECT
+          uc.event_id::text AS issued_event_id,
+          uc.issued_at,
+          f.event_id::text AS failed_event_id,
+          f.reason AS failure_reason
+        FROM (SELECT 1) AS one
+        LEFT JOIN user_coupons uc ON uc.coupon_id = ${couponId} AND uc.user_id = ${userId}
+        LEFT JOIN LATERAL (
+          SELECT event_id, reason FROM coupon_issue_failures
+          WHERE coupon_id = ${couponId} AND user_id = ${userId}
+          ORDER BY failed_at DESC LIMIT 1
+        ) f ON true`
+      const row = yield* Schema.decodeUnknown(RequestOutcomeRow)(rows[0]).pipe(Effect.orDie)
+      return {
+        issued: row.issuedEventId !== null && row.issuedAt !== null
+          ? Option.some({ eventId: row.issuedEventId, issuedAt: row.issuedAt })
+          : Option.none(),
+        failed: row.failedEventId !== null && row.failureReason !== null
+          ? Option.some({ eventId: row.failedEventId, reason: row.failureReason })
+          : Option.none()
+      } satisfies RequestRecord
+    })
+
+    const userCoupons = Effect.fn("CouponStore.userCoupons")(function*(userId: Ids.UserId) {
+      const rows = yield* sql`
+        SELECT uc.coupon_id, c.name, uc.status, uc.issued_at, c.valid_until
+        FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id
+        WHERE uc.user_id = ${userId}
+        ORDER BY uc.issued_at DESC, uc.id DESC`
+      const decoded = yield* Schema.decodeUnknown(Schema.Array(UserCouponRow))(rows).pipe(Effect.orDie)
+      return decoded.map((row) => new UserCoupon(row))
+    })
+
+    /** The users holding the coupon, as the decimal strings Redis keeps. */
+    const issuedUsers = Effect.fn("CouponStore.issuedUsers")(function*(couponId: Ids.CouponId) {
+      const rows = yield* sql<{ userId: string }>`
+        SELECT user_id::text AS user_id FROM user_coupons WHERE coupon_id = ${couponId}`
+      return rows.map((row) => row.userId)
+    })
+
+    /** Which of `eventIds` the database settled, and how. */
+    const settled = Effect.fn("CouponStore.settled")(
+      function*(couponId: Ids.CouponId, eventIds: ReadonlyArray<string>) {
+        if (eventIds.length === 0) return new Map<string, "ISSUED" | "FAILED">()
+        const rows = yield* sql<{ eventId: string; outcome: "ISSUED" | "FAILED" }>`
+        SELECT event_id::text AS event_id, 'ISSUED' AS outcome FROM user_coupons
+        WHERE coupon_id = ${couponId} AND event_id = ANY(${eventIds}::uuid[])
+        UNION ALL
+        SELECT event_id::text, 'FAILED' FROM coupon_issue_failures
+        WHERE coupon_id = ${couponId} AND event_id = ANY(${eventIds}::uuid[])`
+        return new Map(rows.map((row) => [row.eventId, row.outcome] as const))
+      }
+    )
+
+    const counts = Effect.fn("CouponStore.counts")(function*(couponId: Ids.CouponId) {
+      const rows = yield* sql<{ issuedQuantity: number; userCoupons: number; failures: number }>`
+        SELECT
+          c.issued_quantity,
+          (SELECT count(*)::int FROM user_coupons WHERE coupon_id = c.id) AS user_coupons,
+          (SELECT count(*)::int FROM coupon_issue_failures WHERE coupon_id = c.id) AS failures
+        FROM coupons c WHERE c.id = ${couponId}`
+      return Option.fromNullable(rows[0])
+    })
+
+    return { create, find, applyIssues, recordFailure, request, userCoupons, issuedUsers, settled, counts } as const
+  })
+}) {}

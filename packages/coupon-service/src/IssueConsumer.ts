@@ -1,0 +1,68 @@
+import { DeadLetter, IdempotentConsumer } from "@kpipe/pipeline"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import { CouponConfig } from "./CouponConfig.ts"
+import { type Applied, CouponStore } from "./CouponStore.ts"
+import { IssueGate } from "./IssueGate.ts"
+
+export const outcomesTotal = Metric.counter("coupon_issue_outcomes_total", {
+  description: "Issue requests applied by the consumer, by outcome",
+  incremental: true
+})
+
+/** The Redis side of the outcomes, once the database has them; if Redis fails here, the database stays the truth. */
+const reflect = (gate: IssueGate, applied: ReadonlyArray<Applied>) =>
+  gate.settleAll(applied.map(({ event, outcome }) => ({
+    couponId: event.couponId,
+    userId: event.userId,
+    eventId: event.eventId,
+    issued: outcome !== "SOLD_OUT"
+  }))).pipe(
+    Effect.timeout("5 seconds"),
+    Effect.retry({ times: 2 }),
+    Effect.catchAll((error) =>
+      Effect.logWarning("Redis status update after commit failed; the status query falls back to the database", error)
+    ),
+    Effect.zipRight(
+      Effect.forEach(applied, ({ outcome }) => Metric.increment(Metric.tagged(outcomesTotal, "outcome", outcome)), {
+        discard: true
+      })
+    )
+  )
+
+/**
+ * `coupon-issue-group`: applies each request once (IdempotentConsumer in batch mode: the new events
+ * of up to `CONSUMER_BATCH_SIZE` records go through one statement, in one transaction with their
+ * claims). The coupon rows' guarded increments and the `user_coupons` rows (UNIQUE per coupon and
+ * user) commit together, so the database never oversells and never issues twice, whatever Redis
+ * says. A batch that fails is applied again one event at a time, to single out the culprit. After
+ * COMMIT, one Redis round trip shows the users ISSUED, or FAILED (SOLD_OUT: the database had no stock
+ * left) with their reservations back on sale. SQL errors are retried per the policy and then dead-lettered; an event for a
+ * coupon that does not exist is dead-lettered at once (its reservation released first).
+ */
+export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+  const config = yield* CouponConfig
+  return IdempotentConsumer.layer({
+    topic: config.topic,
+    groupId: config.issueGroup,
+    handleBatch: (delivered) =>
+      Effect.gen(function*() {
+        const store = yield* CouponStore
+        const gate = yield* IssueGate
+        const events = delivered.map(({ event }) => event)
+        const applied = yield* store.applyIssues(events).pipe(
+          Effect.tapErrorTag("CouponMissing", () =>
+            events.length === 1
+              ? gate.release(events[0]!.couponId, events[0]!.userId, events[0]!.eventId).pipe(Effect.ignore)
+              : Effect.void)
+        )
+        return applied
+      }),
+    afterCommit: (_, applied) => Effect.flatMap(IssueGate, (gate) => reflect(gate, applied)),
+    errors: { SqlError: "retry", IssueConflict: "retry", CouponMissing: "deadLetter" },
+    retry: config.retry,
+    batchSize: config.consumerBatchSize,
+    kafka: { ...config.kafka, partitionsConsumedConcurrently: config.consumerConcurrency }
+  })
+})).pipe(Layer.provide(DeadLetter.layer))

@@ -1,0 +1,121 @@
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import type { CouponEvents } from "@kpipe/events"
+import { Producer } from "@kpipe/kafka"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
+import { CouponConfig } from "./CouponConfig.ts"
+
+export class IssuePublishError extends Data.TaggedError("IssuePublishError")<{
+  readonly reason: "Encode" | "Send" | "ShuttingDown"
+  readonly cause?: KafkaError | ParseResult.ParseError | undefined
+}> {
+  override get message() {
+    return `Publishing the issue request failed (${this.reason})${
+      this.cause === undefined ? "" : `: ${this.cause.message}`
+    }`
+  }
+}
+
+interface Pending {
+  readonly message: Producer.ProducerMessage
+  readonly done: Deferred.Deferred<void, IssuePublishError>
+}
+
+export const batchSize = Metric.histogram(
+  "coupon_publish_batch_size",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 11 }),
+  "Issue requests sent per producer request"
+)
+
+/**
+ * Publishes issue requests to Kafka, many per producer request: callers queue their message and
+ * wait on their own Deferred; one fiber takes whatever is queued (up to `PUBLISH_MAX_BATCH`), sends it
+ * in one `producer.send` (kafkajs sends one request per call) and completes every caller with the
+ * outcome of that request. While a request is in flight the next batch gathers, so batches grow
+ * with load and a lone request is sent at once.
+ */
+export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/coupon-service/IssuePublisher", {
+  scoped: Effect.gen(function*() {
+    const config = yield* CouponConfig
+    const { topic } = config
+    // acks=all and idempotent (the seed's settings); bounded retries, so a failure is answered.
+    const producer = yield* Producer.make({ idempotent: true, retries: config.publishRetries })
+    const queue = yield* Queue.unbounded<Pending>()
+    let open = true
+
+    const send = (batch: ReadonlyArray<Pending>) =>
+      producer.send({ topic: topic.name, messages: batch.map((pending) => pending.message) }).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => {
+          const result: Exit.Exit<void, IssuePublishError> = Exit.isSuccess(exit)
+            ? Exit.void
+            : Exit.asVoid(Exit.mapError(exit, (cause) => new IssuePublishError({ reason: "Send", cause })))
+          return Effect.forEach(batch, (pending) => Deferred.done(pending.done, result), { discard: true })
+        }),
+        Effect.zipRight(Metric.update(batchSize, batch.length)),
+        // A batch handed to kafkajs is always seen through: its callers must learn the outcome.
+        Effect.uninterruptible
+      )
+
+    // Runs last at shutdown, after the sender stopped: whoever is still queued learns it was not sent.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(
+        Effect.sync(() => {
+          open = false
+        }).pipe(Effect.zipRight(Queue.takeAll(queue))),
+        (left) =>
+          Effect.forEach(
+            left,
+            (pending) => Deferred.fail(pending.done, new IssuePublishError({ reason: "ShuttingDown" })),
+            { discard: true }
+          )
+      )
+    )
+    yield* Queue.takeBetween(queue, 1, config.publishMaxBatch).pipe(
+      Effect.flatMap((batch) => send(Array.from(batch))),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    /** Resolves once Kafka acknowledged the event (acks=all), or fails: then it was not accepted. */
+    const publish = (event: CouponEvents.CouponIssueRequested) =>
+      Effect.gen(function*() {
+        if (!open) return yield* new IssuePublishError({ reason: "ShuttingDown" })
+        const value = yield* topic.encode(event).pipe(
+          Effect.mapError((cause) => new IssuePublishError({ reason: "Encode", cause }))
+        )
+        const span = yield* Effect.option(Effect.currentSpan)
+        const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
+        const done = yield* Deferred.make<void, IssuePublishError>()
+        yield* Queue.offer(queue, {
+          message: {
+            key: topic.key(event),
+            value,
+            headers: {
+              ...(traceparent === undefined ? {} : { traceparent }),
+              "kpipe-event-id": event.eventId,
+              "kpipe-event-type": event.type,
+              "kpipe-event-version": String(event.version)
+            }
+          },
+          done
+        })
+        return yield* Deferred.await(done)
+      }).pipe(
+        Effect.withSpan("IssuePublisher.publish", {
+          kind: "producer",
+          attributes: { couponId: event.couponId },
+          captureStackTrace: false
+        })
+      )
+
+    return { publish } as const
+  })
+}) {}

@@ -1,0 +1,55 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import * as HttpServer from "@effect/platform/HttpServer"
+import { Admin, KafkaClient } from "@kpipe/kafka"
+import { AlertSink } from "@kpipe/pipeline"
+import { Telemetry } from "@kpipe/service-kit"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { createServer } from "node:http"
+import * as CouponService from "./CouponService.ts"
+import * as CouponMigrations from "./Migrations.ts"
+
+const basePort = 3020
+
+/** `REPLICA` (default 0) picks the default port (3020 + REPLICA) and tags the logs. */
+const replica = Config.integer("REPLICA").pipe(
+  Config.validate({ message: "REPLICA must be a non-negative integer", validation: (n) => n >= 0 }),
+  Config.withDefault(0)
+)
+
+const ServerLive = Layer.unwrapEffect(Effect.gen(function*() {
+  const port = yield* Config.integer("PORT").pipe(Config.withDefault(basePort + (yield* replica)))
+  return NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })
+}))
+
+const HttpLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi()),
+  HttpServer.withLogAddress,
+  Layer.provide(ServerLive)
+)
+
+const InfraLive = Layer.mergeAll(
+  CouponMigrations.databaseLayer,
+  CouponService.RedisLive,
+  Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv)),
+  AlertSink.layerConfig.pipe(Layer.provide(NodeHttpClient.layerUndici))
+)
+
+const AppLive = HttpLive.pipe(Layer.provideMerge(CouponService.layer), Layer.provide(InfraLive))
+
+const MainLive = Layer.unwrapEffect(
+  Effect.map(replica, (replica) =>
+    Layer.effectDiscard(Effect.logInfo("coupon-service ready")).pipe(
+      Layer.provide(AppLive),
+      Layer.provide(Telemetry.layer("coupon-service")),
+      Layer.annotateLogs({ service: "coupon-service", replica })
+    ))
+)
+
+Layer.launch(MainLive).pipe(NodeRuntime.runMain)

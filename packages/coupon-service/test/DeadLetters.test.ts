@@ -1,0 +1,130 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { CouponEvents, Ids } from "@kpipe/events"
+import { AlertSink } from "@kpipe/pipeline"
+import { Redis } from "@kpipe/redis"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { IssueGate } from "../src/IssueGate.ts"
+import { IssuePublisher } from "../src/IssuePublisher.ts"
+import { createCoupon, eventually, issue, issueStatus, keysOf, reconciliation, serviceWith, testEnv } from "./utils.ts"
+
+const recordingAlerts = () => {
+  const alerts: Array<AlertSink.Alert> = []
+  const layer = Layer.succeed(
+    AlertSink.AlertSink,
+    AlertSink.AlertSink.of({ alert: (alert) => Effect.sync(() => void alerts.push(alert)) })
+  )
+  return { alerts, layer }
+}
+
+const gateState = (couponId: number, userId: number) =>
+  Effect.gen(function*() {
+    const redis = yield* Redis.Redis
+    const keys = yield* keysOf(couponId)
+    return yield* redis.use(async (c) => ({
+      counter: await c.get(keys.counter),
+      members: await c.smembers(keys.users),
+      pending: await c.hgetall(keys.pending),
+      status: await c.get(keys.status(userId))
+    }))
+  })
+
+describe("requests that cannot be applied", () => {
+  const sqlFailure = recordingAlerts()
+  it.live(
+    "a request that keeps failing is dead-lettered after its retries: FAILED for the user, stock released, failure stored and alerted; a later request succeeds",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const coupon = yield* createCoupon(3)
+        yield* sql`
+          CREATE FUNCTION refuse_user_7() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.user_id = 7 THEN RAISE EXCEPTION 'user 7 cannot hold coupons right now'; END IF;
+            RETURN NEW;
+          END $$`
+        yield* sql`CREATE TRIGGER refuse_user_7 BEFORE INSERT ON user_coupons FOR EACH ROW EXECUTE FUNCTION refuse_user_7()`
+
+        const accepted = yield* issue(coupon.couponId, 7)
+        assert.strictEqual(accepted.tag, "Accepted")
+        yield* eventually(Effect.map(issueStatus(coupon.couponId, 7), (answer) => answer.body["status"] === "FAILED"))
+        const failed = yield* issueStatus(coupon.couponId, 7)
+        assert.strictEqual(failed.body["reason"], "DEAD_LETTERED")
+        yield* eventually(Effect.map(gateState(coupon.couponId, 7), (state) => state.counter === "0"))
+        assert.deepStrictEqual(yield* gateState(coupon.couponId, 7), {
+          counter: "0",
+          members: [],
+          pending: {},
+          status: "FAILED"
+        })
+        const stored = yield* sql<{ errorTag: string; attempts: number }>`
+          SELECT error_tag, attempts FROM kpipe_failed_events`
+        assert.deepStrictEqual(stored, [{ errorTag: "SqlError", attempts: 2 }])
+        const [failure] = yield* sql<{ reason: string }>`SELECT reason FROM coupon_issue_failures WHERE user_id = 7`
+        assert.strictEqual(failure!.reason, "DEAD_LETTERED")
+        yield* eventually(Effect.sync(() => sqlFailure.alerts.length > 0))
+        assert.strictEqual(sqlFailure.alerts[0]!.severity, "critical")
+        assert.include(sqlFailure.alerts[0]!.title, "SqlError")
+
+        yield* sql`DROP TRIGGER refuse_user_7 ON user_coupons`
+        const again = yield* issue(coupon.couponId, 7)
+        assert.strictEqual(again.tag, "Accepted")
+        yield* eventually(Effect.map(issueStatus(coupon.couponId, 7), (answer) => answer.body["status"] === "ISSUED"))
+        assert.strictEqual((yield* reconciliation(coupon.couponId)).body["consistent"], true)
+      }).pipe(
+        Effect.provide(serviceWith(sqlFailure.layer)),
+        Effect.withConfigProvider(testEnv({ CONSUMER_MAX_RETRIES: "1" }).provider)
+      ),
+    { timeout: 90_000 }
+  )
+
+  const missing = recordingAlerts()
+  it.live(
+    "a request for a coupon the database does not have is dead-lettered at once and its reservation released",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const gate = yield* IssueGate
+        const publisher = yield* IssuePublisher
+        const couponId = Ids.CouponId.make(424_242)
+        const userId = Ids.UserId.make(5)
+        yield* gate.initialize(couponId, 10)
+        const now = yield* DateTime.now
+        const event = new CouponEvents.CouponIssueRequested({
+          eventId: Ids.EventId.make(crypto.randomUUID()),
+          occurredAt: now,
+          couponId,
+          userId,
+          timestamp: DateTime.toEpochMillis(now)
+        })
+        const reserved = yield* gate.reserve(couponId, userId, event.eventId)
+        assert.strictEqual(reserved._tag, "Accepted")
+        yield* publisher.publish(event)
+
+        yield* eventually(
+          Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_failed_events`, (rows) => rows[0]!.n === 1)
+        )
+        const [stored] = yield* sql<{ errorTag: string; attempts: number }>`
+        SELECT error_tag, attempts FROM kpipe_failed_events`
+        assert.deepStrictEqual(stored, { errorTag: "CouponMissing", attempts: 1 })
+        assert.deepStrictEqual(yield* gateState(couponId, userId), {
+          counter: "0",
+          members: [],
+          pending: {},
+          status: "FAILED"
+        })
+        yield* eventually(Effect.sync(() => missing.alerts.length > 0))
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM coupon_issue_failures`,
+            (rows) => rows[0]!.n === 1
+          )
+        )
+      }).pipe(Effect.provide(serviceWith(missing.layer)), Effect.withConfigProvider(testEnv().provider)),
+    {
+      timeout: 60_000
+    }
+  )
+})

@@ -1,0 +1,111 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import {
+  type Answer,
+  createCoupon,
+  deleteKeys,
+  eventually,
+  issue,
+  issuedCount,
+  issuedUsers,
+  issueStatus,
+  keysOf,
+  reconciliation,
+  ServiceLive,
+  tally,
+  testEnv
+} from "./utils.ts"
+
+/** A client that honours "recovering" (503) by retrying a little later, as the API asks it to. */
+const issueRetrying = (couponId: number, userId: number, seen: Array<Answer>) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const answer = yield* issue(couponId, userId)
+      seen.push(answer)
+      if (answer.tag !== "CouponRecovering") return answer
+      yield* Effect.sleep("100 millis")
+    }
+    return yield* Effect.dieMessage(`user ${userId} never got past recovery`)
+  })
+
+describe("Redis loses the coupon's state", () => {
+  it.live(
+    "keys deleted mid-sale: the gate closes, rebuilds from the database after the consumer caught up, and the sale goes on without overselling",
+    () =>
+      Effect.gen(function*() {
+        const quantity = 100
+        const coupon = yield* createCoupon(quantity)
+        const keys = yield* keysOf(coupon.couponId)
+        const users = Array.from({ length: 1_500 }, (_, i) => i + 1)
+        const seen: Array<Answer> = []
+        const halfway = yield* Deferred.make<void>()
+        let accepted = 0
+
+        const sale = yield* Effect.forEach(users, (userId) =>
+          Effect.map(issueRetrying(coupon.couponId, userId, seen), (answer) => {
+            if (answer.tag === "Accepted" && ++accepted === quantity / 2) {
+              Deferred.unsafeDone(halfway, Effect.void)
+            }
+            return [userId, answer] as const
+          }), { concurrency: 50 }).pipe(Effect.fork)
+
+        // Half the stock is taken, requests are still in flight, and Redis forgets the coupon.
+        yield* Deferred.await(halfway)
+        const deleted = yield* deleteKeys(`${keys.meta.slice(0, -"meta".length)}*`)
+        assert.isAbove(deleted, 3)
+        const answers = yield* Fiber.join(sale)
+
+        // Users who got the coupon before the loss ask again: Redis knows them again.
+        const early = answers.filter(([, answer]) =>
+          answer.tag === "Accepted"
+        ).slice(0, 20).map(([userId]) =>
+          userId
+        )
+        const again = yield* Effect.forEach(early, (userId) => issueRetrying(coupon.couponId, userId, seen))
+        assert.isTrue(again.every((answer) => answer.tag === "AlreadyRequested"), JSON.stringify(tally(again)))
+
+        const counts = tally(answers.map(([, answer]) => answer))
+        assert.deepStrictEqual(counts, { Accepted: quantity, CouponSoldOut: users.length - quantity })
+        assert.isAbove(seen.filter((answer) => answer.tag === "CouponRecovering").length, 0)
+
+        yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n >= quantity), "60 seconds")
+        const winners = answers.filter(([, answer]) => answer.tag === "Accepted").map(([userId]) => userId)
+        assert.deepStrictEqual([...(yield* issuedUsers(coupon.couponId))].sort(), winners.sort())
+        const states = yield* Effect.forEach(winners, (userId) => issueStatus(coupon.couponId, userId), {
+          concurrency: 50
+        })
+        assert.isTrue(states.every((state) => state.body["status"] === "ISSUED"))
+        const report = yield* reconciliation(coupon.couponId)
+        assert.strictEqual(report.body["consistent"], true, JSON.stringify(report.body))
+        assert.deepStrictEqual(report.body["redis"], {
+          state: "ready",
+          counter: quantity,
+          members: quantity,
+          pending: 0
+        })
+      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a coupon whose keys are all gone before its sale starts is rebuilt on the first request",
+    () =>
+      Effect.gen(function*() {
+        const coupon = yield* createCoupon(2)
+        const keys = yield* keysOf(coupon.couponId)
+        yield* deleteKeys(`${keys.meta.slice(0, -"meta".length)}*`)
+        const seen: Array<Answer> = []
+        const first = yield* issueRetrying(coupon.couponId, 1, seen)
+        assert.strictEqual(first.tag, "Accepted")
+        assert.strictEqual(seen[0]!.tag, "CouponRecovering")
+        assert.strictEqual(seen[0]!.status, 503)
+        assert.strictEqual((yield* issueRetrying(coupon.couponId, 2, seen)).tag, "Accepted")
+        assert.strictEqual((yield* issueRetrying(coupon.couponId, 3, seen)).tag, "CouponSoldOut")
+        yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n === 2))
+        assert.strictEqual((yield* reconciliation(coupon.couponId)).body["consistent"], true)
+      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+    { timeout: 60_000 }
+  )
+})

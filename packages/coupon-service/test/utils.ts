@@ -1,0 +1,210 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Admin, Consumer } from "@kpipe/kafka"
+import { AlertSink } from "@kpipe/pipeline"
+import { Redis } from "@kpipe/redis"
+import { Database } from "@kpipe/sql"
+import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import { CouponApi, CreateCouponRequest } from "../src/CouponApi.ts"
+import { CouponConfig } from "../src/CouponConfig.ts"
+import { ApiLive } from "../src/CouponHttp.ts"
+import * as CouponService from "../src/CouponService.ts"
+import { couponKeys } from "../src/IssueGate.ts"
+import * as Migrations from "../src/Migrations.ts"
+
+export const adminToken = "test-admin-token"
+
+/**
+ * Settings unique to one test (topic prefix, Redis key prefix) and quick ones (retries, rebalances),
+ * over the environment.
+ */
+export const testEnv = (overrides: Record<string, string> = {}) => {
+  const name = TestKafka.uniqueName("coupon")
+  const env: Record<string, string> = {
+    TOPIC_PREFIX: `${name}.`,
+    REDIS_KEY_PREFIX: `kpipe-test:${name}:`,
+    ADMIN_TOKEN: adminToken,
+    RECOVERY_GRACE: "200 millis",
+    RECOVERY_TIMEOUT: "20 seconds",
+    CONSUMER_RETRY_INITIAL_DELAY: "50 millis",
+    KAFKA_SESSION_TIMEOUT_MS: "6000",
+    KAFKA_HEARTBEAT_INTERVAL_MS: "500",
+    KAFKA_REBALANCE_TIMEOUT_MS: "10000",
+    KAFKA_MAX_WAIT_MS: "50",
+    ...overrides
+  }
+  return {
+    env,
+    provider: ConfigProvider.fromMap(new Map(Object.entries(env))).pipe(
+      ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+    )
+  }
+}
+
+/** SCAN + DEL of every key under `pattern`: how these tests make Redis "lose" state, never FLUSHALL. */
+export const deleteKeys = (pattern: string) =>
+  Effect.flatMap(Redis.Redis, (redis) =>
+    redis.use(async (client) => {
+      let cursor = "0"
+      let deleted = 0
+      do {
+        const [next, keys] = await client.scan(cursor, "MATCH", pattern, "COUNT", 500)
+        cursor = next
+        if (keys.length > 0) deleted += await client.del(...keys)
+      } while (cursor !== "0")
+      return deleted
+    }))
+
+/** Deletes the test's keys when the test ends. */
+const RedisCleanup = Layer.scopedDiscard(
+  Effect.flatMap(CouponConfig, (config) => Effect.addFinalizer(() => Effect.ignore(deleteKeys(`${config.keyPrefix}*`))))
+)
+
+const infra = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
+  Layer.mergeAll(Database.layerTest(Migrations.all), CouponService.RedisLive, TestKafka.layer, alerts)
+
+export const InfraLive = infra(AlertSink.layerLog)
+
+/** The whole service (consumers included) behind an in-process HTTP server, on a fresh database. */
+export const serviceWith = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provideMerge(CouponService.layer),
+    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(RedisCleanup.pipe(Layer.provideMerge(CouponConfig.Default))),
+    Layer.provideMerge(infra(alerts)),
+    Layer.provide(TestLogging.layer)
+  )
+
+export const ServiceLive = serviceWith(AlertSink.layerLog)
+
+/** The request path only: no topic creation, no consumers. */
+export const RequestPathLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(ApiLive),
+  Layer.provideMerge(CouponService.RequestsLive),
+  Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provideMerge(RedisCleanup.pipe(Layer.provideMerge(CouponConfig.Default))),
+  Layer.provideMerge(InfraLive),
+  Layer.provide(TestLogging.layer)
+)
+
+export const keysOf = (couponId: number) => Effect.map(CouponConfig, (config) => couponKeys(config.keyPrefix, couponId))
+
+/** The typed client, as a user (or anonymous) and with the admin token. */
+export const client = (options: { readonly userId?: string; readonly admin?: string } = {}) =>
+  HttpApiClient.make(CouponApi, {
+    transformClient: HttpClient.mapRequest((request) => {
+      let next = request
+      if (options.userId !== undefined) next = HttpClientRequest.setHeader(next, "x-user-id", options.userId)
+      if (options.admin !== undefined) next = HttpClientRequest.bearerToken(next, options.admin)
+      return next
+    })
+  })
+
+export const createCoupon = (
+  totalQuantity: number,
+  overrides: Partial<{ validFrom: DateTime.Utc; validUntil: DateTime.Utc; name: string }> = {}
+) =>
+  Effect.gen(function*() {
+    const now = yield* DateTime.now
+    const admin = yield* client({ admin: adminToken })
+    return yield* admin.admin.createCoupon({
+      payload: new CreateCouponRequest({
+        name: overrides.name ?? "Flash sale",
+        totalQuantity,
+        validFrom: overrides.validFrom ?? DateTime.subtract(now, { hours: 1 }),
+        validUntil: overrides.validUntil ?? DateTime.add(now, { days: 1 })
+      })
+    })
+  })
+
+export interface Answer {
+  readonly status: number
+  readonly tag: string
+  readonly body: Record<string, unknown>
+}
+
+/** A raw request, as any client could send it; the answer's `_tag` (or `Accepted`/`Ok`) and status. */
+export const send = (request: HttpClientRequest.HttpClientRequest) =>
+  Effect.flatMap(HttpClient.HttpClient, (http) =>
+    http.execute(request).pipe(
+      Effect.flatMap((response) =>
+        response.text.pipe(Effect.map((text): Answer => {
+          const body = text === "" ? {} : JSON.parse(text) as Record<string, unknown>
+          const tag = typeof body["_tag"] === "string"
+            ? body["_tag"]
+            : response.status === 202
+            ? "Accepted"
+            : response.status < 300
+            ? "Ok"
+            : `HTTP ${response.status}`
+          return { status: response.status, tag, body }
+        }))
+      ),
+      Effect.scoped
+    ))
+
+const withUser = (userId: number | string | undefined) => (request: HttpClientRequest.HttpClientRequest) =>
+  userId === undefined ? request : HttpClientRequest.setHeader(request, "x-user-id", String(userId))
+
+export const issue = (couponId: number | string, userId: number | string | undefined) =>
+  send(HttpClientRequest.post(`/api/coupons/${couponId}/issue`).pipe(withUser(userId)))
+
+export const issueStatus = (couponId: number | string, userId: number | string | undefined) =>
+  send(HttpClientRequest.get(`/api/coupons/${couponId}/issue-status`).pipe(withUser(userId)))
+
+export const reconciliation = (couponId: number) =>
+  send(
+    HttpClientRequest.get(`/api/admin/coupons/${couponId}/reconciliation`).pipe(
+      HttpClientRequest.bearerToken(adminToken)
+    )
+  )
+
+export const { eventually } = Eventually
+
+export const issuedCount = (couponId: number) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM user_coupons WHERE coupon_id = ${couponId}`.pipe(
+        Effect.map((rows) => rows[0]!.n)
+      )
+  )
+
+export const issuedUsers = (couponId: number) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) =>
+      sql<{ userId: string }>`SELECT user_id::text AS user_id FROM user_coupons WHERE coupon_id = ${couponId}`.pipe(
+        Effect.map((rows) => new Set(rows.map((row) => Number(row.userId))))
+      )
+  )
+
+/** Reads `topic` from the beginning in a throwaway group until `count` records arrived (and a little more). */
+export const readTopic = (topic: string, count: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
+    yield* Consumer.run(
+      { groupId: TestKafka.uniqueName("reader"), topics: [topic], ...TestKafka.fastConsumer },
+      (record) => Queue.offer(received, record)
+    )
+    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
+    yield* Effect.sleep("500 millis")
+    return Array.from(yield* Queue.takeAll(received))
+  })).pipe(Effect.timeout("30 seconds"))
+
+export const tally = (answers: ReadonlyArray<Answer>) => {
+  const counts: Record<string, number> = {}
+  for (const answer of answers) counts[answer.tag] = (counts[answer.tag] ?? 0) + 1
+  return counts
+}
+
+export { Admin }
