@@ -2,7 +2,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { AlertSink, DeadLetterMonitor, IdempotentConsumer } from "@kpipe/pipeline"
-import { TestKafka, Webhook } from "@kpipe/testing"
+import { TestKafka, TestLogging, Webhook } from "@kpipe/testing"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -75,5 +75,5 @@ describe("AlertSink", () => {
         severity: "warning",
         details: { topic: "member-events", attempts: 4 }
       })
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped, Effect.provide(TestLogging.layer)))
 })
