@@ -1,16 +1,11 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
-import * as HttpServer from "@effect/platform/HttpServer"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
-import { Telemetry } from "@kpipe/service-kit"
+import { HttpServe, Telemetry } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { createServer } from "node:http"
 import * as CouponService from "./CouponService.ts"
 import * as CouponMigrations from "./Migrations.ts"
 
@@ -22,17 +17,10 @@ const replica = Config.integer("REPLICA").pipe(
   Config.withDefault(0)
 )
 
-const ServerLive = Layer.unwrapEffect(Effect.gen(function*() {
-  const port = yield* Config.integer("PORT").pipe(Config.withDefault(basePort + (yield* replica)))
-  return NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })
-}))
-
-const HttpLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi()),
-  HttpServer.withLogAddress,
-  Layer.provide(ServerLive)
-)
+const HttpLive = HttpServe.layer({
+  defaultPort: Config.map(replica, (replica) => basePort + replica),
+  logRequests: false
+})
 
 const InfraLive = Layer.mergeAll(
   CouponMigrations.databaseLayer,

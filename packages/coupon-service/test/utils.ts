@@ -4,7 +4,7 @@ import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Admin, Consumer } from "@kpipe/kafka"
+import { Admin } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import { Database } from "@kpipe/sql"
@@ -13,7 +13,6 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import { CouponApi, CreateCouponRequest } from "../src/CouponApi.ts"
 import { CouponConfig } from "../src/CouponConfig.ts"
 import { ApiLive } from "../src/CouponHttp.ts"
@@ -188,18 +187,7 @@ export const issuedUsers = (couponId: number) =>
       )
   )
 
-/** Reads `topic` from the beginning in a throwaway group until `count` records arrived (and a little more). */
-export const readTopic = (topic: string, count: number) =>
-  Effect.scoped(Effect.gen(function*() {
-    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
-    yield* Consumer.run(
-      { groupId: TestKafka.uniqueName("reader"), topics: [topic], ...TestKafka.fastConsumer },
-      (record) => Queue.offer(received, record)
-    )
-    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
-    yield* Effect.sleep("500 millis")
-    return Array.from(yield* Queue.takeAll(received))
-  })).pipe(Effect.timeout("30 seconds"))
+export const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count, "500 millis")
 
 export const tally = (answers: ReadonlyArray<Answer>) => {
   const counts: Record<string, number> = {}

@@ -6,7 +6,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { AuthApi, Members, MembersHttp, Migrations as AuthMigrations } from "@kpipe/auth-service"
 import { DDayService, MemberSync, Migrations } from "@kpipe/dday-service"
 import { Ids, MemberEvents, SeedTopics } from "@kpipe/events"
-import { Admin, Consumer } from "@kpipe/kafka"
+import { Admin } from "@kpipe/kafka"
 import { OutboxRelay, RetryPolicy, Topic } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
@@ -15,7 +15,6 @@ import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import { createServer } from "node:http"
 
 export const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest(Migrations.all)).pipe(
@@ -145,17 +144,7 @@ export const deleted = (memberId: number, time: number) =>
     deletedAt: at(time)
   })
 
-/** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
-export const readTopic = (topic: string, count: number) =>
-  Effect.scoped(Effect.gen(function*() {
-    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
-    yield* Consumer.run(
-      { groupId: TestKafka.uniqueName("reader"), topics: [topic], ...TestKafka.fastConsumer },
-      (record) => Queue.offer(received, record)
-    )
-    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
-    return Array.from(yield* Queue.takeAll(received))
-  })).pipe(Effect.timeout("30 seconds"))
+export const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count, "0 millis")
 
 export const signIn = (subject: string, nickname: string, email?: string) =>
   new AuthApi.SignInRequest({ provider: "google", subject, nickname, ...(email !== undefined ? { email } : {}) })

@@ -1,12 +1,11 @@
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
+import { Admin, type Consumer, KafkaClient, Producer } from "@kpipe/kafka"
 import { DeadLetter, PipelineMigrations, RetryPolicy, Topic } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 
 export class TestEvent extends Schema.Class<TestEvent>("TestEvent")({
@@ -102,18 +101,7 @@ export const PipelineLive = Layer.mergeAll(KafkaLive, DeadLetter.layer.pipe(Laye
 export const createTopics = (...topics: ReadonlyArray<Topic.Any>) =>
   Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(Topic.specs(topics)))
 
-/** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
-export const readTopic = (topic: string, count: number) =>
-  Effect.scoped(Effect.gen(function*() {
-    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
-    yield* Consumer.run(
-      { groupId: TestKafka.uniqueName("reader"), topics: [topic], ...TestKafka.fastConsumer },
-      (record) => Queue.offer(received, record)
-    )
-    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
-    yield* Effect.sleep("200 millis")
-    return Array.from(yield* Queue.takeAll(received))
-  })).pipe(Effect.timeout("30 seconds"))
+export const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count)
 
 export const decodeValue = (record: Consumer.ConsumerRecord) =>
   Schema.decodeSync(Schema.parseJson(TestEvent))(record.value!.toString("utf8"))

@@ -1,6 +1,10 @@
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
+import { Consumer } from "@kpipe/kafka"
 import type { ConsumerOptions } from "@kpipe/kafka/Consumer"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 
 /** Client, admin and an idempotent producer on the broker named by `KAFKA_BROKERS` (or the local one). */
 export const layer = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
@@ -20,3 +24,19 @@ export const fastConsumer: Pick<
   maxWaitTimeInMs: 100,
   disconnectTimeout: "10 seconds"
 }
+
+/**
+ * Reads `topic` from the beginning in a throwaway group until `count` records arrived, then
+ * `settle` longer, so that records beyond the expected ones (duplicates) show up too.
+ */
+export const readTopic = (topic: string, count: number, settle: Duration.DurationInput = "200 millis") =>
+  Effect.scoped(Effect.gen(function*() {
+    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
+    yield* Consumer.run(
+      { groupId: uniqueName("reader"), topics: [topic], ...fastConsumer },
+      (record) => Queue.offer(received, record)
+    )
+    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
+    yield* Effect.sleep(settle)
+    return Array.from(yield* Queue.takeAll(received))
+  })).pipe(Effect.timeout("30 seconds"))
