@@ -1,38 +1,19 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/events"
-import { Consumer } from "@kpipe/kafka"
 import { OutboxRelay, Topic } from "@kpipe/pipeline"
 import { TestKafka } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import { UpdateProfileRequest } from "../src/AuthApi.ts"
 import * as AuthTopics from "../src/AuthTopics.ts"
 import { AppTest, client, signInRequest } from "./utils.ts"
 
 /** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
-const readTopic = (topic: string, count: number) =>
-  Effect.scoped(Effect.gen(function*() {
-    const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
-    yield* Consumer.run(
-      { groupId: TestKafka.uniqueName("auth-reader"), topics: [topic], ...TestKafka.fastConsumer },
-      (record) => Queue.offer(received, record)
-    )
-    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
-    yield* Effect.sleep("300 millis")
-    return Array.from(yield* Queue.takeAll(received))
-  })).pipe(Effect.timeout("30 seconds"))
+const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count, "300 millis")
 
-const drain = Effect.gen(function*() {
-  let total = 0
-  while (true) {
-    const result = yield* OutboxRelay.publishOnce()
-    if (result._tag !== "Published") return total
-    total += result.count
-  }
-})
+const drain = OutboxRelay.drain()
 
 describe("auth-service through Kafka", () => {
   it.live("the relay publishes member events keyed by memberId in order, and logins keyed by accountId", () => {

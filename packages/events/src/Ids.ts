@@ -4,22 +4,24 @@ import * as Schema from "effect/Schema"
 export const EventId = Schema.UUID.pipe(Schema.brand("EventId"))
 export type EventId = typeof EventId.Type
 
-export const MemberId = Schema.Int.pipe(Schema.positive(), Schema.brand("MemberId"))
+const positiveId = <B extends string>(brand: B) => Schema.Int.pipe(Schema.positive(), Schema.brand(brand))
+
+export const MemberId = positiveId("MemberId")
 export type MemberId = typeof MemberId.Type
 
-export const AccountId = Schema.Int.pipe(Schema.positive(), Schema.brand("AccountId"))
+export const AccountId = positiveId("AccountId")
 export type AccountId = typeof AccountId.Type
 
-export const UserId = Schema.Int.pipe(Schema.positive(), Schema.brand("UserId"))
+export const UserId = positiveId("UserId")
 export type UserId = typeof UserId.Type
 
-export const CouponId = Schema.Int.pipe(Schema.positive(), Schema.brand("CouponId"))
+export const CouponId = positiveId("CouponId")
 export type CouponId = typeof CouponId.Type
 
-export const OrderId = Schema.Int.pipe(Schema.positive(), Schema.brand("OrderId"))
+export const OrderId = positiveId("OrderId")
 export type OrderId = typeof OrderId.Type
 
-export const ProductId = Schema.Int.pipe(Schema.positive(), Schema.brand("ProductId"))
+export const ProductId = positiveId("ProductId")
 export type ProductId = typeof ProductId.Type
 
 export const SessionId = Schema.NonEmptyString.pipe(Schema.brand("SessionId"))

@@ -183,6 +183,19 @@ export const publishOnce = (
     }))
   }).pipe(Effect.withSpan("OutboxRelay.publishOnce"))
 
+/** Claims until nothing is left to publish; returns how many rows it published. */
+export const drain = (
+  options: RelayOptions = {}
+): Effect.Effect<number, SqlError, SqlClient | Producer.Producer> =>
+  Effect.gen(function*() {
+    let total = 0
+    while (true) {
+      const result = yield* publishOnce(options)
+      if (result._tag !== "Published") return total
+      total += result.count
+    }
+  })
+
 export const stats: Effect.Effect<OutboxStats, SqlError, SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient
   const [row] = yield* sql<{ pending: number; failed: number; oldestMs: number | null }>`

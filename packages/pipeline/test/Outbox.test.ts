@@ -39,14 +39,7 @@ const statuses = Effect.flatMap(
     >`SELECT status, count(*)::int AS n FROM kpipe_outbox GROUP BY status ORDER BY status`
 )
 
-const drain = Effect.gen(function*() {
-  let total = 0
-  while (true) {
-    const result = yield* OutboxRelay.publishOnce()
-    if (result._tag !== "Published") return total
-    total += result.count
-  }
-})
+const drain = OutboxRelay.drain()
 
 describe("Outbox", () => {
   it.live("a rolled-back transaction leaves no row, a committed one exactly its events", () =>

@@ -43,7 +43,7 @@ export const kafkaReachable = (brokers: ReadonlyArray<string>) =>
         await admin.connect()
         return (await admin.describeCluster()).brokers.length > 0
       }),
-    (admin) => Effect.promise(() => admin.disconnect().catch(() => undefined))
+    (admin) => Effect.tryPromise(() => admin.disconnect()).pipe(Effect.ignore)
   ).pipe(Effect.timeout("5 seconds"), Effect.orElseSucceed(() => false))
 
 const runKafkaScript = (command: "start" | "stop") =>
