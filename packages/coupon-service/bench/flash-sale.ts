@@ -5,13 +5,12 @@
 // Prints the request rate, API latency percentiles, the answers, and the time until every accepted
 // request is ISSUED in the database (settled). A warm-up sale on another coupon runs first.
 // Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP).
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
+import { HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -25,11 +24,11 @@ import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Redacted from "effect/Redacted"
 import { spawn } from "node:child_process"
-import { createServer } from "node:http"
 import * as Os from "node:os"
 import { fileURLToPath } from "node:url"
 import { CreateCouponRequest } from "../src/CouponApi.ts"
 import { CouponConfig } from "../src/CouponConfig.ts"
+import { IssueFastRoute } from "../src/CouponHttp.ts"
 import { CouponIssuer } from "../src/CouponIssuer.ts"
 import * as CouponService from "../src/CouponService.ts"
 import * as IssuePublisher from "../src/IssuePublisher.ts"
@@ -225,9 +224,12 @@ const main = Effect.gen(function*() {
     ])
   ).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
 
-  const Server = HttpApiBuilder.serve().pipe(
+  const Server = HttpServe.layer({
+    defaultPort: Config.succeed(0),
+    logRequests: false,
+    fastRoutes: Effect.map(IssueFastRoute, (route) => [route])
+  }).pipe(
     Layer.provideMerge(CouponService.layer),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
     Layer.provideMerge(
       Layer.mergeAll(
         CouponMigrations.databaseLayer,

@@ -234,23 +234,26 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .middleware(AdminAuth)
 {}
 
+/** Served ahead of the router for speed (`CouponHttp.IssueFastRoute`); the contract is this declaration. */
+export const IssueEndpoint = HttpApiEndpoint.post("issue", "/api/coupons/:couponId/issue")
+  .setPath(couponPath)
+  .addSuccess(IssueAccepted, { status: 202 })
+  .addError(CouponNotFound)
+  .addError(CouponNotYetOpen)
+  .addError(CouponExpired)
+  .addError(CouponSoldOut)
+  .addError(AlreadyRequested)
+  .addError(CouponRecovering)
+  .addError(PublishFailed)
+  .addError(ServiceUnavailable)
+  .annotate(
+    OpenApi.Description,
+    "Requests the coupon for the current user. 202 means queued: it will be ISSUED or visibly FAILED."
+  )
+
 export class CouponsGroup extends HttpApiGroup.make("coupons")
   .add(
-    HttpApiEndpoint.post("issue", "/api/coupons/:couponId/issue")
-      .setPath(couponPath)
-      .addSuccess(IssueAccepted, { status: 202 })
-      .addError(CouponNotFound)
-      .addError(CouponNotYetOpen)
-      .addError(CouponExpired)
-      .addError(CouponSoldOut)
-      .addError(AlreadyRequested)
-      .addError(CouponRecovering)
-      .addError(PublishFailed)
-      .addError(ServiceUnavailable)
-      .annotate(
-        OpenApi.Description,
-        "Requests the coupon for the current user. 202 means queued: it will be ISSUED or visibly FAILED."
-      )
+    IssueEndpoint
   )
   .add(
     HttpApiEndpoint.get("issueStatus", "/api/coupons/:couponId/issue-status")

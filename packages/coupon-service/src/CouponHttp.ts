@@ -1,6 +1,6 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Ids } from "@kpipe/events"
-import { JsonBody } from "@kpipe/service-kit"
+import { FastRoute, JsonBody } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -10,6 +10,7 @@ import {
   CouponApi,
   CurrentUser,
   InvalidUserId,
+  IssueEndpoint,
   MissingUserId,
   ServiceUnavailable,
   Unauthorized,
@@ -43,14 +44,20 @@ export const AdminAuthLive = Layer.effect(
 
 const decimal = /^[1-9][0-9]{0,15}$/
 
+/** A positive integer id, or `undefined`. */
+const positiveIdOf = (text: string) => {
+  const value = decimal.test(text) ? Number(text) : NaN
+  return Number.isSafeInteger(value) ? value : undefined
+}
+
 /** Parses the gateway's `X-User-Id`: absent → 401, anything but a positive integer → 400. */
 export const parseUserId = (raw: string) => {
   const text = raw.trim()
   if (text === "") return Effect.fail(new MissingUserId({ message: `Missing ${userIdHeader} header.` }))
-  const value = decimal.test(text) ? Number(text) : NaN
-  return Number.isSafeInteger(value)
-    ? Effect.succeed(Ids.UserId.make(value))
-    : Effect.fail(new InvalidUserId({ message: `${userIdHeader} must be a positive integer.` }))
+  const value = positiveIdOf(text)
+  return value === undefined
+    ? Effect.fail(new InvalidUserId({ message: `${userIdHeader} must be a positive integer.` }))
+    : Effect.succeed(Ids.UserId.make(value))
 }
 
 export const UserIdentityLive = Layer.succeed(
@@ -90,3 +97,26 @@ export const ApiLive = HttpApiBuilder.api(CouponApi).pipe(
   Layer.provide(Layer.mergeAll(AdminGroupLive, CouponsGroupLive)),
   Layer.provide(Layer.mergeAll(AdminAuthLive, UserIdentityLive, JsonBody.layer))
 )
+
+const issuePath = /^\/api\/coupons\/([^/?#]+)\/issue$/
+const userIdHeaderKey = userIdHeader.toLowerCase()
+
+/**
+ * `POST /api/coupons/{couponId}/issue`, the request every user of a sale sends, answered ahead of
+ * the HttpApi router (`FastRoute`). It takes well-formed requests only; a malformed coupon id or user
+ * header is left to the HttpApi, whose typed 400/401 answers stay the single source of truth.
+ */
+export const IssueFastRoute = Effect.map(CouponIssuer, (issuer) =>
+  FastRoute.make(IssueEndpoint, {
+    match: (request) => {
+      const path = issuePath.exec(request.url ?? "")
+      const header = request.headers[userIdHeaderKey]
+      if (path === null || typeof header !== "string") return undefined
+      const couponId = positiveIdOf(path[1]!)
+      const userId = positiveIdOf(header.trim())
+      return couponId === undefined || userId === undefined
+        ? undefined
+        : { couponId: Ids.CouponId.make(couponId), userId: Ids.UserId.make(userId) }
+    },
+    handle: ({ couponId, userId }) => issuer.issue(couponId, userId)
+  }))

@@ -1,15 +1,16 @@
 import { DeadLetter, IdempotentConsumer } from "@kpipe/pipeline"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import { CouponConfig } from "./CouponConfig.ts"
 import { type Applied, CouponStore } from "./CouponStore.ts"
+import { labelledCounter } from "./internal/metrics.ts"
 import { IssueGate } from "./IssueGate.ts"
 
-export const outcomesTotal = Metric.counter("coupon_issue_outcomes_total", {
-  description: "Issue requests applied by the consumer, by outcome",
-  incremental: true
-})
+const countOutcome = labelledCounter(
+  "coupon_issue_outcomes_total",
+  "Issue requests applied by the consumer, by outcome",
+  "outcome"
+)
 
 /** The Redis side of the outcomes, once the database has them; if Redis fails here, the database stays the truth. */
 const reflect = (gate: IssueGate, applied: ReadonlyArray<Applied>) =>
@@ -25,9 +26,7 @@ const reflect = (gate: IssueGate, applied: ReadonlyArray<Applied>) =>
       Effect.logWarning("Redis status update after commit failed; the status query falls back to the database", error)
     ),
     Effect.zipRight(
-      Effect.forEach(applied, ({ outcome }) => Metric.increment(Metric.tagged(outcomesTotal, "outcome", outcome)), {
-        discard: true
-      })
+      Effect.forEach(applied, ({ outcome }) => countOutcome(outcome), { discard: true })
     )
   )
 

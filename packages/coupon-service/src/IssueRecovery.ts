@@ -40,21 +40,18 @@ export class IssueRecovery extends Effect.Service<IssueRecovery>()("@kpipe/coupo
 
     /** Runs a request's reserve-and-publish as one a rebuild of the coupon must wait for. */
     const track = <A, E, R>(couponId: Ids.CouponId, effect: Effect.Effect<A, E, R>) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => {
-          const id = nextRequest++
-          const requests = active.get(couponId) ?? new Set<number>()
-          active.set(couponId, requests.add(id))
-          return id
-        }),
-        () => effect,
-        (id) =>
+      Effect.suspend(() => {
+        const id = nextRequest++
+        const requests = active.get(couponId) ?? new Set<number>()
+        active.set(couponId, requests.add(id))
+        return Effect.ensuring(
+          effect,
           Effect.sync(() => {
-            const requests = active.get(couponId)
-            requests?.delete(id)
-            if (requests?.size === 0) active.delete(couponId)
+            requests.delete(id)
+            if (requests.size === 0 && active.get(couponId) === requests) active.delete(couponId)
           })
-      )
+        )
+      })
 
     /** Waits for the requests that had begun when the gate closed (later ones find it closed). */
     const localPublishesSettled = (couponId: Ids.CouponId) =>

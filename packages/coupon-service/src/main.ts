@@ -6,6 +6,7 @@ import { HttpServe, Telemetry } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { IssueFastRoute } from "./CouponHttp.ts"
 import * as CouponService from "./CouponService.ts"
 import * as CouponMigrations from "./Migrations.ts"
 
@@ -19,7 +20,8 @@ const replica = Config.integer("REPLICA").pipe(
 
 const HttpLive = HttpServe.layer({
   defaultPort: Config.map(replica, (replica) => basePort + replica),
-  logRequests: false
+  logRequests: false,
+  fastRoutes: Effect.map(IssueFastRoute, (route) => [route])
 })
 
 const InfraLive = Layer.mergeAll(

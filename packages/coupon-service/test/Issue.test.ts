@@ -10,6 +10,7 @@ import { CouponConfig } from "../src/CouponConfig.ts"
 import {
   adminToken,
   client,
+  createClosedCoupons,
   createCoupon,
   eventually,
   issue,
@@ -60,14 +61,7 @@ describe("issuing a coupon", () => {
     Effect.gen(function*() {
       const now = yield* DateTime.now
       const open = yield* createCoupon(5)
-      const expired = yield* createCoupon(5, {
-        validFrom: DateTime.subtract(now, { days: 2 }),
-        validUntil: DateTime.subtract(now, { days: 1 })
-      })
-      const future = yield* createCoupon(5, {
-        validFrom: DateTime.add(now, { days: 1 }),
-        validUntil: DateTime.add(now, { days: 2 })
-      })
+      const { expired, future } = yield* createClosedCoupons
       const answers = {
         unknownCoupon: yield* issue(999_999, 1),
         expired: yield* issue(expired.couponId, 1),

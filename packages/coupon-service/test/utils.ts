@@ -1,4 +1,3 @@
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -7,6 +6,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
+import { HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -15,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { CouponApi, CreateCouponRequest } from "../src/CouponApi.ts"
 import { CouponConfig } from "../src/CouponConfig.ts"
-import { ApiLive } from "../src/CouponHttp.ts"
+import { ApiLive, IssueFastRoute } from "../src/CouponHttp.ts"
 import * as CouponService from "../src/CouponService.ts"
 import { couponKeys } from "../src/IssueGate.ts"
 import * as Migrations from "../src/Migrations.ts"
@@ -74,10 +74,13 @@ const infra = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
 export const InfraLive = infra(AlertSink.layerLog)
 
 /** The whole service (consumers included) behind an in-process HTTP server, on a fresh database. */
+/** The issue endpoint's fast route in front of the HttpApi, as `main.ts` serves it. */
+const FastRoutes = Effect.map(IssueFastRoute, (route) => [route])
+
 export const serviceWith = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
   HttpApiBuilder.serve().pipe(
+    Layer.provideMerge(HttpServe.layerTest(FastRoutes)),
     Layer.provideMerge(CouponService.layer),
-    Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(RedisCleanup.pipe(Layer.provideMerge(CouponConfig.Default))),
     Layer.provideMerge(infra(alerts)),
     Layer.provide(TestLogging.layer)
@@ -88,8 +91,8 @@ export const ServiceLive = serviceWith(AlertSink.layerLog)
 /** The request path only: no topic creation, no consumers. */
 export const RequestPathLive = HttpApiBuilder.serve().pipe(
   Layer.provide(ApiLive),
+  Layer.provideMerge(HttpServe.layerTest(FastRoutes)),
   Layer.provideMerge(CouponService.RequestsLive),
-  Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provideMerge(RedisCleanup.pipe(Layer.provideMerge(CouponConfig.Default))),
   Layer.provideMerge(InfraLive),
   Layer.provide(TestLogging.layer)
@@ -124,6 +127,20 @@ export const createCoupon = (
       })
     })
   })
+
+/** A coupon whose sale ended yesterday and one whose sale starts tomorrow. */
+export const createClosedCoupons = Effect.gen(function*() {
+  const now = yield* DateTime.now
+  const expired = yield* createCoupon(5, {
+    validFrom: DateTime.subtract(now, { days: 2 }),
+    validUntil: DateTime.subtract(now, { days: 1 })
+  })
+  const future = yield* createCoupon(5, {
+    validFrom: DateTime.add(now, { days: 1 }),
+    validUntil: DateTime.add(now, { days: 2 })
+  })
+  return { expired, future }
+})
 
 export interface Answer {
   readonly status: number

@@ -1,3 +1,4 @@
+export * as FastRoute from "./FastRoute.ts"
 export * as HttpServe from "./HttpServe.ts"
 export * as JsonBody from "./JsonBody.ts"
 export * as ServiceTopics from "./ServiceTopics.ts"

@@ -1,0 +1,147 @@
+import type * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import type { HttpMethod } from "@effect/platform/HttpMethod"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
+import type { IncomingMessage } from "node:http"
+
+export interface Response {
+  readonly status: number
+  /** JSON text. */
+  readonly body: string
+}
+
+/**
+ * An HttpApi endpoint's hot path, answered straight from Node's request event ahead of the HttpApi
+ * router, whose per-request machinery (request wrapper, router, middleware, schema-driven decoding
+ * and encoding) costs several times what a cheap handler does. The answer is encoded with the
+ * endpoint's own success and error schemas and statuses, so clients and the OpenAPI document see
+ * the same contract. `match` takes only well-formed requests; anything else (a malformed id, a
+ * missing header) returns `undefined` and goes on to the HttpApi, which gives the canonical answer.
+ */
+export interface FastRoute<R> {
+  readonly method: string
+  /** The answer's Effect when this route takes the request, `undefined` to leave it to the HttpApi. */
+  readonly route: (request: IncomingMessage) => Effect.Effect<Response, never, R> | undefined
+}
+
+interface Encoder {
+  readonly status: number
+  readonly encode: (value: unknown) => string
+}
+
+/**
+ * Finds the union member of `schema` a value belongs to, once per class (or `_tag`), and encodes
+ * with it; the status comes from the member's `HttpApiSchema` annotation, as the HttpApi does.
+ */
+const encoderFor = (
+  schema: Schema.Schema.Any,
+  defaultStatus: (ast: AST.AST) => number,
+  keepTexts: boolean
+) => {
+  const members: Array<AST.AST> = []
+  const flatten = (ast: AST.AST): void => {
+    if (AST.isUnion(ast)) ast.types.forEach(flatten)
+    else members.push(ast)
+  }
+  flatten(schema.ast)
+  const byKind = new Map<unknown, Encoder>()
+  // An error instance may be answered many times (a cached "sold out"): its text is kept.
+  const texts = new WeakMap<object, string>()
+  return (value: unknown): Response => {
+    const kind = typeof value === "object" && value !== null
+      ? value.constructor === Object ? (value as { readonly _tag?: unknown })._tag : value.constructor
+      : typeof value
+    let encoder = byKind.get(kind)
+    if (encoder === undefined) {
+      const ast = members.find((member) => Schema.is(Schema.make(member))(value)) ?? schema.ast
+      const encode = Schema.encodeSync(Schema.make<unknown, unknown, never>(ast))
+      encoder = { status: defaultStatus(ast), encode: (value) => JSON.stringify(encode(value)) }
+      byKind.set(kind, encoder)
+    }
+    if (!keepTexts || typeof value !== "object" || value === null) {
+      return { status: encoder.status, body: encoder.encode(value) }
+    }
+    let body = texts.get(value)
+    if (body === undefined) {
+      body = encoder.encode(value)
+      texts.set(value, body)
+    }
+    return { status: encoder.status, body }
+  }
+}
+
+/** Requests a fast route answered (`route` = "METHOD /path"), e.g. to see that a deployment uses it. */
+export const served = (method: string, path: string) =>
+  Metric.fromMetricKey(
+    MetricKey.counter("http_fast_route_requests_total", {
+      description: "Requests answered by a fast route, ahead of the HttpApi router",
+      incremental: true
+    }).pipe(MetricKey.tagged("route", `${method} ${path}`))
+  )
+
+const traceHeaders = ["traceparent", "b3", "x-b3-traceid"] as const
+
+/**
+ * Serves `endpoint` for the requests `match` accepts with `handle`, inside an `http.server` span
+ * (parent from the request's trace headers, as Effect's server tracer does). Defects answer 500.
+ */
+export const make = <
+  Name extends string,
+  Method extends HttpMethod,
+  Path,
+  UrlParams,
+  Payload,
+  Headers,
+  Success,
+  Error,
+  R,
+  RE,
+  Input,
+  RH
+>(
+  endpoint: HttpApiEndpoint.HttpApiEndpoint<Name, Method, Path, UrlParams, Payload, Headers, Success, Error, R, RE>,
+  options: {
+    readonly match: (request: IncomingMessage) => Input | undefined
+    readonly handle: (input: Input) => Effect.Effect<Success, Error, RH>
+  }
+): FastRoute<RH> => {
+  const success = encoderFor(endpoint.successSchema, HttpApiSchema.getStatusSuccessAST, false)
+  const failure = encoderFor(endpoint.errorSchema, HttpApiSchema.getStatusErrorAST, true)
+  const spanName = `http.server ${endpoint.method}`
+  const count = Metric.increment(served(endpoint.method, endpoint.path))
+  const answer = (exit: Exit.Exit<Success, Error>): Effect.Effect<Response> => {
+    if (Exit.isSuccess(exit)) return Effect.succeed(success(exit.value))
+    const error = Cause.failureOption(exit.cause)
+    return Option.isSome(error)
+      ? Effect.succeed(failure(error.value))
+      : Effect.as(Effect.logError("Unhandled defect", exit.cause), { status: 500, body: "" })
+  }
+  return {
+    method: endpoint.method,
+    route: (request) => {
+      const input = options.match(request)
+      if (input === undefined) return undefined
+      const headers = request.headers as Record<string, string>
+      const parent = traceHeaders.some((name) => name in headers)
+        ? Option.getOrUndefined(HttpTraceContext.fromHeaders(headers as never))
+        : undefined
+      return Effect.useSpan(spanName, { kind: "server", parent, captureStackTrace: false }, (span) => {
+        span.attribute("http.request.method", endpoint.method)
+        span.attribute("url.path", request.url ?? "")
+        return Effect.exit(Effect.withParentSpan(options.handle(input), span)).pipe(
+          Effect.flatMap(answer),
+          Effect.tap((response) => span.attribute("http.response.status_code", response.status)),
+          Effect.zipLeft(count)
+        )
+      })
+    }
+  }
+}
