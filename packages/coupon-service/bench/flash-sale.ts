@@ -1,17 +1,19 @@
 // Flash-sale benchmark of coupon-service against the real Redis, Kafka and PostgreSQL of this
-// machine: the service runs in this process on a real port (fresh database, topic prefix and Redis
-// key prefix), a load generator in a child process (undici, keep-alive) fires BENCH_REQUESTS issue
-// requests from distinct users, BENCH_IN_FLIGHT at a time, for one coupon of BENCH_QUANTITY.
-// Prints the request rate, API latency percentiles, the answers, and the time until every accepted
-// request is ISSUED in the database (settled). A warm-up sale on another coupon runs first.
-// Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP).
-import * as HttpServer from "@effect/platform/HttpServer"
+// machine. The service runs as it is deployed: BENCH_REPLICAS processes of `src/main.ts` sharing one
+// port (HTTP_REUSE_PORT, the kernel spreads the connections), on a fresh database, topic prefix and
+// Redis key prefix. A load generator in another process (raw keep-alive HTTP/1.1, see loadgen.ts)
+// fires BENCH_REQUESTS issue requests from distinct users, BENCH_IN_FLIGHT at a time, for one coupon
+// of BENCH_QUANTITY. Prints the request rate, API latency percentiles, the answers, the time until
+// every request is settled (answered, and every accepted one ISSUED in the database) and the CPU
+// each process used. A warm-up sale on another coupon runs first.
+// Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS,
+// BENCH_SERVICE_ARGS).
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, KafkaClient } from "@kpipe/kafka"
-import { AlertSink } from "@kpipe/pipeline"
+import { Topic } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
-import { HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
+import { ServiceProcess } from "@kpipe/testing"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Data from "effect/Data"
@@ -21,24 +23,26 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Metric from "effect/Metric"
 import * as Redacted from "effect/Redacted"
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { createServer } from "node:net"
 import * as Os from "node:os"
 import { fileURLToPath } from "node:url"
-import { CreateCouponRequest } from "../src/CouponApi.ts"
 import { CouponConfig } from "../src/CouponConfig.ts"
-import { IssueFastRoute } from "../src/CouponHttp.ts"
-import { CouponIssuer } from "../src/CouponIssuer.ts"
-import * as CouponService from "../src/CouponService.ts"
-import * as IssuePublisher from "../src/IssuePublisher.ts"
 import * as CouponMigrations from "../src/Migrations.ts"
 
 const BenchConfig = Config.all({
   requests: Config.integer("BENCH_REQUESTS").pipe(Config.withDefault(10_000)),
   quantity: Config.integer("BENCH_QUANTITY").pipe(Config.withDefault(1_000)),
-  inFlight: Config.integer("BENCH_IN_FLIGHT").pipe(Config.withDefault(200)),
-  warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(5_000))
+  inFlight: Config.integer("BENCH_IN_FLIGHT").pipe(Config.withDefault(64)),
+  warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(5_000)),
+  replicas: Config.integer("BENCH_REPLICAS").pipe(Config.withDefault(2)),
+  /** Node flags for the service processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`. */
+  serviceArgs: Config.string("BENCH_SERVICE_ARGS").pipe(
+    Config.withDefault(""),
+    Config.map((text) => text.split(" ").filter((arg) => arg !== ""))
+  )
 })
 
 class BenchFailure extends Data.TaggedError("BenchFailure")<{ readonly message: string }> {}
@@ -53,6 +57,7 @@ interface LoadResult {
 }
 
 const loadgen = fileURLToPath(new URL("loadgen.ts", import.meta.url))
+const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
 const runLoad = (origin: string, couponId: number, firstUser: number, count: number, inFlight: number) =>
   Effect.async<LoadResult, BenchFailure>((resume) => {
@@ -85,6 +90,19 @@ const runLoad = (origin: string, couponId: number, firstUser: number, count: num
 const percentile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN
 
+/** CPU time (ms) a process used so far, from /proc (Linux). */
+const cpuMsOf = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+const freePort = Effect.async<number>((resume) => {
+  const server = createServer().listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
+  })
+})
+
 const issuedCount = (couponId: number) =>
   Effect.flatMap(
     SqlClient,
@@ -113,96 +131,34 @@ const sale = (origin: string, couponId: number, firstUser: number, count: number
       .reduce((n, [, c]) => n + c, 0)
     while (!samples.some((sample) => sample.issued >= accepted)) yield* Effect.sleep("10 millis")
     yield* Fiber.interrupt(sampler)
-    const settledAt = samples.find((sample) => sample.issued >= accepted)!.at
-    return { result, accepted, settledAt }
+    const issuedAt = samples.find((sample) => sample.issued >= accepted)!.at
+    return { result, accepted, issuedAt }
   })
+
+const createCoupon = (origin: string, adminToken: string, name: string, quantity: number) =>
+  Effect.tryPromise({
+    try: async () => {
+      const now = DateTime.unsafeNow()
+      const response = await fetch(`${origin}/api/admin/coupons`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
+        body: JSON.stringify({
+          name,
+          totalQuantity: quantity,
+          validFrom: DateTime.formatIso(DateTime.subtract(now, { minutes: 1 })),
+          validUntil: DateTime.formatIso(DateTime.add(now, { hours: 1 }))
+        })
+      })
+      if (response.status !== 201) throw new Error(`${response.status} ${await response.text()}`)
+      return (await response.json() as { readonly couponId: number }).couponId
+    },
+    catch: (cause) => new BenchFailure({ message: `creating the coupon failed: ${String(cause)}` })
+  })
+
+const out = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
 
 const program = Effect.gen(function*() {
   const bench = yield* BenchConfig
-  const issuer = yield* CouponIssuer
-  const server = yield* HttpServer.HttpServer
-  const address = server.address
-  if (address._tag !== "TcpAddress") return yield* new BenchFailure({ message: "not a TCP server" })
-  const origin = `http://127.0.0.1:${address.port}`
-  const now = yield* DateTime.now
-  const coupon = (name: string, quantity: number) =>
-    issuer.create(
-      new CreateCouponRequest({
-        name,
-        totalQuantity: quantity,
-        validFrom: DateTime.subtract(now, { minutes: 1 }),
-        validUntil: DateTime.add(now, { hours: 1 })
-      })
-    )
-  const out = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
-
-  if (bench.warmup > 0) {
-    const warm = yield* coupon("warm-up", Math.max(1, Math.round(bench.warmup / 10)))
-    yield* sale(origin, warm.couponId, 1_000_000, bench.warmup, bench.inFlight)
-    yield* out(`warm-up: ${bench.warmup} requests done`)
-  }
-
-  const main = yield* coupon("flash sale", bench.quantity)
-  const cpuBefore = process.cpuUsage()
-  const batchesBefore = yield* Metric.value(IssuePublisher.batchSize)
-  const { accepted, result, settledAt } = yield* sale(origin, main.couponId, 1, bench.requests, bench.inFlight)
-  const cpu = process.cpuUsage(cpuBefore)
-  const batches = yield* Metric.value(IssuePublisher.batchSize)
-  const sorted = [...result.latencies].sort((a, b) => a - b)
-  const seconds = result.elapsedMs / 1000
-  const ms = (value: number) => `${value.toFixed(1)} ms`
-  const sends = batches.count - batchesBefore.count
-  const answersEnd = result.startedAt + result.elapsedMs
-  const issued = yield* issuedCount(main.couponId)
-
-  yield* out("")
-  yield* out(
-    `coupon-service flash sale: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} in flight (keep-alive)`
-  )
-  yield* out(`  answers           ${JSON.stringify(result.answers)}`)
-  yield* out(`  throughput        ${(bench.requests / seconds).toFixed(0)} requests/s (${seconds.toFixed(2)} s)`)
-  yield* out(
-    `  API latency       p50 ${ms(percentile(sorted, 0.5))}  p90 ${ms(percentile(sorted, 0.9))}  p99 ${
-      ms(percentile(sorted, 0.99))
-    }  max ${ms(sorted[sorted.length - 1] ?? 0)}`
-  )
-  for (const kind of Object.keys(result.answers).sort()) {
-    const of = result.latencies.filter((_, i) => result.kinds[i] === kind).sort((a, b) => a - b)
-    yield* out(
-      `    ${kind.padEnd(18)}p50 ${ms(percentile(of, 0.5))}  p99 ${ms(percentile(of, 0.99))}  max ${
-        ms(of[of.length - 1] ?? 0)
-      }`
-    )
-  }
-  yield* out(
-    `  settled           ${accepted} accepted, ${issued} issued in the database ${
-      ((settledAt - result.startedAt) / 1000).toFixed(2)
-    } s after the first request (${Math.abs((settledAt - answersEnd) / 1000).toFixed(2)} s ${
-      settledAt < answersEnd ? "before" : "after"
-    } the last answer)`
-  )
-  yield* out(
-    `  producer          ${sends} requests for ${accepted} events (${
-      (accepted / Math.max(1, sends)).toFixed(1)
-    } per send)`
-  )
-  const serviceCpuMs = (cpu.user + cpu.system) / 1000
-  yield* out(
-    `  CPU               service ${(serviceCpuMs / seconds / 10).toFixed(0)} % of a core (${
-      (serviceCpuMs * 1000 / bench.requests).toFixed(0)
-    } µs per request, consumer included), load generator ${(result.cpuMs / result.elapsedMs * 100).toFixed(0)} %`
-  )
-  yield* out(
-    `  machine           load average ${Os.loadavg().map((n) => n.toFixed(2)).join(" ")} on ${Os.cpus().length} cores`
-  )
-  if (issued !== accepted || accepted !== Math.min(bench.quantity, bench.requests)) {
-    return yield* new BenchFailure({
-      message: `expected ${Math.min(bench.quantity, bench.requests)} issued, got ${issued}`
-    })
-  }
-})
-
-const main = Effect.gen(function*() {
   const run = Date.now().toString(36)
   const serverUrl = yield* Database.url
   const database = `kpipe_coupon_bench_${run}`
@@ -214,59 +170,141 @@ const main = Effect.gen(function*() {
         Effect.ignore
       )
   )
+  const topicPrefix = `bench-${run}.`
   const keyPrefix = `kpipe-bench:${run}:coupon:`
-  const provider = ConfigProvider.fromMap(
-    new Map([
-      ["DATABASE_URL", Redacted.value(url)],
-      ["TOPIC_PREFIX", `bench-${run}.`],
-      ["REDIS_KEY_PREFIX", keyPrefix],
-      ["PG_MAX_CONNECTIONS", "10"]
-    ])
-  ).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
-
-  const Server = HttpServe.layer({
-    defaultPort: Config.succeed(0),
-    logRequests: false,
-    fastRoutes: Effect.map(IssueFastRoute, (route) => [route])
-  }).pipe(
-    Layer.provideMerge(CouponService.layer),
-    Layer.provideMerge(
-      Layer.mergeAll(
-        CouponMigrations.databaseLayer,
-        CouponService.RedisLive,
-        Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv)),
-        AlertSink.layerLog
-      )
-    )
+  const adminToken = `bench-${run}`
+  const port = yield* freePort
+  const origin = `http://127.0.0.1:${port}`
+  const env = {
+    DATABASE_URL: Redacted.value(url),
+    TOPIC_PREFIX: topicPrefix,
+    REDIS_KEY_PREFIX: keyPrefix,
+    ADMIN_TOKEN: adminToken,
+    PORT: String(port),
+    HTTP_REUSE_PORT: "true"
+  }
+  const provider = ConfigProvider.fromMap(new Map(Object.entries(env))).pipe(
+    ConfigProvider.orElse(() => ConfigProvider.fromEnv())
   )
-  // The bench leaves nothing behind on the shared Redis and broker.
-  const cleanup = Effect.gen(function*() {
+  yield* sales(bench, env, origin).pipe(
+    Effect.provide(Layer.mergeAll(CouponMigrations.databaseLayer, CouponConfig.Default)),
+    Effect.withConfigProvider(provider)
+  )
+}).pipe(
+  Effect.scoped,
+  Effect.provide(Layer.mergeAll(Redis.layerFromEnv, Admin.layer.pipe(Layer.provide(KafkaClient.layerFromEnv))))
+)
+
+/** With the database migrated: topics, the replicas, the warm-up sale and the measured one. */
+const sales = (
+  bench: Config.Config.Success<typeof BenchConfig>,
+  env: Record<string, string>,
+  origin: string
+) =>
+  Effect.gen(function*() {
     const config = yield* CouponConfig
-    const redis = yield* Redis.Redis
+    const adminToken = Redacted.value(config.adminToken)
     const admin = yield* Admin.Admin
-    yield* redis.use(async (client) => {
-      let cursor = "0"
-      do {
-        const [next, keys] = await client.scan(cursor, "MATCH", `${config.keyPrefix}*`, "COUNT", 1000)
-        cursor = next
-        if (keys.length > 0) await client.del(...keys)
-      } while (cursor !== "0")
-    })
-    yield* admin.deleteTopics([config.topic.name, config.topic.deadLetter.name])
-  }).pipe(
-    Effect.provide(
-      Layer.mergeAll(
-        CouponConfig.Default,
-        Redis.layerFromEnv,
-        Admin.layer.pipe(Layer.provide(KafkaClient.layerFromEnv))
-      )
-    ),
-    Effect.ignore
-  )
-  yield* program.pipe(Effect.provide(Server), Effect.ensuring(cleanup), Effect.withConfigProvider(provider))
-}).pipe(Effect.scoped)
+    const redis = yield* Redis.Redis
+    yield* Topic.create([config.topic])
+    // The bench leaves nothing behind on the shared Redis and broker.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* redis.use(async (client) => {
+          let cursor = "0"
+          do {
+            const [next, keys] = await client.scan(cursor, "MATCH", `${config.keyPrefix}*`, "COUNT", 1000)
+            cursor = next
+            if (keys.length > 0) await client.del(...keys)
+          } while (cursor !== "0")
+        })
+        yield* admin.deleteTopics([config.topic.name, config.topic.deadLetter.name])
+      }).pipe(Effect.ignore)
+    )
 
-main.pipe(
+    const replicas = yield* Effect.forEach(
+      Array.from({ length: bench.replicas }, (_, replica) => replica),
+      (replica) =>
+        ServiceProcess.start({
+          name: "coupon-service",
+          entry: main,
+          env: { ...env, REPLICA: String(replica) },
+          execArgv: bench.serviceArgs
+        }),
+      { concurrency: "unbounded" }
+    )
+
+    yield* Effect.gen(function*() {
+      if (bench.warmup > 0) {
+        const warm = yield* createCoupon(origin, adminToken, "warm-up", Math.max(1, Math.round(bench.warmup / 10)))
+        yield* sale(origin, warm, 1_000_000, bench.warmup, bench.inFlight)
+        yield* out(`warm-up: ${bench.warmup} requests done`)
+      }
+
+      const couponId = yield* createCoupon(origin, adminToken, "flash sale", bench.quantity)
+      const cpuBefore = replicas.map((replica) => cpuMsOf(replica.child.pid!))
+      const { accepted, issuedAt, result } = yield* sale(origin, couponId, 1, bench.requests, bench.inFlight)
+      const cpuMs = replicas.map((replica, i) => cpuMsOf(replica.child.pid!) - cpuBefore[i]!)
+      const sorted = [...result.latencies].sort((a, b) => a - b)
+      const seconds = result.elapsedMs / 1000
+      const ms = (value: number) => `${value.toFixed(1)} ms`
+      const answersEnd = result.startedAt + result.elapsedMs
+      const issued = yield* issuedCount(couponId)
+      const settledAt = Math.max(answersEnd, issuedAt)
+
+      yield* out("")
+      yield* out(
+        `coupon-service flash sale: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} service process(es) on one port`
+      )
+      yield* out(`  answers           ${JSON.stringify(result.answers)}`)
+      yield* out(`  throughput        ${(bench.requests / seconds).toFixed(0)} requests/s (${seconds.toFixed(2)} s)`)
+      yield* out(
+        `  API latency       p50 ${ms(percentile(sorted, 0.5))}  p90 ${ms(percentile(sorted, 0.9))}  p99 ${
+          ms(percentile(sorted, 0.99))
+        }  max ${ms(sorted[sorted.length - 1] ?? 0)}`
+      )
+      for (const kind of Object.keys(result.answers).sort()) {
+        const of = result.latencies.filter((_, i) => result.kinds[i] === kind).sort((a, b) => a - b)
+        yield* out(
+          `    ${kind.padEnd(18)}p50 ${ms(percentile(of, 0.5))}  p99 ${ms(percentile(of, 0.99))}  max ${
+            ms(of[of.length - 1] ?? 0)
+          }`
+        )
+      }
+      yield* out(
+        `  settled           all ${bench.requests} in ${
+          ((settledAt - result.startedAt) / 1000).toFixed(2)
+        } s: last answer at ${seconds.toFixed(2)} s, ${accepted} accepted all ISSUED in the database at ${
+          ((issuedAt - result.startedAt) / 1000).toFixed(2)
+        } s (${issued} rows)`
+      )
+      yield* out(
+        `  CPU               service ${
+          cpuMs.map((cpu) => `${(cpu / seconds / 10).toFixed(0)} %`).join(" + ")
+        } of a core (${
+          (cpuMs.reduce((a, b) => a + b, 0) * 1000 / bench.requests).toFixed(0)
+        } µs per request, consumer included), load generator ${(result.cpuMs / result.elapsedMs * 100).toFixed(0)} %`
+      )
+      yield* out(
+        `  machine           load average ${
+          Os.loadavg().map((n) => n.toFixed(2)).join(" ")
+        } on ${Os.cpus().length} cores`
+      )
+      if (issued !== accepted || accepted !== Math.min(bench.quantity, bench.requests)) {
+        return yield* new BenchFailure({
+          message: `expected ${Math.min(bench.quantity, bench.requests)} issued, got ${issued}`
+        })
+      }
+      const exits = yield* Effect.forEach(replicas, (replica) => replica.stop)
+      if (exits.some((code) => code !== 0)) {
+        return yield* new BenchFailure({ message: `service exit codes ${exits.join(", ")}` })
+      }
+    }).pipe(
+      Effect.tapError(() => out(replicas.map((replica) => replica.output()).join("\n")))
+    )
+  }).pipe(Effect.scoped)
+
+program.pipe(
   Logger.withMinimumLogLevel(LogLevel.Warning),
   Effect.catchAll((error) =>
     Effect.sync(() => {

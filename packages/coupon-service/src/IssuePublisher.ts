@@ -2,6 +2,7 @@ import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import type { CouponEvents } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
 import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -36,21 +37,22 @@ export const batchSize = Metric.histogram(
 
 /**
  * Publishes issue requests to Kafka, many per producer request: callers queue their message and
- * wait on their own Deferred; one fiber takes whatever is queued (up to `PUBLISH_MAX_BATCH`), sends it
+ * wait on their own Deferred; a sender takes whatever is queued (up to `PUBLISH_MAX_BATCH`), sends it
  * in one `producer.send` (kafkajs sends one request per call) and completes every caller with the
- * outcome of that request. While a request is in flight the next batch gathers, so batches grow
- * with load and a lone request is sent at once.
+ * outcome of that request. `PUBLISH_LANES` senders, each with its own idempotent producer, run side
+ * by side: with one, a lone request's send made everything that queued behind it wait a whole extra
+ * round trip. Batches grow with load and a lone request is sent at once. Lanes may reorder requests
+ * accepted within the same few milliseconds; the Redis gate, not the topic's order, decides who got
+ * a unit, so issuing does not depend on it.
  */
 export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/coupon-service/IssuePublisher", {
   scoped: Effect.gen(function*() {
     const config = yield* CouponConfig
     const { topic } = config
-    // acks=all and idempotent (the seed's settings); bounded retries, so a failure is answered.
-    const producer = yield* Producer.make({ idempotent: true, retries: config.publishRetries })
     const queue = yield* Queue.unbounded<Pending>()
     let open = true
 
-    const send = (batch: ReadonlyArray<Pending>) =>
+    const send = (producer: Context.Tag.Service<Producer.Producer>, batch: ReadonlyArray<Pending>) =>
       producer.send({ topic: topic.name, messages: batch.map((pending) => pending.message) }).pipe(
         Effect.exit,
         Effect.flatMap((exit) => {
@@ -78,43 +80,48 @@ export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/cou
           )
       )
     )
-    yield* Queue.takeBetween(queue, 1, config.publishMaxBatch).pipe(
-      Effect.flatMap((batch) => send(Array.from(batch))),
-      Effect.forever,
-      Effect.forkScoped
-    )
-
-    /** Resolves once Kafka acknowledged the event (acks=all), or fails: then it was not accepted. */
-    const publish = (event: CouponEvents.CouponIssueRequested) =>
-      Effect.gen(function*() {
-        if (!open) return yield* new IssuePublishError({ reason: "ShuttingDown" })
-        const value = yield* topic.encode(event).pipe(
-          Effect.mapError((cause) => new IssuePublishError({ reason: "Encode", cause }))
-        )
-        const span = yield* Effect.option(Effect.currentSpan)
-        const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
-        const done = yield* Deferred.make<void, IssuePublishError>()
-        yield* Queue.offer(queue, {
-          message: {
-            key: topic.key(event),
-            value,
-            headers: {
-              ...(traceparent === undefined ? {} : { traceparent }),
-              "kpipe-event-id": event.eventId,
-              "kpipe-event-type": event.type,
-              "kpipe-event-version": String(event.version)
-            }
-          },
-          done
-        })
-        return yield* Deferred.await(done)
-      }).pipe(
-        Effect.withSpan("IssuePublisher.publish", {
-          kind: "producer",
-          attributes: { couponId: event.couponId },
-          captureStackTrace: false
-        })
+    for (let lane = 0; lane < config.publishLanes; lane++) {
+      // acks=all and idempotent (the seed's settings); bounded retries, so a failure is answered.
+      const producer = yield* Producer.make({ idempotent: true, retries: config.publishRetries })
+      yield* Queue.takeBetween(queue, 1, config.publishMaxBatch).pipe(
+        Effect.flatMap((batch) => send(producer, Array.from(batch))),
+        Effect.forever,
+        Effect.forkScoped
       )
+    }
+
+    /**
+     * Resolves once Kafka acknowledged the event (acks=all), or fails: then it was not accepted.
+     * A leaf span (`useSpan`, not `withSpan`): nothing runs under it, and entering a span as the
+     * parent of others costs more than a cheap request.
+     */
+    const publish = (event: CouponEvents.CouponIssueRequested) =>
+      Effect.useSpan("IssuePublisher.publish", {
+        kind: "producer",
+        attributes: { couponId: event.couponId },
+        captureStackTrace: false
+      }, (span) =>
+        Effect.gen(function*() {
+          if (!open) return yield* new IssuePublishError({ reason: "ShuttingDown" })
+          const value = yield* topic.encode(event).pipe(
+            Effect.mapError((cause) => new IssuePublishError({ reason: "Encode", cause }))
+          )
+          const done = yield* Deferred.make<void, IssuePublishError>()
+          yield* Queue.offer(queue, {
+            message: {
+              key: topic.key(event),
+              value,
+              headers: {
+                traceparent: HttpTraceContext.toHeaders(span).traceparent!,
+                "kpipe-event-id": event.eventId,
+                "kpipe-event-type": event.type,
+                "kpipe-event-version": String(event.version)
+              }
+            },
+            done
+          })
+          return yield* Deferred.await(done)
+        }))
 
     return { publish } as const
   })

@@ -32,6 +32,8 @@ export interface Options {
   readonly entry: string
   readonly env: Readonly<Record<string, string>>
   readonly readyTimeout?: Duration.DurationInput | undefined
+  /** Node's own flags, e.g. `--cpu-prof` (NODE_OPTIONS refuses some). */
+  readonly execArgv?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -45,7 +47,7 @@ export const start = (options: Options): Effect.Effect<ServiceProcess, ServicePr
     const exited = yield* Deferred.make<number | null>()
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const child = spawn(process.execPath, [options.entry], {
+        const child = spawn(process.execPath, [...(options.execArgv ?? []), options.entry], {
           env: { ...process.env, ...options.env },
           stdio: ["ignore", "pipe", "pipe"]
         })
