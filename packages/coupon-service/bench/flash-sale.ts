@@ -36,8 +36,10 @@ const BenchConfig = Config.all({
   requests: Config.integer("BENCH_REQUESTS").pipe(Config.withDefault(10_000)),
   quantity: Config.integer("BENCH_QUANTITY").pipe(Config.withDefault(1_000)),
   inFlight: Config.integer("BENCH_IN_FLIGHT").pipe(Config.withDefault(64)),
-  warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(5_000)),
-  replicas: Config.integer("BENCH_REPLICAS").pipe(Config.withDefault(2)),
+  // V8 optimises the hot path only after some thousands of calls; the default measures a warm service.
+  warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(20_000)),
+  // One process is the fastest here: a second one costs more CPU than the spare the two cores have.
+  replicas: Config.integer("BENCH_REPLICAS").pipe(Config.withDefault(1)),
   /** Node flags for the service processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`. */
   serviceArgs: Config.string("BENCH_SERVICE_ARGS").pipe(
     Config.withDefault(""),
