@@ -40,6 +40,8 @@ const BenchConfig = Config.all({
   warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(20_000)),
   // One process is the fastest here: a second one costs more CPU than the spare the two cores have.
   replicas: Config.integer("BENCH_REPLICAS").pipe(Config.withDefault(1)),
+  /** The consumer groups in a process of their own (`COUPON_ROLES`), not in the API's event loop. */
+  separateConsumer: Config.boolean("BENCH_SEPARATE_CONSUMER").pipe(Config.withDefault(true)),
   /** Node flags for the service processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`. */
   serviceArgs: Config.string("BENCH_SERVICE_ARGS").pipe(
     Config.withDefault(""),
@@ -224,15 +226,18 @@ const sales = (
       }).pipe(Effect.ignore)
     )
 
+    const roles = bench.separateConsumer ? ["api", ...Array(bench.replicas - 1).fill("api"), "consumer"] : Array(
+      bench.replicas
+    ).fill("api,consumer")
     const replicas = yield* Effect.forEach(
-      Array.from({ length: bench.replicas }, (_, replica) => replica),
-      (replica) =>
+      roles.map((role, replica) => ({ role, replica })),
+      ({ replica, role }) =>
         ServiceProcess.start({
           name: "coupon-service",
           entry: main,
-          env: { ...env, REPLICA: String(replica) },
+          env: { ...env, REPLICA: String(replica), COUPON_ROLES: role },
           execArgv: bench.serviceArgs
-        }),
+        }).pipe(Effect.map((process) => ({ ...process, role }))),
       { concurrency: "unbounded" }
     )
 
@@ -256,7 +261,9 @@ const sales = (
 
       yield* out("")
       yield* out(
-        `coupon-service flash sale: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} service process(es) on one port`
+        `coupon-service flash sale: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} API process(es) on one port${
+          bench.separateConsumer ? " and a consumer process" : " (consumers inside)"
+        }`
       )
       yield* out(`  answers           ${JSON.stringify(result.answers)}`)
       yield* out(`  throughput        ${(bench.requests / seconds).toFixed(0)} requests/s (${seconds.toFixed(2)} s)`)
@@ -282,7 +289,7 @@ const sales = (
       )
       yield* out(
         `  CPU               service ${
-          cpuMs.map((cpu) => `${(cpu / seconds / 10).toFixed(0)} %`).join(" + ")
+          cpuMs.map((cpu, i) => `${replicas[i]!.role} ${(cpu / seconds / 10).toFixed(0)} %`).join(" + ")
         } of a core (${
           (cpuMs.reduce((a, b) => a + b, 0) * 1000 / bench.requests).toFixed(0)
         } µs per request, consumer included), load generator ${(result.cpuMs / result.elapsedMs * 100).toFixed(0)} %`

@@ -1,7 +1,9 @@
 import { Topic } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { ConsumerProgress } from "./ConsumerProgress.ts"
@@ -50,12 +52,34 @@ export const ConsumersLive = Layer.mergeAll(IssueConsumer.layer, DeadLetters.lay
 export const TopicsLive = Layer.unwrapEffect(Effect.map(CouponConfig, (config) => Topic.layerCreate([config.topic])))
 
 /**
- * The whole service but the HTTP server: the API's handlers (`HttpApi.Api`), the request path and
- * the consumers, configured from the environment. Needs `SqlClient` (migrated with
- * `Migrations.all`), `Redis`, `KafkaClient`, `Admin` and an `AlertSink`.
+ * `COUPON_ROLES` (default `api,consumer`): what this process runs. `api` is the request path and its
+ * HttpApi handlers, `consumer` the consumer groups; splitting them lets a sale's API processes spend
+ * their event loop on requests while other processes apply them.
  */
-export const layer = Layer.mergeAll(ApiLive, ConsumersLive).pipe(
+export const roles = Config.string("COUPON_ROLES").pipe(
+  Config.withDefault("api,consumer"),
+  Config.mapOrFail((text) => {
+    const names = text.split(",").map((name) => name.trim()).filter((name) => name !== "")
+    const unknown = names.filter((name) => name !== "api" && name !== "consumer")
+    return unknown.length > 0 || names.length === 0
+      ? Either.left(ConfigError.InvalidData([], `COUPON_ROLES must list api and/or consumer, got "${text}"`))
+      : Either.right({ api: names.includes("api"), consumer: names.includes("consumer") })
+  })
+)
+
+/** The API's handlers (`HttpApi.Api`) and the request path, configured from the environment. */
+export const apiLayer = ApiLive.pipe(
   Layer.provideMerge(RequestsLive),
   Layer.provide(TopicsLive),
   Layer.provideMerge(CouponConfig.Default)
 )
+
+/** The consumer groups, configured from the environment. */
+export const consumerLayer = ConsumersLive.pipe(Layer.provide(TopicsLive), Layer.provideMerge(CouponConfig.Default))
+
+/**
+ * The whole service but the HTTP server: the API's handlers (`HttpApi.Api`), the request path and
+ * the consumers, configured from the environment. Needs `SqlClient` (migrated with
+ * `Migrations.all`), `Redis`, `KafkaClient`, `Admin` and an `AlertSink`.
+ */
+export const layer = Layer.mergeAll(apiLayer, consumerLayer)

@@ -31,7 +31,11 @@ const InfraLive = Layer.mergeAll(
   AlertSink.layerConfig.pipe(Layer.provide(NodeHttpClient.layerUndici))
 )
 
-const AppLive = HttpLive.pipe(Layer.provideMerge(CouponService.layer), Layer.provide(InfraLive))
+const AppLive = Layer.unwrapEffect(Effect.map(CouponService.roles, (roles) =>
+  Layer.mergeAll(
+    roles.api ? HttpLive.pipe(Layer.provide(CouponService.apiLayer)) : Layer.empty,
+    roles.consumer ? CouponService.consumerLayer : Layer.empty
+  ))).pipe(Layer.provide(InfraLive))
 
 const MainLive = Layer.unwrapEffect(
   Effect.map(replica, (replica) =>

@@ -1,13 +1,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Admin, KafkaClient } from "@kpipe/kafka"
-import { Database } from "@kpipe/sql"
-import { ServiceProcess } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import { AssignerProtocol, Partitioners } from "kafkajs"
-import { fileURLToPath } from "node:url"
 import { CouponConfig } from "../src/CouponConfig.ts"
 import * as CouponService from "../src/CouponService.ts"
 import {
@@ -18,6 +14,7 @@ import {
   issueStatus,
   reconciliation,
   RequestPathLive,
+  startProcess,
   tally,
   testEnv
 } from "./utils.ts"
@@ -53,14 +50,8 @@ describe("a consumer replica dies", () => {
           coupons.push((yield* createCoupon(150)).couponId)
         }
 
-        const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
-        const url = Database.withDatabase(Redacted.value(yield* Database.url), current!.database)
         // A whole second replica (its API, its consumers), as its own process.
-        const replica = yield* ServiceProcess.start({
-          name: "coupon-service",
-          entry: fileURLToPath(new URL("../src/main.ts", import.meta.url)),
-          env: { ...env, DATABASE_URL: url, PORT: "0", REPLICA: "1", KAFKA_CLIENT_ID: "coupon-replica-1" }
-        })
+        const replica = yield* startProcess(env, { REPLICA: "1", KAFKA_CLIENT_ID: "coupon-replica-1" })
         // The survivor joins the same group; both now own partitions.
         yield* Layer.build(CouponService.ConsumersLive)
         yield* eventually(Effect.map(admin.describeGroup(config.issueGroup), (group) =>

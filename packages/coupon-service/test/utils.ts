@@ -8,11 +8,13 @@ import { AlertSink } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import { HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
-import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
+import { Eventually, ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { fileURLToPath } from "node:url"
 import { CouponApi, CreateCouponRequest } from "../src/CouponApi.ts"
 import { CouponConfig } from "../src/CouponConfig.ts"
 import { ApiLive, IssueFastRoute } from "../src/CouponHttp.ts"
@@ -97,6 +99,21 @@ export const RequestPathLive = HttpApiBuilder.serve().pipe(
   Layer.provideMerge(InfraLive),
   Layer.provide(TestLogging.layer)
 )
+
+const mainEntry = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+/** `main.ts` as a process of its own on this test's database: the test's `env`, then `overrides`. */
+export const startProcess = (env: Record<string, string>, overrides: Record<string, string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+    const url = Database.withDatabase(Redacted.value(yield* Database.url), current!.database)
+    return yield* ServiceProcess.start({
+      name: "coupon-service",
+      entry: mainEntry,
+      env: { ...env, DATABASE_URL: url, PORT: "0", ...overrides }
+    })
+  })
 
 export const keysOf = (couponId: number) => Effect.map(CouponConfig, (config) => couponKeys(config.keyPrefix, couponId))
 
