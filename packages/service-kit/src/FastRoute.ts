@@ -117,12 +117,14 @@ export const make = <
   const failure = encoderFor(endpoint.errorSchema, HttpApiSchema.getStatusErrorAST, true)
   const spanName = `http.server ${endpoint.method}`
   const count = Metric.increment(served(endpoint.method, endpoint.path))
+  const defect = (cause: Cause.Cause<unknown>) =>
+    Effect.as(Effect.logError("Unhandled defect", cause), { status: 500, body: "" } satisfies Response)
+  // Encoding can throw (a value its schema refuses): that too is a defect, answered 500, so the
+  // client always gets an answer.
   const answer = (exit: Exit.Exit<Success, Error>): Effect.Effect<Response> => {
-    if (Exit.isSuccess(exit)) return Effect.succeed(success(exit.value))
+    if (Exit.isSuccess(exit)) return Effect.sync(() => success(exit.value))
     const error = Cause.failureOption(exit.cause)
-    return Option.isSome(error)
-      ? Effect.succeed(failure(error.value))
-      : Effect.as(Effect.logError("Unhandled defect", exit.cause), { status: 500, body: "" })
+    return Option.isSome(error) ? Effect.sync(() => failure(error.value)) : defect(exit.cause)
   }
   return {
     method: endpoint.method,
@@ -138,6 +140,7 @@ export const make = <
         span.attribute("url.path", request.url ?? "")
         return Effect.exit(Effect.withParentSpan(options.handle(input), span)).pipe(
           Effect.flatMap(answer),
+          Effect.catchAllDefect((error) => defect(Cause.die(error))),
           Effect.tap((response) => span.attribute("http.response.status_code", response.status)),
           Effect.zipLeft(count)
         )

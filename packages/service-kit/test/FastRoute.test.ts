@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { IncomingMessage } from "node:http"
 
-class Created extends Schema.Class<Created>("Created")({ id: Schema.Number }) {}
+class Created extends Schema.Class<Created>("Created")({ id: Schema.Int }) {}
 class Missing
   extends Schema.TaggedError<Missing>()("Missing", { id: Schema.Number }, HttpApiSchema.annotations({ status: 404 }))
 {}
@@ -33,6 +33,8 @@ const route = FastRoute.make(endpoint, {
       ? Effect.fail(new Missing({ id }))
       : id === 3
       ? Effect.fail(new Busy({ retryAfter: 5 }))
+      : id === 5
+      ? Effect.succeed(new Created({ id: Number.NaN }, { disableValidation: true }))
       : Effect.die("a bug")
 })
 
@@ -52,9 +54,11 @@ describe("FastRoute", () => {
       })
     }))
 
-  it.effect("answers a defect with a bare 500, and leaves requests it does not match to the HttpApi", () =>
+  it.effect("answers a defect (or a value it cannot encode) with a bare 500, and leaves requests it does not match to the HttpApi", () =>
     Effect.gen(function*() {
       assert.deepStrictEqual(yield* answer("/things/4"), { status: 500, body: "" })
+      // A value its own schema refuses cannot be encoded: still an answer, 500.
+      assert.deepStrictEqual(yield* answer("/things/5"), { status: 500, body: "" })
       assert.strictEqual(yield* answer("/things/abc"), "not taken")
       assert.strictEqual(yield* answer("/things/1?x=1"), "not taken")
     }))
