@@ -40,7 +40,7 @@ export class CouponConfig extends Effect.Service<CouponConfig>()("@kpipe/coupon-
       statusTtl: yield* Config.duration("ISSUE_STATUS_TTL").pipe(Config.withDefault(Duration.hours(24))),
       /** Messages per producer request at most (`PUBLISH_MAX_BATCH`, 500). */
       publishMaxBatch: yield* positive("PUBLISH_MAX_BATCH", 500),
-      publishLanes: yield* positive("PUBLISH_LANES", 2),
+      publishLanes: yield* positive("PUBLISH_LANES", 1),
       /** kafkajs's retries of one producer request before the request is rolled back (`PUBLISH_RETRIES`, 3). */
       publishRetries: yield* positive("PUBLISH_RETRIES", 3),
       /** How long coupons are cached for the request path (`COUPON_CACHE_TTL`, 30 s). */

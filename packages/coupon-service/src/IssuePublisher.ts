@@ -39,11 +39,11 @@ export const batchSize = Metric.histogram(
  * Publishes issue requests to Kafka, many per producer request: callers queue their message and
  * wait on their own Deferred; a sender takes whatever is queued (up to `PUBLISH_MAX_BATCH`), sends it
  * in one `producer.send` (kafkajs sends one request per call) and completes every caller with the
- * outcome of that request. `PUBLISH_LANES` senders, each with its own idempotent producer, run side
- * by side: with one, a lone request's send made everything that queued behind it wait a whole extra
- * round trip. Batches grow with load and a lone request is sent at once. Lanes may reorder requests
- * accepted within the same few milliseconds; the Redis gate, not the topic's order, decides who got
- * a unit, so issuing does not depend on it.
+ * outcome of that request. Batches grow with load and a lone request is sent at once.
+ * `PUBLISH_LANES` senders (default 1), each with its own idempotent producer, can run side by side,
+ * so what queues behind one send need not wait for it; lanes may reorder requests accepted within
+ * the same few milliseconds, which issuing does not depend on (the Redis gate decided who got a
+ * unit), but the default keeps acceptance order: more lanes measured no faster here.
  */
 export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/coupon-service/IssuePublisher", {
   scoped: Effect.gen(function*() {
