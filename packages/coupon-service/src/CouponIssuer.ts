@@ -1,6 +1,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import { CouponEvents, Ids } from "@kpipe/events"
 import type { RedisError } from "@kpipe/redis/Redis"
+import { LabelledCounter } from "@kpipe/service-kit"
 import * as Cache from "effect/Cache"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
@@ -26,12 +27,11 @@ import {
 } from "./CouponApi.ts"
 import { CouponConfig } from "./CouponConfig.ts"
 import { CouponStore } from "./CouponStore.ts"
-import { labelledCounter } from "./internal/metrics.ts"
 import { IssueGate } from "./IssueGate.ts"
 import { IssuePublisher } from "./IssuePublisher.ts"
 import { IssueRecovery } from "./IssueRecovery.ts"
 
-const countAnswer = labelledCounter("coupon_issue_requests_total", "Issue requests by answer", "answer")
+const answers = LabelledCounter.make("coupon_issue_requests_total", "Issue requests by answer", "answer")
 
 const unavailable = (error: RedisError | SqlError) =>
   Effect.zipRight(
@@ -213,8 +213,8 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
         return yield* reserveAndPublish(couponId, userId, now)
       }).pipe(
         Effect.tapBoth({
-          onFailure: (error) => countAnswer(error._tag),
-          onSuccess: () => countAnswer("Accepted")
+          onFailure: (error) => answers.increment(error._tag),
+          onSuccess: () => answers.increment("Accepted")
         }),
         Effect.withSpan("CouponIssuer.issue", { attributes: { couponId, userId }, captureStackTrace: false })
       )

@@ -1,12 +1,12 @@
 import { DeadLetter, IdempotentConsumer } from "@kpipe/pipeline"
+import { LabelledCounter } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { CouponConfig } from "./CouponConfig.ts"
 import { type Applied, CouponStore } from "./CouponStore.ts"
-import { labelledCounter } from "./internal/metrics.ts"
 import { IssueGate } from "./IssueGate.ts"
 
-const countOutcome = labelledCounter(
+const outcomes = LabelledCounter.make(
   "coupon_issue_outcomes_total",
   "Issue requests applied by the consumer, by outcome",
   "outcome"
@@ -26,7 +26,7 @@ const reflect = (gate: IssueGate, applied: ReadonlyArray<Applied>) =>
       Effect.logWarning("Redis status update after commit failed; the status query falls back to the database", error)
     ),
     Effect.zipRight(
-      Effect.forEach(applied, ({ outcome }) => countOutcome(outcome), { discard: true })
+      Effect.forEach(applied, ({ outcome }) => outcomes.increment(outcome), { discard: true })
     )
   )
 

@@ -47,6 +47,39 @@ export const decode = (
   ParseResult.ParseError
 > => Effect.map(decodeHeaders(record.headers), (letter) => ({ letter, key: record.key, value: record.value }))
 
+/**
+ * The failed-events row of a dead letter, keyed by its source record: recording it again (the sink
+ * and the monitor both do, a redelivery does) changes nothing.
+ */
+export const recordFailure = (
+  sql: SqlClient,
+  letter: DeadLetterHeaders,
+  record: { readonly key: Buffer | null; readonly value: Buffer | null; readonly headers: ConsumerRecord["headers"] },
+  deadLetterTopic: string
+) =>
+  sql`
+    INSERT INTO kpipe_failed_events ${
+    sql.insert({
+      consumerGroup: letter.consumerGroup,
+      topic: letter.originalTopic,
+      partition: letter.originalPartition,
+      offset: letter.originalOffset,
+      messageKey: record.key,
+      payload: record.value,
+      headers: JSON.stringify(record.headers),
+      eventId: letter.eventId ?? null,
+      eventType: letter.eventType ?? null,
+      errorTag: letter.errorTag,
+      errorMessage: letter.errorMessage,
+      errorStack: letter.errorStack ?? null,
+      attempts: letter.attempts,
+      firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
+      lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
+      deadLetterTopic
+    })
+  }
+    ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+
 export interface Failure {
   readonly tag: string
   readonly message: string
@@ -91,46 +124,24 @@ export const make = Effect.gen(function*() {
   const publish = (letter: DeadLetter) =>
     Effect.gen(function*() {
       const { record } = letter
-      const headers = yield* encodeHeaders(
-        new DeadLetterHeaders({
-          originalTopic: record.topic,
-          originalPartition: record.partition,
-          originalOffset: record.offset,
-          originalTimestamp: record.timestamp,
-          originalKey: record.key?.toString("utf8") ?? "",
-          consumerGroup: letter.consumerGroup,
-          errorTag: letter.failure.tag,
-          errorMessage: letter.failure.message,
-          ...(letter.failure.stack !== undefined ? { errorStack: letter.failure.stack } : {}),
-          ...(letter.eventId !== undefined ? { eventId: letter.eventId } : {}),
-          ...(letter.eventType !== undefined ? { eventType: letter.eventType } : {}),
-          attempts: letter.attempts,
-          firstAttemptAt: letter.firstAttemptAt,
-          lastAttemptAt: letter.lastAttemptAt
-        })
-      )
-      yield* sql`
-        INSERT INTO kpipe_failed_events ${
-        sql.insert({
-          consumerGroup: letter.consumerGroup,
-          topic: record.topic,
-          partition: record.partition,
-          offset: record.offset,
-          messageKey: record.key,
-          payload: record.value,
-          headers: JSON.stringify(record.headers),
-          eventId: letter.eventId ?? null,
-          eventType: letter.eventType ?? null,
-          errorTag: letter.failure.tag,
-          errorMessage: letter.failure.message,
-          errorStack: letter.failure.stack ?? null,
-          attempts: letter.attempts,
-          firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
-          lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
-          deadLetterTopic: letter.deadLetterTopic
-        })
-      }
-        ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+      const envelope = new DeadLetterHeaders({
+        originalTopic: record.topic,
+        originalPartition: record.partition,
+        originalOffset: record.offset,
+        originalTimestamp: record.timestamp,
+        originalKey: record.key?.toString("utf8") ?? "",
+        consumerGroup: letter.consumerGroup,
+        errorTag: letter.failure.tag,
+        errorMessage: letter.failure.message,
+        ...(letter.failure.stack !== undefined ? { errorStack: letter.failure.stack } : {}),
+        ...(letter.eventId !== undefined ? { eventId: letter.eventId } : {}),
+        ...(letter.eventType !== undefined ? { eventType: letter.eventType } : {}),
+        attempts: letter.attempts,
+        firstAttemptAt: letter.firstAttemptAt,
+        lastAttemptAt: letter.lastAttemptAt
+      })
+      const headers = yield* encodeHeaders(envelope)
+      yield* recordFailure(sql, envelope, record, letter.deadLetterTopic)
       yield* producer.send({
         topic: letter.deadLetterTopic,
         messages: [{ key: record.key, value: record.value, headers: { ...record.headers, ...headers } }]

@@ -2,7 +2,6 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { Consumer } from "@kpipe/kafka"
 import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
 import type { KafkaError } from "@kpipe/kafka/KafkaError"
-import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -39,28 +38,7 @@ export const run = (
       DeadLetter.decode(record).pipe(
         Effect.flatMap(({ letter }) =>
           Effect.gen(function*() {
-            yield* sql`
-              INSERT INTO kpipe_failed_events ${
-              sql.insert({
-                consumerGroup: letter.consumerGroup,
-                topic: letter.originalTopic,
-                partition: letter.originalPartition,
-                offset: letter.originalOffset,
-                messageKey: record.key,
-                payload: record.value,
-                headers: JSON.stringify(record.headers),
-                eventId: letter.eventId ?? null,
-                eventType: letter.eventType ?? null,
-                errorTag: letter.errorTag,
-                errorMessage: letter.errorMessage,
-                errorStack: letter.errorStack ?? null,
-                attempts: letter.attempts,
-                firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
-                lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
-                deadLetterTopic: record.topic
-              })
-            }
-              ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+            yield* DeadLetter.recordFailure(sql, letter, record, record.topic)
             yield* Effect.logWarning("Dead-lettered event").pipe(Effect.annotateLogs({ ...letter }))
             yield* sink.alert({
               title: `Event dead-lettered from ${letter.originalTopic}: ${letter.errorTag}`,

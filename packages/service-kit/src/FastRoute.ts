@@ -6,11 +6,11 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
-import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 import type { IncomingMessage } from "node:http"
+import * as LabelledCounter from "./LabelledCounter.ts"
 
 export interface Response {
   readonly status: number
@@ -78,14 +78,14 @@ const encoderFor = (
   }
 }
 
+const requestsServed = LabelledCounter.make(
+  "http_fast_route_requests_total",
+  "Requests answered by a fast route, ahead of the HttpApi router",
+  "route"
+)
+
 /** Requests a fast route answered (`route` = "METHOD /path"), e.g. to see that a deployment uses it. */
-export const served = (method: string, path: string) =>
-  Metric.fromMetricKey(
-    MetricKey.counter("http_fast_route_requests_total", {
-      description: "Requests answered by a fast route, ahead of the HttpApi router",
-      incremental: true
-    }).pipe(MetricKey.tagged("route", `${method} ${path}`))
-  )
+export const served = (method: string, path: string) => requestsServed.counter(`${method} ${path}`)
 
 const traceHeaders = ["traceparent", "b3", "x-b3-traceid"] as const
 

@@ -1,5 +1,6 @@
 export * as FastRoute from "./FastRoute.ts"
 export * as HttpServe from "./HttpServe.ts"
 export * as JsonBody from "./JsonBody.ts"
+export * as LabelledCounter from "./LabelledCounter.ts"
 export * as ServiceTopics from "./ServiceTopics.ts"
 export * as Telemetry from "./Telemetry.ts"
