@@ -31,6 +31,12 @@ export interface ConsumerOptions {
   readonly rebalanceTimeout?: number | undefined
   readonly heartbeatInterval?: number | undefined
   readonly maxWaitTimeInMs?: number | undefined
+  /**
+   * A fetch is answered once this many bytes are there, or after `maxWaitTimeInMs` (default 1: at
+   * once). Under load, records then come in fewer, bigger batches (fewer round trips and commits
+   * per record); under light traffic a record may wait up to `maxWaitTimeInMs`.
+   */
+  readonly minBytes?: number | undefined
   readonly partitionsConsumedConcurrently?: number | undefined
   readonly disconnectTimeout?: Duration.DurationInput | undefined
 }
@@ -107,6 +113,7 @@ export const runBatches = <R>(
           rebalanceTimeout,
           heartbeatInterval: options.heartbeatInterval ?? 3_000,
           maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
+          minBytes: options.minBytes ?? 1,
           allowAutoTopicCreation: false,
           // A batch interrupted by our own shutdown crashes the consumer; it must not come back.
           retry: { restartOnFailure: () => Promise.resolve(!stopping) }

@@ -69,6 +69,42 @@ describe("Kafka (real broker)", () => {
     { timeout: 60_000 }
   )
 
+  it.live(
+    "minBytes: records sent one at a time arrive in one batch once the fetch has that many bytes",
+    () =>
+      Effect.gen(function*() {
+        const admin = yield* Admin.Admin
+        const producer = yield* Producer.Producer
+        const topic = uniqueName("min-bytes")
+        yield* admin.createTopics([{ name: topic, partitions: 1 }])
+        const value = "x".repeat(2_000)
+        const batches = yield* Queue.unbounded<number>()
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Consumer.runBatches(
+            {
+              groupId: uniqueName("min-bytes-group"),
+              topics: [topic],
+              ...fastConsumer,
+              maxWaitTimeInMs: 3_000,
+              minBytes: 19_500
+            },
+            (batch) => Effect.zipRight(Queue.offer(batches, batch.records.length), batch.done(batch.records.at(-1)!))
+          )
+          // A first record, alone after maxWaitTimeInMs: from then on the consumer is fetching.
+          yield* producer.send({ topic, messages: [{ key: "k", value: "first" }] })
+          assert.strictEqual(yield* Queue.take(batches), 1)
+          // Nine of these (~2.1 kB each on the wire) are not enough, the tenth is.
+          for (let i = 0; i < 10; i++) {
+            yield* producer.send({ topic, messages: [{ key: "k", value }] })
+            yield* Effect.sleep("40 millis")
+          }
+          assert.strictEqual(yield* Queue.take(batches), 10)
+        }))
+        yield* admin.deleteTopics([topic])
+      }).pipe(Effect.provide(KafkaLive)),
+    { timeout: 30_000 }
+  )
+
   it.live("fails with a typed KafkaError when no broker answers", () =>
     Effect.gen(function*() {
       const error = yield* Producer.layer({ idempotent: false, retries: 0 }).pipe(
