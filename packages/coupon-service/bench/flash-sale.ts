@@ -41,8 +41,12 @@ const BenchConfig = Config.all({
   warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(20_000)),
   // One process is the fastest here: a second one costs more CPU than the spare the two cores have.
   replicas: Config.integer("BENCH_REPLICAS").pipe(Config.withDefault(1)),
-  /** The consumer groups in a process of their own (`COUPON_ROLES`), not in the API's event loop. */
-  separateConsumer: Config.boolean("BENCH_SEPARATE_CONSUMER").pipe(Config.withDefault(true)),
+  /**
+   * The consumer groups in a process of their own (`COUPON_ROLES`). Off by default: since the
+   * consumers fetch fuller batches (`KAFKA_MIN_BYTES`) they cost the API's event loop less than a
+   * third process costs the two cores.
+   */
+  separateConsumer: Config.boolean("BENCH_SEPARATE_CONSUMER").pipe(Config.withDefault(false)),
   /**
    * Whether every partition of the topic receives records before the warm-up, as a topic in use has
    * (see `primePartitions`); `false` measures the first sale on a brand-new topic.
