@@ -170,10 +170,10 @@ const issueOne = (origin: string, couponId: number, userId: number) =>
   })
 
 /**
- * A partition's first records cost the broker a disk flush: here the first produce requests of a
- * sale on a never-used partition took 20–40 ms instead of 2–10 ms (kafkajs request events), which
- * put the sale's first ~100 answers past 50 ms; with the broker's log on tmpfs, or on a partition
- * that had records before, they did not. A topic in use has records in every partition, so one
+ * A partition's first records can cost the broker a disk flush: here the first produce requests of
+ * a sale on a never-used partition sometimes took 20–40 ms instead of 2–10 ms (kafkajs request
+ * events), which put the sale's first ~100 answers past 50 ms; with the broker's log on tmpfs, or on
+ * a partition that had records before, they did not. A topic in use has records in every partition, so one
  * unit of a throwaway coupon is sold at a time until every partition has some. Returns how many.
  */
 const primePartitions = (origin: string, adminToken: string, topic: string) =>
