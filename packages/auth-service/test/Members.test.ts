@@ -1,11 +1,12 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { LoginEvents, MemberEvents, SeedTopics } from "@kpipe/events"
+import { RawHttp } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { UpdateProfileRequest } from "../src/AuthApi.ts"
-import { AppTest, client, outboxRows, raw, signInRequest, writes } from "./utils.ts"
+import { AppTest, client, outboxRows, signInRequest, writes } from "./utils.ts"
 
 const decodeMemberEvent = Schema.decodeUnknownSync(SeedTopics.memberEvents.schema)
 const decodeLoginEvent = Schema.decodeUnknownSync(SeedTopics.loginEvents.schema)
@@ -165,7 +166,7 @@ describe("Members over HTTP", () => {
         payload: new UpdateProfileRequest({ nickname: "Alice", email: "alice@example.com" })
       }).pipe(Effect.flip)
       assert.strictEqual(same._tag, "NothingToUpdate")
-      const empty = yield* raw("PATCH", `/api/members/${member.memberId}`, "{}")
+      const empty = yield* RawHttp.request("PATCH", `/api/members/${member.memberId}`, "{}")
       assert.strictEqual(empty.status, 400)
       assert.deepInclude(empty.body, { _tag: "NothingToUpdate", message: "Give a nickname or an email to change" })
       assert.deepStrictEqual(yield* writes, before)
@@ -212,7 +213,7 @@ describe("Members over HTTP", () => {
         assert.strictEqual(error._tag, "MemberGone")
         if (error._tag === "MemberGone") assert.isTrue(DateTime.Equivalence(error.deletedAt, deleted.deletedAt!))
       }
-      const status = yield* raw("POST", `/api/members/${member.memberId}/login`)
+      const status = yield* RawHttp.request("POST", `/api/members/${member.memberId}/login`)
       assert.strictEqual(status.status, 410)
       assert.deepStrictEqual(yield* writes, before)
       assert.deepStrictEqual(yield* api.members.getMember({ path }), deleted)
@@ -277,40 +278,54 @@ describe("Members over HTTP", () => {
       const id = member.memberId
       const valid = JSON.stringify({ provider: "google", subject: "new-subject", nickname: "Bob" })
 
-      const cases: ReadonlyArray<readonly [string, ReturnType<typeof raw>]> = [
-        ["malformed JSON sign-in", raw("POST", "/api/auth/sign-in", valid.slice(0, -3))],
-        ["empty sign-in body", raw("POST", "/api/auth/sign-in", "")],
-        ["JSON that is not an object", raw("POST", "/api/auth/sign-in", "[1, 2]")],
-        ["empty nickname", raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: "" }))],
+      const cases: ReadonlyArray<readonly [string, ReturnType<typeof RawHttp.request>]> = [
+        ["malformed JSON sign-in", RawHttp.request("POST", "/api/auth/sign-in", valid.slice(0, -3))],
+        ["empty sign-in body", RawHttp.request("POST", "/api/auth/sign-in", "")],
+        ["JSON that is not an object", RawHttp.request("POST", "/api/auth/sign-in", "[1, 2]")],
+        [
+          "empty nickname",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: "" }))
+        ],
         [
           "padded nickname",
-          raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: " Bob " }))
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: " Bob " }))
         ],
-        ["numeric subject", raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), subject: 42 }))],
-        ["missing provider", raw("POST", "/api/auth/sign-in", JSON.stringify({ subject: "x", nickname: "Bob" }))],
-        ["bad email", raw("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), email: "nope" }))],
-        ["malformed JSON update", raw("PATCH", `/api/members/${id}`, "{\"nickname\": ")],
-        ["empty nickname update", raw("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "" }))],
-        ["numeric nickname update", raw("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: 7 }))],
-        ["null email update", raw("PATCH", `/api/members/${id}`, JSON.stringify({ email: null }))],
-        ["non-numeric path id", raw("PATCH", "/api/members/abc", JSON.stringify({ nickname: "Bob" }))],
-        ["fractional path id", raw("DELETE", "/api/members/1.5")],
-        ["negative path id", raw("POST", "/api/members/-1/login")],
-        ["zero path id", raw("GET", "/api/members/0")],
-        ["unknown member get", raw("GET", `/api/members/${id + 1000}`)],
-        ["unknown member update", raw("PATCH", `/api/members/${id + 1000}`, JSON.stringify({ nickname: "Bob" }))],
-        ["unknown member delete", raw("DELETE", `/api/members/${id + 1000}`)],
-        ["unknown member login", raw("POST", `/api/members/${id + 1000}/login`)]
+        [
+          "numeric subject",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), subject: 42 }))
+        ],
+        [
+          "missing provider",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ subject: "x", nickname: "Bob" }))
+        ],
+        [
+          "bad email",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), email: "nope" }))
+        ],
+        ["malformed JSON update", RawHttp.request("PATCH", `/api/members/${id}`, "{\"nickname\": ")],
+        ["empty nickname update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "" }))],
+        ["numeric nickname update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: 7 }))],
+        ["null email update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ email: null }))],
+        ["non-numeric path id", RawHttp.request("PATCH", "/api/members/abc", JSON.stringify({ nickname: "Bob" }))],
+        ["fractional path id", RawHttp.request("DELETE", "/api/members/1.5")],
+        ["negative path id", RawHttp.request("POST", "/api/members/-1/login")],
+        ["zero path id", RawHttp.request("GET", "/api/members/0")],
+        ["unknown member get", RawHttp.request("GET", `/api/members/${id + 1000}`)],
+        [
+          "unknown member update",
+          RawHttp.request("PATCH", `/api/members/${id + 1000}`, JSON.stringify({ nickname: "Bob" }))
+        ],
+        ["unknown member delete", RawHttp.request("DELETE", `/api/members/${id + 1000}`)],
+        ["unknown member login", RawHttp.request("POST", `/api/members/${id + 1000}/login`)]
       ]
       for (const [name, request] of cases) {
         const response = yield* request
         assert.isTrue(response.status >= 400 && response.status < 500, `${name}: status ${response.status}`)
-        const tag = (response.body as { _tag?: unknown } | undefined)?._tag
         const expected = name.startsWith("unknown member") ? "MemberNotFound" : "HttpApiDecodeError"
-        assert.strictEqual(tag, expected, `${name}: body ${JSON.stringify(response.body)}`)
+        assert.strictEqual(response.tag, expected, `${name}: body ${JSON.stringify(response.body)}`)
         assert.strictEqual(response.status, expected === "MemberNotFound" ? 404 : 400, name)
       }
-      const malformed = yield* raw("POST", "/api/auth/sign-in", "{")
+      const malformed = yield* RawHttp.request("POST", "/api/auth/sign-in", "{")
       assert.match((malformed.body as { message: string }).message, /not valid JSON/)
 
       const typed = yield* api.members.getMember({ path: { memberId: member.memberId } }).pipe(

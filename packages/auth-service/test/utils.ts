@@ -1,8 +1,6 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Database } from "@kpipe/sql"
 import { TestLogging } from "@kpipe/testing"
@@ -49,19 +47,3 @@ export const writes = Effect.flatMap(SqlClient, (sql) =>
     SELECT (SELECT count(*)::int FROM kpipe_outbox) AS outbox,
            (SELECT count(*)::int FROM members) AS members,
            (SELECT count(*)::int FROM sessions) AS sessions`).pipe(Effect.map((rows) => rows[0]!))
-
-export interface RawResponse {
-  readonly status: number
-  readonly body: unknown
-}
-
-/** A request the typed client cannot make: any body, as text. */
-export const raw = (method: "POST" | "PATCH" | "GET" | "DELETE", path: string, body?: string) =>
-  Effect.gen(function*() {
-    const http = yield* HttpClient.HttpClient
-    let request = HttpClientRequest.make(method)(path)
-    if (body !== undefined) request = HttpClientRequest.bodyText(request, body, "application/json")
-    const response = yield* http.execute(request)
-    const text = yield* response.text
-    return { status: response.status, body: text === "" ? undefined : JSON.parse(text) as unknown } as RawResponse
-  })

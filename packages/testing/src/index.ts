@@ -1,5 +1,6 @@
 export * as Eventually from "./Eventually.ts"
 export * as Infrastructure from "./Infrastructure.ts"
+export * as RawHttp from "./RawHttp.ts"
 export * as ServiceProcess from "./ServiceProcess.ts"
 export * as TestKafka from "./TestKafka.ts"
 export * as TestLogging from "./TestLogging.ts"
