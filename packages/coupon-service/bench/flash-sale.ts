@@ -29,7 +29,6 @@ import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 import * as Os from "node:os"
 import { fileURLToPath } from "node:url"
-import { ConsumerProgress } from "../src/ConsumerProgress.ts"
 import { CouponConfig } from "../src/CouponConfig.ts"
 import * as CouponMigrations from "../src/Migrations.ts"
 
@@ -173,15 +172,16 @@ const issueOne = (origin: string, couponId: number, userId: number) =>
  * A partition's first records can cost the broker a disk flush: here the first produce requests of
  * a sale on a never-used partition sometimes took 20–40 ms instead of 2–10 ms (kafkajs request
  * events), which put the sale's first ~100 answers past 50 ms; with the broker's log on tmpfs, or on
- * a partition that had records before, they did not. A topic in use has records in every partition, so one
- * unit of a throwaway coupon is sold at a time until every partition has some. Returns how many.
+ * a partition that had records before, they did not. A topic in use has records in every partition,
+ * so one unit of a throwaway coupon is sold at a time until every partition has some. Returns how
+ * many.
  */
 const primePartitions = (origin: string, adminToken: string, topic: string) =>
   Effect.gen(function*() {
-    const progress = yield* ConsumerProgress
+    const admin = yield* Admin.Admin
     for (let coupons = 0; coupons < 50; coupons++) {
-      const ends = yield* progress.endOffsets(topic)
-      if (ends.every(({ high }) => high > 0n)) return coupons
+      const ends = yield* admin.endOffsets(topic)
+      if (ends.every(({ high }) => BigInt(high) > 0n)) return coupons
       yield* issueOne(origin, yield* createCoupon(origin, adminToken, `priming ${coupons}`, 1), 1)
     }
     return yield* new BenchFailure({ message: `some partition of ${topic} received no records from 50 coupons` })
@@ -244,10 +244,7 @@ const program = Effect.gen(function*() {
   )
 }).pipe(
   Effect.scoped,
-  Effect.provide(Layer.mergeAll(
-    Redis.layerFromEnv,
-    Layer.mergeAll(Admin.layer, ConsumerProgress.Default).pipe(Layer.provide(KafkaClient.layerFromEnv))
-  ))
+  Effect.provide(Layer.mergeAll(Redis.layerFromEnv, Admin.layer.pipe(Layer.provide(KafkaClient.layerFromEnv))))
 )
 
 /** With the database migrated: topics, the replicas, the warm-up sale and the measured one. */

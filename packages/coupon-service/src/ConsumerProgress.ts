@@ -1,6 +1,6 @@
-import { KafkaClient } from "@kpipe/kafka"
-import { fromCause, KafkaError } from "@kpipe/kafka/KafkaError"
-import * as Duration from "effect/Duration"
+import { Admin } from "@kpipe/kafka"
+import { KafkaError } from "@kpipe/kafka/KafkaError"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 
 /**
@@ -8,38 +8,21 @@ import * as Effect from "effect/Effect"
  * before the loss live only in Kafka until the consumer has applied them.
  */
 export class ConsumerProgress extends Effect.Service<ConsumerProgress>()("@kpipe/coupon-service/ConsumerProgress", {
-  scoped: Effect.gen(function*() {
-    const { kafka } = yield* KafkaClient.KafkaClient
-    const admin = yield* Effect.acquireRelease(
-      Effect.sync(() => kafka.admin()).pipe(
-        Effect.tap((admin) => Effect.tryPromise({ try: () => admin.connect(), catch: fromCause("Connect") }))
-      ),
-      (admin) =>
-        Effect.tryPromise(() => admin.disconnect()).pipe(
-          Effect.timeoutOption(Duration.seconds(5)),
-          Effect.ignore,
-          Effect.interruptible
-        )
-    )
-    const call = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: fromCause("Admin") })
+  effect: Effect.gen(function*() {
+    const admin = yield* Admin.Admin
 
     /** The offset after the last record of each partition, right now. */
     const endOffsets = (topic: string) =>
-      call(() => admin.fetchTopicOffsets(topic)).pipe(
-        Effect.map((partitions) =>
+      Effect.map(
+        admin.endOffsets(topic),
+        (partitions) =>
           partitions.map(({ high, low, partition }) => ({ partition, high: BigInt(high), low: BigInt(low) }))
-        )
       )
 
     const committed = (groupId: string, topic: string) =>
-      call(() => admin.fetchOffsets({ groupId, topics: [topic] })).pipe(
-        Effect.map((topics) =>
-          new Map(
-            (topics.find((entry) => entry.topic === topic)?.partitions ?? []).map(({ offset, partition }) =>
-              [partition, BigInt(offset)] as const
-            )
-          )
-        )
+      Effect.map(
+        admin.committedOffsets(groupId, topic),
+        (partitions) => new Map(partitions.map(({ offset, partition }) => [partition, BigInt(offset)] as const))
       )
 
     /**

@@ -31,6 +31,13 @@ export class Admin extends Context.Tag("@kpipe/kafka/Admin")<Admin, {
     groupId: string,
     topic: string
   ) => Effect.Effect<ReadonlyArray<{ readonly partition: number; readonly offset: string }>, KafkaError>
+  /** Each partition's first offset and the offset after its last record (`low` = `high`: empty). */
+  readonly endOffsets: (
+    topic: string
+  ) => Effect.Effect<
+    ReadonlyArray<{ readonly partition: number; readonly low: string; readonly high: string }>,
+    KafkaError
+  >
   /** The group's state and the ids of its current members. */
   readonly describeGroup: (
     groupId: string
@@ -86,6 +93,11 @@ export const make = Effect.gen(function*() {
       )
     )
 
+  const endOffsets = (topic: string) =>
+    call(() => admin.fetchTopicOffsets(topic)).pipe(
+      Effect.map((partitions) => partitions.map(({ high, low, partition }) => ({ partition, low, high })))
+    )
+
   const resetOffsets = (groupId: string, topic: string) =>
     call(() => admin.resetOffsets({ groupId, topic, earliest: true })).pipe(
       Effect.withSpan("Admin.resetOffsets", { attributes: { groupId, topic } })
@@ -105,6 +117,7 @@ export const make = Effect.gen(function*() {
     listTopics,
     describeCluster,
     committedOffsets,
+    endOffsets,
     resetOffsets,
     describeGroup
   })

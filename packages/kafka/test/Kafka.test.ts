@@ -64,6 +64,12 @@ describe("Kafka (real broker)", () => {
         const committed = yield* admin.committedOffsets(groupId, topic)
         const total = committed.reduce((sum, { offset }) => sum + Number(offset), 0)
         assert.strictEqual(total, keys.length * perKey)
+        const ends = yield* admin.endOffsets(topic)
+        assert.deepStrictEqual(ends.map(({ partition }) => partition).sort(), [0, 1, 2])
+        assert.deepStrictEqual(
+          ends.map(({ partition, high }) => ({ partition, offset: high })).sort((a, b) => a.partition - b.partition),
+          [...committed].sort((a, b) => a.partition - b.partition)
+        )
         yield* admin.deleteTopics([topic])
       }).pipe(Effect.provide(KafkaLive)),
     { timeout: 60_000 }
