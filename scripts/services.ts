@@ -2,9 +2,9 @@
 // databases and the registry's topics, starts every seed service as its own process, shows their
 // state, and on Ctrl-C stops them all gracefully (consumers drain) and the broker it started.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import { Admin, KafkaClient } from "@kpipe/kafka"
-import { Topic } from "@kpipe/pipeline"
+import { Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { Infrastructure } from "@kpipe/testing"
 import * as Config from "effect/Config"
@@ -81,7 +81,7 @@ const ensureDatabases = (names: ReadonlyArray<string>) =>
   })
 
 const createTopics = (prefix: string) =>
-  Topic.create(SeedTopics.all.map((topic) => Topic.prefixed(topic, prefix))).pipe(
+  TopicAdmin.create(SeedTopics.all.map((topic) => Topic.prefixed(topic, prefix))).pipe(
     Effect.provide(Admin.layer.pipe(Layer.provide(KafkaClient.layerFromEnv)))
   )
 

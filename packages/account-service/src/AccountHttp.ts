@@ -1,8 +1,8 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import { AccountApi, AccountNotFound, Health } from "@kpipe/contracts/AccountApi"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { AccountApi, AccountNotFound, Health } from "./AccountApi.ts"
 import { LoginStats } from "./LoginStats.ts"
 import * as Replica from "./Replica.ts"
 

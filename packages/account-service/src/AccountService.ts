@@ -1,10 +1,7 @@
-import { SeedTopics } from "@kpipe/events"
-import { Topic } from "@kpipe/pipeline"
+import { SeedTopics } from "@kpipe/contracts"
 import { ServiceTopics } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import * as AccountHttp from "./AccountHttp.ts"
 import * as LoginConsumer from "./LoginConsumer.ts"
 import { LoginStats } from "./LoginStats.ts"
@@ -16,12 +13,7 @@ export const defaultDatabaseUrl = "postgres://postgres@127.0.0.1:5432/kpipe_acco
 export const DatabaseLive = Database.layerMigrated(defaultDatabaseUrl, Migrations.all)
 
 /** The login topic (and its dead-letter topic), under `TOPIC_PREFIX`, created when missing. */
-export const TopicsLive = Layer.effectDiscard(
-  Effect.flatMap(ServiceTopics.resolve(SeedTopics.loginEvents), (topic) => Topic.create([topic]))
-).pipe(
-  // Replicas starting together race to create the topics; the loser finds them on its next try.
-  Layer.retry(Schedule.spaced("500 millis").pipe(Schedule.intersect(Schedule.recurs(5))))
-)
+export const TopicsLive = ServiceTopics.layerCreate([SeedTopics.loginEvents])
 
 /**
  * The consumer and the HTTP API (`HttpApi.Api`, to serve), given a migrated database, Kafka

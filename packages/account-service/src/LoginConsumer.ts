@@ -1,4 +1,4 @@
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import type { Consumer } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, type RetryPolicy } from "@kpipe/pipeline"
 import { ServiceTopics } from "@kpipe/service-kit"

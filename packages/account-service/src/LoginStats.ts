@@ -1,11 +1,11 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as AccountApi from "@kpipe/contracts/AccountApi"
 import { Ids, type LoginEvents } from "@kpipe/events"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import * as AccountApi from "./AccountApi.ts"
 
 const Row = Schema.Struct({
   accountId: Schema.NumberFromString.pipe(Schema.compose(Ids.AccountId)),

@@ -1,4 +1,3 @@
-export * as AccountApi from "./AccountApi.ts"
 export * as AccountHttp from "./AccountHttp.ts"
 export * as AccountService from "./AccountService.ts"
 export * as LoginConsumer from "./LoginConsumer.ts"

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import type { LoginEvents } from "@kpipe/events"
 import { Publisher, Topic } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"

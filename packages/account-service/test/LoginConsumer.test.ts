@@ -2,9 +2,9 @@ import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { LoginConsumer, LoginStats, Migrations } from "@kpipe/account-service"
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import { Admin } from "@kpipe/kafka"
-import { Publisher, RetryPolicy, Topic } from "@kpipe/pipeline"
+import { Publisher, RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
@@ -51,7 +51,7 @@ describe("LoginConsumer", () => {
         const prefix = `${TestKafka.uniqueName("logins")}.`
         // One partition, so the whole stream is one batch and one transaction.
         const topic = { ...Topic.prefixed(SeedTopics.loginEvents, prefix), partitions: 1 }
-        yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(Topic.specs([topic])))
+        yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs([topic])))
         const group = `${prefix}account-service`
         const base = Date.now()
         const before = Array.from({ length: 6 }, (_, i) => login(prefix, 1 + (i % 3), i, base + i))

@@ -1,6 +1,6 @@
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import { Admin } from "@kpipe/kafka"
-import * as Topic from "@kpipe/pipeline/Topic"
+import * as TopicAdmin from "@kpipe/pipeline/TopicAdmin"
 import { ServiceTopics } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -17,7 +17,7 @@ export const resolve = Effect.all({
  */
 export const layerCreate = Layer.effectDiscard(
   resolve.pipe(
-    Effect.flatMap((topics) => Topic.create([topics.members, topics.logins])),
+    Effect.flatMap((topics) => TopicAdmin.create([topics.members, topics.logins])),
     Effect.provide(Admin.layer)
   )
 )

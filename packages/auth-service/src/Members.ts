@@ -1,21 +1,20 @@
 import { SqlClient } from "@effect/sql/SqlClient"
+import {
+  LoginResponse,
+  Member,
+  NothingToUpdate,
+  type SignInRequest,
+  SignInResponse,
+  type UpdateProfileRequest
+} from "@kpipe/contracts/AuthApi"
+import { MemberStatus } from "@kpipe/contracts/Members"
+import { MemberGone, MemberNotFound } from "@kpipe/contracts/Members"
 import { Ids, LoginEvents, MemberEvents } from "@kpipe/events"
 import { Outbox } from "@kpipe/pipeline"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import {
-  LoginResponse,
-  Member,
-  MemberGone,
-  MemberNotFound,
-  MemberStatus,
-  NothingToUpdate,
-  type SignInRequest,
-  SignInResponse,
-  type UpdateProfileRequest
-} from "./AuthApi.ts"
 import * as AuthTopics from "./AuthTopics.ts"
 
 const MemberRow = Schema.Struct({

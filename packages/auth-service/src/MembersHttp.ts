@@ -1,10 +1,10 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import type { SqlError } from "@effect/sql/SqlError"
+import { AuthApi } from "@kpipe/contracts/AuthApi"
 import { JsonBody } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ParseResult from "effect/ParseResult"
-import { AuthApi } from "./AuthApi.ts"
 import { Members } from "./Members.ts"
 
 /** Database failures and rows that do not decode are not the caller's fault: a 500, logged with its cause. */

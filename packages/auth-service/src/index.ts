@@ -1,4 +1,3 @@
-export * as AuthApi from "./AuthApi.ts"
 export * as AuthDatabase from "./AuthDatabase.ts"
 export * as AuthTopics from "./AuthTopics.ts"
 export * as Members from "./Members.ts"

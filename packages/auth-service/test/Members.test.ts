@@ -1,11 +1,12 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { LoginEvents, MemberEvents, SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
+import { UpdateProfileRequest } from "@kpipe/contracts/AuthApi"
+import { LoginEvents, MemberEvents } from "@kpipe/events"
 import { RawHttp } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { UpdateProfileRequest } from "../src/AuthApi.ts"
 import { AppTest, client, outboxRows, signInRequest, writes } from "./utils.ts"
 
 const decodeMemberEvent = Schema.decodeUnknownSync(SeedTopics.memberEvents.schema)
@@ -211,7 +212,7 @@ describe("Members over HTTP", () => {
       ]
       for (const error of gone) {
         assert.strictEqual(error._tag, "MemberGone")
-        if (error._tag === "MemberGone") assert.isTrue(DateTime.Equivalence(error.deletedAt, deleted.deletedAt!))
+        if (error._tag === "MemberGone") assert.isTrue(DateTime.Equivalence(error.deletedAt!, deleted.deletedAt!))
       }
       const status = yield* RawHttp.request("POST", `/api/members/${member.memberId}/login`)
       assert.strictEqual(status.status, 410)

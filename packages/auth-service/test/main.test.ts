@@ -2,13 +2,13 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, it } from "@effect/vitest"
+import { AuthApi, SignInRequest } from "@kpipe/contracts/AuthApi"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { AuthApi, SignInRequest } from "../src/AuthApi.ts"
 
 const mainScript = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 

@@ -11,7 +11,7 @@
 // BENCH_SEPARATE_CONSUMER, BENCH_PRIME_PARTITIONS, BENCH_SERVICE_ARGS).
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, KafkaClient } from "@kpipe/kafka"
-import { Topic } from "@kpipe/pipeline"
+import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess } from "@kpipe/testing"
@@ -258,7 +258,7 @@ const sales = (
     const adminToken = Redacted.value(config.adminToken)
     const admin = yield* Admin.Admin
     const redis = yield* Redis.Redis
-    yield* Topic.create([config.topic])
+    yield* TopicAdmin.create([config.topic])
     // The bench leaves nothing behind on the shared Redis and broker.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

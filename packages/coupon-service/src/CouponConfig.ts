@@ -1,4 +1,4 @@
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import { RetryPolicy } from "@kpipe/pipeline"
 import { ServiceTopics } from "@kpipe/service-kit"
 import * as Config from "effect/Config"

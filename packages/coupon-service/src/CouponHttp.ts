@@ -1,22 +1,20 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import {
+  AdminAuth,
+  CouponApi,
+  CurrentUser,
+  IssueEndpoint,
+  UserIdentity,
+  userIdHeader
+} from "@kpipe/contracts/CouponApi"
+import { InvalidUserId, MissingUserId, Unauthorized } from "@kpipe/contracts/CouponErrors"
+import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
 import { Ids } from "@kpipe/events"
 import { FastRoute, JsonBody } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { createHash, timingSafeEqual } from "node:crypto"
-import {
-  AdminAuth,
-  CouponApi,
-  CurrentUser,
-  InvalidUserId,
-  IssueEndpoint,
-  MissingUserId,
-  ServiceUnavailable,
-  Unauthorized,
-  UserIdentity,
-  userIdHeader
-} from "./CouponApi.ts"
 import { CouponConfig } from "./CouponConfig.ts"
 import { CouponIssuer } from "./CouponIssuer.ts"
 import { Reconciliation } from "./Reconciliation.ts"

@@ -1,4 +1,22 @@
 import type { SqlError } from "@effect/sql/SqlError"
+import {
+  AlreadyRequested,
+  CouponExpired,
+  CouponNotFound,
+  CouponNotYetOpen,
+  CouponRecovering,
+  CouponSoldOut,
+  PublishFailed
+} from "@kpipe/contracts/CouponErrors"
+import {
+  type Coupon,
+  type CreateCouponRequest,
+  IssueAccepted,
+  type IssueState,
+  IssueStatus,
+  UserCoupons
+} from "@kpipe/contracts/CouponModels"
+import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
 import { CouponEvents, Ids } from "@kpipe/events"
 import type { RedisError } from "@kpipe/redis/Redis"
 import { LabelledCounter } from "@kpipe/service-kit"
@@ -9,22 +27,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import {
-  AlreadyRequested,
-  type Coupon,
-  CouponExpired,
-  CouponNotFound,
-  CouponNotYetOpen,
-  CouponRecovering,
-  CouponSoldOut,
-  type CreateCouponRequest,
-  IssueAccepted,
-  type IssueState,
-  IssueStatus,
-  PublishFailed,
-  ServiceUnavailable,
-  UserCoupons
-} from "./CouponApi.ts"
 import { CouponConfig } from "./CouponConfig.ts"
 import { CouponStore } from "./CouponStore.ts"
 import { IssueGate } from "./IssueGate.ts"

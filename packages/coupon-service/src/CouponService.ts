@@ -1,4 +1,4 @@
-import { Topic } from "@kpipe/pipeline"
+import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
@@ -49,7 +49,9 @@ export const RequestsLive = Layer.mergeAll(CouponIssuer.Default, Reconciliation.
 export const ConsumersLive = Layer.mergeAll(IssueConsumer.layer, DeadLetters.layer).pipe(Layer.provide(StoresLive))
 
 /** Creates the requests topic and its dead-letter topic (with `TOPIC_PREFIX`) when missing. */
-export const TopicsLive = Layer.unwrapEffect(Effect.map(CouponConfig, (config) => Topic.layerCreate([config.topic])))
+export const TopicsLive = Layer.unwrapEffect(
+  Effect.map(CouponConfig, (config) => TopicAdmin.layerCreate([config.topic]))
+)
 
 /**
  * `COUPON_ROLES` (default `api,consumer`): what this process runs. `api` is the request path and its

@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
+import { Coupon, type CreateCouponRequest, UserCoupon } from "@kpipe/contracts/CouponModels"
 import type { CouponEvents } from "@kpipe/events"
 import { Ids } from "@kpipe/events"
 import * as Data from "effect/Data"
@@ -7,7 +8,6 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { Coupon, type CreateCouponRequest, UserCoupon } from "./CouponApi.ts"
 
 /** The event names a coupon the database does not have: permanent, so it goes to the dead-letter topic. */
 export class CouponMissing extends Data.TaggedError("CouponMissing")<{ readonly couponId: number }> {

@@ -1,7 +1,8 @@
+import { CouponNotFound } from "@kpipe/contracts/CouponErrors"
+import { Drift, ReconciliationReport } from "@kpipe/contracts/CouponModels"
 import type { Ids } from "@kpipe/events"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { CouponNotFound, Drift, ReconciliationReport } from "./CouponApi.ts"
 import { CouponStore } from "./CouponStore.ts"
 import { IssueGate } from "./IssueGate.ts"
 

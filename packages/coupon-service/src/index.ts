@@ -1,5 +1,4 @@
 export * as ConsumerProgress from "./ConsumerProgress.ts"
-export * as CouponApi from "./CouponApi.ts"
 export * as CouponConfig from "./CouponConfig.ts"
 export * as CouponHttp from "./CouponHttp.ts"
 export * as CouponIssuer from "./CouponIssuer.ts"

@@ -1,9 +1,9 @@
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, it } from "@effect/vitest"
+import { IssueEndpoint } from "@kpipe/contracts/CouponApi"
 import { FastRoute } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import { IssueEndpoint } from "../src/CouponApi.ts"
 import { type Answer, createClosedCoupons, createCoupon, send, ServiceLive, testEnv } from "./utils.ts"
 
 const served = FastRoute.served(IssueEndpoint.method, IssueEndpoint.path)

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 
-import { Topic } from "@kpipe/pipeline"
+import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -42,7 +42,7 @@ describe("publishing fails", () => {
         const status = yield* issueStatus(coupon.couponId, 7)
         assert.strictEqual(status.body["status"], "NOT_REQUESTED")
 
-        yield* Topic.create([config.topic])
+        yield* TopicAdmin.create([config.topic])
         yield* Layer.build(CouponService.ConsumersLive)
         const accepted = yield* issue(coupon.couponId, 7)
         assert.deepStrictEqual([accepted.status, accepted.tag], [202, "Accepted"])

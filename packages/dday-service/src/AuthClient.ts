@@ -1,6 +1,6 @@
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
-import { AuthApi } from "@kpipe/auth-service"
+import { AuthApi } from "@kpipe/contracts"
 import type { Ids } from "@kpipe/events"
 import { RetryPolicy } from "@kpipe/pipeline"
 import * as Cause from "effect/Cause"

@@ -1,11 +1,12 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import type { SqlError } from "@effect/sql/SqlError"
+import { DDayApi } from "@kpipe/contracts/DDayApi"
+import { MemberNotFound } from "@kpipe/contracts/Members"
 import { JsonBody } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
-import { DDayApi, MemberNotFound } from "./DDayApi.ts"
 import { DDays } from "./DDays.ts"
 import { MemberReferences } from "./MemberReferences.ts"
 

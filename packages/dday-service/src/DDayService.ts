@@ -1,10 +1,7 @@
-import { SeedTopics } from "@kpipe/events"
-import { Topic } from "@kpipe/pipeline"
+import { SeedTopics } from "@kpipe/contracts"
 import { ServiceTopics } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import { AuthClient } from "./AuthClient.ts"
 import * as DDayHttp from "./DDayHttp.ts"
 import { DDays } from "./DDays.ts"
@@ -19,12 +16,7 @@ export const defaultDatabaseUrl = "postgres://postgres@127.0.0.1:5432/kpipe_dday
 export const DatabaseLive = Database.layerMigrated(defaultDatabaseUrl, Migrations.all)
 
 /** `member-events` and `member-events.DLT` under `TOPIC_PREFIX`, created when missing. */
-export const TopicsLive = Layer.effectDiscard(
-  Effect.flatMap(ServiceTopics.resolve(SeedTopics.memberEvents), (topic) => Topic.create([topic]))
-).pipe(
-  // Another service creating them at the same moment: the next try finds them.
-  Layer.retry(Schedule.spaced("500 millis").pipe(Schedule.intersect(Schedule.recurs(5))))
-)
+export const TopicsLive = ServiceTopics.layerCreate([SeedTopics.memberEvents])
 
 /** The app services shared by the HTTP API and the consumer. Needs `SqlClient` and an `HttpClient` (for auth-service). */
 export const ServicesLive = Layer.mergeAll(

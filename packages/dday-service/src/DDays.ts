@@ -1,19 +1,11 @@
 import { SqlClient } from "@effect/sql/SqlClient"
+import { type CreateDDayRequest, DDay, DDayId, DDayList, DDayNotFound, LocalDate } from "@kpipe/contracts/DDayApi"
+import { MemberStatus } from "@kpipe/contracts/Members"
+import { MemberGone, MemberNotFound } from "@kpipe/contracts/Members"
 import { Ids } from "@kpipe/events"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import {
-  type CreateDDayRequest,
-  DDay,
-  DDayId,
-  DDayList,
-  DDayNotFound,
-  LocalDate,
-  MemberDeleted,
-  MemberNotFound,
-  MemberStatus
-} from "./DDayApi.ts"
 
 const Row = Schema.Struct({
   id: Schema.NumberFromString.pipe(Schema.compose(DDayId)),
@@ -51,11 +43,11 @@ export class DDays extends Effect.Service<DDays>()("@kpipe/dday-service/DDays", 
     const requireActive = (memberId: Ids.MemberId, lock: "" | "FOR SHARE") =>
       sql`SELECT status FROM member_references WHERE member_id = ${memberId} ${sql.literal(lock)}`.pipe(
         Effect.flatMap(decodeStatus),
-        Effect.flatMap(([row]): Effect.Effect<void, MemberNotFound | MemberDeleted> =>
+        Effect.flatMap(([row]): Effect.Effect<void, MemberNotFound | MemberGone> =>
           row === undefined
             ? Effect.fail(new MemberNotFound({ memberId }))
             : row.status === "DELETED"
-            ? Effect.fail(new MemberDeleted({ memberId }))
+            ? Effect.fail(new MemberGone({ memberId }))
             : Effect.void
         )
       )

@@ -1,4 +1,4 @@
-import { SeedTopics } from "@kpipe/events"
+import { SeedTopics } from "@kpipe/contracts"
 import type { Consumer } from "@kpipe/kafka"
 import { DeadLetterMonitor, type Topic } from "@kpipe/pipeline"
 import { ServiceTopics } from "@kpipe/service-kit"

@@ -1,11 +1,12 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
+import { MemberReference } from "@kpipe/contracts/DDayApi"
+import { MemberStatus } from "@kpipe/contracts/Members"
 import { Ids } from "@kpipe/events"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { MemberReference, MemberStatus } from "./DDayApi.ts"
 
 const Row = Schema.Struct({
   memberId: Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId)),

@@ -1,5 +1,6 @@
-import type { AuthApi } from "@kpipe/auth-service"
-import { type Ids, type MemberEvents, SeedTopics } from "@kpipe/events"
+import type { AuthApi } from "@kpipe/contracts"
+import { SeedTopics } from "@kpipe/contracts"
+import { type Ids, type MemberEvents } from "@kpipe/events"
 import type { Consumer } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, type RetryPolicy } from "@kpipe/pipeline"
 import { ServiceTopics } from "@kpipe/service-kit"

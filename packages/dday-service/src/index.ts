@@ -1,5 +1,4 @@
 export * as AuthClient from "./AuthClient.ts"
-export * as DDayApi from "./DDayApi.ts"
 export * as DDayHttp from "./DDayHttp.ts"
 export * as DDays from "./DDays.ts"
 export * as DDayService from "./DDayService.ts"

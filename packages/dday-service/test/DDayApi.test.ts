@@ -2,7 +2,8 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { assert, describe, it } from "@effect/vitest"
-import { DDayApi, DDayHttp, DDays, MemberReferences, Migrations } from "@kpipe/dday-service"
+import { DDayApi, Members } from "@kpipe/contracts"
+import { DDayHttp, DDays, MemberReferences, Migrations } from "@kpipe/dday-service"
 import { Ids } from "@kpipe/events"
 import { Database } from "@kpipe/sql"
 import { RawHttp, TestLogging } from "@kpipe/testing"
@@ -21,7 +22,7 @@ const ServerLive = HttpApiBuilder.serve().pipe(
 
 const client = HttpApiClient.make(DDayApi.DDayApi)
 
-const member = (memberId: number, status: DDayApi.MemberStatus = "ACTIVE") =>
+const member = (memberId: number, status: Members.MemberStatus = "ACTIVE") =>
   Effect.flatMap(MemberReferences.MemberReferences, (references) =>
     references.putState({
       memberId: Ids.MemberId.make(memberId),
@@ -78,7 +79,7 @@ describe("DDayApi", () => {
       const api = yield* client
       const payload = { title: "x", targetDate: dayFromToday(1) }
       const unknown = yield* api.ddays.create({ path: { memberId: id(404) }, payload }).pipe(Effect.flip)
-      assert.deepStrictEqual(unknown, new DDayApi.MemberNotFound({ memberId: id(404) }))
+      assert.deepStrictEqual(unknown, new Members.MemberNotFound({ memberId: id(404) }))
       assert.strictEqual(
         (yield* api.ddays.list({ path: { memberId: id(404) } }).pipe(Effect.flip))._tag,
         "MemberNotFound"
@@ -90,8 +91,8 @@ describe("DDayApi", () => {
 
       yield* member(3, "DELETED")
       const gone = yield* api.ddays.create({ path: { memberId: id(3) }, payload }).pipe(Effect.flip)
-      assert.deepStrictEqual(gone, new DDayApi.MemberDeleted({ memberId: id(3) }))
-      assert.strictEqual((yield* api.ddays.list({ path: { memberId: id(3) } }).pipe(Effect.flip))._tag, "MemberDeleted")
+      assert.deepStrictEqual(gone, new Members.MemberGone({ memberId: id(3) }))
+      assert.strictEqual((yield* api.ddays.list({ path: { memberId: id(3) } }).pipe(Effect.flip))._tag, "MemberGone")
       assert.strictEqual((yield* RawHttp.request("POST", "/api/members/3/ddays", JSON.stringify(payload))).status, 410)
       assert.strictEqual(
         (yield* RawHttp.request("POST", "/api/members/404/ddays", JSON.stringify(payload))).status,

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { DDayApi, DDays } from "@kpipe/dday-service"
+import { DDayApi } from "@kpipe/contracts"
+import { DDays } from "@kpipe/dday-service"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import {
@@ -42,7 +43,7 @@ describe("S1 end to end", () => {
         assert.strictEqual(yield* ddayCount(id), 0)
         assert.strictEqual(yield* processedCount(group), 3)
         const listed = yield* ddays.list(id).pipe(Effect.flip)
-        assert.strictEqual(listed._tag, "MemberDeleted")
+        assert.strictEqual(listed._tag, "MemberGone")
       }).pipe(Effect.scoped, Effect.provide(DDays.DDays.Default.pipe(Layer.provideMerge(TestLive)))),
     { timeout: 60_000 }
   )

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { DDayApi, DDays, MemberDeadLetters } from "@kpipe/dday-service"
+import { DDayApi } from "@kpipe/contracts"
+import { DDays, MemberDeadLetters } from "@kpipe/dday-service"
 import { Ids } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
 import { AlertSink, DeadLetter, Publisher } from "@kpipe/pipeline"

@@ -3,11 +3,13 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { AuthApi, Members, MembersHttp, Migrations as AuthMigrations } from "@kpipe/auth-service"
+import { Members, MembersHttp, Migrations as AuthMigrations } from "@kpipe/auth-service"
+import { AuthApi } from "@kpipe/contracts"
+import { SeedTopics } from "@kpipe/contracts"
 import { DDayService, MemberSync, Migrations } from "@kpipe/dday-service"
-import { Ids, MemberEvents, SeedTopics } from "@kpipe/events"
+import { Ids, MemberEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
-import { OutboxRelay, RetryPolicy, Topic } from "@kpipe/pipeline"
+import { OutboxRelay, RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -34,7 +36,7 @@ export const isolated = (name: string) =>
   Effect.gen(function*() {
     const prefix = `${TestKafka.uniqueName(name)}.`
     const topic: MemberSync.MemberTopic = Topic.prefixed(SeedTopics.memberEvents, prefix)
-    yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(Topic.specs([topic])))
+    yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs([topic])))
     return { prefix, topic, group: `${prefix}d-day-service` }
   })
 

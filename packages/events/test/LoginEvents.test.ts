@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Ids, LoginEvents, SeedTopics } from "@kpipe/events"
+import { Ids, LoginEvents } from "@kpipe/events"
 import * as Arbitrary from "effect/Arbitrary"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -7,7 +7,9 @@ import * as FastCheck from "effect/FastCheck"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
-const topic = SeedTopics.loginEvents
+const wire = Schema.parseJson(LoginEvents.LoginSucceeded)
+// The wire format, as a topic carrying these events encodes it.
+const topic = { encode: Schema.encode(wire), decode: Schema.decodeUnknown(wire) }
 
 describe("LoginEvents", () => {
   it.prop("fromLogin derives the eventId from the login", [Arbitrary.make(LoginEvents.Login)], ([login]) => {

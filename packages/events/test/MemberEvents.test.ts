@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Ids, MemberEvents, SeedTopics } from "@kpipe/events"
+import { Ids, MemberEvents } from "@kpipe/events"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
-const topic = SeedTopics.memberEvents
+const wire = Schema.parseJson(MemberEvents.MemberEvent)
+// The wire format, as a topic carrying these events encodes it.
+const topic = { encode: Schema.encode(wire), decode: Schema.decodeUnknown(wire) }
 const currentVersion = { MemberCreated: 1, MemberUpdated: 2, MemberDeleted: 1 } as const
 
 describe("MemberEvents", () => {

@@ -31,7 +31,15 @@ import * as Tracer from "effect/Tracer"
 import { readdirSync, readFileSync } from "node:fs"
 import * as Os from "node:os"
 import { performance } from "node:perf_hooks"
-import { DeadLetter, IdempotentConsumer, Outbox, OutboxRelay, PipelineMigrations, Topic } from "../src/index.ts"
+import {
+  DeadLetter,
+  IdempotentConsumer,
+  Outbox,
+  OutboxRelay,
+  PipelineMigrations,
+  Topic,
+  TopicAdmin
+} from "../src/index.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -534,7 +542,7 @@ const createTopic = (prefix: string, config: BenchConfig, created: Array<string>
   Effect.gen(function*() {
     const topic = benchTopic(prefix, config.partitions)
     const admin = yield* Admin.Admin
-    created.push(...(yield* admin.createTopics(Topic.specs([topic]))))
+    created.push(...(yield* admin.createTopics(TopicAdmin.specs([topic]))))
     return topic
   })
 

@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, type Consumer, KafkaClient, Producer } from "@kpipe/kafka"
-import { DeadLetter, PipelineMigrations, RetryPolicy, Topic } from "@kpipe/pipeline"
+import { DeadLetter, PipelineMigrations, RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
@@ -99,7 +99,7 @@ export const PipelineLive = Layer.mergeAll(KafkaLive, DeadLetter.layer.pipe(Laye
 )
 
 export const createTopics = (...topics: ReadonlyArray<Topic.Any>) =>
-  Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(Topic.specs(topics)))
+  Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs(topics)))
 
 export const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count)
 

@@ -1,19 +1,11 @@
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
-import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpMethod from "@effect/platform/HttpMethod"
 import { HttpServerRequest } from "@effect/platform/HttpServerRequest"
+import { JsonBody } from "@kpipe/contracts/JsonBody"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
-/**
- * Rejects a JSON body that does not parse with the same typed 400 `HttpApiDecodeError` as a body
- * of the wrong shape (HttpApi's own payload decoding answers it without a body). Add it to a group
- * with `.middleware(JsonBody)`; server-side only, `HttpApiClient` does not need `layer`.
- */
-export class JsonBody extends HttpApiMiddleware.Tag<JsonBody>()("@kpipe/service-kit/JsonBody", {
-  failure: HttpApiDecodeError
-}) {}
-
+/** Implements the contracts' `JsonBody` middleware: a body that does not parse is a typed 400, like a body of the wrong shape. */
 export const layer: Layer.Layer<JsonBody> = Layer.succeed(
   JsonBody,
   Effect.gen(function*() {

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Ids, MemberEvents, OrderEvents, type SeedTopics } from "@kpipe/events"
-import type * as Topic from "@kpipe/pipeline/Topic"
+import type { SeedTopics } from "@kpipe/contracts"
+import { Ids, MemberEvents, OrderEvents } from "@kpipe/events"
+import type * as Topic from "@kpipe/topic/Topic"
 import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 

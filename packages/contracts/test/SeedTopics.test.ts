@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { CouponEvents, LoginEvents, MemberEvents, OrderEvents, ProductMetricsEvents, SeedTopics } from "@kpipe/events"
-import * as Topic from "@kpipe/pipeline/Topic"
+import { SeedTopics } from "@kpipe/contracts"
+import { CouponEvents, LoginEvents, MemberEvents, OrderEvents, ProductMetricsEvents } from "@kpipe/events"
+import type * as Topic from "@kpipe/topic/Topic"
 import * as Arbitrary from "effect/Arbitrary"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as ParseResult from "effect/ParseResult"
@@ -108,13 +110,15 @@ describe("SeedTopics", () => {
       ["coupon-issue-requests", 3, 7],
       ["coupon-issue-dlq", 1, 30]
     ]
-    assert.deepStrictEqual(
-      Topic.specs(SeedTopics.all),
-      expected.map(([name, partitions, retentionDays]) => ({
-        name,
-        partitions,
-        config: { "retention.ms": String(retentionDays * day), "cleanup.policy": "delete" }
-      }))
-    )
+    const listed = SeedTopics.all.flatMap((topic) => [
+      [topic.name, topic.partitions, Duration.toMillis(topic.retention) / day, topic.cleanupPolicy] as const,
+      [
+        topic.deadLetter.name,
+        topic.deadLetter.partitions,
+        Duration.toMillis(topic.deadLetter.retention) / day,
+        "delete"
+      ] as const
+    ])
+    assert.deepStrictEqual(listed, expected.map(([name, partitions, days]) => [name, partitions, days, "delete"]))
   })
 })

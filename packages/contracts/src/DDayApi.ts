@@ -4,8 +4,9 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
-import { JsonBody } from "@kpipe/service-kit/JsonBody"
 import * as Schema from "effect/Schema"
+import { JsonBody } from "./JsonBody.ts"
+import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 
 /** The contract of d-day-service. */
 
@@ -24,9 +25,6 @@ export const LocalDate = Schema.String.pipe(
 export type LocalDate = typeof LocalDate.Type
 
 export const Title = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(100))
-
-export const MemberStatus = Schema.Literal("ACTIVE", "DELETED")
-export type MemberStatus = typeof MemberStatus.Type
 
 /** d-day-service's copy of an auth-service member, as the member events (or a fallback fetch) left it. */
 export class MemberReference extends Schema.Class<MemberReference>("MemberReference")({
@@ -62,18 +60,6 @@ export class CreateDDayRequest extends Schema.Class<CreateDDayRequest>("CreateDD
   targetDate: LocalDate
 }) {}
 
-export class MemberNotFound extends Schema.TaggedError<MemberNotFound>()(
-  "MemberNotFound",
-  { memberId: Ids.MemberId },
-  HttpApiSchema.annotations({ status: 404 })
-) {}
-
-export class MemberDeleted extends Schema.TaggedError<MemberDeleted>()(
-  "MemberDeleted",
-  { memberId: Ids.MemberId },
-  HttpApiSchema.annotations({ status: 410 })
-) {}
-
 export class DDayNotFound extends Schema.TaggedError<DDayNotFound>()(
   "DDayNotFound",
   { memberId: Ids.MemberId, ddayId: DDayId },
@@ -90,7 +76,7 @@ export class DDaysGroup extends HttpApiGroup.make("ddays")
       .setPayload(CreateDDayRequest)
       .addSuccess(DDay, { status: 201 })
       .addError(MemberNotFound)
-      .addError(MemberDeleted)
+      .addError(MemberGone)
       .annotate(OpenApi.Description, "Adds a D-Day for an ACTIVE member.")
   )
   .add(
@@ -98,7 +84,7 @@ export class DDaysGroup extends HttpApiGroup.make("ddays")
       .setPath(memberPath)
       .addSuccess(DDayList)
       .addError(MemberNotFound)
-      .addError(MemberDeleted)
+      .addError(MemberGone)
       .annotate(OpenApi.Description, "A member's D-Days, nearest target date first, with the days remaining.")
   )
   .add(

@@ -4,8 +4,9 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
-import { JsonBody } from "@kpipe/service-kit/JsonBody"
 import * as Schema from "effect/Schema"
+import { JsonBody } from "./JsonBody.ts"
+import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 
 /** The contract of auth-service; d-day-service's fallback client is derived from it. */
 
@@ -17,8 +18,6 @@ export const Email = Schema.String.pipe(
 )
 
 export const Nickname = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(30))
-
-export const MemberStatus = Schema.Literal("ACTIVE", "DELETED")
 
 export class Member extends Schema.Class<Member>("Member")({
   memberId: Ids.MemberId,
@@ -58,18 +57,6 @@ export class LoginResponse extends Schema.Class<LoginResponse>("LoginResponse")(
   sessionId: Ids.SessionId,
   loggedInAt: Schema.DateTimeUtc
 }) {}
-
-export class MemberNotFound extends Schema.TaggedError<MemberNotFound>()(
-  "MemberNotFound",
-  { memberId: Ids.MemberId },
-  HttpApiSchema.annotations({ status: 404 })
-) {}
-
-export class MemberGone extends Schema.TaggedError<MemberGone>()(
-  "MemberGone",
-  { memberId: Ids.MemberId, deletedAt: Schema.DateTimeUtc },
-  HttpApiSchema.annotations({ status: 410 })
-) {}
 
 export class NothingToUpdate extends Schema.TaggedError<NothingToUpdate>()(
   "NothingToUpdate",

@@ -1,16 +1,12 @@
-import * as Topic from "@kpipe/pipeline/Topic"
-import { CouponIssueRequested } from "./CouponEvents.ts"
-import { LoginSucceeded } from "./LoginEvents.ts"
-import { MemberEvent } from "./MemberEvents.ts"
-import { InventoryFailed, OrderCreated } from "./OrderEvents.ts"
-import { CatalogEvent, OrderEvent } from "./ProductMetricsEvents.ts"
+import { CouponEvents, LoginEvents, MemberEvents, OrderEvents, ProductMetricsEvents } from "@kpipe/events"
+import * as Topic from "@kpipe/topic/Topic"
 
 /** S1: member lifecycle, auth-service → d-day-service. */
 export const memberEvents = Topic.make({
   name: "member-events",
   partitions: 3,
   retention: "7 days",
-  schema: MemberEvent,
+  schema: MemberEvents.MemberEvent,
   key: (event) => String(event.memberId),
   deadLetter: { name: "member-events.DLT", partitions: 1, retention: "30 days" }
 })
@@ -20,7 +16,7 @@ export const loginEvents = Topic.make({
   name: "auth.login.events",
   partitions: 3,
   retention: "7 days",
-  schema: LoginSucceeded,
+  schema: LoginEvents.LoginSucceeded,
   key: (event) => String(event.accountId),
   deadLetter: { name: "auth.login.events.DLT", retention: "30 days" }
 })
@@ -30,7 +26,7 @@ export const orderCreated = Topic.make({
   name: "order.created",
   partitions: 3,
   retention: "7 days",
-  schema: OrderCreated,
+  schema: OrderEvents.OrderCreated,
   key: (event) => String(event.userId),
   deadLetter: { name: "order.created.dlt", retention: "30 days" }
 })
@@ -40,7 +36,7 @@ export const inventoryFailed = Topic.make({
   name: "order.inventory-failed",
   partitions: 3,
   retention: "7 days",
-  schema: InventoryFailed,
+  schema: OrderEvents.InventoryFailed,
   key: (event) => String(event.userId),
   deadLetter: { name: "order.inventory-failed.dlt", retention: "30 days" }
 })
@@ -50,7 +46,7 @@ export const catalogEvents = Topic.make({
   name: "catalog-events",
   partitions: 3,
   retention: "7 days",
-  schema: CatalogEvent,
+  schema: ProductMetricsEvents.CatalogEvent,
   key: (event) => String(event.productId),
   deadLetter: { name: "catalog-events-dlq", retention: "30 days" }
 })
@@ -60,7 +56,7 @@ export const orderEvents = Topic.make({
   name: "order-events",
   partitions: 3,
   retention: "7 days",
-  schema: OrderEvent,
+  schema: ProductMetricsEvents.OrderEvent,
   key: (event) => String(event.orderId),
   deadLetter: { name: "order-events-dlq", retention: "30 days" }
 })
@@ -70,7 +66,7 @@ export const couponIssueRequests = Topic.make({
   name: "coupon-issue-requests",
   partitions: 3,
   retention: "7 days",
-  schema: CouponIssueRequested,
+  schema: CouponEvents.CouponIssueRequested,
   key: (event) => String(event.couponId),
   deadLetter: { name: "coupon-issue-dlq", partitions: 1, retention: "30 days" }
 })

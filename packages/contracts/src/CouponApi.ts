@@ -1,0 +1,123 @@
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as OpenApi from "@effect/platform/OpenApi"
+import { Ids } from "@kpipe/events"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import {
+  AlreadyRequested,
+  CouponExpired,
+  CouponNotFound,
+  CouponNotYetOpen,
+  CouponRecovering,
+  CouponSoldOut,
+  InvalidUserId,
+  MissingUserId,
+  PublishFailed,
+  Unauthorized
+} from "./CouponErrors.ts"
+import {
+  Coupon,
+  CreateCouponRequest,
+  IssueAccepted,
+  IssueStatus,
+  ReconciliationReport,
+  UserCoupons
+} from "./CouponModels.ts"
+import { JsonBody } from "./JsonBody.ts"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+
+/** The contract of coupon-service (S4): admins create coupons, users request them first come, first served. */
+
+/** The requesting user, as the gateway vouched for it. */
+export class CurrentUser extends Context.Tag("@kpipe/coupon-service/CurrentUser")<CurrentUser, Ids.UserId>() {}
+
+export const userIdHeader = "X-User-Id"
+
+/**
+ * The gateway authenticates the user and forwards the id in `X-User-Id`; the service trusts it
+ * (it is never exposed without the gateway) and only checks its shape.
+ */
+export class UserIdentity extends HttpApiMiddleware.Tag<UserIdentity>()("UserIdentity", {
+  failure: Schema.Union(MissingUserId, InvalidUserId),
+  provides: CurrentUser,
+  security: {
+    gateway: HttpApiSecurity.apiKey({ in: "header", key: userIdHeader }).pipe(
+      HttpApiSecurity.annotate(
+        OpenApi.Description,
+        "The authenticated user's id (a positive integer), set by the API gateway."
+      )
+    )
+  }
+}) {}
+
+/** `Authorization: Bearer <ADMIN_TOKEN>`. */
+export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("AdminAuth", {
+  failure: Unauthorized,
+  security: { adminToken: HttpApiSecurity.bearer }
+}) {}
+
+const couponPath = Schema.Struct({ couponId: Schema.NumberFromString.pipe(Schema.compose(Ids.CouponId)) })
+
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createCoupon", "/api/admin/coupons")
+      .setPayload(CreateCouponRequest)
+      .addSuccess(Coupon, { status: 201 })
+      .addError(ServiceUnavailable)
+      .annotate(OpenApi.Description, "Creates a coupon and opens its gate in Redis.")
+  )
+  .add(
+    HttpApiEndpoint.get("reconciliation", "/api/admin/coupons/:couponId/reconciliation")
+      .setPath(couponPath)
+      .addSuccess(ReconciliationReport)
+      .addError(CouponNotFound)
+      .addError(ServiceUnavailable)
+      .annotate(OpenApi.Description, "Compares the coupon's Redis state with the database and reports any drift.")
+  )
+  .middleware(JsonBody)
+  .middleware(AdminAuth)
+{}
+
+/** Served ahead of the router for speed (`CouponHttp.IssueFastRoute`); the contract is this declaration. */
+export const IssueEndpoint = HttpApiEndpoint.post("issue", "/api/coupons/:couponId/issue")
+  .setPath(couponPath)
+  .addSuccess(IssueAccepted, { status: 202 })
+  .addError(CouponNotFound)
+  .addError(CouponNotYetOpen)
+  .addError(CouponExpired)
+  .addError(CouponSoldOut)
+  .addError(AlreadyRequested)
+  .addError(CouponRecovering)
+  .addError(PublishFailed)
+  .addError(ServiceUnavailable)
+  .annotate(
+    OpenApi.Description,
+    "Requests the coupon for the current user. 202 means queued: it will be ISSUED or visibly FAILED."
+  )
+
+export class CouponsGroup extends HttpApiGroup.make("coupons")
+  .add(
+    IssueEndpoint
+  )
+  .add(
+    HttpApiEndpoint.get("issueStatus", "/api/coupons/:couponId/issue-status")
+      .setPath(couponPath)
+      .addSuccess(IssueStatus)
+      .addError(CouponNotFound)
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.get("myCoupons", "/api/users/me/coupons")
+      .addSuccess(UserCoupons)
+      .addError(ServiceUnavailable)
+  )
+  .middleware(UserIdentity)
+{}
+
+export class CouponApi
+  extends HttpApi.make("coupon-service").add(AdminGroup).add(CouponsGroup).annotate(OpenApi.Title, "coupon-service")
+{}

@@ -1,0 +1,29 @@
+import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
+import * as Effect from "effect/Effect"
+
+/** The typed errors of the infrastructure clients (`@effect/sql`, `@kpipe/redis`, `@kpipe/kafka`). */
+export type InfrastructureError = { readonly _tag: "SqlError" | "RedisError" | "KafkaError" }
+
+const infrastructureTags = new Set(["SqlError", "RedisError", "KafkaError"])
+
+export const isInfrastructureError = (error: unknown): error is InfrastructureError =>
+  typeof error === "object" && error !== null && "_tag" in error && infrastructureTags.has(String(error._tag))
+
+/**
+ * The one answer to an infrastructure fault in a request: the database, Redis or the broker not
+ * answering becomes the contracts' typed 503 `ServiceUnavailable` (logged at Warning with what it
+ * affected), never a defect and never a 500. Domain errors pass through unchanged.
+ */
+export const orServiceUnavailable =
+  (affected: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, InfrastructureError> | ServiceUnavailable, R> =>
+    Effect.catchIf(
+      self,
+      isInfrastructureError,
+      (error) =>
+        Effect.logWarning(`${affected}: ${error._tag}, answered 503`, error).pipe(
+          Effect.zipRight(
+            Effect.fail(new ServiceUnavailable({ message: `${affected} is temporarily unavailable; please retry.` }))
+          )
+        )
+    ) as Effect.Effect<A, Exclude<E, InfrastructureError> | ServiceUnavailable, R>

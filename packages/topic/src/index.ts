@@ -1,0 +1,1 @@
+export * as Topic from "./Topic.ts"
