@@ -1,0 +1,146 @@
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as net from "node:net"
+
+/**
+ * What the proxy does to the traffic between clients and the target:
+ * - `pass`: forwards both ways;
+ * - `cut`: resets every open connection and refuses new ones (a network cut, a crashed host);
+ * - `blackhole`: keeps connections open and accepts new ones, but nothing arrives either way (a
+ *   frozen process, a dropped route: the client only learns of it by its own timeouts);
+ * - `delay`: forwards both ways, each chunk `millis` late;
+ * - `dropResponses`: forwards requests to the target and swallows its answers (the request may
+ *   well have been applied).
+ */
+export type Fault =
+  | { readonly _tag: "pass" }
+  | { readonly _tag: "cut" }
+  | { readonly _tag: "blackhole" }
+  | { readonly _tag: "delay"; readonly millis: number }
+  | { readonly _tag: "dropResponses" }
+
+export const pass: Fault = { _tag: "pass" }
+export const cut: Fault = { _tag: "cut" }
+export const blackhole: Fault = { _tag: "blackhole" }
+export const dropResponses: Fault = { _tag: "dropResponses" }
+export const delay = (duration: Duration.DurationInput): Fault => ({
+  _tag: "delay",
+  millis: Duration.toMillis(Duration.decode(duration))
+})
+
+export class FaultProxyError extends Data.TaggedError("FaultProxyError")<{ readonly cause: unknown }> {
+  override get message() {
+    return `The fault proxy could not listen: ${String(this.cause)}`
+  }
+}
+
+export interface FaultProxy {
+  /** The proxy's own address: point the client here instead of at the target. */
+  readonly host: string
+  readonly port: number
+  readonly set: (fault: Fault) => Effect.Effect<void>
+  /** `fault` while `effect` runs, then `pass` again, whatever happens. */
+  readonly during: <A, E, R>(fault: Fault, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Connections accepted since the proxy started. */
+  readonly connections: Effect.Effect<number>
+}
+
+interface Pair {
+  readonly client: net.Socket
+  readonly upstream: net.Socket
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of `target`, for faults a real deployment sees (a database
+ * failover, a cut link, a frozen broker) without touching the target itself. Closed, and every
+ * connection through it reset, when the scope closes.
+ */
+export const make = (target: { readonly host: string; readonly port: number }): Effect.Effect<
+  FaultProxy,
+  FaultProxyError,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    let fault: Fault = pass
+    let accepted = 0
+    const pairs = new Set<Pair>()
+
+    const forward = (from: net.Socket, to: net.Socket, direction: "request" | "response") => {
+      from.on("data", (chunk: Buffer) => {
+        switch (fault._tag) {
+          case "pass":
+            to.write(chunk)
+            return
+          case "delay":
+            setTimeout(() => to.destroyed || to.write(chunk), fault.millis)
+            return
+          case "dropResponses":
+            if (direction === "request") to.write(chunk)
+            return
+          case "blackhole":
+          case "cut":
+            return
+        }
+      })
+    }
+
+    const server = net.createServer((client) => {
+      accepted += 1
+      if (fault._tag === "cut") {
+        client.resetAndDestroy()
+        return
+      }
+      const upstream = net.connect(target.port, target.host)
+      const pair: Pair = { client, upstream }
+      pairs.add(pair)
+      const close = () => {
+        pairs.delete(pair)
+        client.destroy()
+        upstream.destroy()
+      }
+      client.on("error", close).on("close", close)
+      upstream.on("error", close).on("close", close)
+      forward(client, upstream, "request")
+      forward(upstream, client, "response")
+    })
+
+    const port = yield* Effect.async<number, FaultProxyError>((resume) => {
+      server.once("error", (cause) => resume(Effect.fail(new FaultProxyError({ cause }))))
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
+      })
+    })
+
+    const set = (next: Fault) =>
+      Effect.sync(() => {
+        fault = next
+        if (next._tag === "cut") {
+          for (const { client, upstream } of pairs) {
+            client.resetAndDestroy()
+            upstream.destroy()
+          }
+          pairs.clear()
+        }
+      }).pipe(Effect.zipRight(Effect.logInfo(`Fault proxy → ${target.host}:${target.port}: ${next._tag}`)))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        for (const { client, upstream } of pairs) {
+          client.destroy()
+          upstream.destroy()
+        }
+        server.close(() => resume(Effect.void))
+      })
+    )
+
+    return {
+      host: "127.0.0.1",
+      port,
+      set,
+      during: (next, effect) => Effect.acquireUseRelease(set(next), () => effect, () => set(pass)),
+      connections: Effect.sync(() => accepted)
+    } satisfies FaultProxy
+  })
