@@ -22,6 +22,12 @@ export default tseslint.config(
       }],
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/no-non-null-assertion": "off",
+      "no-restricted-imports": ["error", {
+        paths: ["node:child_process", "child_process"].map((name) => ({
+          name,
+          message: "Start processes with ServiceProcess (@kpipe/devtools), on @effect/platform's Command."
+        }))
+      }],
       "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }],
       "no-restricted-syntax": ["error", {
         selector: "CallExpression[callee.object.name='Effect'][callee.property.name='promise']",

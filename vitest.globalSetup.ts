@@ -1,25 +1,22 @@
-import { Infrastructure } from "@kpipe/testing"
+import { TestInfrastructure } from "@kpipe/testing"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
 
-const problems = <A, E>(check: Effect.Effect<A, E>) =>
-  Effect.match(check, { onFailure: (error) => [String(error)], onSuccess: () => [] })
-
-// Checked once before any test file runs, so a missing component fails the run with what to do,
-// never as a skip or a timeout deep inside a test.
+// Once before any test file runs: the infrastructure KPIPE_INFRA chooses (the machine's by default,
+// testcontainers on request) is checked or started, and its settings reach every test worker
+// through the environment. A missing component fails the run with what to do, never as a skip or
+// a timeout deep inside a test. What was started here stops when the run ends.
 export default async function setup() {
-  const [kafka, postgres, redis] = await Effect.runPromise(Effect.all([
-    Effect.either(Infrastructure.ensureKafka),
-    problems(Infrastructure.checkPostgres),
-    problems(Infrastructure.checkRedis)
-  ], { concurrency: "unbounded" }))
-  const startedHere = kafka._tag === "Right" && kafka.right.startedHere
-  const stop = async () => {
-    if (startedHere) await Effect.runPromise(Infrastructure.stopLocalKafka)
+  const scope = Effect.runSync(Scope.make())
+  const close = () => Effect.runPromise(Scope.close(scope, Exit.void))
+  const built = await Effect.runPromise(Effect.either(Layer.buildWithScope(TestInfrastructure.layer, scope)))
+  if (built._tag === "Left") {
+    await close()
+    throw new Error(built.left.message)
   }
-  const failures = [...(kafka._tag === "Left" ? [String(kafka.left)] : []), ...postgres, ...redis]
-  if (failures.length > 0) {
-    await stop()
-    throw new Error(failures.join("\n"))
-  }
-  return stop
+  Object.assign(process.env, Context.get(built.right, TestInfrastructure.TestInfrastructure).env)
+  return close
 }

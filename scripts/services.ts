@@ -3,16 +3,14 @@
 // state, and on Ctrl-C stops them all gracefully (consumers drain) and the broker it started.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { SeedTopics } from "@kpipe/contracts"
+import { Infrastructure, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { Infrastructure } from "@kpipe/testing"
 import * as Config from "effect/Config"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 interface ServiceSpec {
@@ -85,51 +83,45 @@ const createTopics = (prefix: string) =>
     Effect.provide(Admin.layer.pipe(Layer.provide(KafkaClient.layerFromEnv)))
   )
 
-/** One service process for the life of the scope; SIGTERM on release, SIGKILL if it will not go. */
+/**
+ * One service process for the life of the scope, in a process group of its own (`ServiceProcess`):
+ * Ctrl-C reaches only this script, which stops each service once, with SIGTERM, instead of the
+ * terminal's signal and ours racing in every service. SIGKILL if it will not go within 20 s.
+ */
 const runService = (spec: ServiceSpec, databaseUrl: string, color: number) =>
   Effect.gen(function*() {
-    const ready = yield* Deferred.make<void>()
-    const exited = yield* Deferred.make<number | null>()
     const tag = `\u001b[${color}m${spec.name.padEnd(20)}\u001b[0m|`
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child: ChildProcess = spawn(process.execPath, [spec.entry], {
-          env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(spec.port), ...spec.env },
-          stdio: ["ignore", "pipe", "pipe"],
-          // A process group of its own: Ctrl-C reaches only this script, which stops each service
-          // once, with SIGTERM, instead of the terminal's signal and ours racing in every service.
-          detached: true
-        })
-        const relay = (stream: NodeJS.ReadableStream | null) => {
-          let rest = ""
-          stream?.on("data", (chunk: Buffer) => {
-            const lines = (rest + chunk.toString()).split("\n")
-            rest = lines.pop() ?? ""
-            for (const line of lines) {
-              process.stdout.write(`${tag} ${line}\n`)
-              if (line.includes(`${spec.name.replace(/-\d+$/, "")} ready`)) Deferred.unsafeDone(ready, Effect.void)
-            }
-          })
+    const service = yield* ServiceProcess.spawn({
+      name: spec.name,
+      entry: spec.entry,
+      env: { DATABASE_URL: databaseUrl, PORT: String(spec.port), ...spec.env },
+      ready: `${spec.name.replace(/-\d+$/, "")} ready`,
+      readyTimeout: "120 seconds",
+      onLine: (line) => process.stdout.write(`${tag} ${line}\n`),
+      keepOutput: false
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (!(yield* service.isRunning)) return
+        yield* service.signal("SIGTERM")
+        const status = yield* service.exitStatus.pipe(Effect.timeout("20 seconds"), Effect.option)
+        if (status._tag === "None") {
+          yield* service.kill
+          process.stdout.write(`${tag} did not stop within 20 s; killed\n`)
+        } else {
+          process.stdout.write(`${tag} stopped (exit ${status.value.code ?? status.value.signal})\n`)
         }
-        relay(child.stdout)
-        relay(child.stderr)
-        child.on("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
-        return child
-      }),
-      (child) =>
-        Effect.gen(function*() {
-          if (child.exitCode !== null) return
-          child.kill("SIGTERM")
-          const code = yield* Deferred.await(exited).pipe(Effect.timeout("20 seconds"), Effect.option)
-          if (code._tag === "None") {
-            child.kill("SIGKILL")
-            process.stdout.write(`${tag} did not stop within 20 s; killed\n`)
-          } else {
-            process.stdout.write(`${tag} stopped (exit ${code.value})\n`)
-          }
-        })
+      })
     )
-    return { spec, child, ready, exited }
+    const state = service.awaitReady.pipe(
+      Effect.as("ready"),
+      Effect.catchAll((error) =>
+        error.reason === "Exited"
+          ? Effect.map(service.exited, (code) => `exited (${code})`)
+          : Effect.succeed("not ready after 120 s")
+      )
+    )
+    return { spec, service, state }
   })
 
 const program = Effect.gen(function*() {
@@ -147,16 +139,10 @@ const program = Effect.gen(function*() {
     (spec, i) => runService(spec, urlFor(spec.database), colors[i % colors.length]!),
     { concurrency: "unbounded" }
   )
-  const states = yield* Effect.forEach(running, (service) =>
-    Effect.raceFirst(
-      Effect.as(Deferred.await(service.ready), "ready" as const),
-      Effect.map(Deferred.await(service.exited), (code) => `exited (${code})` as const)
-    ).pipe(Effect.timeout("120 seconds"), Effect.orElseSucceed(() => "not ready after 120 s" as const)), {
-    concurrency: "unbounded"
-  })
+  const states = yield* Effect.forEach(running, ({ state }) => state, { concurrency: "unbounded" })
 
-  const lines = running.map(({ child, spec }, i) =>
-    `  ${spec.name.padEnd(20)} pid ${String(child.pid).padEnd(8)} ${
+  const lines = running.map(({ service, spec }, i) =>
+    `  ${spec.name.padEnd(20)} pid ${String(service.pid).padEnd(8)} ${
       states[i]!.padEnd(12)
     } http://127.0.0.1:${spec.port}  docs: http://127.0.0.1:${spec.port}/docs`
   )
@@ -165,9 +151,9 @@ const program = Effect.gen(function*() {
     return yield* Effect.fail(new Error("a service did not start; stopping the others"))
   }
   yield* Effect.raceAll(
-    running.map(({ exited, spec }) =>
+    running.map(({ service, spec }) =>
       Effect.flatMap(
-        Deferred.await(exited),
+        service.exited,
         (code) => Effect.fail(new Error(`${spec.name} exited (${code}); stopping the others`))
       )
     )

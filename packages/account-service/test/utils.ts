@@ -1,12 +1,10 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Ids, LoginEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
-import { Eventually } from "@kpipe/testing"
+import { Eventually, ServiceProcess } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import { spawn } from "node:child_process"
-import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
 export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -20,14 +18,7 @@ export const login = (prefix: string, accountId: number, session: number, at: nu
 
 export const eventually = Eventually.eventually
 
-export const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
+export const freePort = ServiceProcess.freePort
 
 export const processedLine = /Login event processed: accountId=(\d+) sessionId=(\S+)/
 
@@ -36,8 +27,8 @@ export interface ReplicaProcess {
   readonly replica: number
   readonly port: number
   readonly pid: number | undefined
-  readonly lines: Array<string>
-  readonly exited: Deferred.Deferred<{ readonly code: number | null; readonly signal: string | null }>
+  readonly lines: ReadonlyArray<string>
+  readonly exited: Deferred.Deferred<ServiceProcess.ExitStatus>
   readonly kill: (signal: NodeJS.Signals) => void
   /** `Login event processed` lines so far: session id → times logged. */
   readonly processed: () => Map<string, number>
@@ -50,48 +41,21 @@ export interface ReplicaProcess {
 export const startReplica = (replica: number, env: Record<string, string>) =>
   Effect.gen(function*() {
     const port = yield* freePort
-    const exited = yield* Deferred.make<{ readonly code: number | null; readonly signal: string | null }>()
-    const ready = yield* Deferred.make<void>()
-    const lines: Array<string> = []
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child = spawn(process.execPath, [mainPath], {
-          env: { ...process.env, ...env, REPLICA: String(replica), PORT: String(port) },
-          stdio: ["ignore", "pipe", "pipe"]
-        })
-        for (const stream of [child.stdout, child.stderr]) {
-          let rest = ""
-          stream.on("data", (chunk: Buffer) => {
-            const parts = (rest + chunk.toString("utf8")).split("\n")
-            rest = parts.pop() ?? ""
-            for (const line of parts) {
-              lines.push(line)
-              if (line.includes("account-service ready")) Deferred.unsafeDone(ready, Effect.void)
-            }
-          })
-        }
-        child.on("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
-        return child
-      }),
-      (child) =>
-        Effect.gen(function*() {
-          if (child.exitCode !== null || child.signalCode !== null) return
-          child.kill("SIGTERM")
-          const stopped = yield* Deferred.await(exited).pipe(Effect.timeout("20 seconds"), Effect.option)
-          if (stopped._tag === "None") child.kill("SIGKILL")
-        })
+    const service = yield* ServiceProcess.start({
+      name: "account-service",
+      entry: mainPath,
+      env: { ...env, REPLICA: String(replica), PORT: String(port) },
+      stopTimeout: "20 seconds"
+    }).pipe(
+      Effect.catchTag("ServiceProcessError", (error) =>
+        error.reason === "NotReady"
+          ? Effect.fail(new Error(`replica ${replica} not ready in 60 s:\n${error.message}`))
+          : Effect.dieMessage(`replica ${replica} ${error.message}`))
     )
-    yield* Effect.raceFirst(
-      Deferred.await(ready),
-      Effect.flatMap(Deferred.await(exited), ({ code, signal }) =>
-        Effect.dieMessage(`replica ${replica} exited (${code ?? signal}) before it was ready:\n${lines.join("\n")}`))
-    ).pipe(
-      Effect.timeoutFail({
-        duration: "60 seconds",
-        onTimeout: () =>
-          new Error(`replica ${replica} not ready in 60 s:\n${lines.join("\n")}`)
-      })
-    )
+    yield* Effect.addFinalizer(() => service.stop)
+    const exited = yield* Deferred.make<ServiceProcess.ExitStatus>()
+    yield* Effect.forkScoped(Effect.flatMap(service.exitStatus, (status) => Deferred.succeed(exited, status)))
+    const lines = service.lines()
     const processed = () => {
       const seen = new Map<string, number>()
       for (const line of lines) {
@@ -105,11 +69,10 @@ export const startReplica = (replica: number, env: Record<string, string>) =>
     return {
       replica,
       port,
-      pid: child.pid,
+      pid: service.pid,
       lines,
       exited,
-      kill: (signal: NodeJS.Signals) =>
-        void child.kill(signal),
+      kill: (signal: NodeJS.Signals) => Effect.runSync(service.signal(signal)),
       processed
     } satisfies ReplicaProcess
   })

@@ -4,19 +4,12 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import { AuthApi, SignInRequest } from "@kpipe/contracts/AuthApi"
 import { Database } from "@kpipe/sql"
-import { TestKafka } from "@kpipe/testing"
+import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 const mainScript = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-
-const exitOf = (child: ChildProcess) =>
-  Effect.async<number | null>((resume) => {
-    if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
-    child.once("exit", (code) => resume(Effect.succeed(code)))
-  })
 
 describe("main.ts", () => {
   it.live(
@@ -31,31 +24,16 @@ describe("main.ts", () => {
             Effect.ignoreLogged
           )
         )
-        const child = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            spawn(process.execPath, [mainScript], {
-              env: {
-                ...process.env,
-                DATABASE_URL: databaseUrl,
-                PORT: "0",
-                TOPIC_PREFIX: `${TestKafka.uniqueName("auth-main")}.`
-              },
-              stdio: ["ignore", "pipe", "pipe"]
-            })
-          ),
-          (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
-        )
-        let output = ""
-        child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()))
-        child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()))
-        yield* Effect.gen(function*() {
-          while (!output.includes("auth-service ready")) {
-            if (child.exitCode !== null) return yield* Effect.fail(new Error(`main.ts exited early:\n${output}`))
-            yield* Effect.sleep("50 millis")
-          }
-        }).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`not ready:\n${output}`) }))
-        const port = /Listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]
-        assert.isDefined(port, output)
+        const child = yield* ServiceProcess.start({
+          name: "auth-service",
+          entry: mainScript,
+          env: { DATABASE_URL: databaseUrl, PORT: "0", TOPIC_PREFIX: `${TestKafka.uniqueName("auth-main")}.` },
+          readyTimeout: "30 seconds",
+          stopTimeout: "15 seconds"
+        })
+        const output = child.output
+        const port = child.port
+        assert.isDefined(port, output())
         const baseUrl = `http://127.0.0.1:${port}`
 
         const api = yield* HttpApiClient.make(AuthApi, { baseUrl })
@@ -79,10 +57,9 @@ describe("main.ts", () => {
           "/api/members/{memberId}/login"
         ])
 
-        child.kill("SIGTERM")
-        const code = yield* exitOf(child).pipe(Effect.timeout("15 seconds"))
-        assert.strictEqual(code, 0, output)
-        assert.notMatch(output, /ERROR|Fiber terminated|defect/i, output)
+        const code = yield* child.stop
+        assert.strictEqual(code, 0, output())
+        assert.notMatch(output(), /ERROR|Fiber terminated|defect/i, output())
       }).pipe(Effect.provide(NodeHttpClient.layerUndici), Effect.scoped),
     { timeout: 60_000 }
   )

@@ -10,11 +10,11 @@
 // Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS,
 // BENCH_SEPARATE_CONSUMER, BENCH_PRIME_PARTITIONS, BENCH_SERVICE_ARGS).
 import { SqlClient } from "@effect/sql/SqlClient"
+import { BenchCpu, BenchReport, BenchStats, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import { Database } from "@kpipe/sql"
-import { ServiceProcess } from "@kpipe/testing"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Data from "effect/Data"
@@ -24,9 +24,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
-import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
-import { createServer } from "node:net"
+import * as Schedule from "effect/Schedule"
 import * as Os from "node:os"
 import { fileURLToPath } from "node:url"
 import { CouponConfig } from "../src/CouponConfig.ts"
@@ -72,49 +70,28 @@ interface LoadResult {
 const loadgen = fileURLToPath(new URL("loadgen.ts", import.meta.url))
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
+/** The load generator as a process of its own; its one line of JSON is the result. */
 const runLoad = (origin: string, couponId: number, firstUser: number, count: number, inFlight: number) =>
-  Effect.async<LoadResult, BenchFailure>((resume) => {
-    const child = spawn(process.execPath, [
-      loadgen,
-      origin,
-      String(couponId),
-      String(firstUser),
-      String(count),
-      String(inFlight)
-    ], {
-      stdio: ["ignore", "pipe", "inherit"]
+  Effect.scoped(Effect.gen(function*() {
+    const generator = yield* ServiceProcess.spawn({
+      name: "loadgen",
+      entry: loadgen,
+      args: [origin, String(couponId), String(firstUser), String(count), String(inFlight)],
+      ready: false,
+      onLine: (line) => {
+        if (!line.startsWith("{")) process.stderr.write(`${line}\n`)
+      }
     })
-    let output = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk.toString()
+    const { code } = yield* generator.exitStatus
+    const output = generator.lines().find((line) => line.startsWith("{")) ?? generator.output()
+    if (code !== 0) return yield* new BenchFailure({ message: `load generator exited with ${code}` })
+    return yield* Effect.try({
+      try: () => JSON.parse(output) as LoadResult,
+      catch: () => new BenchFailure({ message: `load generator printed ${output.slice(0, 200)}` })
     })
-    child.on("exit", (code) =>
-      resume(
-        code === 0
-          ? Effect.try({
-            try: () => JSON.parse(output) as LoadResult,
-            catch: () => new BenchFailure({ message: `load generator printed ${output.slice(0, 200)}` })
-          })
-          : Effect.fail(new BenchFailure({ message: `load generator exited with ${code}` }))
-      ))
-    return Effect.sync(() => child.kill())
-  })
-
-const percentile = (sorted: ReadonlyArray<number>, q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN
-
-/** CPU time (ms) a process used so far, from /proc (Linux). */
-const cpuMsOf = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer().listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
-  })
-})
+  })).pipe(
+    Effect.catchTag("ServiceProcessError", (error) => new BenchFailure({ message: error.message }))
+  )
 
 const issuedCount = (couponId: number) =>
   Effect.flatMap(
@@ -146,11 +123,10 @@ const sale = (origin: string, couponId: number, firstUser: number, count: number
     const accepted = Object.entries(result.answers)
       .filter(([answer]) => answer.startsWith("202"))
       .reduce((n, [, c]) => n + c, 0)
-    let issued = yield* issuedCount(couponId)
-    while (issued < accepted) {
-      yield* Effect.sleep("10 millis")
-      issued = yield* issuedCount(couponId)
-    }
+    yield* issuedCount(couponId).pipe(
+      Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (n) => n >= accepted })
+    )
+    const issued = yield* issuedCount(couponId)
     const settledAt = Date.now()
     const issuedAt = accepted === 0 ? result.startedAt : yield* lastIssuedAt(couponId)
     return { result, accepted, issued, issuedAt, settledAt }
@@ -207,7 +183,7 @@ const createCoupon = (origin: string, adminToken: string, name: string, quantity
     catch: (cause) => new BenchFailure({ message: `creating the coupon failed: ${String(cause)}` })
   })
 
-const out = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
+const out = BenchReport.print
 
 const program = Effect.gen(function*() {
   const bench = yield* BenchConfig
@@ -225,7 +201,7 @@ const program = Effect.gen(function*() {
   const topicPrefix = `bench-${run}.`
   const keyPrefix = `kpipe-bench:${run}:coupon:`
   const adminToken = `bench-${run}`
-  const port = yield* freePort
+  const port = yield* ServiceProcess.freePort
   const origin = `http://127.0.0.1:${port}`
   const env = {
     DATABASE_URL: Redacted.value(url),
@@ -301,7 +277,7 @@ const sales = (
       }
 
       const couponId = yield* createCoupon(origin, adminToken, "flash sale", bench.quantity)
-      const cpuBefore = replicas.map((replica) => cpuMsOf(replica.child.pid!))
+      const cpuBefore = replicas.map((replica) => BenchCpu.processMs(replica.pid))
       const { accepted, issued, issuedAt, result, settledAt } = yield* sale(
         origin,
         couponId,
@@ -309,7 +285,7 @@ const sales = (
         bench.requests,
         bench.inFlight
       )
-      const cpuMs = replicas.map((replica, i) => cpuMsOf(replica.child.pid!) - cpuBefore[i]!)
+      const cpuMs = replicas.map((replica, i) => BenchCpu.processMs(replica.pid) - cpuBefore[i]!)
       const sorted = [...result.latencies].sort((a, b) => a - b)
       const seconds = result.elapsedMs / 1000
       const ms = (value: number) => `${value.toFixed(1)} ms`
@@ -323,16 +299,16 @@ const sales = (
       yield* out(`  answers           ${JSON.stringify(result.answers)}`)
       yield* out(`  throughput        ${(bench.requests / seconds).toFixed(0)} requests/s (${seconds.toFixed(2)} s)`)
       yield* out(
-        `  API latency       p50 ${ms(percentile(sorted, 0.5))}  p90 ${ms(percentile(sorted, 0.9))}  p99 ${
-          ms(percentile(sorted, 0.99))
-        }  max ${ms(sorted[sorted.length - 1] ?? 0)}`
+        `  API latency       p50 ${ms(BenchStats.percentile(sorted, 0.5))}  p90 ${
+          ms(BenchStats.percentile(sorted, 0.9))
+        }  p99 ${ms(BenchStats.percentile(sorted, 0.99))}  max ${ms(sorted[sorted.length - 1] ?? 0)}`
       )
       for (const kind of Object.keys(result.answers).sort()) {
         const of = result.latencies.filter((_, i) => result.kinds[i] === kind).sort((a, b) => a - b)
         yield* out(
-          `    ${kind.padEnd(18)}p50 ${ms(percentile(of, 0.5))}  p99 ${ms(percentile(of, 0.99))}  max ${
-            ms(of[of.length - 1] ?? 0)
-          }`
+          `    ${kind.padEnd(18)}p50 ${ms(BenchStats.percentile(of, 0.5))}  p99 ${
+            ms(BenchStats.percentile(of, 0.99))
+          }  max ${ms(of[of.length - 1] ?? 0)}`
         )
       }
       yield* out(

@@ -1,10 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Database } from "@kpipe/sql"
-import { TestKafka } from "@kpipe/testing"
-import * as Deferred from "effect/Deferred"
+import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { closedUrl } from "./utils.ts"
@@ -31,37 +29,17 @@ describe("main.ts", () => {
           )
         )
         const port = yield* freePort
-        const output: Array<string> = []
-        const ready = yield* Deferred.make<void>()
-        const exited = yield* Deferred.make<number | null>()
-        const child = yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            const child = spawn(process.execPath, [fileURLToPath(new URL("../src/main.ts", import.meta.url))], {
-              env: {
-                ...process.env,
-                DATABASE_URL: Database.withDatabase(Redacted.value(serverUrl), database),
-                TOPIC_PREFIX: `${TestKafka.uniqueName("dday-main")}.`,
-                PORT: String(port),
-                AUTH_SERVICE_URL: closedUrl
-              },
-              stdio: ["ignore", "pipe", "pipe"]
-            })
-            const collect = (chunk: Buffer) => {
-              output.push(chunk.toString())
-              if (output.join("").includes("d-day-service ready")) Deferred.unsafeDone(ready, Effect.void)
-            }
-            child.stdout.on("data", collect)
-            child.stderr.on("data", collect)
-            child.on("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
-            return child
-          }),
-          (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
-        )
-        yield* Effect.raceFirst(
-          Deferred.await(ready),
-          Effect.flatMap(Deferred.await(exited), (code) => Effect.dieMessage(`exited ${code}: ${output.join("")}`))
-        ).pipe(Effect.timeout("60 seconds"))
-        assert.include(output.join(""), `Listening on http://127.0.0.1:${port}`)
+        const service = yield* ServiceProcess.start({
+          name: "d-day-service",
+          entry: fileURLToPath(new URL("../src/main.ts", import.meta.url)),
+          env: {
+            DATABASE_URL: Database.withDatabase(Redacted.value(serverUrl), database),
+            TOPIC_PREFIX: `${TestKafka.uniqueName("dday-main")}.`,
+            PORT: String(port),
+            AUTH_SERVICE_URL: closedUrl
+          }
+        })
+        assert.include(service.output(), `Listening on http://127.0.0.1:${port}`)
 
         const get = (path: string) =>
           Effect.tryPromise(async () => {
@@ -78,8 +56,7 @@ describe("main.ts", () => {
           _tag: "MemberNotFound"
         }])
 
-        child.kill("SIGTERM")
-        assert.strictEqual(yield* Deferred.await(exited).pipe(Effect.timeout("30 seconds")), 0)
+        assert.strictEqual(yield* service.stop, 0)
       }).pipe(Effect.scoped),
     { timeout: 120_000 }
   )

@@ -4,12 +4,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Admin } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { TestKafka } from "@kpipe/testing"
+import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Redacted from "effect/Redacted"
-import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import {
   appliedCount,
@@ -271,25 +270,14 @@ describe("IdempotentConsumer", () => {
         const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
         const url = Database.withDatabase(Redacted.value(yield* Database.url), current!.database)
 
-        const replica = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            spawn(process.execPath, [
-              fileURLToPath(new URL("fixtures/replica.ts", import.meta.url)),
-              "consumer",
-              topic.name,
-              group
-            ], {
-              env: { ...process.env, DATABASE_URL: url, HANDLER_DELAY_MS: "15", BATCH_SIZE: "5" },
-              stdio: ["ignore", "pipe", "inherit"]
-            })
-          ),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
-        )
-        yield* Effect.async<void>((resume) => {
-          replica.stdout!.on("data", (chunk: Buffer) => {
-            if (chunk.toString().includes("ready")) resume(Effect.void)
-          })
-        }).pipe(Effect.timeout("30 seconds"))
+        const replica = yield* ServiceProcess.start({
+          name: "replica",
+          entry: fileURLToPath(new URL("fixtures/replica.ts", import.meta.url)),
+          args: ["consumer", topic.name, group],
+          env: { DATABASE_URL: url, HANDLER_DELAY_MS: "15", BATCH_SIZE: "5" },
+          ready: "ready",
+          readyTimeout: "30 seconds"
+        })
         yield* Effect.scoped(Effect.gen(function*() {
           yield* consume(topic, group, {
             batchSize: 5,
@@ -297,7 +285,7 @@ describe("IdempotentConsumer", () => {
           })
           yield* produce(topic, events)
           yield* eventually(Effect.map(appliedCount(group), (n) => n >= 60))
-          replica.kill("SIGKILL")
+          yield* replica.kill
           yield* eventually(Effect.map(appliedCount(group), (n) => n === events.length), "60 seconds")
           yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === events.length), "30 seconds")
         }))

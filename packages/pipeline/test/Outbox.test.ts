@@ -3,7 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Admin } from "@kpipe/kafka"
 import { IdempotentConsumer, Outbox, OutboxRelay, Publisher } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { TestKafka } from "@kpipe/testing"
+import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -12,7 +12,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
-import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import {
   appliedCount,
@@ -238,17 +237,15 @@ describe("Outbox", () => {
         yield* Deferred.await(locked)
 
         const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
-        const replica = spawn(process.execPath, [replicaScript, "relay", topic.name], {
-          env: {
-            ...process.env,
-            DATABASE_URL: Database.withDatabase(Redacted.value(yield* Database.url), current!.database)
-          },
-          stdio: ["ignore", "ignore", "inherit"]
+        const replica = yield* ServiceProcess.spawn({
+          name: "replica",
+          entry: replicaScript,
+          args: ["relay", topic.name],
+          env: { DATABASE_URL: Database.withDatabase(Redacted.value(yield* Database.url), current!.database) }
         })
-        yield* Effect.addFinalizer(() => Effect.sync(() => replica.kill("SIGKILL")))
         const sent = yield* readTopic(topic.name, events.length)
         assert.strictEqual(sent.length, events.length)
-        replica.kill("SIGKILL")
+        yield* replica.kill
         yield* Deferred.succeed(release, void 0)
         yield* Fiber.join(holder)
 

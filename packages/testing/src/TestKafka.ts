@@ -5,6 +5,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 
 /** Client, admin and an idempotent producer on the broker named by `KAFKA_BROKERS` (or the local one). */
 export const layer = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
@@ -36,7 +37,9 @@ export const readTopic = (topic: string, count: number, settle: Duration.Duratio
       { groupId: uniqueName("reader"), topics: [topic], ...fastConsumer },
       (record) => Queue.offer(received, record)
     )
-    while ((yield* Queue.size(received)) < count) yield* Effect.sleep("50 millis")
+    yield* Queue.size(received).pipe(
+      Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (size) => size >= count })
+    )
     yield* Effect.sleep(settle)
     return Array.from(yield* Queue.takeAll(received))
   })).pipe(Effect.timeout("30 seconds"))
