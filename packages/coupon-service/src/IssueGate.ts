@@ -3,8 +3,6 @@ import type { RedisError } from "@kpipe/redis/Redis"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { Redis as IORedis } from "ioredis"
-import { createHash } from "node:crypto"
 import { CouponConfig } from "./CouponConfig.ts"
 
 /**
@@ -155,63 +153,24 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `
 
-interface Script {
-  readonly lua: string
-  readonly sha: string
-}
-
-const script = (lua: string): Script => ({ lua, sha: createHash("sha1").update(lua).digest("hex") })
-
-/** EVALSHA, and EVAL once when the server has lost its script cache (a restart). */
-const run = (
-  client: IORedis,
-  { lua, sha }: Script,
-  keys: ReadonlyArray<string>,
-  args: ReadonlyArray<string | number>
-) =>
-  client.evalsha(sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-    if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
-      return client.eval(lua, keys.length, ...keys, ...args)
-    }
-    throw error
-  })
-
-interface ScriptCall {
-  readonly script: Script
-  readonly keys: ReadonlyArray<string>
-  readonly args: ReadonlyArray<string | number>
-}
-
-/** Many script calls in one pipeline (one round trip); the scripts are loaded once if the server lost them. */
-const runAll = async (client: IORedis, calls: ReadonlyArray<ScriptCall>) => {
-  const exec = () => {
-    const pipeline = client.pipeline()
-    for (const { args, keys, script } of calls) pipeline.evalsha(script.sha, keys.length, ...keys, ...args)
-    return pipeline.exec()
-  }
-  let replies = (await exec()) ?? []
-  if (replies.some(([error]) => error?.message.startsWith("NOSCRIPT"))) {
-    for (const lua of new Set(calls.map(({ script }) => script.lua))) await client.script("LOAD", lua)
-    replies = (await exec()) ?? []
-  }
-  const failed = replies.find(([error]) => error !== null)
-  if (failed !== undefined) throw failed[0]
-  return replies.map(([, reply]) => reply)
-}
-
-const scripts = {
-  reserve: script(reserveLua),
-  rollback: script(rollbackLua),
-  markIssued: script(markIssuedLua),
-  release: script(releaseLua),
-  status: script(statusLua),
-  initialize: script(initializeLua),
-  beginRecovery: script(beginRecoveryLua),
-  reset: script(resetLua),
-  addUsers: script(addUsersLua),
-  finishRecovery: script(finishRecoveryLua),
-  abandon: script(abandonLua)
-}
+// One command per script on the Redis client (`Redis.script`); the names must not clash with Redis's own.
+const scriptsOf = Effect.all({
+  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 5, lua: reserveLua }),
+  rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 5, lua: rollbackLua }),
+  markIssued: Redis.script<number>({ name: "couponMarkIssued", numberOfKeys: 5, lua: markIssuedLua }),
+  release: Redis.script<number>({ name: "couponRelease", numberOfKeys: 5, lua: releaseLua }),
+  status: Redis.script<[string | null, string | null]>({ name: "couponStatus", numberOfKeys: 2, lua: statusLua }),
+  initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 4, lua: initializeLua }),
+  beginRecovery: Redis.script<"READY" | "BUSY" | "STARTED">({
+    name: "couponBeginRecovery",
+    numberOfKeys: 4,
+    lua: beginRecoveryLua
+  }),
+  reset: Redis.script<number>({ name: "couponReset", numberOfKeys: 5, lua: resetLua }),
+  addUsers: Redis.script<number>({ name: "couponAddUsers", numberOfKeys: 2, lua: addUsersLua }),
+  finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 4, lua: finishRecoveryLua }),
+  abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 1, lua: abandonLua })
+})
 
 export type ReserveResult =
   | { readonly _tag: "Accepted"; readonly reserved: number }
@@ -246,18 +205,16 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
       const keys = keysOf(couponId)
       return [keys.meta, keys.counter, keys.users, keys.pending, keys.status(userId)]
     }
-    const call = (s: Script, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) =>
-      redis.use((client) => run(client, s, keys, args))
+    const scripts = yield* scriptsOf
 
     // A leaf span (`useSpan`): cheaper than `withSpan`, which also makes the span the parent of what runs inside.
     const reserve = (couponId: number, userId: number, eventId: string): Effect.Effect<ReserveResult, RedisError> =>
       Effect.useSpan(
         "IssueGate.reserve",
         { attributes: { couponId, userId }, captureStackTrace: false },
-        () => call(scripts.reserve, userKeys(couponId, userId), [userId, eventId, ttl])
+        () => scripts.reserve(userKeys(couponId, userId), [userId, eventId, ttl])
       ).pipe(
-        Effect.map((reply): ReserveResult => {
-          const [answer, count] = reply as [string, number]
+        Effect.map(([answer, count]): ReserveResult => {
           switch (answer) {
             case "ACCEPTED":
               return { _tag: "Accepted", reserved: count }
@@ -274,20 +231,20 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
       )
 
     const rollback = (couponId: number, userId: number, eventId: string) =>
-      call(scripts.rollback, userKeys(couponId, userId), [userId, eventId]).pipe(
+      scripts.rollback(userKeys(couponId, userId), [userId, eventId]).pipe(
         Effect.map((n) => n === 1),
         Effect.withSpan("IssueGate.rollback", { attributes: { couponId, userId } })
       )
 
     const markIssued = (couponId: number, userId: number, eventId: string) =>
-      call(scripts.markIssued, userKeys(couponId, userId), [userId, eventId, ttl]).pipe(
+      scripts.markIssued(userKeys(couponId, userId), [userId, eventId, ttl]).pipe(
         Effect.asVoid,
         Effect.withSpan("IssueGate.markIssued", { attributes: { couponId, userId } })
       )
 
     /** `released`: the reservation went back on sale; `marked`: nothing was held, FAILED shown; `untouched`. */
     const release = (couponId: number, userId: number, eventId: string) =>
-      call(scripts.release, userKeys(couponId, userId), [userId, eventId, ttl]).pipe(
+      scripts.release(userKeys(couponId, userId), [userId, eventId, ttl]).pipe(
         Effect.map((n) => n === 1 ? "released" as const : n === 2 ? "marked" as const : "untouched" as const),
         Effect.withSpan("IssueGate.release", { attributes: { couponId, userId } })
       )
@@ -301,22 +258,20 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
         { readonly couponId: number; readonly userId: number; readonly eventId: string; readonly issued: boolean }
       >
     ) =>
-      outcomes.length === 0 ? Effect.void : redis.use((client) =>
-        runAll(
-          client,
-          outcomes.map(({ couponId, eventId, issued, userId }) => ({
-            script: issued ? scripts.markIssued : scripts.release,
-            keys: userKeys(couponId, userId),
-            args: [userId, eventId, ttl]
-          }))
-        )
-      ).pipe(Effect.asVoid, Effect.withSpan("IssueGate.settleAll", { attributes: { requests: outcomes.length } }))
+      outcomes.length === 0 ? Effect.void : redis.pipeline((pipeline) => {
+        for (const { couponId, eventId, issued, userId } of outcomes) {
+          ;(issued ? scripts.markIssued : scripts.release).queue(pipeline, userKeys(couponId, userId), [
+            userId,
+            eventId,
+            ttl
+          ])
+        }
+      }).pipe(Effect.asVoid, Effect.withSpan("IssueGate.settleAll", { attributes: { requests: outcomes.length } }))
 
     const status = (couponId: number, userId: number) => {
       const keys = keysOf(couponId)
-      return call(scripts.status, [keys.status(userId), keys.pending], [userId]).pipe(
-        Effect.map((reply) => {
-          const [status, pending] = reply as [string | null, string | null]
+      return scripts.status([keys.status(userId), keys.pending], [userId]).pipe(
+        Effect.map(([status, pending]) => {
           return {
             status: Option.fromNullable(status as StoredStatus | null),
             pendingEventId: Option.fromNullable(pending)
@@ -328,7 +283,7 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
 
     const initialize = (couponId: number, total: number) => {
       const keys = keysOf(couponId)
-      return call(scripts.initialize, [keys.meta, keys.counter, keys.users, keys.pending], [total]).pipe(
+      return scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending], [total]).pipe(
         Effect.asVoid,
         Effect.withSpan("IssueGate.initialize", { attributes: { couponId } })
       )
@@ -336,16 +291,16 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
 
     const beginRecovery = (couponId: number, token: string, lease: Duration.Duration) => {
       const keys = keysOf(couponId)
-      return call(scripts.beginRecovery, [keys.meta, keys.counter, keys.users, keys.lease], [
+      return scripts.beginRecovery([keys.meta, keys.counter, keys.users, keys.lease], [
         token,
         Math.round(Duration.toMillis(lease))
-      ]).pipe(Effect.map((reply) => reply as "READY" | "BUSY" | "STARTED"))
+      ])
     }
 
     /** Empties the counter, the set and the pending requests under the lease; false if the lease was lost. */
     const resetForRebuild = (couponId: number, token: string) => {
       const keys = keysOf(couponId)
-      return call(scripts.reset, [keys.meta, keys.counter, keys.users, keys.pending, keys.lease], [token]).pipe(
+      return scripts.reset([keys.meta, keys.counter, keys.users, keys.pending, keys.lease], [token]).pipe(
         Effect.map((n) => n === 1)
       )
     }
@@ -354,7 +309,7 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
     const addIssued = (couponId: number, token: string, userIds: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         const keys = keysOf(couponId)
-        const added = yield* call(scripts.addUsers, [keys.users, keys.lease], [token, ...userIds])
+        const added = yield* scripts.addUsers([keys.users, keys.lease], [token, ...userIds])
         if (added === -1) return false
         yield* redis.use((client) => {
           const pipeline = client.pipeline()
@@ -367,13 +322,13 @@ export class IssueGate extends Effect.Service<IssueGate>()("@kpipe/coupon-servic
     /** Opens the gate again with counter = set size; the number of users, or none if the lease was lost. */
     const finishRecovery = (couponId: number, token: string, total: number) => {
       const keys = keysOf(couponId)
-      return call(scripts.finishRecovery, [keys.meta, keys.counter, keys.users, keys.lease], [token, total]).pipe(
-        Effect.map((n) => n === -1 ? Option.none<number>() : Option.some(n as number))
+      return scripts.finishRecovery([keys.meta, keys.counter, keys.users, keys.lease], [token, total]).pipe(
+        Effect.map((n) => n === -1 ? Option.none<number>() : Option.some(n))
       )
     }
 
     const abandonRecovery = (couponId: number, token: string) =>
-      call(scripts.abandon, [keysOf(couponId).lease], [token]).pipe(Effect.asVoid)
+      scripts.abandon([keysOf(couponId).lease], [token]).pipe(Effect.asVoid)
 
     const inspect = (couponId: number) =>
       redis.use(async (client): Promise<GateView> => {

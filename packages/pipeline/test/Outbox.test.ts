@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Admin } from "@kpipe/kafka"
+import { KafkaError } from "@kpipe/kafka/KafkaError"
 import { IdempotentConsumer, Outbox, OutboxRelay, Publisher } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka } from "@kpipe/testing"
@@ -201,6 +202,36 @@ describe("Outbox", () => {
         const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("10 seconds"))
         assert.strictEqual(records.length, 1)
       }))
+    }).pipe(Effect.provide(PipelineLive)))
+
+  it.live("a relay whose claims are blocked backs off and publishes once the broker takes them again", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-blocked")
+      yield* createTopics(topic)
+      const producer = yield* Producer.Producer
+      let refusals = 3
+      const flaky = Producer.Producer.of({
+        send: producer.send,
+        sendBatch: (records) =>
+          Effect.suspend(() =>
+            refusals-- > 0
+              ? Effect.fail(new KafkaError({ reason: "Send", retriable: true, cause: "broker away (test)" }))
+              : producer.sendBatch(records)
+          )
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        // Polling never comes to the rescue: only the backoff retries the blocked claim.
+        yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.provideService(Producer.Producer, flaky))
+        yield* Outbox.append(topic, event("k", 1))
+        const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(records.length, 1)
+        yield* eventually(Effect.map(statuses, (rows) => rows.length === 1 && rows[0]!.status === "PUBLISHED"))
+      }))
+      const [row] = yield* sql<
+        { attempts: number; lastError: string | null }
+      >`SELECT attempts, last_error FROM kpipe_outbox`
+      assert.deepStrictEqual(row, { attempts: 4, lastError: null })
     }).pipe(Effect.provide(PipelineLive)))
 
   it.live("cleanup deletes published rows past retention in bounded chunks and keeps the rest", () =>

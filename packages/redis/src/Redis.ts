@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
-import { Redis as IORedis } from "ioredis"
+import { type ChainableCommander, Redis as IORedis } from "ioredis"
 
 export class RedisError extends Data.TaggedError("RedisError")<{
   readonly reason: "Connect" | "Command"
@@ -27,6 +27,11 @@ export class Redis extends Context.Tag("@kpipe/redis/Redis")<Redis, {
   readonly client: IORedis
   /** Runs one or more commands; a failure of any is a typed `RedisError`. */
   readonly use: <A>(f: (client: IORedis) => Promise<A>) => Effect.Effect<A, RedisError>
+  /**
+   * Sends what `f` adds to a pipeline in one round trip. The replies in order, or the first failed
+   * one as a `RedisError` (the other commands have run).
+   */
+  readonly pipeline: (f: (pipeline: ChainableCommander) => void) => Effect.Effect<ReadonlyArray<unknown>, RedisError>
 }>() {}
 
 export const make = Effect.fnUntraced(function*(config: RedisConfig) {
@@ -68,7 +73,16 @@ export const make = Effect.fnUntraced(function*(config: RedisConfig) {
   )
   const use = <A>(f: (client: IORedis) => Promise<A>) =>
     Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ reason: "Command", cause }) })
-  return Redis.of({ client, use })
+  const pipeline = (f: (pipeline: ChainableCommander) => void) =>
+    use(async (client) => {
+      const pipeline = client.pipeline()
+      f(pipeline)
+      const replies = (await pipeline.exec()) ?? []
+      const failed = replies.find(([error]) => error !== null)
+      if (failed !== undefined) throw failed[0]
+      return replies.map(([, reply]) => reply)
+    })
+  return Redis.of({ client, use, pipeline })
 })
 
 export const layer = (config: RedisConfig): Layer.Layer<Redis, RedisError> => Layer.scoped(Redis, make(config))
@@ -82,3 +96,83 @@ export const layerConfig = (
 export const layerFromEnv: Layer.Layer<Redis, RedisError | ConfigError.ConfigError> = layerConfig({
   url: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379")))
 })
+
+/** A Lua script, defined once per client as a command of its own (ioredis `defineCommand`). */
+export interface ScriptOptions {
+  /** The command's name on the client; must not be a command ioredis already has. */
+  readonly name: string
+  readonly numberOfKeys: number
+  readonly lua: string
+  readonly readOnly?: boolean | undefined
+}
+
+/**
+ * Runs the script with its keys and arguments. ioredis sends EVALSHA and, when the server has lost
+ * the script (a restart, `SCRIPT FLUSH`), the script itself; alone, in a pipeline or auto-pipelined.
+ */
+export interface Script<A = unknown> {
+  (keys: ReadonlyArray<string>, args?: ReadonlyArray<string | number>): Effect.Effect<A, RedisError>
+  readonly options: ScriptOptions
+  /** Adds a call to a pipeline, e.g. the one `Redis.pipeline` sends. */
+  readonly queue: (
+    pipeline: ChainableCommander,
+    keys: ReadonlyArray<string>,
+    args?: ReadonlyArray<string | number>
+  ) => void
+}
+
+type Commands = Record<string, (...args: ReadonlyArray<string | number>) => Promise<unknown>>
+
+const defined = new WeakMap<IORedis, Map<string, string>>()
+
+const define = (client: IORedis, options: ScriptOptions) => {
+  let scripts = defined.get(client)
+  if (scripts === undefined) {
+    scripts = new Map()
+    defined.set(client, scripts)
+  }
+  const lua = scripts.get(options.name)
+  if (lua === options.lua) return
+  if (lua !== undefined || options.name in client) {
+    throw new Error(`Redis.script: "${options.name}" is already a command of this client`)
+  }
+  client.defineCommand(options.name, {
+    numberOfKeys: options.numberOfKeys,
+    lua: options.lua,
+    ...(options.readOnly === true ? { readOnly: true } : {})
+  })
+  scripts.set(options.name, options.lua)
+}
+
+/**
+ * Defines `options.lua` on the client as the command `options.name` (once: defining the same script
+ * again returns another handle on it) and returns the function that runs it.
+ */
+export const script = <A = unknown>(options: ScriptOptions): Effect.Effect<Script<A>, never, Redis> =>
+  Effect.map(Redis, ({ client }) => {
+    define(client, options)
+    const wrongKeys = (keys: ReadonlyArray<string>) =>
+      keys.length === options.numberOfKeys
+        ? undefined
+        : `Redis.script ${options.name}: ${options.numberOfKeys} keys expected, got ${keys.length}`
+    const argsOf = (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => {
+      const wrong = wrongKeys(keys)
+      if (wrong !== undefined) throw new Error(wrong)
+      return [...keys, ...args]
+    }
+    const run = (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number> = []) => {
+      const wrong = wrongKeys(keys)
+      return wrong !== undefined ? Effect.dieMessage(wrong) : Effect.tryPromise({
+        try: () => (client as unknown as Commands)[options.name]!(...keys, ...args) as Promise<A>,
+        catch: (cause) => new RedisError({ reason: "Command", cause })
+      })
+    }
+    const queue = (
+      pipeline: ChainableCommander,
+      keys: ReadonlyArray<string>,
+      args: ReadonlyArray<string | number> = []
+    ) => {
+      ;(pipeline as unknown as Commands)[options.name]!(...argsOf(keys, args))
+    }
+    return Object.assign(run, { options, queue })
+  })

@@ -1,0 +1,108 @@
+import { Producer } from "@kpipe/kafka"
+import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+
+export const batchSize = Metric.histogram(
+  "kpipe_publisher_batch_size",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 11 }),
+  "Events sent per producer request by a batched publisher"
+)
+
+export interface Pending<E> {
+  readonly message: Producer.ProducerMessage
+  readonly done: Deferred.Deferred<void, E>
+}
+
+export interface LaneOptions<E> {
+  readonly topic: string
+  readonly maxBatch: number
+  readonly lanes: number
+  readonly laneBy: "key" | "any"
+  readonly producer: Producer.ProducerOptions
+  readonly sendFailed: (cause: KafkaError) => E
+  readonly shuttingDown: () => E
+}
+
+const hash = (key: string) => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+/**
+ * `lanes` senders, each with its own producer, each taking whatever is queued for it (up to
+ * `maxBatch`) into one `producer.send` and completing every caller with that request's outcome.
+ * `offer` queues a message; false once the scope is closing (nothing is sent then).
+ */
+export const make = <E>(
+  options: LaneOptions<E>
+): Effect.Effect<
+  { readonly offer: (pending: Pending<E>) => Effect.Effect<boolean> },
+  KafkaError,
+  KafkaClient | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const queues = yield* Effect.forEach(
+      Array.from({ length: options.laneBy === "key" ? options.lanes : 1 }),
+      () => Queue.unbounded<Pending<E>>()
+    )
+    const metric = Metric.tagged(batchSize, "topic", options.topic)
+    let open = true
+
+    const send = (producer: Context.Tag.Service<Producer.Producer>, batch: ReadonlyArray<Pending<E>>) =>
+      producer.send({ topic: options.topic, messages: batch.map((pending) => pending.message) }).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => {
+          const result: Exit.Exit<void, E> = Exit.isSuccess(exit)
+            ? Exit.void
+            : Exit.asVoid(Exit.mapError(exit, options.sendFailed))
+          return Effect.forEach(batch, (pending) => Deferred.done(pending.done, result), { discard: true })
+        }),
+        Effect.zipRight(Metric.update(metric, batch.length)),
+        // A batch handed to kafkajs is always seen through: its callers must learn the outcome.
+        Effect.uninterruptible
+      )
+
+    // Runs last at shutdown, after the senders stopped: whoever is still queued learns it was not sent.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        open = false
+      }).pipe(
+        Effect.zipRight(Effect.forEach(queues, Queue.takeAll)),
+        Effect.flatMap((left) =>
+          Effect.forEach(
+            left.flatMap((chunk) => Array.from(chunk)),
+            (pending) => Deferred.fail(pending.done, options.shuttingDown()),
+            { discard: true }
+          )
+        )
+      )
+    )
+    for (let lane = 0; lane < options.lanes; lane++) {
+      const producer = yield* Producer.make(options.producer)
+      const queue = queues[lane % queues.length]!
+      yield* Queue.takeBetween(queue, 1, options.maxBatch).pipe(
+        Effect.flatMap((batch) => send(producer, Array.from(batch))),
+        Effect.forever,
+        Effect.forkScoped
+      )
+    }
+
+    const laneOf = queues.length === 1
+      ? () => queues[0]!
+      : (message: Producer.ProducerMessage) => {
+        const key = message.key === null ? "" : message.key.toString()
+        return queues[hash(key) % queues.length]!
+      }
+    const offer = (pending: Pending<E>) =>
+      Effect.suspend(() => open ? Queue.offer(laneOf(pending.message), pending) : Effect.succeed(false))
+    return { offer } as const
+  })

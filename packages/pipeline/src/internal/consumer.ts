@@ -1,0 +1,297 @@
+import * as Headers from "@effect/platform/Headers"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Consumer } from "@kpipe/kafka"
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import { DeadLetterSink, type Failure } from "../DeadLetter.ts"
+import type { Delivered, Options } from "../IdempotentConsumer.ts"
+import * as RetryPolicy from "../RetryPolicy.ts"
+import type * as Topic from "../Topic.ts"
+import { appliedTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
+import * as ProcessedEvents from "./processedEvents.ts"
+
+/** The handler failed (or died) inside the transaction; `index` is the record's, when one record is to blame. */
+class HandlerFailed<E> extends Data.TaggedError("HandlerFailed")<{
+  readonly index: number | undefined
+  readonly cause: Cause.Cause<E>
+}> {}
+
+interface AttemptFailure extends Failure {
+  readonly decision: RetryPolicy.Decision
+  /** Which record of the transaction failed, when it is known. */
+  readonly index: number | undefined
+  readonly at: DateTime.Utc
+}
+
+// Tagged errors often carry their details in fields and leave `message` empty.
+const describe = (error: unknown) => ({
+  message: error instanceof Error && error.message !== ""
+    ? error.message
+    : typeof error === "string"
+    ? error
+    : JSON.stringify(error),
+  stack: error instanceof Error ? error.stack : undefined
+})
+
+const parentOf = (record: Consumer.ConsumerRecord) => HttpTraceContext.fromHeaders(Headers.fromInput(record.headers))
+
+/**
+ * The batch handler of `IdempotentConsumer.run`: claims and applies runs of a partition's records
+ * in transactions, retries a failing record on its own per the policy, and dead-letters it (or an
+ * undecodable record) when it is done with.
+ */
+export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B>(
+  options: Options<A, I, E, R, B>
+) =>
+  Effect.gen(function*() {
+    const { errors, groupId, topic } = options
+    const sql = yield* SqlClient
+    const sink = yield* DeadLetterSink
+    const policy = options.retry ?? RetryPolicy.defaultPolicy
+    const batchSize = Math.max(1, options.batchSize ?? 100)
+
+    const failureOf = (cause: Cause.Cause<HandlerFailed<E> | SqlError>) =>
+      Effect.map(DateTime.now, (at): AttemptFailure => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isNone(failure)) {
+          // COMMIT failures surface as defects in @effect/sql; like any unknown failure, worth a retry.
+          return { tag: "Defect", ...describe(Cause.squash(cause)), decision: "retry", index: undefined, at }
+        }
+        if (failure.value._tag === "SqlError") {
+          return { tag: "SqlError", ...describe(failure.value), decision: "retry", index: undefined, at }
+        }
+        const { cause: handlerCause, index } = failure.value
+        const error = Cause.failureOption(handlerCause)
+        return Option.isSome(error)
+          ? {
+            tag: error.value._tag,
+            ...describe(error.value),
+            decision: RetryPolicy.decide(errors, error.value),
+            index,
+            at
+          }
+          : { tag: "Defect", ...describe(Cause.squash(handlerCause)), decision: "retry", index, at }
+      })
+
+    const recordSpan = (name: string, record: Consumer.ConsumerRecord) => {
+      const parent = parentOf(record)
+      return Effect.withSpan(`${topic.name} ${name}`, {
+        kind: "consumer",
+        ...(Option.isSome(parent) ? { parent: parent.value } : {}),
+        attributes: {
+          "messaging.system": "kafka",
+          "messaging.consumer.group.name": groupId,
+          "messaging.kafka.partition": record.partition,
+          "messaging.kafka.offset": record.offset
+        }
+      })
+    }
+
+    /**
+     * Claims the events and applies the new ones, in order, in one transaction.
+     * `continueTraces`: each handler call continues its record's trace. Off when the caller
+     * already runs inside that trace (a retry), so the call nests under the attempt.
+     */
+    const transact = (run: ReadonlyArray<Delivered<A>>, continueTraces = true) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const claimed = yield* ProcessedEvents.claim(
+          sql,
+          groupId,
+          topic.name,
+          run.map(({ event, record }) => ({ record, eventId: event.eventId }))
+        )
+        const fresh = new Set(claimed.map((row) => row.eventId))
+        const applied: Array<Delivered<A>> = []
+        const indexes: Array<number> = []
+        run.forEach((item, index) => {
+          if (fresh.delete(item.event.eventId)) {
+            applied.push(item)
+            indexes.push(index)
+          }
+        })
+        const handleOne = options.handle
+        if (handleOne === undefined) {
+          if (applied.length === 0) return { events: [], result: undefined }
+          const result = yield* options.handleBatch!(applied).pipe(
+            Effect.sandbox,
+            Effect.mapError((cause) =>
+              new HandlerFailed({ index: applied.length === 1 ? indexes[0] : undefined, cause })
+            ),
+            continueTraces
+              ? Effect.withSpan(`${topic.name} process`, {
+                kind: "consumer",
+                links: applied.flatMap(({ record }) =>
+                  Option.match(parentOf(record), {
+                    onNone: () => [],
+                    onSome: (span) => [{ _tag: "SpanLink" as const, span, attributes: {} }]
+                  })
+                ),
+                attributes: { "messaging.batch.message_count": applied.length }
+              })
+              : Effect.withSpan(`${topic.name} process`)
+          )
+          return { events: applied.map(({ event }) => event), result }
+        }
+        for (let i = 0; i < applied.length; i++) {
+          const { event, record } = applied[i]!
+          const index = indexes[i]!
+          yield* Effect.annotateCurrentSpan({ "kpipe.event_id": event.eventId, "kpipe.event_type": event.type }).pipe(
+            Effect.zipRight(handleOne(event, record)),
+            Effect.sandbox,
+            Effect.mapError((cause) => new HandlerFailed({ index, cause })),
+            continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
+          )
+        }
+        return { events: applied.map(({ event }) => event), result: undefined }
+      })).pipe(
+        Effect.tap(({ events }) =>
+          Effect.zipRight(
+            Metric.incrementBy(appliedTotal, events.length),
+            Metric.incrementBy(duplicatesTotal, run.length - events.length)
+          )
+        ),
+        Effect.sandbox,
+        Effect.catchAll((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.flatMap(failureOf(cause), Effect.fail)
+        )
+      )
+
+    /** `transact`, then the `afterCommit` hook for what it applied, even if an interruption arrives after COMMIT. */
+    const commitRun = (run: ReadonlyArray<Delivered<A>>, continueTraces = true) =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(transact(run, continueTraces)).pipe(
+          Effect.tap(({ events, result }): Effect.Effect<void, never, R> => {
+            if (events.length === 0) return Effect.void
+            if (options.handleBatch !== undefined) {
+              return options.afterCommit === undefined ? Effect.void : options.afterCommit(events, result as B)
+            }
+            return options.afterCommit === undefined ? Effect.void : options.afterCommit(events)
+          })
+        )
+      )
+
+    const deadLetter = (
+      record: Consumer.ConsumerRecord,
+      failure: Failure & { readonly at: DateTime.Utc },
+      attempts: number,
+      firstAt: DateTime.Utc,
+      event?: A
+    ) =>
+      sql.withTransaction(Effect.gen(function*() {
+        if (event !== undefined) {
+          yield* ProcessedEvents.markDeadLettered(sql, groupId, topic.name, record, event.eventId)
+        }
+        yield* sink.publish({
+          deadLetterTopic: topic.deadLetter.name,
+          consumerGroup: groupId,
+          record,
+          eventId: event?.eventId,
+          eventType: event?.type,
+          failure: { tag: failure.tag, message: failure.message, stack: failure.stack },
+          attempts,
+          firstAttemptAt: firstAt,
+          lastAttemptAt: failure.at
+        })
+      })).pipe(
+        // Until the record is safely dead-lettered its offset must not move: keep trying.
+        Effect.tapError((error) => Effect.logError("Dead-lettering failed; retrying, the offset stays", error)),
+        Effect.retry(
+          Schedule.exponential("500 millis").pipe(
+            Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
+          )
+        ),
+        Effect.orDie,
+        Effect.zipRight(Metric.increment(deadLetteredTotal))
+      )
+
+    /** One record on its own, with retries, then dead-lettered if it still fails. */
+    const single = (item: Delivered<A>, prior: AttemptFailure | undefined) =>
+      Effect.gen(function*() {
+        const driver = yield* Schedule.driver(RetryPolicy.schedule(policy))
+        let attempts = prior === undefined ? 0 : 1
+        let firstAt = prior?.at
+        let failure = prior
+        while (failure === undefined || failure.decision === "retry") {
+          if (failure !== undefined) {
+            const next = yield* Effect.either(driver.next(failure))
+            if (next._tag === "Left") break
+            yield* Metric.increment(retriesTotal)
+          }
+          attempts++
+          const exit = yield* Effect.exit(
+            commitRun([item], false).pipe(
+              Effect.withSpan("IdempotentConsumer.attempt", { attributes: { attempt: attempts } })
+            )
+          )
+          if (exit._tag === "Success") return
+          const error = Cause.failureOption(exit.cause)
+          if (Option.isNone(error)) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
+          failure = error.value
+          firstAt ??= failure.at
+        }
+        yield* deadLetter(item.record, failure, attempts, firstAt ?? failure.at, item.event)
+      }).pipe(recordSpan("retry", item.record))
+
+    const applyRun = (run: ReadonlyArray<Delivered<A>>): Effect.Effect<void, never, R> =>
+      run.length === 0 ? Effect.void : commitRun(run).pipe(
+        Effect.matchEffect({
+          onSuccess: () => Effect.void,
+          onFailure: (failure) => {
+            const index = failure.index
+            if (index === undefined) return Effect.forEach(run, (item) => single(item, undefined), { discard: true })
+            return Effect.all([
+              applyRun(run.slice(0, index)),
+              single(run[index]!, failure),
+              applyRun(run.slice(index + 1))
+            ], { discard: true })
+          }
+        })
+      )
+
+    return (batch: Consumer.Batch) =>
+      Effect.gen(function*() {
+        let pending: Array<Delivered<A>> = []
+        const flush = Effect.suspend(() => {
+          const run = pending
+          pending = []
+          return run.length === 0
+            ? Effect.void
+            : Effect.zipRight(applyRun(run), batch.done(run[run.length - 1]!.record))
+        })
+        for (const record of batch.records) {
+          const decoded = yield* Effect.either(
+            record.value === null
+              ? Effect.fail({ message: "record has no value" })
+              : topic.decode(record.value.toString("utf8"))
+          )
+          if (decoded._tag === "Right") {
+            pending.push({ record, event: decoded.right })
+            if (pending.length >= batchSize) yield* flush
+            continue
+          }
+          yield* flush
+          const at = yield* DateTime.now
+          yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at).pipe(
+            recordSpan("undecodable", record)
+          )
+          yield* batch.done(record)
+        }
+        yield* flush
+      }).pipe(
+        Effect.withSpan("IdempotentConsumer.batch", {
+          attributes: {
+            "messaging.destination.name": batch.topic,
+            partition: batch.partition,
+            size: batch.records.length
+          }
+        })
+      )
+  })

@@ -1,0 +1,41 @@
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { Consumer } from "@kpipe/kafka"
+
+/**
+ * Claims `(group, event id)` for each distinct event id of a run of one partition's records (the
+ * first record of an id gives its offset); returns the ids that were new. `ON CONFLICT DO NOTHING`,
+ * so a duplicate never aborts the transaction, and a concurrent claim of the same id waits for the
+ * other transaction's end.
+ */
+export const claim = (
+  sql: SqlClient,
+  groupId: string,
+  topic: string,
+  run: ReadonlyArray<{ readonly record: Consumer.ConsumerRecord; readonly eventId: string }>
+) => {
+  const first = new Map<string, number>()
+  run.forEach(({ eventId }, i) => {
+    if (!first.has(eventId)) first.set(eventId, i)
+  })
+  const ids = [...first.keys()]
+  return sql<{ eventId: string }>`
+    INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
+    SELECT ${groupId}, e.event_id, ${topic}, ${run[0]!.record.partition}, e.record_offset, 'APPLIED'
+    FROM unnest(${ids}::text[], ${ids.map((id) => run[first.get(id)!]!.record.offset)}::bigint[])
+      AS e(event_id, record_offset)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id`
+}
+
+/** Records the event as dead-lettered for the group, so a redelivery skips it. */
+export const markDeadLettered = (
+  sql: SqlClient,
+  groupId: string,
+  topic: string,
+  record: Consumer.ConsumerRecord,
+  eventId: string
+) =>
+  sql`
+    INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
+    VALUES (${groupId}, ${eventId}, ${topic}, ${record.partition}, ${record.offset}, 'DEAD_LETTERED')
+    ON CONFLICT DO NOTHING`

@@ -1,0 +1,71 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Producer } from "@kpipe/kafka"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { channel } from "../Outbox.ts"
+import type { OutboxStats, RelayOptions } from "../OutboxRelay.ts"
+import { publishOnce } from "./relayClaim.ts"
+
+export const drain = (options: RelayOptions): Effect.Effect<number, SqlError, SqlClient | Producer.Producer> =>
+  Effect.gen(function*() {
+    let total = 0
+    while (true) {
+      const result = yield* publishOnce(options)
+      if (result._tag !== "Published") return total
+      total += result.count
+    }
+  })
+
+export const stats: Effect.Effect<OutboxStats, SqlError, SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const [row] = yield* sql<{ pending: number; failed: number; oldestMs: number | null }>`
+    SELECT
+      (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending,
+      (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED') AS failed,
+      (SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::float8 FROM kpipe_outbox WHERE status = 'PENDING')
+        AS oldest_ms`
+  return {
+    pending: row!.pending,
+    failed: row!.failed,
+    oldestPendingAge: Option.map(Option.fromNullable(row!.oldestMs), (ms) => Duration.millis(Math.max(0, ms)))
+  }
+}).pipe(Effect.withSpan("OutboxRelay.stats"))
+
+/** Moves a FAILED row to `status` and wakes the relays; false when the row is not FAILED. */
+const resolveFailed = (id: string, status: "PENDING" | "SKIPPED") =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) =>
+      (status === "PENDING"
+        ? sql`UPDATE kpipe_outbox SET status = 'PENDING', last_error = NULL WHERE id = ${id} AND status = 'FAILED'
+            RETURNING id`
+        : sql`UPDATE kpipe_outbox SET status = 'SKIPPED', published_at = now() WHERE id = ${id} AND status = 'FAILED'
+            RETURNING id`).pipe(
+          Effect.zipLeft(sql`SELECT pg_notify(${channel}, ${status === "PENDING" ? "retry" : "skip"})`),
+          Effect.map((rows) => rows.length === 1)
+        )
+  )
+
+export const retryFailed = (id: string) => resolveFailed(id, "PENDING").pipe(Effect.withSpan("OutboxRelay.retryFailed"))
+
+export const skipFailed = (id: string) => resolveFailed(id, "SKIPPED").pipe(Effect.withSpan("OutboxRelay.skipFailed"))
+
+export const cleanup = (retention: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const cutoffMs = Duration.toMillis(retention)
+    let total = 0
+    while (true) {
+      const deleted = yield* sql<{ n: number }>`
+        WITH doomed AS (
+          SELECT id FROM kpipe_outbox
+          WHERE status IN ('PUBLISHED', 'SKIPPED') AND published_at < now() - make_interval(secs => ${cutoffMs / 1000})
+          ORDER BY published_at LIMIT 5000
+        ), gone AS (DELETE FROM kpipe_outbox WHERE id IN (SELECT id FROM doomed) RETURNING 1)
+        SELECT count(*)::int AS n FROM gone`
+      total += deleted[0]!.n
+      if (deleted[0]!.n < 5000) return total
+    }
+  }).pipe(Effect.withSpan("OutboxRelay.cleanup"))

@@ -1,0 +1,138 @@
+import * as Headers from "@effect/platform/Headers"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Producer } from "@kpipe/kafka"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import type * as Tracer from "effect/Tracer"
+import type { RelayOptions, RoundResult } from "../OutboxRelay.ts"
+import { outboxShards } from "../PipelineMigrations.ts"
+import { eventHeaders } from "./headers.ts"
+import { failedTotal, publishedTotal } from "./metrics.ts"
+
+interface ClaimedRow {
+  readonly id: string
+  readonly topic: string
+  readonly messageKey: string
+  readonly eventId: string
+  readonly eventType: string
+  readonly schemaVersion: number
+  readonly payload: string
+  readonly headers: Record<string, string>
+}
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 2000)
+
+const toMessage = (row: ClaimedRow) => ({
+  key: row.messageKey,
+  value: row.payload,
+  headers: { ...row.headers, ...eventHeaders(row.eventId, row.eventType, row.schemaVersion) }
+})
+
+const byTopic = (rows: ReadonlyArray<ClaimedRow>) => {
+  const topics = new Map<string, Array<ReturnType<typeof toMessage>>>()
+  for (const row of rows) {
+    const messages = topics.get(row.topic)
+    if (messages === undefined) topics.set(row.topic, [toMessage(row)])
+    else messages.push(toMessage(row))
+  }
+  return [...topics].map(([topic, messages]) => ({ topic, messages }))
+}
+
+const linksOf = (rows: ReadonlyArray<ClaimedRow>): Array<Tracer.SpanLink> =>
+  rows.flatMap((row) =>
+    Option.match(HttpTraceContext.fromHeaders(Headers.fromInput(row.headers)), {
+      onNone: () => [],
+      onSome: (span) => [{ _tag: "SpanLink" as const, span, attributes: { "kpipe.event_id": row.eventId } }]
+    })
+  )
+
+/**
+ * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another
+ * relay holds), publish their next rows in key order with one producer call, mark them published
+ * with one statement, commit. Returns what happened, for the loop's pacing.
+ */
+export const publishOnce = (
+  options: RelayOptions
+): Effect.Effect<RoundResult, SqlError, SqlClient | Producer.Producer> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const producer = yield* Producer.Producer
+    const batchSize = options.batchSize ?? 1000
+    const start = Math.floor(Math.random() * outboxShards)
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      const shards = yield* sql<{ shard: number }>`
+        SELECT s.shard FROM kpipe_outbox_shards s
+        WHERE EXISTS (SELECT 1 FROM kpipe_outbox o WHERE o.shard = s.shard AND o.status = 'PENDING')
+        ORDER BY (s.shard + ${start}) % ${outboxShards}
+        LIMIT ${options.shardsPerClaim ?? 16}
+        FOR UPDATE SKIP LOCKED`
+      if (shards.length === 0) return { _tag: "Idle" } as const
+      const rows = yield* sql<ClaimedRow>`
+        SELECT o.id, o.topic, o.message_key, o.event_id, o.event_type, o.schema_version, o.payload::text AS payload,
+               o.headers
+        FROM kpipe_outbox o
+        WHERE o.shard = ANY(${shards.map((s) => s.shard)}::int[]) AND o.status = 'PENDING'
+          AND NOT EXISTS (
+            SELECT 1 FROM kpipe_outbox f
+            WHERE f.topic = o.topic AND f.message_key = o.message_key AND f.status = 'FAILED'
+          )
+        ORDER BY o.shard, o.topic, o.message_key, o.seq
+        LIMIT ${batchSize}`
+      if (rows.length === 0) return { _tag: "Idle" } as const
+
+      const markPublished = (ids: ReadonlyArray<string>) =>
+        ids.length === 0 ? Effect.void : sql`
+          UPDATE kpipe_outbox SET status = 'PUBLISHED', published_at = now(), attempts = attempts + 1, last_error = NULL
+          WHERE id = ANY(${ids}::bigint[])`.pipe(Effect.zipRight(Metric.incrementBy(publishedTotal, ids.length)))
+      const recordError = (ids: ReadonlyArray<string>, error: KafkaError) =>
+        sql`UPDATE kpipe_outbox SET attempts = attempts + 1, last_error = ${errorText(error)}
+            WHERE id = ANY(${ids}::bigint[])`
+
+      const sent = yield* producer.sendBatch(byTopic(rows)).pipe(
+        Effect.withSpan("OutboxRelay.send", {
+          kind: "producer",
+          links: linksOf(rows),
+          attributes: { "messaging.batch.message_count": rows.length }
+        }),
+        Effect.either
+      )
+      if (sent._tag === "Right") {
+        yield* markPublished(rows.map((row) => row.id))
+        return { _tag: "Published", count: rows.length } as const
+      }
+      if (sent.left.retriable) {
+        yield* recordError(rows.map((row) => row.id), sent.left)
+        return { _tag: "Blocked", error: sent.left } as const
+      }
+      // Some row cannot be published at all. Send one by one to find it: it is marked FAILED and
+      // the rest of its key stays pending behind it; other keys go on.
+      const published: Array<string> = []
+      const failedKeys = new Set<string>()
+      for (const row of rows) {
+        const keyId = `${row.topic}\u001f${row.messageKey}`
+        if (failedKeys.has(keyId)) continue
+        const single = yield* Effect.either(producer.send({ topic: row.topic, messages: [toMessage(row)] }))
+        if (single._tag === "Right") {
+          published.push(row.id)
+        } else if (single.left.retriable) {
+          yield* markPublished(published)
+          yield* recordError([row.id], single.left)
+          return { _tag: "Blocked", error: single.left } as const
+        } else {
+          failedKeys.add(keyId)
+          yield* sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1,
+                     last_error = ${errorText(single.left)} WHERE id = ${row.id}`
+          yield* Metric.increment(failedTotal)
+          yield* Effect.logError("Outbox row can never be published; its key waits behind it", single.left).pipe(
+            Effect.annotateLogs({ outboxId: row.id, topic: row.topic, key: row.messageKey })
+          )
+        }
+      }
+      yield* markPublished(published)
+      return { _tag: "Published", count: published.length } as const
+    }))
+  }).pipe(Effect.withSpan("OutboxRelay.publishOnce"))
