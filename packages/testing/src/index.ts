@@ -1,3 +1,4 @@
+export * as DatabaseOutage from "./DatabaseOutage.ts"
 export * as Eventually from "./Eventually.ts"
 export * as Infrastructure from "./Infrastructure.ts"
 export * as RawHttp from "./RawHttp.ts"
