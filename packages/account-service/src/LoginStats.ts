@@ -1,10 +1,8 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import * as AccountApi from "@kpipe/contracts/AccountApi"
 import { Ids, type LoginEvents } from "@kpipe/events"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
 const Row = Schema.Struct({
@@ -14,6 +12,9 @@ const Row = Schema.Struct({
   lastSessionId: Ids.SessionId,
   updatedAt: Schema.DateTimeUtcFromDate
 })
+
+/** An account's login statistics: logins applied, the latest one and its session. */
+export type Stats = typeof Row.Type
 
 /** Per-account login statistics (`account_login_stats`). */
 export class LoginStats extends Effect.Service<LoginStats>()("@kpipe/account-service/LoginStats", {
@@ -47,8 +48,7 @@ export class LoginStats extends Effect.Service<LoginStats>()("@kpipe/account-ser
     })
 
     const get = Effect.fn("LoginStats.get")(function*(accountId: Ids.AccountId) {
-      const row = yield* findRow(accountId).pipe(Effect.catchTag("ParseError", (error) => Effect.die(error)))
-      return Option.map(row, (fields) => new AccountApi.LoginStats(fields))
+      return yield* findRow(accountId).pipe(Effect.catchTag("ParseError", (error) => Effect.die(error)))
     })
 
     return { record, get } as const

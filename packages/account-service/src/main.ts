@@ -1,30 +1,30 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { HttpServe, Telemetry } from "@kpipe/service-kit"
-import * as Config from "effect/Config"
+import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as AccountService from "./AccountService.ts"
-import * as Replica from "./Replica.ts"
+import * as App from "./App.ts"
+import * as Config from "./Config.ts"
+import * as Database from "./Database.ts"
 
-const HttpLive = HttpServe.layer({
-  defaultPort: Config.map(Replica.replica, (replica) => Replica.basePort + replica)
-})
+const InfraLive = Layer.mergeAll(Database.layer, Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))).pipe(
+  Layer.provideMerge(Config.layerFromEnv)
+)
 
-const KafkaLive = Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
-
-const AppLive = HttpLive.pipe(
-  Layer.provideMerge(AccountService.layer),
-  Layer.provide(Layer.mergeAll(KafkaLive, AccountService.DatabaseLive))
+const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) }).pipe(
+  Layer.provideMerge(App.layer)
 )
 
 const MainLive = Layer.unwrapEffect(
-  Effect.map(Replica.replica, (replica) =>
+  Effect.map(Config.Config, ({ replica }) =>
     Layer.effectDiscard(Effect.logInfo("account-service ready")).pipe(
       Layer.provide(AppLive),
-      Layer.provide(Telemetry.layer("account-service")),
       Layer.annotateLogs({ service: "account-service", replica })
     ))
+).pipe(
+  Layer.provide(InfraLive),
+  Layer.provide(Telemetry.layer("account-service"))
 )
 
 Layer.launch(MainLive).pipe(NodeRuntime.runMain)

@@ -3,11 +3,11 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, it } from "@effect/vitest"
-import { AccountHttp, LoginStats, Migrations } from "@kpipe/account-service"
+import { Config, Http, LoginStats, Migrations } from "@kpipe/account-service"
 import { AccountApi } from "@kpipe/contracts"
 import { Ids } from "@kpipe/events"
 import { Database } from "@kpipe/sql"
-import { TestLogging } from "@kpipe/testing"
+import { DatabaseFaults, RawHttp, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -15,8 +15,9 @@ import * as Layer from "effect/Layer"
 import { login } from "./utils.ts"
 
 const ServerLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(AccountHttp.ApiLive),
+  Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provide(Config.layerFromEnv),
   Layer.provideMerge(LoginStats.LoginStats.Default),
   Layer.provideMerge(Database.layerTest(Migrations.all)),
   Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["REPLICA", "2"]])))),
@@ -60,4 +61,23 @@ describe("AccountApi", () => {
         assert.strictEqual(body._tag, "HttpApiDecodeError")
       }
     }).pipe(Effect.provide(ServerLive)))
+
+  it.live(
+    "without its database: answers 503 ServiceUnavailable, not 500, and stays healthy",
+    () =>
+      Effect.gen(function*() {
+        const client = yield* HttpApiClient.make(AccountApi.AccountApi)
+        yield* DatabaseFaults.cutOff
+
+        const logins = yield* client.accounts.getLogins({ path: { accountId: Ids.AccountId.make(1) } }).pipe(
+          Effect.flip
+        )
+        assert.strictEqual(logins._tag, "ServiceUnavailable")
+        const raw = yield* RawHttp.request("GET", "/api/accounts/1/logins")
+        assert.strictEqual(raw.status, 503)
+        assert.strictEqual(raw.tag, "ServiceUnavailable")
+        assert.strictEqual((yield* client.health.health()).status, "ok")
+      }).pipe(Effect.provide(ServerLive)),
+    { timeout: 30_000 }
+  )
 })

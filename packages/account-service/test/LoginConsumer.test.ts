@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { LoginConsumer, LoginStats, Migrations } from "@kpipe/account-service"
+import { LoginStats, Migrations, Workers } from "@kpipe/account-service"
 import { SeedTopics } from "@kpipe/contracts"
 import { Admin } from "@kpipe/kafka"
 import { Publisher, RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
@@ -62,7 +62,7 @@ describe("LoginConsumer", () => {
 
         yield* Effect.scoped(Effect.gen(function*() {
           yield* Layer.build(
-            LoginConsumer.layer({
+            Workers.loginConsumer({
               topic,
               groupId: group,
               replica: 7,

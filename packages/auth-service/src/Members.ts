@@ -1,21 +1,13 @@
 import { SqlClient } from "@effect/sql/SqlClient"
-import {
-  LoginResponse,
-  Member,
-  NothingToUpdate,
-  type SignInRequest,
-  SignInResponse,
-  type UpdateProfileRequest
-} from "@kpipe/contracts/AuthApi"
 import { MemberStatus } from "@kpipe/contracts/Members"
-import { MemberGone, MemberNotFound } from "@kpipe/contracts/Members"
 import { Ids, LoginEvents, MemberEvents } from "@kpipe/events"
 import { Outbox } from "@kpipe/pipeline"
+import * as Data from "effect/Data"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import * as AuthTopics from "./AuthTopics.ts"
+import * as Topics from "./Topics.ts"
 
 const MemberRow = Schema.Struct({
   memberId: Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId)),
@@ -28,22 +20,40 @@ const MemberRow = Schema.Struct({
   updatedAt: Schema.DateTimeUtcFromDate,
   deletedAt: Schema.NullOr(Schema.DateTimeUtcFromDate)
 })
-type MemberRow = typeof MemberRow.Type
+/** A member as stored: `email` and `deletedAt` are null when absent. */
+export type Member = typeof MemberRow.Type
 
-const decodeRow = Schema.decodeUnknown(MemberRow)
+/** What a sign-in gives: the provider's subject and the profile to create the member with. */
+export interface SignIn {
+  readonly provider: string
+  readonly subject: string
+  readonly nickname: string
+  readonly email?: string | undefined
+}
 
-const toMember = (row: MemberRow) =>
-  new Member({
-    memberId: row.memberId,
-    provider: row.provider,
-    subject: row.subject,
-    nickname: row.nickname,
-    status: row.status,
-    createdAt: row.createdAt,
-    updatedAt: row.updatedAt,
-    ...(row.email !== null ? { email: row.email } : {}),
-    ...(row.deletedAt !== null ? { deletedAt: row.deletedAt } : {})
-  })
+export interface ProfileChange {
+  readonly nickname?: string | undefined
+  readonly email?: string | undefined
+}
+
+export interface Session {
+  readonly memberId: Ids.MemberId
+  readonly sessionId: Ids.SessionId
+  readonly loggedInAt: DateTime.Utc
+}
+
+export class MemberNotFound extends Data.TaggedError("MemberNotFound")<{ readonly memberId: Ids.MemberId }> {}
+
+/** The member deleted its account at `deletedAt`. */
+export class MemberGone extends Data.TaggedError("MemberGone")<{
+  readonly memberId: Ids.MemberId
+  readonly deletedAt: DateTime.Utc
+}> {}
+
+export class NothingToUpdate extends Data.TaggedError("NothingToUpdate")<{ readonly message: string }> {}
+
+/** A row that does not decode is a bug here, not the caller's fault. */
+const decodeRow = (row: unknown) => Schema.decodeUnknown(MemberRow)(row).pipe(Effect.orDie)
 
 const newEventId = () => Ids.EventId.make(crypto.randomUUID())
 
@@ -63,7 +73,7 @@ const changeTime = (now: DateTime.Utc, previous: DateTime.Utc) =>
 export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Members", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient
-    const topics = yield* AuthTopics.resolve
+    const topics = yield* Topics.resolve
 
     const findActive = (provider: string, subject: string) =>
       sql`SELECT * FROM members WHERE provider = ${provider} AND subject = ${subject} AND status = 'ACTIVE'`.pipe(
@@ -90,7 +100,7 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
       })
 
     /** Inserts the member with its MemberCreated, or nothing when an ACTIVE member of the subject exists. */
-    const create = (request: SignInRequest) =>
+    const create = (request: SignIn) =>
       sql.withTransaction(Effect.gen(function*() {
         const now = yield* DateTime.now
         const at = DateTime.toDateUtc(now)
@@ -109,7 +119,7 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
         }
           ON CONFLICT (provider, subject) WHERE status = 'ACTIVE' DO NOTHING
           RETURNING *`
-        if (inserted.length === 0) return Option.none<MemberRow>()
+        if (inserted.length === 0) return Option.none<Member>()
         const row = yield* decodeRow(inserted[0])
         yield* Outbox.append(
           topics.members,
@@ -124,17 +134,17 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
         return Option.some(row)
       }))
 
-    const signIn = Effect.fn("Members.signIn")(function*(request: SignInRequest) {
+    const signIn = Effect.fn("Members.signIn")(function*(request: SignIn) {
       yield* Effect.annotateCurrentSpan({ "auth.provider": request.provider })
       // A lost race against a concurrent first sign-in leaves that member to find; it could even
       // have been deleted already, so look again a few times.
       for (let attempt = 0; attempt < 5; attempt++) {
         const existing = yield* findActive(request.provider, request.subject)
-        if (Option.isSome(existing)) return new SignInResponse({ member: toMember(existing.value), created: false })
+        if (Option.isSome(existing)) return { member: existing.value, created: false }
         const created = yield* create(request)
         if (Option.isSome(created)) {
           yield* Effect.annotateCurrentSpan({ "auth.member_id": created.value.memberId })
-          return new SignInResponse({ member: toMember(created.value), created: true })
+          return { member: created.value, created: true }
         }
       }
       return yield* Effect.dieMessage(`sign-in of ${request.provider} subject kept conflicting`)
@@ -142,11 +152,11 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
 
     const get = Effect.fn("Members.get")(function*(memberId: Ids.MemberId) {
       yield* Effect.annotateCurrentSpan({ "auth.member_id": memberId })
-      return toMember(yield* findById(memberId, ""))
+      return yield* findById(memberId, "")
     })
 
     const updateProfile = Effect.fn("Members.updateProfile")(
-      function*(memberId: Ids.MemberId, request: UpdateProfileRequest) {
+      function*(memberId: Ids.MemberId, request: ProfileChange) {
         yield* Effect.annotateCurrentSpan({ "auth.member_id": memberId })
         return yield* sql.withTransaction(Effect.gen(function*() {
           const current = yield* findActiveById(memberId, "FOR UPDATE")
@@ -179,7 +189,7 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
               changedFields
             })
           )
-          return toMember(row)
+          return row
         }))
       }
     )
@@ -203,7 +213,7 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
             deletedAt: row.deletedAt ?? row.updatedAt
           })
         )
-        return toMember(row)
+        return row
       }))
     })
 
@@ -221,7 +231,7 @@ export class Members extends Effect.Service<Members>()("@kpipe/auth-service/Memb
           topics.logins,
           LoginEvents.LoginSucceeded.fromLogin({ accountId: Ids.AccountId.make(memberId), sessionId, occurredAt })
         )
-        return new LoginResponse({ memberId, sessionId, loggedInAt: occurredAt })
+        return { memberId, sessionId, loggedInAt: occurredAt } satisfies Session
       }))
     })
 

@@ -1,26 +1,24 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { KafkaClient, Producer } from "@kpipe/kafka"
-import { OutboxRelay } from "@kpipe/pipeline"
+import { Admin, KafkaClient } from "@kpipe/kafka"
 import { HttpServe, Telemetry } from "@kpipe/service-kit"
-import * as Config from "effect/Config"
+import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as AuthDatabase from "./AuthDatabase.ts"
-import * as AuthTopics from "./AuthTopics.ts"
-import { Members } from "./Members.ts"
-import { ApiLive } from "./MembersHttp.ts"
+import * as App from "./App.ts"
+import * as Config from "./Config.ts"
+import * as Database from "./Database.ts"
 
-const HttpLive = HttpServe.layer({ defaultPort: Config.succeed(3001) }).pipe(Layer.provide(ApiLive))
+const InfraLive = Layer.mergeAll(Database.layer, Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))).pipe(
+  Layer.provideMerge(Config.layerFromEnv)
+)
 
-const RelayLive = OutboxRelay.layer().pipe(Layer.provide(Producer.layer()))
+const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) }).pipe(
+  Layer.provideMerge(App.layer)
+)
 
-const Ready = Layer.effectDiscard(Effect.logInfo("auth-service ready"))
-
-const MainLive = Ready.pipe(
-  Layer.provide(Layer.mergeAll(HttpLive, RelayLive)),
-  Layer.provide(Members.Default),
-  Layer.provide(AuthTopics.layerCreate),
-  Layer.provide(Layer.mergeAll(AuthDatabase.layer, KafkaClient.layerFromEnv)),
+const MainLive = Layer.effectDiscard(Effect.logInfo("auth-service ready")).pipe(
+  Layer.provide(AppLive),
+  Layer.provide(InfraLive),
   Layer.provide(Telemetry.layer("auth-service"))
 )
 

@@ -7,7 +7,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import * as AuthTopics from "../src/AuthTopics.ts"
+import * as Topics from "../src/Topics.ts"
 import { AppTest, client, signInRequest } from "./utils.ts"
 
 /** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
@@ -74,7 +74,7 @@ describe("auth-service through Kafka", () => {
       )
     }).pipe(
       Effect.provide(AppTest.pipe(
-        Layer.provideMerge(AuthTopics.layerCreate),
+        Layer.provideMerge(Topics.layer),
         Layer.provideMerge(TestKafka.layer),
         Layer.provide(Prefixed)
       ))

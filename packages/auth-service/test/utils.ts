@@ -7,8 +7,8 @@ import { Database } from "@kpipe/sql"
 import { TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Http from "../src/Http.ts"
 import { Members } from "../src/Members.ts"
-import { ApiLive } from "../src/MembersHttp.ts"
 import * as AuthMigrations from "../src/Migrations.ts"
 
 /**
@@ -16,7 +16,7 @@ import * as AuthMigrations from "../src/Migrations.ts"
  * client pointed at it: each test sees only its own rows.
  */
 export const AppTest = HttpApiBuilder.serve().pipe(
-  Layer.provide(ApiLive),
+  Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provideMerge(Members.Default),
   Layer.provideMerge(Database.layerTest(AuthMigrations.all)),

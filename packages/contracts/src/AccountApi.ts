@@ -5,6 +5,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 
 /** The contract of account-service. */
 
@@ -38,7 +39,7 @@ export class AccountsGroup extends HttpApiGroup.make("accounts").add(
     .addSuccess(LoginStats)
     .addError(AccountNotFound)
     .annotate(OpenApi.Description, "Login statistics of an account, from the login events applied so far.")
-) {}
+).addError(ServiceUnavailable) {}
 
 export class HealthGroup extends HttpApiGroup.make("health").add(
   HttpApiEndpoint.get("health", "/health").addSuccess(Health)

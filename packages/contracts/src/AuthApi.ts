@@ -7,6 +7,7 @@ import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 
 /** The contract of auth-service; d-day-service's fallback client is derived from it. */
 
@@ -103,6 +104,7 @@ export class MembersGroup extends HttpApiGroup.make("members")
       .addError(MemberGone)
       .annotate(OpenApi.Description, "Opens a session and publishes a login event.")
   )
+  .addError(ServiceUnavailable)
   .middleware(JsonBody)
 {}
 

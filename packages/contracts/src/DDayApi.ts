@@ -7,6 +7,7 @@ import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 
 /** The contract of d-day-service. */
 
@@ -27,7 +28,7 @@ export type LocalDate = typeof LocalDate.Type
 export const Title = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(100))
 
 /** d-day-service's copy of an auth-service member, as the member events (or a fallback fetch) left it. */
-export class MemberReference extends Schema.Class<MemberReference>("MemberReference")({
+export class MemberCopy extends Schema.Class<MemberCopy>("MemberCopy")({
   memberId: Ids.MemberId,
   nickname: Schema.String,
   email: Schema.optionalWith(Schema.String, { exact: true }),
@@ -92,16 +93,17 @@ export class DDaysGroup extends HttpApiGroup.make("ddays")
       .setPath(Schema.Struct({ memberId, ddayId: Schema.NumberFromString.pipe(Schema.compose(DDayId)) }))
       .addError(DDayNotFound)
   )
+  .addError(ServiceUnavailable)
   .middleware(JsonBody)
 {}
 
 export class MembersGroup extends HttpApiGroup.make("members").add(
   HttpApiEndpoint.get("getMember", "/api/members/:memberId")
     .setPath(memberPath)
-    .addSuccess(MemberReference)
+    .addSuccess(MemberCopy)
     .addError(MemberNotFound)
     .annotate(OpenApi.Description, "The local copy of an auth-service member, as synchronised from member events.")
-) {}
+).addError(ServiceUnavailable) {}
 
 export class DDayApi extends HttpApi.make("d-day-service")
   .add(DDaysGroup)

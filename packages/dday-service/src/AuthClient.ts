@@ -4,10 +4,9 @@ import { AuthApi } from "@kpipe/contracts"
 import type { Ids } from "@kpipe/events"
 import { RetryPolicy } from "@kpipe/pipeline"
 import * as Cause from "effect/Cause"
-import * as Config from "effect/Config"
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { Config } from "./Config.ts"
 
 /** auth-service does not know the member (404): asking again will not help. */
 export class MemberUnknown extends Data.TaggedError("MemberUnknown")<{ readonly memberId: Ids.MemberId }> {
@@ -36,9 +35,6 @@ export class AuthRejected extends Data.TaggedError("AuthRejected")<{
   }
 }
 
-/** Per attempt: short, because the fallback fetch runs inside the member-sync transaction. */
-export const defaultTimeout = Duration.seconds(2)
-
 /** Two quick retries of transient failures; the consumer's own retry policy takes it from there. */
 export const retryPolicy: RetryPolicy.RetryPolicy = RetryPolicy.make({
   initialDelay: "100 millis",
@@ -58,17 +54,13 @@ export const isTransient = (error: unknown): boolean =>
 
 /**
  * auth-service's members, through its `AuthApi` contract: the fallback for a member event about a
- * member the local copy has never seen. `AUTH_SERVICE_URL` (default `http://127.0.0.1:3001`),
- * `AUTH_TIMEOUT_MS` per attempt (default 2000). Needs an `HttpClient`.
+ * member the local copy has never seen, at `Config.authServiceUrl` with `Config.authTimeout` per
+ * attempt. Needs an `HttpClient`.
  */
 export class AuthClient extends Effect.Service<AuthClient>()("@kpipe/dday-service/AuthClient", {
   effect: Effect.gen(function*() {
-    const baseUrl = yield* Config.string("AUTH_SERVICE_URL").pipe(Config.withDefault("http://127.0.0.1:3001"))
-    const timeout = yield* Config.integer("AUTH_TIMEOUT_MS").pipe(
-      Config.map(Duration.millis),
-      Config.withDefault(defaultTimeout)
-    )
-    const client = yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl })
+    const { authServiceUrl, authTimeout: timeout } = yield* Config
+    const client = yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl: authServiceUrl })
 
     const getMember = Effect.fn("AuthClient.getMember")(function*(memberId: Ids.MemberId) {
       yield* Effect.annotateCurrentSpan({ "auth.member_id": memberId })

@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql/SqlClient"
-import { type CreateDDayRequest, DDay, DDayId, DDayList, DDayNotFound, LocalDate } from "@kpipe/contracts/DDayApi"
+import { DDayId, LocalDate } from "@kpipe/contracts/DDayApi"
 import { MemberStatus } from "@kpipe/contracts/Members"
-import { MemberGone, MemberNotFound } from "@kpipe/contracts/Members"
 import { Ids } from "@kpipe/events"
+import * as Data from "effect/Data"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -14,8 +14,37 @@ const Row = Schema.Struct({
   targetDate: LocalDate,
   createdAt: Schema.DateTimeUtcFromDate
 })
-const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
-const decodeStatus = Schema.decodeUnknown(Schema.Array(Schema.Struct({ status: MemberStatus })))
+/** Rows that do not decode are a bug here, not the caller's fault. */
+const decodeRows = (rows: unknown) => Schema.decodeUnknown(Schema.Array(Row))(rows).pipe(Effect.orDie)
+const decodeStatus = (rows: unknown) =>
+  Schema.decodeUnknown(Schema.Array(Schema.Struct({ status: MemberStatus })))(rows).pipe(Effect.orDie)
+
+export interface DDay {
+  readonly id: DDayId
+  readonly memberId: Ids.MemberId
+  readonly title: string
+  readonly targetDate: LocalDate
+  /** Days from today (UTC) to the target date; negative once it has passed. */
+  readonly daysRemaining: number
+  /** `D-3`, `D-Day`, `D+2`. */
+  readonly label: string
+  readonly createdAt: DateTime.Utc
+}
+
+export interface NewDDay {
+  readonly title: string
+  readonly targetDate: LocalDate
+}
+
+export class MemberNotFound extends Data.TaggedError("MemberNotFound")<{ readonly memberId: Ids.MemberId }> {}
+
+/** The member deleted its account. */
+export class MemberGone extends Data.TaggedError("MemberGone")<{ readonly memberId: Ids.MemberId }> {}
+
+export class DDayNotFound extends Data.TaggedError("DDayNotFound")<{
+  readonly memberId: Ids.MemberId
+  readonly ddayId: DDayId
+}> {}
 
 const dayMillis = 24 * 60 * 60 * 1000
 
@@ -27,12 +56,12 @@ export const daysBetween = (today: string, target: string): number =>
 export const label = (daysRemaining: number): string =>
   daysRemaining > 0 ? `D-${daysRemaining}` : daysRemaining === 0 ? "D-Day" : `D+${-daysRemaining}`
 
-const toDDay = (today: string) => (row: typeof Row.Type) => {
+const toDDay = (today: string) => (row: typeof Row.Type): DDay => {
   const daysRemaining = daysBetween(today, row.targetDate)
-  return new DDay({ ...row, daysRemaining, label: label(daysRemaining) })
+  return { ...row, daysRemaining, label: label(daysRemaining) }
 }
 
-/** Members' D-Days (`ddays`). Only an ACTIVE member can add one; a deleted member has none. */
+/** Members' D-Days (`ddays`); `list` gives them nearest target date first. Only an ACTIVE member can add one; a deleted member has none. */
 export class DDays extends Effect.Service<DDays>()("@kpipe/dday-service/DDays", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient
@@ -52,7 +81,7 @@ export class DDays extends Effect.Service<DDays>()("@kpipe/dday-service/DDays", 
         )
       )
 
-    const create = Effect.fn("DDays.create")(function*(memberId: Ids.MemberId, request: CreateDDayRequest) {
+    const create = Effect.fn("DDays.create")(function*(memberId: Ids.MemberId, request: NewDDay) {
       yield* Effect.annotateCurrentSpan({ "member.id": memberId })
       return yield* sql.withTransaction(Effect.gen(function*() {
         yield* requireActive(memberId, "FOR SHARE")
@@ -71,7 +100,7 @@ export class DDays extends Effect.Service<DDays>()("@kpipe/dday-service/DDays", 
       const rows = yield* decodeRows(
         yield* sql`SELECT ${columns} FROM ddays WHERE member_id = ${memberId} ORDER BY target_date, id`
       )
-      return new DDayList({ memberId, ddays: rows.map(toDDay(yield* today)) })
+      return rows.map(toDDay(yield* today))
     })
 
     const remove = Effect.fn("DDays.remove")(function*(memberId: Ids.MemberId, ddayId: DDayId) {

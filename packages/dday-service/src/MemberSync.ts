@@ -1,17 +1,10 @@
 import type { AuthApi } from "@kpipe/contracts"
-import { SeedTopics } from "@kpipe/contracts"
 import { type Ids, type MemberEvents } from "@kpipe/events"
-import type { Consumer } from "@kpipe/kafka"
-import { DeadLetter, IdempotentConsumer, type RetryPolicy } from "@kpipe/pipeline"
-import { ServiceTopics } from "@kpipe/service-kit"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { AuthClient } from "./AuthClient.ts"
-import { MemberReferences, type MemberState } from "./MemberReferences.ts"
-
-export type MemberTopic = typeof SeedTopics.memberEvents
+import { MemberCopies, type MemberState } from "./MemberCopies.ts"
 
 const stateOf = (member: AuthApi.Member): MemberState => ({
   memberId: member.memberId,
@@ -44,20 +37,20 @@ const ignored = (event: MemberEvents.MemberEvent, heldAt?: DateTime.Utc) =>
  */
 export class MemberSync extends Effect.Service<MemberSync>()("@kpipe/dday-service/MemberSync", {
   effect: Effect.gen(function*() {
-    const references = yield* MemberReferences
+    const copies = yield* MemberCopies
     const auth = yield* AuthClient
 
     const fetchAndStore = (memberId: Ids.MemberId) =>
-      Effect.flatMap(auth.getMember(memberId), (member) => references.putState(stateOf(member)))
+      Effect.flatMap(auth.getMember(memberId), (member) => copies.putState(stateOf(member)))
 
-    /** The reference, locked for the transaction; fetched from auth-service and stored when never seen. */
+    /** The copy, locked for the transaction; fetched from auth-service and stored when never seen. */
     const known = (memberId: Ids.MemberId) =>
       Effect.gen(function*() {
-        const held = yield* references.findForUpdate(memberId)
+        const held = yield* copies.findForUpdate(memberId)
         if (Option.isSome(held)) return held.value
         yield* fetchAndStore(memberId)
         yield* Effect.logInfo("Unknown member fetched from auth-service").pipe(Effect.annotateLogs({ memberId }))
-        const stored = yield* references.findForUpdate(memberId)
+        const stored = yield* copies.findForUpdate(memberId)
         return yield* Option.match(stored, {
           onNone: () => Effect.dieMessage(`member ${memberId} missing right after it was stored`),
           onSome: Effect.succeed
@@ -66,7 +59,7 @@ export class MemberSync extends Effect.Service<MemberSync>()("@kpipe/dday-servic
 
     const created = (event: MemberEvents.MemberCreated) =>
       Effect.gen(function*() {
-        const stored = yield* references.putState({
+        const stored = yield* copies.putState({
           memberId: event.memberId,
           nickname: event.nickname,
           email: event.email,
@@ -86,8 +79,8 @@ export class MemberSync extends Effect.Service<MemberSync>()("@kpipe/dday-servic
         if (!DateTime.greaterThan(event.occurredAt, held.sourceUpdatedAt)) {
           return yield* ignored(event, held.sourceUpdatedAt)
         }
-        if (Option.isSome(current)) yield* references.putState(stateOf(current.value))
-        yield* references.applyChange(event.memberId, event.occurredAt, {
+        if (Option.isSome(current)) yield* copies.putState(stateOf(current.value))
+        yield* copies.applyChange(event.memberId, event.occurredAt, {
           nickname: event.changedFields.includes("nickname") ? event.nickname : undefined
         })
       })
@@ -95,7 +88,7 @@ export class MemberSync extends Effect.Service<MemberSync>()("@kpipe/dday-servic
     const deleted = (event: MemberEvents.MemberDeleted) =>
       Effect.gen(function*() {
         const held = yield* known(event.memberId)
-        const applied = yield* references.markDeleted(event.memberId, event.occurredAt)
+        const applied = yield* copies.markDeleted(event.memberId, event.occurredAt)
         if (!applied) yield* ignored(event, held.sourceUpdatedAt)
       })
 
@@ -114,34 +107,3 @@ export class MemberSync extends Effect.Service<MemberSync>()("@kpipe/dday-servic
     return { apply } as const
   })
 }) {}
-
-export interface Options {
-  readonly topic: MemberTopic
-  readonly groupId: string
-  /** Consumer retries (default: the seed's 1 s, 2 s, 4 s, then the dead-letter topic). */
-  readonly retry?: RetryPolicy.RetryPolicy | undefined
-  readonly batchSize?: number | undefined
-  readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
-}
-
-/**
- * The member-events consumer: each event is applied and claimed in one transaction, in batches.
- * A member auth-service does not know, or an answer that breaks its contract, is dead-lettered at
- * once; database errors and an unreachable auth-service are retried, then dead-lettered.
- */
-export const layer = (options: Options) =>
-  IdempotentConsumer.layer({
-    topic: options.topic,
-    groupId: options.groupId,
-    handle: (event) => Effect.flatMap(MemberSync, (sync) => sync.apply(event)),
-    errors: { SqlError: "retry", AuthUnavailable: "retry", MemberUnknown: "deadLetter", AuthRejected: "deadLetter" },
-    retry: options.retry,
-    batchSize: options.batchSize,
-    kafka: options.kafka
-  }).pipe(Layer.provide(DeadLetter.layer))
-
-/** On `member-events` under `TOPIC_PREFIX`, in group `d-day-service` (prefixed too). */
-export const layerConfig = Layer.unwrapEffect(Effect.gen(function*() {
-  const topic: MemberTopic = yield* ServiceTopics.resolve(SeedTopics.memberEvents)
-  return layer({ topic, groupId: yield* ServiceTopics.group("d-day-service") })
-}))

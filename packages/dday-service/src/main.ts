@@ -3,24 +3,26 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
 import { HttpServe, Telemetry } from "@kpipe/service-kit"
-import * as Config from "effect/Config"
+import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as DDayService from "./DDayService.ts"
+import * as App from "./App.ts"
+import * as Config from "./Config.ts"
+import * as Database from "./Database.ts"
 
-const HttpLive = HttpServe.layer({ defaultPort: Config.succeed(3002) })
+const InfraLive = Layer.mergeAll(
+  Database.layer,
+  Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv)),
+  AlertSink.layerConfig.pipe(Layer.provideMerge(NodeHttpClient.layerUndici))
+).pipe(Layer.provideMerge(Config.layerFromEnv))
 
-const KafkaLive = Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
-
-const AppLive = HttpLive.pipe(
-  Layer.provideMerge(DDayService.layer),
-  Layer.provide(AlertSink.layerConfig),
-  Layer.provide(NodeHttpClient.layerUndici),
-  Layer.provide(Layer.mergeAll(KafkaLive, DDayService.DatabaseLive))
+const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) }).pipe(
+  Layer.provideMerge(App.layer)
 )
 
 const MainLive = Layer.effectDiscard(Effect.logInfo("d-day-service ready")).pipe(
   Layer.provide(AppLive),
+  Layer.provide(InfraLive),
   Layer.provide(Telemetry.layer("d-day-service")),
   Layer.annotateLogs({ service: "d-day-service" })
 )

@@ -3,19 +3,19 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { assert, describe, it } from "@effect/vitest"
 import { DDayApi, Members } from "@kpipe/contracts"
-import { DDayHttp, DDays, MemberReferences, Migrations } from "@kpipe/dday-service"
+import { DDays, Http, MemberCopies, Migrations } from "@kpipe/dday-service"
 import { Ids } from "@kpipe/events"
 import { Database } from "@kpipe/sql"
-import { RawHttp, TestLogging } from "@kpipe/testing"
+import { DatabaseFaults, RawHttp, TestLogging } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
 
 const ServerLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(DDayHttp.ApiLive),
+  Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(Layer.mergeAll(DDays.DDays.Default, MemberReferences.MemberReferences.Default)),
+  Layer.provideMerge(Layer.mergeAll(DDays.DDays.Default, MemberCopies.MemberCopies.Default)),
   Layer.provideMerge(Database.layerTest(Migrations.all)),
   Layer.provideMerge(TestLogging.layer)
 )
@@ -23,8 +23,8 @@ const ServerLive = HttpApiBuilder.serve().pipe(
 const client = HttpApiClient.make(DDayApi.DDayApi)
 
 const member = (memberId: number, status: Members.MemberStatus = "ACTIVE") =>
-  Effect.flatMap(MemberReferences.MemberReferences, (references) =>
-    references.putState({
+  Effect.flatMap(MemberCopies.MemberCopies, (copies) =>
+    copies.putState({
       memberId: Ids.MemberId.make(memberId),
       nickname: `member-${memberId}`,
       email: undefined,
@@ -141,4 +141,19 @@ describe("DDayApi", () => {
       assert.strictEqual(DDays.label(remaining), days > 0 ? `D-${days}` : days === 0 ? "D-Day" : `D+${-days}`)
     }
   )
+
+  it.live("without its database: answers 503 ServiceUnavailable, not 500", () =>
+    Effect.gen(function*() {
+      const api = yield* HttpApiClient.make(DDayApi.DDayApi)
+      const memberId = Ids.MemberId.make(1)
+      yield* DatabaseFaults.cutOff
+
+      const list = yield* api.ddays.list({ path: { memberId } }).pipe(Effect.flip)
+      assert.strictEqual(list._tag, "ServiceUnavailable")
+      const copy = yield* api.members.getMember({ path: { memberId } }).pipe(Effect.flip)
+      assert.strictEqual(copy._tag, "ServiceUnavailable")
+      const raw = yield* RawHttp.request("DELETE", "/api/members/1/ddays/1")
+      assert.strictEqual(raw.status, 503)
+      assert.strictEqual(raw.tag, "ServiceUnavailable")
+    }).pipe(Effect.provide(ServerLive)), { timeout: 30_000 })
 })

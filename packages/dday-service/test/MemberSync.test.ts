@@ -1,10 +1,10 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { DDayApi } from "@kpipe/contracts"
-import { DDays, MemberDeadLetters } from "@kpipe/dday-service"
+import { DDays, type Workers } from "@kpipe/dday-service"
 import { Ids } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
-import { AlertSink, DeadLetter, Publisher } from "@kpipe/pipeline"
+import { AlertSink, DeadLetter, DeadLetterMonitor, Publisher } from "@kpipe/pipeline"
 import { TestKafka } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -46,11 +46,11 @@ const committed = (group: string, topic: string) =>
   )
 
 /** Runs the dead-letter monitor with an `AlertSink` that records; returns the recorded alerts. */
-const monitorDeadLetters = (topic: Parameters<typeof MemberDeadLetters.layer>[0]["topic"]) =>
+const monitorDeadLetters = (topic: Workers.MemberTopic) =>
   Effect.gen(function*() {
     const alerts = yield* Queue.unbounded<AlertSink.Alert>()
     yield* Layer.build(
-      MemberDeadLetters.layer({ topic, groupId: TestKafka.uniqueName("dlt"), kafka: TestKafka.fastConsumer }).pipe(
+      DeadLetterMonitor.layer({ topic, groupId: TestKafka.uniqueName("dlt"), kafka: TestKafka.fastConsumer }).pipe(
         Layer.provide(
           Layer.succeed(AlertSink.AlertSink, AlertSink.AlertSink.of({ alert: (a) => Queue.offer(alerts, a) }))
         )

@@ -6,14 +6,13 @@ import { DDayApi } from "@kpipe/contracts"
 import { SeedTopics } from "@kpipe/contracts"
 import { Ids, MemberEvents } from "@kpipe/events"
 import { Publisher, Topic } from "@kpipe/pipeline"
-import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka, TestLogging, Webhook } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import * as Redacted from "effect/Redacted"
 import { fileURLToPath } from "node:url"
+import { scratchDatabase } from "./utils.ts"
 
 const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
 const ddayMain = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -26,19 +25,6 @@ const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => bo
       yield* Effect.sleep("100 millis")
     }
   }).pipe(Effect.timeout("45 seconds"))
-
-/** A database of its own for one service process, dropped afterwards. */
-const scratchDatabase = (label: string) =>
-  Effect.gen(function*() {
-    const server = yield* Database.url
-    const name = `kpipe_test_${label}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`
-    yield* Effect.addFinalizer(() =>
-      Database.onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(
-        Effect.ignoreLogged
-      )
-    )
-    return Database.withDatabase(Redacted.value(server), name)
-  })
 
 describe("S1 with real processes", () => {
   it.live(

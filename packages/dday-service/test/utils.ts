@@ -1,23 +1,20 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Members, MembersHttp, Migrations as AuthMigrations } from "@kpipe/auth-service"
 import { AuthApi } from "@kpipe/contracts"
 import { SeedTopics } from "@kpipe/contracts"
-import { DDayService, MemberSync, Migrations } from "@kpipe/dday-service"
+import { App, Config, Migrations, Workers } from "@kpipe/dday-service"
 import { Ids, MemberEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
-import { OutboxRelay, RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
+import { RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
+import { Eventually, ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
-import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { createServer } from "node:http"
+import * as Redacted from "effect/Redacted"
+import { fileURLToPath } from "node:url"
 
 export const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest(Migrations.all)).pipe(
   Layer.provideMerge(TestLogging.layer)
@@ -35,51 +32,72 @@ export const withConfig = (values: Record<string, string>) =>
 export const isolated = (name: string) =>
   Effect.gen(function*() {
     const prefix = `${TestKafka.uniqueName(name)}.`
-    const topic: MemberSync.MemberTopic = Topic.prefixed(SeedTopics.memberEvents, prefix)
+    const topic: Workers.MemberTopic = Topic.prefixed(SeedTopics.memberEvents, prefix)
     yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs([topic])))
     return { prefix, topic, group: `${prefix}d-day-service` }
   })
 
+/** A database of its own for one service process, dropped afterwards. */
+export const scratchDatabase = (label: string) =>
+  Effect.gen(function*() {
+    const server = yield* Database.url
+    const name = `kpipe_test_${label}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`
+    yield* Effect.addFinalizer(() =>
+      Database.onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(
+        Effect.ignoreLogged
+      )
+    )
+    return Database.withDatabase(Redacted.value(server), name)
+  })
+
+const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
+
 /**
- * The real auth-service (its `Members`, HTTP API and migrations) on a free port and a fresh database of
- * its own; with `relay`, also its outbox relay publishing to `TOPIC_PREFIX = prefix`.
+ * The real auth-service, as its own process on a free port and a fresh database, with a client
+ * of its `AuthApi`. Its outbox relay publishes under `TOPIC_PREFIX = prefix` with `relay`, and
+ * under a prefix no test reads otherwise.
  */
 export const startAuthService = (options: { readonly prefix: string; readonly relay?: boolean }) =>
   Effect.gen(function*() {
-    const AuthLive = Layer.mergeAll(
-      HttpApiBuilder.serve().pipe(
-        Layer.provide(MembersHttp.ApiLive),
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
-      ),
-      options.relay === true ? OutboxRelay.layer({ pollInterval: "200 millis" }) : Layer.empty
-    ).pipe(
-      Layer.provideMerge(Members.Members.Default),
-      Layer.provideMerge(Database.layerTest(AuthMigrations.all))
-    )
-    const context = yield* Layer.build(AuthLive).pipe(withConfig({ TOPIC_PREFIX: options.prefix }))
-    const address = Context.get(context, HttpServer.HttpServer).address
-    const port = address._tag === "TcpAddress" ? address.port : 0
-    return {
-      baseUrl: `http://127.0.0.1:${port}`,
-      members: Context.get(context, Members.Members),
-      sql: Context.get(context, SqlClient)
+    const auth = yield* ServiceProcess.start({
+      name: "auth-service",
+      entry: authMain,
+      env: {
+        DATABASE_URL: yield* scratchDatabase("auth"),
+        PORT: "0",
+        TOPIC_PREFIX: options.relay === true ? options.prefix : `${options.prefix}unread.`
+      }
+    })
+    // The client lives as long as the caller's scope, as the process does.
+    const http = yield* Layer.build(NodeHttpClient.layerUndici)
+    const client = (yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl: auth.baseUrl }).pipe(Effect.provide(http)))
+      .members
+    const members = {
+      signIn: (payload: AuthApi.SignInRequest) => client.signIn({ payload }),
+      updateProfile: (memberId: Ids.MemberId, payload: ConstructorParameters<typeof AuthApi.UpdateProfileRequest>[0]) =>
+        client.updateProfile({ path: { memberId }, payload: new AuthApi.UpdateProfileRequest(payload) }),
+      delete: (memberId: Ids.MemberId) => client.deleteMember({ path: { memberId } })
     }
+    return { baseUrl: auth.baseUrl, members }
   })
 
 /** The member-sync consumer, fetching unknown members from `authUrl`. */
 export const startMemberSync = (options: {
-  readonly topic: MemberSync.MemberTopic
+  readonly topic: Workers.MemberTopic
   readonly group: string
   readonly authUrl: string
   readonly retry?: RetryPolicy.RetryPolicy
 }) =>
   Layer.build(
-    MemberSync.layer({
+    Workers.memberEventsConsumer({
       topic: options.topic,
       groupId: options.group,
       retry: options.retry ?? fastRetry,
       kafka: TestKafka.fastConsumer
-    }).pipe(Layer.provide(DDayService.ServicesLive), Layer.provide(NodeHttpClient.layerUndici))
+    }).pipe(
+      Layer.provide(App.services),
+      Layer.provide(Layer.merge(NodeHttpClient.layerUndici, Config.layerFromEnv))
+    )
   ).pipe(withConfig({ AUTH_SERVICE_URL: options.authUrl, AUTH_TIMEOUT_MS: "1000" }))
 
 /** No one listens here: connections are refused at once. */

@@ -84,11 +84,21 @@ export const layerMigrated = (
   defaultUrl: string,
   migrations: ReadonlyArray<Migrations.MigrationsOptions>
 ): Layer.Layer<PgClient.PgClient | SqlClient, SqlError | ConfigError.ConfigError | Migrator.MigrationError> =>
-  Layer.unwrapEffect(Effect.gen(function*() {
-    const databaseUrl = yield* Config.redacted("DATABASE_URL").pipe(Config.withDefault(Redacted.make(defaultUrl)))
-    yield* ensureExists(databaseUrl)
-    return Migrations.layerAll(migrations, layerConfig(Config.succeed(databaseUrl)))
-  }))
+  Layer.unwrapEffect(
+    Effect.map(
+      Config.redacted("DATABASE_URL").pipe(Config.withDefault(Redacted.make(defaultUrl))),
+      (databaseUrl) => layerMigratedAt(databaseUrl, migrations)
+    )
+  )
+
+/** The database at `url`, created when missing, with `migrations` applied in order before the pool is handed out. */
+export const layerMigratedAt = (
+  url: Redacted.Redacted,
+  migrations: ReadonlyArray<Migrations.MigrationsOptions>
+): Layer.Layer<PgClient.PgClient | SqlClient, SqlError | ConfigError.ConfigError | Migrator.MigrationError> =>
+  Layer.unwrapEffect(
+    Effect.as(ensureExists(url), Migrations.layerAll(migrations, layerConfig(Config.succeed(url))))
+  )
 
 /**
  * For tests: a database of its own on the `DATABASE_URL` server, created empty, migrated in the

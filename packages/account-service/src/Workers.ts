@@ -2,15 +2,14 @@ import { SeedTopics } from "@kpipe/contracts"
 import type { Consumer } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, type RetryPolicy } from "@kpipe/pipeline"
 import { ServiceTopics } from "@kpipe/service-kit"
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { Config } from "./Config.ts"
 import { LoginStats } from "./LoginStats.ts"
-import * as Replica from "./Replica.ts"
 
 export type LoginTopic = typeof SeedTopics.loginEvents
 
-export interface Options {
+export interface ConsumerOptions {
   readonly topic: LoginTopic
   readonly groupId: string
   /** Tags the `Login event processed` lines. */
@@ -25,7 +24,7 @@ export interface Options {
  * together. `Login event processed: …` is logged after that commit, once per applied event; an
  * attempt that rolls back (a failed neighbour in the batch, a revoked partition) logs nothing.
  */
-export const layer = (options: Options) =>
+export const loginConsumer = (options: ConsumerOptions) =>
   IdempotentConsumer.layer({
     topic: options.topic,
     groupId: options.groupId,
@@ -45,25 +44,15 @@ export const layer = (options: Options) =>
     kafka: options.kafka
   }).pipe(Layer.provide(DeadLetter.layer))
 
-/**
- * Consumer timings from the environment, tuned for fast failover: a replica that dies is evicted
- * after `KAFKA_SESSION_TIMEOUT_MS` (default 10 s) and its partitions move to the others.
- */
-export const kafkaConfig = Config.all({
-  sessionTimeout: Config.integer("KAFKA_SESSION_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
-  heartbeatInterval: Config.integer("KAFKA_HEARTBEAT_INTERVAL_MS").pipe(Config.withDefault(1_000)),
-  rebalanceTimeout: Config.integer("KAFKA_REBALANCE_TIMEOUT_MS").pipe(Config.withDefault(20_000)),
-  maxWaitTimeInMs: Config.integer("KAFKA_MAX_WAIT_MS").pipe(Config.withDefault(500))
-})
-
-/** The S0 consumer as configured by the environment: `TOPIC_PREFIX`, `REPLICA`, `CONSUMER_BATCH_SIZE`, `KAFKA_*`. */
-export const layerConfig = Layer.unwrapEffect(Effect.gen(function*() {
+/** The login-events consumer (group `account-service`, under `TOPIC_PREFIX`), as `Config` says. */
+export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+  const config = yield* Config
   const topic: LoginTopic = yield* ServiceTopics.resolve(SeedTopics.loginEvents)
-  return layer({
+  return loginConsumer({
     topic,
     groupId: yield* ServiceTopics.group("account-service"),
-    replica: yield* Replica.replica,
-    batchSize: yield* Config.integer("CONSUMER_BATCH_SIZE").pipe(Config.withDefault(100)),
-    kafka: yield* kafkaConfig
+    replica: config.replica,
+    batchSize: config.batchSize,
+    kafka: config.consumer
   })
 }))

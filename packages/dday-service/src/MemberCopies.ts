@@ -1,11 +1,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import { MemberReference } from "@kpipe/contracts/DDayApi"
 import { MemberStatus } from "@kpipe/contracts/Members"
 import { Ids } from "@kpipe/events"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
 const Row = Schema.Struct({
@@ -17,15 +15,8 @@ const Row = Schema.Struct({
   syncedAt: Schema.DateTimeUtcFromDate
 })
 
-const toReference = (row: typeof Row.Type) =>
-  new MemberReference({
-    memberId: row.memberId,
-    nickname: row.nickname,
-    status: row.status,
-    sourceUpdatedAt: row.sourceUpdatedAt,
-    syncedAt: row.syncedAt,
-    ...(row.email !== null ? { email: row.email } : {})
-  })
+/** d-day-service's copy of an auth-service member; `email` is null when it has none. */
+export type MemberCopy = typeof Row.Type
 
 /** A member's whole state at auth-service's time `sourceUpdatedAt` (from MemberCreated or a fetch). */
 export interface MemberState {
@@ -37,12 +28,12 @@ export interface MemberState {
 }
 
 /**
- * The local copies of auth-service's members (`member_references`). Every write is guarded by
+ * The local copies of auth-service's members (table `member_references`). Every write is guarded by
  * `source_updated_at`: a state or change older than the one held is ignored, so events may arrive
  * late, twice or out of order. A member that becomes DELETED loses its D-Days in the same statement
  * batch, so a DELETED member never has any.
  */
-export class MemberReferences extends Effect.Service<MemberReferences>()("@kpipe/dday-service/MemberReferences", {
+export class MemberCopies extends Effect.Service<MemberCopies>()("@kpipe/dday-service/MemberCopies", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient
 
@@ -58,21 +49,19 @@ export class MemberReferences extends Effect.Service<MemberReferences>()("@kpipe
     const plain = select("")
     const locked = select("FOR UPDATE")
 
-    const find = Effect.fn("MemberReferences.find")(function*(memberId: Ids.MemberId) {
-      const row = yield* plain(memberId).pipe(Effect.catchTag("ParseError", (error) => Effect.die(error)))
-      return Option.map(row, toReference)
+    const find = Effect.fn("MemberCopies.find")(function*(memberId: Ids.MemberId) {
+      return yield* plain(memberId).pipe(Effect.catchTag("ParseError", (error) => Effect.die(error)))
     })
 
-    /** The reference, row-locked until the transaction ends (none locked when it does not exist). */
-    const findForUpdate = Effect.fn("MemberReferences.findForUpdate")(function*(memberId: Ids.MemberId) {
-      const row = yield* locked(memberId).pipe(Effect.catchTag("ParseError", (error) => Effect.die(error)))
-      return Option.map(row, toReference)
+    /** The copy, row-locked until the transaction ends (none locked when it does not exist). */
+    const findForUpdate = Effect.fn("MemberCopies.findForUpdate")(function*(memberId: Ids.MemberId) {
+      return yield* locked(memberId).pipe(Effect.catchTag("ParseError", (error) => Effect.die(error)))
     })
 
     const dropDDays = (memberId: Ids.MemberId) => sql`DELETE FROM ddays WHERE member_id = ${memberId}`
 
     /** Stores `state` unless a state at least as recent is held; returns whether it was stored. */
-    const putState = Effect.fn("MemberReferences.putState")(function*(state: MemberState) {
+    const putState = Effect.fn("MemberCopies.putState")(function*(state: MemberState) {
       const stored = yield* sql`
         INSERT INTO member_references (member_id, nickname, email, status, source_updated_at)
         VALUES (${state.memberId}, ${state.nickname}, ${state.email ?? null}, ${state.status},
@@ -90,7 +79,7 @@ export class MemberReferences extends Effect.Service<MemberReferences>()("@kpipe
     })
 
     /** Applies a partial change made at `at` to an ACTIVE member held at an older time; returns whether it did. */
-    const applyChange = Effect.fn("MemberReferences.applyChange")(
+    const applyChange = Effect.fn("MemberCopies.applyChange")(
       function*(memberId: Ids.MemberId, at: DateTime.Utc, change: { readonly nickname?: string | undefined }) {
         const updated = yield* sql`
           UPDATE member_references SET
@@ -104,7 +93,7 @@ export class MemberReferences extends Effect.Service<MemberReferences>()("@kpipe
     )
 
     /** Marks the member DELETED as of `at` and removes its D-Days, unless a newer state is held. */
-    const markDeleted = Effect.fn("MemberReferences.markDeleted")(function*(memberId: Ids.MemberId, at: DateTime.Utc) {
+    const markDeleted = Effect.fn("MemberCopies.markDeleted")(function*(memberId: Ids.MemberId, at: DateTime.Utc) {
       const updated = yield* sql`
         UPDATE member_references SET status = 'DELETED', source_updated_at = ${
         DateTime.toDateUtc(at)
