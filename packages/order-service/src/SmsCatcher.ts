@@ -11,8 +11,8 @@ export interface ReceivedSms {
 export interface SmsCatcher {
   readonly url: string
   readonly received: () => ReadonlyArray<ReceivedSms>
-  /** Answers the next `count` messages 503 (a provider outage), for tests. */
-  readonly failNext: (count: number) => void
+  /** Answers the next `count` messages to `to` 503 (a provider outage), for tests. */
+  readonly failNext: (count: number, to: string) => void
 }
 
 /**
@@ -28,18 +28,19 @@ export const make = (
 ): Effect.Effect<SmsCatcher, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const received: Array<ReceivedSms> = []
-    let failures = 0
+    const failures = new Map<string, number>()
     const server = createServer((request, response) => {
       let body = ""
       request.on("data", (chunk) => body += chunk)
       request.on("end", () => {
         if (request.method !== "POST" || request.url !== "/sms") return response.writeHead(404).end()
         if (request.headers.authorization !== `Bearer ${options.token}`) return response.writeHead(401).end()
-        if (failures > 0) {
-          failures--
+        const { text, to } = JSON.parse(body) as { to: string; text: string }
+        const failing = failures.get(to) ?? 0
+        if (failing > 0) {
+          failures.set(to, failing - 1)
           return response.writeHead(503).end()
         }
-        const { text, to } = JSON.parse(body) as { to: string; text: string }
         const sms = { to, text, idempotencyKey: String(request.headers["idempotency-key"] ?? "") }
         received.push(sms)
         options.onSms?.(sms)
@@ -63,6 +64,6 @@ export const make = (
     return {
       url: `http://127.0.0.1:${port}/sms`,
       received: () => [...received],
-      failNext: (count) => void (failures = count)
+      failNext: (count, to) => void failures.set(to, count)
     }
   })

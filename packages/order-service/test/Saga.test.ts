@@ -1,34 +1,10 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
-import { OrderModels } from "@kpipe/contracts"
 import { Ids } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
 import { emailOf, phoneOf } from "../src/internal/contacts.ts"
-import { AppTest, clientAs, eventually, newProduct, newUser, Receivers, stockOf } from "./utils.ts"
-
-const place = (userId: number, productId: number, quantity: number) =>
-  Effect.flatMap(clientAs(userId), (client) =>
-    client.orders.placeOrder({
-      payload: new OrderModels.PlaceOrderRequest({ productId: Ids.ProductId.make(productId), quantity }),
-      headers: {}
-    }))
-
-const settled = (userId: number, orderId: Ids.OrderId) =>
-  Effect.gen(function*() {
-    const client = yield* clientAs(userId)
-    let order = yield* client.orders.getOrder({ path: { orderId } })
-    yield* eventually(
-      Effect.map(client.orders.getOrder({ path: { orderId } }), (current) => {
-        order = current
-        return current.status !== "PENDING" && current.notifications.email.state === "SENT" &&
-          current.notifications.sms.state === "SENT"
-      }),
-      "30 seconds",
-      `order ${orderId} settled and notified`
-    )
-    return order
-  })
+import { AppTest, newProduct, newUser, place, Receivers, settled, stockOf } from "./utils.ts"
 
 layer(AppTest("order-saga"), { timeout: "120 seconds", excludeTestServices: true })("order saga", (it) => {
   it.effect("an order in stock is confirmed, its stock reserved once, and the customer told by e-mail and SMS", () =>

@@ -5,7 +5,9 @@ import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
+import { OrderModels } from "@kpipe/contracts"
 import { OrderApi } from "@kpipe/contracts/OrderApi"
+import { Ids } from "@kpipe/events"
 import { AlertSink } from "@kpipe/pipeline"
 import { ConsumerSettings } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
@@ -26,11 +28,20 @@ const smsToken = "test-sms-token"
 export class Receivers extends Context.Tag("test/Receivers")<Receivers, {
   readonly mail: MailCatcher.MailCatcher
   readonly sms: SmsCatcher.SmsCatcher
+  readonly alerts: Array<AlertSink.Alert>
 }>() {}
 
 const ReceiversLive = Layer.scoped(
   Receivers,
-  Effect.all({ mail: MailCatcher.make(), sms: SmsCatcher.make({ token: smsToken }) })
+  Effect.all({ mail: MailCatcher.make(), sms: SmsCatcher.make({ token: smsToken }), alerts: Effect.succeed([]) })
+)
+
+const AlertsTest = Layer.effect(
+  AlertSink.AlertSink,
+  Effect.map(
+    Receivers,
+    ({ alerts }) => AlertSink.AlertSink.of({ alert: (alert) => Effect.sync(() => alerts.push(alert)) })
+  )
 )
 
 const ConfigTest = Layer.effect(
@@ -58,9 +69,9 @@ const ConfigTest = Layer.effect(
  */
 export const AppTest = (name: string) =>
   HttpApiBuilder.serve().pipe(
-    Layer.provide(App.layer.pipe(Layer.provide(NodeHttpClient.layerUndici))),
+    Layer.provideMerge(App.layer.pipe(Layer.provide(NodeHttpClient.layerUndici))),
     Layer.provideMerge(NodeHttpServer.layerTest),
-    Layer.provide(AlertSink.layerLog),
+    Layer.provide(AlertsTest),
     Layer.provideMerge(ConfigTest),
     Layer.provideMerge(ReceiversLive),
     Layer.provideMerge(TestKafka.layer),
@@ -139,3 +150,28 @@ export const statusOf = (orderId: number) =>
   )
 
 export const eventually = Eventually.eventually
+
+/** Places an order as `userId` through the typed client. */
+export const place = (userId: number, productId: number, quantity: number) =>
+  Effect.flatMap(clientAs(userId), (client) =>
+    client.orders.placeOrder({
+      payload: new OrderModels.PlaceOrderRequest({ productId: Ids.ProductId.make(productId), quantity }),
+      headers: {}
+    }))
+
+/** Waits until the order left PENDING and both channels are SENT; returns it. */
+export const settled = (userId: number, orderId: Ids.OrderId) =>
+  Effect.gen(function*() {
+    const client = yield* clientAs(userId)
+    let order = yield* client.orders.getOrder({ path: { orderId } })
+    yield* eventually(
+      Effect.map(client.orders.getOrder({ path: { orderId } }), (current) => {
+        order = current
+        return current.status !== "PENDING" && current.notifications.email.state === "SENT" &&
+          current.notifications.sms.state === "SENT"
+      }),
+      "30 seconds",
+      `order ${orderId} settled and notified`
+    )
+    return order
+  })
