@@ -93,7 +93,7 @@ const program = Effect.gen(function*() {
   const port = service.port!
   const agent = new Agent({ keepAlive: true, maxSockets: 256 })
   // Warm-up: the consumer groups have joined once an order went all the way through.
-  const warm = yield* Effect.promise(() => post(agent, port, 1))
+  const warm = yield* Effect.tryPromise(() => post(agent, port, 1))
   if (warm.status !== 201) return yield* Effect.dieMessage(`warm-up order answered ${warm.status}`)
   yield* settle(sql)
   yield* sql`TRUNCATE orders, inventory_reservations, notification_deliveries`
@@ -103,7 +103,7 @@ const program = Effect.gen(function*() {
   yield* Effect.log(`offering ${config.rate} orders/s for ${config.seconds} s (${total} orders) to :${port}`)
 
   const started = performance.now()
-  const answers = yield* Effect.promise(() => {
+  const answers = yield* Effect.tryPromise(() => {
     const pending: Array<Promise<{ latency: number; status: number }>> = []
     return new Promise<Array<{ latency: number; status: number }>>((resolve) => {
       const tick = () => {
