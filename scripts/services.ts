@@ -5,6 +5,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { SeedTopics } from "@kpipe/contracts"
 import { Infrastructure, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
+import { MailCatcher, SmsCatcher } from "@kpipe/order-service"
 import { Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
@@ -32,6 +33,9 @@ const settings = Config.all({
   ddayPort: Config.integer("DDAY_PORT").pipe(Config.withDefault(3002)),
   accountPort: Config.integer("ACCOUNT_PORT").pipe(Config.withDefault(3010)),
   couponPort: Config.integer("COUPON_PORT").pipe(Config.withDefault(3020)),
+  orderPort: Config.integer("ORDER_PORT").pipe(Config.withDefault(3030)),
+  smtpPort: Config.integer("SMTP_PORT").pipe(Config.withDefault(2525)),
+  smsPort: Config.integer("SMS_PORT").pipe(Config.withDefault(2526)),
   topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault(""))
 })
 
@@ -62,8 +66,38 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
     port: s.couponPort + replica,
     env: { REPLICA: String(replica) },
     http: true
-  }))
+  })),
+  {
+    name: "order-service",
+    entry: entry("order-service"),
+    database: "kpipe_order",
+    port: s.orderPort,
+    env: {
+      SMTP_PORT: String(s.smtpPort),
+      SMS_URL: `http://127.0.0.1:${s.smsPort}/sms`,
+      SMS_TOKEN: smsToken
+    },
+    http: true
+  }
 ])
+
+const smsToken = "local-sms-token"
+
+/** order-service's SMTP and SMS receivers (stand-ins for the mail server and the SMS provider), printing what arrives. */
+const receivers = Effect.gen(function*() {
+  const { smsPort, smtpPort } = yield* settings
+  const tag = "\u001b[90mreceivers           \u001b[0m|"
+  yield* MailCatcher.make({
+    port: smtpPort,
+    onMail: (mail) => process.stdout.write(`${tag} e-mail to ${mail.to.join(", ")}: ${mail.subject}\n`)
+  })
+  yield* SmsCatcher.make({
+    port: smsPort,
+    token: smsToken,
+    onSms: (sms) => process.stdout.write(`${tag} SMS to ${sms.to}: ${sms.text}\n`)
+  })
+  yield* Effect.log(`receivers ready: SMTP on 127.0.0.1:${smtpPort}, SMS on http://127.0.0.1:${smsPort}/sms`)
+})
 
 const ensureDatabases = (names: ReadonlyArray<string>) =>
   Effect.gen(function*() {
@@ -133,6 +167,7 @@ const program = Effect.gen(function*() {
   const urlFor = yield* ensureDatabases(services.map((s) => s.database))
   const created = yield* createTopics(topicPrefix)
   yield* Effect.log(`topics ready (${created.length} created)`)
+  yield* receivers
 
   const running = yield* Effect.forEach(
     services,

@@ -41,6 +41,26 @@ export const inventoryFailed = Topic.make({
   deadLetter: { name: "order.inventory-failed.dlt", retention: "30 days" }
 })
 
+/** S2: the inventory consumer reserved an order's stock. */
+export const inventoryReserved = Topic.make({
+  name: "order.inventory-reserved",
+  partitions: 3,
+  retention: "7 days",
+  schema: OrderEvents.InventoryReserved,
+  key: (event) => String(event.userId),
+  deadLetter: { name: "order.inventory-reserved.dlt", retention: "30 days" }
+})
+
+/** S2: an order CONFIRMED or CANCELLED, for the customer's notifications; keyed by user like the order. */
+export const orderStatus = Topic.make({
+  name: "order.status",
+  partitions: 3,
+  retention: "7 days",
+  schema: OrderEvents.OrderStatusChanged,
+  key: (event) => String(event.userId),
+  deadLetter: { name: "order.status.dlt", retention: "30 days" }
+})
+
 /** S3: likes and views, aggregated into product metrics. */
 export const catalogEvents = Topic.make({
   name: "catalog-events",
@@ -76,6 +96,8 @@ export const all: ReadonlyArray<Topic.Any> = [
   loginEvents,
   orderCreated,
   inventoryFailed,
+  inventoryReserved,
+  orderStatus,
   catalogEvents,
   orderEvents,
   couponIssueRequests

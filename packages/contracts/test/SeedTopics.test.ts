@@ -26,6 +26,9 @@ describe("every event round-trips through its topic's JSON", () => {
   roundTrips(SeedTopics.loginEvents, LoginEvents.LoginSucceeded)
   roundTrips(SeedTopics.orderCreated, OrderEvents.OrderCreated)
   roundTrips(SeedTopics.inventoryFailed, OrderEvents.InventoryFailed)
+  roundTrips(SeedTopics.inventoryReserved, OrderEvents.InventoryReserved)
+  roundTrips(SeedTopics.orderStatus, OrderEvents.OrderConfirmed)
+  roundTrips(SeedTopics.orderStatus, OrderEvents.OrderCancelled)
   roundTrips(SeedTopics.catalogEvents, ProductMetricsEvents.LikeAdded)
   roundTrips(SeedTopics.catalogEvents, ProductMetricsEvents.LikeRemoved)
   roundTrips(SeedTopics.catalogEvents, ProductMetricsEvents.ProductViewed)
@@ -40,6 +43,8 @@ const aggregateIdField: Record<string, string> = {
   "auth.login.events": "accountId",
   "order.created": "userId",
   "order.inventory-failed": "userId",
+  "order.inventory-reserved": "userId",
+  "order.status": "userId",
   "catalog-events": "productId",
   "order-events": "orderId",
   "coupon-issue-requests": "couponId"
@@ -103,6 +108,10 @@ describe("SeedTopics", () => {
       ["order.created.dlt", 1, 30],
       ["order.inventory-failed", 3, 7],
       ["order.inventory-failed.dlt", 1, 30],
+      ["order.inventory-reserved", 3, 7],
+      ["order.inventory-reserved.dlt", 1, 30],
+      ["order.status", 3, 7],
+      ["order.status.dlt", 1, 30],
       ["catalog-events", 3, 7],
       ["catalog-events-dlq", 1, 30],
       ["order-events", 3, 7],

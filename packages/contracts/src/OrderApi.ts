@@ -1,0 +1,82 @@
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
+import { Ids } from "@kpipe/events"
+import * as Schema from "effect/Schema"
+import { UserIdentity } from "./CouponApi.ts"
+import { JsonBody } from "./JsonBody.ts"
+import { IdempotencyKeyReused, InvalidQuantity, OrderNotFound, ProductNotFound } from "./OrderErrors.ts"
+import { Order, OrderPage, PlaceOrderRequest, ProductList } from "./OrderModels.ts"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+
+/**
+ * The contract of order-service (S2). The current user comes from the gateway's `X-User-Id`
+ * (`CouponApi.UserIdentity`, shared by every user-facing service: absent 401, malformed 400).
+ */
+
+export const idempotencyKeyHeader = "idempotency-key"
+
+export const PlaceOrderHeaders = Schema.Struct({
+  [idempotencyKeyHeader]: Schema.optional(
+    Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)).annotations({
+      description: "Same key and body → the same order, never two; same key, other body → 422"
+    })
+  )
+})
+
+const orderPath = Schema.Struct({ orderId: Schema.NumberFromString.pipe(Schema.compose(Ids.OrderId)) })
+
+export const maxPageSize = 100
+
+export const PageParams = Schema.Struct({
+  page: Schema.optional(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.positive())),
+  pageSize: Schema.optional(
+    Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxPageSize))
+  )
+})
+
+export class OrdersGroup extends HttpApiGroup.make("orders")
+  .add(
+    HttpApiEndpoint.post("placeOrder", "/api/orders")
+      .setPayload(PlaceOrderRequest)
+      .setHeaders(PlaceOrderHeaders)
+      .addSuccess(Order, { status: 201 })
+      .addError(ProductNotFound)
+      .addError(InvalidQuantity)
+      .addError(IdempotencyKeyReused)
+      .addError(ServiceUnavailable)
+      .annotate(
+        OpenApi.Description,
+        "Places an order for the current user: 201 PENDING at once; CONFIRMED or CANCELLED once inventory answered."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("getOrder", "/api/orders/:orderId")
+      .setPath(orderPath)
+      .addSuccess(Order)
+      .addError(OrderNotFound)
+      .addError(ServiceUnavailable)
+  )
+  .add(
+    HttpApiEndpoint.get("myOrders", "/api/users/me/orders")
+      .setUrlParams(PageParams)
+      .addSuccess(OrderPage)
+      .addError(ServiceUnavailable)
+      .annotate(OpenApi.Description, "The current user's orders, newest first.")
+  )
+  .middleware(JsonBody)
+  .middleware(UserIdentity)
+{}
+
+export class ProductsGroup extends HttpApiGroup.make("products")
+  .add(
+    HttpApiEndpoint.get("listProducts", "/api/products")
+      .addSuccess(ProductList)
+      .addError(ServiceUnavailable)
+  )
+{}
+
+export class OrderApi
+  extends HttpApi.make("order-service").add(OrdersGroup).add(ProductsGroup).annotate(OpenApi.Title, "order-service")
+{}

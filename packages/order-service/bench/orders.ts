@@ -1,0 +1,170 @@
+// Order benchmark of order-service against the real Kafka and PostgreSQL of this machine, with its
+// local SMTP and SMS receivers in this process. The service runs as deployed (`src/main.ts`, its
+// own process) on a fresh database and topic prefix. Requests are offered open loop at BENCH_RATE
+// per second for BENCH_SECONDS (each from one of BENCH_USERS users, one unit of a product with
+// ample stock), over keep-alive connections. Prints the API latency percentiles, the time from an
+// order's commit to its CONFIRMED commit (p50/p99), and checks that every confirmed order has
+// exactly one reservation, one e-mail and one SMS.
+// Usage: pnpm bench:orders (BENCH_RATE, BENCH_SECONDS, BENCH_USERS).
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Database } from "@kpipe/sql"
+import { ServiceProcess, TestKafka } from "@kpipe/testing"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { Agent, request } from "node:http"
+import { fileURLToPath } from "node:url"
+import * as MailCatcher from "../src/MailCatcher.ts"
+import * as Migrations from "../src/Migrations.ts"
+import * as SmsCatcher from "../src/SmsCatcher.ts"
+
+const BenchConfig = Config.all({
+  rate: Config.integer("BENCH_RATE").pipe(Config.withDefault(1_000)),
+  seconds: Config.number("BENCH_SECONDS").pipe(Config.withDefault(15)),
+  users: Config.integer("BENCH_USERS").pipe(Config.withDefault(1_000))
+})
+
+const entry = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+const productId = 4 // seeded with 1,000,000 units
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+
+const ms = (value: number) => `${value.toFixed(1)} ms`
+
+/** One POST /api/orders; resolves with its latency in ms and its status. */
+const post = (agent: Agent, port: number, userId: number) =>
+  new Promise<{ latency: number; status: number }>((resolve) => {
+    const start = performance.now()
+    const body = JSON.stringify({ productId, quantity: 1 })
+    const req = request({
+      agent,
+      host: "127.0.0.1",
+      port,
+      method: "POST",
+      path: "/api/orders",
+      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-user-id": userId }
+    }, (response) => {
+      response.resume()
+      response.on("end", () => resolve({ latency: performance.now() - start, status: response.statusCode ?? 0 }))
+    })
+    req.on("error", () => resolve({ latency: performance.now() - start, status: 0 }))
+    req.end(body)
+  })
+
+const databaseName = Effect.flatMap(
+  SqlClient,
+  (sql) => Effect.map(sql<{ db: string }>`SELECT current_database() AS db`, (rows) => rows[0]!.db)
+)
+
+/** Until every order is CONFIRMED with both channels sent (at most 120 s). */
+const settle = (sql: SqlClient) =>
+  Effect.gen(function*() {
+    while (true) {
+      const [row] = yield* sql<{ open: number }>`
+        SELECT count(*)::int AS open FROM orders o
+        WHERE o.status <> 'CONFIRMED'
+           OR (SELECT count(*) FROM notification_deliveries d WHERE d.order_id = o.order_id AND d.state = 'SENT') < 2`
+      if (row!.open === 0) return
+      yield* Effect.sleep("200 millis")
+    }
+  }).pipe(Effect.timeout("120 seconds"), Effect.catchAll(() => Effect.log("not all orders settled within 120 s")))
+
+const program = Effect.gen(function*() {
+  const config = yield* BenchConfig
+  const mail = yield* MailCatcher.make()
+  const sms = yield* SmsCatcher.make({ token: "bench-token" })
+  const sql = yield* SqlClient
+  const service = yield* ServiceProcess.start({
+    name: "order-service",
+    entry,
+    env: {
+      DATABASE_URL: Database.withDatabase(Redacted.value(yield* Database.url), yield* databaseName),
+      TOPIC_PREFIX: `${TestKafka.uniqueName("bench-orders")}.`,
+      PORT: "0",
+      SMTP_PORT: String(mail.port),
+      SMS_URL: sms.url,
+      SMS_TOKEN: "bench-token",
+      // The notification consumer holds a connection for its transaction and takes one per channel.
+      PG_MAX_CONNECTIONS: "20"
+    }
+  })
+  const port = service.port!
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 })
+  // Warm-up: the consumer groups have joined once an order went all the way through.
+  const warm = yield* Effect.tryPromise(() => post(agent, port, 1))
+  if (warm.status !== 201) return yield* Effect.dieMessage(`warm-up order answered ${warm.status}`)
+  yield* settle(sql)
+  yield* sql`TRUNCATE orders, inventory_reservations, notification_deliveries`
+  const mailsBefore = mail.received().length
+  const smsBefore = sms.received().length
+  const total = Math.round(config.rate * config.seconds)
+  yield* Effect.log(`offering ${config.rate} orders/s for ${config.seconds} s (${total} orders) to :${port}`)
+
+  const started = performance.now()
+  const answers = yield* Effect.tryPromise(() => {
+    const pending: Array<Promise<{ latency: number; status: number }>> = []
+    return new Promise<Array<{ latency: number; status: number }>>((resolve) => {
+      const tick = () => {
+        const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * config.rate))
+        while (pending.length < due) pending.push(post(agent, port, 1 + (pending.length % config.users)))
+        if (pending.length < total) setTimeout(tick, 1)
+        else void Promise.all(pending).then(resolve)
+      }
+      tick()
+    })
+  })
+  const elapsed = (performance.now() - started) / 1000
+  const latencies = answers.map((a) => a.latency).sort((a, b) => a - b)
+  const created = answers.filter((a) => a.status === 201).length
+
+  yield* settle(sql)
+
+  const confirmLatency = (yield* sql<{ ms: number }>`
+    SELECT (extract(epoch FROM updated_at - created_at) * 1000)::float8 AS ms FROM orders WHERE status = 'CONFIRMED'
+    ORDER BY 1`).map((row) => row.ms)
+  const [counts] = yield* sql<{ orders: number; confirmed: number; reservations: number; extra: number }>`
+    SELECT (SELECT count(*)::int FROM orders) AS orders,
+           (SELECT count(*)::int FROM orders WHERE status = 'CONFIRMED') AS confirmed,
+           (SELECT count(*)::int FROM inventory_reservations) AS reservations,
+           (SELECT count(*)::int FROM (SELECT order_id FROM inventory_reservations GROUP BY order_id HAVING count(*) > 1) x)
+             AS extra`
+  const mails = new Map<string, number>()
+  const measuredMails = mail.received().slice(mailsBefore)
+  const measuredSms = sms.received().slice(smsBefore)
+  for (const m of measuredMails) mails.set(m.subject, (mails.get(m.subject) ?? 0) + 1)
+  const texts = new Map<string, number>()
+  for (const s of measuredSms) texts.set(s.text.split(".")[0]!, (texts.get(s.text.split(".")[0]!) ?? 0) + 1)
+  const once = (seen: Map<string, number>) =>
+    [...seen.values()].every((n) => n === 1) && seen.size === counts!.confirmed
+
+  process.stdout.write(
+    [
+      `offered ${total} orders in ${elapsed.toFixed(1)} s (${
+        (answers.length / elapsed).toFixed(0)
+      } answered/s), ${created} × 201`,
+      `API latency p50 ${ms(percentile(latencies, 50))}  p99 ${ms(percentile(latencies, 99))}  max ${
+        ms(latencies.at(-1) ?? NaN)
+      }`,
+      `placed → CONFIRMED p50 ${ms(percentile(confirmLatency, 50))}  p99 ${ms(percentile(confirmLatency, 99))}`,
+      `orders ${counts!.orders}, confirmed ${counts!.confirmed}, reservations ${
+        counts!.reservations
+      } (orders with more than one: ${counts!.extra})`,
+      `e-mails ${measuredMails.length} (one per confirmed order: ${
+        once(mails)
+      }), SMS ${measuredSms.length} (one per confirmed order: ${once(texts)})`
+    ].join("\n") + "\n"
+  )
+  agent.destroy()
+  yield* service.stop
+})
+
+program.pipe(
+  Effect.scoped,
+  Effect.provide(Layer.orDie(Database.layerTest(Migrations.all))),
+  Effect.runPromise
+).catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})

@@ -1,0 +1,23 @@
+import * as Layer from "effect/Layer"
+import * as Http from "./Http.ts"
+import { Inventory } from "./Inventory.ts"
+import { Mailer } from "./Mailer.ts"
+import { Notifications } from "./Notifications.ts"
+import { Orders } from "./Orders.ts"
+import { SmsGateway } from "./SmsGateway.ts"
+import * as Topics from "./Topics.ts"
+import * as Workers from "./Workers.ts"
+
+const DomainLive = Layer.mergeAll(Orders.Default, Inventory.Default, Notifications.Default).pipe(
+  Layer.provide(Layer.mergeAll(Mailer.Default, SmsGateway.Default))
+)
+
+/**
+ * order-service: the HttpApi's handlers and the background workers, with the domain provided and
+ * the topics created. Needs only infrastructure: the database, Kafka (client and admin), an
+ * `AlertSink`, an `HttpClient` (the SMS provider) and the `Config`.
+ */
+export const layer = Layer.mergeAll(Http.layer, Workers.layer).pipe(
+  Layer.provideMerge(DomainLive),
+  Layer.provideMerge(Topics.layer)
+)

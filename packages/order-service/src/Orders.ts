@@ -1,0 +1,204 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { OrderErrors, OrderModels } from "@kpipe/contracts"
+import { Ids, OrderEvents } from "@kpipe/events"
+import { Outbox } from "@kpipe/pipeline"
+import * as BigDecimal from "effect/BigDecimal"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { randomUUID } from "node:crypto"
+import { OrderServiceConfig } from "./Config.ts"
+import { money, type OrderRow, selectOrders, toOrder } from "./internal/rows.ts"
+import { OrderTopics } from "./Topics.ts"
+
+const eventId = () => Ids.EventId.make(randomUUID())
+
+interface Changed {
+  readonly orderId: string
+  readonly userId: string
+  readonly productId: string
+  readonly quantity: number
+  readonly amount: string
+}
+
+/**
+ * The orders: placed over HTTP (the order row and its `OrderCreated` commit together through the
+ * outbox), then moved on by the inventory's answer, each move announced on `order.status` in the
+ * same transaction.
+ */
+export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Orders", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const topics = yield* OrderTopics
+    const config = yield* OrderServiceConfig
+
+    const byKey = (userId: Ids.UserId, key: string) =>
+      Effect.map(
+        sql<OrderRow>`${selectOrders(sql)} WHERE o.user_id = ${userId} AND o.idempotency_key = ${key}`,
+        (rows) => Option.map(Option.fromNullable(rows[0]), toOrder)
+      )
+
+    const place = Effect.fn("Orders.place")(function*(
+      userId: Ids.UserId,
+      request: OrderModels.PlaceOrderRequest,
+      idempotencyKey: Option.Option<string>
+    ) {
+      const { productId, quantity } = request
+      if (quantity < 1 || quantity > config.maxQuantity) {
+        return yield* new OrderErrors.InvalidQuantity({
+          quantity,
+          min: 1,
+          max: config.maxQuantity,
+          message: `quantity must be 1 to ${config.maxQuantity}, got ${quantity}.`
+        })
+      }
+      const key = Option.getOrNull(idempotencyKey)
+      const replay = (existing: OrderModels.Order) =>
+        existing.productId === productId && existing.quantity === quantity
+          ? Effect.succeed(existing)
+          : Effect.fail(
+            new OrderErrors.IdempotencyKeyReused({
+              idempotencyKey: key!,
+              orderId: existing.orderId,
+              message: "This Idempotency-Key was used for another order body."
+            })
+          )
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        const [product] = yield* sql<{ price: string }>`
+          SELECT price::text AS price FROM products WHERE product_id = ${productId}`
+        if (product === undefined) {
+          return yield* new OrderErrors.ProductNotFound({ productId, message: `No product ${productId}.` })
+        }
+        const unitPrice = money(product.price)
+        const amount = BigDecimal.normalize(BigDecimal.multiply(unitPrice, BigDecimal.fromBigInt(BigInt(quantity))))
+        const [inserted] = yield* sql<{ orderId: string; createdAt: Date }>`
+          INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
+          VALUES (${userId}, ${productId}, ${quantity}, ${BigDecimal.format(unitPrice)}, ${BigDecimal.format(amount)},
+                  ${key})
+          ON CONFLICT (user_id, idempotency_key) DO NOTHING
+          RETURNING order_id, created_at`
+        if (inserted === undefined) {
+          // The key was used before (perhaps by a request still in flight: the insert waited for it).
+          const existing = yield* byKey(userId, key!)
+          return yield* Option.match(existing, {
+            onNone: () => Effect.dieMessage("idempotency key conflict without an order"),
+            onSome: replay
+          })
+        }
+        const orderId = Ids.OrderId.make(Number(inserted.orderId))
+        const createdAt = DateTime.unsafeFromDate(inserted.createdAt)
+        yield* Outbox.append(
+          topics.orderCreated,
+          new OrderEvents.OrderCreated({ eventId: eventId(), orderId, userId, productId, quantity, amount, createdAt })
+        )
+        return new OrderModels.Order({
+          orderId,
+          userId,
+          productId,
+          quantity,
+          unitPrice,
+          amount,
+          status: "PENDING",
+          reason: null,
+          notifications: new OrderModels.Notifications({
+            email: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 }),
+            sms: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 })
+          }),
+          createdAt,
+          updatedAt: createdAt
+        })
+      }))
+    })
+
+    const get = Effect.fn("Orders.get")(function*(userId: Ids.UserId, orderId: Ids.OrderId) {
+      const [row] = yield* sql<OrderRow>`${selectOrders(sql)} WHERE o.order_id = ${orderId} AND o.user_id = ${userId}`
+      if (row === undefined) return yield* new OrderErrors.OrderNotFound({ orderId, message: `No order ${orderId}.` })
+      return toOrder(row)
+    })
+
+    const list = Effect.fn("Orders.list")(function*(userId: Ids.UserId, page: number, pageSize: number) {
+      const rows = yield* sql<OrderRow>`
+        ${selectOrders(sql)} WHERE o.user_id = ${userId}
+        ORDER BY o.order_id DESC LIMIT ${pageSize} OFFSET ${(page - 1) * pageSize}`
+      const [count] = yield* sql<{ total: number }>`SELECT count(*)::int AS total FROM orders WHERE user_id = ${userId}`
+      return new OrderModels.OrderPage({ items: rows.map(toOrder), page, pageSize, total: count!.total })
+    })
+
+    const products = Effect.fn("Orders.products")(function*() {
+      const rows = yield* sql<{ productId: string; name: string; price: string; available: number }>`
+        SELECT p.product_id, p.name, p.price::text AS price, COALESCE(i.stock, 0) AS available
+        FROM products p LEFT JOIN inventory i USING (product_id) ORDER BY p.product_id`
+      return new OrderModels.ProductList({
+        items: rows.map((row) =>
+          new OrderModels.Product({
+            productId: Ids.ProductId.make(Number(row.productId)),
+            name: row.name,
+            price: money(row.price),
+            available: row.available
+          })
+        )
+      })
+    })
+
+    /** Moves PENDING (or NEEDS_ATTENTION) orders on; returns the moved ones in the order of `orderIds`. */
+    const move = (
+      orderIds: ReadonlyArray<number>,
+      status: "CONFIRMED" | "CANCELLED",
+      reason: string | null
+    ) =>
+      Effect.map(
+        sql<Changed>`
+          UPDATE orders o SET status = ${status}, reason = ${reason}, updated_at = now()
+          FROM unnest(${orderIds}::bigint[]) AS e(order_id)
+          WHERE o.order_id = e.order_id AND o.status IN ('PENDING', 'NEEDS_ATTENTION')
+          RETURNING o.order_id, o.user_id, o.product_id, o.quantity, o.amount::text AS amount`,
+        (rows) => {
+          const byId = new Map(rows.map((row) => [Number(row.orderId), row]))
+          return orderIds.flatMap((id) => {
+            const row = byId.get(id)
+            byId.delete(id)
+            return row === undefined ? [] : [row]
+          })
+        }
+      )
+
+    const fields = (row: Changed, occurredAt: DateTime.Utc) => ({
+      eventId: eventId(),
+      orderId: Ids.OrderId.make(Number(row.orderId)),
+      userId: Ids.UserId.make(Number(row.userId)),
+      productId: Ids.ProductId.make(Number(row.productId)),
+      quantity: row.quantity,
+      amount: money(row.amount),
+      occurredAt
+    })
+
+    /** In the consumer's transaction: the reserved orders are CONFIRMED, and `OrderConfirmed` goes out with the commit. */
+    const confirm = Effect.fn("Orders.confirm")(function*(events: ReadonlyArray<OrderEvents.InventoryReserved>) {
+      const moved = yield* move(events.map((event) => event.orderId), "CONFIRMED", null)
+      const now = yield* DateTime.now
+      yield* Outbox.append(topics.orderStatus, ...moved.map((row) => new OrderEvents.OrderConfirmed(fields(row, now))))
+      return moved.length
+    })
+
+    /** In the consumer's transaction: the orders whose stock ran out are CANCELLED with the reason. */
+    const cancel = Effect.fn("Orders.cancel")(function*(events: ReadonlyArray<OrderEvents.InventoryFailed>) {
+      const moved = yield* move(events.map((event) => event.orderId), "CANCELLED", "OUT_OF_STOCK")
+      const now = yield* DateTime.now
+      yield* Outbox.append(
+        topics.orderStatus,
+        ...moved.map((row) => new OrderEvents.OrderCancelled({ ...fields(row, now), reason: "OUT_OF_STOCK" }))
+      )
+      return moved.length
+    })
+
+    /** A PENDING order whose `OrderCreated` was dead-lettered: it will not move on by itself. */
+    const markNeedsAttention = Effect.fn("Orders.markNeedsAttention")(function*(orderId: Ids.OrderId, reason: string) {
+      const rows = yield* sql`
+        UPDATE orders SET status = 'NEEDS_ATTENTION', reason = ${reason}, updated_at = now()
+        WHERE order_id = ${orderId} AND status = 'PENDING' RETURNING order_id`
+      return rows.length === 1
+    })
+
+    return { place, get, list, products, confirm, cancel, markNeedsAttention } as const
+  })
+}) {}

@@ -1,0 +1,116 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Consumer, Producer } from "@kpipe/kafka"
+import { DeadLetter, DeadLetterMonitor, IdempotentConsumer, OutboxRelay, RetryPolicy } from "@kpipe/pipeline"
+import { ServiceTopics } from "@kpipe/service-kit"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import { OrderServiceConfig } from "./Config.ts"
+import { Inventory } from "./Inventory.ts"
+import { Notifications } from "./Notifications.ts"
+import { Orders } from "./Orders.ts"
+import { OrderTopics } from "./Topics.ts"
+
+/** S2's follow-ups: 3 attempts (1 s, then 2 s; ×2, at most 10 s), then the dead-letter topic. */
+export const retry = RetryPolicy.seedOrderFollowUps
+
+/** Consumer groups, each under `TOPIC_PREFIX`. */
+export const groups = {
+  inventory: "inventory-consumer-group",
+  confirmations: "order-confirmation-group",
+  cancellations: "order-cancellation-group",
+  notifications: "notification-consumer-group",
+  orderCreatedDlt: "dlt-monitoring-group",
+  orderStatusDlt: "dlt-monitoring-group-order-status",
+  attention: "order-attention-group"
+} as const
+
+/**
+ * A dead-lettered `OrderCreated` leaves its order PENDING for good; this marks it NEEDS_ATTENTION
+ * with the failure (the `DeadLetterMonitor` beside it stores, alerts and counts).
+ */
+const attention = Effect.gen(function*() {
+  const topics = yield* OrderTopics
+  const orders = yield* Orders
+  const config = yield* OrderServiceConfig
+  const sql = yield* SqlClient
+  yield* Consumer.run(
+    {
+      ...config.consumer,
+      groupId: yield* ServiceTopics.group(groups.attention),
+      topics: [topics.orderCreated.deadLetter.name]
+    },
+    (record) =>
+      Effect.gen(function*() {
+        const { letter, value } = yield* DeadLetter.decode(record)
+        const event = yield* topics.orderCreated.decode(value?.toString("utf8") ?? "")
+        const marked = yield* orders.markNeedsAttention(event.orderId, `${letter.errorTag}: ${letter.errorMessage}`)
+        if (marked) {
+          yield* Effect.logWarning("Order needs attention").pipe(Effect.annotateLogs({ orderId: event.orderId }))
+        }
+      }).pipe(
+        // An undecodable record names no order; the monitor has raised it already.
+        Effect.catchTag("ParseError", () => Effect.void),
+        Effect.retry(
+          Schedule.exponential("500 millis").pipe(Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30))))
+        ),
+        Effect.orDie,
+        Effect.provideService(SqlClient, sql)
+      )
+  )
+})
+
+/** The consumers, dead-letter monitors and the outbox relay. */
+export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+  const topics = yield* OrderTopics
+  const config = yield* OrderServiceConfig
+  const inventory = yield* Inventory
+  const orders = yield* Orders
+  const notifications = yield* Notifications
+  const group = ServiceTopics.group
+  const kafka = config.consumer
+
+  const reserve = IdempotentConsumer.layer({
+    topic: topics.orderCreated,
+    groupId: yield* group(groups.inventory),
+    errors: { StockNotFound: "retry", SqlError: "retry", ParseError: "deadLetter" },
+    retry,
+    kafka,
+    handle: (event) => Effect.asVoid(inventory.reserve(event))
+  })
+  const confirm = IdempotentConsumer.layer({
+    topic: topics.inventoryReserved,
+    groupId: yield* group(groups.confirmations),
+    errors: { SqlError: "retry", ParseError: "deadLetter" },
+    retry,
+    kafka,
+    handleBatch: (delivered) => orders.confirm(delivered.map(({ event }) => event))
+  })
+  const cancel = IdempotentConsumer.layer({
+    topic: topics.inventoryFailed,
+    groupId: yield* group(groups.cancellations),
+    errors: { SqlError: "retry", ParseError: "deadLetter" },
+    retry,
+    kafka,
+    handleBatch: (delivered) => orders.cancel(delivered.map(({ event }) => event))
+  })
+  const notify = IdempotentConsumer.layer({
+    topic: topics.orderStatus,
+    groupId: yield* group(groups.notifications),
+    errors: { NotificationFailed: "retry" },
+    retry,
+    kafka,
+    handle: (event) => notifications.notify(event)
+  })
+  const monitors = Layer.mergeAll(
+    DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
+    DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
+    Layer.scopedDiscard(attention)
+  )
+  return Layer.mergeAll(
+    Layer.mergeAll(reserve, confirm, cancel, notify).pipe(Layer.provide(DeadLetter.layer)),
+    monitors,
+    OutboxRelay.layerConfig.pipe(Layer.provide(Producer.layer()))
+  )
+}))

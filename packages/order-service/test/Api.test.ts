@@ -1,0 +1,128 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { AppTest, clientAs, newProduct, newUser, raw } from "./utils.ts"
+
+/** Orders and `OrderCreated` events written for `userId` (later events of the saga share the key). */
+const writesOf = (userId: number) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ orders: number; events: number }>`
+      SELECT (SELECT count(*)::int FROM orders WHERE user_id = ${userId}) AS orders,
+             (SELECT count(*)::int FROM kpipe_outbox WHERE message_key = ${
+      String(userId)
+    } AND event_type = 'OrderCreated')
+               AS events`).pipe(
+      Effect.map((rows) => rows[0]!)
+    )
+
+const body = (productId: number, quantity: number) => JSON.stringify({ productId, quantity })
+
+layer(AppTest("order-api"), { timeout: "120 seconds", excludeTestServices: true })("order API", (it) => {
+  it.effect("bad inputs are answered with typed 4xx, and nothing is written", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(10)
+      const userId = newUser()
+      const cases: ReadonlyArray<readonly [string, ReturnType<typeof raw>, number, string | undefined]> = [
+        ["unknown product", raw("POST", "/api/orders", { userId, body: body(999_999, 1) }), 404, "ProductNotFound"],
+        ["quantity 0", raw("POST", "/api/orders", { userId, body: body(productId, 0) }), 400, "InvalidQuantity"],
+        [
+          "negative quantity",
+          raw("POST", "/api/orders", { userId, body: body(productId, -2) }),
+          400,
+          "InvalidQuantity"
+        ],
+        [
+          "quantity over the limit",
+          raw("POST", "/api/orders", { userId, body: body(productId, 101) }),
+          400,
+          "InvalidQuantity"
+        ],
+        [
+          "fractional quantity",
+          raw("POST", "/api/orders", { userId, body: body(productId, 1.5) }),
+          400,
+          "HttpApiDecodeError"
+        ],
+        [
+          "malformed JSON",
+          raw("POST", "/api/orders", { userId, body: "{\"productId\": 1," }),
+          400,
+          "HttpApiDecodeError"
+        ],
+        [
+          "missing field",
+          raw("POST", "/api/orders", { userId, body: JSON.stringify({ productId }) }),
+          400,
+          "HttpApiDecodeError"
+        ],
+        ["missing user", raw("POST", "/api/orders", { body: body(productId, 1) }), 401, "MissingUserId"],
+        [
+          "malformed user",
+          raw("POST", "/api/orders", { userId: "abc", body: body(productId, 1) }),
+          400,
+          "InvalidUserId"
+        ],
+        [
+          "empty key",
+          raw("POST", "/api/orders", { userId, body: body(productId, 1), headers: { "idempotency-key": "" } }),
+          400,
+          "HttpApiDecodeError"
+        ],
+        ["unknown order", raw("GET", "/api/orders/424242", { userId }), 404, "OrderNotFound"],
+        ["malformed order id", raw("GET", "/api/orders/abc", { userId }), 400, "HttpApiDecodeError"],
+        ["orders without user", raw("GET", "/api/users/me/orders"), 401, "MissingUserId"],
+        ["page size over 100", raw("GET", "/api/users/me/orders?pageSize=101", { userId }), 400, "HttpApiDecodeError"]
+      ]
+      for (const [name, request, status, tag] of cases) {
+        const answer = yield* request
+        assert.strictEqual(answer.status, status, name)
+        assert.strictEqual(answer.tag, tag, name)
+      }
+      assert.deepStrictEqual(yield* writesOf(userId), { orders: 0, events: 0 })
+    }))
+
+  it.effect("an Idempotency-Key gives the same order for the same body, and 422 for another, even when racing", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(100)
+      const userId = newUser()
+      const headers = { "idempotency-key": "order-once" }
+      const answers = yield* Effect.forEach(
+        Array.from({ length: 5 }),
+        () => raw("POST", "/api/orders", { userId, body: body(productId, 2), headers }),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(answers.map((a) => a.status), [201, 201, 201, 201, 201])
+      assert.strictEqual(new Set(answers.map((a) => a.body!.orderId)).size, 1)
+      const other = yield* raw("POST", "/api/orders", { userId, body: body(productId, 3), headers })
+      assert.strictEqual(other.status, 422)
+      assert.strictEqual(other.tag, "IdempotencyKeyReused")
+      assert.deepStrictEqual(yield* writesOf(userId), { orders: 1, events: 1 })
+      // Another user may use the same key for an order of their own.
+      const otherUser = newUser()
+      const theirs = yield* raw("POST", "/api/orders", { userId: otherUser, body: body(productId, 3), headers })
+      assert.strictEqual(theirs.status, 201)
+    }))
+
+  it.effect("a user sees their own orders, newest first and paged, and not other users' orders", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(100, "3.30")
+      const userId = newUser()
+      const client = yield* clientAs(userId)
+      const placed = []
+      for (let quantity = 1; quantity <= 3; quantity++) {
+        placed.push(yield* raw("POST", "/api/orders", { userId, body: body(productId, quantity) }))
+      }
+      assert.deepStrictEqual(placed.map((a) => a.body!.amount), ["3.3", "6.6", "9.9"])
+      const page1 = yield* client.orders.myOrders({ urlParams: { page: 1, pageSize: 2 } })
+      const page2 = yield* client.orders.myOrders({ urlParams: { page: 2, pageSize: 2 } })
+      assert.strictEqual(page1.total, 3)
+      assert.deepStrictEqual(
+        [...page1.items, ...page2.items].map((o) => o.quantity),
+        [3, 2, 1]
+      )
+      const stranger = yield* raw("GET", `/api/orders/${placed[0]!.body!.orderId}`, { userId: newUser() })
+      assert.strictEqual(stranger.status, 404)
+      const products = yield* raw("GET", "/api/products")
+      assert.strictEqual(products.status, 200)
+    }))
+})

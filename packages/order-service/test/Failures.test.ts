@@ -1,0 +1,121 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, layer } from "@effect/vitest"
+import { Ids } from "@kpipe/events"
+import { Producer } from "@kpipe/kafka"
+import { DeadLetter, Publisher } from "@kpipe/pipeline"
+import { TestKafka } from "@kpipe/testing"
+import * as Effect from "effect/Effect"
+import { emailOf, phoneOf } from "../src/internal/contacts.ts"
+import { OrderTopics } from "../src/Topics.ts"
+import { AppTest, clientAs, eventually, newProduct, newUser, place, Receivers, settled, stockOf } from "./utils.ts"
+
+const deadLetters = (key: string, count: number) =>
+  Effect.gen(function*() {
+    const topics = yield* OrderTopics
+    const records = yield* TestKafka.readTopic(topics.orderCreated.deadLetter.name, count, "1 second")
+    const mine = records.filter((record) => record.key?.toString() === key)
+    return yield* Effect.forEach(mine, DeadLetter.decode)
+  })
+
+layer(AppTest("order-failures"), { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
+  it.effect("duplicate deliveries of order.created make one reservation, one e-mail and one SMS", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topics = yield* OrderTopics
+      const productId = yield* newProduct(10)
+      const userId = newUser()
+      const first = yield* place(userId, productId, 2)
+      yield* settled(userId, first.orderId)
+      const [row] = yield* sql<{ payload: string }>`
+        SELECT payload::text AS payload FROM kpipe_outbox
+        WHERE event_type = 'OrderCreated' AND (payload->>'orderId')::bigint = ${first.orderId}`
+      const event = yield* topics.orderCreated.decode(row!.payload)
+      yield* Publisher.publish(topics.orderCreated, event, event, event)
+      // A later order of the same user shares the partition: once it is settled, the duplicates were handled.
+      const second = yield* place(userId, productId, 1)
+      yield* settled(userId, second.orderId)
+
+      const reservations = yield* sql`SELECT 1 FROM inventory_reservations WHERE order_id = ${first.orderId}`
+      assert.strictEqual(reservations.length, 1)
+      assert.strictEqual(yield* stockOf(productId), 7)
+      const { mail, sms } = yield* Receivers
+      const subject = `Order ${first.orderId} confirmed`
+      assert.strictEqual(mail.received().filter((m) => m.subject === subject).length, 1)
+      assert.strictEqual(sms.received().filter((s) => s.text.startsWith(subject)).length, 1)
+    }))
+
+  it.effect("SMS failing twice then succeeding is sent once, and the e-mail is not sent again", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(10)
+      const userId = newUser()
+      const { mail, sms } = yield* Receivers
+      sms.failNext(2, phoneOf(Ids.UserId.make(userId)))
+      const placed = yield* place(userId, productId, 1)
+      const order = yield* settled(userId, placed.orderId)
+      assert.strictEqual(order.status, "CONFIRMED")
+      assert.deepStrictEqual(order.notifications.sms, { ...order.notifications.sms, state: "SENT", attempts: 3 })
+      assert.strictEqual(order.notifications.email.attempts, 1)
+      assert.strictEqual(mail.received().filter((m) => m.to.includes(emailOf(Ids.UserId.make(userId)))).length, 1)
+      assert.strictEqual(sms.received().filter((s) => s.to === phoneOf(Ids.UserId.make(userId))).length, 1)
+      const sql = yield* SqlClient
+      const failed =
+        yield* sql`SELECT 1 FROM kpipe_failed_events WHERE (payload::text) LIKE ${`%"orderId":${placed.orderId},%`}`
+      assert.strictEqual(failed.length, 0)
+    }))
+
+  it.effect("a poison record goes to order.created.dlt with its headers, is stored and alerted", () =>
+    Effect.gen(function*() {
+      const topics = yield* OrderTopics
+      const producer = yield* Producer.Producer
+      const key = String(newUser())
+      yield* producer.send({ topic: topics.orderCreated.name, messages: [{ key, value: "{not an event" }] })
+      const [letter] = yield* deadLetters(key, 1).pipe(
+        Effect.repeat({ until: (letters) => letters.length > 0, times: 20 })
+      )
+      assert.strictEqual(letter!.letter.errorTag, "DecodeError")
+      assert.strictEqual(letter!.letter.originalTopic, topics.orderCreated.name)
+      assert.strictEqual(letter!.letter.consumerGroup.endsWith("inventory-consumer-group"), true)
+      assert.strictEqual(letter!.letter.attempts, 1)
+      assert.strictEqual(letter!.value?.toString(), "{not an event")
+      const sql = yield* SqlClient
+      const { alerts } = yield* Receivers
+      yield* eventually(
+        Effect.map(
+          sql`SELECT 1 FROM kpipe_failed_events WHERE convert_from(message_key, 'UTF8') = ${key}`,
+          (rows) => rows.length === 1 && alerts.some((alert) => alert.details.key === key)
+        ),
+        "10 seconds",
+        "failed-events row and alert"
+      )
+    }))
+
+  it.effect("a failure that persists is tried 3 times, dead-lettered with headers, and the order needs attention", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const productId = yield* newProduct(5)
+      yield* sql`DELETE FROM inventory WHERE product_id = ${productId}`
+      const userId = newUser()
+      const placed = yield* place(userId, productId, 1)
+      const client = yield* clientAs(userId)
+      yield* eventually(
+        Effect.map(
+          client.orders.getOrder({ path: { orderId: placed.orderId } }),
+          (o) => o.status === "NEEDS_ATTENTION"
+        ),
+        "30 seconds",
+        "order NEEDS_ATTENTION"
+      )
+      const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
+      assert.include(order.reason ?? "", "StockNotFound")
+      const [letter] = yield* deadLetters(String(userId), 1)
+      assert.strictEqual(letter!.letter.errorTag, "StockNotFound")
+      assert.strictEqual(letter!.letter.attempts, 3)
+      assert.strictEqual(letter!.letter.eventType, "OrderCreated")
+      assert.isTrue(letter!.letter.lastAttemptAt.epochMillis - letter!.letter.firstAttemptAt.epochMillis >= 2_500)
+      const failed = yield* sql<{ errorTag: string }>`
+        SELECT error_tag FROM kpipe_failed_events WHERE event_id = ${letter!.letter.eventId!}`
+      assert.deepStrictEqual(failed.map((row) => row.errorTag), ["StockNotFound"])
+      const { alerts } = yield* Receivers
+      assert.isTrue(alerts.some((alert) => alert.details.eventId === letter!.letter.eventId))
+    }))
+})
