@@ -96,7 +96,7 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription("The service's own database (created when missing)")
   ),
   redisUrl,
-  topics: EffectConfig.map(ServiceTopics.prefix, Topics.named),
+  topics: EffectConfig.map(ServiceTopics.prefix, (prefix) => Topics.named(prefix)),
   keyPrefix: EffectConfig.string("REDIS_KEY_PREFIX").pipe(
     EffectConfig.withDefault("coupon:"),
     EffectConfig.withDescription("Every Redis key of the service starts with it")

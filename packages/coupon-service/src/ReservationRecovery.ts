@@ -20,9 +20,9 @@ import { StockReservations } from "./StockReservations.ts"
  * a typed 503) under a lease, so one replica rebuilds; (2) waits until this replica's accepted
  * requests for the coupon are published, plus `RECOVERY_GRACE` for other replicas'; (3) snapshots
  * the end offsets of the requests topic and waits until `coupon-issue-group` has committed up to
- * them, so every request accepted before the gate closed is in the database; (4) empties the
+ * them, so every request accepted before the coupon closed is in the database; (4) empties the
  * coupon's keys, reads the issued users from the database, adds them to the set (and shows them
- * ISSUED), and (5) opens the gate with counter = number of issued users. Consumers that issue
+ * ISSUED), and (5) reopens the coupon with counter = number of issued users. Consumers that issue
  * during the rebuild add their users to the set themselves, so nothing committed is missed.
  */
 export class ReservationRecovery extends Effect.Service<ReservationRecovery>()(
@@ -56,7 +56,7 @@ export class ReservationRecovery extends Effect.Service<ReservationRecovery>()(
           )
         })
 
-      /** Waits for the requests that had begun when the gate closed (later ones find it closed). */
+      /** Waits for the requests that had begun when the coupon closed (later ones find it closed). */
       const localPublishesSettled = (couponId: Ids.CouponId) =>
         Effect.suspend(() => {
           const begun = [...(active.get(couponId) ?? [])]

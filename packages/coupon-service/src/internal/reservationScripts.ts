@@ -108,7 +108,7 @@ return 1
 `
 
 // KEYS: meta, counter, users, lease. ARGV: token, lease (ms).
-// Stops the gate (state 'recovering') and takes the lease, unless the coupon is sound or someone
+// Closes the coupon (state 'recovering') and takes the lease, unless the coupon is sound or someone
 // else holds the lease.
 const beginRecoveryLua = `
 local state = redis.call('HGET', KEYS[1], 'state')
