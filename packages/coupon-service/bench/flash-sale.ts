@@ -27,8 +27,8 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Os from "node:os"
 import { fileURLToPath } from "node:url"
-import { CouponConfig } from "../src/CouponConfig.ts"
-import * as CouponMigrations from "../src/Migrations.ts"
+import * as CouponConfig from "../src/Config.ts"
+import * as CouponDatabase from "../src/Database.ts"
 
 const BenchConfig = Config.all({
   requests: Config.integer("BENCH_REQUESTS").pipe(Config.withDefault(10_000)),
@@ -215,7 +215,7 @@ const program = Effect.gen(function*() {
     ConfigProvider.orElse(() => ConfigProvider.fromEnv())
   )
   yield* sales(bench, env, origin).pipe(
-    Effect.provide(Layer.mergeAll(CouponMigrations.databaseLayer, CouponConfig.Default)),
+    Effect.provide(CouponDatabase.layer.pipe(Layer.provideMerge(CouponConfig.layerFromEnv))),
     Effect.withConfigProvider(provider)
   )
 }).pipe(
@@ -230,11 +230,11 @@ const sales = (
   origin: string
 ) =>
   Effect.gen(function*() {
-    const config = yield* CouponConfig
+    const config = yield* CouponConfig.Config
     const adminToken = Redacted.value(config.adminToken)
     const admin = yield* Admin.Admin
     const redis = yield* Redis.Redis
-    yield* TopicAdmin.create([config.topic])
+    yield* TopicAdmin.create([config.topics.requests])
     // The bench leaves nothing behind on the shared Redis and broker.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -246,7 +246,7 @@ const sales = (
             if (keys.length > 0) await client.del(...keys)
           } while (cursor !== "0")
         })
-        yield* admin.deleteTopics([config.topic.name, config.topic.deadLetter.name])
+        yield* admin.deleteTopics([config.topics.requests.name, config.topics.requests.deadLetter.name])
       }).pipe(Effect.ignore)
     )
 
@@ -267,8 +267,8 @@ const sales = (
 
     yield* Effect.gen(function*() {
       if (bench.primePartitions) {
-        const coupons = yield* primePartitions(origin, adminToken, config.topic.name)
-        yield* out(`every partition of ${config.topic.name} has records (${coupons} one-unit coupons sold)`)
+        const coupons = yield* primePartitions(origin, adminToken, config.topics.requests.name)
+        yield* out(`every partition of ${config.topics.requests.name} has records (${coupons} one-unit coupons sold)`)
       }
       if (bench.warmup > 0) {
         const warm = yield* createCoupon(origin, adminToken, "warm-up", Math.max(1, Math.round(bench.warmup / 10)))

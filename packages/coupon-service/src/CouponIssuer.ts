@@ -1,4 +1,3 @@
-import type { SqlError } from "@effect/sql/SqlError"
 import {
   AlreadyRequested,
   CouponExpired,
@@ -16,10 +15,8 @@ import {
   IssueStatus,
   UserCoupons
 } from "@kpipe/contracts/CouponModels"
-import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
 import { CouponEvents, Ids } from "@kpipe/events"
-import type { RedisError } from "@kpipe/redis/Redis"
-import { LabelledCounter } from "@kpipe/service-kit"
+import { LabelledCounter, Unavailable } from "@kpipe/service-kit"
 import * as Cache from "effect/Cache"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
@@ -27,19 +24,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { CouponConfig } from "./CouponConfig.ts"
+import { Config } from "./Config.ts"
 import { CouponStore } from "./CouponStore.ts"
-import { IssueGate } from "./IssueGate.ts"
 import { IssuePublisher } from "./IssuePublisher.ts"
-import { IssueRecovery } from "./IssueRecovery.ts"
+import { ReservationRecovery } from "./ReservationRecovery.ts"
+import { StockReservations } from "./StockReservations.ts"
 
 const answers = LabelledCounter.make("coupon_issue_requests_total", "Issue requests by answer", "answer")
-
-const unavailable = (error: RedisError | SqlError) =>
-  Effect.zipRight(
-    Effect.logWarning("Issue path dependency failed", error),
-    Effect.fail(new ServiceUnavailable({ message: "The coupon service is temporarily unavailable; please retry." }))
-  )
 
 const messages: Record<IssueState, string> = {
   PENDING: "Your request is queued; the coupon will be issued shortly.",
@@ -49,17 +40,18 @@ const messages: Record<IssueState, string> = {
 }
 
 /**
- * The synchronous part of a sale (the seed's `CouponIssueFacade`): check the coupon, pass the
- * Redis gate, publish, answer. `accepted` means the event is in Kafka (acks=all); when publishing
- * fails, the reservation is undone before the caller hears about it.
+ * The synchronous part of a sale (the seed's `CouponIssueFacade`): check the coupon, reserve a unit
+ * of its stock, publish, answer. `accepted` means the event is in Kafka (acks=all); when publishing
+ * fails, the reservation is undone before the caller hears about it. Infrastructure errors
+ * (`SqlError`, `RedisError`) are left to the HTTP side, which answers them 503.
  */
 export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-service/CouponIssuer", {
   effect: Effect.gen(function*() {
-    const config = yield* CouponConfig
+    const config = yield* Config
     const store = yield* CouponStore
-    const gate = yield* IssueGate
+    const reservations = yield* StockReservations
     const publisher = yield* IssuePublisher
-    const recovery = yield* IssueRecovery
+    const recovery = yield* ReservationRecovery
 
     // Coupons do not change once created: the hot path reads them from memory. A miss is kept
     // briefly, so a flood of requests for an unknown id does not reach the database each time.
@@ -83,7 +75,6 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
       const hit = found.get(couponId)
       if (hit !== undefined && hit.until > Date.now()) return Effect.succeed(hit.coupon)
       return coupons.get(couponId).pipe(
-        Effect.catchTag("SqlError", unavailable),
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(new CouponNotFound({ couponId, message: `Coupon ${couponId} does not exist.` })),
           onSome: (coupon) => Effect.as(Effect.sync(() => remember(coupon)), coupon)
@@ -92,11 +83,11 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
     }
 
     const create = Effect.fn("CouponIssuer.create")(function*(request: CreateCouponRequest) {
-      const created = yield* store.create(request).pipe(Effect.catchTag("SqlError", unavailable))
+      const created = yield* store.create(request)
       yield* coupons.set(created.couponId, Option.some(created))
       remember(created)
       // If Redis is down now, the first request finds no state and rebuilds it from the database.
-      yield* gate.initialize(created.couponId, created.totalQuantity).pipe(
+      yield* reservations.initialize(created.couponId, created.totalQuantity).pipe(
         Effect.catchAll((error) => Effect.logWarning("Could not open the coupon in Redis yet", error))
       )
       return created
@@ -136,7 +127,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
     }
 
     const rollback = (event: CouponEvents.CouponIssueRequested) =>
-      gate.rollback(event.couponId, event.userId, event.eventId).pipe(
+      reservations.rollback(event.couponId, event.userId, event.eventId).pipe(
         Effect.retry(Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))),
         Effect.tapError((error) =>
           Effect.logError("Rolling back a reservation failed; reconciliation will report it", error)
@@ -149,7 +140,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
       Effect.gen(function*() {
         // randomUUID's output is a UUID by definition: no need to check it per request.
         const eventId = Ids.EventId.make(crypto.randomUUID(), { disableValidation: true })
-        const answer = yield* gate.reserve(couponId, userId, eventId).pipe(Effect.catchTag("RedisError", unavailable))
+        const answer = yield* reservations.reserve(couponId, userId, eventId)
         switch (answer._tag) {
           case "SoldOut":
             return yield* soldOut(couponId)
@@ -215,7 +206,8 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
         return yield* reserveAndPublish(couponId, userId, now)
       }).pipe(
         Effect.tapBoth({
-          onFailure: (error) => answers.increment(error._tag),
+          onFailure: (error) =>
+            answers.increment(Unavailable.isInfrastructureError(error) ? "ServiceUnavailable" : error._tag),
           onSuccess: () => answers.increment("Accepted")
         }),
         Effect.withSpan("CouponIssuer.issue", { attributes: { couponId, userId }, captureStackTrace: false })
@@ -239,7 +231,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
     const status = Effect.fn("CouponIssuer.status", { captureStackTrace: false })(
       function*(couponId: Ids.CouponId, userId: Ids.UserId) {
         yield* coupon(couponId)
-        const cached = yield* gate.status(couponId, userId).pipe(
+        const cached = yield* reservations.status(couponId, userId).pipe(
           Effect.tapError((error) =>
             Effect.logWarning("Redis status lookup failed; answering from the database", error)
           ),
@@ -248,11 +240,11 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
         const fromRedis = Option.flatMap(cached, (view) => view.status)
         if (Option.contains(fromRedis, "ISSUED")) return answer(couponId, userId, "ISSUED")
         const pendingEventId = Option.flatMap(cached, (view) => view.pendingEventId)
-        const record = yield* store.request(couponId, userId).pipe(Effect.catchTag("SqlError", unavailable))
+        const record = yield* store.request(couponId, userId)
         if (Option.isSome(record.issued)) {
           const { eventId, issuedAt } = record.issued.value
           // The consumer committed but its Redis update was lost (e.g. killed right after COMMIT).
-          if (Option.isSome(cached)) yield* gate.markIssued(couponId, userId, eventId).pipe(Effect.ignore)
+          if (Option.isSome(cached)) yield* reservations.markIssued(couponId, userId, eventId).pipe(Effect.ignore)
           return answer(couponId, userId, "ISSUED", { issuedAt })
         }
         const pending = Option.isSome(pendingEventId) || Option.contains(fromRedis, "PENDING")
@@ -262,7 +254,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
           (!pending || Option.exists(pendingEventId, (eventId) => eventId === failed.value.eventId))
         ) {
           if (Option.isSome(pendingEventId)) {
-            yield* gate.release(couponId, userId, failed.value.eventId).pipe(Effect.ignore)
+            yield* reservations.release(couponId, userId, failed.value.eventId).pipe(Effect.ignore)
           }
           return answer(couponId, userId, "FAILED", { reason: failed.value.reason })
         }
@@ -273,7 +265,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
     )
 
     const myCoupons = Effect.fn("CouponIssuer.myCoupons")(function*(userId: Ids.UserId) {
-      const coupons = yield* store.userCoupons(userId).pipe(Effect.catchTag("SqlError", unavailable))
+      const coupons = yield* store.userCoupons(userId)
       return new UserCoupons({ userId, coupons })
     })
 

@@ -1,6 +1,6 @@
 import { Publisher } from "@kpipe/pipeline"
 import * as Effect from "effect/Effect"
-import { CouponConfig } from "./CouponConfig.ts"
+import { Config } from "./Config.ts"
 
 /**
  * Publishes issue requests to Kafka, many per producer request (`Publisher.makeBatched`): callers
@@ -9,14 +9,14 @@ import { CouponConfig } from "./CouponConfig.ts"
  * with its own idempotent producer, can run side by side, so what queues behind one send need not
  * wait for it; every request has its coupon as key, so the lanes take any request (`laneBy: "any"`)
  * and may reorder requests accepted within the same few milliseconds, which issuing does not depend
- * on (the Redis gate decided who got a unit), but the default keeps acceptance order: more lanes
+ * on (the stock reservations decided who got a unit), but the default keeps acceptance order: more lanes
  * measured no faster here. kafkajs retries a request `PUBLISH_RETRIES` times, so a failure is answered.
  */
 export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/coupon-service/IssuePublisher", {
   scoped: Effect.gen(function*() {
-    const config = yield* CouponConfig
+    const config = yield* Config
     /** `publish` resolves once Kafka acknowledged the event (acks=all), or fails: then it was not accepted. */
-    return yield* Publisher.makeBatched(config.topic, {
+    return yield* Publisher.makeBatched(config.topics.requests, {
       maxBatch: config.publishMaxBatch,
       lanes: config.publishLanes,
       laneBy: "any",

@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { PipelineMigrations } from "@kpipe/pipeline"
-import { Database, type Migrations } from "@kpipe/sql"
+import type { Migrations } from "@kpipe/sql"
 import * as Effect from "effect/Effect"
 
 const createTables = Effect.gen(function*() {
@@ -51,6 +51,3 @@ export const coupons: Migrations.MigrationsOptions = {
 
 /** Everything coupon-service needs, in order: the consumer's tables, then its own. */
 export const all: ReadonlyArray<Migrations.MigrationsOptions> = [PipelineMigrations.migrations, coupons]
-
-/** The pool on `DATABASE_URL` (default database `kpipe_coupon_service`), created when missing, then migrated. */
-export const databaseLayer = Database.layerMigrated("postgres://postgres@127.0.0.1:5432/kpipe_coupon_service", all)

@@ -4,7 +4,7 @@ import type { Ids } from "@kpipe/events"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { CouponStore } from "./CouponStore.ts"
-import { IssueGate } from "./IssueGate.ts"
+import { StockReservations } from "./StockReservations.ts"
 
 const sample = (users: Iterable<string>) => Array.from(users).slice(0, 20)
 
@@ -16,7 +16,7 @@ const sample = (users: Iterable<string>) => Array.from(users).slice(0, 20)
 export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/coupon-service/Reconciliation", {
   effect: Effect.gen(function*() {
     const store = yield* CouponStore
-    const gate = yield* IssueGate
+    const reservations = yield* StockReservations
 
     const check = Effect.fn("Reconciliation.check")(function*(couponId: Ids.CouponId) {
       const coupon = yield* store.find(couponId)
@@ -24,7 +24,7 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/cou
         return yield* new CouponNotFound({ couponId, message: `Coupon ${couponId} does not exist.` })
       }
       const total = coupon.value.totalQuantity
-      const view = yield* gate.inspect(couponId)
+      const view = yield* reservations.inspect(couponId)
       const issued = new Set(yield* store.issuedUsers(couponId))
       const counts = Option.getOrElse(yield* store.counts(couponId), () => ({
         issuedQuantity: 0,

@@ -3,47 +3,44 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
 import { HttpServe, Telemetry } from "@kpipe/service-kit"
-import * as Config from "effect/Config"
+import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { IssueFastRoute } from "./CouponHttp.ts"
-import * as CouponService from "./CouponService.ts"
-import * as CouponMigrations from "./Migrations.ts"
-
-const basePort = 3020
-
-/** `REPLICA` (default 0) picks the default port (3020 + REPLICA) and tags the logs. */
-const replica = Config.integer("REPLICA").pipe(
-  Config.validate({ message: "REPLICA must be a non-negative integer", validation: (n) => n >= 0 }),
-  Config.withDefault(0)
-)
-
-const HttpLive = HttpServe.layer({
-  defaultPort: Config.map(replica, (replica) => basePort + replica),
-  logRequests: false,
-  fastRoutes: Effect.map(IssueFastRoute, (route) => [route])
-})
+import * as App from "./App.ts"
+import * as Config from "./Config.ts"
+import * as Database from "./Database.ts"
+import * as Http from "./Http.ts"
+import * as StockReservations from "./StockReservations.ts"
+import * as Topics from "./Topics.ts"
 
 const InfraLive = Layer.mergeAll(
-  CouponMigrations.databaseLayer,
-  CouponService.RedisLive,
+  Database.layer,
+  StockReservations.layerRedis,
   Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv)),
   AlertSink.layerConfig.pipe(Layer.provide(NodeHttpClient.layerUndici))
-)
+).pipe(Layer.provideMerge(Config.layerFromEnv))
 
-const AppLive = Layer.unwrapEffect(Effect.map(CouponService.roles, (roles) =>
+const HttpLive = Layer.unwrapEffect(Effect.map(Config.Config, (config) =>
+  HttpServe.layer({
+    defaultPort: EffectConfig.succeed(config.port),
+    logRequests: false,
+    fastRoutes: Effect.map(Http.fastRoute, (route) => [route])
+  }))).pipe(Layer.provide(App.api))
+
+/** `COUPON_ROLES`: the API (served), the consumers, or both; the topics created first either way. */
+const AppLive = Layer.unwrapEffect(Effect.map(Config.Config, ({ roles }) =>
   Layer.mergeAll(
-    roles.api ? HttpLive.pipe(Layer.provide(CouponService.apiLayer)) : Layer.empty,
-    roles.consumer ? CouponService.consumerLayer : Layer.empty
-  ))).pipe(Layer.provide(InfraLive))
+    roles.api ? HttpLive : Layer.empty,
+    roles.consumer ? App.consumer : Layer.empty
+  ))).pipe(Layer.provide(Topics.layer))
 
 const MainLive = Layer.unwrapEffect(
-  Effect.map(replica, (replica) =>
+  Effect.map(Config.Config, ({ replica }) =>
     Layer.effectDiscard(Effect.logInfo("coupon-service ready")).pipe(
       Layer.provide(AppLive),
       Layer.provide(Telemetry.layer("coupon-service")),
       Layer.annotateLogs({ service: "coupon-service", replica })
     ))
-)
+).pipe(Layer.provide(InfraLive))
 
 Layer.launch(MainLive).pipe(NodeRuntime.runMain)

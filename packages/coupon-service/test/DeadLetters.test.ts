@@ -6,8 +6,8 @@ import { Redis } from "@kpipe/redis"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { IssueGate } from "../src/IssueGate.ts"
 import { IssuePublisher } from "../src/IssuePublisher.ts"
+import { StockReservations } from "../src/StockReservations.ts"
 import { createCoupon, eventually, issue, issueStatus, keysOf, reconciliation, serviceWith, testEnv } from "./utils.ts"
 
 const recordingAlerts = () => {
@@ -86,11 +86,11 @@ describe("requests that cannot be applied", () => {
     () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
-        const gate = yield* IssueGate
+        const reservations = yield* StockReservations
         const publisher = yield* IssuePublisher
         const couponId = Ids.CouponId.make(424_242)
         const userId = Ids.UserId.make(5)
-        yield* gate.initialize(couponId, 10)
+        yield* reservations.initialize(couponId, 10)
         const now = yield* DateTime.now
         const event = new CouponEvents.CouponIssueRequested({
           eventId: Ids.EventId.make(crypto.randomUUID()),
@@ -99,7 +99,7 @@ describe("requests that cannot be applied", () => {
           userId,
           timestamp: DateTime.toEpochMillis(now)
         })
-        const reserved = yield* gate.reserve(couponId, userId, event.eventId)
+        const reserved = yield* reservations.reserve(couponId, userId, event.eventId)
         assert.strictEqual(reserved._tag, "Accepted")
         yield* publisher.publish(event)
 

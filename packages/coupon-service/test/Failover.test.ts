@@ -4,8 +4,9 @@ import { Admin, KafkaClient } from "@kpipe/kafka"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { AssignerProtocol, Partitioners } from "kafkajs"
-import { CouponConfig } from "../src/CouponConfig.ts"
-import * as CouponService from "../src/CouponService.ts"
+import * as App from "../src/App.ts"
+import { Config } from "../src/Config.ts"
+import * as Topics from "../src/Topics.ts"
 import {
   createCoupon,
   eventually,
@@ -39,22 +40,22 @@ describe("a consumer replica dies", () => {
     "SIGKILL mid-stream: its partitions move to the survivor, and no coupon is lost or issued twice",
     () =>
       Effect.gen(function*() {
-        const config = yield* CouponConfig
+        const config = yield* Config
         const sql = yield* SqlClient
         const admin = yield* Admin.Admin
-        yield* Layer.build(CouponService.TopicsLive)
+        yield* Layer.build(Topics.layer)
 
         // Enough coupons that every partition (hence both replicas) has requests to apply.
         const coupons: Array<number> = []
-        while (new Set(coupons.map((id) => partitionOf(String(id), config.topic.partitions))).size < 3) {
+        while (new Set(coupons.map((id) => partitionOf(String(id), config.topics.requests.partitions))).size < 3) {
           coupons.push((yield* createCoupon(150)).couponId)
         }
 
         // A whole second replica (its API, its consumers), as its own process.
         const replica = yield* startProcess(env, { REPLICA: "1", KAFKA_CLIENT_ID: "coupon-replica-1" })
         // The survivor joins the same group; both now own partitions.
-        yield* Layer.build(CouponService.ConsumersLive)
-        yield* eventually(Effect.map(admin.describeGroup(config.issueGroup), (group) =>
+        yield* Layer.build(App.consumer)
+        yield* eventually(Effect.map(admin.describeGroup(config.topics.issueGroup), (group) =>
           group.state === "Stable" && group.memberIds.length === 2))
 
         const requests = coupons.flatMap((couponId) =>
@@ -84,13 +85,17 @@ describe("a consumer replica dies", () => {
           }),
           (client) => Effect.promise(() => client.disconnect())
         )
-        const { groups } = yield* Effect.promise(() => kafkaAdmin.describeGroups([config.issueGroup]))
+        const { groups } = yield* Effect.promise(() => kafkaAdmin.describeGroups([config.topics.issueGroup]))
         const member = groups[0]!.members.find((m) => m.clientId === "coupon-replica-1")!
-        const owned = AssignerProtocol.MemberAssignment.decode(member.memberAssignment)!.assignment[config.topic.name]!
+        const owned = AssignerProtocol.MemberAssignment.decode(member.memberAssignment)!
+          .assignment[config.topics.requests.name]!
         assert.isAbove(owned.length, 0)
         const unapplied = Effect.promise(async () => {
-          const ends = await kafkaAdmin.fetchTopicOffsets(config.topic.name)
-          const [committed] = await kafkaAdmin.fetchOffsets({ groupId: config.issueGroup, topics: [config.topic.name] })
+          const ends = await kafkaAdmin.fetchTopicOffsets(config.topics.requests.name)
+          const [committed] = await kafkaAdmin.fetchOffsets({
+            groupId: config.topics.issueGroup,
+            topics: [config.topics.requests.name]
+          })
           return owned.filter((partition) =>
             Number(committed!.partitions.find((p) => p.partition === partition)?.offset ?? -1) <
               Number(ends.find((p) => p.partition === partition)!.high)
@@ -107,7 +112,7 @@ describe("a consumer replica dies", () => {
         yield* Effect.sleep("1 second")
         assert.strictEqual(yield* applied, accepted.length)
         const [claims] = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM kpipe_processed_events WHERE consumer_group = ${config.issueGroup}`
+          SELECT count(*)::int AS n FROM kpipe_processed_events WHERE consumer_group = ${config.topics.issueGroup}`
         assert.strictEqual(claims!.n, accepted.length)
 
         for (const couponId of coupons) {

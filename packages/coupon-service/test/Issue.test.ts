@@ -6,7 +6,7 @@ import { Redis } from "@kpipe/redis"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { CouponConfig } from "../src/CouponConfig.ts"
+import { Config } from "../src/Config.ts"
 import {
   adminToken,
   client,
@@ -29,13 +29,13 @@ const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(CouponEvents.Coupo
 describe("issuing a coupon", () => {
   it.live("an accepted request is published exactly once, then ISSUED", () =>
     Effect.gen(function*() {
-      const config = yield* CouponConfig
+      const config = yield* Config
       const coupon = yield* createCoupon(10)
       const accepted = yield* issue(coupon.couponId, 42)
       assert.strictEqual(accepted.status, 202)
       assert.strictEqual(accepted.body["status"], "PENDING")
 
-      const records = yield* readTopic(config.topic.name, 1)
+      const records = yield* readTopic(config.topics.requests.name, 1)
       assert.strictEqual(records.length, 1)
       const [record] = records
       const event = decodeEvent(record!.value!.toString("utf8"))

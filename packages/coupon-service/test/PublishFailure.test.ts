@@ -4,8 +4,8 @@ import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { CouponConfig } from "../src/CouponConfig.ts"
-import * as CouponService from "../src/CouponService.ts"
+import * as App from "../src/App.ts"
+import { Config } from "../src/Config.ts"
 import {
   createCoupon,
   eventually,
@@ -22,7 +22,7 @@ describe("publishing fails", () => {
     "the reservation is rolled back in full, the answer is a typed 503, and a later retry succeeds",
     () =>
       Effect.gen(function*() {
-        const config = yield* CouponConfig
+        const config = yield* Config
         const redis = yield* Redis.Redis
         const coupon = yield* createCoupon(3)
         const keys = yield* keysOf(coupon.couponId)
@@ -42,8 +42,8 @@ describe("publishing fails", () => {
         const status = yield* issueStatus(coupon.couponId, 7)
         assert.strictEqual(status.body["status"], "NOT_REQUESTED")
 
-        yield* TopicAdmin.create([config.topic])
-        yield* Layer.build(CouponService.ConsumersLive)
+        yield* TopicAdmin.create([config.topics.requests])
+        yield* Layer.build(App.consumer)
         const accepted = yield* issue(coupon.couponId, 7)
         assert.deepStrictEqual([accepted.status, accepted.tag], [202, "Accepted"])
         yield* eventually(Effect.map(issueStatus(coupon.couponId, 7), (answer) => answer.body["status"] === "ISSUED"))

@@ -4,8 +4,8 @@ import { ServiceProcess } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { fileURLToPath } from "node:url"
-import { CouponConfig } from "../src/CouponConfig.ts"
-import * as CouponService from "../src/CouponService.ts"
+import { Config } from "../src/Config.ts"
+import * as Topics from "../src/Topics.ts"
 import {
   createCoupon,
   eventually,
@@ -25,16 +25,16 @@ describe("COUPON_ROLES splits the API from the consumers", () => {
     "an api-only process takes requests without joining the group; a consumer-only process issues them",
     () =>
       Effect.gen(function*() {
-        const config = yield* CouponConfig
+        const config = yield* Config
         const admin = yield* Admin.Admin
-        yield* Layer.build(CouponService.TopicsLive)
+        yield* Layer.build(Topics.layer)
         const coupon = yield* createCoupon(10)
 
         const consumer = yield* startProcess(env, { REPLICA: "1", COUPON_ROLES: "consumer" })
         assert.isUndefined(consumer.port, "a consumer-only process serves no HTTP")
         const api = yield* startProcess(env, { REPLICA: "2", COUPON_ROLES: "api" })
         yield* eventually(
-          Effect.map(admin.describeGroup(config.issueGroup), (group) =>
+          Effect.map(admin.describeGroup(config.topics.issueGroup), (group) =>
             group.state === "Stable" && group.memberIds.length === 1)
         )
 
@@ -54,7 +54,7 @@ describe("COUPON_ROLES splits the API from the consumers", () => {
         const states = yield* Effect.forEach([7, 8], (userId) => issueStatus(coupon.couponId, userId))
         assert.deepStrictEqual(states.map((state) => state.body["status"]), ["ISSUED", "ISSUED"])
         // Still only the consumer process in the group: the api-only one never joined.
-        const group = yield* admin.describeGroup(config.issueGroup)
+        const group = yield* admin.describeGroup(config.topics.issueGroup)
         assert.strictEqual(group.memberIds.length, 1)
 
         assert.deepStrictEqual(yield* Effect.all([api.stop, consumer.stop]), [0, 0])

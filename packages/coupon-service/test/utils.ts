@@ -17,11 +17,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { fileURLToPath } from "node:url"
-import { CouponConfig } from "../src/CouponConfig.ts"
-import { ApiLive, IssueFastRoute } from "../src/CouponHttp.ts"
-import * as CouponService from "../src/CouponService.ts"
-import { couponKeys } from "../src/IssueGate.ts"
+import * as App from "../src/App.ts"
+import { Config, layerFromEnv as ConfigFromEnv } from "../src/Config.ts"
+import * as Http from "../src/Http.ts"
 import * as Migrations from "../src/Migrations.ts"
+import { couponKeys, layerRedis } from "../src/StockReservations.ts"
 
 export const adminToken = "test-admin-token"
 
@@ -68,23 +68,25 @@ export const deleteKeys = (pattern: string) =>
 
 /** Deletes the test's keys when the test ends. */
 const RedisCleanup = Layer.scopedDiscard(
-  Effect.flatMap(CouponConfig, (config) => Effect.addFinalizer(() => Effect.ignore(deleteKeys(`${config.keyPrefix}*`))))
+  Effect.flatMap(Config, (config) => Effect.addFinalizer(() => Effect.ignore(deleteKeys(`${config.keyPrefix}*`))))
 )
 
 const infra = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
-  Layer.mergeAll(Database.layerTest(Migrations.all), CouponService.RedisLive, TestKafka.layer, alerts)
+  Layer.mergeAll(Database.layerTest(Migrations.all), layerRedis, TestKafka.layer, alerts).pipe(
+    Layer.provideMerge(ConfigFromEnv)
+  )
 
 export const InfraLive = infra(AlertSink.layerLog)
 
 /** The whole service (consumers included) behind an in-process HTTP server, on a fresh database. */
 /** The issue endpoint's fast route in front of the HttpApi, as `main.ts` serves it. */
-const FastRoutes = Effect.map(IssueFastRoute, (route) => [route])
+const FastRoutes = Effect.map(Http.fastRoute, (route) => [route])
 
 export const serviceWith = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
   HttpApiBuilder.serve().pipe(
     Layer.provideMerge(HttpServe.layerTest(FastRoutes)),
-    Layer.provideMerge(CouponService.layer),
-    Layer.provideMerge(RedisCleanup.pipe(Layer.provideMerge(CouponConfig.Default))),
+    Layer.provideMerge(App.layer),
+    Layer.provideMerge(RedisCleanup),
     Layer.provideMerge(infra(alerts)),
     Layer.provide(TestLogging.layer)
   )
@@ -93,10 +95,9 @@ export const ServiceLive = serviceWith(AlertSink.layerLog)
 
 /** The request path only: no topic creation, no consumers. */
 export const RequestPathLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(ApiLive),
   Layer.provideMerge(HttpServe.layerTest(FastRoutes)),
-  Layer.provideMerge(CouponService.RequestsLive),
-  Layer.provideMerge(RedisCleanup.pipe(Layer.provideMerge(CouponConfig.Default))),
+  Layer.provideMerge(App.api),
+  Layer.provideMerge(RedisCleanup),
   Layer.provideMerge(InfraLive),
   Layer.provide(TestLogging.layer)
 )
@@ -116,7 +117,7 @@ export const startProcess = (env: Record<string, string>, overrides: Record<stri
     })
   })
 
-export const keysOf = (couponId: number) => Effect.map(CouponConfig, (config) => couponKeys(config.keyPrefix, couponId))
+export const keysOf = (couponId: number) => Effect.map(Config, (config) => couponKeys(config.keyPrefix, couponId))
 
 /** The typed client, as a user (or anonymous) and with the admin token. */
 export const client = (options: { readonly userId?: string; readonly admin?: string } = {}) =>

@@ -8,22 +8,21 @@ import {
   userIdHeader
 } from "@kpipe/contracts/CouponApi"
 import { InvalidUserId, MissingUserId, Unauthorized } from "@kpipe/contracts/CouponErrors"
-import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
 import { Ids } from "@kpipe/events"
-import { FastRoute, JsonBody } from "@kpipe/service-kit"
+import { FastRoute, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { createHash, timingSafeEqual } from "node:crypto"
-import { CouponConfig } from "./CouponConfig.ts"
+import { Config } from "./Config.ts"
 import { CouponIssuer } from "./CouponIssuer.ts"
 import { Reconciliation } from "./Reconciliation.ts"
 
 const digest = (text: string) => createHash("sha256").update(text).digest()
 
-export const AdminAuthLive = Layer.effect(
+const adminAuth = Layer.effect(
   AdminAuth,
-  Effect.map(CouponConfig, (config) => {
+  Effect.map(Config, (config) => {
     const expected = digest(Redacted.value(config.adminToken))
     return AdminAuth.of({
       adminToken: (token) => {
@@ -49,7 +48,7 @@ const positiveIdOf = (text: string) => {
 }
 
 /** Parses the gateway's `X-User-Id`: absent → 401, anything but a positive integer → 400. */
-export const parseUserId = (raw: string) => {
+const parseUserId = (raw: string) => {
   const text = raw.trim()
   if (text === "") return Effect.fail(new MissingUserId({ message: `Missing ${userIdHeader} header.` }))
   const value = positiveIdOf(text)
@@ -58,42 +57,46 @@ export const parseUserId = (raw: string) => {
     : Effect.succeed(Ids.UserId.make(value))
 }
 
-export const UserIdentityLive = Layer.succeed(
+const userIdentity = Layer.succeed(
   UserIdentity,
   UserIdentity.of({ gateway: (header) => parseUserId(Redacted.value(header)) })
 )
 
-const AdminGroupLive = HttpApiBuilder.group(CouponApi, "admin", (handlers) =>
+/** The issue endpoint, the same through the HttpApi and the fast route. */
+const issue = (issuer: CouponIssuer, couponId: Ids.CouponId, userId: Ids.UserId) =>
+  issuer.issue(couponId, userId).pipe(Unavailable.orServiceUnavailable("Issuing"))
+
+const adminGroup = HttpApiBuilder.group(CouponApi, "admin", (handlers) =>
   Effect.gen(function*() {
     const issuer = yield* CouponIssuer
     const reconciliation = yield* Reconciliation
     return handlers
-      .handle("createCoupon", ({ payload }) => issuer.create(payload))
+      .handle("createCoupon", ({ payload }) => issuer.create(payload).pipe(Unavailable.orServiceUnavailable("Coupons")))
       .handle("reconciliation", ({ path }) =>
-        reconciliation.check(path.couponId).pipe(
-          Effect.catchTags({
-            SqlError: () => Effect.fail(new ServiceUnavailable({ message: "The database did not answer." })),
-            RedisError: () => Effect.fail(new ServiceUnavailable({ message: "Redis did not answer." }))
-          })
-        ))
+        reconciliation.check(path.couponId).pipe(Unavailable.orServiceUnavailable("Reconciliation")))
   }))
 
-const CouponsGroupLive = HttpApiBuilder.group(CouponApi, "coupons", (handlers) =>
+const couponsGroup = HttpApiBuilder.group(CouponApi, "coupons", (handlers) =>
   Effect.gen(function*() {
     const issuer = yield* CouponIssuer
     return handlers
-      .handle("issue", ({ path }) => Effect.flatMap(CurrentUser, (userId) => issuer.issue(path.couponId, userId)))
-      .handle(
-        "issueStatus",
-        ({ path }) => Effect.flatMap(CurrentUser, (userId) => issuer.status(path.couponId, userId))
-      )
-      .handle("myCoupons", () => Effect.flatMap(CurrentUser, (userId) => issuer.myCoupons(userId)))
+      .handle("issue", ({ path }) => Effect.flatMap(CurrentUser, (userId) => issue(issuer, path.couponId, userId)))
+      .handle("issueStatus", ({ path }) =>
+        Effect.flatMap(
+          CurrentUser,
+          (userId) => issuer.status(path.couponId, userId).pipe(Unavailable.orServiceUnavailable("Issue status"))
+        ))
+      .handle("myCoupons", () =>
+        Effect.flatMap(
+          CurrentUser,
+          (userId) => issuer.myCoupons(userId).pipe(Unavailable.orServiceUnavailable("Coupons"))
+        ))
   }))
 
-/** The API's handlers and middleware; needs the service's Layers (`CouponService.layer`). */
-export const ApiLive = HttpApiBuilder.api(CouponApi).pipe(
-  Layer.provide(Layer.mergeAll(AdminGroupLive, CouponsGroupLive)),
-  Layer.provide(Layer.mergeAll(AdminAuthLive, UserIdentityLive, JsonBody.layer))
+/** The API's handlers and middleware (`HttpApi.Api`); needs `CouponIssuer`, `Reconciliation` and `Config`. */
+export const layer = HttpApiBuilder.api(CouponApi).pipe(
+  Layer.provide(Layer.mergeAll(adminGroup, couponsGroup)),
+  Layer.provide(Layer.mergeAll(adminAuth, userIdentity, JsonBody.layer))
 )
 
 const issuePath = /^\/api\/coupons\/([^/?#]+)\/issue$/
@@ -104,7 +107,7 @@ const userIdHeaderKey = userIdHeader.toLowerCase()
  * the HttpApi router (`FastRoute`). It takes well-formed requests only; a malformed coupon id or user
  * header is left to the HttpApi, whose typed 400/401 answers stay the single source of truth.
  */
-export const IssueFastRoute = Effect.map(CouponIssuer, (issuer) =>
+export const fastRoute = Effect.map(CouponIssuer, (issuer) =>
   FastRoute.make(IssueEndpoint, {
     match: (request) => {
       const path = issuePath.exec(request.url ?? "")
@@ -116,5 +119,5 @@ export const IssueFastRoute = Effect.map(CouponIssuer, (issuer) =>
         ? undefined
         : { couponId: Ids.CouponId.make(couponId), userId: Ids.UserId.make(userId) }
     },
-    handle: ({ couponId, userId }) => issuer.issue(couponId, userId)
+    handle: ({ couponId, userId }) => issue(issuer, couponId, userId)
   }))

@@ -1,0 +1,161 @@
+import type { Ids } from "@kpipe/events"
+import { Redis } from "@kpipe/redis"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { Config } from "./Config.ts"
+import * as internal from "./internal/reservationScripts.ts"
+
+/** A coupon's Redis keys under `prefix` (`REDIS_KEY_PREFIX`); see `internal/reservationScripts.ts` for the layout. */
+export const couponKeys = internal.couponKeys
+
+export type ReserveResult = internal.ReserveResult
+
+export type StoredStatus = "PENDING" | "ISSUED" | "FAILED"
+
+/** A coupon's reservations as Redis holds them (the reconciliation report compares them with the database). */
+export interface ReservationsView {
+  readonly state: "ready" | "recovering" | "missing"
+  readonly total: Option.Option<number>
+  readonly counter: number
+  readonly members: ReadonlyArray<string>
+  /** User id → event id of the request in flight. */
+  readonly pending: Readonly<Record<string, string>>
+}
+
+/** What the database decided for one request. */
+export interface Outcome {
+  readonly couponId: Ids.CouponId
+  readonly userId: Ids.UserId
+  readonly eventId: Ids.EventId
+  readonly issued: boolean
+}
+
+/**
+ * A coupon's stock in Redis: who holds a unit (issued or in flight) and how many are left. Each
+ * operation is one Lua script, so a duplicate never takes stock, two requests never both take the
+ * last unit, and a rollback never undoes someone else's reservation.
+ */
+export class StockReservations extends Effect.Service<StockReservations>()(
+  "@kpipe/coupon-service/StockReservations",
+  {
+    effect: Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      const config = yield* Config
+      const scripts = yield* internal.make
+      const ttl = Math.max(1, Math.round(Duration.toSeconds(config.statusTtl)))
+      const keysOf = (couponId: Ids.CouponId) => couponKeys(config.keyPrefix, couponId)
+
+      // A leaf span (`useSpan`): cheaper than `withSpan`, which also makes the span the parent of what runs inside.
+      const reserve = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: Ids.EventId) =>
+        Effect.useSpan(
+          "StockReservations.reserve",
+          { attributes: { couponId, userId }, captureStackTrace: false },
+          () => scripts.reserve(keysOf(couponId), userId, eventId, ttl)
+        )
+
+      const rollback = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: Ids.EventId) =>
+        scripts.rollback(keysOf(couponId), userId, eventId).pipe(
+          Effect.withSpan("StockReservations.rollback", { attributes: { couponId, userId } })
+        )
+
+      /** The database issued it: status ISSUED, no longer pending (a user Redis did not count is adopted). */
+      const markIssued = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: string) =>
+        scripts.markIssued(keysOf(couponId), userId, eventId, ttl).pipe(
+          Effect.withSpan("StockReservations.markIssued", { attributes: { couponId, userId } })
+        )
+
+      /** `released`: the reservation went back on sale; `marked`: nothing was held, FAILED shown; `untouched`. */
+      const release = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: string) =>
+        scripts.release(keysOf(couponId), userId, eventId, ttl).pipe(
+          Effect.withSpan("StockReservations.release", { attributes: { couponId, userId } })
+        )
+
+      /** What the database decided for a batch of requests, in one round trip: `markIssued` or `release` each. */
+      const settleAll = (outcomes: ReadonlyArray<Outcome>) =>
+        outcomes.length === 0 ? Effect.void : redis.pipeline((pipeline) => {
+          for (const outcome of outcomes) scripts.queueSettle(pipeline, keysOf(outcome.couponId), outcome, ttl)
+        }).pipe(
+          Effect.asVoid,
+          Effect.withSpan("StockReservations.settleAll", { attributes: { requests: outcomes.length } })
+        )
+
+      const status = (couponId: Ids.CouponId, userId: Ids.UserId) =>
+        scripts.status(keysOf(couponId), userId).pipe(
+          Effect.map(({ pendingEventId, status }) => ({
+            status: status as Option.Option<StoredStatus>,
+            pendingEventId
+          })),
+          Effect.withSpan("StockReservations.status", { attributes: { couponId, userId }, captureStackTrace: false })
+        )
+
+      /** Opens a new coupon with `total` units; whatever its keys held is discarded. */
+      const initialize = (couponId: Ids.CouponId, total: number) =>
+        scripts.initialize(keysOf(couponId), total).pipe(
+          Effect.withSpan("StockReservations.initialize", { attributes: { couponId } })
+        )
+
+      /** Closes the coupon (state `recovering`) and takes the rebuild lease, unless it is sound or leased. */
+      const beginRecovery = (couponId: Ids.CouponId, token: string, lease: Duration.Duration) =>
+        scripts.beginRecovery(keysOf(couponId), token, Math.round(Duration.toMillis(lease)))
+
+      /** Empties the counter, the set and the pending requests under the lease; false if the lease was lost. */
+      const resetForRebuild = (couponId: Ids.CouponId, token: string) => scripts.reset(keysOf(couponId), token)
+
+      /** Adds issued users to the set under the lease, and shows them ISSUED; false if the lease was lost. */
+      const addIssued = (couponId: Ids.CouponId, token: string, userIds: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const keys = keysOf(couponId)
+          if (!(yield* scripts.addUsers(keys, token, userIds))) return false
+          yield* redis.pipeline((pipeline) => {
+            for (const userId of userIds) pipeline.set(keys.status(userId), "ISSUED", "EX", ttl)
+          })
+          return true
+        })
+
+      /** Opens the coupon again with counter = set size; the number of users, or none if the lease was lost. */
+      const finishRecovery = (couponId: Ids.CouponId, token: string, total: number) =>
+        scripts.finishRecovery(keysOf(couponId), token, total)
+
+      const abandonRecovery = (couponId: Ids.CouponId, token: string) => scripts.abandon(keysOf(couponId), token)
+
+      const inspect = (couponId: Ids.CouponId) =>
+        redis.use(async (client): Promise<ReservationsView> => {
+          const keys = keysOf(couponId)
+          const [meta, counter, members, pending] = await Promise.all([
+            client.hgetall(keys.meta),
+            client.get(keys.counter),
+            client.smembers(keys.users),
+            client.hgetall(keys.pending)
+          ])
+          return {
+            state: meta["state"] === "ready" ? "ready" : meta["state"] === "recovering" ? "recovering" : "missing",
+            total: meta["total"] === undefined ? Option.none() : Option.some(Number(meta["total"])),
+            counter: counter === null ? 0 : Number(counter),
+            members,
+            pending
+          }
+        }).pipe(Effect.withSpan("StockReservations.inspect", { attributes: { couponId } }))
+
+      return {
+        reserve,
+        rollback,
+        markIssued,
+        release,
+        settleAll,
+        status,
+        initialize,
+        beginRecovery,
+        resetForRebuild,
+        addIssued,
+        finishRecovery,
+        abandonRecovery,
+        inspect
+      } as const
+    })
+  }
+) {}
+
+/** The Redis the reservations live in (`REDIS_URL`, auto-pipelined). */
+export const layerRedis = Layer.unwrapEffect(Effect.map(Config, (config) => Redis.layer({ url: config.redisUrl })))

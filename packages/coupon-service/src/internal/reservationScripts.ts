@@ -1,0 +1,268 @@
+import { Redis } from "@kpipe/redis"
+import type { RedisError } from "@kpipe/redis/Redis"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { ChainableCommander } from "ioredis"
+
+/**
+ * A coupon's keys. The seed's three (`counter`, `issued:users`, `user:{id}:status`) plus:
+ * `meta` (total quantity and `state`: a coupon without it was never opened or was lost),
+ * `pending` (user → event id of the request in flight, so rollbacks and releases only ever undo
+ * their own reservation) and `recovery` (the lease of the replica rebuilding the coupon).
+ *
+ * Invariant kept by every script: `counter` = size of `issued:users` = issued + pending users.
+ */
+export const couponKeys = (prefix: string, couponId: number | string) => {
+  const base = `${prefix}${couponId}`
+  return {
+    meta: `${base}:meta`,
+    counter: `${base}:counter`,
+    users: `${base}:issued:users`,
+    pending: `${base}:pending`,
+    lease: `${base}:recovery`,
+    status: (userId: number | string) => `${base}:user:${userId}:status`
+  }
+}
+
+// KEYS: meta, counter, users, pending, status. ARGV: user id, event id, status TTL (s).
+const reserveLua = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'MISSING', 0} end
+if state ~= 'ready' then return {'RECOVERING', 0} end
+local counter = redis.call('GET', KEYS[2])
+if not counter then return {'MISSING', 0} end
+counter = tonumber(counter)
+if redis.call('SCARD', KEYS[3]) ~= counter then return {'MISSING', counter} end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return {'DUPLICATE', counter} end
+if counter >= tonumber(redis.call('HGET', KEYS[1], 'total')) then return {'SOLD_OUT', counter} end
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[5], 'PENDING', 'EX', ARGV[3])
+return {'ACCEPTED', counter + 1}
+`
+
+// Undoes exactly the reservation of event ARGV[2], if it is still held. KEYS/ARGV as reserve.
+const rollbackLua = `
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('SREM', KEYS[3], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('DECR', KEYS[2])
+end
+redis.call('DEL', KEYS[5])
+return 1
+`
+
+// The database issued the coupon: status ISSUED, the request is no longer pending. A user Redis
+// did not count (its reservation was rolled back after an ambiguous publish, or Redis was rebuilt
+// meanwhile) is adopted, so Redis stops selling that unit again; while the coupon is being rebuilt
+// it is only added to the set, whose size becomes the counter when the rebuild finishes.
+const markIssuedLua = `
+redis.call('SET', KEYS[5], 'ISSUED', 'EX', ARGV[3])
+if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[4], ARGV[1]) end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 1 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'ready' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('INCR', KEYS[2])
+  return 2
+elseif state == 'recovering' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return 2
+end
+return 1
+`
+
+// The request failed for good: its unit goes back on sale and the user may ask again. A failure
+// of a request that no longer holds anything is still made visible, unless the user holds a
+// coupon or a newer request.
+const releaseLua = `
+local pending = redis.call('HGET', KEYS[4], ARGV[1])
+if pending == ARGV[2] then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  if redis.call('SREM', KEYS[3], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('DECR', KEYS[2])
+  end
+  redis.call('SET', KEYS[5], 'FAILED', 'EX', ARGV[3])
+  return 1
+end
+if not pending and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
+  redis.call('SET', KEYS[5], 'FAILED', 'EX', ARGV[3])
+  return 2
+end
+return 0
+`
+
+// KEYS: status, pending. ARGV: user id.
+const statusLua = `
+return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], ARGV[1])}
+`
+
+// KEYS: meta, counter, users, pending. ARGV: total. Opens a new coupon: nobody can have asked for
+// it yet, so whatever the keys hold (left over from a database that was reset) is discarded.
+const initializeLua = `
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'state', 'ready')
+redis.call('SET', KEYS[2], 0)
+return 1
+`
+
+// KEYS: meta, counter, users, lease. ARGV: token, lease (ms).
+// Closes the coupon (state 'recovering') and takes the lease, unless the coupon is sound or someone
+// else holds the lease.
+const beginRecoveryLua = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'ready' then
+  local counter = redis.call('GET', KEYS[2])
+  if counter and tonumber(counter) == redis.call('SCARD', KEYS[3]) then return 'READY' end
+end
+if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'BUSY' end
+redis.call('HSET', KEYS[1], 'state', 'recovering')
+return 'STARTED'
+`
+
+// KEYS: meta, counter, users, pending, lease. ARGV: token.
+const resetLua = `
+if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'recovering')
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return 1
+`
+
+// KEYS: users, lease. ARGV: token, user ids…
+const addUsersLua = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+return #ARGV - 1
+`
+
+// KEYS: meta, counter, users, lease. ARGV: token, total.
+const finishRecoveryLua = `
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+local members = redis.call('SCARD', KEYS[3])
+redis.call('SET', KEYS[2], members)
+redis.call('HSET', KEYS[1], 'total', ARGV[2], 'state', 'ready')
+redis.call('DEL', KEYS[4])
+return members
+`
+
+// KEYS: lease. ARGV: token.
+const abandonLua = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
+export type CouponKeys = ReturnType<typeof couponKeys>
+
+export type ReserveResult =
+  | { readonly _tag: "Accepted"; readonly reserved: number }
+  | { readonly _tag: "SoldOut" }
+  | { readonly _tag: "Duplicate" }
+  /** The coupon's state is gone or damaged: it must be rebuilt before anything is accepted. */
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Recovering" }
+
+// One command per script on the Redis client (`Redis.script`); the names must not clash with Redis's own.
+const define = Effect.all({
+  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 5, lua: reserveLua }),
+  rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 5, lua: rollbackLua }),
+  markIssued: Redis.script<number>({ name: "couponMarkIssued", numberOfKeys: 5, lua: markIssuedLua }),
+  release: Redis.script<number>({ name: "couponRelease", numberOfKeys: 5, lua: releaseLua }),
+  status: Redis.script<[string | null, string | null]>({ name: "couponStatus", numberOfKeys: 2, lua: statusLua }),
+  initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 4, lua: initializeLua }),
+  beginRecovery: Redis.script<"READY" | "BUSY" | "STARTED">({
+    name: "couponBeginRecovery",
+    numberOfKeys: 4,
+    lua: beginRecoveryLua
+  }),
+  reset: Redis.script<number>({ name: "couponReset", numberOfKeys: 5, lua: resetLua }),
+  addUsers: Redis.script<number>({ name: "couponAddUsers", numberOfKeys: 2, lua: addUsersLua }),
+  finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 4, lua: finishRecoveryLua }),
+  abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 1, lua: abandonLua })
+})
+
+// Answers without data, shared by every request.
+const soldOut: ReserveResult = { _tag: "SoldOut" }
+const duplicate: ReserveResult = { _tag: "Duplicate" }
+const recovering: ReserveResult = { _tag: "Recovering" }
+const missing: ReserveResult = { _tag: "Missing" }
+
+const reserveResult = ([answer, count]: [string, number]): ReserveResult => {
+  switch (answer) {
+    case "ACCEPTED":
+      return { _tag: "Accepted", reserved: count }
+    case "SOLD_OUT":
+      return soldOut
+    case "DUPLICATE":
+      return duplicate
+    case "RECOVERING":
+      return recovering
+    default:
+      return missing
+  }
+}
+
+const userKeys = (keys: CouponKeys, userId: number) => [
+  keys.meta,
+  keys.counter,
+  keys.users,
+  keys.pending,
+  keys.status(userId)
+]
+
+/** The scripts on this Redis client, each taking a coupon's keys and returning what its answer means. */
+export const make = Effect.gen(function*() {
+  const scripts = yield* define
+  return {
+    reserve: (
+      keys: CouponKeys,
+      userId: number,
+      eventId: string,
+      ttl: number
+    ): Effect.Effect<ReserveResult, RedisError> =>
+      Effect.map(scripts.reserve(userKeys(keys, userId), [userId, eventId, ttl]), (reply) => reserveResult(reply)),
+    rollback: (keys: CouponKeys, userId: number, eventId: string) =>
+      Effect.map(scripts.rollback(userKeys(keys, userId), [userId, eventId]), (n) => n === 1),
+    markIssued: (keys: CouponKeys, userId: number, eventId: string, ttl: number) =>
+      Effect.asVoid(scripts.markIssued(userKeys(keys, userId), [userId, eventId, ttl])),
+    release: (keys: CouponKeys, userId: number, eventId: string, ttl: number) =>
+      Effect.map(
+        scripts.release(userKeys(keys, userId), [userId, eventId, ttl]),
+        (n) => n === 1 ? "released" as const : n === 2 ? "marked" as const : "untouched" as const
+      ),
+    /** Queues `markIssued` (issued) or `release` on a pipeline. */
+    queueSettle: (
+      pipeline: ChainableCommander,
+      keys: CouponKeys,
+      request: { readonly userId: number; readonly eventId: string; readonly issued: boolean },
+      ttl: number
+    ) =>
+      (request.issued ? scripts.markIssued : scripts.release).queue(pipeline, userKeys(keys, request.userId), [
+        request.userId,
+        request.eventId,
+        ttl
+      ]),
+    status: (keys: CouponKeys, userId: number) =>
+      Effect.map(scripts.status([keys.status(userId), keys.pending], [userId]), ([status, pending]) => ({
+        status: Option.fromNullable(status),
+        pendingEventId: Option.fromNullable(pending)
+      })),
+    initialize: (keys: CouponKeys, total: number) =>
+      Effect.asVoid(scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending], [total])),
+    beginRecovery: (keys: CouponKeys, token: string, leaseMillis: number) =>
+      scripts.beginRecovery([keys.meta, keys.counter, keys.users, keys.lease], [token, leaseMillis]),
+    reset: (keys: CouponKeys, token: string) =>
+      Effect.map(
+        scripts.reset([keys.meta, keys.counter, keys.users, keys.pending, keys.lease], [token]),
+        (n) => n === 1
+      ),
+    addUsers: (keys: CouponKeys, token: string, userIds: ReadonlyArray<string>) =>
+      Effect.map(scripts.addUsers([keys.users, keys.lease], [token, ...userIds]), (n) => n !== -1),
+    finishRecovery: (keys: CouponKeys, token: string, total: number) =>
+      Effect.map(
+        scripts.finishRecovery([keys.meta, keys.counter, keys.users, keys.lease], [token, total]),
+        (n) => n === -1 ? Option.none<number>() : Option.some(n)
+      ),
+    abandon: (keys: CouponKeys, token: string) => Effect.asVoid(scripts.abandon([keys.lease], [token]))
+  } as const
+})
