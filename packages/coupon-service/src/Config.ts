@@ -1,5 +1,5 @@
 import { RetryPolicy } from "@kpipe/pipeline"
-import { ConsumerSettings, Replica, ServiceTopics } from "@kpipe/service-kit"
+import { ConsumerSettings, Replica, ServiceConfig, ServiceTopics } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -86,15 +86,9 @@ const retry = EffectConfig.all({
  */
 export const config = EffectConfig.all({
   replica: Replica.replica,
-  port: EffectConfig.integer("PORT").pipe(
-    EffectConfig.orElse(() => Replica.port(basePort)),
-    EffectConfig.withDescription(`HTTP port on 127.0.0.1 (default ${basePort} + REPLICA; 0: any free port)`)
-  ),
+  port: ServiceConfig.port(Replica.port(basePort)),
   roles,
-  databaseUrl: EffectConfig.redacted("DATABASE_URL").pipe(
-    EffectConfig.withDefault(Redacted.make("postgres://postgres@127.0.0.1:5432/kpipe_coupon_service")),
-    EffectConfig.withDescription("The service's own database (created when missing)")
-  ),
+  databaseUrl: ServiceConfig.databaseUrl("kpipe_coupon_service"),
   redisUrl,
   topics: EffectConfig.map(ServiceTopics.prefix, (prefix) => Topics.named(prefix)),
   keyPrefix: EffectConfig.string("REDIS_KEY_PREFIX").pipe(

@@ -1,5 +1,5 @@
 import { OrderModels } from "@kpipe/contracts"
-import { ConsumerSettings } from "@kpipe/service-kit"
+import { ConsumerSettings, Replica, ServiceConfig } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -8,6 +8,8 @@ import * as Redacted from "effect/Redacted"
 
 /** Everything order-service reads from the environment. */
 export const config = Config.all({
+  port: ServiceConfig.port(Replica.port(3030)),
+  databaseUrl: ServiceConfig.databaseUrl("kpipe_order"),
   maxQuantity: Config.integer("ORDER_MAX_QUANTITY").pipe(
     Config.validate({
       message: `ORDER_MAX_QUANTITY must be 1 to ${OrderModels.maxQuantity}`,

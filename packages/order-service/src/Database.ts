@@ -1,7 +1,10 @@
 import { Database } from "@kpipe/sql"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { OrderServiceConfig } from "./Config.ts"
 import * as Migrations from "./Migrations.ts"
 
-export const defaultUrl = "postgres://postgres@127.0.0.1:5432/kpipe_order"
-
-/** The pool on `DATABASE_URL` (default `kpipe_order`), the database created if missing and migrated. */
-export const layer = Database.layerMigrated(defaultUrl, Migrations.all)
+/** order-service's own database (`DATABASE_URL`, default `kpipe_order`), created when missing and migrated. */
+export const layer = Layer.unwrapEffect(
+  Effect.map(OrderServiceConfig, (config) => Database.layerMigratedAt(config.databaseUrl, Migrations.all))
+)

@@ -47,6 +47,8 @@ const AlertsTest = Layer.effect(
 const ConfigTest = Layer.effect(
   Config.OrderServiceConfig,
   Effect.map(Receivers, ({ mail, sms }): Config.OrderConfig => ({
+    port: 0,
+    databaseUrl: Redacted.make("postgres://unused-the-tests-use-Database.layerTest"),
     maxQuantity: 100,
     smtpHost: "127.0.0.1",
     smtpPort: mail.port,
