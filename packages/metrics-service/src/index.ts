@@ -1,0 +1,3 @@
+export * as MetricsModel from "./MetricsModel.ts"
+export * as MetricsStore from "./MetricsStore.ts"
+export * as Migrations from "./Migrations.ts"
