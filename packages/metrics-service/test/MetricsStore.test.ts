@@ -6,34 +6,10 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
-import { defaultShape, messedUp, plain } from "./history.ts"
+import { defaultShape, messedUp } from "./history.ts"
+import { expected, isCatalog, stored } from "./utils.ts"
 
 const StoreTest = MetricsStore.MetricsStore.Default.pipe(Layer.provideMerge(Database.layerTest(Migrations.all)))
-
-/** What the store holds, in the model's terms. */
-export const stored = Effect.gen(function*() {
-  const store = yield* MetricsStore.MetricsStore
-  const totals = (yield* store.page(0, 1_000_000))
-    .filter((m) => plain(m).some((v) => v !== 0 && v !== "0"))
-    .map((m) => [m.productId, plain(m)] as const)
-  const buckets = (yield* store.buckets)
-    .filter((b) => plain(b).some((v) => v !== 0 && v !== "0"))
-    .map((b) => [MetricsModel.bucketKey(b.period, b.starts, b.productId), plain(b)] as const)
-    .sort((a, b) => a[0].localeCompare(b[0]))
-  return { totals, buckets }
-})
-
-export const expected = (metrics: MetricsModel.Metrics) => ({
-  totals: [...metrics.totals].filter(([, f]) => plain(f).some((v) => v !== 0 && v !== "0"))
-    .map(([id, f]) => [id, plain(f)] as const)
-    .sort((a, b) => a[0] - b[0]),
-  buckets: [...metrics.buckets].filter(([, f]) => plain(f).some((v) => v !== 0 && v !== "0"))
-    .map(([key, f]) => [key, plain(f)] as const)
-    .sort((a, b) => a[0].localeCompare(b[0]))
-})
-
-const isCatalog = (event: MetricsModel.Event) =>
-  event.type === "LikeAdded" || event.type === "LikeRemoved" || event.type === "ProductViewed"
 
 layer(StoreTest, { timeout: "60 seconds" })("MetricsStore", (it) => {
   it.effect.prop(
