@@ -34,6 +34,8 @@ const settings = Config.all({
   ddayPort: Config.integer("DDAY_PORT").pipe(Config.withDefault(3002)),
   accountPort: Config.integer("ACCOUNT_PORT").pipe(Config.withDefault(3010)),
   couponPort: Config.integer("COUPON_PORT").pipe(Config.withDefault(3020)),
+  commercePort: Config.integer("COMMERCE_PORT").pipe(Config.withDefault(3030)),
+  metricsPort: Config.integer("METRICS_PORT").pipe(Config.withDefault(3040)),
   topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault(""))
 })
 
@@ -64,7 +66,22 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
     port: s.couponPort + replica,
     env: { REPLICA: String(replica) },
     http: true
-  }))
+  })),
+  {
+    name: "commerce-service",
+    entry: entry("commerce-service"),
+    database: "kpipe_commerce",
+    port: s.commercePort,
+    http: true
+  },
+  {
+    name: "metrics-service",
+    entry: entry("metrics-service"),
+    database: "kpipe_metrics",
+    port: s.metricsPort,
+    env: { COMMERCE_SERVICE_URL: `http://127.0.0.1:${s.commercePort}` },
+    http: true
+  }
 ])
 
 const ensureDatabases = (names: ReadonlyArray<string>) =>
