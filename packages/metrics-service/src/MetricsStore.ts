@@ -39,12 +39,16 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient
 
-    /** The shared tail: per-product and per-bucket increments from the `deltas` rows. */
+    /**
+     * The shared tail: per-product and per-bucket increments from the `deltas` rows. The catalog and
+     * the order consumers update the same products concurrently; rows are locked in key order
+     * (products first, then buckets), so their transactions cannot deadlock.
+     */
     const applyDeltas = sql`
       totals AS (
         INSERT INTO product_metrics AS m (product_id, likes, views, sales_count, sales_amount, cancellations)
         SELECT product_id, sum(likes), sum(views), sum(sales_count), sum(sales_amount), sum(cancellations)
-        FROM deltas GROUP BY product_id
+        FROM deltas GROUP BY product_id ORDER BY product_id
         ON CONFLICT (product_id) DO UPDATE SET
           likes = m.likes + EXCLUDED.likes, views = m.views + EXCLUDED.views,
           sales_count = m.sales_count + EXCLUDED.sales_count, sales_amount = m.sales_amount + EXCLUDED.sales_amount,
@@ -53,13 +57,15 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
       ), buckets AS (
         INSERT INTO product_metric_buckets AS b
           (period, starts, product_id, likes, views, sales_count, sales_amount, cancellations)
-        SELECT 'day', (at AT TIME ZONE 'UTC')::date, product_id,
-          sum(likes), sum(views), sum(sales_count), sum(sales_amount), sum(cancellations)
-        FROM deltas GROUP BY 2, 3
-        UNION ALL
-        SELECT 'week', date_trunc('week', at AT TIME ZONE 'UTC')::date, product_id,
-          sum(likes), sum(views), sum(sales_count), sum(sales_amount), sum(cancellations)
-        FROM deltas GROUP BY 2, 3
+        SELECT * FROM (
+          SELECT 'day', (at AT TIME ZONE 'UTC')::date, product_id,
+            sum(likes), sum(views), sum(sales_count), sum(sales_amount), sum(cancellations)
+          FROM deltas GROUP BY 2, 3
+          UNION ALL
+          SELECT 'week', date_trunc('week', at AT TIME ZONE 'UTC')::date, product_id,
+            sum(likes), sum(views), sum(sales_count), sum(sales_amount), sum(cancellations)
+          FROM deltas GROUP BY 2, 3
+        ) AS d ORDER BY 1, 2, 3
         ON CONFLICT (period, starts, product_id) DO UPDATE SET
           likes = b.likes + EXCLUDED.likes, views = b.views + EXCLUDED.views,
           sales_count = b.sales_count + EXCLUDED.sales_count, sales_amount = b.sales_amount + EXCLUDED.sales_amount,
