@@ -2,6 +2,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/contracts"
 import { CommerceApi } from "@kpipe/contracts/CommerceApi"
@@ -9,7 +10,7 @@ import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Ids } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
 import { MetricsModel, MetricsStore } from "@kpipe/metrics-service"
-import { Publisher, Topic } from "@kpipe/pipeline"
+import { AlertSink, Publisher, Topic } from "@kpipe/pipeline"
 import { Eventually, TestKafka } from "@kpipe/testing"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
@@ -154,5 +155,53 @@ describe("commerce-service → Kafka → metrics-service", () => {
         }
       }).pipe(Effect.provide(TestKafka.layer)),
     { timeout: 180_000 }
+  )
+
+  it.live(
+    "undecodable records go to catalog-events-dlq / order-events-dlq, where the monitors record and alert them",
+    () =>
+      Effect.gen(function*() {
+        const prefix = `${TestKafka.uniqueName("s3dlq")}.`
+        const alerts: Array<AlertSink.Alert> = []
+        const sink = Layer.succeed(
+          AlertSink.AlertSink,
+          AlertSink.AlertSink.of({ alert: (alert) => Effect.sync(() => void alerts.push(alert)) })
+        )
+        yield* Effect.gen(function*() {
+          const context = yield* Layer.build(metricsTest("http://127.0.0.1:9", sink))
+          const producer = yield* Producer.Producer
+          for (const topic of [SeedTopics.catalogEvents, SeedTopics.orderEvents]) {
+            yield* producer.send({ topic: `${prefix}${topic.name}`, messages: [{ key: "1", value: "{not json" }] })
+          }
+          const failed = Effect.flatMap(SqlClient, (sql) =>
+            sql<{ topic: string; deadLetterTopic: string; errorTag: string }>`
+              SELECT topic, dead_letter_topic, error_tag FROM kpipe_failed_events ORDER BY topic`).pipe(
+              Effect.provide(context)
+            )
+          yield* Eventually.eventually(
+            Effect.sync(() =>
+              alerts.length === 2
+            ),
+            "60 seconds",
+            "two dead-letter alerts"
+          )
+          assert.deepStrictEqual(yield* failed, [
+            {
+              topic: `${prefix}catalog-events`,
+              deadLetterTopic: `${prefix}catalog-events-dlq`,
+              errorTag: "DecodeError"
+            },
+            { topic: `${prefix}order-events`, deadLetterTopic: `${prefix}order-events-dlq`, errorTag: "DecodeError" }
+          ])
+          assert.deepStrictEqual(
+            alerts.map((alert) => alert.title).sort(),
+            [
+              `Event dead-lettered from ${prefix}catalog-events: DecodeError`,
+              `Event dead-lettered from ${prefix}order-events: DecodeError`
+            ]
+          )
+        }).pipe(withPrefix(prefix), Effect.scoped)
+      }).pipe(Effect.provide(TestKafka.layer)),
+    { timeout: 120_000 }
   )
 })

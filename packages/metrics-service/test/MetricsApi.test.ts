@@ -2,6 +2,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Ids, ProductMetricsEvents } from "@kpipe/events"
@@ -65,5 +66,27 @@ describe("MetricsApi", () => {
       }
       const reconcile = yield* RawHttp.request("POST", "/api/metrics/reconciliation")
       assert.deepStrictEqual([reconcile.status, reconcile.tag], [503, "ServiceUnavailable"])
+    }).pipe(Effect.provide(ApiTest)))
+
+  it.live("with 100,000 products the top N is an index scan from the top of the window, not a sort", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const store = yield* MetricsStore.MetricsStore
+      yield* sql`
+        INSERT INTO product_metric_buckets (period, starts, product_id, likes, views, sales_count)
+        SELECT p, (now() AT TIME ZONE 'UTC')::date, g, g % 997, g % 1009, g % 101
+        FROM generate_series(1, 100000) g, (VALUES ('day'), ('week')) AS v(p)`
+      yield* sql`ANALYZE product_metric_buckets`
+      for (const [by, column] of [["likes", "likes"], ["views", "views"], ["sales", "sales_count"]] as const) {
+        const lines = (yield* sql<Record<string, string>>`
+          EXPLAIN SELECT product_id, ${sql(column)} FROM product_metric_buckets
+          WHERE period = 'week' AND starts = (now() AT TIME ZONE 'UTC')::date AND ${sql(column)} > 0
+          ORDER BY ${sql(column)} DESC, product_id LIMIT 10`).map((row) => Object.values(row)[0]).join("\n")
+        assert.match(lines, new RegExp(`Index (Only )?Scan using product_metric_buckets_${column}`), lines)
+        assert.notMatch(lines, /Sort/, lines)
+        const top = yield* store.ranking(by, "day", 3)
+        assert.strictEqual(top.entries.length, 3)
+        assert.isTrue(top.entries[0]!.score >= top.entries[2]!.score)
+      }
     }).pipe(Effect.provide(ApiTest)))
 })

@@ -75,12 +75,12 @@ export const startCommerce = (prefix: string) =>
   })
 
 /** metrics-service, whole (API, consumers, dead-letter monitors), on a free port and a fresh database. */
-export const metricsTest = (commerceUrl: string) =>
+export const metricsTest = (commerceUrl: string, alerts: Layer.Layer<AlertSink.AlertSink> = AlertSink.layerLog) =>
   HttpApiBuilder.serve().pipe(
     Layer.provide(App.layer),
     Layer.provideMerge(HttpServe.server({ port: 0 })),
     Layer.provideMerge(testConfig(commerceUrl)),
-    Layer.provideMerge(AlertSink.layerLog),
+    Layer.provideMerge(alerts),
     Layer.provideMerge(NodeHttpClient.layerUndici),
     Layer.provideMerge(Database.layerTest(Migrations.all)),
     Layer.provideMerge(
