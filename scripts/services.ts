@@ -36,6 +36,8 @@ const settings = Config.all({
   orderPort: Config.integer("ORDER_PORT").pipe(Config.withDefault(3030)),
   smtpPort: Config.integer("SMTP_PORT").pipe(Config.withDefault(2525)),
   smsPort: Config.integer("SMS_PORT").pipe(Config.withDefault(2526)),
+  commercePort: Config.integer("COMMERCE_PORT").pipe(Config.withDefault(3040)),
+  metricsPort: Config.integer("METRICS_PORT").pipe(Config.withDefault(3050)),
   topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault(""))
 })
 
@@ -77,6 +79,21 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
       SMS_URL: `http://127.0.0.1:${s.smsPort}/sms`,
       SMS_TOKEN: smsToken
     },
+    http: true
+  },
+  {
+    name: "commerce-service",
+    entry: entry("commerce-service"),
+    database: "kpipe_commerce",
+    port: s.commercePort,
+    http: true
+  },
+  {
+    name: "metrics-service",
+    entry: entry("metrics-service"),
+    database: "kpipe_metrics",
+    port: s.metricsPort,
+    env: { COMMERCE_SERVICE_URL: `http://127.0.0.1:${s.commercePort}` },
     http: true
   }
 ])

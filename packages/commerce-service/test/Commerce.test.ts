@@ -1,0 +1,169 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { assert, describe, it } from "@effect/vitest"
+import { Ids } from "@kpipe/events"
+import { RawHttp } from "@kpipe/testing"
+import * as BigDecimal from "effect/BigDecimal"
+import * as Effect from "effect/Effect"
+import { ApiTest, client, outboxRows } from "./utils.ts"
+
+const price = (text: string) => BigDecimal.unsafeFromString(text)
+
+describe("CommerceApi", () => {
+  it.live("products, likes (idempotent per user), views and the order lifecycle, each with its event", () =>
+    Effect.gen(function*() {
+      const admin = yield* client()
+      const alice = yield* client(7)
+      const bob = yield* client(8)
+      const mug = yield* admin.catalog.createProduct({ payload: { name: "mug", price: price("12.5") } })
+      const pen = yield* admin.catalog.createProduct({ payload: { name: "pen", price: price("2") } })
+      assert.deepStrictEqual(yield* admin.catalog.getProduct({ path: { productId: mug.productId } }), mug)
+      const page = yield* admin.catalog.listProducts({ urlParams: { limit: 1 } })
+      assert.deepStrictEqual(page.products.map((p) => p.name), ["mug"])
+      assert.strictEqual(page.next, mug.productId)
+      const rest = yield* admin.catalog.listProducts({ urlParams: { after: mug.productId } })
+      assert.deepStrictEqual(rest.products.map((p) => p.name), ["pen"])
+      assert.isUndefined(rest.next)
+
+      assert.isTrue((yield* alice.likes.like({ path: { productId: mug.productId } })).changed)
+      assert.isFalse((yield* alice.likes.like({ path: { productId: mug.productId } })).changed)
+      assert.isFalse((yield* bob.likes.unlike({ path: { productId: mug.productId } })).changed)
+      yield* bob.likes.like({ path: { productId: mug.productId } })
+      assert.isTrue((yield* bob.likes.unlike({ path: { productId: mug.productId } })).changed)
+      yield* admin.catalog.view({ path: { productId: mug.productId }, headers: {} })
+      yield* alice.catalog.view({ path: { productId: mug.productId }, headers: { "x-user-id": Ids.UserId.make(7) } })
+
+      const order = yield* alice.orders.createOrder({
+        payload: { items: [{ productId: mug.productId, quantity: 2 }, { productId: pen.productId, quantity: 3 }] }
+      })
+      assert.deepStrictEqual(order.items.map((i) => [i.productId, i.quantity, BigDecimal.format(i.amount)]), [
+        [mug.productId, 2, "25"],
+        [pen.productId, 3, "6"]
+      ])
+      assert.strictEqual(BigDecimal.format(order.total), "31")
+      assert.strictEqual((yield* alice.orders.pay({ path: { orderId: order.orderId } })).status, "PAID")
+      const paidAgain = yield* alice.orders.pay({ path: { orderId: order.orderId } }).pipe(Effect.flip)
+      assert.deepInclude(paidAgain, { _tag: "OrderStateConflict", status: "PAID" })
+      const foreign = yield* bob.orders.cancel({ path: { orderId: order.orderId } }).pipe(Effect.flip)
+      assert.strictEqual(foreign._tag, "OrderNotFound")
+      assert.strictEqual((yield* alice.orders.cancel({ path: { orderId: order.orderId } })).status, "CANCELLED")
+      const cancelledAgain = yield* alice.orders.cancel({ path: { orderId: order.orderId } }).pipe(Effect.flip)
+      assert.deepInclude(cancelledAgain, { _tag: "OrderStateConflict", status: "CANCELLED" })
+      const second = yield* bob.orders.createOrder({ payload: { items: [{ productId: mug.productId, quantity: 1 }] } })
+
+      const rows = yield* outboxRows
+      assert.deepStrictEqual(rows.map((r) => [r.topic, r.messageKey, r.eventType]), [
+        ["catalog-events", String(mug.productId), "LikeAdded"],
+        ["catalog-events", String(mug.productId), "LikeAdded"],
+        ["catalog-events", String(mug.productId), "LikeRemoved"],
+        ["catalog-events", String(mug.productId), "ProductViewed"],
+        ["catalog-events", String(mug.productId), "ProductViewed"],
+        ["order-events", String(order.orderId), "OrderCreated"],
+        ["order-events", String(order.orderId), "PaymentCompleted"],
+        ["order-events", String(order.orderId), "OrderCancelled"],
+        ["order-events", String(second.orderId), "OrderCreated"]
+      ])
+      assert.deepInclude(rows[2]!.payload, { userId: 8, productId: mug.productId })
+      assert.isTrue(
+        Date.parse(rows[2]!.payload.occurredAt as string) > Date.parse(rows[1]!.payload.occurredAt as string)
+      )
+      assert.deepInclude(rows[6]!.payload, { amount: "31" })
+
+      const totals = yield* admin.catalog.totals({ urlParams: {} })
+      assert.deepStrictEqual(
+        totals.totals.map((
+          t
+        ) => [t.productId, t.likes, t.views, t.salesCount, BigDecimal.format(t.salesAmount), t.cancellations]),
+        [[mug.productId, 1, 2, 1, "12.5", 1], [pen.productId, 0, 0, 0, "0", 1]]
+      )
+    }).pipe(Effect.provide(ApiTest)))
+
+  it.live("unknown products and orders are typed 404s and write nothing", () =>
+    Effect.gen(function*() {
+      const alice = yield* client(7)
+      const missing = Ids.ProductId.make(999)
+      const cases: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
+        alice.catalog.getProduct({ path: { productId: missing } }),
+        alice.catalog.view({ path: { productId: missing }, headers: {} }),
+        alice.likes.like({ path: { productId: missing } }),
+        alice.likes.unlike({ path: { productId: missing } }),
+        alice.orders.createOrder({ payload: { items: [{ productId: missing, quantity: 1 }] } })
+      ]
+      for (const request of cases) assert.strictEqual((yield* Effect.flip(request))._tag, "ProductNotFound")
+      const orderId = Ids.OrderId.make(999)
+      for (const request of [alice.orders.getOrder({ path: { orderId } }), alice.orders.pay({ path: { orderId } })]) {
+        assert.strictEqual((yield* Effect.flip(request))._tag, "OrderNotFound")
+      }
+      assert.deepStrictEqual(yield* outboxRows, [])
+    }).pipe(Effect.provide(ApiTest)))
+
+  it.live("bad input: typed 400 for bodies, paths and parameters; 401/400 for the user header", () =>
+    Effect.gen(function*() {
+      const admin = yield* client()
+      const product = yield* admin.catalog.createProduct({ payload: { name: "cup", price: price("3") } })
+      const id = product.productId
+      const bad: ReadonlyArray<readonly [method: "POST" | "GET", path: string, body?: string]> = [
+        ["POST", "/api/products", "{not json"],
+        ["POST", "/api/products", JSON.stringify({ name: "", price: "1" })],
+        ["POST", "/api/products", JSON.stringify({ name: "x", price: "-1" })],
+        ["POST", "/api/products", JSON.stringify({ name: "x", price: "1000000000" })],
+        ["POST", "/api/products", JSON.stringify({ name: "x", price: 5 })],
+        ["POST", "/api/products", JSON.stringify({ name: "x".repeat(201), price: "1" })],
+        ["GET", "/api/products/abc"],
+        ["GET", "/api/products/0"],
+        ["GET", "/api/products?limit=0"],
+        ["GET", "/api/products?limit=1001"],
+        ["GET", "/api/products?after=-3"],
+        ["GET", "/api/product-totals?limit=x"],
+        ["POST", "/api/products/1.5/views"]
+      ]
+      for (const [method, path, body] of bad) {
+        const answer = yield* RawHttp.request(method, path, body)
+        assert.strictEqual(answer.status, 400, `${method} ${path} ${body}`)
+        assert.strictEqual(answer.tag, "HttpApiDecodeError", `${method} ${path} ${body}`)
+      }
+      const http = yield* HttpClient.HttpClient
+      const send = (method: "POST" | "PUT" | "DELETE", path: string, userId: string | undefined, body?: unknown) =>
+        Effect.gen(function*() {
+          let request = HttpClientRequest.make(method)(path)
+          if (userId !== undefined) request = HttpClientRequest.setHeader(request, "x-user-id", userId)
+          if (body !== undefined) {
+            request = HttpClientRequest.bodyText(request, JSON.stringify(body), "application/json")
+          }
+          const response = yield* http.execute(request)
+          const json = (yield* response.json) as { readonly _tag?: string }
+          return [response.status, json._tag] as const
+        })
+      const userCases: ReadonlyArray<readonly [method: "POST" | "PUT" | "DELETE", path: string, body?: unknown]> = [
+        ["PUT", `/api/products/${id}/like`],
+        ["DELETE", `/api/products/${id}/like`],
+        ["POST", "/api/orders", { items: [{ productId: id, quantity: 1 }] }],
+        ["POST", "/api/orders/1/pay"],
+        ["POST", "/api/orders/1/cancel"]
+      ]
+      for (const [method, path, body] of userCases) {
+        assert.deepStrictEqual(yield* send(method, path, undefined, body), [401, "MissingUserId"], `${method} ${path}`)
+        for (const userId of ["abc", "0", "-4", "1.5", "99999999999999999"]) {
+          assert.deepStrictEqual(yield* send(method, path, userId, body), [400, "InvalidUserId"], `${path} ${userId}`)
+        }
+      }
+      assert.deepStrictEqual(yield* send("POST", `/api/products/${id}/views`, "zero"), [400, "HttpApiDecodeError"])
+      const orderBodies: ReadonlyArray<unknown> = [
+        { items: [] },
+        { items: [{ productId: id, quantity: 0 }] },
+        { items: [{ productId: id, quantity: 1001 }] },
+        { items: [{ productId: id, quantity: 1.5 }] },
+        { items: [{ productId: id, quantity: 1 }, { productId: id, quantity: 2 }] },
+        { items: Array.from({ length: 51 }, (_, i) => ({ productId: i + 1, quantity: 1 })) },
+        { items: [{ productId: "x", quantity: 1 }] },
+        {}
+      ]
+      for (const body of orderBodies) {
+        assert.deepStrictEqual(yield* send("POST", "/api/orders", "7", body), [400, "HttpApiDecodeError"])
+      }
+      for (const path of ["/api/orders/abc/pay", "/api/orders/0/cancel"]) {
+        assert.deepStrictEqual(yield* send("POST", path, "7"), [400, "HttpApiDecodeError"])
+      }
+      assert.deepStrictEqual(yield* outboxRows, [])
+    }).pipe(Effect.provide(ApiTest)))
+})

@@ -1,0 +1,112 @@
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
+import { Ids } from "@kpipe/events"
+import * as Schema from "effect/Schema"
+import { ProductTotals } from "./CommerceApi.ts"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+
+/** The contract of metrics-service (S3's aggregation): product metrics, rankings, freshness and reconciliation. */
+
+/** The same figures as commerce-service's `ProductTotals`, as the events built them up. */
+export class ProductMetrics extends Schema.Class<ProductMetrics>("ProductMetrics")(ProductTotals.fields) {}
+
+export const RankBy = Schema.Literal("likes", "views", "sales")
+export type RankBy = typeof RankBy.Type
+
+/** `day`: today (UTC); `week`: this ISO week (UTC, from Monday). */
+export const RankWindow = Schema.Literal("day", "week")
+export type RankWindow = typeof RankWindow.Type
+
+export const maxRankingLimit = 100
+
+export const RankingParams = Schema.Struct({
+  by: RankBy,
+  window: Schema.optionalWith(RankWindow, { exact: true }),
+  limit: Schema.optionalWith(
+    Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxRankingLimit)),
+    { exact: true }
+  )
+})
+
+export class RankingEntry extends Schema.Class<RankingEntry>("RankingEntry")({
+  rank: Schema.Int,
+  productId: Ids.ProductId,
+  /** The figure ranked by, within the window (sales: units). */
+  score: Schema.Int
+}) {}
+
+export class Ranking extends Schema.Class<Ranking>("Ranking")({
+  by: RankBy,
+  window: RankWindow,
+  /** The first day of the window (UTC). */
+  from: Schema.String,
+  entries: Schema.Array(RankingEntry)
+}) {}
+
+export class MetricsStatus extends Schema.Class<MetricsStatus>("MetricsStatus")({
+  /** Event time of the newest event applied, absent before the first. */
+  newestEventAt: Schema.optionalWith(Schema.DateTimeUtc, { exact: true }),
+  /** Now minus `newestEventAt`. */
+  freshnessSeconds: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** Events applied and duplicates skipped by this process. */
+  applied: Schema.Number,
+  duplicates: Schema.Number,
+  /** duplicates / (applied + duplicates), 0 before any event. */
+  duplicateRate: Schema.Number
+}) {}
+
+export const MetricField = Schema.Literal("likes", "views", "salesCount", "salesAmount", "cancellations")
+
+export class Drift extends Schema.Class<Drift>("Drift")({
+  productId: Ids.ProductId,
+  field: MetricField,
+  /** commerce-service's figure. */
+  expected: Schema.String,
+  /** metrics-service's figure. */
+  actual: Schema.String
+}) {}
+
+export class ReconciliationReport extends Schema.Class<ReconciliationReport>("ReconciliationReport")({
+  checkedProducts: Schema.Int,
+  driftedProducts: Schema.Int,
+  /** The first 100 differences. */
+  drift: Schema.Array(Drift),
+  consistent: Schema.Boolean
+}) {}
+
+const productPath = Schema.Struct({ productId: Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)) })
+
+export class MetricsGroup extends HttpApiGroup.make("metrics")
+  .add(
+    HttpApiEndpoint.get("ranking", "/api/products/ranking")
+      .setUrlParams(RankingParams)
+      .addSuccess(Ranking)
+      .annotate(OpenApi.Description, "Top products by likes, views or units sold today or this week (UTC).")
+  )
+  .add(
+    HttpApiEndpoint.get("productMetrics", "/api/products/:productId/metrics")
+      .setPath(productPath)
+      .addSuccess(ProductMetrics)
+      .annotate(OpenApi.Description, "A product's metrics; zeros for a product no event has mentioned yet.")
+  )
+  .add(
+    HttpApiEndpoint.get("status", "/api/metrics/status")
+      .addSuccess(MetricsStatus)
+  )
+  .add(
+    HttpApiEndpoint.post("reconcile", "/api/metrics/reconciliation")
+      .addSuccess(ReconciliationReport)
+      .annotate(
+        OpenApi.Description,
+        "Recomputes every product's metrics from commerce-service's tables and reports the drift per product."
+      )
+  )
+  .addError(ServiceUnavailable)
+{}
+
+export class MetricsApi extends HttpApi.make("metrics-service").add(MetricsGroup).annotate(
+  OpenApi.Title,
+  "metrics-service"
+) {}

@@ -1,0 +1,43 @@
+import { RetryPolicy } from "@kpipe/pipeline"
+import { ConsumerSettings, Replica } from "@kpipe/service-kit"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
+
+export const basePort = 3050
+
+/** Everything metrics-service reads from the environment (the database and Kafka clients read their own). */
+export const config = Config.all({
+  port: Replica.port(basePort).pipe(Config.withDescription("HTTP port when PORT is unset: 3050 + REPLICA")),
+  replica: Replica.replica,
+  commerceUrl: Config.string("COMMERCE_SERVICE_URL").pipe(
+    Config.withDefault("http://127.0.0.1:3040"),
+    Config.withDescription("commerce-service's base URL: reconciliation reads its product totals")
+  ),
+  batchSize: Config.integer("CONSUMER_BATCH_SIZE").pipe(
+    Config.validate({ message: "CONSUMER_BATCH_SIZE must be a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(500),
+    Config.withDescription("Records of a partition applied in one transaction, with one statement")
+  ),
+  maxRetries: Config.integer("CONSUMER_MAX_RETRIES").pipe(
+    Config.withDefault(3),
+    Config.withDescription("Retries of a failing record (1 s, 2 s, 4 s) before it is dead-lettered")
+  ),
+  kafka: ConsumerSettings.config({ maxWaitTimeInMs: 100 })
+})
+
+/** The configuration, as a service: `layerFromEnv` reads it, `layer` gives it (tests, the benchmark). */
+export class MetricsConfig extends Context.Tag("@kpipe/metrics-service/Config")<
+  MetricsConfig,
+  Config.Config.Success<typeof config>
+>() {}
+
+export const layer = (values: Context.Tag.Service<MetricsConfig>): Layer.Layer<MetricsConfig> =>
+  Layer.succeed(MetricsConfig, values)
+
+export const layerFromEnv: Layer.Layer<MetricsConfig, ConfigError.ConfigError> = Layer.effect(MetricsConfig, config)
+
+/** The consumers' retries: the seed's 1 s, 2 s, 4 s (±10 %), as many as `maxRetries`. */
+export const retryPolicy = (maxRetries: number): RetryPolicy.RetryPolicy =>
+  RetryPolicy.make({ initialDelay: "1 second", factor: 2, maxDelay: "4 seconds", maxRetries, jitter: 0.1 })

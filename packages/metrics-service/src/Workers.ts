@@ -1,0 +1,47 @@
+import type { Topic } from "@kpipe/pipeline"
+import { DeadLetter, DeadLetterMonitor, IdempotentConsumer } from "@kpipe/pipeline"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { MetricsConfig, retryPolicy } from "./Config.ts"
+import * as Freshness from "./Freshness.ts"
+import { MetricsStore } from "./MetricsStore.ts"
+import * as Topics from "./Topics.ts"
+
+/**
+ * What runs in the background: one batch consumer per topic (each transaction: the claims of its
+ * records, then one statement for all new events), a dead-letter monitor per dead-letter topic
+ * (`catalog-events-dlq`, `order-events-dlq`) and the freshness gauge.
+ */
+export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+  const config = yield* MetricsConfig
+  const topics = yield* Topics.resolve
+  const store = yield* MetricsStore
+  const freshness = yield* Freshness.Freshness
+  const common = {
+    errors: { SqlError: "retry" } as const,
+    retry: retryPolicy(config.maxRetries),
+    batchSize: config.batchSize,
+    kafka: config.kafka,
+    afterCommit: freshness.applied
+  }
+  const catalog = IdempotentConsumer.layer({
+    ...common,
+    topic: topics.catalog,
+    groupId: topics.catalogGroup,
+    handleBatch: (delivered) => store.applyCatalog(delivered.map(({ event }) => event))
+  })
+  const orders = IdempotentConsumer.layer({
+    ...common,
+    topic: topics.orders,
+    groupId: topics.ordersGroup,
+    handleBatch: (delivered) => store.applyOrders(delivered.map(({ event }) => event))
+  })
+  const monitor = (topic: Topic.Any, groupId: string) =>
+    DeadLetterMonitor.layer({ topic, groupId, kafka: config.kafka })
+  return Layer.mergeAll(
+    Layer.merge(catalog, orders).pipe(Layer.provide(DeadLetter.layer)),
+    monitor(topics.catalog, topics.catalogDlqGroup),
+    monitor(topics.orders, topics.ordersDlqGroup),
+    Freshness.layerReporter
+  )
+}))

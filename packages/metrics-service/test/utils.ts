@@ -1,0 +1,126 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServer from "@effect/platform/HttpServer"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
+import { App, Config, MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
+import { AlertSink } from "@kpipe/pipeline"
+import { ConsumerSettings, HttpServe } from "@kpipe/service-kit"
+import { Database } from "@kpipe/sql"
+import { ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { fileURLToPath } from "node:url"
+import { plain } from "./history.ts"
+
+/** Layers built inside read `TOPIC_PREFIX` = `prefix`, the rest from the environment. */
+export const withPrefix = (prefix: string) =>
+  Effect.withConfigProvider(
+    ConfigProvider.fromMap(new Map([["TOPIC_PREFIX", prefix]])).pipe(
+      ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+    )
+  )
+
+export const testConfig = (commerceUrl: string) =>
+  Config.layer({
+    port: 0,
+    replica: 0,
+    commerceUrl,
+    batchSize: 200,
+    maxRetries: 1,
+    kafka: {
+      ...ConsumerSettings.defaults,
+      sessionTimeout: TestKafka.fastConsumer.sessionTimeout!,
+      heartbeatInterval: TestKafka.fastConsumer.heartbeatInterval!,
+      rebalanceTimeout: TestKafka.fastConsumer.rebalanceTimeout!,
+      maxWaitTimeInMs: TestKafka.fastConsumer.maxWaitTimeInMs!
+    }
+  })
+
+/** The base URL of the HttpServer in `context`. */
+export const baseUrl = (context: Context.Context<HttpServer.HttpServer>) => {
+  const address = Context.get(context, HttpServer.HttpServer).address
+  return address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : "http://127.0.0.1"
+}
+
+const commerceEntry = fileURLToPath(new URL("../../commerce-service/src/main.ts", import.meta.url))
+
+/**
+ * commerce-service as a real process (its own `main.ts`; metrics-service never imports it) on a
+ * free port, with a fresh database dropped afterwards and topics under `prefix`.
+ */
+export const startCommerce = (prefix: string) =>
+  Effect.gen(function*() {
+    const server = yield* Database.url
+    const name = `kpipe_test_commerce_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`
+    yield* Effect.acquireRelease(
+      Database.onServer(server, (sql) => sql`CREATE DATABASE ${sql(name)}`),
+      () =>
+        Database.onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignore)
+    )
+    return yield* ServiceProcess.start({
+      name: "commerce-service",
+      entry: commerceEntry,
+      env: {
+        DATABASE_URL: Database.withDatabase(Redacted.value(server), name),
+        TOPIC_PREFIX: prefix,
+        PORT: "0",
+        OUTBOX_POLL_INTERVAL: "200 millis",
+        LOG_LEVEL: "Warning"
+      }
+    })
+  })
+
+/** metrics-service, whole (API, consumers, dead-letter monitors), on a free port and a fresh database. */
+export const metricsTest = (commerceUrl: string, alerts: Layer.Layer<AlertSink.AlertSink> = AlertSink.layerLog) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provide(App.layer),
+    Layer.provideMerge(HttpServe.server({ port: 0 })),
+    Layer.provideMerge(testConfig(commerceUrl)),
+    Layer.provideMerge(alerts),
+    Layer.provideMerge(NodeHttpClient.layerUndici),
+    Layer.provideMerge(Database.layerTest(Migrations.all)),
+    Layer.provideMerge(
+      Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
+    ),
+    Layer.provideMerge(TestLogging.layer)
+  )
+
+const nonZero = (values: ReadonlyArray<unknown>) => values.some((v) => v !== 0 && v !== "0")
+
+/** What the store holds, in the model's terms (zero rows left out). */
+export const stored = Effect.gen(function*() {
+  const store = yield* MetricsStore.MetricsStore
+  const totals = (yield* store.page(0, 1_000_000))
+    .filter((m) => nonZero(plain(m)))
+    .map((m) => [m.productId as number, plain(m)] as const)
+  const buckets = (yield* store.buckets)
+    .filter((b) => nonZero(plain(b)))
+    .map((b) => [MetricsModel.bucketKey(b.period, b.starts, b.productId), plain(b)] as const)
+    .sort((a, b) => a[0].localeCompare(b[0]))
+  return { totals, buckets }
+})
+
+export const expected = (metrics: MetricsModel.Metrics) => ({
+  totals: [...metrics.totals].filter(([, f]) => nonZero(plain(f)))
+    .map(([id, f]) => [id, plain(f)] as const)
+    .sort((a, b) => a[0] - b[0]),
+  buckets: [...metrics.buckets].filter(([, f]) => nonZero(plain(f)))
+    .map(([key, f]) => [key, plain(f)] as const)
+    .sort((a, b) => a[0].localeCompare(b[0]))
+})
+
+/** Events claimed (applied or dead-lettered) by the group. */
+export const claimed = (group: string) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_processed_events WHERE consumer_group = ${group}`
+  ).pipe(
+    Effect.map((rows) => rows[0]!.n)
+  )
+
+export const isCatalog = (event: MetricsModel.Event) =>
+  event.type === "LikeAdded" || event.type === "LikeRemoved" || event.type === "ProductViewed"
