@@ -2,6 +2,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { ConfigResourceTypes } from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
 import { fromCause, type KafkaError } from "./KafkaError.ts"
@@ -9,9 +10,24 @@ import { fromCause, type KafkaError } from "./KafkaError.ts"
 export interface TopicSpec {
   readonly name: string
   readonly partitions: number
+  /** Default 1; `TopicAdmin` resolves it from the topic and the cluster. */
   readonly replicationFactor?: number | undefined
   /** Broker topic configs, e.g. `{ "retention.ms": "604800000", "cleanup.policy": "delete" }`. */
   readonly config?: Readonly<Record<string, string>> | undefined
+}
+
+export interface PartitionInfo {
+  readonly partition: number
+  /** `-1` while the partition has no leader. */
+  readonly leader: number
+  readonly replicas: ReadonlyArray<number>
+  /** The replicas caught up with the leader; an `acks=all` write waits for all of them. */
+  readonly isr: ReadonlyArray<number>
+}
+
+export interface TopicDescription {
+  readonly name: string
+  readonly partitions: ReadonlyArray<PartitionInfo>
 }
 
 export interface ClusterInfo {
@@ -26,6 +42,12 @@ export class Admin extends Context.Tag("@kpipe/kafka/Admin")<Admin, {
   readonly deleteTopics: (names: ReadonlyArray<string>) => Effect.Effect<void, KafkaError>
   readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
   readonly describeCluster: Effect.Effect<ClusterInfo, KafkaError>
+  /** Partitions of existing topics with their leader, replicas and in-sync replicas. */
+  readonly describeTopics: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<TopicDescription>, KafkaError>
+  /** The effective broker configs of each topic (its own settings and the broker defaults), by topic name. */
+  readonly topicConfigs: (
+    names: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyMap<string, Readonly<Record<string, string>>>, KafkaError>
   /** Committed offset per partition of `topic` for `groupId` (`-1` where nothing is committed). */
   readonly committedOffsets: (
     groupId: string,
@@ -83,6 +105,35 @@ export const make = Effect.gen(function*() {
     }))
   )
 
+  const describeTopics = (names: ReadonlyArray<string>) =>
+    call(() => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
+      Effect.map(({ topics }) =>
+        topics.map((topic): TopicDescription => ({
+          name: topic.name,
+          partitions: topic.partitions
+            .map(({ isr, leader, partitionId, replicas }) => ({ partition: partitionId, leader, replicas, isr }))
+            .sort((a, b) => a.partition - b.partition)
+        }))
+      ),
+      Effect.withSpan("Admin.describeTopics")
+    )
+
+  const topicConfigs = (names: ReadonlyArray<string>) =>
+    call(() =>
+      admin.describeConfigs({
+        includeSynonyms: false,
+        resources: names.map((name) => ({ type: ConfigResourceTypes.TOPIC, name }))
+      })
+    ).pipe(
+      Effect.map(({ resources }) =>
+        new Map(resources.map((resource) => [
+          resource.resourceName,
+          Object.fromEntries(resource.configEntries.map((entry) => [entry.configName, entry.configValue]))
+        ]))
+      ),
+      Effect.withSpan("Admin.topicConfigs")
+    )
+
   const committedOffsets = (groupId: string, topic: string) =>
     call(() => admin.fetchOffsets({ groupId, topics: [topic] })).pipe(
       Effect.map((topics) =>
@@ -116,6 +167,8 @@ export const make = Effect.gen(function*() {
     deleteTopics,
     listTopics,
     describeCluster,
+    describeTopics,
+    topicConfigs,
     committedOffsets,
     endOffsets,
     resetOffsets,
