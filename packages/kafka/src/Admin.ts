@@ -2,10 +2,11 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import { ConfigResourceTypes } from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
-import { fromCause, type KafkaError } from "./KafkaError.ts"
+import { fromCause, KafkaError } from "./KafkaError.ts"
 
 export interface TopicSpec {
   readonly name: string
@@ -37,7 +38,10 @@ export interface ClusterInfo {
 }
 
 export class Admin extends Context.Tag("@kpipe/kafka/Admin")<Admin, {
-  /** Creates the topics that do not exist yet and waits for their leaders; returns the names it created. */
+  /**
+   * Creates the topics that do not exist yet and waits until the cluster's metadata shows a leader
+   * for each of their partitions; returns the names it created.
+   */
   readonly createTopics: (topics: ReadonlyArray<TopicSpec>) => Effect.Effect<ReadonlyArray<string>, KafkaError>
   readonly deleteTopics: (names: ReadonlyArray<string>) => Effect.Effect<void, KafkaError>
   readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
@@ -75,6 +79,28 @@ export const make = Effect.gen(function*() {
 
   const listTopics = call(() => admin.listTopics())
 
+  // Right after a topic is created, a broker that has not applied the metadata yet answers
+  // UNKNOWN_TOPIC_OR_PARTITION (retriable), and kafkajs gives up on it for these calls.
+  const propagated = <A>(effect: Effect.Effect<A, KafkaError>) =>
+    Effect.retry(effect, {
+      while: (error) => error.retriable,
+      schedule: Schedule.spaced("100 millis").pipe(Schedule.upTo(Duration.seconds(5)))
+    })
+
+  const awaitLeaders = (names: ReadonlyArray<string>) =>
+    call(() => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
+      Effect.filterOrFail(
+        ({ topics }) =>
+          topics.length === names.length &&
+          topics.every((topic) => topic.partitions.length > 0 && topic.partitions.every((p) => p.leader >= 0)),
+        () => new KafkaError({ reason: "Admin", retriable: true, cause: `no leaders yet for ${names.join(", ")}` })
+      ),
+      Effect.retry({
+        while: (error) => error.retriable,
+        schedule: Schedule.spaced("100 millis").pipe(Schedule.upTo(Duration.seconds(30)))
+      })
+    )
+
   const createTopics = (topics: ReadonlyArray<TopicSpec>) =>
     Effect.gen(function*() {
       const existing = new Set(yield* listTopics)
@@ -82,7 +108,9 @@ export const make = Effect.gen(function*() {
       if (missing.length === 0) return []
       yield* call(() =>
         admin.createTopics({
-          waitForLeaders: true,
+          // kafkajs's own wait gives up when the broker it asks has not seen the new topic yet
+          // (UNKNOWN_TOPIC_OR_PARTITION), which is normal for a moment on a multi-broker cluster.
+          waitForLeaders: false,
           topics: missing.map((topic) => ({
             topic: topic.name,
             numPartitions: topic.partitions,
@@ -91,6 +119,7 @@ export const make = Effect.gen(function*() {
           }))
         })
       )
+      yield* awaitLeaders(missing.map((topic) => topic.name))
       return missing.map((topic) => topic.name)
     }).pipe(Effect.withSpan("Admin.createTopics", { attributes: { topics: topics.map((topic) => topic.name) } }))
 
@@ -107,6 +136,7 @@ export const make = Effect.gen(function*() {
 
   const describeTopics = (names: ReadonlyArray<string>) =>
     call(() => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
+      propagated,
       Effect.map(({ topics }) =>
         topics.map((topic): TopicDescription => ({
           name: topic.name,
@@ -125,6 +155,7 @@ export const make = Effect.gen(function*() {
         resources: names.map((name) => ({ type: ConfigResourceTypes.TOPIC, name }))
       })
     ).pipe(
+      propagated,
       Effect.map(({ resources }) =>
         new Map(resources.map((resource) => [
           resource.resourceName,

@@ -152,7 +152,13 @@ export const create = (
     const wanted = specs(topics, brokers)
     const created = yield* admin.createTopics(wanted)
     if (created.length > 0) yield* Effect.logInfo("Created topics", created)
-    const mismatches = yield* compare(wanted)
+    // On a multi-broker cluster a broker may not list a topic for a moment after its creation.
+    let mismatches = yield* compare(wanted)
+    for (let attempt = 0; attempt < 25; attempt++) {
+      if (!mismatches.some((m) => m.setting === "exists" && created.includes(m.topic))) break
+      yield* Effect.sleep("200 millis")
+      mismatches = yield* compare(wanted)
+    }
     if (mismatches.length > 0) {
       const error = new TopicSettingsError({ mismatches })
       if (yield* strict) return yield* error
