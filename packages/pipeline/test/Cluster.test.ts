@@ -5,6 +5,7 @@ import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, Outbox, OutboxRelay, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { TestKafka } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -76,10 +77,12 @@ interface Progress {
   readonly published: Effect.Effect<number, SqlError, SqlClient>
 }
 
-const keys = 24
-const transactions = 120
+// FAILOVER_EVENTS=100000 runs the full size (several minutes); CI runs the small default.
 const perTransaction = 10
+const transactions = Math.ceil(Math.max(240, Number(process.env["FAILOVER_EVENTS"] ?? 1_200)) / perTransaction)
 const total = transactions * perTransaction
+const keys = 24
+const flowTimeout = 150_000 + total * 5
 
 /**
  * Events appended in transactions flow outbox -> relay -> Kafka -> idempotent consumer on a fresh
@@ -130,7 +133,11 @@ const flow = <E, R>(
       )
     })
     yield* Fiber.join(appender)
-    yield* eventually(Effect.map(appliedCount(group), (n) => n >= total), "60 seconds", "every event applied").pipe(
+    yield* eventually(
+      Effect.map(appliedCount(group), (n) => n >= total),
+      Duration.millis(60_000 + total * 2),
+      "every event applied"
+    ).pipe(
       Effect.tapError(() =>
         Effect.all([appliedCount(group), outboxStatuses(topic.name), admin.endOffsets(topic.name)]).pipe(
           Effect.flatMap((state) => Effect.logError("not all applied", JSON.stringify(state))),
@@ -217,7 +224,7 @@ describe.sequential("3-broker cluster", () => {
             yield* Effect.sleep("2 seconds")
             yield* LocalKafka.start(LocalKafka.cluster)
           })),
-      { timeout: 180_000 }
+      { timeout: flowTimeout }
     )
 
     it.effect(
@@ -242,7 +249,7 @@ describe.sequential("3-broker cluster", () => {
             )
             yield* LocalKafka.start(LocalKafka.cluster)
           })),
-      { timeout: 180_000 }
+      { timeout: flowTimeout }
     )
   })
 })
