@@ -3,10 +3,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { ConfigResourceTypes } from "kafkajs"
+import kafkajs from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
 import { fromCause, KafkaError } from "./KafkaError.ts"
+
+// kafkajs spreads its exports into `module.exports`, which Node's ESM loader cannot see as named exports.
+const { ConfigResourceTypes } = kafkajs
 
 export interface TopicSpec {
   readonly name: string
