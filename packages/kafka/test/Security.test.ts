@@ -215,5 +215,28 @@ describe("TLS and SASL configuration", () => {
         assert.strictEqual(error._tag, "ConfigError")
         assert.include(String(error), "KAFKA_SSL_CA_FILE")
       }))
+
+    it.effect("secrets stay redacted; oauthbearer needs a token provider or a fixed token", () =>
+      Effect.gen(function*() {
+        const read = (entries: Record<string, string>) =>
+          Effect.withConfigProvider(KafkaClient.fromEnv, ConfigProvider.fromMap(new Map(Object.entries(entries))))
+        const scram = yield* read({
+          KAFKA_SSL: "true",
+          KAFKA_SASL_MECHANISM: "scram-sha-256",
+          KAFKA_SASL_USERNAME: "app",
+          KAFKA_SASL_PASSWORD: "s3cret"
+        })
+        assert.strictEqual(scram.ssl, true)
+        assert.notInclude(JSON.stringify(scram), "s3cret")
+        assert.notInclude(String(scram.sasl?.mechanism === "scram-sha-256" && scram.sasl.password), "s3cret")
+        if (scram.sasl?.mechanism === "scram-sha-256") assert.strictEqual(Redacted.value(scram.sasl.password), "s3cret")
+
+        const plain = yield* read({})
+        assert.strictEqual(plain.ssl, undefined)
+        assert.strictEqual(plain.sasl, undefined)
+
+        const error = yield* Effect.flip(read({ KAFKA_SASL_MECHANISM: "oauthbearer" }))
+        assert.include(String(error), "KAFKA_SASL_OAUTHBEARER_TOKEN")
+      }))
   })
 })
