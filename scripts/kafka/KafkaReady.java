@@ -1,5 +1,6 @@
-import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collection;
+import java.util.List;
 import java.util.Optional;
 import java.util.Properties;
 import java.util.concurrent.ExecutionException;
@@ -10,28 +11,30 @@ import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.common.Node;
 
 /**
- * Readiness probe used by kafka.sh, run in source-launch mode:
+ * Readiness probe used by kafka.sh (compiled once):
  *
- *   java -cp 'libs/*' KafkaReady.java <bootstrap> <timeoutMs> [pidToWatch]
+ *   java -cp 'probe:libs/*' KafkaReady <bootstrap> <timeoutMs> <expectedNodes> [pidToWatch...]
  *
  * Polls DescribeCluster (a real request answered from the broker's metadata, not just an open
- * port) until the cluster reports at least one node and a controller.
- * Exit codes: 0 ready, 1 not ready before the timeout, 2 the watched process died.
+ * port) until the cluster reports at least `expectedNodes` nodes and a controller.
+ * Exit codes: 0 ready, 1 not ready before the timeout, 2 a watched process died.
  */
 public class KafkaReady {
   private static final long ATTEMPT_TIMEOUT_MS = 2_000;
 
   public static void main(String[] args) throws InterruptedException {
-    if (args.length < 2) {
-      System.err.println("usage: KafkaReady <bootstrap> <timeoutMs> [pidToWatch]");
+    if (args.length < 3) {
+      System.err.println("usage: KafkaReady <bootstrap> <timeoutMs> <expectedNodes> [pidToWatch...]");
       System.exit(64);
     }
     String bootstrap = args[0];
     long deadline = System.currentTimeMillis() + Long.parseLong(args[1]);
-    Optional<ProcessHandle> watched = Optional.empty();
-    if (args.length > 2) {
-      watched = ProcessHandle.of(Long.parseLong(args[2]));
-      if (watched.isEmpty()) exit(2, "process " + args[2] + " is not running");
+    int expectedNodes = Integer.parseInt(args[2]);
+    List<ProcessHandle> watched = new ArrayList<>();
+    for (int i = 3; i < args.length; i++) {
+      Optional<ProcessHandle> handle = ProcessHandle.of(Long.parseLong(args[i]));
+      if (handle.isEmpty()) exit(2, "process " + args[i] + " is not running");
+      watched.add(handle.get());
     }
 
     Properties props = new Properties();
@@ -47,7 +50,9 @@ public class KafkaReady {
     Admin admin = Admin.create(props);
     String lastProblem = "no answer yet";
     while (true) {
-      if (watched.isPresent() && !watched.get().isAlive()) exit(2, "broker process exited");
+      for (ProcessHandle handle : watched) {
+        if (!handle.isAlive()) exit(2, "broker process " + handle.pid() + " exited");
+      }
       long left = deadline - System.currentTimeMillis();
       if (left <= 0) exit(1, "not ready: " + lastProblem);
       try {
@@ -56,7 +61,7 @@ public class KafkaReady {
                 new DescribeClusterOptions().timeoutMs((int) Math.min(left, ATTEMPT_TIMEOUT_MS)));
         Collection<Node> nodes = cluster.nodes().get();
         Node controller = cluster.controller().get();
-        if (!nodes.isEmpty() && controller != null && !controller.isEmpty()) {
+        if (nodes.size() >= expectedNodes && controller != null && !controller.isEmpty()) {
           System.out.println(
               "cluster " + cluster.clusterId().get() + " nodes=" + nodes.size()
                   + " controller=" + controller.idString());

@@ -25,10 +25,14 @@ export const group = (name: string) => Effect.map(prefix, (p) => `${p}${name}`)
 /** Services (or replicas) starting together race to create the same topics; the loser finds them on a later try. */
 const creationRace = Schedule.spaced("500 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
 
-/** Creates the topics (and their dead-letter topics) under `TOPIC_PREFIX` when missing. */
+/** Creates the topics (and their dead-letter topics) under `TOPIC_PREFIX` when missing, and verifies them. */
 export const create = (
   topics: ReadonlyArray<Topic.Any>
-): Effect.Effect<ReadonlyArray<string>, KafkaError | ConfigError.ConfigError, Admin.Admin> =>
+): Effect.Effect<
+  ReadonlyArray<string>,
+  KafkaError | TopicAdmin.TopicSettingsError | ConfigError.ConfigError,
+  Admin.Admin
+> =>
   Effect.flatMap(prefix, (p) => TopicAdmin.create(topics.map((topic) => Topic.prefixed(topic, p)))).pipe(
     Effect.retry({ schedule: creationRace, while: (error) => error._tag === "KafkaError" })
   )
@@ -36,4 +40,5 @@ export const create = (
 /** `create` at startup, before the Layers that produce to or consume from the topics. */
 export const layerCreate = (
   topics: ReadonlyArray<Topic.Any>
-): Layer.Layer<never, KafkaError | ConfigError.ConfigError, Admin.Admin> => Layer.effectDiscard(create(topics))
+): Layer.Layer<never, KafkaError | TopicAdmin.TopicSettingsError | ConfigError.ConfigError, Admin.Admin> =>
+  Layer.effectDiscard(create(topics))

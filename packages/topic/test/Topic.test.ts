@@ -1,0 +1,76 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Schema from "effect/Schema"
+import * as Topic from "../src/Topic.ts"
+
+class Created extends Schema.Class<Created>("Created")({
+  type: Schema.Literal("Created"),
+  version: Schema.Literal(1),
+  eventId: Schema.String,
+  id: Schema.String
+}) {}
+
+const options = {
+  name: "things",
+  partitions: 3,
+  retention: "7 days",
+  schema: Created,
+  key: (event: Created) => event.id,
+  deadLetter: { name: "things.DLT", retention: "14 days" }
+} as const
+
+describe("Topic", () => {
+  it("replication defaults come from the cluster: min(3, brokers) copies, min ISR one less (1 on one broker)", () => {
+    const topic = Topic.make(options)
+    assert.strictEqual(topic.replicationFactor, undefined)
+    assert.deepStrictEqual(
+      [1, 2, 3, 5].map((brokers) => Topic.resolveReplication(topic, brokers)),
+      [
+        { replicationFactor: 1, minInSyncReplicas: 1 },
+        { replicationFactor: 2, minInSyncReplicas: 1 },
+        { replicationFactor: 3, minInSyncReplicas: 2 },
+        { replicationFactor: 3, minInSyncReplicas: 2 }
+      ]
+    )
+  })
+
+  it("declared replication wins over the cluster's; the dead-letter topic inherits it unless it declares its own", () => {
+    const topic = Topic.make({
+      ...options,
+      replicationFactor: 3,
+      minInSyncReplicas: 3,
+      config: { "max.message.bytes": "2000000" }
+    })
+    assert.deepStrictEqual(Topic.resolveReplication(topic, 5), { replicationFactor: 3, minInSyncReplicas: 3 })
+    assert.deepStrictEqual(Topic.resolveReplication(topic.deadLetter, 5), {
+      replicationFactor: 3,
+      minInSyncReplicas: 3
+    })
+    assert.deepStrictEqual(topic.config, { "max.message.bytes": "2000000" })
+
+    const own = Topic.make({
+      ...options,
+      replicationFactor: 3,
+      deadLetter: { ...options.deadLetter, replicationFactor: 2 }
+    })
+    assert.deepStrictEqual(Topic.resolveReplication(own.deadLetter, 3), { replicationFactor: 2, minInSyncReplicas: 1 })
+    assert.deepStrictEqual(Topic.resolveReplication(Topic.prefixed(own, "t-").deadLetter, 3), {
+      replicationFactor: 2,
+      minInSyncReplicas: 1
+    })
+  })
+
+  it("settings that cannot work fail at declaration", () => {
+    assert.throws(
+      () => Topic.make({ ...options, replicationFactor: 2, minInSyncReplicas: 3 }),
+      /exceeds replicationFactor/
+    )
+    assert.throws(() => Topic.make({ ...options, replicationFactor: 0 }), /integer >= 1/)
+    assert.throws(() => Topic.make({ ...options, minInSyncReplicas: 1.5 }), /integer >= 1/)
+    assert.throws(() => Topic.make({ ...options, config: { "retention.ms": "1" } }), /set retention/)
+    assert.throws(
+      () =>
+        Topic.make({ ...options, replicationFactor: 1, deadLetter: { ...options.deadLetter, minInSyncReplicas: 2 } }),
+      /things\.DLT: minInSyncReplicas \(2\) exceeds replicationFactor \(1\)/
+    )
+  })
+})
