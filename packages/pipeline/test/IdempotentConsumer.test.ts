@@ -113,7 +113,7 @@ describe("IdempotentConsumer", () => {
     "applies each distinct event exactly once per group, whatever the duplicates and redeliveries",
     ExactlyOnce.arbitraries(variants),
     ([sample]) => exactlyOnce(sample).pipe(Effect.provide(PipelineLive)),
-    { timeout: 600_000, fastCheck: { numRuns: 2, examples: ExactlyOnce.examples(variants) } }
+    { timeout: 600_000, fastCheck: { numRuns: 6, examples: ExactlyOnce.examples(variants) } }
   )
 
   it.live(
