@@ -165,13 +165,24 @@ describe("IdempotentConsumer", () => {
         yield* createTopics(topic)
         const events = [event("k", 1), event("k", 2), event("k", 3)]
         const group = TestKafka.uniqueName("permanent")
+        const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        const sentAt = "1700000000123"
         yield* Effect.scoped(Effect.gen(function*() {
           yield* consume(topic, group, {
             batchSize: 10,
             handle: (e) =>
               e.seq === 2 ? Effect.fail(new Rejected({ reason: "member is blocked" })) : recordApplied(group)(e)
           })
-          yield* produce(topic, events).pipe(Effect.withSpan("test.produce"))
+          const producer = yield* Producer.Producer
+          yield* producer.send({
+            topic: topic.name,
+            messages: yield* Effect.forEach(events, (e) =>
+              Effect.map(topic.encode(e), (value) => ({
+                key: e.key,
+                value,
+                ...(e.seq === 2 ? { headers: { traceparent, "x-origin": "test" }, timestamp: sentAt } : {})
+              })))
+          })
           yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 3))
         }))
         const applied = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
@@ -193,6 +204,10 @@ describe("IdempotentConsumer", () => {
         assert.isTrue(letter.firstAttemptAt.epochMillis <= letter.lastAttemptAt.epochMillis)
         assert.strictEqual(key?.toString(), "k")
         assert.strictEqual(JSON.parse(value!.toString()).eventId, events[1]!.eventId)
+        // The original headers stay, and the original record's timestamp is kept.
+        assert.strictEqual(dead!.headers["traceparent"], traceparent)
+        assert.strictEqual(dead!.headers["x-origin"], "test")
+        assert.strictEqual(letter.originalTimestamp, sentAt)
 
         const failed = yield* sql<{ eventId: string; errorTag: string; attempts: number; status: string }>`
         SELECT event_id, error_tag, attempts, status FROM kpipe_failed_events`
@@ -349,6 +364,39 @@ describe("IdempotentConsumer", () => {
       }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
     { timeout: 120_000 }
   )
+})
+
+describe("IdempotentConsumer metrics", () => {
+  it.live("counts applied, duplicate, retried and dead-lettered records", () =>
+    Effect.gen(function*() {
+      const topic = makeTopic("consumer-metrics", 1)
+      yield* createTopics(topic)
+      const group = TestKafka.uniqueName("consumer-metrics")
+      const [applied, flaky, rejected] = [event("k", 1), event("k", 2), event("k", 3)]
+      yield* produce(topic, [applied, flaky, rejected, applied])
+      let flakyAttempts = 0
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* consume(topic, group, {
+          handle: (e) =>
+            e.seq === 2 && ++flakyAttempts < 3
+              ? Effect.fail(new Transient({ attempt: flakyAttempts }))
+              : e.seq === 3
+              ? Effect.fail(new Rejected({ reason: "no" }))
+              : recordApplied(group)(e)
+        }).pipe(Effect.tagMetrics("kpipe_test", group))
+        yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 4))
+      }))
+      assert.strictEqual(flakyAttempts, 3)
+      assert.deepStrictEqual(
+        yield* Effect.all([
+          counted(IdempotentConsumer.appliedTotal, group),
+          counted(IdempotentConsumer.duplicatesTotal, group),
+          counted(IdempotentConsumer.retriesTotal, group),
+          counted(IdempotentConsumer.deadLetteredTotal, group)
+        ]),
+        [2, 1, 2, 1]
+      )
+    }).pipe(Effect.provide(PipelineLive)), { timeout: 60_000 })
 })
 
 describe("IdempotentConsumer.handleBatch", () => {
