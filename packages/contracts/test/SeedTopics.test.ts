@@ -57,9 +57,18 @@ describe("SeedTopics", () => {
       assert.match(key, /^[1-9]\d*$/)
     })
 
+    // Valid JSON shaped like an event header: known and unknown types, any version and event id,
+    // but none of the payload fields.
+    const types = [...new Set(FastCheck.sample(Arbitrary.make(topic.schema), 200).map((event) => event.type))]
+    const headerOnly = FastCheck.record({
+      type: FastCheck.oneof(FastCheck.constantFrom(...types), FastCheck.string(), FastCheck.jsonValue()),
+      version: FastCheck.oneof(FastCheck.constant(1), FastCheck.jsonValue()),
+      eventId: FastCheck.oneof(FastCheck.uuid(), FastCheck.jsonValue())
+    }, { requiredKeys: [] }).map((object) => JSON.stringify(object))
+
     it.effect.prop(
       `${topic.name} rejects text that is not one of its events`,
-      [FastCheck.string()],
+      [FastCheck.oneof(FastCheck.string(), FastCheck.json(), headerOnly)],
       ([text]) =>
         Effect.gen(function*() {
           const error = yield* Effect.flip(topic.decode(text))
@@ -77,6 +86,37 @@ describe("SeedTopics", () => {
             const error = yield* Effect.flip(other.decode(json))
             assert.isTrue(ParseResult.isParseError(error), `${other.name} accepted ${json}`)
           }
+        })
+    )
+
+    const missing = FastCheck.constant(undefined)
+    const wrongField = FastCheck.oneof(
+      FastCheck.tuple(
+        FastCheck.constant("type"),
+        FastCheck.oneof(missing, FastCheck.jsonValue().filter((v) => !(typeof v === "string" && types.includes(v))))
+      ),
+      FastCheck.tuple(
+        FastCheck.constant("version"),
+        FastCheck.oneof(
+          missing,
+          FastCheck.integer({ min: 1000 }),
+          FastCheck.jsonValue().filter((v) => typeof v !== "number")
+        )
+      ),
+      FastCheck.tuple(
+        FastCheck.constant("eventId"),
+        FastCheck.oneof(missing, FastCheck.jsonValue().filter((v) => typeof v !== "string"))
+      )
+    )
+
+    it.effect.prop(
+      `${topic.name} rejects one of its events whose type, version or event id has the wrong shape`,
+      [Arbitrary.make(topic.schema), wrongField],
+      ([event, [field, value]]) =>
+        Effect.gen(function*() {
+          const json = JSON.parse(yield* topic.encode(event))
+          const error = yield* Effect.flip(topic.decode(JSON.stringify({ ...json, [field]: value })))
+          assert.isTrue(ParseResult.isParseError(error), `${topic.name} accepted ${field} = ${JSON.stringify(value)}`)
         })
     )
 
