@@ -6,10 +6,14 @@ import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
 import { DeadLetter, IdempotentConsumer } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { ExactlyOnce, ServiceProcess, TestKafka } from "@kpipe/testing"
+import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import { fileURLToPath } from "node:url"
 import {
   appliedBy,
@@ -485,18 +489,37 @@ describe("IdempotentConsumer lifecycle", () => {
       const topic = makeTopic("slow-handler", 1)
       yield* createTopics(topic)
       const group = TestKafka.uniqueName("slow-handler")
+      const started = yield* Deferred.make<number>()
+      const sessionTimeout = consumerTimings.sessionTimeout ?? 30_000
       yield* Effect.scoped(Effect.gen(function*() {
         yield* consume(topic, group, {
-          handle: (e) => Effect.zipRight(Effect.sleep("9 seconds"), recordApplied(group)(e))
+          handle: (e) =>
+            Clock.currentTimeMillis.pipe(
+              Effect.flatMap((now) => Deferred.succeed(started, now)),
+              Effect.zipRight(Effect.sleep(Duration.millis(sessionTimeout + 3_000))),
+              Effect.zipRight(recordApplied(group)(e))
+            )
         })
         const before = yield* admin.describeGroup(group)
+        assert.strictEqual(before.memberIds.length, 1)
         yield* produce(topic, [event("k", 1)])
-        yield* Effect.sleep("8 seconds")
-        const during = yield* admin.describeGroup(group)
+        // While the handler runs past the session timeout, the member is never evicted.
+        const since = yield* Deferred.await(started)
+        const samples = yield* admin.describeGroup(group).pipe(
+          Effect.zip(Clock.currentTimeMillis),
+          Effect.tap(([during]) =>
+            Effect.sync(() => assert.deepStrictEqual([during.state, during.memberIds], ["Stable", before.memberIds]))
+          ),
+          Effect.repeat({
+            schedule: Schedule.spaced("500 millis"),
+            until: ([, now]) => now - since > sessionTimeout + 1_000
+          }),
+          Effect.as(true)
+        )
+        assert.isTrue(samples)
+        assert.strictEqual(yield* appliedCount(group), 0, "the handler finished before the session timeout passed")
         yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 1))
         const after = yield* admin.describeGroup(group)
-        assert.strictEqual(before.memberIds.length, 1)
-        assert.deepStrictEqual([during.state, during.memberIds], ["Stable", before.memberIds])
         assert.deepStrictEqual(after.memberIds, before.memberIds)
       }))
       assert.strictEqual(yield* appliedCount(group), 1)
