@@ -320,6 +320,28 @@ describe("Outbox", () => {
       }))
     }).pipe(Effect.provide(PipelineLive)))
 
+  it.live("a relay that hears no notification finds the row at its next poll", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-poll")
+      yield* createTopics(topic)
+      const ended: Array<string> = []
+      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* OutboxRelay.run({ pollInterval: "500 millis" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
+        yield* eventually(Effect.map(claims, (n) => n >= 1))
+        // A row written without `Outbox.append`, so no notification is sent.
+        const e = event("k", 1)
+        yield* sql`
+          INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload)
+          VALUES (${topic.name}, 'k', 1, kpipe_outbox_shard(${topic.name}, 'k'), ${e.eventId}, 'TestEvent', 1,
+                  ${yield* topic.encode(e)}::jsonb)`
+        const [record] = yield* readTopic(topic.name, 1).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(decodeValue(record!).eventId, e.eventId)
+        assert.isAtLeast(yield* claims, 2)
+      }))
+    }).pipe(Effect.provide(PipelineLive)))
+
   it.live("a relay whose claims are blocked backs off and publishes once the broker takes them again", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
