@@ -536,7 +536,7 @@ describe("Outbox", () => {
       assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2, 3])
     }).pipe(Effect.provide(PipelineLive)))
 
-  it.live("overlapping sends of the idempotent producer are serialized: each lands once, none is lost", () =>
+  it.live("overlapping sends of the idempotent producer each land once, none is lost, in the order they completed", () =>
     Effect.gen(function*() {
       const topic = makeTopic("overlapping-sends", 1)
       yield* createTopics(topic)
@@ -551,7 +551,7 @@ describe("Outbox", () => {
           ),
         { concurrency: "unbounded" }
       )
-      // One at a time: each send completed before the next was written after it.
+      // Each send completed before the next one was written after it.
       assert.deepStrictEqual(completed.map((i) => offsets[i]), Array.from({ length: 60 }, (_, n) => n))
       const records = yield* readTopic(topic.name, 60)
       assert.deepStrictEqual(
