@@ -313,7 +313,7 @@ describe("Outbox", () => {
         assert.strictEqual(yield* claims, 2)
 
         yield* Outbox.append(topic, event("k", 2))
-        const records = yield* readTopic(topic.name, 2).pipe(Effect.timeout("10 seconds"))
+        const records = yield* readTopic(topic.name, 2).pipe(Effect.timeout("60 seconds"))
         assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
         // Only the notification could start another claim: the one that published it, then one that found nothing.
         yield* eventually(Effect.map(claims, (n) => n === 4))
@@ -336,7 +336,7 @@ describe("Outbox", () => {
           INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload)
           VALUES (${topic.name}, 'k', 1, kpipe_outbox_shard(${topic.name}, 'k'), ${e.eventId}, 'TestEvent', 1,
                   ${yield* topic.encode(e)}::jsonb)`
-        const [record] = yield* readTopic(topic.name, 1).pipe(Effect.timeout("10 seconds"))
+        const [record] = yield* readTopic(topic.name, 1).pipe(Effect.timeout("60 seconds"))
         assert.strictEqual(decodeValue(record!).eventId, e.eventId)
         assert.isAtLeast(yield* claims, 2)
       }))
@@ -362,7 +362,7 @@ describe("Outbox", () => {
         // Polling never comes to the rescue: only the backoff retries the blocked claim.
         yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.provideService(Producer.Producer, flaky))
         yield* Outbox.append(topic, event("k", 1))
-        const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("20 seconds"))
+        const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("60 seconds"))
         assert.strictEqual(records.length, 1)
         yield* eventually(Effect.map(statuses, (rows) => rows.length === 1 && rows[0]!.status === "PUBLISHED"))
       }))
