@@ -8,25 +8,30 @@ import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
+import * as Tracer from "effect/Tracer"
 import { fileURLToPath } from "node:url"
 import {
   appliedCount,
   appliedTwice,
+  counted,
   createTopics,
   decodeValue,
   event,
   eventually,
+  gauged,
   KafkaClient,
   makeTopic,
   PipelineLive,
   Producer,
   readTopic,
-  recordApplied
+  recordApplied,
+  type TestEvent
 } from "./utils.ts"
 
 const replicaScript = fileURLToPath(new URL("fixtures/replica.ts", import.meta.url))
@@ -40,6 +45,53 @@ const statuses = Effect.flatMap(
 )
 
 const drain = OutboxRelay.drain()
+
+/**
+ * Each key's records, in partition order, only ever repeat earlier ones, never skip ahead (Kafka may
+ * hold 1 2 3 1 2 3 4, never 1 3 2), and every expected event is there. `expected`: each key's event
+ * ids in commit order.
+ */
+const assertKeyOrder = (records: ReadonlyArray<TestEvent>, expected: ReadonlyMap<string, ReadonlyArray<string>>) => {
+  for (const [key, ids] of expected) {
+    const position = new Map(ids.map((id, i) => [id, i]))
+    let next = 0
+    for (const e of records.filter((e) => e.key === key)) {
+      const at = position.get(e.eventId)
+      assert.isDefined(at, `key ${key}: ${e.eventId} was never appended`)
+      assert.isAtMost(at!, next, `key ${key}: event #${at} published before #${next}`)
+      next = Math.max(next, at! + 1)
+    }
+    assert.strictEqual(next, ids.length, `key ${key}: ${ids.length - next} events never published`)
+  }
+}
+
+/** A tracer that delegates to the current one and records the names of the spans that ended. */
+const recordingTracer = (ended: Array<string>) =>
+  Effect.map(Effect.tracer, (base) =>
+    Tracer.make({
+      context: base.context,
+      span: (...args) => {
+        const span = base.span(...args)
+        const end = span.end.bind(span)
+        return Object.assign(span, {
+          end: (endTime: bigint, exit: Exit.Exit<unknown, unknown>) => {
+            ended.push(span.name)
+            end(endTime, exit)
+          }
+        })
+      }
+    }))
+
+const databaseUrl = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+  return Database.withDatabase(Redacted.value(yield* Database.url), current!.database)
+})
+
+const endOffsetTotal = (topic: string) =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.endOffsets(topic)).pipe(
+    Effect.map((ends) => ends.reduce((sum, { high }) => sum + Number(high), 0))
+  )
 
 describe("Outbox", () => {
   it.live("a rolled-back transaction leaves no row, a committed one exactly its events", () =>
@@ -109,7 +161,8 @@ describe("Outbox", () => {
 
         // Each transaction appends, then takes the key's next witness number, then lingers before it
         // commits; the witness number is the key's commit order, known to the test independently of the relay.
-        const witnessed = new Map<string, number>()
+        // Keys and lingering are seeded per transaction, so a failure names a reproducible schedule.
+        const witnessed = new Map<string, { key: string; n: number }>()
         const transaction = (i: number) =>
           Effect.gen(function*() {
             const key = keys[yield* Random.nextIntBetween(0, keys.length)]!
@@ -122,38 +175,86 @@ describe("Outbox", () => {
               yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(0, 25)))
               return [row!.n]
             }))
-            events.forEach((e, j) => witnessed.set(e.eventId, n! * 10 + j))
+            events.forEach((e, j) => witnessed.set(e.eventId, { key, n: n! * 10 + j }))
             return events.length
-          })
+          }).pipe(Effect.withRandom(Random.make(`outbox-order-${i}`)))
 
-        const relay = Layer.scopedDiscard(OutboxRelay.run({ batchSize: 7, pollInterval: "50 millis" })).pipe(
-          Layer.provide(Producer.layer()),
-          Layer.provide(KafkaClient.layerFromEnv)
-        )
+        const relays = [TestKafka.uniqueName("relay-1"), TestKafka.uniqueName("relay-2")]
+        const relay = (tag: string) =>
+          Layer.scopedDiscard(
+            OutboxRelay.run({ batchSize: 7, pollInterval: "50 millis" }).pipe(Effect.tagMetrics("kpipe_test", tag))
+          ).pipe(Layer.provide(Producer.layer()), Layer.provide(KafkaClient.layerFromEnv))
         const appended = yield* Effect.scoped(Effect.gen(function*() {
-          yield* Layer.build(relay)
-          yield* Layer.build(relay)
+          for (const tag of relays) yield* Layer.build(relay(tag))
           const counts = yield* Effect.forEach(Array.from({ length: 120 }, (_, i) => i), transaction, {
             concurrency: 12
           })
-          while ((yield* OutboxRelay.stats).pending > 0) yield* Effect.sleep("50 millis")
+          yield* eventually(Effect.map(OutboxRelay.stats, (stats) => stats.pending === 0))
           return counts.reduce((a, b) => a + b, 0)
         }))
 
-        const records = yield* readTopic(topic.name, appended)
-        const seen = new Set<string>()
-        const order = new Map<string, Array<number>>()
-        for (const e of records.map(decodeValue)) {
-          if (seen.has(e.eventId)) continue
-          seen.add(e.eventId)
-          order.set(e.key, [...(order.get(e.key) ?? []), witnessed.get(e.eventId)!])
-        }
-        assert.strictEqual(seen.size, appended)
-        for (const [key, witnesses] of order) {
-          assert.deepStrictEqual(witnesses, [...witnesses].sort((a, b) => a - b), `key ${key} out of commit order`)
-        }
+        // Both relays took part, and together published each row once.
+        const published = yield* Effect.forEach(relays, (tag) => counted(OutboxRelay.publishedTotal, tag))
+        assert.isTrue(published.every((n) => n > 0), `published per relay: ${published}`)
+        assert.strictEqual(published[0]! + published[1]!, appended)
+
+        const records = (yield* readTopic(topic.name, appended)).map(decodeValue)
+        const expected = new Map(keys.map((key) => [
+          key,
+          [...witnessed].filter(([, w]) => w.key === key).sort(([, x], [, y]) => x.n - y.n).map(([id]) => id)
+        ]))
+        assert.isTrue(keys.every((key) => expected.get(key)!.length > 2), "a key had too few transactions to order")
+        assertKeyOrder(records, expected)
       }).pipe(Effect.provide(PipelineLive)),
     { timeout: 60_000 }
+  )
+
+  it.live(
+    "a relay killed with SIGKILL mid-publish and restarted repeats a key's events at most, never reorders them",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("outbox-crash-order")
+        yield* createTopics(topic)
+        const keys = Array.from({ length: 6 }, (_, i) => `k${i}`)
+        const expected = new Map(keys.map((key) => [key, [] as Array<string>]))
+        // Each key's transactions run one after another, so its commit order is its append order.
+        const appendAll = Effect.forEach(keys, (key) =>
+          Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i) => {
+            const events = Array.from({ length: 1 + (i % 3) }, (_, j) => event(key, i * 10 + j))
+            return Outbox.append(topic, ...events).pipe(
+              Effect.tap(() => expected.get(key)!.push(...events.map((e) => e.eventId))),
+              Effect.zipLeft(Effect.sleep("20 millis"))
+            )
+          }, { discard: true }), { concurrency: "unbounded", discard: true })
+        const url = yield* databaseUrl
+        const relay = ServiceProcess.start({
+          name: "relay",
+          entry: replicaScript,
+          args: ["relay", topic.name],
+          env: { DATABASE_URL: url },
+          ready: "ready",
+          readyTimeout: "30 seconds"
+        })
+
+        const first = yield* relay
+        const appending = yield* Effect.fork(appendAll)
+        yield* eventually(Effect.map(endOffsetTotal(topic.name), (n) => n >= 60))
+        yield* first.kill
+        // It was killed mid-stream: appends were still coming and rows were waiting for it.
+        assert.isNull(appending.unsafePoll(), "the appends were over when the relay was killed")
+        assert.isAbove((yield* OutboxRelay.stats).pending, 0)
+        const atKill = yield* endOffsetTotal(topic.name)
+
+        yield* relay
+        yield* Fiber.join(appending)
+        yield* eventually(Effect.map(OutboxRelay.stats, (stats) => stats.pending === 0), "60 seconds")
+        const total = yield* endOffsetTotal(topic.name)
+        const appended = [...expected.values()].reduce((n, ids) => n + ids.length, 0)
+        assert.isAbove(total, atKill, "the restarted relay published nothing")
+        assert.isAtLeast(total, appended)
+        assertKeyOrder((yield* readTopic(topic.name, total)).map(decodeValue), expected)
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
   )
 
   it.live("a row the broker never accepts is marked FAILED, holds back only its key, and can be retried or skipped", () =>
@@ -193,14 +294,51 @@ describe("Outbox", () => {
 
   it.live("a running relay wakes on commit instead of waiting for its poll", () =>
     Effect.gen(function*() {
+      const sql = yield* SqlClient
       const topic = makeTopic("outbox-notify")
       yield* createTopics(topic)
+      const ended: Array<string> = []
+      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      yield* Outbox.append(topic, event("k", 1))
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* OutboxRelay.run({ pollInterval: "1 hour" })
-        yield* Effect.sleep("300 millis")
-        yield* Outbox.append(topic, event("k", 1))
-        const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("10 seconds"))
-        assert.strictEqual(records.length, 1)
+        yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
+        // It published the waiting row and found nothing more: it now waits, for an hour or a notification.
+        yield* eventually(Effect.map(claims, (n) => n >= 2))
+        yield* eventually(Effect.map(OutboxRelay.stats, (stats) => stats.pending === 0))
+        yield* eventually(Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND query ILIKE 'LISTEN %kpipe_outbox%'`,
+          (rows) => rows[0]!.n === 1
+        ))
+        assert.strictEqual(yield* claims, 2)
+
+        yield* Outbox.append(topic, event("k", 2))
+        const records = yield* readTopic(topic.name, 2).pipe(Effect.timeout("60 seconds"))
+        assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
+        // Only the notification could start another claim: the one that published it, then one that found nothing.
+        yield* eventually(Effect.map(claims, (n) => n === 4))
+      }))
+    }).pipe(Effect.provide(PipelineLive)))
+
+  it.live("a relay that hears no notification finds the row at its next poll", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-poll")
+      yield* createTopics(topic)
+      const ended: Array<string> = []
+      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* OutboxRelay.run({ pollInterval: "500 millis" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
+        yield* eventually(Effect.map(claims, (n) => n >= 1))
+        // A row written without `Outbox.append`, so no notification is sent.
+        const e = event("k", 1)
+        yield* sql`
+          INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload)
+          VALUES (${topic.name}, 'k', 1, kpipe_outbox_shard(${topic.name}, 'k'), ${e.eventId}, 'TestEvent', 1,
+                  ${yield* topic.encode(e)}::jsonb)`
+        const [record] = yield* readTopic(topic.name, 1).pipe(Effect.timeout("60 seconds"))
+        assert.strictEqual(decodeValue(record!).eventId, e.eventId)
+        assert.isAtLeast(yield* claims, 2)
       }))
     }).pipe(Effect.provide(PipelineLive)))
 
@@ -224,7 +362,7 @@ describe("Outbox", () => {
         // Polling never comes to the rescue: only the backoff retries the blocked claim.
         yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.provideService(Producer.Producer, flaky))
         yield* Outbox.append(topic, event("k", 1))
-        const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("20 seconds"))
+        const records = yield* readTopic(topic.name, 1).pipe(Effect.timeout("60 seconds"))
         assert.strictEqual(records.length, 1)
         yield* eventually(Effect.map(statuses, (rows) => rows.length === 1 && rows[0]!.status === "PUBLISHED"))
       }))
@@ -242,8 +380,21 @@ describe("Outbox", () => {
       yield* Outbox.append(topic, ...Array.from({ length: 20 }, (_, i) => event(`k${i}`, i)))
       yield* drain
       yield* sql`UPDATE kpipe_outbox SET published_at = now() - interval '2 days' WHERE message_key IN ('k0', 'k1', 'k2', 'k3', 'k4')`
+      // Two chunks' worth of old rows more, and each DELETE statement's row count recorded.
+      yield* sql`
+        INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload, status,
+                                  published_at)
+        SELECT 'old', 'old-' || g, 1, 0, 'old-' || g, 'TestEvent', 1, '{}', 'PUBLISHED', now() - interval '3 days'
+        FROM generate_series(1, 10000) AS g`
+      yield* sql`CREATE TABLE cleanup_chunks (id SERIAL PRIMARY KEY, n INT NOT NULL)`
+      yield* sql.unsafe(`CREATE FUNCTION record_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO cleanup_chunks (n) SELECT count(*) FROM gone; RETURN NULL; END $$`)
+      yield* sql`CREATE TRIGGER record_chunk AFTER DELETE ON kpipe_outbox REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION record_chunk()`
       yield* Outbox.append(topic, event("pending", 1))
-      assert.strictEqual(yield* OutboxRelay.cleanup("1 day"), 5)
+      assert.strictEqual(yield* OutboxRelay.cleanup("1 day"), 10_005)
+      const chunks = yield* sql<{ n: number }>`SELECT n FROM cleanup_chunks ORDER BY id`
+      assert.deepStrictEqual(chunks.map((c) => c.n), [5_000, 5_000, 5])
       assert.deepStrictEqual(yield* statuses, [{ status: "PENDING", n: 1 }, { status: "PUBLISHED", n: 15 }])
     }).pipe(Effect.provide(PipelineLive)))
 
@@ -307,6 +458,107 @@ describe("Outbox", () => {
       }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
     { timeout: 90_000 }
   )
+
+  it.live(
+    "the relay counts what it publishes and fails, and reports its backlog and oldest pending age",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("outbox-metrics")
+        yield* createTopics(topic)
+        const tag = TestKafka.uniqueName("relay-metrics")
+        // A row that can never be published holds back the next one of its key: a backlog of one.
+        yield* Outbox.append(
+          topic,
+          event("poisoned", 1),
+          event("poisoned", 2, "x".repeat(2 * 1024 * 1024)),
+          event("poisoned", 3),
+          event("healthy", 1)
+        )
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.tagMetrics("kpipe_test", tag))
+          yield* eventually(Effect.map(counted(OutboxRelay.failedTotal, tag), (n) => n === 1))
+          assert.strictEqual(yield* counted(OutboxRelay.publishedTotal, tag), 2)
+          yield* eventually(Effect.map(gauged(OutboxRelay.backlog, tag), (n) => n === 1), "20 seconds")
+          yield* eventually(Effect.map(gauged(OutboxRelay.oldestPendingSeconds, tag), (s) => s > 0), "20 seconds")
+
+          // The key resumes: the backlog drains and the gauges go back to zero.
+          const [failed] = yield* Effect.flatMap(
+            SqlClient,
+            (sql) => sql<{ id: string }>`SELECT id FROM kpipe_outbox WHERE status = 'FAILED'`
+          )
+          assert.isTrue(yield* OutboxRelay.skipFailed(failed!.id))
+          yield* eventually(Effect.map(counted(OutboxRelay.publishedTotal, tag), (n) => n === 3))
+          yield* eventually(Effect.map(gauged(OutboxRelay.backlog, tag), (n) => n === 0), "20 seconds")
+          assert.strictEqual(yield* gauged(OutboxRelay.oldestPendingSeconds, tag), 0)
+          assert.strictEqual(yield* counted(OutboxRelay.failedTotal, tag), 1)
+        }))
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live("retryFailed republishes a FAILED row once the broker takes it, and its key resumes in order", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-retry", 1)
+      const admin = yield* Admin.Admin
+      yield* admin.createTopics([{ name: topic.name, partitions: 1, config: { "max.message.bytes": "4096" } }])
+      yield* Outbox.append(topic, event("k", 1), event("k", 2, "x".repeat(8192)), event("k", 3))
+      assert.strictEqual(yield* drain, 1)
+      const [failed] = yield* sql<{ id: string }>`SELECT id FROM kpipe_outbox WHERE status = 'FAILED'`
+      assert.isDefined(failed)
+
+      // The broker now takes the record: retried, it is published, and the key's next row after it.
+      const { kafka } = yield* KafkaClient.KafkaClient
+      yield* Effect.acquireUseRelease(
+        Effect.sync(() => kafka.admin()).pipe(Effect.tap((client) => Effect.promise(() => client.connect()))),
+        (client) =>
+          Effect.promise(() =>
+            client.alterConfigs({
+              validateOnly: false,
+              resources: [{
+                type: 2,
+                name: topic.name,
+                configEntries: [{ name: "max.message.bytes", value: "1048576" }]
+              }]
+            })
+          ),
+        (client) => Effect.promise(() => client.disconnect())
+      )
+      yield* eventually(
+        Effect.gen(function*() {
+          yield* OutboxRelay.retryFailed(failed!.id)
+          yield* drain
+          return (yield* statuses).every((row) => row.status === "PUBLISHED")
+        }),
+        "30 seconds"
+      )
+      const records = yield* readTopic(topic.name, 3)
+      assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2, 3])
+    }).pipe(Effect.provide(PipelineLive)))
+
+  it.live("overlapping sends of the idempotent producer each land once, none is lost, in the order they completed", () =>
+    Effect.gen(function*() {
+      const topic = makeTopic("overlapping-sends", 1)
+      yield* createTopics(topic)
+      const producer = yield* Producer.Producer
+      const completed: Array<number> = []
+      const offsets = yield* Effect.forEach(
+        Array.from({ length: 60 }, (_, i) => i),
+        (i) =>
+          producer.send({ topic: topic.name, messages: [{ key: "k", value: String(i) }] }).pipe(
+            Effect.map(([metadata]) => Number(metadata!.baseOffset)),
+            Effect.tap(() => Effect.sync(() => completed.push(i)))
+          ),
+        { concurrency: "unbounded" }
+      )
+      // Each send completed before the next one was written after it.
+      assert.deepStrictEqual(completed.map((i) => offsets[i]), Array.from({ length: 60 }, (_, n) => n))
+      const records = yield* readTopic(topic.name, 60)
+      assert.deepStrictEqual(
+        records.map((r) => Number(r.value!.toString())),
+        completed
+      )
+    }).pipe(Effect.provide(PipelineLive)))
 
   it.live("Publisher sends typed events straight to Kafka with the topic's key and headers", () =>
     Effect.gen(function*() {

@@ -6,6 +6,7 @@ import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 
 export class TestEvent extends Schema.Class<TestEvent>("TestEvent")({
@@ -29,15 +30,38 @@ export const topicNamed = (name: string, partitions = 3) =>
     deadLetter: { name: `${name}.DLT`, retention: "1 hour" }
   })
 
-/** The handler of these tests: records that `group` applied the event, in the consumer's transaction. */
-export const recordApplied = (group: string) => (event: TestEvent) =>
+/**
+ * The handler of these tests: records that `group` applied the event, in the consumer's
+ * transaction; `by` names the replica that applied it.
+ */
+export const recordApplied = (group: string, by = "test") => (event: TestEvent) =>
   Effect.flatMap(
     SqlClient,
     (sql) =>
       sql`INSERT INTO applied ${
-        sql.insert({ consumerGroup: group, eventId: event.eventId, messageKey: event.key, seq: event.seq })
+        sql.insert({
+          consumerGroup: group,
+          eventId: event.eventId,
+          messageKey: event.key,
+          seq: event.seq,
+          appliedBy: by
+        })
       }`.pipe(Effect.asVoid)
   )
+
+export const appliedBy = (group: string, by: string) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM applied WHERE consumer_group = ${group} AND applied_by = ${by}`
+  ).pipe(Effect.map((rows) => rows[0]!.n))
+
+/** The event ids `group` applied, one per application. */
+export const appliedIds = (group: string) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) => sql<{ eventId: string }>`SELECT event_id FROM applied WHERE consumer_group = ${group}`
+  ).pipe(Effect.map((rows) => rows.map((row) => row.eventId)))
 
 export const appliedCount = (group: string) =>
   Effect.flatMap(
@@ -87,6 +111,10 @@ export const appliedMigrations = {
     "0002_commit_witness": Effect.flatMap(
       SqlClient,
       (sql) => sql`CREATE TABLE commit_witness (message_key TEXT PRIMARY KEY, n INT NOT NULL)`
+    ),
+    "0003_applied_by": Effect.flatMap(
+      SqlClient,
+      (sql) => sql`ALTER TABLE applied ADD COLUMN applied_by TEXT NOT NULL DEFAULT 'test'`
     )
   })
 }
@@ -102,6 +130,67 @@ export const createTopics = (...topics: ReadonlyArray<Topic.Any>) =>
   Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs(topics)))
 
 export const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count)
+
+export const committedTotal = (group: string, topic: string) =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.committedOffsets(group, topic)).pipe(
+    Effect.map((offsets) => offsets.reduce((sum, { offset }) => sum + Math.max(0, Number(offset)), 0))
+  )
+
+/** Partitions of `topic` not yet consumed by `group` (committed offset below the end). */
+export const unconsumed = (group: string, topic: string) =>
+  Effect.gen(function*() {
+    const admin = yield* Admin.Admin
+    const ends = yield* admin.endOffsets(topic)
+    const committed = yield* admin.committedOffsets(group, topic)
+    return ends.filter(({ high, partition }) =>
+      Number(committed.find((c) => c.partition === partition)?.offset ?? -1) < Number(high)
+    ).map(({ partition }) => partition)
+  })
+
+// A ConsumerProtocolAssignment: version, [topic, [partition]], user data (big-endian).
+const decodeAssignment = (bytes: Buffer) => {
+  const owned = new Map<string, Array<number>>()
+  let at = 2
+  const topics = bytes.readInt32BE(at)
+  at += 4
+  for (let t = 0; t < topics; t++) {
+    const length = bytes.readInt16BE(at)
+    const topic = bytes.toString("utf8", at + 2, at + 2 + length)
+    at += 2 + length
+    const count = bytes.readInt32BE(at)
+    at += 4
+    const partitions: Array<number> = []
+    for (let p = 0; p < count; p++, at += 4) partitions.push(bytes.readInt32BE(at))
+    owned.set(topic, partitions)
+  }
+  return owned
+}
+
+/** The partitions of `topic` each member of `group` owns, by client id. */
+export const assignments = (group: string, topic: string) =>
+  Effect.acquireUseRelease(
+    Effect.flatMap(KafkaClient.KafkaClient, ({ kafka }) => {
+      const client = kafka.admin()
+      return Effect.as(Effect.promise(() => client.connect()), client)
+    }),
+    (client) =>
+      Effect.promise(() => client.describeGroups([group])).pipe(
+        Effect.map(({ groups }) =>
+          new Map((groups[0]?.members ?? []).map((member) => [
+            member.clientId,
+            member.memberAssignment.length === 0 ? [] : decodeAssignment(member.memberAssignment).get(topic) ?? []
+          ]))
+        )
+      ),
+    (client) => Effect.promise(() => client.disconnect())
+  )
+
+/** A counter's value among the updates tagged `kpipe_test=<tag>` (see `Effect.tagMetrics`). */
+export const counted = (counter: Metric.Metric.Counter<number>, tag: string) =>
+  Effect.map(Metric.value(Metric.tagged(counter, "kpipe_test", tag)), (state) => state.count)
+
+export const gauged = (gauge: Metric.Metric.Gauge<number>, tag: string) =>
+  Effect.map(Metric.value(Metric.tagged(gauge, "kpipe_test", tag)), (state) => state.value)
 
 export const decodeValue = (record: Consumer.ConsumerRecord) =>
   Schema.decodeSync(Schema.parseJson(TestEvent))(record.value!.toString("utf8"))

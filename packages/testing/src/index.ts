@@ -1,5 +1,6 @@
 export * as DatabaseFaults from "./DatabaseFaults.ts"
 export * as Eventually from "./Eventually.ts"
+export * as ExactlyOnce from "./ExactlyOnce.ts"
 export * as FaultProxy from "./FaultProxy.ts"
 export * as Infrastructure from "./Infrastructure.ts"
 export * as RawHttp from "./RawHttp.ts"

@@ -1,0 +1,169 @@
+import { Admin, Producer } from "@kpipe/kafka"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FastCheck from "effect/FastCheck"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { eventually } from "./Eventually.ts"
+import { uniqueName } from "./TestKafka.ts"
+
+/**
+ * The exactly-once property of an idempotent consumer, against the real broker and database:
+ * whatever the duplicates, their order, the batch handling (`variant`), a replica stopped with a
+ * transaction open, a competitor in its group and a full replay, each distinct event is applied
+ * once per group. Each run also proves its scenario happened: the stopped replica held an event
+ * uncommitted, both replicas were members, duplicates and the replay reached the consumer (its
+ * duplicate counter moved by at least that much).
+ */
+export interface Options<Ev extends { readonly eventId: string }, V, R> {
+  /** A fresh topic for one run (3 partitions or more, so two replicas both own some); returns its name. */
+  readonly topic: Effect.Effect<string, unknown, R>
+  /** The `index`-th event of the pool, with key `key`. */
+  readonly event: (index: number, key: string) => Ev
+  readonly encode: (event: Ev) => Effect.Effect<{ readonly key: string; readonly value: string }, unknown, R>
+  /**
+   * A replica of the consumer under test in `group`, on `topic`, configured by `variant`. Its
+   * handler must run `hold(eventId)` inside the consumer's transaction before applying an event.
+   */
+  readonly consumer: (options: {
+    readonly topic: string
+    readonly group: string
+    readonly variant: V
+    readonly hold: (eventId: string) => Effect.Effect<void>
+  }) => Layer.Layer<never, unknown, R>
+  /** The ids of the events `group` applied, one entry per application. */
+  readonly applied: (group: string) => Effect.Effect<ReadonlyArray<string>, unknown, R>
+  /** The consumer's duplicate counter for `group` (records it skipped as already applied). */
+  readonly duplicates: (group: string) => Effect.Effect<number, unknown, R>
+  readonly variants: ReadonlyArray<V>
+  /** How long a step may take before the run fails (default 60 s). */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+export interface Sample<V> {
+  /** Indexes into the pool of 12 events (5 keys), in delivery order; at least one is repeated. */
+  readonly deliveries: ReadonlyArray<number>
+  readonly variant: V
+  /** Whether both groups are replayed from the beginning once everything was applied. */
+  readonly redeliver: boolean
+}
+
+const poolSize = 12
+
+const hasRepeat = (deliveries: ReadonlyArray<number>) => new Set(deliveries).size < deliveries.length
+
+/** The samples, as the one argument of a property (`it.prop(name, arbitraries(variants), ([sample]) => …)`). */
+export const arbitraries = <V>(variants: ReadonlyArray<V>): [FastCheck.Arbitrary<Sample<V>>] => [
+  FastCheck.record({
+    deliveries: FastCheck.array(FastCheck.nat({ max: poolSize - 1 }), { minLength: 2, maxLength: 40 }).filter(
+      hasRepeat
+    ),
+    variant: FastCheck.constantFrom(...variants),
+    redeliver: FastCheck.boolean()
+  })
+]
+
+/** Forced examples: every variant with and without a replay, over deliveries that repeat and reorder. */
+export const examples = <V>(variants: ReadonlyArray<V>): Array<[Sample<V>]> =>
+  variants.flatMap((variant, i) =>
+    [false, true].map((redeliver): [Sample<V>] => [{
+      deliveries: i % 2 === 0 ? [0, 1, 2, 3, 4, 5, 6, 0, 7, 8, 3, 9, 10, 11, 6, 6] : [11, 5, 0, 5, 11, 1, 2, 0, 10],
+      variant,
+      redeliver
+    }])
+  )
+
+class PreconditionFailed extends Error {}
+
+const check = (holds: boolean, message: string) => holds ? Effect.void : Effect.fail(new PreconditionFailed(message))
+
+const committedTotal = (group: string, topic: string) =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.committedOffsets(group, topic)).pipe(
+    Effect.map((offsets) => offsets.reduce((sum, { offset }) => sum + Math.max(0, Number(offset)), 0))
+  )
+
+/** One run of the property; fails with what did not hold. */
+export const property = <Ev extends { readonly eventId: string }, V, R>(options: Options<Ev, V, R>) =>
+(
+  sample: Sample<V>
+): Effect.Effect<void, unknown, R | Admin.Admin | Producer.Producer> =>
+  Effect.gen(function*() {
+    const timeout = options.timeout ?? "60 seconds"
+    const admin = yield* Admin.Admin
+    const producer = yield* Producer.Producer
+    const topic = yield* options.topic
+    const pool = Array.from({ length: poolSize }, (_, i) => options.event(i, `key-${i % 5}`))
+    const sent = sample.deliveries.map((i) => pool[i]!)
+    yield* producer.send({ topic, messages: yield* Effect.forEach(sent, options.encode) })
+    const distinct = [...new Set(sent.map((event) => event.eventId))].sort()
+    const group = uniqueName("exactly-once")
+    const other = uniqueName("exactly-once-other")
+    const pass = () => Effect.void
+    const replica = (
+      group: string,
+      hold: (eventId: string) => Effect.Effect<void> = pass
+    ): Effect.Effect<void, unknown, R | Scope.Scope> =>
+      Layer.build(options.consumer({ topic, group, variant: sample.variant, hold }))
+    const allCommitted = (groups: ReadonlyArray<string>) =>
+      eventually(
+        Effect.map(
+          Effect.forEach(groups, (g) => committedTotal(g, topic)),
+          (totals) => totals.every((total) => total === sent.length)
+        ),
+        timeout,
+        "every record committed"
+      )
+
+    // 1. A replica alone takes the first event and stops with its transaction open.
+    const held = yield* Deferred.make<string>()
+    const heldId = yield* Effect.scoped(Effect.gen(function*() {
+      yield* replica(group, (eventId) => Effect.zipRight(Deferred.succeed(held, eventId), Effect.never))
+      const eventId = yield* Deferred.await(held).pipe(
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new PreconditionFailed("no event reached the replica")
+        })
+      )
+      yield* check((yield* options.applied(group)).length === 0, "an event was applied while the replica held one")
+      yield* check((yield* committedTotal(group, topic)) === 0, "an offset was committed before the held event")
+      return eventId
+    }))
+
+    // 2. It restarts beside a competitor; another group consumes the same records meanwhile.
+    const [before, otherBefore] = [yield* options.duplicates(group), yield* options.duplicates(other)]
+    const pair = Effect.gen(function*() {
+      yield* replica(group)
+      yield* replica(group)
+      yield* replica(other)
+      yield* allCommitted([group, other])
+      const members = (yield* admin.describeGroup(group)).memberIds.length
+      yield* check(members === 2, `the group had ${members} members, not 2 competing replicas`)
+    })
+    yield* Effect.scoped(pair)
+
+    // 3. Optionally the whole topic again, from the beginning, to both groups.
+    if (sample.redeliver) {
+      yield* admin.resetOffsets(group, topic)
+      yield* admin.resetOffsets(other, topic)
+      yield* check((yield* committedTotal(group, topic)) === 0, "the replay did not rewind the group")
+      yield* Effect.scoped(pair)
+    }
+
+    // Each distinct event once; and the scenario happened: duplicates and the replay reached the
+    // consumers and were skipped.
+    const redelivered = sample.redeliver ? sent.length : 0
+    for (const [g, start] of [[group, before], [other, otherBefore]] as const) {
+      const applied = [...(yield* options.applied(g))].sort()
+      yield* check(
+        JSON.stringify(applied) === JSON.stringify(distinct),
+        `group ${g} applied ${JSON.stringify(applied)}, expected each of ${JSON.stringify(distinct)} once`
+      )
+      const skipped = (yield* options.duplicates(g)) - start
+      yield* check(
+        skipped >= sent.length - distinct.length + redelivered,
+        `group ${g} skipped ${skipped} duplicates, expected at least ${sent.length - distinct.length + redelivered}`
+      )
+    }
+    yield* check(distinct.includes(heldId), "the held event is not one of those sent")
+  })
