@@ -1,6 +1,6 @@
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
-import type * as ParseResult from "effect/ParseResult"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
 /** What every event on a topic carries: its type, the version of its shape, and its idempotency key. */
@@ -132,8 +132,31 @@ export const make = <A extends EventShape, I>(options: TopicOptions<A, I>): Topi
       minInSyncReplicas: deadLetterMinInSyncReplicas
     },
     encode: Schema.encode(json),
-    decode: Schema.decodeUnknown(json)
+    decode: decodeSafely(json)
   }
+}
+
+/**
+ * `Schema.decodeUnknown`, with a value that makes the decoder itself throw (effect 3.22's union
+ * lookup calls `String()` on a discriminator such as `{"toString":[]}`) answered as the ParseError
+ * it is, never a defect: an undecodable record must dead-letter, not stall its partition.
+ */
+const decodeSafely = <A, I>(json: Schema.Schema<A, I>) => {
+  const decode = Schema.decodeUnknown(json)
+  return (value: string): Effect.Effect<A, ParseResult.ParseError> =>
+    Effect.suspend(() => decode(value)).pipe(
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(
+          new ParseResult.ParseError({
+            issue: new ParseResult.Type(
+              json.ast,
+              value,
+              `not decodable: ${defect instanceof Error ? defect.message : String(defect)}`
+            )
+          })
+        )
+      )
+    )
 }
 
 /**

@@ -1,4 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Topic from "../src/Topic.ts"
 
@@ -73,4 +75,31 @@ describe("Topic", () => {
       /things\.DLT: minInSyncReplicas \(2\) exceeds replicationFactor \(1\)/
     )
   })
+})
+
+describe("Topic.decode", () => {
+  class A extends Schema.Class<A>("A")({
+    type: Schema.Literal("A"),
+    version: Schema.Literal(1),
+    eventId: Schema.String
+  }) {}
+  class B extends Schema.Class<B>("B")({
+    type: Schema.Literal("B"),
+    version: Schema.Literal(1),
+    eventId: Schema.String
+  }) {}
+  const topic = Topic.make({
+    ...options,
+    schema: Schema.Union(A, B),
+    key: (event: A | B) => event.eventId
+  })
+
+  it.effect("a value that makes the decoder throw is a ParseError, not a defect", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        topic.decode(JSON.stringify({ type: { toString: [] }, version: 1, eventId: "x" }))
+      )
+      assert.isTrue(ParseResult.isParseError(error))
+      assert.include(error.message, "not decodable")
+    }))
 })
