@@ -12,6 +12,7 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 
 interface ServiceSpec {
@@ -40,6 +41,9 @@ const settings = Config.all({
   metricsPort: Config.integer("METRICS_PORT").pipe(Config.withDefault(3050)),
   topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault(""))
 })
+
+// Development mode: one made-up admin token for every service, shown once below (services never log it).
+const adminToken = process.env["ADMIN_TOKEN"] ?? randomBytes(24).toString("base64url")
 
 const colors = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95]
 
@@ -145,7 +149,13 @@ const runService = (spec: ServiceSpec, databaseUrl: string, color: number) =>
     const service = yield* ServiceProcess.spawn({
       name: spec.name,
       entry: spec.entry,
-      env: { DATABASE_URL: databaseUrl, PORT: String(spec.port), ...spec.env },
+      env: {
+        DATABASE_URL: databaseUrl,
+        PORT: String(spec.port),
+        KPIPE_ENV: "development",
+        ADMIN_TOKEN: adminToken,
+        ...spec.env
+      },
       ready: `${spec.name.replace(/-\d+$/, "")} ready`,
       readyTimeout: "120 seconds",
       onLine: (line) => process.stdout.write(`${tag} ${line}\n`),
@@ -198,7 +208,10 @@ const program = Effect.gen(function*() {
       states[i]!.padEnd(12)
     } http://127.0.0.1:${spec.port}  docs: http://127.0.0.1:${spec.port}/docs`
   )
-  process.stdout.write(`\nservices:\n${lines.join("\n")}\n\nCtrl-C stops everything.\n\n`)
+  process.stdout.write(
+    `\nservices:\n${lines.join("\n")}\n\nadmin token (KPIPE_ENV=development): ${adminToken}\n` +
+      `  e.g. export ADMIN='Authorization: Bearer ${adminToken}'\n\nCtrl-C stops everything.\n\n`
+  )
   if (states.some((state) => state !== "ready")) {
     return yield* Effect.fail(new Error("a service did not start; stopping the others"))
   }

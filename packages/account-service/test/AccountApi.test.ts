@@ -2,6 +2,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, it } from "@effect/vitest"
 import { Config, Http, LoginStats, Migrations } from "@kpipe/account-service"
 import { AccountApi } from "@kpipe/contracts"
@@ -24,6 +25,14 @@ const ServerLive = HttpApiBuilder.serve().pipe(
   Layer.provideMerge(TestLogging.layer)
 )
 
+/** The API as the gateway calls it: `X-User-Id` is the account the path names. */
+const gatewayClient = HttpApiClient.make(AccountApi.AccountApi, {
+  transformClient: HttpClient.mapRequest((request) => {
+    const accountId = /\/api\/accounts\/(\d+)/.exec(request.url)?.[1]
+    return accountId === undefined ? request : HttpClientRequest.setHeader(request, "x-user-id", accountId)
+  })
+})
+
 describe("AccountApi", () => {
   it.live("serves an account's login statistics, a typed 404 and the replica's health", () =>
     Effect.gen(function*() {
@@ -33,7 +42,7 @@ describe("AccountApi", () => {
       // Arrival order does not matter: the latest login is the last one.
       yield* stats.record(second)
       yield* stats.record(first)
-      const client = yield* HttpApiClient.make(AccountApi.AccountApi)
+      const client = yield* gatewayClient
 
       const found = yield* client.accounts.getLogins({ path: { accountId: Ids.AccountId.make(5) } })
       assert.strictEqual(found.loginCount, 2)
@@ -51,11 +60,24 @@ describe("AccountApi", () => {
       )
     }).pipe(Effect.provide(ServerLive)))
 
+  it.live("answers an account's statistics to its own user only: 401 without X-User-Id, 403 for another", () =>
+    Effect.gen(function*() {
+      for (
+        const [headers, status, tag] of [
+          [undefined, 401, "MissingUserId"],
+          [{ "x-user-id": "6" }, 403, "Forbidden"]
+        ] as const
+      ) {
+        const answer = yield* RawHttp.request("GET", "/api/accounts/5/logins", undefined, headers)
+        assert.deepStrictEqual([answer.status, answer.tag], [status, tag])
+      }
+    }).pipe(Effect.provide(ServerLive)))
+
   it.live("rejects a malformed account id with 400", () =>
     Effect.gen(function*() {
       const http = yield* HttpClient.HttpClient
       for (const path of ["/api/accounts/abc/logins", "/api/accounts/0/logins", "/api/accounts/1.5/logins"]) {
-        const response = yield* http.get(path)
+        const response = yield* http.get(path, { headers: { "x-user-id": "1" } })
         assert.strictEqual(response.status, 400, path)
         const body = (yield* response.json) as { _tag: string }
         assert.strictEqual(body._tag, "HttpApiDecodeError")
@@ -66,14 +88,14 @@ describe("AccountApi", () => {
     "without its database: answers 503 ServiceUnavailable, not 500, and stays healthy",
     () =>
       Effect.gen(function*() {
-        const client = yield* HttpApiClient.make(AccountApi.AccountApi)
+        const client = yield* gatewayClient
         yield* DatabaseFaults.cutOff
 
         const logins = yield* client.accounts.getLogins({ path: { accountId: Ids.AccountId.make(1) } }).pipe(
           Effect.flip
         )
         assert.strictEqual(logins._tag, "ServiceUnavailable")
-        const raw = yield* RawHttp.request("GET", "/api/accounts/1/logins")
+        const raw = yield* RawHttp.request("GET", "/api/accounts/1/logins", undefined, { "x-user-id": "1" })
         assert.strictEqual(raw.status, 503)
         assert.strictEqual(raw.tag, "ServiceUnavailable")
         assert.strictEqual((yield* client.health.health()).status, "ok")

@@ -152,7 +152,9 @@ describe("account-service failover (S0), three real processes", () => {
 
         // The HTTP API of a survivor reads the shared database.
         const response = yield* Effect.tryPromise(() =>
-          fetch(`http://127.0.0.1:${replicas[2]!.port}/api/accounts/1/logins`).then((r) => r.json())
+          fetch(`http://127.0.0.1:${replicas[2]!.port}/api/accounts/1/logins`, { headers: { "x-user-id": "1" } }).then((
+            r
+          ) => r.json())
         )
         assert.strictEqual((response as { loginCount: number }).loginCount, expected.get(1)!.count)
         const health = yield* Effect.tryPromise(() =>

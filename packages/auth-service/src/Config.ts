@@ -2,6 +2,7 @@ import { ServiceConfig } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 
 /**
@@ -10,7 +11,11 @@ import * as Layer from "effect/Layer"
  */
 export const config = EffectConfig.all({
   port: ServiceConfig.port(3001),
-  databaseUrl: ServiceConfig.databaseUrl("kpipe_auth")
+  databaseUrl: ServiceConfig.databaseUrl("kpipe_auth"),
+  sessionTtl: EffectConfig.duration("SESSION_TTL").pipe(
+    EffectConfig.withDefault(Duration.hours(24)),
+    EffectConfig.withDescription("How long a sign-in's session token is valid")
+  )
 })
 
 export type Values = EffectConfig.Config.Success<typeof config>

@@ -1,11 +1,24 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import { AuthApi, LoginResponse, Member, NothingToUpdate, SignInResponse } from "@kpipe/contracts/AuthApi"
+import {
+  AuthApi,
+  CurrentMember,
+  LoginResponse,
+  Member,
+  MemberSession,
+  NothingToUpdate,
+  SessionToken,
+  SignInResponse,
+  Unauthenticated
+} from "@kpipe/contracts/AuthApi"
 import { MemberGone, MemberNotFound } from "@kpipe/contracts/Members"
+import { Forbidden } from "@kpipe/contracts/Users"
+import type { Ids } from "@kpipe/events"
 import { JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ParseResult from "effect/ParseResult"
 import * as Members from "./Members.ts"
+import { SessionTokens } from "./SessionTokens.ts"
 
 const toMember = (member: Members.Member) =>
   new Member({
@@ -28,13 +41,47 @@ const nothingToUpdate = (error: Members.NothingToUpdate) => Effect.fail(new Noth
 /** An event that does not encode is a bug here: a 500, logged with its cause. */
 const unencodable = (error: ParseResult.ParseError) => Effect.die(error)
 
+const rejection = {
+  Missing: "Missing session token (Authorization: Bearer <token from sign-in>).",
+  Invalid: "Unknown session token, or its member is deleted; sign in again.",
+  Expired: "The session token expired; sign in again."
+} as const
+
+const MemberSessionLive = Layer.effect(
+  MemberSession,
+  Effect.map(SessionTokens, (tokens) =>
+    MemberSession.of({
+      sessionToken: (token) =>
+        tokens.verify(token).pipe(
+          Effect.catchTag(
+            "TokenRejected",
+            ({ reason }) => Effect.fail(new Unauthenticated({ reason, message: rejection[reason] }))
+          ),
+          Unavailable.orServiceUnavailable("Session check")
+        )
+    }))
+)
+
+/** The session's member must be the path's: another member's token is a 403. */
+const requireSelf = (memberId: Ids.MemberId) =>
+  Effect.flatMap(CurrentMember, (current) =>
+    current === memberId
+      ? Effect.void
+      : Effect.fail(new Forbidden({ message: `This session is member ${current}'s, not member ${memberId}'s.` })))
+
 const MembersLive = HttpApiBuilder.group(AuthApi, "members", (handlers) =>
   Effect.gen(function*() {
     const members = yield* Members.Members
+    const tokens = yield* SessionTokens
     return handlers
       .handle("signIn", ({ payload }) =>
         members.signIn(payload).pipe(
-          Effect.map(({ created, member }) => new SignInResponse({ member: toMember(member), created })),
+          Effect.flatMap(({ created, member }) =>
+            Effect.map(
+              tokens.issue(member.memberId),
+              (session) => new SignInResponse({ member: toMember(member), created, session: new SessionToken(session) })
+            )
+          ),
           Effect.catchTags({ ParseError: unencodable }),
           Unavailable.orServiceUnavailable("Sign-in")
         ))
@@ -45,7 +92,8 @@ const MembersLive = HttpApiBuilder.group(AuthApi, "members", (handlers) =>
           Unavailable.orServiceUnavailable("Members")
         ))
       .handle("updateProfile", ({ path, payload }) =>
-        members.updateProfile(path.memberId, payload).pipe(
+        requireSelf(path.memberId).pipe(
+          Effect.zipRight(members.updateProfile(path.memberId, payload)),
           Effect.map(toMember),
           Effect.catchTags({
             MemberNotFound: notFound,
@@ -56,18 +104,26 @@ const MembersLive = HttpApiBuilder.group(AuthApi, "members", (handlers) =>
           Unavailable.orServiceUnavailable("Profile update")
         ))
       .handle("deleteMember", ({ path }) =>
-        members.delete(path.memberId).pipe(
+        requireSelf(path.memberId).pipe(
+          Effect.zipRight(members.delete(path.memberId)),
           Effect.map(toMember),
           Effect.catchTags({ MemberNotFound: notFound, MemberGone: gone, ParseError: unencodable }),
           Unavailable.orServiceUnavailable("Member deletion")
         ))
       .handle("login", ({ path }) =>
-        members.login(path.memberId).pipe(
+        requireSelf(path.memberId).pipe(
+          Effect.zipRight(members.login(path.memberId)),
           Effect.map((session) => new LoginResponse(session)),
           Effect.catchTags({ MemberNotFound: notFound, MemberGone: gone, ParseError: unencodable }),
           Unavailable.orServiceUnavailable("Login")
         ))
   }))
 
-/** `AuthApi` implemented on `Members`: domain results and errors mapped to the contract's. */
-export const layer = HttpApiBuilder.api(AuthApi).pipe(Layer.provide(MembersLive), Layer.provide(JsonBody.layer))
+/**
+ * `AuthApi` implemented on `Members` and `SessionTokens`: domain results and errors mapped to the
+ * contract's; a member's own changes and logins need its session token.
+ */
+export const layer = HttpApiBuilder.api(AuthApi).pipe(
+  Layer.provide(MembersLive),
+  Layer.provide(Layer.merge(JsonBody.layer, MemberSessionLive))
+)

@@ -34,12 +34,25 @@ const createSessions = Effect.gen(function*() {
   yield* sql`CREATE INDEX sessions_member ON sessions (member_id)`
 })
 
+const createMemberTokens = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`
+    CREATE TABLE member_tokens (
+      token_hash BYTEA PRIMARY KEY,
+      member_id BIGINT NOT NULL REFERENCES members (member_id),
+      created_at TIMESTAMPTZ NOT NULL,
+      expires_at TIMESTAMPTZ NOT NULL
+    )`
+  yield* sql`CREATE INDEX member_tokens_member ON member_tokens (member_id)`
+})
+
 /** auth-service's own tables, with their own history table. */
 export const migrations: Migrations.MigrationsOptions = {
   table: "auth_migrations",
   loader: Migrator.fromRecord({
     "0001_members": createMembers,
-    "0002_sessions": createSessions
+    "0002_sessions": createSessions,
+    "0003_member_tokens": createMemberTokens
   })
 }
 

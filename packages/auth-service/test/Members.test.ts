@@ -7,7 +7,7 @@ import { RawHttp } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { AppTest, client, outboxRows, signInRequest, writes } from "./utils.ts"
+import { AppTest, bearer, client, outboxRows, signInRequest, writes } from "./utils.ts"
 
 const decodeMemberEvent = Schema.decodeUnknownSync(SeedTopics.memberEvents.schema)
 const decodeLoginEvent = Schema.decodeUnknownSync(SeedTopics.loginEvents.schema)
@@ -167,7 +167,12 @@ describe("Members over HTTP", () => {
         payload: new UpdateProfileRequest({ nickname: "Alice", email: "alice@example.com" })
       }).pipe(Effect.flip)
       assert.strictEqual(same._tag, "NothingToUpdate")
-      const empty = yield* RawHttp.request("PATCH", `/api/members/${member.memberId}`, "{}")
+      const empty = yield* RawHttp.request(
+        "PATCH",
+        `/api/members/${member.memberId}`,
+        "{}",
+        bearer(api.tokenOf(member.memberId))
+      )
       assert.strictEqual(empty.status, 400)
       assert.deepInclude(empty.body, { _tag: "NothingToUpdate", message: "Give a nickname or an email to change" })
       assert.deepStrictEqual(yield* writes, before)
@@ -214,7 +219,12 @@ describe("Members over HTTP", () => {
         assert.strictEqual(error._tag, "MemberGone")
         if (error._tag === "MemberGone") assert.isTrue(DateTime.Equivalence(error.deletedAt!, deleted.deletedAt!))
       }
-      const status = yield* RawHttp.request("POST", `/api/members/${member.memberId}/login`)
+      const status = yield* RawHttp.request(
+        "POST",
+        `/api/members/${member.memberId}/login`,
+        undefined,
+        bearer(api.tokenOf(member.memberId))
+      )
       assert.strictEqual(status.status, 410)
       assert.deepStrictEqual(yield* writes, before)
       assert.deepStrictEqual(yield* api.members.getMember({ path }), deleted)
@@ -277,6 +287,7 @@ describe("Members over HTTP", () => {
       const { member } = yield* api.members.signIn({ payload: signInRequest("target") })
       const before = yield* writes
       const id = member.memberId
+      const auth = bearer(api.tokenOf(id))
       const valid = JSON.stringify({ provider: "google", subject: "new-subject", nickname: "Bob" })
 
       const cases: ReadonlyArray<readonly [string, ReturnType<typeof RawHttp.request>]> = [
@@ -303,28 +314,44 @@ describe("Members over HTTP", () => {
           "bad email",
           RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), email: "nope" }))
         ],
-        ["malformed JSON update", RawHttp.request("PATCH", `/api/members/${id}`, "{\"nickname\": ")],
-        ["empty nickname update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "" }))],
-        ["numeric nickname update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: 7 }))],
-        ["null email update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ email: null }))],
-        ["non-numeric path id", RawHttp.request("PATCH", "/api/members/abc", JSON.stringify({ nickname: "Bob" }))],
-        ["fractional path id", RawHttp.request("DELETE", "/api/members/1.5")],
-        ["negative path id", RawHttp.request("POST", "/api/members/-1/login")],
+        ["malformed JSON update", RawHttp.request("PATCH", `/api/members/${id}`, "{\"nickname\": ", auth)],
+        [
+          "empty nickname update",
+          RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "" }), auth)
+        ],
+        [
+          "numeric nickname update",
+          RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: 7 }), auth)
+        ],
+        ["null email update", RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ email: null }), auth)],
+        [
+          "non-numeric path id",
+          RawHttp.request("PATCH", "/api/members/abc", JSON.stringify({ nickname: "Bob" }), auth)
+        ],
+        ["fractional path id", RawHttp.request("DELETE", "/api/members/1.5", undefined, auth)],
+        ["negative path id", RawHttp.request("POST", "/api/members/-1/login", undefined, auth)],
         ["zero path id", RawHttp.request("GET", "/api/members/0")],
         ["unknown member get", RawHttp.request("GET", `/api/members/${id + 1000}`)],
         [
           "unknown member update",
-          RawHttp.request("PATCH", `/api/members/${id + 1000}`, JSON.stringify({ nickname: "Bob" }))
+          RawHttp.request("PATCH", `/api/members/${id + 1000}`, JSON.stringify({ nickname: "Bob" }), auth)
         ],
-        ["unknown member delete", RawHttp.request("DELETE", `/api/members/${id + 1000}`)],
-        ["unknown member login", RawHttp.request("POST", `/api/members/${id + 1000}/login`)]
+        ["unknown member delete", RawHttp.request("DELETE", `/api/members/${id + 1000}`, undefined, auth)],
+        ["unknown member login", RawHttp.request("POST", `/api/members/${id + 1000}/login`, undefined, auth)]
       ]
+      // Another member's path with one's own token is refused before the member is even looked up.
+      const expectedOf = (name: string) =>
+        name === "unknown member get"
+          ? ["MemberNotFound", 404] as const
+          : name.startsWith("unknown member")
+          ? ["Forbidden", 403] as const
+          : ["HttpApiDecodeError", 400] as const
       for (const [name, request] of cases) {
         const response = yield* request
         assert.isTrue(response.status >= 400 && response.status < 500, `${name}: status ${response.status}`)
-        const expected = name.startsWith("unknown member") ? "MemberNotFound" : "HttpApiDecodeError"
-        assert.strictEqual(response.tag, expected, `${name}: body ${JSON.stringify(response.body)}`)
-        assert.strictEqual(response.status, expected === "MemberNotFound" ? 404 : 400, name)
+        const [tag, status] = expectedOf(name)
+        assert.strictEqual(response.tag, tag, `${name}: body ${JSON.stringify(response.body)}`)
+        assert.strictEqual(response.status, status, name)
       }
       const malformed = yield* RawHttp.request("POST", "/api/auth/sign-in", "{")
       assert.match((malformed.body as { message: string }).message, /not valid JSON/)
@@ -333,8 +360,49 @@ describe("Members over HTTP", () => {
         Effect.zipRight(api.members.login({ path: { memberId: (id + 1000) as typeof id } })),
         Effect.flip
       )
-      assert.strictEqual(typed._tag, "MemberNotFound")
+      assert.strictEqual(typed._tag, "Unauthenticated")
 
       assert.deepStrictEqual(yield* writes, before)
+    }).pipe(Effect.provide(AppTest)))
+
+  it.live("a member's update, deletion and login need that member's session token: 401 without, 403 with another's", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const api = yield* client
+      const { member } = yield* api.members.signIn({ payload: signInRequest("guarded") })
+      const { member: other } = yield* api.members.signIn({ payload: signInRequest("intruder") })
+      const id = member.memberId
+      const before = yield* writes
+      const attempts = (headers: Record<string, string> | undefined) => [
+        RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "Mallory" }), headers),
+        RawHttp.request("DELETE", `/api/members/${id}`, undefined, headers),
+        RawHttp.request("POST", `/api/members/${id}/login`, undefined, headers)
+      ]
+      const expectations: ReadonlyArray<readonly [string, Record<string, string> | undefined, number, string]> = [
+        ["no token", undefined, 401, "Missing"],
+        ["empty bearer", { authorization: "Bearer " }, 401, "Missing"],
+        ["unknown token", bearer("x".repeat(43)), 401, "Invalid"],
+        ["not a bearer", { authorization: `Basic ${api.tokenOf(id)}` }, 401, "Invalid"],
+        ["another member's token", bearer(api.tokenOf(other.memberId)), 403, "Forbidden"]
+      ]
+      for (const [name, headers, status, reason] of expectations) {
+        for (const attempt of attempts(headers)) {
+          const answer = yield* attempt
+          assert.strictEqual(answer.status, status, `${name}: ${JSON.stringify(answer.body)}`)
+          if (status === 401) assert.deepInclude(answer.body, { _tag: "Unauthenticated", reason }, name)
+          else assert.strictEqual(answer.tag, "Forbidden", name)
+        }
+      }
+      yield* sql`UPDATE member_tokens SET expires_at = now() - interval '1 second' WHERE member_id = ${id}`
+      for (const attempt of attempts(bearer(api.tokenOf(id)))) {
+        assert.deepInclude((yield* attempt).body, { _tag: "Unauthenticated", reason: "Expired" })
+      }
+      assert.deepStrictEqual(yield* writes, before)
+      assert.strictEqual((yield* api.members.getMember({ path: { memberId: id } })).nickname, "Alice")
+
+      // Tokens are stored hashed: the table holds no token text.
+      const stored = yield* sql<{ tokenHash: Uint8Array }>`SELECT token_hash FROM member_tokens WHERE member_id = ${id}`
+      assert.strictEqual(stored[0]!.tokenHash.length, 32)
+      assert.notInclude(Buffer.from(stored[0]!.tokenHash).toString("base64url"), api.tokenOf(id))
     }).pipe(Effect.provide(AppTest)))
 })

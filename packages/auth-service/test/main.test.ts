@@ -1,6 +1,7 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, it } from "@effect/vitest"
 import { AuthApi, SignInRequest } from "@kpipe/contracts/AuthApi"
 import { Database } from "@kpipe/sql"
@@ -37,14 +38,21 @@ describe("main.ts", () => {
         const baseUrl = `http://127.0.0.1:${port}`
 
         const api = yield* HttpApiClient.make(AuthApi, { baseUrl })
-        const { created, member } = yield* api.members.signIn({
+        const { created, member, session } = yield* api.members.signIn({
           payload: new SignInRequest({ provider: "github", subject: "octocat", nickname: "Octo" })
         })
         assert.isTrue(created)
+        const refused = yield* api.members.login({ path: { memberId: member.memberId } }).pipe(Effect.flip)
+        assert.strictEqual(refused._tag, "Unauthenticated")
+        const own = yield* HttpApiClient.make(AuthApi, {
+          baseUrl,
+          transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(session.token)))
+        })
         assert.strictEqual(
-          (yield* api.members.login({ path: { memberId: member.memberId } })).memberId,
+          (yield* own.members.login({ path: { memberId: member.memberId } })).memberId,
           member.memberId
         )
+        assert.notInclude(output(), Redacted.value(session.token))
 
         const http = yield* HttpClient.HttpClient
         const docs = yield* http.get(`${baseUrl}/docs`)

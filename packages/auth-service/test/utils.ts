@@ -1,15 +1,20 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { AuthApi, SignInRequest } from "@kpipe/contracts/AuthApi"
 import { Database } from "@kpipe/sql"
 import { TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Config from "../src/Config.ts"
 import * as Http from "../src/Http.ts"
 import { Members } from "../src/Members.ts"
 import * as AuthMigrations from "../src/Migrations.ts"
+import { SessionTokens } from "../src/SessionTokens.ts"
 
 /**
  * auth-service served in process on a fresh database of its own (dropped afterwards), with a
@@ -18,12 +23,38 @@ import * as AuthMigrations from "../src/Migrations.ts"
 export const AppTest = HttpApiBuilder.serve().pipe(
   Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(Members.Default),
+  Layer.provideMerge(Layer.merge(Members.Default, SessionTokens.Default)),
+  Layer.provideMerge(Config.layerFromEnv),
   Layer.provideMerge(Database.layerTest(AuthMigrations.all)),
   Layer.provideMerge(TestLogging.layer)
 )
 
-export const client = HttpApiClient.make(AuthApi)
+/**
+ * The typed client, keeping the session token of each member's last sign-in and sending it on
+ * requests about that member, as a member's own browser would.
+ */
+export const client = Effect.gen(function*() {
+  const tokens = new Map<number, string>()
+  const api = yield* HttpApiClient.make(AuthApi, {
+    transformClient: HttpClient.mapRequest((request) => {
+      const memberId = /\/api\/members\/(\d+)/.exec(request.url)?.[1]
+      const token = memberId === undefined ? undefined : tokens.get(Number(memberId))
+      return token === undefined ? request : HttpClientRequest.bearerToken(request, token)
+    })
+  })
+  const signIn = (request: { readonly payload: SignInRequest }) =>
+    api.members.signIn(request).pipe(
+      Effect.tap((response) => tokens.set(response.member.memberId, Redacted.value(response.session.token)))
+    )
+  return {
+    members: { ...api.members, signIn },
+    /** The session token of `memberId`'s last sign-in. */
+    tokenOf: (memberId: number) => tokens.get(memberId) ?? ""
+  }
+})
+
+/** `Authorization` for RawHttp requests. */
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
 export const signInRequest = (subject: string, fields: Partial<{ nickname: string; email: string }> = {}) =>
   new SignInRequest({ provider: "google", subject, nickname: fields.nickname ?? "Alice", ...fields })

@@ -6,6 +6,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { Forbidden, UserIdentity } from "./Users.ts"
 
 /** The contract of account-service. */
 
@@ -38,8 +39,11 @@ export class AccountsGroup extends HttpApiGroup.make("accounts").add(
     .setPath(accountPath)
     .addSuccess(LoginStats)
     .addError(AccountNotFound)
-    .annotate(OpenApi.Description, "Login statistics of an account, from the login events applied so far.")
-).addError(ServiceUnavailable) {}
+    .annotate(
+      OpenApi.Description,
+      "Login statistics of the gateway user's own account (X-User-Id must be the account), from the login events applied so far."
+    )
+).addError(ServiceUnavailable).addError(Forbidden).middleware(UserIdentity) {}
 
 export class HealthGroup extends HttpApiGroup.make("health").add(
   HttpApiEndpoint.get("health", "/health").addSuccess(Health)

@@ -1,13 +1,17 @@
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
+import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { Forbidden } from "./Users.ts"
 
 /** The contract of auth-service; d-day-service's fallback client is derived from it. */
 
@@ -42,10 +46,18 @@ export class SignInRequest extends Schema.Class<SignInRequest>("SignInRequest")(
   email: Schema.optionalWith(Email, { exact: true })
 }) {}
 
+/** A member's credential: `Authorization: Bearer <token>` on the member's own updates, deletion and logins. */
+export class SessionToken extends Schema.Class<SessionToken>("SessionToken")({
+  /** Random, stored only as a hash; shown once, at sign-in. */
+  token: Schema.Redacted(Schema.String),
+  expiresAt: Schema.DateTimeUtc
+}) {}
+
 export class SignInResponse extends Schema.Class<SignInResponse>("SignInResponse")({
   member: Member,
   /** True when this sign-in created the member (and a MemberCreated event). */
-  created: Schema.Boolean
+  created: Schema.Boolean,
+  session: SessionToken
 }) {}
 
 export class UpdateProfileRequest extends Schema.Class<UpdateProfileRequest>("UpdateProfileRequest")({
@@ -65,6 +77,30 @@ export class NothingToUpdate extends Schema.TaggedError<NothingToUpdate>()(
   HttpApiSchema.annotations({ status: 400 })
 ) {}
 
+/** No session token, or one that is unknown or expired. */
+export class Unauthenticated extends Schema.TaggedError<Unauthenticated>()(
+  "Unauthenticated",
+  { reason: Schema.Literal("Missing", "Invalid", "Expired"), message: Schema.String },
+  HttpApiSchema.annotations({ status: 401 })
+) {}
+
+/** The member whose session token the request carries. */
+export class CurrentMember extends Context.Tag("@kpipe/contracts/CurrentMember")<CurrentMember, Ids.MemberId>() {}
+
+/**
+ * `Authorization: Bearer <session token>` from sign-in: missing, unknown or expired → 401
+ * `Unauthenticated`; the handler answers 403 `Forbidden` when the path names another member.
+ */
+export class MemberSession extends HttpApiMiddleware.Tag<MemberSession>()("MemberSession", {
+  failure: Schema.Union(Unauthenticated, ServiceUnavailable),
+  provides: CurrentMember,
+  security: {
+    sessionToken: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(OpenApi.Description, "The session token the member's sign-in returned.")
+    )
+  }
+}) {}
+
 const memberPath = Schema.Struct({ memberId: Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId)) })
 
 export class MembersGroup extends HttpApiGroup.make("members")
@@ -72,7 +108,10 @@ export class MembersGroup extends HttpApiGroup.make("members")
     HttpApiEndpoint.post("signIn", "/api/auth/sign-in")
       .setPayload(SignInRequest)
       .addSuccess(SignInResponse)
-      .annotate(OpenApi.Description, "OAuth sign-in: creates the member on the first sign-in of a provider subject.")
+      .annotate(
+        OpenApi.Description,
+        "OAuth sign-in: creates the member on the first sign-in of a provider subject; returns a session token."
+      )
   )
   .add(
     HttpApiEndpoint.get("getMember", "/api/members/:memberId")
@@ -88,6 +127,8 @@ export class MembersGroup extends HttpApiGroup.make("members")
       .addError(MemberNotFound)
       .addError(MemberGone)
       .addError(NothingToUpdate)
+      .addError(Forbidden)
+      .middleware(MemberSession)
   )
   .add(
     HttpApiEndpoint.del("deleteMember", "/api/members/:memberId")
@@ -95,6 +136,8 @@ export class MembersGroup extends HttpApiGroup.make("members")
       .addSuccess(Member)
       .addError(MemberNotFound)
       .addError(MemberGone)
+      .addError(Forbidden)
+      .middleware(MemberSession)
   )
   .add(
     HttpApiEndpoint.post("login", "/api/members/:memberId/login")
@@ -102,7 +145,9 @@ export class MembersGroup extends HttpApiGroup.make("members")
       .addSuccess(LoginResponse)
       .addError(MemberNotFound)
       .addError(MemberGone)
-      .annotate(OpenApi.Description, "Opens a session and publishes a login event.")
+      .addError(Forbidden)
+      .middleware(MemberSession)
+      .annotate(OpenApi.Description, "Opens a session and publishes a login event; needs the member's session token.")
   )
   .addError(ServiceUnavailable)
   .middleware(JsonBody)

@@ -1,12 +1,10 @@
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
-import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
-import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
+import { AdminAuth } from "./Admin.ts"
 import {
   AlreadyRequested,
   CouponExpired,
@@ -14,10 +12,7 @@ import {
   CouponNotYetOpen,
   CouponRecovering,
   CouponSoldOut,
-  InvalidUserId,
-  MissingUserId,
-  PublishFailed,
-  Unauthorized
+  PublishFailed
 } from "./CouponErrors.ts"
 import {
   Coupon,
@@ -29,36 +24,12 @@ import {
 } from "./CouponModels.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
-
-/** The contract of coupon-service (S4): admins create coupons, users request them first come, first served. */
-
-/** The requesting user, as the gateway vouched for it. */
-export class CurrentUser extends Context.Tag("@kpipe/coupon-service/CurrentUser")<CurrentUser, Ids.UserId>() {}
-
-export const userIdHeader = "X-User-Id"
+import { UserIdentity } from "./Users.ts"
 
 /**
- * The gateway authenticates the user and forwards the id in `X-User-Id`; the service trusts it
- * (it is never exposed without the gateway) and only checks its shape.
+ * The contract of coupon-service (S4): admins create coupons (`Admin.AdminAuth`), users request them
+ * first come, first served (`Users.UserIdentity`).
  */
-export class UserIdentity extends HttpApiMiddleware.Tag<UserIdentity>()("UserIdentity", {
-  failure: Schema.Union(MissingUserId, InvalidUserId),
-  provides: CurrentUser,
-  security: {
-    gateway: HttpApiSecurity.apiKey({ in: "header", key: userIdHeader }).pipe(
-      HttpApiSecurity.annotate(
-        OpenApi.Description,
-        "The authenticated user's id (a positive integer), set by the API gateway."
-      )
-    )
-  }
-}) {}
-
-/** `Authorization: Bearer <ADMIN_TOKEN>`. */
-export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("AdminAuth", {
-  failure: Unauthorized,
-  security: { adminToken: HttpApiSecurity.bearer }
-}) {}
 
 const couponPath = Schema.Struct({ couponId: Schema.NumberFromString.pipe(Schema.compose(Ids.CouponId)) })
 

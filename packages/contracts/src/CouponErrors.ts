@@ -45,21 +45,3 @@ export class PublishFailed extends Schema.TaggedError<PublishFailed>()(
   { couponId: Ids.CouponId, message: Schema.String },
   HttpApiSchema.annotations({ status: 503, description: "The request could not be queued; nothing was reserved" })
 ) {}
-
-export class MissingUserId extends Schema.TaggedError<MissingUserId>()(
-  "MissingUserId",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 401 })
-) {}
-
-export class InvalidUserId extends Schema.TaggedError<InvalidUserId>()(
-  "InvalidUserId",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 400 })
-) {}
-
-export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
-  "Unauthorized",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 401 })
-) {}

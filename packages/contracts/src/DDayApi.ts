@@ -8,8 +8,12 @@ import * as Schema from "effect/Schema"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { Forbidden, UserIdentity } from "./Users.ts"
 
-/** The contract of d-day-service. */
+/**
+ * The contract of d-day-service. A member's D-Days are the gateway's user's own: `X-User-Id`
+ * (`Users.UserIdentity`) must be the path's member, otherwise 403 `Forbidden`.
+ */
 
 export const DDayId = Schema.Int.pipe(Schema.positive(), Schema.brand("DDayId"))
 export type DDayId = typeof DDayId.Type
@@ -94,7 +98,9 @@ export class DDaysGroup extends HttpApiGroup.make("ddays")
       .addError(DDayNotFound)
   )
   .addError(ServiceUnavailable)
+  .addError(Forbidden)
   .middleware(JsonBody)
+  .middleware(UserIdentity)
 {}
 
 export class MembersGroup extends HttpApiGroup.make("members").add(

@@ -4,15 +4,15 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
-import { UserIdentity } from "./CouponApi.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { IdempotencyKeyReused, InvalidQuantity, OrderNotFound, ProductNotFound } from "./OrderErrors.ts"
 import { Order, OrderPage, PlaceOrderRequest, ProductList } from "./OrderModels.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { UserIdentity } from "./Users.ts"
 
 /**
  * The contract of order-service (S2). The current user comes from the gateway's `X-User-Id`
- * (`CouponApi.UserIdentity`, shared by every user-facing service: absent 401, malformed 400).
+ * (`Users.UserIdentity`, shared by every user-facing service: absent 401, malformed 400).
  */
 
 export const idempotencyKeyHeader = "idempotency-key"

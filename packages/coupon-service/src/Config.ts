@@ -1,5 +1,5 @@
 import { RetryPolicy } from "@kpipe/pipeline"
-import { ConsumerSettings, Replica, ServiceConfig, ServiceTopics } from "@kpipe/service-kit"
+import { AdminToken, ConsumerSettings, Replica, ServiceConfig, ServiceTopics } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -8,9 +8,6 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Topics from "./Topics.ts"
-
-/** What `ADMIN_TOKEN` is when unset: good for a laptop, never for a deployment. */
-export const localAdminToken = "local-admin-token"
 
 export const basePort = 3020
 
@@ -95,10 +92,7 @@ export const config = EffectConfig.all({
     EffectConfig.withDefault("coupon:"),
     EffectConfig.withDescription("Every Redis key of the service starts with it")
   ),
-  adminToken: EffectConfig.redacted("ADMIN_TOKEN").pipe(
-    EffectConfig.withDefault(Redacted.make(localAdminToken)),
-    EffectConfig.withDescription("Bearer token of the admin endpoints")
-  ),
+  adminToken: AdminToken.config,
   statusTtl: duration("ISSUE_STATUS_TTL", Duration.hours(24), "How long a user's issue status stays in Redis"),
   publishMaxBatch: positive("PUBLISH_MAX_BATCH", 500, "Issue requests per producer request at most"),
   publishLanes: positive("PUBLISH_LANES", 1, "Producers sending issue requests side by side"),

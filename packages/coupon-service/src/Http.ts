@@ -1,66 +1,15 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import {
-  AdminAuth,
-  CouponApi,
-  CurrentUser,
-  IssueEndpoint,
-  UserIdentity,
-  userIdHeader
-} from "@kpipe/contracts/CouponApi"
-import { InvalidUserId, MissingUserId, Unauthorized } from "@kpipe/contracts/CouponErrors"
+import { CouponApi, IssueEndpoint } from "@kpipe/contracts/CouponApi"
+import { CurrentUser, userIdHeader } from "@kpipe/contracts/Users"
 import { Ids } from "@kpipe/events"
-import { FastRoute, JsonBody, Unavailable } from "@kpipe/service-kit"
+import { AdminToken, FastRoute, GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
-import { createHash, timingSafeEqual } from "node:crypto"
 import { Config } from "./Config.ts"
 import { CouponIssuer } from "./CouponIssuer.ts"
 import { Reconciliation } from "./Reconciliation.ts"
 
-const digest = (text: string) => createHash("sha256").update(text).digest()
-
-const adminAuth = Layer.effect(
-  AdminAuth,
-  Effect.map(Config, (config) => {
-    const expected = digest(Redacted.value(config.adminToken))
-    return AdminAuth.of({
-      adminToken: (token) => {
-        const given = Redacted.value(token)
-        return given !== "" && timingSafeEqual(digest(given), expected)
-          ? Effect.void
-          : Effect.fail(
-            new Unauthorized({
-              message: given === "" ? "Missing admin token (Authorization: Bearer …)." : "Wrong admin token."
-            })
-          )
-      }
-    })
-  })
-)
-
-const decimal = /^[1-9][0-9]{0,15}$/
-
-/** A positive integer id, or `undefined`. */
-const positiveIdOf = (text: string) => {
-  const value = decimal.test(text) ? Number(text) : NaN
-  return Number.isSafeInteger(value) ? value : undefined
-}
-
-/** Parses the gateway's `X-User-Id`: absent → 401, anything but a positive integer → 400. */
-const parseUserId = (raw: string) => {
-  const text = raw.trim()
-  if (text === "") return Effect.fail(new MissingUserId({ message: `Missing ${userIdHeader} header.` }))
-  const value = positiveIdOf(text)
-  return value === undefined
-    ? Effect.fail(new InvalidUserId({ message: `${userIdHeader} must be a positive integer.` }))
-    : Effect.succeed(Ids.UserId.make(value))
-}
-
-const userIdentity = Layer.succeed(
-  UserIdentity,
-  UserIdentity.of({ gateway: (header) => parseUserId(Redacted.value(header)) })
-)
+const adminAuth = Layer.unwrapEffect(Effect.map(Config, (config) => AdminToken.layer(config.adminToken)))
 
 /** The issue endpoint, the same through the HttpApi and the fast route. */
 const issue = (issuer: CouponIssuer, couponId: Ids.CouponId, userId: Ids.UserId) =>
@@ -96,7 +45,7 @@ const couponsGroup = HttpApiBuilder.group(CouponApi, "coupons", (handlers) =>
 /** The API's handlers and middleware (`HttpApi.Api`); needs `CouponIssuer`, `Reconciliation` and `Config`. */
 export const layer = HttpApiBuilder.api(CouponApi).pipe(
   Layer.provide(Layer.mergeAll(adminGroup, couponsGroup)),
-  Layer.provide(Layer.mergeAll(adminAuth, userIdentity, JsonBody.layer))
+  Layer.provide(Layer.mergeAll(adminAuth, GatewayUser.layer, JsonBody.layer))
 )
 
 const issuePath = /^\/api\/coupons\/([^/?#]+)\/issue$/
@@ -113,8 +62,8 @@ export const fastRoute = Effect.map(CouponIssuer, (issuer) =>
       const path = issuePath.exec(request.url ?? "")
       const header = request.headers[userIdHeaderKey]
       if (path === null || typeof header !== "string") return undefined
-      const couponId = positiveIdOf(path[1]!)
-      const userId = positiveIdOf(header.trim())
+      const couponId = GatewayUser.positiveId(path[1]!)
+      const userId = GatewayUser.positiveId(header.trim())
       return couponId === undefined || userId === undefined
         ? undefined
         : { couponId: Ids.CouponId.make(couponId), userId: Ids.UserId.make(userId) }

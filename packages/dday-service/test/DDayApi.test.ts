@@ -1,6 +1,5 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { assert, describe, it } from "@effect/vitest"
 import { DDayApi, Members } from "@kpipe/contracts"
 import { DDays, Http, MemberCopies, Migrations } from "@kpipe/dday-service"
@@ -11,6 +10,7 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
+import { gatewayClient } from "./utils.ts"
 
 const ServerLive = HttpApiBuilder.serve().pipe(
   Layer.provide(Http.layer),
@@ -20,7 +20,7 @@ const ServerLive = HttpApiBuilder.serve().pipe(
   Layer.provideMerge(TestLogging.layer)
 )
 
-const client = HttpApiClient.make(DDayApi.DDayApi)
+const client = gatewayClient()
 
 const member = (memberId: number, status: Members.MemberStatus = "ACTIVE") =>
   Effect.flatMap(MemberCopies.MemberCopies, (copies) =>
@@ -93,9 +93,13 @@ describe("DDayApi", () => {
       const gone = yield* api.ddays.create({ path: { memberId: id(3) }, payload }).pipe(Effect.flip)
       assert.deepStrictEqual(gone, new Members.MemberGone({ memberId: id(3) }))
       assert.strictEqual((yield* api.ddays.list({ path: { memberId: id(3) } }).pipe(Effect.flip))._tag, "MemberGone")
-      assert.strictEqual((yield* RawHttp.request("POST", "/api/members/3/ddays", JSON.stringify(payload))).status, 410)
       assert.strictEqual(
-        (yield* RawHttp.request("POST", "/api/members/404/ddays", JSON.stringify(payload))).status,
+        (yield* RawHttp.request("POST", "/api/members/3/ddays", JSON.stringify(payload), { "x-user-id": "3" })).status,
+        410
+      )
+      assert.strictEqual(
+        (yield* RawHttp.request("POST", "/api/members/404/ddays", JSON.stringify(payload), { "x-user-id": "404" }))
+          .status,
         404
       )
 
@@ -120,7 +124,7 @@ describe("DDayApi", () => {
         ["DELETE", "/api/members/5/ddays/0"]
       ]
       for (const [method, path, body] of cases) {
-        const response = yield* RawHttp.request(method, path, body)
+        const response = yield* RawHttp.request(method, path, body, { "x-user-id": "5" })
         assert.strictEqual(response.status, 400, `${method} ${path} ${body}`)
         assert.strictEqual(response.tag, "HttpApiDecodeError", `${method} ${path} ${body}`)
       }
@@ -128,6 +132,34 @@ describe("DDayApi", () => {
         (yield* client.pipe(Effect.flatMap((api) => api.ddays.list({ path: { memberId: id(5) } })))).ddays,
         []
       )
+    }).pipe(Effect.provide(ServerLive)))
+
+  it.live("a member's D-Days only for the gateway's user of that id: 401 without X-User-Id, 403 for another user", () =>
+    Effect.gen(function*() {
+      yield* member(7)
+      const body = JSON.stringify({ title: "mine", targetDate: "2031-01-01" })
+      const cases: ReadonlyArray<readonly [Record<string, string> | undefined, number, string]> = [
+        [undefined, 401, "MissingUserId"],
+        [{ "x-user-id": "abc" }, 400, "InvalidUserId"],
+        [{ "x-user-id": "8" }, 403, "Forbidden"]
+      ]
+      for (const [headers, status, tag] of cases) {
+        for (
+          const [method, path] of [["POST", "/api/members/7/ddays"], ["GET", "/api/members/7/ddays"], [
+            "DELETE",
+            "/api/members/7/ddays/1"
+          ]] as const
+        ) {
+          const answer = yield* RawHttp.request(method, path, method === "POST" ? body : undefined, headers)
+          assert.deepStrictEqual(
+            [answer.status, answer.tag],
+            [status, tag],
+            `${method} ${path} ${JSON.stringify(headers)}`
+          )
+        }
+      }
+      const api = yield* client
+      assert.deepStrictEqual((yield* api.ddays.list({ path: { memberId: id(7) } })).ddays, [])
     }).pipe(Effect.provide(ServerLive)))
 
   it.prop(
@@ -144,7 +176,7 @@ describe("DDayApi", () => {
 
   it.live("without its database: answers 503 ServiceUnavailable, not 500", () =>
     Effect.gen(function*() {
-      const api = yield* HttpApiClient.make(DDayApi.DDayApi)
+      const api = yield* gatewayClient()
       const memberId = Ids.MemberId.make(1)
       yield* DatabaseFaults.cutOff
 
@@ -152,7 +184,7 @@ describe("DDayApi", () => {
       assert.strictEqual(list._tag, "ServiceUnavailable")
       const copy = yield* api.members.getMember({ path: { memberId } }).pipe(Effect.flip)
       assert.strictEqual(copy._tag, "ServiceUnavailable")
-      const raw = yield* RawHttp.request("DELETE", "/api/members/1/ddays/1")
+      const raw = yield* RawHttp.request("DELETE", "/api/members/1/ddays/1", undefined, { "x-user-id": "1" })
       assert.strictEqual(raw.status, 503)
       assert.strictEqual(raw.tag, "ServiceUnavailable")
     }).pipe(Effect.provide(ServerLive)), { timeout: 30_000 })

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import { fileURLToPath } from "node:url"
-import { scratchDatabase } from "./utils.ts"
+import { memberClient, scratchDatabase } from "./utils.ts"
 
 const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
 const ddayMain = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -45,9 +45,9 @@ describe("S1 with real processes", () => {
           AUTH_SERVICE_URL: auth.baseUrl,
           ALERT_WEBHOOK_URL: hook.url
         }
-        const members = (yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl: auth.baseUrl })).members
+        const members = yield* memberClient(auth.baseUrl)
         const signIn = (subject: string, nickname: string) =>
-          members.signIn({ payload: new AuthApi.SignInRequest({ provider: "github", subject, nickname }) })
+          members.signIn(new AuthApi.SignInRequest({ provider: "github", subject, nickname }))
 
         const first = yield* ServiceProcess.start({ name: "d-day-service", entry: ddayMain, env: ddayEnv })
         const copyAt = (baseUrl: string) =>
@@ -62,9 +62,9 @@ describe("S1 with real processes", () => {
         // While d-day-service is down, members keep changing.
         const bob = (yield* signIn("bob", "bob")).member
         const carol = (yield* signIn("carol", "carol")).member
-        yield* members.updateProfile({ path: { memberId: alice.memberId }, payload: { nickname: "alicia" } })
-        yield* members.deleteMember({ path: { memberId: bob.memberId } })
-        yield* members.updateProfile({ path: { memberId: carol.memberId }, payload: { nickname: "caroline" } })
+        yield* members.updateProfile(alice.memberId, { nickname: "alicia" })
+        yield* members.delete(bob.memberId)
+        yield* members.updateProfile(carol.memberId, { nickname: "caroline" })
 
         const second = yield* ServiceProcess.start({ name: "d-day-service", entry: ddayMain, env: ddayEnv })
         const copy = yield* copyAt(second.baseUrl)

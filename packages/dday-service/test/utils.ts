@@ -1,7 +1,9 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { AuthApi } from "@kpipe/contracts"
+import { AuthApi, DDayApi } from "@kpipe/contracts"
 import { SeedTopics } from "@kpipe/contracts"
 import { App, Config, Migrations, Workers } from "@kpipe/dday-service"
 import { Ids, MemberEvents } from "@kpipe/events"
@@ -70,15 +72,43 @@ export const startAuthService = (options: { readonly prefix: string; readonly re
     })
     // The client lives as long as the caller's scope, as the process does.
     const http = yield* Layer.build(NodeHttpClient.layerUndici)
-    const client = (yield* HttpApiClient.make(AuthApi.AuthApi, { baseUrl: auth.baseUrl }).pipe(Effect.provide(http)))
-      .members
-    const members = {
-      signIn: (payload: AuthApi.SignInRequest) => client.signIn({ payload }),
+    const members = yield* memberClient(auth.baseUrl).pipe(Effect.provide(http))
+    return { baseUrl: auth.baseUrl, members }
+  })
+
+/**
+ * auth-service's members at `baseUrl`, as each member's own client: the session token of a
+ * member's sign-in goes with its updates and deletion.
+ */
+export const memberClient = (baseUrl: string) =>
+  Effect.gen(function*() {
+    const tokens = new Map<number, string>()
+    const client = (yield* HttpApiClient.make(AuthApi.AuthApi, {
+      baseUrl,
+      transformClient: HttpClient.mapRequest((request) => {
+        const token = tokens.get(Number(/\/api\/members\/(\d+)/.exec(request.url)?.[1]))
+        return token === undefined ? request : HttpClientRequest.bearerToken(request, token)
+      })
+    })).members
+    return {
+      signIn: (payload: AuthApi.SignInRequest) =>
+        client.signIn({ payload }).pipe(
+          Effect.tap((response) => tokens.set(response.member.memberId, Redacted.value(response.session.token)))
+        ),
       updateProfile: (memberId: Ids.MemberId, payload: ConstructorParameters<typeof AuthApi.UpdateProfileRequest>[0]) =>
         client.updateProfile({ path: { memberId }, payload: new AuthApi.UpdateProfileRequest(payload) }),
       delete: (memberId: Ids.MemberId) => client.deleteMember({ path: { memberId } })
     }
-    return { baseUrl: auth.baseUrl, members }
+  })
+
+/** d-day-service's API as the gateway calls it: `X-User-Id` is the member the path names. */
+export const gatewayClient = (options: { readonly baseUrl?: string } = {}) =>
+  HttpApiClient.make(DDayApi.DDayApi, {
+    ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
+    transformClient: HttpClient.mapRequest((request) => {
+      const memberId = /\/api\/members\/(\d+)\/ddays/.exec(request.url)?.[1]
+      return memberId === undefined ? request : HttpClientRequest.setHeader(request, "x-user-id", memberId)
+    })
   })
 
 /** The member-sync consumer, fetching unknown members from `authUrl`. */

@@ -1,32 +1,11 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import { CurrentUser, UserIdentity, userIdHeader } from "@kpipe/contracts/CouponApi"
-import { InvalidUserId, MissingUserId } from "@kpipe/contracts/CouponErrors"
 import { OrderApi } from "@kpipe/contracts/OrderApi"
-import { Ids } from "@kpipe/events"
-import { JsonBody, Unavailable } from "@kpipe/service-kit"
+import { CurrentUser } from "@kpipe/contracts/Users"
+import { GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import { Orders } from "./Orders.ts"
-
-const decodeUserId = Schema.decodeUnknown(Schema.NumberFromString.pipe(Schema.compose(Ids.UserId)))
-
-/** The gateway's `X-User-Id`: absent → 401 `MissingUserId`, anything but a positive integer → 400 `InvalidUserId`. */
-export const UserIdentityLive = Layer.succeed(
-  UserIdentity,
-  UserIdentity.of({
-    gateway: (header) => {
-      const text = Redacted.value(header).trim()
-      return text === ""
-        ? Effect.fail(new MissingUserId({ message: `Missing ${userIdHeader} header.` }))
-        : decodeUserId(text).pipe(
-          Effect.mapError(() => new InvalidUserId({ message: `${userIdHeader} must be a positive integer.` }))
-        )
-    }
-  })
-)
 
 const OrdersLive = HttpApiBuilder.group(OrderApi, "orders", (handlers) =>
   Effect.gen(function*() {
@@ -66,5 +45,5 @@ const ProductsLive = HttpApiBuilder.group(
 /** The contract's handlers, with the user identity and JSON body middleware. */
 export const layer = HttpApiBuilder.api(OrderApi).pipe(
   Layer.provide(Layer.mergeAll(OrdersLive, ProductsLive)),
-  Layer.provide(Layer.mergeAll(UserIdentityLive, JsonBody.layer))
+  Layer.provide(Layer.mergeAll(GatewayUser.layer, JsonBody.layer))
 )

@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import { type IncomingMessage, Server, type ServerResponse } from "node:http"
 import type * as FastRoute from "./FastRoute.ts"
+import * as RequestLimits from "./RequestLimits.ts"
 
 export type FastRoutes<R> = Effect.Effect<ReadonlyArray<FastRoute.FastRoute<never>>, never, R>
 
@@ -27,8 +28,19 @@ export interface Options<R = never> {
 class RoutingServer extends Server {
   take: (request: IncomingMessage, response: ServerResponse) => boolean = () => false
 
+  readonly limits: RequestLimits.RequestLimits
+
+  constructor(limits: RequestLimits.RequestLimits) {
+    super(RequestLimits.serverOptions(limits))
+    this.limits = limits
+    RequestLimits.answerClientErrors(this)
+  }
+
   override emit(event: string, ...args: Array<unknown>): boolean {
-    if (event === "request" && this.take(args[0] as IncomingMessage, args[1] as ServerResponse)) return true
+    if (event === "request") {
+      const [request, response] = args as [IncomingMessage, ServerResponse]
+      if (!RequestLimits.admit(request, response, this.limits) || this.take(request, response)) return true
+    }
     return super.emit(event, ...args)
   }
 }
@@ -39,7 +51,8 @@ const send = (response: ServerResponse, { body, status }: FastRoute.Response) =>
 }
 
 /**
- * The HttpServer (Node, 127.0.0.1) with `fastRoutes` in front. `reusePort` lets several processes
+ * The HttpServer (Node, 127.0.0.1) with `fastRoutes` in front, refusing requests over the
+ * `RequestLimits` of the environment (`HTTP_MAX_BODY_BYTES` …) with typed 4xx. `reusePort` lets several processes
  * listen on one port, the kernel spreading connections among them (Linux SO_REUSEPORT).
  */
 export const server = <R = never>(options: {
@@ -50,7 +63,7 @@ export const server = <R = never>(options: {
   Layer.scoped(
     HttpServer.HttpServer,
     Effect.gen(function*() {
-      const server = new RoutingServer()
+      const server = new RoutingServer(yield* RequestLimits.config)
       const routes = options.fastRoutes === undefined ? [] : yield* options.fastRoutes
       if (routes.length > 0) {
         // The routes' fibers start with an empty context (their Effects need no services; the
@@ -94,6 +107,7 @@ export const layerTest = <R = never>(fastRoutes?: FastRoutes<R>) =>
  */
 export const layer = <R = never>(options: Options<R>) =>
   HttpApiBuilder.serve(options.logRequests === false ? undefined : HttpMiddleware.logger).pipe(
+    Layer.provide(RequestLimits.layerRouteNotFound),
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
     HttpServer.withLogAddress,
