@@ -1,40 +1,13 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { CommerceApi } from "@kpipe/contracts/CommerceApi"
-import { CurrentUser, UserIdentity, userIdHeader } from "@kpipe/contracts/CouponApi"
-import { InvalidUserId, MissingUserId } from "@kpipe/contracts/CouponErrors"
-import { Ids } from "@kpipe/events"
-import { JsonBody, Unavailable } from "@kpipe/service-kit"
+import { CurrentUser } from "@kpipe/contracts/Users"
+import { GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
-import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import { Orders } from "./Orders.ts"
 import { Products } from "./Products.ts"
-
-const decodeUserId = Schema.decodeUnknownOption(
-  Schema.String.pipe(
-    Schema.pattern(/^[1-9][0-9]{0,15}$/),
-    Schema.compose(Schema.NumberFromString),
-    Schema.compose(Ids.UserId)
-  )
-)
-
-/** The gateway's `X-User-Id`: absent → 401 `MissingUserId`, anything but a positive integer → 400 `InvalidUserId`. */
-export const UserIdentityLive = Layer.succeed(
-  UserIdentity,
-  UserIdentity.of({
-    gateway: (header) => {
-      const text = Redacted.value(header).trim()
-      if (text === "") return Effect.fail(new MissingUserId({ message: `Missing ${userIdHeader} header.` }))
-      return Option.match(decodeUserId(text), {
-        onNone: () => Effect.fail(new InvalidUserId({ message: `${userIdHeader} must be a positive integer.` })),
-        onSome: Effect.succeed
-      })
-    }
-  })
-)
 
 /** A row that does not decode is a bug here, not the caller's fault: a 500 with its cause logged. */
 const answered = (affected: string) => <A, E, R>(self: Effect.Effect<A, E | ParseResult.ParseError, R>) =>
@@ -97,5 +70,5 @@ const OrdersLive = HttpApiBuilder.group(CommerceApi, "orders", (handlers) =>
 /** The implemented `CommerceApi` (`HttpApi.Api`); needs `Products` and `Orders`. */
 export const layer = HttpApiBuilder.api(CommerceApi).pipe(
   Layer.provide(Layer.mergeAll(CatalogLive, LikesLive, OrdersLive)),
-  Layer.provide(Layer.mergeAll(UserIdentityLive, JsonBody.layer))
+  Layer.provide(Layer.mergeAll(GatewayUser.layer, JsonBody.layer))
 )

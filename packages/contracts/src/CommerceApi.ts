@@ -6,9 +6,9 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids, Money, ProductMetricsEvents } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Schema from "effect/Schema"
-import { UserIdentity } from "./CouponApi.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { UserIdentity } from "./Users.ts"
 
 /**
  * The contract of commerce-service (S3's producer): products, likes, views and orders; every change
