@@ -34,10 +34,10 @@ const perLabels = <M>(make: (labels: ReadonlyArray<readonly [string, string]>) =
   }
 }
 
-const tagAll = <T extends Metric.Metric<any, any, any>>(
-  metric: T,
+const tagAll = <Type, In, Out>(
+  metric: Metric.Metric<Type, In, Out>,
   labels: ReadonlyArray<readonly [string, string]>
-): T => labels.reduce((tagged, [name, value]) => Metric.tagged(tagged, name, value) as T, metric)
+): Metric.Metric<Type, In, Out> => labels.reduce((tagged, [name, value]) => Metric.tagged(tagged, name, value), metric)
 
 const requestDuration = Metric.histogram(
   "http_server_request_duration_seconds",
