@@ -87,9 +87,9 @@ export const make = (service: string) =>
       members: () => [...members.values()],
       hasRelay: () => relay,
       live: Effect.sync(() => report([new Check({ name: "process", ok: true })])),
-      ready: Effect.forEach([...probes], ([name, probe]) => runProbe(name, probe), { concurrency: "unbounded" }).pipe(
-        Effect.map((probed) => report([...probed, ...statuses.values()]))
-      )
+      ready: Effect.suspend(() =>
+        Effect.forEach([...probes], ([name, probe]) => runProbe(name, probe), { concurrency: "unbounded" })
+      ).pipe(Effect.map((probed) => report([...probed, ...statuses.values()])))
     }
     const observer: Consumer.Observer["Type"] = {
       member: ({ groupId, topics }, state, detail) => {

@@ -1,7 +1,7 @@
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin } from "@kpipe/kafka"
-import { OutboxRelay } from "@kpipe/pipeline"
+import { DeadLetterMonitor, IdempotentConsumer, OutboxRelay } from "@kpipe/pipeline"
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -127,6 +127,17 @@ const outboxBacklog = (sql: SqlClient, seen: Set<string>) =>
     })
   )
 
+/** The toolkit's counters, exposed at 0 from the start so that `rate()` and `increase()` see their first events. */
+const toolkitCounters = [
+  IdempotentConsumer.appliedTotal,
+  IdempotentConsumer.duplicatesTotal,
+  IdempotentConsumer.retriesTotal,
+  IdempotentConsumer.deadLetteredTotal,
+  OutboxRelay.publishedTotal,
+  OutboxRelay.failedTotal,
+  DeadLetterMonitor.failuresTotal
+]
+
 /**
  * `/metrics` for the service: the OpenTelemetry SDK reads Effect's metric registry (through
  * `@effect/opentelemetry`) into `@opentelemetry/exporter-prometheus`, whose text is served on the
@@ -138,20 +149,23 @@ const outboxBacklog = (sql: SqlClient, seen: Set<string>) =>
 export const layer = (serviceName: string): Layer.Layer<Prometheus, never, Health> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })
+    yield* Effect.forEach(toolkitCounters, (counter) => Metric.incrementBy(counter, 0), { discard: true })
     const health = yield* Health
     const admin = yield* Effect.serviceOption(Admin.Admin)
     const sql = yield* Effect.serviceOption(SqlClient)
     const seenTopics = new Set<string>()
     const sampled = (effect: Effect.Effect<void, unknown>) =>
       effect.pipe(Effect.timeout("2 seconds"), Effect.catchAllCause(Effect.logDebug))
-    const refresh = Effect.all([
-      processMetrics,
-      Option.match(admin, { onNone: () => Effect.void, onSome: (a) => sampled(lag(a, health.members())) }),
-      Option.match(sql, {
-        onNone: () => Effect.void,
-        onSome: (s) => health.hasRelay() ? sampled(outboxBacklog(s, seenTopics)) : Effect.void
-      })
-    ], { concurrency: "unbounded", discard: true })
+    const refresh = Effect.suspend(() =>
+      Effect.all([
+        processMetrics,
+        Option.match(admin, { onNone: () => Effect.void, onSome: (a) => sampled(lag(a, health.members())) }),
+        Option.match(sql, {
+          onNone: () => Effect.void,
+          onSome: (s) => health.hasRelay() ? sampled(outboxBacklog(s, seenTopics)) : Effect.void
+        })
+      ], { concurrency: "unbounded", discard: true })
+    )
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const prometheus = Prometheus.of({
       handle: (request, response) => {
