@@ -1,6 +1,7 @@
 // `pnpm run services`: brings up whatever infrastructure is not reachable yet, creates the service
 // databases and the registry's topics, starts every seed service as its own process, shows their
-// state, and on Ctrl-C stops them all gracefully (consumers drain) and the broker it started.
+// readiness (`/health/ready`), restarts one that exits on its own (with backoff, counted), and on
+// Ctrl-C stops them all gracefully (consumers drain) and the broker it started.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { SeedTopics } from "@kpipe/contracts"
 import { Infrastructure, ServiceProcess } from "@kpipe/devtools"
@@ -9,9 +10,13 @@ import { MailCatcher, SmsCatcher } from "@kpipe/order-service"
 import { Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 
@@ -39,7 +44,8 @@ const settings = Config.all({
   smsPort: Config.integer("SMS_PORT").pipe(Config.withDefault(2526)),
   commercePort: Config.integer("COMMERCE_PORT").pipe(Config.withDefault(3040)),
   metricsPort: Config.integer("METRICS_PORT").pipe(Config.withDefault(3050)),
-  topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault(""))
+  topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault("")),
+  databasePrefix: Config.string("DATABASE_PREFIX").pipe(Config.withDefault("kpipe_"))
 })
 
 // Development mode: one made-up admin token for every service, shown once below (services never log it).
@@ -48,11 +54,17 @@ const adminToken = process.env["ADMIN_TOKEN"] ?? randomBytes(24).toString("base6
 const colors = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95]
 
 const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
-  { name: "auth-service", entry: entry("auth-service"), database: "kpipe_auth", port: s.authPort, http: true },
+  {
+    name: "auth-service",
+    entry: entry("auth-service"),
+    database: `${s.databasePrefix}auth`,
+    port: s.authPort,
+    http: true
+  },
   {
     name: "d-day-service",
     entry: entry("dday-service"),
-    database: "kpipe_dday",
+    database: `${s.databasePrefix}dday`,
     port: s.ddayPort,
     env: { AUTH_SERVICE_URL: `http://127.0.0.1:${s.authPort}` },
     http: true
@@ -60,7 +72,7 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
   ...Array.from({ length: s.accountReplicas }, (_, replica) => ({
     name: `account-service-${replica + 1}`,
     entry: entry("account-service"),
-    database: "kpipe_account",
+    database: `${s.databasePrefix}account`,
     port: s.accountPort + replica,
     env: { REPLICA: String(replica) },
     http: true
@@ -68,7 +80,7 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
   ...Array.from({ length: s.couponReplicas }, (_, replica) => ({
     name: s.couponReplicas === 1 ? "coupon-service" : `coupon-service-${replica + 1}`,
     entry: entry("coupon-service"),
-    database: "kpipe_coupon",
+    database: `${s.databasePrefix}coupon`,
     port: s.couponPort + replica,
     env: { REPLICA: String(replica) },
     http: true
@@ -76,7 +88,7 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
   {
     name: "order-service",
     entry: entry("order-service"),
-    database: "kpipe_order",
+    database: `${s.databasePrefix}order`,
     port: s.orderPort,
     env: {
       SMTP_PORT: String(s.smtpPort),
@@ -88,14 +100,14 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
   {
     name: "commerce-service",
     entry: entry("commerce-service"),
-    database: "kpipe_commerce",
+    database: `${s.databasePrefix}commerce`,
     port: s.commercePort,
     http: true
   },
   {
     name: "metrics-service",
     entry: entry("metrics-service"),
-    database: "kpipe_metrics",
+    database: `${s.databasePrefix}metrics`,
     port: s.metricsPort,
     env: { COMMERCE_SERVICE_URL: `http://127.0.0.1:${s.commercePort}` },
     http: true
@@ -138,52 +150,115 @@ const createTopics = (prefix: string) =>
     Effect.provide(Admin.layer.pipe(Layer.provide(KafkaClient.layerFromEnv)))
   )
 
+interface Status {
+  readonly pid: number
+  readonly state: string
+  readonly restarts: number
+}
+
+/** What `/health/ready` says, as one short text: "ready", or the failing checks. */
+const readiness = (port: number) =>
+  Effect.tryPromise(async () => {
+    const response = await fetch(`http://127.0.0.1:${port}/health/ready`, { signal: AbortSignal.timeout(3000) })
+    const report = await response.json() as {
+      readonly checks: ReadonlyArray<{ readonly name: string; readonly ok: boolean; readonly detail?: string }>
+    }
+    const failing = report.checks.filter((check) => !check.ok)
+    return response.status === 200
+      ? `ready (${report.checks.length} checks)`
+      : `not ready: ${failing.map((check) => `${check.name}${check.detail ? ` (${check.detail})` : ""}`).join(", ")}`
+  })
+
+/** Between restarts of a service that exited on its own: 1 s doubling to 30 s, from 1 s again after a minute up. */
+const restartBackoff = Schedule.exponential("1 second").pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30))),
+  Schedule.resetAfter("1 minute")
+)
+
 /**
- * One service process for the life of the scope, in a process group of its own (`ServiceProcess`):
- * Ctrl-C reaches only this script, which stops each service once, with SIGTERM, instead of the
- * terminal's signal and ours racing in every service. SIGKILL if it will not go within 20 s.
+ * One service process at a time, in a process group of its own (`ServiceProcess`): Ctrl-C reaches
+ * only this script, which stops each service once, with SIGTERM, instead of the terminal's signal
+ * and ours racing in every service; SIGKILL if it will not go within 20 s. It is ready once
+ * `/health/ready` answers 200. A process that exits on its own is started again after
+ * `restartBackoff`, counted in its status.
  */
-const runService = (spec: ServiceSpec, databaseUrl: string, color: number) =>
+const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number) =>
   Effect.gen(function*() {
     const tag = `\u001b[${color}m${spec.name.padEnd(20)}\u001b[0m|`
-    const service = yield* ServiceProcess.spawn({
-      name: spec.name,
-      entry: spec.entry,
-      env: {
-        DATABASE_URL: databaseUrl,
-        PORT: String(spec.port),
-        KPIPE_ENV: "development",
-        ADMIN_TOKEN: adminToken,
-        ...spec.env
-      },
-      ready: `${spec.name.replace(/-\d+$/, "")} ready`,
-      readyTimeout: "120 seconds",
-      onLine: (line) => process.stdout.write(`${tag} ${line}\n`),
-      keepOutput: false
-    })
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        if (!(yield* service.isRunning)) return
-        yield* service.signal("SIGTERM")
-        const status = yield* service.exitStatus.pipe(Effect.timeout("20 seconds"), Effect.option)
-        if (status._tag === "None") {
-          yield* service.kill
-          process.stdout.write(`${tag} did not stop within 20 s; killed\n`)
-        } else {
-          process.stdout.write(`${tag} stopped (exit ${status.value.code ?? status.value.signal})\n`)
-        }
+    const say = (text: string) => Effect.sync(() => process.stdout.write(`${tag} ${text}\n`))
+    const status = yield* Ref.make<Status>({ pid: 0, state: "starting", restarts: 0 })
+    const firstStart = yield* Deferred.make<string>()
+
+    const runOnce = Effect.gen(function*() {
+      const service = yield* ServiceProcess.spawn({
+        name: spec.name,
+        entry: spec.entry,
+        env: {
+          DATABASE_URL: databaseUrl,
+          PORT: String(spec.port),
+          KPIPE_ENV: "development",
+          ADMIN_TOKEN: adminToken,
+          ...spec.env
+        },
+        ready: Effect.map(readiness(spec.port), (state) => state.startsWith("ready")),
+        readyTimeout: "120 seconds",
+        onLine: (line) => process.stdout.write(`${tag} ${line}\n`),
+        keepOutput: false
       })
-    )
-    const state = service.awaitReady.pipe(
-      Effect.as("ready"),
-      Effect.catchAll((error) =>
-        error.reason === "Exited"
-          ? Effect.map(service.exited, (code) => `exited (${code})`)
-          : Effect.succeed("not ready after 120 s")
+      yield* Ref.update(status, (s) => ({ ...s, pid: service.pid, state: "starting" }))
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          if (!(yield* service.isRunning)) return
+          yield* service.signal("SIGTERM")
+          const exit = yield* service.exitStatus.pipe(Effect.timeout("20 seconds"), Effect.option)
+          if (exit._tag === "None") {
+            yield* service.kill
+            yield* say("did not stop within 20 s; killed")
+          } else {
+            yield* say(`stopped (exit ${exit.value.code ?? exit.value.signal})`)
+          }
+        })
       )
+      const state = yield* service.awaitReady.pipe(
+        Effect.zipRight(readiness(spec.port)),
+        Effect.catchAll((error) =>
+          Effect.succeed(
+            "reason" in error && error.reason === "NotReady" ? "not ready after 120 s" : "exited before it was ready"
+          )
+        )
+      )
+      const { restarts } = yield* Ref.updateAndGet(status, (s) => ({ ...s, state }))
+      if (restarts > 0) yield* say(`${state} again (restart ${restarts}, pid ${service.pid})`)
+      yield* Deferred.succeed(firstStart, state)
+      const exit = yield* service.exitStatus
+      return `exit ${exit.code ?? exit.signal}`
+    }).pipe(Effect.scoped)
+
+    const supervise = runOnce.pipe(
+      Effect.tap((ended) =>
+        Ref.updateAndGet(status, (s) => ({ ...s, state: `restarting (${ended})`, restarts: s.restarts + 1 })).pipe(
+          Effect.flatMap((s) => say(`exited unexpectedly (${ended}); restart ${s.restarts} after backoff`))
+        )
+      ),
+      Effect.repeat(restartBackoff)
     )
-    return { spec, service, state }
+    yield* Effect.forkScoped(supervise)
+    return { spec, status, firstStart: Deferred.await(firstStart) }
   })
+
+const statusLines = (running: ReadonlyArray<{ readonly spec: ServiceSpec; readonly status: Ref.Ref<Status> }>) =>
+  Effect.forEach(
+    running,
+    ({ spec, status }) =>
+      Effect.map(
+        Ref.get(status),
+        ({ pid, restarts, state }) =>
+          `  ${spec.name.padEnd(20)} pid ${String(pid).padEnd(8)} ${state.padEnd(20)} restarts ${
+            String(restarts).padEnd(3)
+          } http://127.0.0.1:${spec.port}  docs: /docs  health: /health/ready  metrics: /metrics`
+      )
+  )
 
 const program = Effect.gen(function*() {
   const services = yield* plan
@@ -198,31 +273,29 @@ const program = Effect.gen(function*() {
 
   const running = yield* Effect.forEach(
     services,
-    (spec, i) => runService(spec, urlFor(spec.database), colors[i % colors.length]!),
+    (spec, i) => superviseService(spec, urlFor(spec.database), colors[i % colors.length]!),
     { concurrency: "unbounded" }
   )
-  const states = yield* Effect.forEach(running, ({ state }) => state, { concurrency: "unbounded" })
-
-  const lines = running.map(({ service, spec }, i) =>
-    `  ${spec.name.padEnd(20)} pid ${String(service.pid).padEnd(8)} ${
-      states[i]!.padEnd(12)
-    } http://127.0.0.1:${spec.port}  docs: http://127.0.0.1:${spec.port}/docs`
-  )
+  const states = yield* Effect.forEach(running, ({ firstStart }) => firstStart, { concurrency: "unbounded" })
   process.stdout.write(
-    `\nservices:\n${lines.join("\n")}\n\nadmin token (KPIPE_ENV=development): ${adminToken}\n` +
+    `\nservices:\n${(yield* statusLines(running)).join("\n")}\n\nadmin token (KPIPE_ENV=development): ${adminToken}\n` +
       `  e.g. export ADMIN='Authorization: Bearer ${adminToken}'\n\nCtrl-C stops everything.\n\n`
   )
-  if (states.some((state) => state !== "ready")) {
+  if (states.some((state) => !state.startsWith("ready"))) {
     return yield* Effect.fail(new Error("a service did not start; stopping the others"))
   }
-  yield* Effect.raceAll(
-    running.map(({ service, spec }) =>
-      Effect.flatMap(
-        service.exited,
-        (code) => Effect.fail(new Error(`${spec.name} exited (${code}); stopping the others`))
-      )
-    )
-  )
+  // Every minute, and after a restart, the status lines again.
+  let shownRestarts = 0
+  yield* Effect.gen(function*() {
+    const statuses = yield* Effect.forEach(running, ({ status }) => Ref.get(status))
+    const restarts = statuses.reduce((sum, s) => sum + s.restarts, 0)
+    if (
+      restarts !== shownRestarts && statuses.every((s) => !s.state.startsWith("restarting") && s.state !== "starting")
+    ) {
+      shownRestarts = restarts
+      process.stdout.write(`\nservices (${restarts} restarts):\n${(yield* statusLines(running)).join("\n")}\n\n`)
+    }
+  }).pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.zipRight(Effect.never))
 }).pipe(Effect.scoped)
 
 NodeRuntime.runMain(program)

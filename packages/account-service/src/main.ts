@@ -1,6 +1,6 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
-import { HttpServe, Telemetry } from "@kpipe/service-kit"
+import { HttpServe, Operations, Telemetry } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -13,7 +13,8 @@ const InfraLive = Layer.mergeAll(Database.layer, Admin.layer.pipe(Layer.provideM
 )
 
 const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) }).pipe(
-  Layer.provideMerge(App.layer)
+  Layer.provideMerge(App.layer),
+  Layer.provide(Operations.layer("account-service"))
 )
 
 const MainLive = Layer.unwrapEffect(

@@ -1,6 +1,6 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
-import { HttpServe, Telemetry } from "@kpipe/service-kit"
+import { HttpServe, Operations, Telemetry } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -18,6 +18,7 @@ const AppLive = Layer.unwrapEffect(
   Effect.map(CommerceConfig, (config) =>
     HttpServe.layer({ defaultPort: Config.succeed(config.port) }).pipe(
       Layer.provide(App.layer),
+      Layer.provide(Operations.layer("commerce-service")),
       Layer.annotateLogs({ replica: config.replica })
     ))
 ).pipe(Layer.provide(InfraLive))

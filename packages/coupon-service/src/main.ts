@@ -2,7 +2,8 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
-import { HttpServe, Telemetry } from "@kpipe/service-kit"
+import { Redis } from "@kpipe/redis"
+import { Health, HttpServe, Operations, Telemetry } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -32,7 +33,13 @@ const AppLive = Layer.unwrapEffect(Effect.map(Config.Config, ({ roles }) =>
   Layer.mergeAll(
     roles.api ? HttpLive : Layer.empty,
     roles.consumer ? App.consumer : Layer.empty
-  ))).pipe(Layer.provide(Topics.layer))
+  ))).pipe(
+    Layer.provide(Topics.layer),
+    Layer.provide(
+      Health.layerCheck("redis", Redis.Redis.pipe(Effect.flatMap((redis) => redis.use((client) => client.ping()))))
+    ),
+    Layer.provide(Operations.layer("coupon-service"))
+  )
 
 const MainLive = Layer.unwrapEffect(
   Effect.map(Config.Config, ({ replica }) =>

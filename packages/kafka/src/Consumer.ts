@@ -1,8 +1,12 @@
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -61,6 +65,28 @@ export interface Batch {
 
 export type BatchHandler<R> = (batch: Batch) => Effect.Effect<void, never, R>
 
+/** Where a group member stands, as an `Observer` hears it. */
+export type MemberState = "joining" | "joined" | "crashed" | "stopped"
+
+/**
+ * Told how each group member in its context fares, e.g. by a service's readiness check; optional
+ * (members run the same without one).
+ */
+export class Observer extends Context.Tag("@kpipe/kafka/Consumer/Observer")<Observer, {
+  readonly member: (
+    member: { readonly groupId: string; readonly topics: ReadonlyArray<string> },
+    state: MemberState,
+    detail?: string
+  ) => void
+}>() {}
+
+/** How long each batch handler ran, by group. */
+export const batchDuration = Metric.histogram(
+  "kpipe_consumer_batch_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 }),
+  "Time a consumer group spent on one fetched batch of a partition"
+)
+
 const headerValue = (value: IHeaders[string]): string | undefined =>
   value === undefined ? undefined : Array.isArray(value) ? value.map(String).join(", ") : String(value)
 
@@ -101,6 +127,13 @@ export const runBatches = <R>(
     const runtime = yield* Effect.runtime<never>()
     // Created before the consumer, so its finalizer runs after `disconnect` has drained the handlers.
     const runPromise = yield* FiberSet.makeRuntimePromise<R>()
+    const observer = yield* Effect.serviceOption(Observer)
+    const report = (state: MemberState, detail?: string) => {
+      if (Option.isSome(observer)) {
+        observer.value.member({ groupId: options.groupId, topics: options.topics }, state, detail)
+      }
+    }
+    const timed = Metric.tagged(batchDuration, "group", options.groupId)
     const heartbeatEvery = Duration.millis(options.heartbeatInterval ?? 3_000)
     const rebalanceTimeout = options.rebalanceTimeout ?? 60_000
     let stopping = false
@@ -116,22 +149,35 @@ export const runBatches = <R>(
           minBytes: options.minBytes ?? 1,
           allowAutoTopicCreation: false,
           // A batch interrupted by our own shutdown crashes the consumer; it must not come back.
-          retry: { restartOnFailure: () => Promise.resolve(!stopping) }
+          retry: {
+            restartOnFailure: () => Promise.resolve(!stopping)
+          }
         }),
       options.disconnectTimeout ?? Duration.seconds(10)
     )
 
     // Released before `disconnect` (finalizers run in reverse).
-    yield* Effect.addFinalizer(() => Effect.sync(() => (stopping = true)))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        stopping = true
+        report("stopped")
+      })
+    )
 
+    report("joining")
     const joined = yield* Deferred.make<void>()
-    consumer.on(consumer.events.GROUP_JOIN, () => Deferred.unsafeDone(joined, Effect.void))
-    consumer.on(consumer.events.CRASH, (event) =>
-      Runtime.runFork(runtime)(
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      report("joined")
+      Deferred.unsafeDone(joined, Effect.void)
+    })
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!stopping) report("crashed", String(event.payload.error))
+      return Runtime.runFork(runtime)(
         Effect.logError("Kafka consumer crashed", event.payload.error).pipe(
           Effect.annotateLogs({ groupId: options.groupId, restart: event.payload.restart })
         )
-      ))
+      )
+    })
 
     const processBatch = (payload: EachBatchPayload) =>
       Effect.gen(function*() {
@@ -165,10 +211,14 @@ export const runBatches = <R>(
         })
         if (!active()) return
         const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message))
+        const started = performance.now()
         yield* handler({ topic: batch.topic, partition: batch.partition, records, done }).pipe(
           Effect.raceFirst(stopped),
           Effect.raceFirst(heartbeats)
-        ).pipe(Effect.ensuring(Effect.ignoreLogged(commit)))
+        ).pipe(
+          Effect.ensuring(Effect.ignoreLogged(commit)),
+          Effect.ensuring(Effect.suspend(() => Metric.update(timed, (performance.now() - started) / 1000)))
+        )
       })
 
     yield* Effect.tryPromise({

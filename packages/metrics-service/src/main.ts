@@ -2,7 +2,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
-import { HttpServe, Telemetry } from "@kpipe/service-kit"
+import { HttpServe, Operations, Telemetry } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -21,6 +21,7 @@ const AppLive = Layer.unwrapEffect(
   Effect.map(MetricsConfig, (config) =>
     HttpServe.layer({ defaultPort: Config.succeed(config.port) }).pipe(
       Layer.provide(App.layer),
+      Layer.provide(Operations.layer("metrics-service")),
       Layer.annotateLogs({ replica: config.replica })
     ))
 ).pipe(Layer.provide(InfraLive))

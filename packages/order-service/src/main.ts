@@ -2,7 +2,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
-import { HttpServe, Telemetry } from "@kpipe/service-kit"
+import { HttpServe, Operations, Telemetry } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -17,7 +17,8 @@ const InfraLive = Layer.mergeAll(
 ).pipe(Layer.provideMerge(Config.layerFromEnv))
 
 const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) }).pipe(
-  Layer.provide(App.layer)
+  Layer.provide(App.layer),
+  Layer.provide(Operations.layer("order-service"))
 )
 
 const MainLive = Layer.effectDiscard(Effect.logInfo("order-service ready")).pipe(

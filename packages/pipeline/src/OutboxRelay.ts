@@ -5,6 +5,7 @@ import type { Producer } from "@kpipe/kafka"
 import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -39,6 +40,26 @@ export type RoundResult =
   | { readonly _tag: "Idle" }
   | { readonly _tag: "Published"; readonly count: number }
   | { readonly _tag: "Blocked"; readonly error: KafkaError | SqlError }
+
+/** Where a relay stands: claiming, backing off after a claim that could not publish, or gone. */
+export type RelayState = "running" | "backingOff" | "stopped"
+
+/**
+ * Told how the relays in its context fare, e.g. by a service's readiness check; optional (a relay
+ * runs the same without one).
+ */
+export class Observer extends Context.Tag("@kpipe/pipeline/OutboxRelay/Observer")<Observer, {
+  readonly relay: (state: RelayState, detail?: string) => void
+}>() {}
+
+/** What waits to be published, per topic. */
+export interface TopicBacklog {
+  readonly topic: string
+  readonly pending: number
+  readonly oldestPendingAge: Duration.Duration
+}
+
+export const backlogByTopic: Effect.Effect<ReadonlyArray<TopicBacklog>, SqlError, SqlClient> = admin.backlogByTopic
 
 export const publishedTotal = metrics.publishedTotal
 export const failedTotal = metrics.failedTotal

@@ -28,6 +28,8 @@ export interface Response {
  */
 export interface FastRoute<R> {
   readonly method: string
+  /** The endpoint's path template, the `route` label of its request metrics. */
+  readonly path?: string | undefined
   /** The answer's Effect when this route takes the request, `undefined` to leave it to the HttpApi. */
   readonly route: (request: IncomingMessage) => Effect.Effect<Response, never, R> | undefined
 }
@@ -128,6 +130,7 @@ export const make = <
   }
   return {
     method: endpoint.method,
+    path: endpoint.path,
     route: (request) => {
       const input = options.match(request)
       if (input === undefined) return undefined

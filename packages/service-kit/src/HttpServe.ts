@@ -1,16 +1,24 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import { type IncomingMessage, Server, type ServerResponse } from "node:http"
 import type * as FastRoute from "./FastRoute.ts"
+import * as Health from "./Health.ts"
+import * as Prometheus from "./Prometheus.ts"
 import * as RequestLimits from "./RequestLimits.ts"
 
 export type FastRoutes<R> = Effect.Effect<ReadonlyArray<FastRoute.FastRoute<never>>, never, R>
@@ -22,6 +30,75 @@ export interface Options<R = never> {
   readonly logRequests?: boolean | undefined
   /** Hot endpoints answered ahead of the HttpApi router (see `FastRoute`). */
   readonly fastRoutes?: FastRoutes<R> | undefined
+}
+
+/** Answers a request outside the HttpApi (health, metrics). */
+type PlainRoute = (request: IncomingMessage, response: ServerResponse) => void
+
+/** What a server answers besides the HttpApi: readiness and liveness, and the Prometheus scrape. */
+export interface Operations {
+  readonly health?: Health.Health["Type"] | undefined
+  readonly prometheus?: Prometheus.Prometheus["Type"] | undefined
+}
+
+const plainRoutes = (operations: Operations, runFork: ReturnType<typeof Runtime.runFork<never>>) => {
+  const routes = new Map<string, PlainRoute>()
+  const { health, prometheus } = operations
+  if (health !== undefined) {
+    const answer = (report: Effect.Effect<Health.Report>): PlainRoute => (_, response) =>
+      runFork(Effect.map(report, (result) => {
+        const body = Health.encodeReport(result)
+        response.writeHead(result.status === "ok" ? 200 : 503, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          "cache-control": "no-store"
+        })
+        response.end(body)
+      }))
+    routes.set("/health/live", answer(health.live))
+    routes.set("/health/ready", answer(health.ready))
+  }
+  if (prometheus !== undefined) routes.set("/metrics", prometheus.handle)
+  return routes
+}
+
+/** The route template of a request's path among the HttpApi's endpoints ("unmatched" otherwise): a bounded label. */
+const routeMatcher = (api: HttpApi.HttpApi.Any) => {
+  const templates: Array<{ readonly method: string; readonly path: string; readonly pattern: RegExp }> = []
+  HttpApi.reflect(api as HttpApi.HttpApi.AnyWithProps, {
+    onGroup: () => {},
+    onEndpoint: ({ endpoint }) => {
+      const pattern = endpoint.path.split("/").map((part) =>
+        part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+      ).join("/")
+      templates.push({ method: endpoint.method, path: endpoint.path, pattern: new RegExp(`^${pattern}/?$`) })
+    }
+  })
+  return (method: string, url: string) => {
+    const path = url.split("?", 1)[0]!
+    return templates.find((t) => t.method === method && t.pattern.test(path))?.path ??
+      templates.find((t) => t.pattern.test(path))?.path ??
+      (path === "/docs" || path.startsWith("/docs/") ? "/docs" : path === "/openapi.json" ? path : "unmatched")
+  }
+}
+
+const observeDuration = (method: string, route: string, status: number, started: number) =>
+  Metric.update(Prometheus.requestDurationOf(method, route, String(status)), (performance.now() - started) / 1000)
+
+/** The HttpApi's request-duration histogram, by method, route template and status. */
+const requestMetrics = (api: HttpApi.HttpApi.Any) => {
+  const routeOf = routeMatcher(api)
+  return HttpMiddleware.make((app) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const started = performance.now()
+      return app.pipe(Effect.onExit((exit) => {
+        const route = routeOf(request.method, request.url)
+        return Exit.isSuccess(exit)
+          ? observeDuration(request.method, route, exit.value.status, started)
+          : observeDuration(request.method, route, HttpServerError.causeResponseStripped(exit.cause)[0].status, started)
+      }))
+    })
+  )
 }
 
 /** A Node server that offers each request to the fast routes before the HttpApi's handler sees it. */
@@ -59,13 +136,16 @@ export const server = <R = never>(options: {
   readonly port: number
   readonly reusePort?: boolean | undefined
   readonly fastRoutes?: FastRoutes<R> | undefined
+  /** Served ahead of everything at /health/live, /health/ready and /metrics. */
+  readonly operations?: Operations | undefined
 }) =>
   Layer.scoped(
     HttpServer.HttpServer,
     Effect.gen(function*() {
       const server = new RoutingServer(yield* RequestLimits.config)
       const routes = options.fastRoutes === undefined ? [] : yield* options.fastRoutes
-      if (routes.length > 0) {
+      const plain = plainRoutes(options.operations ?? {}, Runtime.runFork(yield* Effect.runtime<never>()))
+      if (routes.length > 0 || plain.size > 0) {
         // The routes' fibers start with an empty context (their Effects need no services; the
         // logger, tracer and clock live in fiber refs): every span a request opens copies and
         // compares the context it runs in, and the whole app's context made that a large share of
@@ -74,13 +154,30 @@ export const server = <R = never>(options: {
         const runFork = Runtime.runFork(
           Runtime.make({ context: Context.empty(), fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags })
         )
-        server.take = (request, response) => {
-          for (const route of routes) {
-            if (request.method !== route.method) continue
+        const timed = routes.map((route) => {
+          const template = route.path ?? "fast route"
+          return (request: IncomingMessage, response: ServerResponse) => {
             const answer = route.route(request)
-            if (answer === undefined) continue
-            runFork(Effect.map(answer, (result) => send(response, result)))
+            if (answer === undefined) return false
+            const started = performance.now()
+            runFork(Effect.flatMap(answer, (result) => {
+              send(response, result)
+              return observeDuration(route.method, template, result.status, started)
+            }))
             return true
+          }
+        })
+        server.take = (request, response) => {
+          if (request.method === "GET" && plain.size > 0) {
+            const handle = plain.get(request.url ?? "")
+            if (handle !== undefined) {
+              handle(request, response)
+              return true
+            }
+          }
+          for (let i = 0; i < routes.length; i++) {
+            if (request.method !== routes[i]!.method) continue
+            if (timed[i]!(request, response)) return true
           }
           return false
         }
@@ -93,20 +190,37 @@ export const server = <R = never>(options: {
     })
   ).pipe(Layer.merge(NodeHttpServer.layerContext))
 
-/** As `NodeHttpServer.layerTest`, with fast routes: a server on a free port and an HttpClient whose requests go to it. */
+const operationsInContext = Effect.all({
+  health: Effect.map(Effect.serviceOption(Health.Health), Option.getOrUndefined),
+  prometheus: Effect.map(Effect.serviceOption(Prometheus.Prometheus), Option.getOrUndefined)
+})
+
+/**
+ * As `NodeHttpServer.layerTest`, with fast routes: a server on a free port and an HttpClient whose
+ * requests go to it; health and metrics are served when `Health` and `Prometheus` are in context.
+ */
 export const layerTest = <R = never>(fastRoutes?: FastRoutes<R>) =>
   HttpServer.layerTestClient.pipe(
     Layer.provide(NodeHttpClient.layerWithoutAgent),
     Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: false })),
-    Layer.provideMerge(server({ port: 0, fastRoutes }))
+    Layer.provideMerge(
+      Layer.unwrapEffect(Effect.map(operationsInContext, (operations) => server({ port: 0, fastRoutes, operations })))
+    )
   )
 
 /**
- * Serves the HttpApi it is given on 127.0.0.1:`PORT`, with the docs page at /docs and the document
- * at /openapi.json. `HTTP_REUSE_PORT=true` lets replicas share `PORT` (see `server`).
+ * Serves the HttpApi it is given on 127.0.0.1:`PORT`, with the docs page at /docs, the document
+ * at /openapi.json, readiness and liveness at /health/ready and /health/live (`Health`), and the
+ * Prometheus scrape at /metrics (`Prometheus`, with a request-duration histogram by route
+ * template and status). `HTTP_REUSE_PORT=true` lets replicas share `PORT` (see `server`).
  */
 export const layer = <R = never>(options: Options<R>) =>
-  HttpApiBuilder.serve(options.logRequests === false ? undefined : HttpMiddleware.logger).pipe(
+  Layer.unwrapEffect(Effect.map(HttpApi.Api, ({ api }) => {
+    const metrics = requestMetrics(api)
+    return HttpApiBuilder.serve(
+      options.logRequests === false ? metrics : (app) => metrics(HttpMiddleware.logger(app))
+    )
+  })).pipe(
     Layer.provide(RequestLimits.layerRouteNotFound),
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
@@ -117,6 +231,7 @@ export const layer = <R = never>(options: Options<R>) =>
         Config.validate({ message: "Expected a port, 0 to 65535", validation: (port) => port >= 0 && port <= 65535 })
       )
       const reusePort = yield* Config.boolean("HTTP_REUSE_PORT").pipe(Config.withDefault(false))
-      return server({ port, reusePort, fastRoutes: options.fastRoutes })
+      const operations = { health: yield* Health.Health, prometheus: yield* Prometheus.Prometheus }
+      return server({ port, reusePort, fastRoutes: options.fastRoutes, operations })
     })))
   )

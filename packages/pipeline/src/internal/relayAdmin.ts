@@ -5,7 +5,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { channel } from "../Outbox.ts"
-import type { OutboxStats, RelayOptions } from "../OutboxRelay.ts"
+import type { OutboxStats, RelayOptions, TopicBacklog } from "../OutboxRelay.ts"
 import { publishOnce } from "./relayClaim.ts"
 
 export const drain = (options: RelayOptions): Effect.Effect<number, SqlError, SqlClient | Producer.Producer> =>
@@ -32,6 +32,18 @@ export const stats: Effect.Effect<OutboxStats, SqlError, SqlClient> = Effect.gen
     oldestPendingAge: Option.map(Option.fromNullable(row!.oldestMs), (ms) => Duration.millis(Math.max(0, ms)))
   }
 }).pipe(Effect.withSpan("OutboxRelay.stats"))
+
+export const backlogByTopic = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const rows = yield* sql<{ topic: string; pending: number; oldestMs: number }>`
+    SELECT topic, count(*)::int AS pending, (extract(epoch FROM now() - min(created_at)) * 1000)::float8 AS oldest_ms
+    FROM kpipe_outbox WHERE status = 'PENDING' GROUP BY topic`
+  return rows.map((row): TopicBacklog => ({
+    topic: row.topic,
+    pending: row.pending,
+    oldestPendingAge: Duration.millis(Math.max(0, row.oldestMs))
+  }))
+}).pipe(Effect.withSpan("OutboxRelay.backlogByTopic"))
 
 /** Moves a FAILED row to `status` and wakes the relays; false when the row is not FAILED. */
 const resolveFailed = (id: string, status: "PENDING" | "SKIPPED") =>

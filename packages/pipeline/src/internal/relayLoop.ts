@@ -10,7 +10,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { channel } from "../Outbox.ts"
-import type { RelayOptions } from "../OutboxRelay.ts"
+import { Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
 import { backlog, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, stats } from "./relayAdmin.ts"
 import { publishOnce } from "./relayClaim.ts"
@@ -30,6 +30,11 @@ export const run = (
     // waking them all would only add empty claims.
     const wakeup = yield* Queue.sliding<void>(1)
     const concurrency = options.concurrency ?? 1
+    const observer = yield* Effect.serviceOption(Observer)
+    const observe = (state: RelayState, detail?: string) =>
+      Effect.sync(() => {
+        if (Option.isSome(observer)) observer.value.relay(state, detail)
+      })
 
     yield* pg.listen(channel).pipe(
       Stream.runForEach(() => Queue.offer(wakeup, void 0)),
@@ -42,8 +47,14 @@ export const run = (
     // which starts over once a claim gets through.
     const claim = publishOnce(options).pipe(
       Effect.flatMap((result) => result._tag === "Blocked" ? Effect.fail(result.error) : Effect.succeed(result)),
-      Effect.tapError((error) => Effect.logWarning("Outbox relay could not publish; backing off", error)),
-      Effect.retry(backoff)
+      Effect.tapError((error) =>
+        Effect.zipRight(
+          observe("backingOff", error.message),
+          Effect.logWarning("Outbox relay could not publish; backing off", error)
+        )
+      ),
+      Effect.retry(backoff),
+      Effect.zipLeft(observe("running"))
     )
     const loop = claim.pipe(
       Effect.flatMap((result) =>
@@ -53,7 +64,10 @@ export const run = (
       ),
       Effect.forever
     )
-    yield* Effect.forkScoped(loop).pipe(Effect.replicateEffect(concurrency))
+    yield* observe("running")
+    yield* Effect.forkScoped(loop.pipe(Effect.onExit(() => observe("stopped")))).pipe(
+      Effect.replicateEffect(concurrency)
+    )
 
     const report = stats.pipe(
       Effect.tap(({ oldestPendingAge, pending }) =>

@@ -1,0 +1,219 @@
+import * as Command from "@effect/platform/Command"
+import { assert, describe, it } from "@effect/vitest"
+import { ServiceProcess } from "@kpipe/devtools"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+// `pnpm run services` as a user runs it: every seed service as its own process, scraped by a real
+// Prometheus (Debian's package; `.ci/run` installs it), then one replica killed with SIGKILL and
+// Ctrl-C at the end.
+
+const script = fileURLToPath(new URL("../../../scripts/services.ts", import.meta.url))
+const run = Date.now().toString(36)
+
+const get = (url: string) =>
+  Effect.tryPromise(async () => {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5000) })
+    return { status: response.status, body: await response.text() }
+  })
+
+const post = (url: string, body: unknown) =>
+  Effect.tryPromise(() =>
+    fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000)
+    }).then((response) => response.status)
+  )
+
+const eventually = <A, E>(effect: Effect.Effect<A, E>, timeout: Duration.DurationInput = "60 seconds") =>
+  effect.pipe(Effect.retry(Schedule.spaced("500 millis")), Effect.timeout(timeout))
+
+/** A Prometheus scraping `targets` every second, for the life of the scope. */
+const prometheus = (targets: ReadonlyArray<{ readonly job: string; readonly port: number }>) =>
+  Effect.gen(function*() {
+    const port = yield* ServiceProcess.freePort
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "kpipe-prometheus-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    const config = [
+      "global:",
+      "  scrape_interval: 1s",
+      "  scrape_timeout: 1s",
+      "scrape_configs:",
+      ...targets.flatMap(({ job, port }) => [
+        `  - job_name: ${job}`,
+        "    static_configs:",
+        `      - targets: ["127.0.0.1:${port}"]`
+      ])
+    ].join("\n")
+    writeFileSync(join(dir, "prometheus.yml"), `${config}\n`)
+    // Command's scope ends it (SIGTERM to its process group, then waits).
+    yield* Command.start(Command.make(
+      "prometheus",
+      `--config.file=${join(dir, "prometheus.yml")}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`
+    ))
+    const query = (expression: string) =>
+      get(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expression)}`).pipe(
+        Effect.map(({ body }) =>
+          (JSON.parse(body) as {
+            data: { result: ReadonlyArray<{ metric: Record<string, string>; value: [number, string] }> }
+          })
+            .data.result.map((sample) => ({ metric: sample.metric, value: Number(sample.value[1]) }))
+        )
+      )
+    return { query }
+  })
+
+describe("pnpm run services", () => {
+  it.live(
+    "serves readiness and Prometheus metrics a real Prometheus scrapes, restarts a killed replica, stops once on Ctrl-C",
+    () =>
+      Effect.gen(function*() {
+        const ports = {
+          AUTH_PORT: yield* ServiceProcess.freePort,
+          DDAY_PORT: yield* ServiceProcess.freePort,
+          ACCOUNT_PORT: yield* ServiceProcess.freePort,
+          COUPON_PORT: yield* ServiceProcess.freePort,
+          ORDER_PORT: yield* ServiceProcess.freePort,
+          SMTP_PORT: yield* ServiceProcess.freePort,
+          SMS_PORT: yield* ServiceProcess.freePort
+        }
+        const services = yield* ServiceProcess.spawn({
+          name: "services",
+          entry: script,
+          env: {
+            ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
+            ACCOUNT_REPLICAS: "2",
+            TOPIC_PREFIX: `services-test-${run}-`,
+            DATABASE_PREFIX: `kpipe_services_test_`
+          },
+          ready: "Ctrl-C stops everything",
+          readyTimeout: "240 seconds"
+        })
+        // Should the test fail midway, the script still stops its services (they run in process groups of their own).
+        yield* Effect.addFinalizer(() =>
+          services.signal("SIGINT").pipe(
+            Effect.zipRight(services.exitStatus),
+            Effect.timeout("60 seconds"),
+            Effect.ignore
+          )
+        )
+        yield* services.awaitReady
+        const targets = [
+          { job: "auth-service", port: ports.AUTH_PORT },
+          { job: "d-day-service", port: ports.DDAY_PORT },
+          { job: "account-service-1", port: ports.ACCOUNT_PORT },
+          { job: "account-service-2", port: ports.ACCOUNT_PORT + 1 },
+          { job: "coupon-service", port: ports.COUPON_PORT },
+          { job: "order-service", port: ports.ORDER_PORT }
+        ]
+        for (const { job } of targets) {
+          assert.match(services.output(), new RegExp(`${job} +pid \\d+ +ready \\(\\d+ checks\\)`))
+        }
+
+        // Every service: ready with its checks, and an exposition promtool accepts.
+        for (const { job, port } of targets) {
+          const ready = yield* get(`http://127.0.0.1:${port}/health/ready`)
+          assert.strictEqual(ready.status, 200, `${job}: ${ready.body}`)
+          const names = (JSON.parse(ready.body) as { checks: ReadonlyArray<{ name: string }> }).checks.map((c) =>
+            c.name
+          )
+          assert.includeMembers(names, ["database", "broker"], job)
+          assert.isTrue(
+            names.some((name) => name.startsWith("consumer ") || name === "outbox relay"),
+            `${job}: ${names.join(", ")}`
+          )
+          const metrics = yield* get(`http://127.0.0.1:${port}/metrics`)
+          assert.strictEqual(metrics.status, 200)
+          const promtool = Command.make("promtool", "check", "metrics").pipe(Command.feed(metrics.body))
+          const [code, problems] = yield* Effect.all([Command.exitCode(promtool), Command.string(promtool)])
+          assert.strictEqual(code, 0, `${job}: promtool: ${problems}`)
+          assert.include(metrics.body, "process_cpu_seconds_total")
+        }
+        const coupon = yield* get(`http://127.0.0.1:${ports.COUPON_PORT}/health/ready`)
+        assert.include(coupon.body, `"name":"redis","ok":true`)
+
+        const { query } = yield* prometheus(targets)
+        const up = yield* eventually(
+          query("up == 1").pipe(Effect.filterOrFail((samples) => samples.length === targets.length))
+        )
+        assert.sameMembers(up.map((sample) => sample.metric.job!), targets.map((t) => t.job))
+
+        // A burst of sign-ins: auth-service's relay publishes their events (its counter rises as
+        // Prometheus sees it), account-service's consumers report their lag per partition.
+        const before = yield* eventually(
+          query(`kpipe_outbox_published_total{job="auth-service"}`).pipe(
+            Effect.filterOrFail((samples) => samples.length === 1)
+          )
+        )
+        const burst = 30
+        const statuses = yield* Effect.forEach(
+          Array.from({ length: burst }, (_, i) => i),
+          (i) =>
+            post(`http://127.0.0.1:${ports.AUTH_PORT}/api/auth/sign-in`, {
+              provider: "google",
+              subject: `services-test-${run}-${i}`,
+              nickname: `member${i}`
+            }),
+          { concurrency: 10 }
+        )
+        assert.isTrue(statuses.every((status) => status === 200), statuses.join(","))
+        yield* eventually(
+          query(`kpipe_outbox_published_total{job="auth-service"}`).pipe(
+            Effect.filterOrFail((samples) => samples[0] !== undefined && samples[0].value >= before[0]!.value + burst)
+          )
+        )
+        const lag = yield* eventually(
+          query(`kpipe_consumer_lag{job="d-day-service"}`).pipe(Effect.filterOrFail((samples) => samples.length > 0))
+        )
+        assert.isTrue(lag.every((sample) => sample.metric.partition !== undefined && sample.metric.group !== undefined))
+        const routes = yield* eventually(
+          query(`http_server_request_duration_seconds_count{job="auth-service",route="/api/auth/sign-in",status="200"}`)
+            .pipe(Effect.filterOrFail((samples) => samples.length === 1 && samples[0]!.value >= burst))
+        )
+        assert.strictEqual(routes[0]!.metric.method, "POST")
+
+        // SIGKILL one account-service replica: restarted, counted, ready again.
+        const pid = Number(/account-service-1 +pid (\d+)/.exec(services.output())![1])
+        process.kill(pid, "SIGKILL")
+        yield* eventually(
+          Effect.suspend(() =>
+            /account-service-1.*ready \(\d+ checks\) again \(restart 1, pid \d+\)/.test(services.output())
+              ? Effect.void
+              : Effect.fail("not restarted yet")
+          ),
+          "120 seconds"
+        )
+        assert.match(services.output(), /account-service-1.*exited unexpectedly \(exit (SIGKILL|null)\); restart 1/)
+        const again = yield* get(`http://127.0.0.1:${ports.ACCOUNT_PORT}/health/ready`)
+        assert.strictEqual(again.status, 200)
+        yield* eventually(
+          Effect.suspend(() =>
+            /account-service-1 +pid \d+ +ready \(\d+ checks\) +restarts 1/.test(services.output())
+              ? Effect.void
+              : Effect.fail("status lines not shown again")
+          )
+        )
+
+        // Ctrl-C: every service stopped once, gracefully.
+        yield* services.signal("SIGINT")
+        yield* services.exitStatus.pipe(Effect.timeout("60 seconds"))
+        for (const { job } of targets) {
+          const stops = services.lines().filter((line) => line.includes(job) && / stopped \(exit /.test(line))
+          assert.strictEqual(stops.length, 1, `${job}: ${stops.join("\n")}`)
+          assert.match(stops[0]!, /stopped \(exit 0\)/)
+        }
+      }).pipe(Effect.scoped, Effect.provide(ServiceProcess.executorLayer)),
+    { timeout: 480_000 }
+  )
+})
