@@ -62,6 +62,8 @@ describe("a D-Day created while the member is deleted", () => {
           )
         ).pipe(Effect.fork)
         yield* Deferred.await(held)
+        // Opened whatever happens, so that a failed assertion does not leave transactions waiting.
+        yield* Effect.addFinalizer(() => Deferred.succeed(open, undefined))
 
         const creating = yield* ddays.create(
           Ids.MemberId.make(1),
