@@ -13,7 +13,7 @@ import { ReservationRecovery } from "../src/ReservationRecovery.ts"
 import { StockReservations } from "../src/StockReservations.ts"
 import * as Topics from "../src/Topics.ts"
 import {
-  Admin,
+  committed,
   createCoupon,
   deleteKeys,
   eventually,
@@ -40,11 +40,6 @@ const replica = Effect.gen(function*() {
   const rebuilt = () => lines.filter((line) => line.includes("Coupon state rebuilt from the database")).length
   return { context, rebuilding, failed, rebuilt }
 })
-
-const committed = (group: string, topic: string) =>
-  Effect.flatMap(Admin.Admin, (admin) => admin.committedOffsets(group, topic)).pipe(
-    Effect.map((offsets) => offsets.reduce((sum, { offset }) => sum + Math.max(0, Number(offset)), 0))
-  )
 
 describe("the rebuild lease", () => {
   it.live(

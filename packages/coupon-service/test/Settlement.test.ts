@@ -10,7 +10,7 @@ import { Config } from "../src/Config.ts"
 import { IssuePublisher } from "../src/IssuePublisher.ts"
 import { StockReservations } from "../src/StockReservations.ts"
 import {
-  Admin,
+  committed,
   createCoupon,
   eventually,
   issue,
@@ -44,11 +44,6 @@ const gate = (couponId: number, userId: number) =>
       status: await c.get(keys.status(userId))
     }))
   })
-
-const committed = (group: string, topic: string) =>
-  Effect.flatMap(Admin.Admin, (admin) => admin.committedOffsets(group, topic)).pipe(
-    Effect.map((offsets) => offsets.reduce((sum, { offset }) => sum + Math.max(0, Number(offset)), 0))
-  )
 
 describe("settling requests", () => {
   it.live(
