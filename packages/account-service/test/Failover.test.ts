@@ -64,6 +64,7 @@ describe("account-service failover (S0), three real processes", () => {
           })
 
         const victim = replicas[1]!
+        // The sleeps between bursts shape the load (a stream, not one batch); every wait on an outcome polls it.
         yield* publishBurst(100)
         yield* Effect.sleep("200 millis")
         yield* publishBurst(100)

@@ -48,21 +48,30 @@ describe("auth-service through Kafka", () => {
       const records = yield* readTopic(members.name, 6)
       assert.strictEqual(records.length, 6)
       const decode = Schema.decodeSync(Schema.parseJson(SeedTopics.memberEvents.schema))
+      // Content, not just types: the two MemberUpdated of alice must not be able to swap.
       const byKey = new Map<string, Array<string>>()
       for (const record of records) {
         const event = decode(record.value!.toString("utf8"))
         const key = record.key!.toString("utf8")
         assert.strictEqual(key, String(event.memberId))
         assert.strictEqual(record.headers["kpipe-event-id"], event.eventId)
-        byKey.set(key, [...(byKey.get(key) ?? []), event.type])
+        const content = event.type === "MemberDeleted"
+          ? event.type
+          : event.type === "MemberCreated"
+          ? `${event.type} ${event.nickname} ${event.email ?? "-"}`
+          : `${event.type} ${event.nickname} ${event.changedFields.join(",")}`
+        byKey.set(key, [...(byKey.get(key) ?? []), content])
       }
       assert.deepStrictEqual(byKey.get(String(alice.memberId)), [
-        "MemberCreated",
-        "MemberUpdated",
-        "MemberUpdated",
+        "MemberCreated Alice -",
+        "MemberUpdated Alice 2 nickname",
+        "MemberUpdated Alice 3 nickname",
         "MemberDeleted"
       ])
-      assert.deepStrictEqual(byKey.get(String(bob.memberId)), ["MemberCreated", "MemberUpdated"])
+      assert.deepStrictEqual(byKey.get(String(bob.memberId)), [
+        "MemberCreated Bob -",
+        "MemberUpdated Bob email"
+      ])
 
       const [login] = yield* readTopic(logins.name, 1)
       assert.strictEqual(login!.key!.toString("utf8"), String(alice.memberId))

@@ -109,7 +109,17 @@ describe("a consumer replica dies", () => {
         assert.isAbove((yield* unapplied).length, 0, "the replica's partitions were done when it was killed")
 
         yield* eventually(Effect.map(applied, (n) => n >= accepted.length), "90 seconds")
-        yield* Effect.sleep("1 second")
+        // Every request's offset committed by the group: nothing more can be applied after this.
+        const lagging = Effect.flatMap(admin.endOffsets(config.topics.requests.name), (ends) =>
+          Effect.map(
+            admin.committedOffsets(config.topics.issueGroup, config.topics.requests.name),
+            (offsets) =>
+              ends.filter(({ high, low, partition }) =>
+                Number(high) > Number(low) &&
+                Number(offsets.find((o) => o.partition === partition)?.offset ?? -1) < Number(high)
+              ).length
+          ))
+        yield* eventually(Effect.map(lagging, (n) => n === 0), "60 seconds", "every request's offset committed")
         assert.strictEqual(yield* applied, accepted.length)
         const [claims] = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM kpipe_processed_events WHERE consumer_group = ${config.topics.issueGroup}`

@@ -231,4 +231,10 @@ export const tally = (answers: ReadonlyArray<Answer>) => {
   return counts
 }
 
+/** Offsets `group` has committed on `topic`, summed over its partitions. */
+export const committed = (group: string, topic: string) =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.committedOffsets(group, topic)).pipe(
+    Effect.map((offsets) => offsets.reduce((sum, { offset }) => sum + Math.max(0, Number(offset)), 0))
+  )
+
 export { Admin }

@@ -6,6 +6,7 @@ import { RetryPolicy } from "@kpipe/pipeline"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import { Config } from "./Config.ts"
 
 /** auth-service does not know the member (404): asking again will not help. */
@@ -48,6 +49,8 @@ const transientStatuses = new Set([408, 429, 500, 502, 503, 504])
 
 export const isTransient = (error: unknown): boolean =>
   Cause.isTimeoutException(error) ||
+  // auth-service's own typed 503 (its database or broker did not answer), decoded by the contract.
+  Predicate.isTagged(error, "ServiceUnavailable") ||
   (HttpClientError.isHttpClientError(error) &&
     ((error._tag === "RequestError" && error.reason === "Transport") ||
       (error._tag === "ResponseError" && transientStatuses.has(error.response.status))))

@@ -11,20 +11,20 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import { fileURLToPath } from "node:url"
 import { memberClient, scratchDatabase } from "./utils.ts"
 
 const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
 const ddayMain = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
+/** Polls `effect` (failures count as "not yet") until its value satisfies `until`, for 45 s at most. */
 const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
-  Effect.gen(function*() {
-    while (true) {
-      const value = yield* Effect.either(effect)
-      if (value._tag === "Right" && until(value.right)) return value.right
-      yield* Effect.sleep("100 millis")
-    }
-  }).pipe(Effect.timeout("45 seconds"))
+  effect.pipe(
+    Effect.filterOrFail(until, () => new Error("not yet")),
+    Effect.retry(Schedule.spaced("100 millis")),
+    Effect.timeout("45 seconds")
+  )
 
 describe("S1 with real processes", () => {
   it.live(

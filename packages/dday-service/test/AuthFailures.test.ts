@@ -1,0 +1,186 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { assert, describe, it } from "@effect/vitest"
+import { App, Config, Workers } from "@kpipe/dday-service"
+import { DeadLetter, Publisher, RetryPolicy } from "@kpipe/pipeline"
+import { TestKafka } from "@kpipe/testing"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { createServer, type Server } from "node:http"
+import {
+  deleted,
+  eventually,
+  fastRetry,
+  isolated,
+  processed,
+  readTopic,
+  TestLive,
+  updated,
+  withConfig
+} from "./utils.ts"
+
+const t0 = Date.UTC(2030, 0, 1)
+
+/** How the stand-in answers one request: a status and body, or no answer at all. */
+type Reply = { readonly status: number; readonly body: string; readonly type?: string } | "hang"
+
+interface Asked {
+  readonly memberId: number
+  readonly at: number
+}
+
+/**
+ * A local HTTP server standing in for auth-service's failures: `reply` decides each answer from the
+ * member asked for. Records every request it gets.
+ */
+const standIn = (reply: (memberId: number) => Reply): Effect.Effect<
+  { readonly url: string; readonly asked: Array<Asked> },
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const asked: Array<Asked> = []
+    const server = yield* Effect.acquireRelease(
+      Effect.async<Server>((resume) => {
+        const server = createServer((request, response) => {
+          const memberId = Number(/\/api\/members\/(\d+)$/.exec(request.url ?? "")?.[1] ?? -1)
+          asked.push({ memberId, at: Date.now() })
+          const answer = reply(memberId)
+          if (answer === "hang") return
+          response.writeHead(answer.status, { "content-type": answer.type ?? "application/json" }).end(answer.body)
+        })
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+      }),
+      (server) =>
+        Effect.async<void>((resume) => {
+          server.closeAllConnections()
+          server.close(() => resume(Effect.void))
+        })
+    )
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    return { url: `http://127.0.0.1:${port}`, asked }
+  })
+
+/** The member-sync consumer as `Workers.layer` builds it (default retry unless `retry`), fetching from `authUrl`. */
+const startSync = (options: {
+  readonly topic: Workers.MemberTopic
+  readonly group: string
+  readonly authUrl: string
+  readonly authTimeoutMs: number
+  readonly retry?: RetryPolicy.RetryPolicy
+}) =>
+  Layer.build(
+    Workers.memberEventsConsumer({
+      topic: options.topic,
+      groupId: options.group,
+      retry: options.retry,
+      kafka: TestKafka.fastConsumer
+    }).pipe(
+      Layer.provide(App.services),
+      Layer.provide(Layer.merge(NodeHttpClient.layerUndici, Config.layerFromEnv))
+    )
+  ).pipe(withConfig({ AUTH_SERVICE_URL: options.authUrl, AUTH_TIMEOUT_MS: String(options.authTimeoutMs) }))
+
+/** Dead letters of `topic`, by member. */
+const letters = (topic: Workers.MemberTopic, count: number) =>
+  Effect.gen(function*() {
+    const records = yield* readTopic(topic.deadLetter.name, count)
+    const byMember = new Map<number, DeadLetter.DeadLetterHeaders>()
+    for (const record of records) {
+      const { letter } = yield* DeadLetter.decode(record)
+      byMember.set(Number(record.key!.toString("utf8")), letter)
+    }
+    return byMember
+  })
+
+const serviceUnavailable = JSON.stringify({ _tag: "ServiceUnavailable", message: "database down" })
+
+describe("MemberSync when auth-service fails", () => {
+  it.live(
+    "an answer that breaks the contract is AuthRejected, dead-lettered at once; 429, 5xx and timeouts are AuthUnavailable, retried, then dead-lettered",
+    () =>
+      Effect.gen(function*() {
+        const { group, topic } = yield* isolated("authfail")
+        const replies: Record<number, Reply> = {
+          601: { status: 200, body: JSON.stringify({ unexpected: true }) },
+          602: { status: 418, body: "I'm a teapot", type: "text/plain" },
+          611: { status: 429, body: "slow down", type: "text/plain" },
+          612: { status: 500, body: "boom", type: "text/plain" },
+          613: { status: 502, body: "<html>bad gateway</html>", type: "text/html" },
+          614: { status: 503, body: serviceUnavailable },
+          615: "hang"
+        }
+        const auth = yield* standIn((memberId) => replies[memberId] ?? { status: 404, body: "{}" })
+        yield* startSync({ topic, group, authUrl: auth.url, authTimeoutMs: 300, retry: fastRetry })
+        const members = Object.keys(replies).map(Number)
+        yield* Publisher.publish(topic, ...members.map((id) => updated(id, t0, "ghost")))
+
+        const byMember = yield* letters(topic, members.length)
+        const outcome = Object.fromEntries(
+          members.map((id) => [id, `${byMember.get(id)?.errorTag} ${byMember.get(id)?.attempts}`])
+        )
+        const retried = `AuthUnavailable ${fastRetry.maxRetries + 1}`
+        assert.deepStrictEqual(outcome, {
+          601: "AuthRejected 1",
+          602: "AuthRejected 1",
+          611: retried,
+          612: retried,
+          613: retried,
+          614: retried,
+          615: retried
+        })
+        // The client's own two quick retries on each attempt of a transient failure; none on a rejection.
+        const askedFor = (id: number) => auth.asked.filter((request) => request.memberId === id).length
+        assert.deepStrictEqual(
+          Object.fromEntries(members.map((id) => [id, askedFor(id)])),
+          {
+            601: 1,
+            602: 1,
+            611: 3 * (fastRetry.maxRetries + 1),
+            612: 3 * (fastRetry.maxRetries + 1),
+            613: 3 * (fastRetry.maxRetries + 1),
+            614: 3 * (fastRetry.maxRetries + 1),
+            615: 3 * (fastRetry.maxRetries + 1)
+          }
+        )
+        const claims = yield* processed(group)
+        assert.strictEqual(claims.length, members.length)
+        assert.isTrue(claims.every((claim) => claim.outcome === "DEAD_LETTERED"))
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
+    "an unavailable auth-service is retried after 1 s, 2 s and 4 s (the service's default policy), then dead-lettered",
+    () =>
+      Effect.gen(function*() {
+        const { group, topic } = yield* isolated("authsched")
+        const auth = yield* standIn(() => ({ status: 503, body: serviceUnavailable }))
+        yield* startSync({ topic, group, authUrl: auth.url, authTimeoutMs: 1_000 })
+        yield* Publisher.publish(topic, deleted(620, t0))
+
+        const letter = (yield* letters(topic, 1)).get(620)
+        assert.strictEqual(letter?.errorTag, "AuthUnavailable")
+        assert.strictEqual(letter?.attempts, RetryPolicy.defaultPolicy.maxRetries + 1)
+        yield* eventually(
+          Effect.map(processed(group), (claims) => claims.length === 1),
+          "10 seconds",
+          "the dead-lettered claim"
+        )
+        // Three requests per attempt (the client's quick retries); between attempts the consumer's delays.
+        const times = auth.asked.map((request) => request.at)
+        assert.strictEqual(times.length, 3 * (RetryPolicy.defaultPolicy.maxRetries + 1))
+        const gaps = [1, 2, 3].map((attempt) => times[3 * attempt]! - times[3 * attempt - 1]!)
+        ;[1_000, 2_000, 4_000].forEach((delay, i) => {
+          assert.isAtLeast(gaps[i]!, delay * 0.9 - 50, `gap before attempt ${i + 2}: ${gaps.join(", ")}`)
+          assert.isAtMost(gaps[i]!, delay * 1.1 + 1_000, `gap before attempt ${i + 2}: ${gaps.join(", ")}`)
+        })
+        // Quick retries within an attempt are much shorter than the consumer's delays.
+        for (let attempt = 0; attempt < 4; attempt++) {
+          assert.isBelow(times[3 * attempt + 2]! - times[3 * attempt]!, 900)
+        }
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+})
