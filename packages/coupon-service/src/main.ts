@@ -1,9 +1,5 @@
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Admin, KafkaClient } from "@kpipe/kafka"
-import { AlertSink } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
-import { Health, HttpServe, Operations, Telemetry } from "@kpipe/service-kit"
+import { Health, HttpServe, Operations, ServiceMain } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -17,8 +13,8 @@ import * as Topics from "./Topics.ts"
 const InfraLive = Layer.mergeAll(
   Database.layer,
   StockReservations.layerRedis,
-  Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv)),
-  AlertSink.layerConfig.pipe(Layer.provide(NodeHttpClient.layerUndici))
+  ServiceMain.kafka,
+  ServiceMain.alerts
 ).pipe(Layer.provideMerge(Config.layerFromEnv))
 
 const HttpLive = Layer.unwrapEffect(Effect.map(Config.Config, (config) =>
@@ -41,13 +37,4 @@ const AppLive = Layer.unwrapEffect(Effect.map(Config.Config, ({ roles }) =>
     Layer.provide(Operations.layer("coupon-service"))
   )
 
-const MainLive = Layer.unwrapEffect(
-  Effect.map(Config.Config, ({ replica }) =>
-    Layer.effectDiscard(Effect.logInfo("coupon-service ready")).pipe(
-      Layer.provide(AppLive),
-      Layer.provide(Telemetry.layer("coupon-service")),
-      Layer.annotateLogs({ service: "coupon-service", replica })
-    ))
-).pipe(Layer.provide(InfraLive))
-
-Layer.launch(MainLive).pipe(NodeRuntime.runMain)
+ServiceMain.launch("coupon-service", AppLive.pipe(Layer.provide(InfraLive)))

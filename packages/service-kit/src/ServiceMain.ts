@@ -1,0 +1,27 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Admin, KafkaClient } from "@kpipe/kafka"
+import { AlertSink } from "@kpipe/pipeline"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Replica from "./Replica.ts"
+import * as Telemetry from "./Telemetry.ts"
+
+/** The broker side of a service's infrastructure: `KafkaClient` from `KAFKA_*`, and its `Admin`. */
+export const kafka = Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
+
+/** Where dead-letter alerts go (`ALERT_WEBHOOK_URL`, else the log), over undici. */
+export const alerts = AlertSink.layerConfig.pipe(Layer.provideMerge(NodeHttpClient.layerUndici))
+
+/**
+ * Runs a service as the process: `app` (server, workers and the infrastructure they need, all
+ * provided) with telemetry, its logs annotated with the service name and replica, `<name> ready`
+ * logged once everything is up, and a graceful stop on SIGINT / SIGTERM.
+ */
+export const launch = <A, E>(name: string, app: Layer.Layer<A, E>): void =>
+  Layer.unwrapEffect(Effect.map(Replica.replica, (replica) =>
+    Layer.effectDiscard(Effect.logInfo(`${name} ready`)).pipe(
+      Layer.provide(app),
+      Layer.provide(Telemetry.layer(name)),
+      Layer.annotateLogs({ service: name, replica })
+    ))).pipe(Layer.launch, NodeRuntime.runMain)
