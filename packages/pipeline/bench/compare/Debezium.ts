@@ -80,6 +80,7 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
       sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot}`.pipe(
         Effect.retry(Schedule.spaced("500 millis").pipe(Schedule.compose(Schedule.recurs(20)))),
         Effect.zipRight(sql`DROP PUBLICATION IF EXISTS ${sql(slot)}`),
+        Effect.zipRight(BenchReport.print(`  Debezium's replication slot ${slot} and publication dropped`)),
         Effect.ignoreLogged
       )
     )

@@ -17,7 +17,7 @@ import * as PgCluster from "./PgCluster.ts"
 import * as Progress from "./Progress.ts"
 import { cpuMeter, delays, type Drain, type LatencyRun, percentiles, printCpu, type SystemResult } from "./Results.ts"
 import * as TopicWatcher from "./TopicWatcher.ts"
-import { appendBacklog, type CompareConfig, makeWorkloadEvents, offerAtRate } from "./Workload.ts"
+import { appendBacklog, type CompareConfig, makeWorkloadEvents, offerAtRate, topicConfig } from "./Workload.ts"
 
 const database = "compare_kpipe"
 const relayEntry = fileURLToPath(new URL("relayMain.ts", import.meta.url))
@@ -35,7 +35,8 @@ const appliedAt = (group: string) =>
 const makeTopic = (config: CompareConfig, prefix: string, created: Array<string>) =>
   Effect.gen(function*() {
     const topic = benchTopic(prefix, config.base.partitions)
-    created.push(...(yield* (yield* Admin.Admin).createTopics(TopicAdmin.specs([topic]))))
+    const specs = TopicAdmin.specs([topic]).map((spec) => ({ ...spec, config: { ...spec.config, ...topicConfig } }))
+    created.push(...(yield* (yield* Admin.Admin).createTopics(specs)))
     return topic
   })
 

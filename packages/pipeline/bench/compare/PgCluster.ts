@@ -63,22 +63,25 @@ export const make = Effect.acquireRelease(
       "-o",
       "max_wal_senders=4",
       "-o",
-      "listen_addresses=127.0.0.1",
-      "-o",
       "max_connections=100"
     )
-    writeFileSync(
-      `/etc/postgresql/${version}/${name}/pg_hba.conf`,
-      [
-        "# Written by the kpipe compare bench: a throwaway cluster on 127.0.0.1 only.",
-        "local all all trust",
-        "local replication all trust",
-        "host all all 127.0.0.1/32 trust",
-        "host replication all 127.0.0.1/32 trust",
-        ""
-      ].join("\n")
+    const configure = Effect.sync(() =>
+      writeFileSync(
+        `/etc/postgresql/${version}/${name}/pg_hba.conf`,
+        [
+          "# Written by the kpipe compare bench: a throwaway cluster, trust for local connections only.",
+          "local all all trust",
+          "local replication all trust",
+          "host all all 127.0.0.1/32 trust",
+          "host replication all 127.0.0.1/32 trust",
+          ""
+        ].join("\n")
+      )
     )
-    yield* run("pg_ctlcluster", version, name, "start")
+    // Once made, a failure to configure or start it must not leave it behind.
+    yield* Effect.zipRight(configure, run("pg_ctlcluster", version, name, "start")).pipe(
+      Effect.onError(() => drop.pipe(Effect.ignore))
+    )
     return { port, url: `postgres://postgres@127.0.0.1:${port}/postgres`, name: `${version}/${name}` }
   }),
   () => drop.pipe(Effect.ignoreLogged)

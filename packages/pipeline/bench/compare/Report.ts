@@ -96,6 +96,10 @@ const cellLatency = (row: Row, k: typeof keys[number]) => {
 export const header = ["system", "run", "events/s (× limit)", "p50 (× limit)", "p95", "p99", "max"]
 export const cells = (row: Row) => [row.system, row.measure, cellRate(row), ...keys.map((k) => cellLatency(row, k))]
 
+/** The terminal table left-aligns only its first column: system and run in one. */
+export const terminalHeader = ["system: run", ...header.slice(2)]
+export const terminalCells = (row: Row) => [`${row.system}: ${row.measure}`, ...cells(row).slice(2)]
+
 export interface Target {
   readonly name: string
   readonly met: boolean | undefined

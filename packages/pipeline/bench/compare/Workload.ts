@@ -121,12 +121,12 @@ export const stamp = (into: Map<string, number>, events: ReadonlyArray<BenchEven
     for (const event of events) into.set(event.eventId, now)
   })
 
+/** Record timestamps are the broker's append time: "on the topic" measured by the broker itself. */
+export const topicConfig = { "retention.ms": String(60 * 60 * 1000), "message.timestamp.type": "LogAppendTime" }
+
 /** A topic of `partitions` without the dead-letter topic a kpipe topic has; deleted at the end of the run. */
 export const createTopic = (name: string, partitions: number, created: Array<string>) =>
-  Effect.flatMap(
-    Admin.Admin,
-    (admin) => admin.createTopics([{ name, partitions, config: { "retention.ms": String(60 * 60 * 1000) } }])
-  ).pipe(
+  Effect.flatMap(Admin.Admin, (admin) => admin.createTopics([{ name, partitions, config: topicConfig }])).pipe(
     Effect.tap((names) => Effect.sync(() => created.push(...names))),
     Effect.as(name)
   )

@@ -83,7 +83,7 @@ const program = Effect.gen(function*() {
   yield* BenchReport.print(
     "Comparison (ratios: throughput to ProducerPerformance unthrottled; latency to ProducerPerformance at the same rate)"
   )
-  yield* BenchReport.table(Report.header, rows.map(Report.cells), "  ")
+  yield* BenchReport.table(Report.terminalHeader, rows.map(Report.terminalCells), "  ")
   yield* BenchReport.print()
   yield* BenchReport.print("Targets (issue 16)")
   yield* BenchReport.table(["target", "", "measured"], targets.map((t) => [t.name, Report.verdict(t), t.detail]), "  ")
