@@ -9,7 +9,7 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { mkdirSync, rmSync, writeFileSync } from "node:fs"
 import type { BenchEvent } from "../internal/events.ts"
 import { waitUntil } from "../internal/measure.ts"
 import * as Jvm from "./Jvm.ts"
@@ -85,7 +85,9 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
       )
     )
 
+    // Connect's offsets of an earlier run point into a cluster that is gone: every run starts afresh.
     const dir = `${Jvm.runDir}/debezium`
+    rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })
     const restPort = yield* ServiceProcess.freePort
     writeFileSync(
