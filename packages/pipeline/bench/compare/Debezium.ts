@@ -33,19 +33,17 @@ const connector = "compare-outbox"
 const properties = (entries: Record<string, string | number>) =>
   Object.entries(entries).map(([key, value]) => `${key}=${value}`).join("\n") + "\n"
 
-const insertTx = (aggregateType: string) => (events: ReadonlyArray<BenchEvent>) =>
+const insertRows = (aggregateType: string) => (events: ReadonlyArray<BenchEvent>) =>
   Effect.flatMap(SqlClient, (sql) =>
-    sql.withTransaction(
-      sql`INSERT INTO outbox ${
-        sql.insert(events.map((event) => ({
-          id: event.eventId,
-          aggregatetype: aggregateType,
-          aggregateid: event.key,
-          type: event.type,
-          payload: JSON.stringify(payloadOf(event))
-        })))
-      }`
-    )).pipe(Effect.asVoid)
+    sql`INSERT INTO outbox ${
+      sql.insert(events.map((event) => ({
+        id: event.eventId,
+        aggregatetype: aggregateType,
+        aggregateid: event.key,
+        type: event.type,
+        payload: JSON.stringify(payloadOf(event))
+      })))
+    }`).pipe(Effect.asVoid)
 
 const rest = (port: number) => (method: "GET" | "PUT", path: string) =>
   Effect.tryPromise(async () => {
@@ -73,7 +71,7 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
       )`
     const aggregateType = TestKafka.uniqueName("compare-debezium")
     const topic = yield* createTopic(`outbox.event.${aggregateType}`, config.base.partitions, created)
-    const append = insertTx(aggregateType)
+    const append = insertRows(aggregateType)
 
     // Released after Connect stopped (finalizers run in reverse): its slot would keep WAL forever.
     yield* Effect.addFinalizer(() =>

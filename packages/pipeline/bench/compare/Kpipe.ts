@@ -4,13 +4,13 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { BenchReport, ServiceProcess } from "@kpipe/devtools"
 import { Admin } from "@kpipe/kafka"
-import { PipelineMigrations, TopicAdmin } from "@kpipe/pipeline"
+import { Outbox, PipelineMigrations, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { fileURLToPath } from "node:url"
-import { appendTx, printVerification, processedCount, verifyExactlyOnce } from "../internal/blocks.ts"
+import { printVerification, processedCount, verifyExactlyOnce } from "../internal/blocks.ts"
 import { BenchFailure, benchMigrations, type BenchTopic, benchTopic } from "../internal/events.ts"
 import { vacuum, waitUntil } from "../internal/measure.ts"
 import * as PgCluster from "./PgCluster.ts"
@@ -54,14 +54,14 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     const relay = yield* Progress.during(
       "kpipe: starting the relay process",
       () => "waiting for it",
-      ServiceProcess.start({ name: "compare-relay", entry: relayEntry, env })
+      ServiceProcess.start({ name: "compare-relay", entry: relayEntry, env, execArgv: config.processArgs })
     )
 
     /** The first event through: the relay's producer knows the topic (and the consumer has joined). */
     const prime = (topic: BenchTopic, watcher: TopicWatcher.Watcher, ids: Array<string>) =>
       Effect.gen(function*() {
         const primer = makeWorkloadEvents(1, config, note)
-        yield* appendTx(topic, primer)
+        yield* Outbox.append(topic, ...primer)
         ids.push(primer[0]!.eventId)
         yield* waitUntil(Effect.sync(() => watcher.arrivals.has(primer[0]!.eventId)), "kpipe's first event", 60_000)
       })
@@ -81,7 +81,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
         yield* Progress.during(
           `kpipe: appending a backlog of ${BenchReport.fmt(config.events)} events (relay frozen)`,
           () => `${BenchReport.fmt(appended.length)} appended`,
-          appendBacklog(config, note, (events) => appendTx(topic, events), appended)
+          appendBacklog(config, note, (events) => Outbox.append(topic, ...events), appended)
         ).pipe(Effect.onError(() => relay.signal("SIGCONT")))
         ids.push(...appended)
         const meter = yield* cpuMeter(pids)
@@ -127,6 +127,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
       ServiceProcess.start({
         name: "compare-consumer",
         entry: consumerEntry,
+        execArgv: config.processArgs,
         env: {
           ...env,
           COMPARE_TOPIC: topicB.name,
@@ -184,7 +185,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
       const offered = yield* Progress.during(
         `kpipe at ${BenchReport.fmt(rate)} events/s for ${config.seconds} s`,
         () => `${BenchReport.fmt(watcherB.arrivals.size - seen)} on the topic`,
-        offerAtRate(config, rate, note, (events) => appendTx(topicB, events)).pipe(
+        offerAtRate(config, rate, note, (events) => Outbox.append(topicB, ...events)).pipe(
           Effect.tap(({ total }) =>
             Effect.zipRight(
               waitUntil(
@@ -221,6 +222,8 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
       )
     }
 
+    // The graceful path, as a deployment stops them (and what writes a --cpu-prof profile).
+    yield* Effect.all([relay.stop, consumer.stop], { concurrency: 2 })
     const verification = yield* verifyExactlyOnce(group, new Set(idsB), config.base)
     yield* printVerification(verification, config.base)
     if (!verification.ok) return yield* new BenchFailure({ message: "kpipe: events were lost or applied twice" })

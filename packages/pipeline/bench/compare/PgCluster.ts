@@ -63,7 +63,10 @@ export const make = Effect.acquireRelease(
       "-o",
       "max_wal_senders=4",
       "-o",
-      "max_connections=100"
+      "max_connections=100",
+      // Latency runs read each appending transaction's commit time from the server.
+      "-o",
+      "track_commit_timestamp=on"
     )
     const configure = Effect.sync(() =>
       writeFileSync(

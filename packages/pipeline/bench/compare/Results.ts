@@ -45,7 +45,7 @@ export interface LatencyRun {
   readonly rate: number
   readonly events: number
   readonly offerMs: number
-  /** Append commit → the record seen on the topic. */
+  /** Append commit (the server's commit timestamp) → the broker appended the record (LogAppendTime). */
   readonly toTopic: Percentiles
   /** Append commit → applied by the consumer (kpipe only). */
   readonly toApplied?: Percentiles | undefined

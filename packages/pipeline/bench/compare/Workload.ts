@@ -1,6 +1,7 @@
 // The one workload every system in the comparison gets: the same events (BenchEvent, padded to
 // BENCH_RECORD_BYTES of JSON as PostgreSQL's jsonb prints it), the same key spread, the same
 // transaction sizes, the same backlog and offered rates.
+import { SqlClient } from "@effect/sql/SqlClient"
 import { BenchReport } from "@kpipe/devtools"
 import { Admin } from "@kpipe/kafka"
 import * as Config from "effect/Config"
@@ -54,6 +55,11 @@ export const CompareConfig = Config.all({
         ? Either.right(new Set<Phase>(phases as Array<Phase>))
         : Either.left(ConfigError.InvalidData(["BENCH_PHASES"], `expected some of ${phaseNames.join(",")}`))
     })
+  ),
+  /** Node flags for the relay and consumer processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`. */
+  processArgs: Config.string("BENCH_PROCESS_ARGS").pipe(
+    Config.withDefault(""),
+    Config.map((text) => text.split(" ").filter((arg) => arg !== ""))
   ),
   /** Where the report and the chart go. */
   resultsDir: Config.string("BENCH_RESULTS_DIR").pipe(Config.withDefault("bench-results/compare"))
@@ -115,12 +121,6 @@ export const describe = (config: CompareConfig) =>
     BenchReport.fmt(config.base.keys)
   } keys, ${config.base.keysPerTransaction} per transaction; ${config.base.partitions} partitions`
 
-export const stamp = (into: Map<string, number>, events: ReadonlyArray<BenchEvent>) =>
-  Effect.sync(() => {
-    const now = Date.now()
-    for (const event of events) into.set(event.eventId, now)
-  })
-
 /** Record timestamps are the broker's append time: "on the topic" measured by the broker itself. */
 export const topicConfig = { "retention.ms": String(60 * 60 * 1000), "message.timestamp.type": "LogAppendTime" }
 
@@ -131,11 +131,35 @@ export const createTopic = (name: string, partitions: number, created: Array<str
     Effect.as(name)
   )
 
+/**
+ * One appending transaction: `append` writes the events, and the transaction's id is read so that
+ * its commit time can be asked from the server afterwards (`commitTimes`).
+ */
+const appendTx = <E, R>(
+  append: (events: ReadonlyArray<BenchEvent>) => Effect.Effect<unknown, E, R>,
+  events: ReadonlyArray<BenchEvent>
+) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql.withTransaction(
+      Effect.zipRight(append(events), sql<{ xid: string }>`SELECT (txid_current() % 4294967296)::text AS xid`)
+    )).pipe(Effect.map(([row]) => row!.xid))
+
+/**
+ * When each transaction committed, by the server's clock (`track_commit_timestamp` is on in the
+ * bench's cluster): the same host clock as the broker's append time, and immune to how late the
+ * busy bench process hears of the commit.
+ */
+const commitTimes = (xids: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ xid: string; at: number }>`
+      SELECT x AS xid, (extract(epoch FROM pg_xact_commit_timestamp(x::xid)) * 1000)::float8 AS at
+      FROM unnest(${xids}::text[]) AS x`).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.xid, row.at]))))
+
 /** `total` events in transactions of `backlogTxSize`, `appenders` transactions at a time. */
 export const appendBacklog = <E, R>(
   config: CompareConfig,
   note: string,
-  appendTx: (events: ReadonlyArray<BenchEvent>) => Effect.Effect<void, E, R>,
+  append: (events: ReadonlyArray<BenchEvent>) => Effect.Effect<unknown, E, R>,
   appended: Array<string>
 ) =>
   Effect.forEach(
@@ -143,7 +167,10 @@ export const appendBacklog = <E, R>(
     (size) =>
       Effect.suspend(() => {
         const events = makeWorkloadEvents(size, config, note)
-        return Effect.zipRight(appendTx(events), Effect.sync(() => events.forEach((e) => appended.push(e.eventId))))
+        return Effect.zipRight(
+          appendTx(append, events),
+          Effect.sync(() => events.forEach((e) => appended.push(e.eventId)))
+        )
       }),
     { concurrency: config.base.appenders, discard: true }
   )
@@ -153,17 +180,19 @@ export const offerAtRate = <E, R>(
   config: CompareConfig,
   rate: number,
   note: string,
-  appendTx: (events: ReadonlyArray<BenchEvent>) => Effect.Effect<void, E, R>
+  append: (events: ReadonlyArray<BenchEvent>) => Effect.Effect<unknown, E, R>
 ) =>
   Effect.gen(function*() {
     const { perTick, ticks, total } = latencyShape(rate, config.seconds)
-    const committedAt = new Map<string, number>()
+    const transactionOf = new Map<string, string>()
     const offerMs = yield* offerOpenLoop(
       ticks,
       Effect.suspend(() => {
         const events = makeWorkloadEvents(perTick, config, note)
-        return Effect.zipRight(appendTx(events), stamp(committedAt, events))
+        return Effect.map(appendTx(append, events), (xid) => events.forEach((e) => transactionOf.set(e.eventId, xid)))
       })
     )
+    const committed = yield* commitTimes([...new Set(transactionOf.values())])
+    const committedAt = new Map([...transactionOf].map(([id, xid]) => [id, committed.get(xid) ?? Number.NaN]))
     return { committedAt, offerMs, total }
   })

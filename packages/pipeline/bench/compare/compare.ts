@@ -110,7 +110,7 @@ const program = Effect.gen(function*() {
       targets,
       chart: "chart.svg",
       notes: [
-        "Latency: from the appending transaction's commit (as the appender saw it) to the record seen by a plain consumer on the topic, or to the consumer's applied_at.",
+        "Latency: from the appending transaction's commit (pg_xact_commit_timestamp, track_commit_timestamp on) to the broker's append time of the record (topics use message.timestamp.type=LogAppendTime), or to the consumer's applied_at (clock_timestamp() in its transaction): one host clock, no bench event loop in between.",
         "Drains: the backlog is appended while the connector is paused / the relay process is frozen (SIGSTOP); the clock starts at resume / SIGCONT and stops at the last event seen.",
         "Written by `pnpm bench:compare` (packages/pipeline/bench/compare)."
       ]
