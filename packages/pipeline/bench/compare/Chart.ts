@@ -14,7 +14,7 @@ const short = (row: Row) =>
   }`
 
 export const svg = (title: string, rows: ReadonlyArray<Row>) => {
-  const latency = rows.filter((r) => r.latency !== undefined && r.latencyRatio !== undefined)
+  const latency = rows.filter((r) => r.latency !== undefined)
   const throughput = rows.filter((r) => r.rate !== undefined)
   const width = 1200
   const height = 520

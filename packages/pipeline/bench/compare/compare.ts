@@ -10,19 +10,13 @@ import { BenchReport } from "@kpipe/devtools"
 import { Admin } from "@kpipe/kafka"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { configProvider } from "../internal/config.ts"
-import { BenchFailure } from "../internal/events.ts"
+import { runBench } from "../internal/runBench.ts"
 import * as Chart from "./Chart.ts"
 import * as Debezium from "./Debezium.ts"
 import { repoRoot } from "./Jvm.ts"
@@ -124,28 +118,4 @@ const program = Effect.gen(function*() {
   )
 })
 
-const main = Effect.gen(function*() {
-  const level = yield* Config.logLevel("BENCH_LOG_LEVEL").pipe(Config.withDefault(LogLevel.Warning))
-  return yield* Effect.scoped(program).pipe(Effect.provide(TestKafka.layer), Logger.withMinimumLogLevel(level))
-}).pipe(Effect.withConfigProvider(configProvider))
-
-const fiber = Effect.runFork(main)
-// Interrupting closes every scope: processes stopped, slot and cluster dropped, topics deleted.
-process.once("SIGINT", () => fiber.unsafeInterruptAsFork(fiber.id()))
-process.once("SIGTERM", () => fiber.unsafeInterruptAsFork(fiber.id()))
-fiber.addObserver((exit) => {
-  if (Exit.isFailure(exit)) {
-    const failure = Cause.failureOption(exit.cause)
-    const reason = Option.isSome(failure) && failure.value instanceof BenchFailure
-      ? failure.value.message
-      : Cause.isInterruptedOnly(exit.cause)
-      ? "interrupted"
-      : Cause.pretty(exit.cause)
-    process.stderr.write(`\nbench FAILED: ${reason}\n`)
-    process.exitCode = 1
-  }
-  setTimeout(() => {
-    process.stderr.write("bench: still running 5 s after the end (a kafkajs client left behind); exiting\n")
-    process.exit()
-  }, 5_000).unref()
-})
+runBench(Effect.scoped(program).pipe(Effect.provide(TestKafka.layer)))

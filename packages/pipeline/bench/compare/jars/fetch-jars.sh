@@ -2,8 +2,7 @@
 # Downloads the classpaths `pnpm bench:compare` runs on the JVM, once, into the gitignored .cache/:
 #   kafka-tools   Kafka's ProducerPerformance / ConsumerPerformance / EndToEndLatency (kafka-tools.pom.xml)
 #   debezium      Kafka Connect standalone + Debezium's PostgreSQL connector (debezium.pom.xml)
-# Like scripts/kafka/kafka.sh fetch: Maven's dependency:copy-dependencies into a scratch dir that is
-# moved into place only once Maven succeeded, so an interrupted fetch never looks complete.
+# Like scripts/kafka/kafka.sh fetch, through the same maven_fetch (scripts/kafka/maven-fetch.sh).
 #
 # Usage: fetch-jars.sh kafka-tools|debezium   (prints the directory holding the jars)
 # Environment: BENCH_JARS_DIR=<repo>/.cache/bench-jars   MVN=mvn
@@ -15,6 +14,8 @@ NAME=${1:?usage: fetch-jars.sh kafka-tools|debezium}
 POM="$SCRIPT_DIR/$NAME.pom.xml"
 [[ -f $POM ]] || { echo "fetch-jars: no $POM" >&2; exit 2; }
 MVN=${MVN:-mvn}
+# shellcheck source=../../../../../scripts/kafka/maven-fetch.sh
+source "$REPO_ROOT/scripts/kafka/maven-fetch.sh"
 
 CACHE_DIR="${BENCH_JARS_DIR:-$REPO_ROOT/.cache/bench-jars}/$NAME"
 LIBS="$CACHE_DIR/libs"
@@ -34,17 +35,7 @@ if [[ -f $MARKER ]] && cmp -s "$MARKER" "$POM"; then
 fi
 command -v "$MVN" >/dev/null 2>&1 || { echo "fetch-jars: maven ('$MVN') is needed once to download $NAME" >&2; exit 1; }
 echo "fetch-jars: fetching $NAME from Maven Central into $LIBS (one-time)..." >&2
-rm -rf "$CACHE_DIR"/libs.partial.*
-tmp=$(mktemp -d "$CACHE_DIR/libs.partial.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-"$MVN" -B -q -f "$POM" dependency:copy-dependencies \
-  -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 |
-  sed "s/$(printf '\033')\[[0-9;]*m//g" >&2
-[[ -n $(find "$tmp" -name '*.jar' -print -quit) ]] || { echo "fetch-jars: maven finished but no jar arrived" >&2; exit 1; }
-chmod 755 "$tmp"
-rm -rf "$LIBS"
-mv "$tmp" "$LIBS"
-trap - EXIT
+maven_fetch "$POM" "$LIBS" "*.jar"
 cp "$POM" "$MARKER"
 echo "fetch-jars: $(find "$LIBS" -name '*.jar' | wc -l | tr -d ' ') jars ($(du -sh "$LIBS" | cut -f1))" >&2
 echo "$LIBS"
