@@ -15,7 +15,7 @@ import { waitUntil } from "../internal/measure.ts"
 import * as Jvm from "./Jvm.ts"
 import * as PgCluster from "./PgCluster.ts"
 import * as Progress from "./Progress.ts"
-import { cpuMeter, delays, type LatencyRun, percentiles, printCpu, type SystemResult } from "./Results.ts"
+import { cpuMeter, delays, lastOf, type LatencyRun, percentiles, printCpu, type SystemResult } from "./Results.ts"
 import * as TopicWatcher from "./TopicWatcher.ts"
 import {
   appendBacklog,
@@ -185,7 +185,7 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
       () => `${BenchReport.fmt(watcher.arrivals.size - seen0)} of ${BenchReport.fmt(config.events)} on the topic`,
       waitUntil(Effect.sync(() => watcher.arrivals.size - seen0 >= config.events), "Debezium drain", 600_000, 5)
     )
-    const last = Math.max(...appended.map((id) => watcher.arrivals.get(id)!))
+    const last = lastOf(appended, watcher.arrivals)
     const drain = { events: config.events, ms: last - t0, cpuPerThousand: yield* meter(config.events) }
     yield* BenchReport.print(
       `  Debezium drained ${BenchReport.fmt(config.events)} in ${BenchReport.fmt(drain.ms / 1000, 2)} s = ${

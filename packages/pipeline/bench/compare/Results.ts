@@ -30,6 +30,10 @@ export const delays = (from: ReadonlyMap<string, number>, to: ReadonlyMap<string
   return out
 }
 
+/** The latest of `ids`' times (NaN when one is missing); a loop, as 200,000 arguments would overflow `Math.max`. */
+export const lastOf = (ids: ReadonlyArray<string>, at: ReadonlyMap<string, number>) =>
+  ids.reduce((max, id) => Math.max(max, at.get(id) ?? Number.NaN), 0)
+
 export interface Drain {
   readonly events: number
   readonly ms: number
