@@ -69,8 +69,8 @@ export interface SystemResult {
 
 /**
  * CPU over a drain, in ms per 1,000 events: each of `pids` (the system's own processes), this bench
- * process (appender and topic watcher), every PostgreSQL backend and every JVM (the broker, and
- * Connect while it runs).
+ * process (appender and topic watcher), every PostgreSQL process and every JVM of the machine (the
+ * broker, Connect while it runs, and whatever else runs there: other users' count too).
  */
 export const cpuMeter = (pids: Readonly<Record<string, number>>) =>
   Effect.map(BenchCpu.snapshot, (snapshot) => {
@@ -86,8 +86,8 @@ export const cpuMeter = (pids: Readonly<Record<string, number>>) =>
             ) => [name, ((BenchCpu.processMs(pid) - processes[name]!) * 1000) / events])
           ),
           "bench process": perThousand(cpu.benchUser + cpu.benchSystem),
-          postgres: perThousand(cpu.postgres),
-          "JVMs (broker, Connect)": perThousand(cpu.kafka)
+          "postgres (all)": perThousand(cpu.postgres),
+          "JVMs (all: broker, Connect)": perThousand(cpu.kafka)
         }
       })
   })

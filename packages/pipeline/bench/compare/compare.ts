@@ -105,7 +105,8 @@ const program = Effect.gen(function*() {
       chart: "chart.svg",
       notes: [
         "Latency: from the appending transaction's commit (pg_xact_commit_timestamp, track_commit_timestamp on) to the broker's append time of the record (topics use message.timestamp.type=LogAppendTime), or to the consumer's applied_at (clock_timestamp() in its transaction): one host clock, no bench event loop in between.",
-        "Drains: the backlog is appended while the connector is paused / the relay process is frozen (SIGSTOP); the clock starts at resume / SIGCONT and stops at the last event seen.",
+        "Drains: the backlog is appended while the connector is paused / the relay process is frozen (SIGSTOP); the clock starts at resume / SIGCONT and stops at the broker's append time of the last event. A paused Debezium task still decodes the slot into its queue (max.queue.size 8,192 events), so it resumes with that much read.",
+        "CPU per 1,000 events: the systems' own processes exactly (/proc), postgres and JVMs summed over the machine (other users' processes included).",
         "Written by `pnpm bench:compare` (packages/pipeline/bench/compare)."
       ]
     })
