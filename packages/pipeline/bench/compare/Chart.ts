@@ -7,11 +7,16 @@ const colors = { p50: "#4e79a7", p95: "#59a14f", p99: "#f28e2b", max: "#e15759" 
 const percentileKeys = ["p50", "p95", "p99", "max"] as const
 const esc = (text: string) => text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
 
-const short = (row: Row) =>
-  `${row.system.split(" ")[0]} ${
-    row.measure.replace("ProducerPerformance ", "").replace(": commit → ", " → ")
-      .replace(": send → acknowledged", " → acked")
+const short = (row: Row) => {
+  const text = `${row.system.split(" ")[0]} ${
+    row.measure.replace("ProducerPerformance ", "").replace(": commit → ", " → ").replace(
+      ": send → acknowledged",
+      " → acked"
+    )
+      .replace(": produce → consume, one at a time", " (one at a time)")
   }`
+  return text.length > 36 ? `${text.slice(0, 35)}…` : text
+}
 
 export const svg = (title: string, rows: ReadonlyArray<Row>) => {
   const latency = rows.filter((r) => r.latency !== undefined)
