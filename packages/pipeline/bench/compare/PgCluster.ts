@@ -10,7 +10,9 @@ import { writeFileSync } from "node:fs"
 export class PgClusterError extends Data.TaggedError("PgClusterError")<{ readonly message: string }> {}
 
 const version = "15"
-const name = "kpipe_bench"
+/** One cluster per bench process, so two developers' runs never drop each other's. */
+const prefix = "kpipe_bench_"
+const name = `${prefix}${process.pid}`
 
 const exec = (...args: [string, ...Array<string>]) =>
   Command.make(...args).pipe(
@@ -31,24 +33,35 @@ const run = (...args: [string, ...Array<string>]) =>
     )
   )
 
-const exists = Effect.map(exec("pg_lsclusters", "--no-header"), (out) =>
-  out.split("\n").some((line) => {
-    const [v, n] = line.trim().split(/\s+/)
-    return v === version && n === name
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** Clusters of bench processes that are gone (killed before they could drop theirs). */
+const orphans = Effect.map(exec("pg_lsclusters", "--no-header"), (out) =>
+  out.split("\n").flatMap((line) => {
+    const [v, n = ""] = line.trim().split(/\s+/)
+    return v === version && n.startsWith(prefix) && !alive(Number(n.slice(prefix.length))) ? [n] : []
   }))
 
-const drop = Effect.zipRight(
-  run("pg_ctlcluster", version, name, "stop", "--mode", "immediate").pipe(Effect.ignore),
-  run("pg_dropcluster", version, name)
-)
+const drop = (cluster: string) =>
+  Effect.zipRight(
+    run("pg_ctlcluster", version, cluster, "stop", "--mode", "immediate").pipe(Effect.ignore),
+    run("pg_dropcluster", version, cluster)
+  )
 
 /**
  * Makes the cluster on a free port with trust authentication and logical decoding, starts it, and
- * stops and drops it when the scope closes. A cluster left by an interrupted run is dropped first.
+ * stops and drops it when the scope closes. Clusters left by killed runs are dropped first.
  */
 export const make = Effect.acquireRelease(
   Effect.gen(function*() {
-    if (yield* exists) yield* drop
+    yield* Effect.forEach(yield* orphans, drop, { discard: true })
     const port = yield* ServiceProcess.freePort
     yield* run(
       "pg_createcluster",
@@ -83,11 +96,11 @@ export const make = Effect.acquireRelease(
     )
     // Once made, a failure to configure or start it must not leave it behind.
     yield* Effect.zipRight(configure, run("pg_ctlcluster", version, name, "start")).pipe(
-      Effect.onError(() => drop.pipe(Effect.ignore))
+      Effect.onError(() => drop(name).pipe(Effect.ignore))
     )
     return { port, url: `postgres://postgres@127.0.0.1:${port}/postgres`, name: `${version}/${name}` }
   }),
-  () => drop.pipe(Effect.ignoreLogged)
+  () => drop(name).pipe(Effect.ignoreLogged)
 )
 
 /** The same cluster, another database. */
