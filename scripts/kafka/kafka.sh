@@ -77,6 +77,8 @@ JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 JAVAC=${JAVA_HOME:+$JAVA_HOME/bin/}javac
 KEYTOOL=${JAVA_HOME:+$JAVA_HOME/bin/}keytool
 MVN=${MVN:-mvn}
+# shellcheck source=maven-fetch.sh
+source "$SCRIPT_DIR/maven-fetch.sh"
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -117,22 +119,9 @@ fetch() {
   fi
   command -v "$MVN" >/dev/null 2>&1 || die "maven ('$MVN') is needed once to download the broker"
   log "fetching kafka $KAFKA_VERSION from Maven Central into $LIBS (one-time, ~50 MB)..."
-  local started tmp
+  local started
   started=$(now_ms)
-  rm -rf "$CACHE_DIR"/libs.partial.*
-  # Download into a scratch dir and move it into place only once Maven succeeded, so an
-  # interrupted fetch never looks complete.
-  tmp=$(mktemp -d "$CACHE_DIR/libs.partial.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
-  # With -q Maven prints only errors; strip the colour codes Maven 3.8 emits even in batch mode.
-  "$MVN" -B -q -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 |
-    sed "s/$(printf '\033')\[[0-9;]*m//g" >&2
-  [[ -f $tmp/kafka_2.13-$KAFKA_VERSION.jar ]] || die "maven finished but the kafka jar is missing"
-  chmod 755 "$tmp" # mktemp -d creates it 0700
-  rm -rf "$LIBS"
-  mv "$tmp" "$LIBS"
-  trap - EXIT
+  maven_fetch "$POM" "$LIBS" "kafka_2.13-$KAFKA_VERSION.jar" || die "fetching the broker's jars failed"
   touch "$FETCH_MARKER"
   log "fetched $(find "$LIBS" -name '*.jar' | wc -l | tr -d ' ') jars ($(du -sh "$LIBS" | cut -f1)) in $(fmt_secs $(($(now_ms) - started)))"
 }

@@ -6,11 +6,14 @@
 // of BENCH_QUANTITY. Prints the request rate, API latency percentiles, the answers, the time until
 // every request is settled (answered, and every accepted one ISSUED in the database) and the CPU
 // each process used. Before it, every partition of the topic receives records and a warm-up sale on
-// another coupon runs.
+// another coupon runs. The sale runs twice (on two coupons) and the resident memory of each process
+// is read idle, after the warm-up and after each sale, so growth shows. Last, with the service
+// stopped, the same load generator runs against bare node:http answering a fixed 202 (bare-http.ts),
+// and the API's throughput is printed as a share of it, which compares across machines.
 // Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS,
 // BENCH_SEPARATE_CONSUMER, BENCH_PRIME_PARTITIONS, BENCH_SERVICE_ARGS).
 import { SqlClient } from "@effect/sql/SqlClient"
-import { BenchCpu, BenchReport, BenchStats, ServiceProcess } from "@kpipe/devtools"
+import { BenchCpu, BenchMemory, BenchReport, BenchStats, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
@@ -92,6 +95,23 @@ const runLoad = (origin: string, couponId: number, firstUser: number, count: num
   })).pipe(
     Effect.catchTag("ServiceProcessError", (error) => new BenchFailure({ message: error.message }))
   )
+
+const bareHttp = fileURLToPath(new URL("bare-http.ts", import.meta.url))
+
+/** The requests/s the load generator gets from bare node:http, after the same warm-up as the service. */
+const yardstick = (bench: Config.Config.Success<typeof BenchConfig>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const port = yield* ServiceProcess.freePort
+    const server = yield* ServiceProcess.start({ name: "bare-http", entry: bareHttp, args: [String(port)] }).pipe(
+      Effect.catchTag("ServiceProcessError", (error) => new BenchFailure({ message: error.message }))
+    )
+    if (bench.warmup > 0) yield* runLoad(server.baseUrl, 1, 1_000_000, bench.warmup, bench.inFlight)
+    const result = yield* runLoad(server.baseUrl, 1, 1, bench.requests, bench.inFlight)
+    if (result.answers["202 Accepted"] !== bench.requests) {
+      return yield* new BenchFailure({ message: `bare node:http answered ${JSON.stringify(result.answers)}` })
+    }
+    return bench.requests / (result.elapsedMs / 1000)
+  }))
 
 const issuedCount = (couponId: number) =>
   Effect.flatMap(
@@ -265,6 +285,9 @@ const sales = (
       { concurrency: "unbounded" }
     )
 
+    const rssNow = () => replicas.map((replica) => BenchMemory.rss(replica.pid))
+    const rss: Array<readonly [string, ReadonlyArray<number>]> = [["idle (started)", rssNow()]]
+
     yield* Effect.gen(function*() {
       if (bench.primePartitions) {
         const coupons = yield* primePartitions(origin, adminToken, config.topics.requests.name)
@@ -274,72 +297,112 @@ const sales = (
         const warm = yield* createCoupon(origin, adminToken, "warm-up", Math.max(1, Math.round(bench.warmup / 10)))
         yield* sale(origin, warm, 1_000_000, bench.warmup, bench.inFlight)
         yield* out(`warm-up: ${bench.warmup} requests done`)
+        rss.push(["after warm-up", rssNow()])
       }
 
-      const couponId = yield* createCoupon(origin, adminToken, "flash sale", bench.quantity)
-      const cpuBefore = replicas.map((replica) => BenchCpu.processMs(replica.pid))
-      const { accepted, issued, issuedAt, result, settledAt } = yield* sale(
-        origin,
-        couponId,
-        1,
-        bench.requests,
-        bench.inFlight
-      )
-      const cpuMs = replicas.map((replica, i) => BenchCpu.processMs(replica.pid) - cpuBefore[i]!)
-      const sorted = [...result.latencies].sort((a, b) => a - b)
-      const seconds = result.elapsedMs / 1000
-      const ms = (value: number) => `${value.toFixed(1)} ms`
+      // Twice, on two coupons: a second sale that needs more memory than the first shows growth.
+      const rates: Array<number> = []
+      for (const round of [1, 2]) {
+        const couponId = yield* createCoupon(origin, adminToken, `flash sale ${round}`, bench.quantity)
+        const cpuBefore = replicas.map((replica) => BenchCpu.processMs(replica.pid))
+        const { accepted, issued, issuedAt, result, settledAt } = yield* sale(
+          origin,
+          couponId,
+          1 + (round - 1) * bench.requests,
+          bench.requests,
+          bench.inFlight
+        )
+        const cpuMs = replicas.map((replica, i) => BenchCpu.processMs(replica.pid) - cpuBefore[i]!)
+        rss.push([`after sale ${round}`, rssNow()])
+        const sorted = [...result.latencies].sort((a, b) => a - b)
+        const seconds = result.elapsedMs / 1000
+        rates.push(bench.requests / seconds)
+        const ms = (value: number) => `${value.toFixed(1)} ms`
 
+        yield* out("")
+        yield* out(
+          `coupon-service flash sale ${round} of 2: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} API process(es) on one port${
+            bench.separateConsumer ? " and a consumer process" : " (consumers inside)"
+          }`
+        )
+        yield* out(`  answers           ${JSON.stringify(result.answers)}`)
+        yield* out(`  throughput        ${(bench.requests / seconds).toFixed(0)} requests/s (${seconds.toFixed(2)} s)`)
+        yield* out(
+          `  API latency       p50 ${ms(BenchStats.percentile(sorted, 0.5))}  p90 ${
+            ms(BenchStats.percentile(sorted, 0.9))
+          }  p99 ${ms(BenchStats.percentile(sorted, 0.99))}  max ${ms(sorted[sorted.length - 1] ?? 0)}`
+        )
+        for (const kind of Object.keys(result.answers).sort()) {
+          const of = result.latencies.filter((_, i) => result.kinds[i] === kind).sort((a, b) => a - b)
+          yield* out(
+            `    ${kind.padEnd(18)}p50 ${ms(BenchStats.percentile(of, 0.5))}  p99 ${
+              ms(BenchStats.percentile(of, 0.99))
+            }  max ${ms(of[of.length - 1] ?? 0)}`
+          )
+        }
+        yield* out(
+          `  settled           all ${bench.requests} by ${
+            ((settledAt - result.startedAt) / 1000).toFixed(2)
+          } s (checked after the last answer at ${
+            seconds.toFixed(2)
+          } s): ${accepted} accepted, the last ISSUED in the database at ${
+            ((issuedAt - result.startedAt) / 1000).toFixed(2)
+          } s (${issued} rows)`
+        )
+        yield* out(
+          `  CPU               service ${
+            cpuMs.map((cpu, i) => `${replicas[i]!.role} ${(cpu / seconds / 10).toFixed(0)} %`).join(" + ")
+          } of a core (${
+            (cpuMs.reduce((a, b) => a + b, 0) * 1000 / bench.requests).toFixed(0)
+          } µs per request, consumer included), load generator ${(result.cpuMs / result.elapsedMs * 100).toFixed(0)} %`
+        )
+        yield* out(
+          `  machine           load average ${
+            Os.loadavg().map((n) => n.toFixed(2)).join(" ")
+          } on ${Os.cpus().length} cores`
+        )
+        if (issued !== accepted || accepted !== Math.min(bench.quantity, bench.requests)) {
+          return yield* new BenchFailure({
+            message: `sale ${round}: expected ${Math.min(bench.quantity, bench.requests)} issued, got ${issued}`
+          })
+        }
+      }
+
+      const peaks = replicas.map((replica) => BenchMemory.peakRss(replica.pid))
       yield* out("")
       yield* out(
-        `coupon-service flash sale: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} API process(es) on one port${
-          bench.separateConsumer ? " and a consumer process" : " (consumers inside)"
-        }`
+        "Resident memory per process (RSS; targets: ≤ 150 MB idle, ≤ 250 MB under load, no growth across sales)"
       )
-      yield* out(`  answers           ${JSON.stringify(result.answers)}`)
-      yield* out(`  throughput        ${(bench.requests / seconds).toFixed(0)} requests/s (${seconds.toFixed(2)} s)`)
-      yield* out(
-        `  API latency       p50 ${ms(BenchStats.percentile(sorted, 0.5))}  p90 ${
-          ms(BenchStats.percentile(sorted, 0.9))
-        }  p99 ${ms(BenchStats.percentile(sorted, 0.99))}  max ${ms(sorted[sorted.length - 1] ?? 0)}`
+      yield* BenchReport.table(
+        ["when", ...replicas.map((replica, i) => `${replica.role} #${i}`)],
+        [
+          ...rss.map(([when, values]) => [when, ...values.map(BenchMemory.mb)]),
+          ["peak", ...peaks.map(BenchMemory.mb)],
+          [
+            "sale 2 − sale 1",
+            ...rss.at(-1)![1].map((after, i) => `${((after - rss.at(-2)![1][i]!) / 2 ** 20).toFixed(0)} MB`)
+          ]
+        ],
+        "  "
       )
-      for (const kind of Object.keys(result.answers).sort()) {
-        const of = result.latencies.filter((_, i) => result.kinds[i] === kind).sort((a, b) => a - b)
-        yield* out(
-          `    ${kind.padEnd(18)}p50 ${ms(BenchStats.percentile(of, 0.5))}  p99 ${
-            ms(BenchStats.percentile(of, 0.99))
-          }  max ${ms(of[of.length - 1] ?? 0)}`
-        )
-      }
-      yield* out(
-        `  settled           all ${bench.requests} by ${
-          ((settledAt - result.startedAt) / 1000).toFixed(2)
-        } s (checked after the last answer at ${
-          seconds.toFixed(2)
-        } s): ${accepted} accepted, the last ISSUED in the database at ${
-          ((issuedAt - result.startedAt) / 1000).toFixed(2)
-        } s (${issued} rows)`
-      )
-      yield* out(
-        `  CPU               service ${
-          cpuMs.map((cpu, i) => `${replicas[i]!.role} ${(cpu / seconds / 10).toFixed(0)} %`).join(" + ")
-        } of a core (${
-          (cpuMs.reduce((a, b) => a + b, 0) * 1000 / bench.requests).toFixed(0)
-        } µs per request, consumer included), load generator ${(result.cpuMs / result.elapsedMs * 100).toFixed(0)} %`
-      )
-      yield* out(
-        `  machine           load average ${
-          Os.loadavg().map((n) => n.toFixed(2)).join(" ")
-        } on ${Os.cpus().length} cores`
-      )
-      if (issued !== accepted || accepted !== Math.min(bench.quantity, bench.requests)) {
-        return yield* new BenchFailure({
-          message: `expected ${Math.min(bench.quantity, bench.requests)} issued, got ${issued}`
-        })
-      }
       const exits = yield* Effect.forEach(replicas, (replica) => replica.stop)
       if (exits.some((code) => code !== 0)) {
         return yield* new BenchFailure({ message: `service exit codes ${exits.join(", ")}` })
+      }
+
+      // With the service stopped, the same load generator against bare node:http on the same cores.
+      const bare = yield* yardstick(bench)
+      yield* out("")
+      yield* out(
+        `Yardstick: bare node:http answering a fixed 202 under the same load generator: ${bare.toFixed(0)} requests/s`
+      )
+      for (const [i, rate] of rates.entries()) {
+        const share = rate / bare
+        yield* out(
+          `  coupon API sale ${i + 1}: ${rate.toFixed(0)} requests/s = ${
+            (share * 100).toFixed(0)
+          }% of it (target ≥ 50%: ${share >= 0.5 ? "MET" : "NOT MET"})`
+        )
       }
     }).pipe(
       Effect.tapError(() => out(replicas.map((replica) => replica.output()).join("\n")))

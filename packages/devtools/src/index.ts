@@ -1,4 +1,5 @@
 export * as BenchCpu from "./BenchCpu.ts"
+export * as BenchMemory from "./BenchMemory.ts"
 export * as BenchReport from "./BenchReport.ts"
 export * as BenchStats from "./BenchStats.ts"
 export * as Infrastructure from "./Infrastructure.ts"

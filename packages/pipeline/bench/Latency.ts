@@ -2,8 +2,6 @@
 import { BenchReport, BenchStats } from "@kpipe/devtools"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
-import * as Schedule from "effect/Schedule"
 import { performance } from "node:perf_hooks"
 import { OutboxRelay } from "../src/index.ts"
 import {
@@ -18,6 +16,7 @@ import { type BenchConfig, latencyTickMs, pipelineRelayOptions } from "./interna
 import type { Context } from "./internal/context.ts"
 import { makeEvents } from "./internal/events.ts"
 import { measure, printWindow, vacuum, waitUntil } from "./internal/measure.ts"
+import { offerOpenLoop } from "./internal/offer.ts"
 import type { SpanRecorder } from "./internal/spans.ts"
 
 export const latencyRun = (config: BenchConfig, recorder: SpanRecorder, created: Array<string>) =>
@@ -50,7 +49,6 @@ export const latencyRun = (config: BenchConfig, recorder: SpanRecorder, created:
         recorder,
         topic,
         Effect.gen(function*() {
-          const fibers: Array<Fiber.RuntimeFiber<void, unknown>> = []
           const appendOne = Effect.suspend(() => {
             const events = makeEvents(perTick, config)
             const began = performance.now()
@@ -65,26 +63,7 @@ export const latencyRun = (config: BenchConfig, recorder: SpanRecorder, created:
               }))
             )
           })
-          // Open loop: each transaction is forked, so a slow commit never delays the next tick. A tick
-          // appends what is due by the clock: a timer that fires early (Schedule.fixed then runs twice
-          // for one boundary) or late does not change the offered rate.
-          let started = 0
-          const start = performance.now()
-          const tick = Effect.suspend(() => {
-            const due = Math.max(
-              0,
-              Math.min(ticks, Math.floor((performance.now() - start) / latencyTickMs) + 1) - started
-            )
-            started += due
-            return Effect.forEach(
-              Array.from({ length: due }),
-              () => Effect.map(Effect.fork(appendOne), (fiber) => void fibers.push(fiber)),
-              { discard: true }
-            )
-          })
-          yield* Effect.repeat(tick, { schedule: Schedule.fixed(latencyTickMs), until: () => started >= ticks })
-          const offerMs = performance.now() - start
-          yield* Fiber.joinAll(fibers)
+          const offerMs = yield* offerOpenLoop(ticks, appendOne)
           yield* waitUntil(Effect.sync(() => handledAt.size >= total), `${total} latency events handled`, 60_000)
           yield* waitUntil(
             Effect.map(processedCount(group), (n) => n >= total),

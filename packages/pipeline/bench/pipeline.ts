@@ -10,19 +10,15 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { BenchReport, BenchStats } from "@kpipe/devtools"
 import { Admin } from "@kpipe/kafka"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
 import * as Os from "node:os"
 import { BenchLive } from "./internal/blocks.ts"
-import { BenchConfig, configProvider } from "./internal/config.ts"
+import { BenchConfig } from "./internal/config.ts"
 import type { Context } from "./internal/context.ts"
 import { BenchFailure } from "./internal/events.ts"
 import { cpuPerEvent, otherCpu, type Window } from "./internal/measure.ts"
+import { runBench } from "./internal/runBench.ts"
 import { recordingTracer, SpanRecorder } from "./internal/spans.ts"
 import * as Latency from "./Latency.ts"
 import * as RelayDrain from "./RelayDrain.ts"
@@ -147,31 +143,4 @@ const program = Effect.gen(function*() {
   }
 })
 
-/** The library's logs are quiet unless something goes wrong; `BENCH_LOG_LEVEL=Info` (or `Debug`) shows more. */
-const main = Effect.gen(function*() {
-  const level = yield* Config.logLevel("BENCH_LOG_LEVEL").pipe(Config.withDefault(LogLevel.Warning))
-  return yield* Effect.scoped(program).pipe(Effect.provide(BenchLive), Logger.withMinimumLogLevel(level))
-}).pipe(Effect.withConfigProvider(configProvider))
-
-const fiber = Effect.runFork(main)
-// Interrupting closes every scope: topics deleted, consumers stopped, test database dropped.
-process.once("SIGINT", () => fiber.unsafeInterruptAsFork(fiber.id()))
-process.once("SIGTERM", () => fiber.unsafeInterruptAsFork(fiber.id()))
-fiber.addObserver((exit) => {
-  if (Exit.isFailure(exit)) {
-    const failure = Cause.failureOption(exit.cause)
-    const reason = Option.isSome(failure) && failure.value instanceof BenchFailure
-      ? failure.value.message
-      : Cause.isInterruptedOnly(exit.cause)
-      ? "interrupted"
-      : Cause.pretty(exit.cause)
-    process.stderr.write(`\nbench FAILED: ${reason}\n`)
-    process.exitCode = 1
-  }
-  // Everything was released above. A kafkajs consumer interrupted in the middle of a batch can
-  // still restart itself afterwards (seen on Ctrl-C); do not let it keep the benchmark alive.
-  setTimeout(() => {
-    process.stderr.write("bench: still running 5 s after the end (a kafkajs client left behind); exiting\n")
-    process.exit()
-  }, 5_000).unref()
-})
+runBench(Effect.scoped(program).pipe(Effect.provide(BenchLive)))

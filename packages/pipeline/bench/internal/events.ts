@@ -17,8 +17,8 @@ export class BenchEvent extends Schema.Class<BenchEvent>("BenchEvent")({
   data: Schema.Struct({ amount: Schema.Number, note: Schema.String })
 }) {}
 
-export const benchTopic = (prefix: string, partitions: number) => {
-  const name = TestKafka.uniqueName(prefix)
+/** `name` lets another process (a consumer started by the bench) open the topic the bench made. */
+export const benchTopic = (prefix: string, partitions: number, name = TestKafka.uniqueName(prefix)) => {
   return Topic.make({
     name,
     partitions,
@@ -30,7 +30,11 @@ export const benchTopic = (prefix: string, partitions: number) => {
 }
 export type BenchTopic = ReturnType<typeof benchTopic>
 
-export const makeEvents = (count: number, config: Pick<BenchConfig, "keys" | "keysPerTransaction">) => {
+export const makeEvents = (
+  count: number,
+  config: Pick<BenchConfig, "keys" | "keysPerTransaction">,
+  note = "benchmark payload"
+) => {
   const appendedAt = Date.now()
   const keys = Array.from(
     { length: Math.min(count, config.keysPerTransaction) },
@@ -41,7 +45,7 @@ export const makeEvents = (count: number, config: Pick<BenchConfig, "keys" | "ke
       eventId: crypto.randomUUID(),
       key: keys[i % keys.length]!,
       appendedAt,
-      data: { amount: Math.round(Math.random() * 100_000) / 100, note: "benchmark payload" }
+      data: { amount: Math.round(Math.random() * 100_000) / 100, note }
     }))
 }
 
