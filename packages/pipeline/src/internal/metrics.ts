@@ -17,3 +17,7 @@ export const backlog = Metric.gauge("kpipe_outbox_backlog", { description: "Outb
 export const oldestPendingSeconds = Metric.gauge("kpipe_outbox_oldest_pending_seconds", {
   description: "Age of the oldest outbox row waiting to be published"
 })
+export const claimFailuresTotal = Metric.counter("kpipe_outbox_claim_failures_total", {
+  description: "Relay claims that could not publish (broker or database away, connection lost); retried with backoff",
+  incremental: true
+})
