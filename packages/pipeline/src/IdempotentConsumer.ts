@@ -58,6 +58,7 @@ export const appliedTotal = metrics.appliedTotal
 export const duplicatesTotal = metrics.duplicatesTotal
 export const retriesTotal = metrics.retriesTotal
 export const deadLetteredTotal = metrics.deadLetteredTotal
+export const blockedRetriesTotal = metrics.blockedRetriesTotal
 
 /**
  * Consumes `topic` in group `groupId` and applies each event exactly once per group: the handler's

@@ -15,7 +15,8 @@ import { DeadLetterSink, type Failure } from "../DeadLetter.ts"
 import type { Delivered, Options } from "../IdempotentConsumer.ts"
 import * as RetryPolicy from "../RetryPolicy.ts"
 import type * as Topic from "../Topic.ts"
-import { appliedTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
+import { isInfrastructure } from "./infrastructure.ts"
+import { appliedTotal, blockedRetriesTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
 import * as ProcessedEvents from "./processedEvents.ts"
 
 /** The handler failed (or died) inside the transaction; `index` is the record's, when one record is to blame. */
@@ -26,10 +27,24 @@ class HandlerFailed<E> extends Data.TaggedError("HandlerFailed")<{
 
 interface AttemptFailure extends Failure {
   readonly decision: RetryPolicy.Decision
+  /**
+   * The infrastructure is away (database, connection, COMMIT, broker): not the event's fault, so it
+   * is retried until the infrastructure is back and never dead-lettered.
+   */
+  readonly infrastructure: boolean
   /** Which record of the transaction failed, when it is known. */
   readonly index: number | undefined
   readonly at: DateTime.Utc
 }
+
+/** Retries while the infrastructure is away: forever, 200 ms doubling to 10 s. */
+const infrastructureBackoff = Schedule.exponential("200 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(10)))
+)
+
+/** Blocked for this long, a partition is reported at Error instead of Warning. */
+const alertAfterSeconds = 30
 
 // Tagged errors often carry their details in fields and leave `message` empty.
 const describe = (error: unknown) => ({
@@ -62,11 +77,26 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
       Effect.map(DateTime.now, (at): AttemptFailure => {
         const failure = Cause.failureOption(cause)
         if (Option.isNone(failure)) {
-          // COMMIT failures surface as defects in @effect/sql; like any unknown failure, worth a retry.
-          return { tag: "Defect", ...describe(Cause.squash(cause)), decision: "retry", index: undefined, at }
+          // COMMIT and ROLLBACK failures surface as defects in @effect/sql: a lost connection.
+          return {
+            tag: "Defect",
+            ...describe(Cause.squash(cause)),
+            decision: "retry",
+            infrastructure: true,
+            index: undefined,
+            at
+          }
         }
         if (failure.value._tag === "SqlError") {
-          return { tag: "SqlError", ...describe(failure.value), decision: "retry", index: undefined, at }
+          // The claim's own statements: never the event's fault.
+          return {
+            tag: "SqlError",
+            ...describe(failure.value),
+            decision: "retry",
+            infrastructure: true,
+            index: undefined,
+            at
+          }
         }
         const { cause: handlerCause, index } = failure.value
         const error = Cause.failureOption(handlerCause)
@@ -75,10 +105,18 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             tag: error.value._tag,
             ...describe(error.value),
             decision: RetryPolicy.decide(errors, error.value),
+            infrastructure: isInfrastructure(error.value),
             index,
             at
           }
-          : { tag: "Defect", ...describe(Cause.squash(handlerCause)), decision: "retry", index, at }
+          : {
+            tag: "Defect",
+            ...describe(Cause.squash(handlerCause)),
+            decision: "retry",
+            infrastructure: false,
+            index,
+            at
+          }
       })
 
     const recordSpan = (name: string, record: Consumer.ConsumerRecord) => {
@@ -212,15 +250,40 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         Effect.zipRight(Metric.increment(deadLetteredTotal))
       )
 
-    /** One record on its own, with retries, then dead-lettered if it still fails. */
+    /**
+     * One record on its own: the infrastructure's failures are retried until it is back (the
+     * partition waits, the key keeps its order); the handler's own failures follow the policy, and
+     * the record is dead-lettered once it is done with.
+     */
     const single = (item: Delivered<A>, prior: AttemptFailure | undefined) =>
       Effect.gen(function*() {
         const driver = yield* Schedule.driver(RetryPolicy.schedule(policy))
+        const waitForInfrastructure = yield* Schedule.driver(infrastructureBackoff)
         let attempts = prior === undefined ? 0 : 1
         let firstAt = prior?.at
         let failure = prior
-        while (failure === undefined || failure.decision === "retry") {
-          if (failure !== undefined) {
+        let blockedSince: number | undefined
+        while (failure === undefined || failure.infrastructure || failure.decision === "retry") {
+          if (failure !== undefined && failure.infrastructure) {
+            blockedSince ??= Date.now()
+            const blockedFor = Math.round((Date.now() - blockedSince) / 1000)
+            yield* Metric.increment(blockedRetriesTotal)
+            yield* (blockedFor < alertAfterSeconds ? Effect.logWarning : Effect.logError)(
+              "Infrastructure failure while applying an event; the partition waits and retries",
+              failure.message
+            ).pipe(
+              Effect.annotateLogs({
+                topic: topic.name,
+                partition: item.record.partition,
+                offset: item.record.offset,
+                eventId: item.event.eventId,
+                groupId,
+                errorTag: failure.tag,
+                blockedForSeconds: blockedFor
+              })
+            )
+            yield* waitForInfrastructure.next(failure).pipe(Effect.orElse(() => Effect.void))
+          } else if (failure !== undefined) {
             const next = yield* Effect.either(driver.next(failure))
             if (next._tag === "Left") break
             yield* Metric.increment(retriesTotal)
@@ -235,7 +298,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           const error = Cause.failureOption(exit.cause)
           if (Option.isNone(error)) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
           failure = error.value
-          firstAt ??= failure.at
+          if (!failure.infrastructure) firstAt ??= failure.at
         }
         yield* deadLetter(item.record, failure, attempts, firstAt ?? failure.at, item.event)
       }).pipe(recordSpan("retry", item.record))

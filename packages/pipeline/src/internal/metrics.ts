@@ -3,6 +3,11 @@ import * as Metric from "effect/Metric"
 export const appliedTotal = Metric.counter("kpipe_consumer_applied_total", { incremental: true })
 export const duplicatesTotal = Metric.counter("kpipe_consumer_duplicates_total", { incremental: true })
 export const retriesTotal = Metric.counter("kpipe_consumer_retries_total", { incremental: true })
+export const blockedRetriesTotal = Metric.counter("kpipe_consumer_blocked_retries_total", {
+  description:
+    "Attempts retried because the database or the broker was away; the partition waits, nothing is dead-lettered",
+  incremental: true
+})
 export const deadLetteredTotal = Metric.counter("kpipe_consumer_dead_lettered_total", { incremental: true })
 
 export const publishedTotal = Metric.counter("kpipe_outbox_published_total", {
