@@ -83,11 +83,24 @@ const createConsumerTables = Effect.gen(function*() {
     )`
 })
 
+/**
+ * A dead letter is recorded (with its claim) in the consumer's transaction and sent to its topic
+ * after COMMIT; `dead_letter_sent_at` says it was sent, so a redelivery sends what a crash left unsent.
+ */
+const deadLetterAfterCommit = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`ALTER TABLE kpipe_failed_events ADD COLUMN dead_letter_sent_at TIMESTAMPTZ, ADD COLUMN original_timestamp TEXT`
+  yield* sql`UPDATE kpipe_failed_events SET dead_letter_sent_at = created_at`
+  yield* sql`CREATE INDEX kpipe_failed_events_unsent ON kpipe_failed_events (consumer_group, event_id)
+    WHERE dead_letter_sent_at IS NULL`
+})
+
 /** The pipeline's tables, with their own migration history so an app can embed them beside its own. */
 export const migrations: Migrations.MigrationsOptions = {
   table: "kpipe_pipeline_migrations",
   loader: Migrator.fromRecord({
     "0001_outbox": createOutbox,
-    "0002_consumer": createConsumerTables
+    "0002_consumer": createConsumerTables,
+    "0003_dead_letter_after_commit": deadLetterAfterCommit
   })
 }

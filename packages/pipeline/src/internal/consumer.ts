@@ -11,7 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { DeadLetterSink, type Failure } from "../DeadLetter.ts"
+import * as DeadLetter from "../DeadLetter.ts"
+import { type DeadLetter as DeadLetterEnvelope, DeadLetterSink, type Failure } from "../DeadLetter.ts"
 import type { Delivered, Options } from "../IdempotentConsumer.ts"
 import * as RetryPolicy from "../RetryPolicy.ts"
 import type * as Topic from "../Topic.ts"
@@ -41,6 +42,10 @@ interface AttemptFailure extends Failure {
 const infrastructureBackoff = Schedule.exponential("200 millis", 2).pipe(
   Schedule.jittered,
   Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(10)))
+)
+
+const deadLetterBackoff = Schedule.exponential("500 millis").pipe(
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
 )
 
 /** Blocked for this long, a partition is reported at Error instead of Warning. */
@@ -149,15 +154,20 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         const fresh = new Set(claimed.map((row) => row.eventId))
         const applied: Array<Delivered<A>> = []
         const indexes: Array<number> = []
+        const duplicates: Array<string> = []
         run.forEach((item, index) => {
           if (fresh.delete(item.event.eventId)) {
             applied.push(item)
             indexes.push(index)
+          } else {
+            duplicates.push(item.event.eventId)
           }
         })
+        // A duplicate may be an event dead-lettered by a process that died before sending it.
+        const unsent = yield* DeadLetter.unsent(sql, groupId, duplicates)
         const handleOne = options.handle
         if (handleOne === undefined) {
-          if (applied.length === 0) return { events: [], result: undefined }
+          if (applied.length === 0) return { events: [], result: undefined, unsent }
           const result = yield* options.handleBatch!(applied).pipe(
             Effect.sandbox,
             Effect.mapError((cause) =>
@@ -176,7 +186,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
               })
               : Effect.withSpan(`${topic.name} process`)
           )
-          return { events: applied.map(({ event }) => event), result }
+          return { events: applied.map(({ event }) => event), result, unsent }
         }
         for (let i = 0; i < applied.length; i++) {
           const { event, record } = applied[i]!
@@ -188,7 +198,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
-        return { events: applied.map(({ event }) => event), result: undefined }
+        return { events: applied.map(({ event }) => event), result: undefined, unsent }
       })).pipe(
         Effect.tap(({ events }) =>
           Effect.zipRight(
@@ -216,39 +226,63 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         )
       )
 
+    /** Until a dead letter is recorded and sent, its offset must not move: keep trying, whatever fails. */
+    const untilDone = <X, Y>(what: string, effect: Effect.Effect<X, Y>) =>
+      effect.pipe(
+        Effect.sandbox,
+        Effect.tapError((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logError(`${what} failed; retrying, the offset stays`, cause).pipe(
+              Effect.annotateLogs({ topic: topic.name, groupId })
+            )
+        ),
+        Effect.retry({ schedule: deadLetterBackoff, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+        Effect.unsandbox,
+        Effect.orDie
+      )
+
+    const send = (letter: DeadLetterEnvelope) =>
+      untilDone("Publishing a dead letter", sink.publish(letter)).pipe(
+        Effect.zipRight(Metric.increment(deadLetteredTotal))
+      )
+
+    /**
+     * The claim (`DEAD_LETTERED`) and the failed-events row commit together; the dead-letter record
+     * is sent after COMMIT and marked sent. A crash in between leaves it recorded and unsent, and
+     * the redelivery sends it. If this group applied the event meanwhile (another member, after a
+     * rebalance), nothing is dead-lettered.
+     */
     const deadLetter = (
       record: Consumer.ConsumerRecord,
       failure: Failure & { readonly at: DateTime.Utc },
       attempts: number,
       firstAt: DateTime.Utc,
       event?: A
-    ) =>
-      sql.withTransaction(Effect.gen(function*() {
+    ) => {
+      const letter: DeadLetterEnvelope = {
+        deadLetterTopic: topic.deadLetter.name,
+        consumerGroup: groupId,
+        record,
+        eventId: event?.eventId,
+        eventType: event?.type,
+        failure: { tag: failure.tag, message: failure.message, stack: failure.stack },
+        attempts,
+        firstAttemptAt: firstAt,
+        lastAttemptAt: failure.at
+      }
+      const recorded = sql.withTransaction(Effect.gen(function*() {
         if (event !== undefined) {
-          yield* ProcessedEvents.markDeadLettered(sql, groupId, topic.name, record, event.eventId)
+          const outcome = yield* ProcessedEvents.markDeadLettered(sql, groupId, topic.name, record, event.eventId)
+          if (outcome === "APPLIED") return false
         }
-        yield* sink.publish({
-          deadLetterTopic: topic.deadLetter.name,
-          consumerGroup: groupId,
-          record,
-          eventId: event?.eventId,
-          eventType: event?.type,
-          failure: { tag: failure.tag, message: failure.message, stack: failure.stack },
-          attempts,
-          firstAttemptAt: firstAt,
-          lastAttemptAt: failure.at
-        })
-      })).pipe(
-        // Until the record is safely dead-lettered its offset must not move: keep trying.
-        Effect.tapError((error) => Effect.logError("Dead-lettering failed; retrying, the offset stays", error)),
-        Effect.retry(
-          Schedule.exponential("500 millis").pipe(
-            Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
-          )
-        ),
-        Effect.orDie,
-        Effect.zipRight(Metric.increment(deadLetteredTotal))
+        yield* sink.record(letter)
+        return true
+      }))
+      return untilDone("Recording a dead letter", recorded).pipe(
+        Effect.flatMap((recordedNow) => recordedNow ? send(letter) : Effect.void)
       )
+    }
 
     /**
      * One record on its own: the infrastructure's failures are retried until it is back (the
@@ -306,7 +340,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
     const applyRun = (run: ReadonlyArray<Delivered<A>>): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : commitRun(run).pipe(
         Effect.matchEffect({
-          onSuccess: () => Effect.void,
+          onSuccess: ({ unsent }) => Effect.forEach(unsent, send, { discard: true }),
           onFailure: (failure) => {
             const index = failure.index
             if (index === undefined) return Effect.forEach(run, (item) => single(item, undefined), { discard: true })
