@@ -168,7 +168,20 @@ export const runBatches = <R>(
         yield* handler({ topic: batch.topic, partition: batch.partition, records, done }).pipe(
           Effect.raceFirst(stopped),
           Effect.raceFirst(heartbeats)
-        ).pipe(Effect.ensuring(Effect.ignoreLogged(commit)))
+        ).pipe(Effect.ensuring(commit.pipe(
+          // The records stay applied; their offsets are committed with the next batch, or they are
+          // redelivered (and skipped as duplicates by an idempotent handler).
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("Offset commit failed; the records may be redelivered", cause).pipe(
+              Effect.annotateLogs({
+                groupId: options.groupId,
+                topic: batch.topic,
+                partition: batch.partition,
+                offset: commitFrom ?? "none"
+              })
+            )
+          )
+        )))
       })
 
     yield* Effect.tryPromise({

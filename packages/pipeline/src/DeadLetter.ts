@@ -49,44 +49,40 @@ export const decode = (
 
 /**
  * The failed-events row of a dead letter, keyed by its source record: recording it again (the sink
- * and the monitor both do, a redelivery does) changes nothing. `sent`: the dead-letter record is
- * already in its topic (the monitor read it there); the sink records first and marks it sent after.
+ * and the monitor both do, a redelivery does) changes nothing.
  */
 export const recordFailure = (
   sql: SqlClient,
   letter: DeadLetterHeaders,
   record: { readonly key: Buffer | null; readonly value: Buffer | null; readonly headers: ConsumerRecord["headers"] },
-  deadLetterTopic: string,
-  sent = true
+  deadLetterTopic: string
 ) =>
   sql`
-    INSERT INTO kpipe_failed_events ${
-    sql.insert({
-      consumerGroup: letter.consumerGroup,
-      topic: letter.originalTopic,
-      partition: letter.originalPartition,
-      offset: letter.originalOffset,
-      messageKey: record.key,
-      payload: record.value,
-      headers: JSON.stringify(record.headers),
-      eventId: letter.eventId ?? null,
-      eventType: letter.eventType ?? null,
-      errorTag: letter.errorTag,
-      errorMessage: letter.errorMessage,
-      errorStack: letter.errorStack ?? null,
-      attempts: letter.attempts,
-      firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
-      lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
-      deadLetterTopic,
-      originalTimestamp: letter.originalTimestamp,
-      deadLetterSentAt: sent ? new Date() : null
-    })
-  }
-    ON CONFLICT (consumer_group, topic, partition, "offset") DO ${
-    sent
-      ? sql`UPDATE SET dead_letter_sent_at = COALESCE(kpipe_failed_events.dead_letter_sent_at, now())`
-      : sql`NOTHING`
-  }`
+    INSERT INTO kpipe_failed_events ${sql.insert(rowOf(letter, record, deadLetterTopic))}
+    ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+
+const rowOf = (
+  letter: DeadLetterHeaders,
+  record: { readonly key: Buffer | null; readonly value: Buffer | null; readonly headers: ConsumerRecord["headers"] },
+  deadLetterTopic: string
+) => ({
+  consumerGroup: letter.consumerGroup,
+  topic: letter.originalTopic,
+  partition: letter.originalPartition,
+  offset: letter.originalOffset,
+  messageKey: record.key,
+  payload: record.value,
+  headers: JSON.stringify(record.headers),
+  eventId: letter.eventId ?? null,
+  eventType: letter.eventType ?? null,
+  errorTag: letter.errorTag,
+  errorMessage: letter.errorMessage,
+  errorStack: letter.errorStack ?? null,
+  attempts: letter.attempts,
+  firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
+  lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
+  deadLetterTopic
+})
 
 interface UnsentRow {
   readonly consumerGroup: string
@@ -105,7 +101,7 @@ interface UnsentRow {
   readonly firstAttemptAt: Date
   readonly lastAttemptAt: Date
   readonly deadLetterTopic: string
-  readonly originalTimestamp: string | null
+  readonly originalTimestamp: string
 }
 
 /**
@@ -121,8 +117,8 @@ export const unsent = (
     SELECT consumer_group, topic, partition, "offset"::text AS "offset", message_key, payload, headers, event_id,
            event_type, error_tag, error_message, error_stack, attempts, first_attempt_at, last_attempt_at,
            dead_letter_topic, original_timestamp
-    FROM kpipe_failed_events
-    WHERE consumer_group = ${consumerGroup} AND event_id = ANY(${eventIds}::text[]) AND dead_letter_sent_at IS NULL`
+    FROM kpipe_dead_letters_unsent
+    WHERE consumer_group = ${consumerGroup} AND event_id = ANY(${eventIds}::text[])`
     .pipe(
       Effect.map((rows) =>
         rows.map((row): DeadLetter => ({
@@ -135,7 +131,7 @@ export const unsent = (
             key: row.messageKey,
             value: row.payload,
             headers: row.headers,
-            timestamp: row.originalTimestamp ?? ""
+            timestamp: row.originalTimestamp
           },
           eventId: row.eventId ?? undefined,
           eventType: row.eventType ?? undefined,
@@ -176,14 +172,15 @@ export class DeadLetterError extends Data.TaggedError("DeadLetterError")<{
 
 export class DeadLetterSink extends Context.Tag("@kpipe/pipeline/DeadLetterSink")<DeadLetterSink, {
   /**
-   * Records the failure in the failed-events table, not yet sent: inside the caller's SQL
-   * transaction, next to the consumer's claim, so that the claim and the record commit together.
+   * Records the dead letter as decided and not yet sent: inside the caller's SQL transaction, next
+   * to the consumer's claim, so that the claim and the letter commit together.
    */
   readonly record: (letter: DeadLetter) => Effect.Effect<void, DeadLetterError>
   /**
-   * Records the failure (if it is not yet), publishes the record to its dead-letter topic and marks
-   * it sent. Call it after the transaction that recorded it committed: a dead-letter record never
-   * exists for a failure that rolled back.
+   * Publishes the record to its dead-letter topic, then (in one transaction) records the failure in
+   * the failed-events table and drops it from the unsent ones. Call it after the transaction that
+   * recorded it committed: a dead-letter record never exists for a failure that rolled back, and a
+   * failed publish leaves no failed-events row.
    */
   readonly publish: (letter: DeadLetter) => Effect.Effect<void, DeadLetterError>
 }>() {}
@@ -222,7 +219,15 @@ export const make = Effect.gen(function*() {
   }
 
   const recordUnsent = (letter: DeadLetter) =>
-    recordFailure(sql, envelopeOf(letter), letter.record, letter.deadLetterTopic, false).pipe(
+    sql`
+      INSERT INTO kpipe_dead_letters_unsent ${
+      sql.insert({
+        ...rowOf(envelopeOf(letter), letter.record, letter.deadLetterTopic),
+        originalTimestamp: letter.record.timestamp
+      })
+    }
+      ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`.pipe(
+      Effect.asVoid,
       Effect.mapError((cause) => new DeadLetterError({ cause }))
     )
 
@@ -230,7 +235,6 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const { record } = letter
       const envelope = envelopeOf(letter)
-      yield* recordFailure(sql, envelope, record, letter.deadLetterTopic, false)
       const send = (headers: Record<string, string>) =>
         producer.send({
           topic: letter.deadLetterTopic,
@@ -246,9 +250,13 @@ export const make = Effect.gen(function*() {
             send
           ))
       )
-      yield* sql`UPDATE kpipe_failed_events SET dead_letter_sent_at = now()
-        WHERE consumer_group = ${letter.consumerGroup} AND topic = ${record.topic}
-          AND partition = ${record.partition} AND "offset" = ${record.offset}`
+      yield* sql.withTransaction(
+        recordFailure(sql, envelope, record, letter.deadLetterTopic).pipe(
+          Effect.zipRight(sql`DELETE FROM kpipe_dead_letters_unsent
+            WHERE consumer_group = ${letter.consumerGroup} AND topic = ${record.topic}
+              AND partition = ${record.partition} AND "offset" = ${record.offset}`)
+        )
+      )
     }).pipe(
       Effect.mapError((cause) => new DeadLetterError({ cause })),
       Effect.withSpan("DeadLetterSink.publish", {

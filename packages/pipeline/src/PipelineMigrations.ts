@@ -85,14 +85,16 @@ const createConsumerTables = Effect.gen(function*() {
 
 /**
  * A dead letter is recorded (with its claim) in the consumer's transaction and sent to its topic
- * after COMMIT; `dead_letter_sent_at` says it was sent, so a redelivery sends what a crash left unsent.
+ * after COMMIT; until it was sent it waits here, so a redelivery sends what a crash left unsent.
+ * Once sent it moves to `kpipe_failed_events`.
  */
 const deadLetterAfterCommit = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`ALTER TABLE kpipe_failed_events ADD COLUMN dead_letter_sent_at TIMESTAMPTZ, ADD COLUMN original_timestamp TEXT`
-  yield* sql`UPDATE kpipe_failed_events SET dead_letter_sent_at = created_at`
-  yield* sql`CREATE INDEX kpipe_failed_events_unsent ON kpipe_failed_events (consumer_group, event_id)
-    WHERE dead_letter_sent_at IS NULL`
+  // The failed-events row as it will be, plus what a resend needs.
+  yield* sql`CREATE TABLE kpipe_dead_letters_unsent (LIKE kpipe_failed_events INCLUDING DEFAULTS)`
+  yield* sql`ALTER TABLE kpipe_dead_letters_unsent ADD COLUMN original_timestamp TEXT NOT NULL,
+    ADD PRIMARY KEY (consumer_group, topic, partition, "offset")`
+  yield* sql`CREATE INDEX kpipe_dead_letters_unsent_event ON kpipe_dead_letters_unsent (consumer_group, event_id)`
 })
 
 /** The pipeline's tables, with their own migration history so an app can embed them beside its own. */

@@ -108,7 +108,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
         const topic = makeTopic("faults-dlt-commit")
         const group = TestKafka.uniqueName("faults-dlt-commit")
         yield* createTopics(topic)
-        // The first transaction that records a failed event fails at COMMIT (a deferred trigger; the
+        // The first transaction that claims an event as dead-lettered fails at COMMIT (a deferred trigger; the
         // sequence is not rolled back with it).
         yield* sql`CREATE SEQUENCE commit_faults`
         yield* sql`CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -116,8 +116,9 @@ describe("IdempotentConsumer dead letters under faults", () => {
           IF nextval('commit_faults') = 1 THEN RAISE EXCEPTION 'injected COMMIT failure'; END IF;
           RETURN NULL;
         END $$`
-        yield* sql`CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON kpipe_failed_events
-        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_commit()`
+        yield* sql`CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON kpipe_processed_events
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.outcome = 'DEAD_LETTERED')
+          EXECUTE FUNCTION fail_first_commit()`
         let attempts = 0
         const rejectedOnce = (e: TestEvent) =>
           Effect.suspend((): Effect.Effect<void, Rejected | SqlError, SqlClient> =>
@@ -158,7 +159,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
         const [record] = yield* readTopic(topic.name, 1)
         yield* sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
         VALUES (${group}, ${lost.eventId}, ${topic.name}, ${record!.partition}, ${record!.offset}, 'DEAD_LETTERED')`
-        yield* sql`INSERT INTO kpipe_failed_events ${
+        yield* sql`INSERT INTO kpipe_dead_letters_unsent ${
           sql.insert({
             consumerGroup: group,
             topic: topic.name,
@@ -174,7 +175,8 @@ describe("IdempotentConsumer dead letters under faults", () => {
             attempts: 1,
             firstAttemptAt: new Date(),
             lastAttemptAt: new Date(),
-            deadLetterTopic: topic.deadLetter.name
+            deadLetterTopic: topic.deadLetter.name,
+            originalTimestamp: record!.timestamp
           })
         }`
         yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
@@ -189,13 +191,13 @@ describe("IdempotentConsumer dead letters under faults", () => {
         assert.strictEqual(letters[0]!.headers["kpipe-dlt-error-message"], "rejected before the crash")
         yield* eventually(
           Effect.map(
-            sql<
-              { n: number }
-            >`SELECT count(*)::int AS n FROM kpipe_failed_events WHERE dead_letter_sent_at IS NOT NULL`,
-            (rows) => rows[0]!.n === 1
+            sql<{ failed: number; unsent: number }>`SELECT
+              (SELECT count(*)::int FROM kpipe_failed_events) AS failed,
+              (SELECT count(*)::int FROM kpipe_dead_letters_unsent) AS unsent`,
+            (rows) => rows[0]!.failed === 1 && rows[0]!.unsent === 0
           ),
           "10 seconds",
-          "marked sent"
+          "moved to the failed events once sent"
         )
         assert.strictEqual(yield* appliedCount(group), 0, "not applied")
       }).pipe(Effect.scoped, Effect.provide(PipelineLive)),

@@ -340,7 +340,8 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
     const applyRun = (run: ReadonlyArray<Delivered<A>>): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : commitRun(run).pipe(
         Effect.matchEffect({
-          onSuccess: ({ unsent }) => Effect.forEach(unsent, send, { discard: true }),
+          onSuccess: ({ unsent }) =>
+            unsent.length === 0 ? Effect.void : Effect.forEach(unsent, send, { discard: true }),
           onFailure: (failure) => {
             const index = failure.index
             if (index === undefined) return Effect.forEach(run, (item) => single(item, undefined), { discard: true })
