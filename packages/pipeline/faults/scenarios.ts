@@ -6,6 +6,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { Database } from "@kpipe/sql"
 import { DatabaseFaults, FaultProxy, KafkaFaults, ServiceProcess, TestKafka } from "@kpipe/testing"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -203,9 +204,14 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
             return new TestEvent({ eventId: crypto.randomUUID(), key, seq })
           })
           const started = Date.now()
+          // A COMMIT that died may or may not have committed: append again (a repeat the consumer skips).
           yield* sql.withTransaction(Outbox.append(topic, ...events)).pipe(
-            Effect.retry({ schedule: Schedule.spaced("200 millis") }),
-            Effect.catchAllDefect(() => Effect.void),
+            Effect.sandbox,
+            Effect.retry({
+              schedule: Schedule.spaced("200 millis"),
+              while: (cause) => !Cause.isInterruptedOnly(cause)
+            }),
+            Effect.unsandbox,
             Effect.provide(database)
           )
           events.forEach((event) => acknowledged.add(event.eventId))

@@ -38,10 +38,10 @@ interface AttemptFailure extends Failure {
   readonly at: DateTime.Utc
 }
 
-/** Retries while the infrastructure is away: forever, 200 ms doubling to 10 s. */
+/** Retries while the infrastructure is away: forever, 200 ms doubling to 5 s. */
 const infrastructureBackoff = Schedule.exponential("200 millis", 2).pipe(
   Schedule.jittered,
-  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(10)))
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5)))
 )
 
 const deadLetterBackoff = Schedule.exponential("500 millis").pipe(
