@@ -231,3 +231,42 @@ describe("IdempotentConsumer dead letters under faults", () => {
     { timeout: 60_000 }
   )
 })
+
+describe("IdempotentConsumer claim retention", () => {
+  it.live(
+    "claims older than the retention are deleted by the running consumer; recent ones stay",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("claims-retention")
+        const group = TestKafka.uniqueName("claims-retention")
+        yield* createTopics(topic)
+        const claim = (eventId: string, age: string) =>
+          sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome, processed_at)
+          VALUES (${group}, ${eventId}, ${topic.name}, 0, 0, 'APPLIED', now() - ${age}::interval)`
+        yield* claim("old-1", "3 days")
+        yield* claim("old-2", "2 days")
+        yield* claim("recent", "1 hour")
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handle: recordApplied(group),
+          errors: { SqlError: "retry" },
+          claimRetention: "1 day",
+          cleanupInterval: "200 millis",
+          kafka: TestKafka.fastConsumer
+        })
+        yield* eventually(
+          Effect.map(
+            sql<{ eventId: string }>`SELECT event_id FROM kpipe_processed_events WHERE consumer_group = ${group}`,
+            (rows) => rows.length === 1 && rows[0]!.eventId === "recent"
+          ),
+          "10 seconds",
+          "old claims deleted"
+        )
+        yield* claim("old-3", "5 days")
+        assert.strictEqual(yield* IdempotentConsumer.cleanupClaims(group, topic.name, "1 day"), 1)
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+})

@@ -393,3 +393,23 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         })
       )
   })
+
+/** The group's claims past their retention are deleted periodically; a failure is logged and tried again later. */
+export const cleanupLoop = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B>(
+  options: Options<A, I, E, R, B>
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const retention = options.claimRetention === undefined
+      ? Duration.sum(options.topic.retention, Duration.days(1))
+      : Duration.decode(options.claimRetention)
+    yield* ProcessedEvents.cleanup(sql, options.groupId, options.topic.name, Duration.toMillis(retention)).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("Cleanup of processed-event claims failed; trying again later", cause).pipe(
+          Effect.annotateLogs({ groupId: options.groupId, topic: options.topic.name })
+        )
+      ),
+      Effect.repeat(Schedule.spaced(options.cleanupInterval ?? Duration.minutes(10))),
+      Effect.forkScoped
+    )
+  })

@@ -59,3 +59,27 @@ export const markDeadLettered = (
       )
     )
   )
+
+/**
+ * Deletes the group's claims on `topic` older than `olderThan`, a bounded chunk per statement;
+ * returns how many. Safe once no record of those events can come back: past the topic's retention.
+ */
+export const cleanup = (sql: SqlClient, groupId: string, topic: string, olderThanMs: number) =>
+  Effect.gen(function*() {
+    let total = 0
+    while (true) {
+      const [deleted] = yield* sql<{ n: number }>`
+        WITH doomed AS (
+          SELECT event_id FROM kpipe_processed_events
+          WHERE consumer_group = ${groupId} AND topic = ${topic}
+            AND processed_at < now() - make_interval(secs => ${olderThanMs / 1000})
+          LIMIT 5000
+        ), gone AS (
+          DELETE FROM kpipe_processed_events p USING doomed d
+          WHERE p.consumer_group = ${groupId} AND p.event_id = d.event_id RETURNING 1
+        )
+        SELECT count(*)::int AS n FROM gone`
+      total += deleted!.n
+      if (deleted!.n < 5000) return total
+    }
+  })
