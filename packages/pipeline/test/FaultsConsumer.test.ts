@@ -39,6 +39,21 @@ const outOfOrderKeys = (group: string) =>
         FROM applied WHERE consumer_group = ${group}
       ) s WHERE previous IS NOT NULL AND seq < previous`).pipe(Effect.map((rows) => rows.map((row) => row.messageKey)))
 
+/** The plain consumer of these tests: records each event it applies, retries SQL errors. */
+const consumeApplied = (
+  topic: ReturnType<typeof makeTopic>,
+  group: string,
+  options: Partial<IdempotentConsumer.Options<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>> = {}
+) =>
+  IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
+    topic,
+    groupId: group,
+    handle: recordApplied(group),
+    errors: { SqlError: "retry" },
+    kafka: TestKafka.fastConsumer,
+    ...options
+  } as IdempotentConsumer.Options<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>)
+
 describe("IdempotentConsumer under faults", () => {
   it.live(
     "a database refusing connections blocks the partitions; nothing is dead-lettered, all applied once, in order",
@@ -60,15 +75,7 @@ describe("IdempotentConsumer under faults", () => {
             return event(key, seq)
           })
 
-        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
-          topic,
-          groupId: group,
-          handle: recordApplied(group),
-          errors: { SqlError: "retry" },
-          retry: fastRetry,
-          batchSize: 5,
-          kafka: TestKafka.fastConsumer
-        })
+        yield* consumeApplied(topic, group, { retry: fastRetry, batchSize: 5 })
         yield* produce(topic, wave(20))
         yield* eventually(Effect.map(appliedCount(group), (n) => n === 20), "30 seconds", "first wave applied")
 
@@ -179,13 +186,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
             originalTimestamp: record!.timestamp
           })
         }`
-        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
-          topic,
-          groupId: group,
-          handle: recordApplied(group),
-          errors: { SqlError: "retry" },
-          kafka: TestKafka.fastConsumer
-        })
+        yield* consumeApplied(topic, group)
         const letters = yield* readTopic(topic.deadLetter.name, 1)
         assert.strictEqual(letters[0]!.headers["kpipe-dlt-event-id"], lost.eventId)
         assert.strictEqual(letters[0]!.headers["kpipe-dlt-error-message"], "rejected before the crash")
@@ -216,13 +217,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
         const huge = JSON.stringify("x".repeat(700_000))
         yield* producer.send({ topic: topic.name, messages: [{ key: "big", value: huge }] })
         yield* produce(topic, [event("after", 1)])
-        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
-          topic,
-          groupId: group,
-          handle: recordApplied(group),
-          errors: { SqlError: "retry" },
-          kafka: TestKafka.fastConsumer
-        })
+        yield* consumeApplied(topic, group)
         yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "the record behind it applied")
         const [letter] = yield* readTopic(topic.deadLetter.name, 1)
         assert.strictEqual(letter!.value!.toString(), huge, "the value untouched")
@@ -247,15 +242,7 @@ describe("IdempotentConsumer claim retention", () => {
         yield* claim("old-1", "3 days")
         yield* claim("old-2", "2 days")
         yield* claim("recent", "1 hour")
-        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
-          topic,
-          groupId: group,
-          handle: recordApplied(group),
-          errors: { SqlError: "retry" },
-          claimRetention: "1 day",
-          cleanupInterval: "200 millis",
-          kafka: TestKafka.fastConsumer
-        })
+        yield* consumeApplied(topic, group, { claimRetention: "1 day", cleanupInterval: "200 millis" })
         yield* eventually(
           Effect.map(
             sql<{ eventId: string }>`SELECT event_id FROM kpipe_processed_events WHERE consumer_group = ${group}`,
