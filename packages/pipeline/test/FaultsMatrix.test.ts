@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import { format, runScenario, scenarios } from "../faults/scenarios.ts"
 
@@ -21,6 +22,6 @@ describe("fault matrix (CI size)", () => {
           "lost, applied twice, out of order, wrongly dead-lettered, stuck"
         )
         assert.isDefined(row.recoverySeconds, "converged after the fault")
-      }), { timeout: 180_000 })
+      }).pipe(Effect.provide(TestLogging.layer)), { timeout: 180_000 })
   }
 })
