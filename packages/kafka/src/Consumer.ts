@@ -216,7 +216,20 @@ export const runBatches = <R>(
           Effect.raceFirst(stopped),
           Effect.raceFirst(heartbeats)
         ).pipe(
-          Effect.ensuring(Effect.ignoreLogged(commit)),
+          Effect.ensuring(commit.pipe(
+            // The records stay applied; their offsets are committed with the next batch, or they are
+            // redelivered (and skipped as duplicates by an idempotent handler).
+            Effect.catchAllCause((cause) =>
+              Effect.logWarning("Offset commit failed; the records may be redelivered", cause).pipe(
+                Effect.annotateLogs({
+                  groupId: options.groupId,
+                  topic: batch.topic,
+                  partition: batch.partition,
+                  offset: commitFrom ?? "none"
+                })
+              )
+            )
+          )),
           Effect.ensuring(Effect.suspend(() => Metric.update(timed, (performance.now() - started) / 1000)))
         )
       })

@@ -65,3 +65,55 @@ export const fromCause = (reason: KafkaError["reason"]) => (cause: unknown): Kaf
   isAuthentication(cause)
     ? new KafkaError({ reason: "Authentication", retriable: false, cause })
     : new KafkaError({ reason, retriable: cause instanceof KafkaJSError ? cause.retriable : false, cause })
+
+/** The send named topics the broker does not have (kafkajs itself would retry such a send forever). */
+export class TopicsNotFound extends Data.TaggedError("TopicsNotFound")<{ readonly topics: ReadonlyArray<string> }> {
+  override get message(): string {
+    return `topics not found on the broker: ${this.topics.join(", ")}`
+  }
+}
+
+// A broker's verdict on the records themselves: sending them again can never succeed. Anything
+// else that kafkajs reports as non-retriable (an exhausted reconnect, a timeout) is about the way
+// to the broker, not about the records.
+const recordRejections = new Set([
+  "MESSAGE_TOO_LARGE",
+  "RECORD_LIST_TOO_LARGE",
+  "INVALID_RECORD",
+  "INVALID_TIMESTAMP",
+  "INVALID_TOPIC_EXCEPTION",
+  "TOPIC_AUTHORIZATION_FAILED",
+  "POLICY_VIOLATION",
+  "UNSUPPORTED_COMPRESSION_TYPE"
+])
+
+const causes = function*(cause: unknown, depth = 0): Generator<unknown> {
+  if (cause === undefined || cause === null || depth > 8) return
+  yield cause
+  if (typeof cause !== "object") return
+  const { cause: inner, errors, originalError } = cause as {
+    cause?: unknown
+    errors?: unknown
+    originalError?: unknown
+  }
+  if (inner !== cause) yield* causes(inner, depth + 1)
+  if (originalError !== cause) yield* causes(originalError, depth + 1)
+  if (Array.isArray(errors)) { for (const error of errors) yield* causes(error, depth + 1) }
+}
+
+/**
+ * Whether the broker rejected the records themselves (too large, invalid, topic not authorized):
+ * the only failures after which a record is to be set aside. Connection loss, exhausted retries and
+ * timeouts are not, however kafkajs labels them.
+ */
+export const rejectsRecords = (error: KafkaError): boolean => {
+  for (const cause of causes(error.cause)) {
+    const type = (cause as { type?: unknown }).type
+    if (typeof type === "string" && recordRejections.has(type)) return true
+  }
+  return false
+}
+
+/** The topics a send named that do not exist (empty for any other failure). */
+export const missingTopics = (error: KafkaError): ReadonlyArray<string> =>
+  error.cause instanceof TopicsNotFound ? error.cause.topics : []

@@ -5,7 +5,7 @@ import * as Layer from "effect/Layer"
 import { CompressionTypes, Partitioners } from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
-import { fromCause, type KafkaError } from "./KafkaError.ts"
+import { fromCause, KafkaError, TopicsNotFound } from "./KafkaError.ts"
 
 export interface ProducerMessage {
   /** Messages with the same key land in the same partition, in send order. */
@@ -80,15 +80,44 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
       }),
     options.disconnectTimeout ?? Duration.seconds(5)
   )
+  // kafkajs retries a send to a topic the broker does not have forever (UNKNOWN_TOPIC_OR_PARTITION
+  // is retriable), which would hang the caller and every send queued behind it. Each topic is looked
+  // up once before its first send; one that exists is not looked up again.
+  const existing = new Set<string>()
+  const lookUp = Effect.acquireUseRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const admin = kafka.admin()
+        await admin.connect().catch((error: unknown) => admin.disconnect().then(() => Promise.reject(error)))
+        return admin
+      },
+      catch: fromCause("Send")
+    }),
+    (admin) => Effect.tryPromise({ try: () => admin.listTopics(), catch: fromCause("Send") }),
+    (admin) => Effect.tryPromise(() => admin.disconnect()).pipe(Effect.timeoutOption("5 seconds"), Effect.ignore)
+  )
+  const requireTopics = (topics: ReadonlyArray<string>) =>
+    Effect.suspend(() => {
+      const unknown = [...new Set(topics)].filter((topic) => !existing.has(topic))
+      if (unknown.length === 0) return Effect.void
+      return Effect.flatMap(lookUp, (names) => {
+        const found = new Set(names)
+        const missing = unknown.filter((topic) => !found.has(topic))
+        for (const topic of unknown) if (found.has(topic)) existing.add(topic)
+        return missing.length === 0 ? Effect.void : Effect.fail(
+          new KafkaError({ reason: "Send", retriable: false, cause: new TopicsNotFound({ topics: missing }) })
+        )
+      })
+    })
   const inFlight = yield* Effect.makeSemaphore(1)
   const serialize = idempotent ? inFlight.withPermits(1) : <A, E>(effect: Effect.Effect<A, E>) => effect
 
   const send = (record: ProducerRecord) =>
-    Effect.tryPromise({
+    requireTopics([record.topic]).pipe(Effect.zipRight(Effect.tryPromise({
       try: () =>
         producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) }),
       catch: fromCause("Send")
-    }).pipe(
+    }))).pipe(
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.send", {
@@ -102,7 +131,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
     )
 
   const sendBatch = (records: ReadonlyArray<ProducerRecord>) =>
-    Effect.tryPromise({
+    requireTopics(records.map((record) => record.topic)).pipe(Effect.zipRight(Effect.tryPromise({
       try: () =>
         producer.sendBatch({
           acks,
@@ -113,7 +142,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
           }))
         }),
       catch: fromCause("Send")
-    }).pipe(
+    }))).pipe(
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.sendBatch", {

@@ -3,7 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Producer } from "@kpipe/kafka"
 import type { ConsumerRecord } from "@kpipe/kafka/Consumer"
 import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
-import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import { type KafkaError, rejectsRecords } from "@kpipe/kafka/KafkaError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as DateTime from "effect/DateTime"
@@ -58,27 +58,90 @@ export const recordFailure = (
   deadLetterTopic: string
 ) =>
   sql`
-    INSERT INTO kpipe_failed_events ${
-    sql.insert({
-      consumerGroup: letter.consumerGroup,
-      topic: letter.originalTopic,
-      partition: letter.originalPartition,
-      offset: letter.originalOffset,
-      messageKey: record.key,
-      payload: record.value,
-      headers: JSON.stringify(record.headers),
-      eventId: letter.eventId ?? null,
-      eventType: letter.eventType ?? null,
-      errorTag: letter.errorTag,
-      errorMessage: letter.errorMessage,
-      errorStack: letter.errorStack ?? null,
-      attempts: letter.attempts,
-      firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
-      lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
-      deadLetterTopic
-    })
-  }
+    INSERT INTO kpipe_failed_events ${sql.insert(rowOf(letter, record, deadLetterTopic))}
     ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+
+const rowOf = (
+  letter: DeadLetterHeaders,
+  record: { readonly key: Buffer | null; readonly value: Buffer | null; readonly headers: ConsumerRecord["headers"] },
+  deadLetterTopic: string
+) => ({
+  consumerGroup: letter.consumerGroup,
+  topic: letter.originalTopic,
+  partition: letter.originalPartition,
+  offset: letter.originalOffset,
+  messageKey: record.key,
+  payload: record.value,
+  headers: JSON.stringify(record.headers),
+  eventId: letter.eventId ?? null,
+  eventType: letter.eventType ?? null,
+  errorTag: letter.errorTag,
+  errorMessage: letter.errorMessage,
+  errorStack: letter.errorStack ?? null,
+  attempts: letter.attempts,
+  firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
+  lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
+  deadLetterTopic
+})
+
+interface UnsentRow {
+  readonly consumerGroup: string
+  readonly topic: string
+  readonly partition: number
+  readonly offset: string
+  readonly messageKey: Buffer | null
+  readonly payload: Buffer | null
+  readonly headers: Record<string, string>
+  readonly eventId: string | null
+  readonly eventType: string | null
+  readonly errorTag: string
+  readonly errorMessage: string
+  readonly errorStack: string | null
+  readonly attempts: number
+  readonly firstAttemptAt: Date
+  readonly lastAttemptAt: Date
+  readonly deadLetterTopic: string
+  readonly originalTimestamp: string
+}
+
+/**
+ * The dead letters of `eventIds` in `consumerGroup` that were recorded but never sent (the process
+ * died between the COMMIT and the send): a redelivery of those events sends them.
+ */
+export const unsent = (
+  sql: SqlClient,
+  consumerGroup: string,
+  eventIds: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<DeadLetter>, SqlError> =>
+  eventIds.length === 0 ? Effect.succeed([]) : sql<UnsentRow>`
+    SELECT consumer_group, topic, partition, "offset"::text AS "offset", message_key, payload, headers, event_id,
+           event_type, error_tag, error_message, error_stack, attempts, first_attempt_at, last_attempt_at,
+           dead_letter_topic, original_timestamp
+    FROM kpipe_dead_letters_unsent
+    WHERE consumer_group = ${consumerGroup} AND event_id = ANY(${eventIds}::text[])`
+    .pipe(
+      Effect.map((rows) =>
+        rows.map((row): DeadLetter => ({
+          deadLetterTopic: row.deadLetterTopic,
+          consumerGroup: row.consumerGroup,
+          record: {
+            topic: row.topic,
+            partition: row.partition,
+            offset: row.offset,
+            key: row.messageKey,
+            value: row.payload,
+            headers: row.headers,
+            timestamp: row.originalTimestamp
+          },
+          eventId: row.eventId ?? undefined,
+          eventType: row.eventType ?? undefined,
+          failure: { tag: row.errorTag, message: row.errorMessage, stack: row.errorStack ?? undefined },
+          attempts: row.attempts,
+          firstAttemptAt: DateTime.unsafeMake(row.firstAttemptAt),
+          lastAttemptAt: DateTime.unsafeMake(row.lastAttemptAt)
+        }))
+      )
+    )
 
 export interface Failure {
   readonly tag: string
@@ -109,11 +172,25 @@ export class DeadLetterError extends Data.TaggedError("DeadLetterError")<{
 
 export class DeadLetterSink extends Context.Tag("@kpipe/pipeline/DeadLetterSink")<DeadLetterSink, {
   /**
-   * Records the failure in the failed-events table and publishes the record to its dead-letter
-   * topic. Inside the caller's SQL transaction when there is one, so a failed publish leaves no row.
+   * Records the dead letter as decided and not yet sent: inside the caller's SQL transaction, next
+   * to the consumer's claim, so that the claim and the letter commit together.
+   */
+  readonly record: (letter: DeadLetter) => Effect.Effect<void, DeadLetterError>
+  /**
+   * Publishes the record to its dead-letter topic, then (in one transaction) records the failure in
+   * the failed-events table and drops it from the unsent ones. Call it after the transaction that
+   * recorded it committed: a dead-letter record never exists for a failure that rolled back, and a
+   * failed publish leaves no failed-events row.
    */
   readonly publish: (letter: DeadLetter) => Effect.Effect<void, DeadLetterError>
 }>() {}
+
+/** Error texts are capped, so that a dead-letter copy is barely larger than the record it copies. */
+const maxMessageChars = 2_000
+const maxStackChars = 4_000
+
+const cap = (text: string, max: number) =>
+  text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient
@@ -121,31 +198,65 @@ export const make = Effect.gen(function*() {
   // relay's idempotent producer. Duplicates in a dead-letter topic are harmless.
   const producer = yield* Producer.make({ idempotent: false, retries: 3 })
 
+  const envelopeOf = (letter: DeadLetter) => {
+    const { record } = letter
+    return new DeadLetterHeaders({
+      originalTopic: record.topic,
+      originalPartition: record.partition,
+      originalOffset: record.offset,
+      originalTimestamp: record.timestamp,
+      originalKey: record.key?.toString("utf8") ?? "",
+      consumerGroup: letter.consumerGroup,
+      errorTag: letter.failure.tag,
+      errorMessage: cap(letter.failure.message, maxMessageChars),
+      ...(letter.failure.stack !== undefined ? { errorStack: cap(letter.failure.stack, maxStackChars) } : {}),
+      ...(letter.eventId !== undefined ? { eventId: letter.eventId } : {}),
+      ...(letter.eventType !== undefined ? { eventType: letter.eventType } : {}),
+      attempts: letter.attempts,
+      firstAttemptAt: letter.firstAttemptAt,
+      lastAttemptAt: letter.lastAttemptAt
+    })
+  }
+
+  const recordUnsent = (letter: DeadLetter) =>
+    sql`
+      INSERT INTO kpipe_dead_letters_unsent ${
+      sql.insert({
+        ...rowOf(envelopeOf(letter), letter.record, letter.deadLetterTopic),
+        originalTimestamp: letter.record.timestamp
+      })
+    }
+      ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`.pipe(
+      Effect.asVoid,
+      Effect.mapError((cause) => new DeadLetterError({ cause }))
+    )
+
   const publish = (letter: DeadLetter) =>
     Effect.gen(function*() {
       const { record } = letter
-      const envelope = new DeadLetterHeaders({
-        originalTopic: record.topic,
-        originalPartition: record.partition,
-        originalOffset: record.offset,
-        originalTimestamp: record.timestamp,
-        originalKey: record.key?.toString("utf8") ?? "",
-        consumerGroup: letter.consumerGroup,
-        errorTag: letter.failure.tag,
-        errorMessage: letter.failure.message,
-        ...(letter.failure.stack !== undefined ? { errorStack: letter.failure.stack } : {}),
-        ...(letter.eventId !== undefined ? { eventId: letter.eventId } : {}),
-        ...(letter.eventType !== undefined ? { eventType: letter.eventType } : {}),
-        attempts: letter.attempts,
-        firstAttemptAt: letter.firstAttemptAt,
-        lastAttemptAt: letter.lastAttemptAt
-      })
+      const envelope = envelopeOf(letter)
+      const send = (headers: Record<string, string>) =>
+        producer.send({
+          topic: letter.deadLetterTopic,
+          messages: [{ key: record.key, value: record.value, headers: { ...record.headers, ...headers } }]
+        })
       const headers = yield* encodeHeaders(envelope)
-      yield* recordFailure(sql, envelope, record, letter.deadLetterTopic)
-      yield* producer.send({
-        topic: letter.deadLetterTopic,
-        messages: [{ key: record.key, value: record.value, headers: { ...record.headers, ...headers } }]
-      })
+      // A record close to the broker's size limit: its copy goes without the error's text (the
+      // failed-events row keeps it), rather than never.
+      yield* send(headers).pipe(
+        Effect.catchIf(rejectsRecords, () =>
+          Effect.flatMap(
+            encodeHeaders(new DeadLetterHeaders({ ...envelope, errorMessage: "(omitted: too large)", errorStack: "" })),
+            send
+          ))
+      )
+      yield* sql.withTransaction(
+        recordFailure(sql, envelope, record, letter.deadLetterTopic).pipe(
+          Effect.zipRight(sql`DELETE FROM kpipe_dead_letters_unsent
+            WHERE consumer_group = ${letter.consumerGroup} AND topic = ${record.topic}
+              AND partition = ${record.partition} AND "offset" = ${record.offset}`)
+        )
+      )
     }).pipe(
       Effect.mapError((cause) => new DeadLetterError({ cause })),
       Effect.withSpan("DeadLetterSink.publish", {
@@ -158,7 +269,7 @@ export const make = Effect.gen(function*() {
       })
     )
 
-  return DeadLetterSink.of({ publish })
+  return DeadLetterSink.of({ record: recordUnsent, publish })
 })
 
 export const layer: Layer.Layer<DeadLetterSink, KafkaError, KafkaClient | SqlClient> = Layer.scoped(

@@ -1,13 +1,16 @@
-import type { SqlClient } from "@effect/sql/SqlClient"
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Consumer } from "@kpipe/kafka"
 import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
 import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { DeadLetterSink } from "./DeadLetter.ts"
 import * as internal from "./internal/consumer.ts"
 import * as metrics from "./internal/metrics.ts"
+import * as processedEvents from "./internal/processedEvents.ts"
 import type * as RetryPolicy from "./RetryPolicy.ts"
 import type * as Topic from "./Topic.ts"
 
@@ -52,12 +55,20 @@ export type Options<A extends Topic.EventShape, I, E extends { readonly _tag: st
     /** Records of one partition applied in one transaction (default 100; 1 = a transaction per record). */
     readonly batchSize?: number | undefined
     readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
+    /**
+     * How long the group's `(group, event id)` claims are kept (default: the topic's retention plus
+     * one day; a record older than that cannot be redelivered). Deleted every `cleanupInterval`
+     * (default 10 minutes).
+     */
+    readonly claimRetention?: Duration.DurationInput | undefined
+    readonly cleanupInterval?: Duration.DurationInput | undefined
   }
 
 export const appliedTotal = metrics.appliedTotal
 export const duplicatesTotal = metrics.duplicatesTotal
 export const retriesTotal = metrics.retriesTotal
 export const deadLetteredTotal = metrics.deadLetteredTotal
+export const blockedRetriesTotal = metrics.blockedRetriesTotal
 
 /**
  * Consumes `topic` in group `groupId` and applies each event exactly once per group: the handler's
@@ -71,7 +82,20 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
   Effect.flatMap(
     internal.make(options),
     (handleBatch) =>
-      Consumer.runBatches({ ...options.kafka, groupId: options.groupId, topics: [options.topic.name] }, handleBatch)
+      Effect.zipRight(
+        internal.cleanupLoop(options),
+        Consumer.runBatches({ ...options.kafka, groupId: options.groupId, topics: [options.topic.name] }, handleBatch)
+      )
+  )
+
+/** Deletes `groupId`'s claims on `topic` older than `olderThan`; returns how many. */
+export const cleanupClaims = (
+  groupId: string,
+  topic: string,
+  olderThan: Duration.DurationInput
+): Effect.Effect<number, SqlError, SqlClient> =>
+  Effect.flatMap(SqlClient, (sql) => processedEvents.cleanup(sql, groupId, topic, Duration.toMillis(olderThan))).pipe(
+    Effect.withSpan("IdempotentConsumer.cleanupClaims", { attributes: { groupId, topic } })
   )
 
 export const layer = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B = void>(

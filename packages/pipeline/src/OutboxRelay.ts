@@ -65,6 +65,7 @@ export const publishedTotal = metrics.publishedTotal
 export const failedTotal = metrics.failedTotal
 export const backlog = metrics.backlog
 export const oldestPendingSeconds = metrics.oldestPendingSeconds
+export const claimFailuresTotal = metrics.claimFailuresTotal
 
 /**
  * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another

@@ -83,11 +83,26 @@ const createConsumerTables = Effect.gen(function*() {
     )`
 })
 
+/**
+ * A dead letter is recorded (with its claim) in the consumer's transaction and sent to its topic
+ * after COMMIT; until it was sent it waits here, so a redelivery sends what a crash left unsent.
+ * Once sent it moves to `kpipe_failed_events`.
+ */
+const deadLetterAfterCommit = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  // The failed-events row as it will be, plus what a resend needs.
+  yield* sql`CREATE TABLE kpipe_dead_letters_unsent (LIKE kpipe_failed_events INCLUDING DEFAULTS)`
+  yield* sql`ALTER TABLE kpipe_dead_letters_unsent ADD COLUMN original_timestamp TEXT NOT NULL,
+    ADD PRIMARY KEY (consumer_group, topic, partition, "offset")`
+  yield* sql`CREATE INDEX kpipe_dead_letters_unsent_event ON kpipe_dead_letters_unsent (consumer_group, event_id)`
+})
+
 /** The pipeline's tables, with their own migration history so an app can embed them beside its own. */
 export const migrations: Migrations.MigrationsOptions = {
   table: "kpipe_pipeline_migrations",
   loader: Migrator.fromRecord({
     "0001_outbox": createOutbox,
-    "0002_consumer": createConsumerTables
+    "0002_consumer": createConsumerTables,
+    "0003_dead_letter_after_commit": deadLetterAfterCommit
   })
 }

@@ -292,6 +292,7 @@ describe("IdempotentConsumer", () => {
         let attempts = 0
         let failures = 0
         const counting = DeadLetter.DeadLetterSink.of({
+          record: sink.record,
           publish: (letter) =>
             Effect.suspend(() => {
               attempts++

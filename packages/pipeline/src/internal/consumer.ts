@@ -11,11 +11,13 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { DeadLetterSink, type Failure } from "../DeadLetter.ts"
+import * as DeadLetter from "../DeadLetter.ts"
+import { type DeadLetter as DeadLetterEnvelope, DeadLetterSink, type Failure } from "../DeadLetter.ts"
 import type { Delivered, Options } from "../IdempotentConsumer.ts"
 import * as RetryPolicy from "../RetryPolicy.ts"
 import type * as Topic from "../Topic.ts"
-import { appliedTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
+import { isInfrastructure } from "./infrastructure.ts"
+import { appliedTotal, blockedRetriesTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
 import * as ProcessedEvents from "./processedEvents.ts"
 
 /** The handler failed (or died) inside the transaction; `index` is the record's, when one record is to blame. */
@@ -26,10 +28,28 @@ class HandlerFailed<E> extends Data.TaggedError("HandlerFailed")<{
 
 interface AttemptFailure extends Failure {
   readonly decision: RetryPolicy.Decision
+  /**
+   * The infrastructure is away (database, connection, COMMIT, broker): not the event's fault, so it
+   * is retried until the infrastructure is back and never dead-lettered.
+   */
+  readonly infrastructure: boolean
   /** Which record of the transaction failed, when it is known. */
   readonly index: number | undefined
   readonly at: DateTime.Utc
 }
+
+/** Retries while the infrastructure is away: forever, 200 ms doubling to 5 s. */
+const infrastructureBackoff = Schedule.exponential("200 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5)))
+)
+
+const deadLetterBackoff = Schedule.exponential("500 millis").pipe(
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
+)
+
+/** Blocked for this long, a partition is reported at Error instead of Warning. */
+const alertAfterSeconds = 30
 
 // Tagged errors often carry their details in fields and leave `message` empty.
 const describe = (error: unknown) => ({
@@ -62,11 +82,26 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
       Effect.map(DateTime.now, (at): AttemptFailure => {
         const failure = Cause.failureOption(cause)
         if (Option.isNone(failure)) {
-          // COMMIT failures surface as defects in @effect/sql; like any unknown failure, worth a retry.
-          return { tag: "Defect", ...describe(Cause.squash(cause)), decision: "retry", index: undefined, at }
+          // COMMIT and ROLLBACK failures surface as defects in @effect/sql: a lost connection.
+          return {
+            tag: "Defect",
+            ...describe(Cause.squash(cause)),
+            decision: "retry",
+            infrastructure: true,
+            index: undefined,
+            at
+          }
         }
         if (failure.value._tag === "SqlError") {
-          return { tag: "SqlError", ...describe(failure.value), decision: "retry", index: undefined, at }
+          // The claim's own statements: never the event's fault.
+          return {
+            tag: "SqlError",
+            ...describe(failure.value),
+            decision: "retry",
+            infrastructure: true,
+            index: undefined,
+            at
+          }
         }
         const { cause: handlerCause, index } = failure.value
         const error = Cause.failureOption(handlerCause)
@@ -75,10 +110,18 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             tag: error.value._tag,
             ...describe(error.value),
             decision: RetryPolicy.decide(errors, error.value),
+            infrastructure: isInfrastructure(error.value),
             index,
             at
           }
-          : { tag: "Defect", ...describe(Cause.squash(handlerCause)), decision: "retry", index, at }
+          : {
+            tag: "Defect",
+            ...describe(Cause.squash(handlerCause)),
+            decision: "retry",
+            infrastructure: false,
+            index,
+            at
+          }
       })
 
     const recordSpan = (name: string, record: Consumer.ConsumerRecord) => {
@@ -111,15 +154,20 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         const fresh = new Set(claimed.map((row) => row.eventId))
         const applied: Array<Delivered<A>> = []
         const indexes: Array<number> = []
+        const duplicates: Array<string> = []
         run.forEach((item, index) => {
           if (fresh.delete(item.event.eventId)) {
             applied.push(item)
             indexes.push(index)
+          } else {
+            duplicates.push(item.event.eventId)
           }
         })
+        // A duplicate may be an event dead-lettered by a process that died before sending it.
+        const unsent = yield* DeadLetter.unsent(sql, groupId, duplicates)
         const handleOne = options.handle
         if (handleOne === undefined) {
-          if (applied.length === 0) return { events: [], result: undefined }
+          if (applied.length === 0) return { events: [], result: undefined, unsent }
           const result = yield* options.handleBatch!(applied).pipe(
             Effect.sandbox,
             Effect.mapError((cause) =>
@@ -138,7 +186,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
               })
               : Effect.withSpan(`${topic.name} process`)
           )
-          return { events: applied.map(({ event }) => event), result }
+          return { events: applied.map(({ event }) => event), result, unsent }
         }
         for (let i = 0; i < applied.length; i++) {
           const { event, record } = applied[i]!
@@ -150,7 +198,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
-        return { events: applied.map(({ event }) => event), result: undefined }
+        return { events: applied.map(({ event }) => event), result: undefined, unsent }
       })).pipe(
         Effect.tap(({ events }) =>
           Effect.zipRight(
@@ -178,49 +226,98 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         )
       )
 
+    /** Until a dead letter is recorded and sent, its offset must not move: keep trying, whatever fails. */
+    const untilDone = <X, Y>(what: string, effect: Effect.Effect<X, Y>) =>
+      effect.pipe(
+        Effect.sandbox,
+        Effect.tapError((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logError(`${what} failed; retrying, the offset stays`, cause).pipe(
+              Effect.annotateLogs({ topic: topic.name, groupId })
+            )
+        ),
+        Effect.retry({ schedule: deadLetterBackoff, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+        Effect.unsandbox,
+        Effect.orDie
+      )
+
+    const send = (letter: DeadLetterEnvelope) =>
+      untilDone("Publishing a dead letter", sink.publish(letter)).pipe(
+        Effect.zipRight(Metric.increment(deadLetteredTotal))
+      )
+
+    /**
+     * The claim (`DEAD_LETTERED`) and the failed-events row commit together; the dead-letter record
+     * is sent after COMMIT and marked sent. A crash in between leaves it recorded and unsent, and
+     * the redelivery sends it. If this group applied the event meanwhile (another member, after a
+     * rebalance), nothing is dead-lettered.
+     */
     const deadLetter = (
       record: Consumer.ConsumerRecord,
       failure: Failure & { readonly at: DateTime.Utc },
       attempts: number,
       firstAt: DateTime.Utc,
       event?: A
-    ) =>
-      sql.withTransaction(Effect.gen(function*() {
+    ) => {
+      const letter: DeadLetterEnvelope = {
+        deadLetterTopic: topic.deadLetter.name,
+        consumerGroup: groupId,
+        record,
+        eventId: event?.eventId,
+        eventType: event?.type,
+        failure: { tag: failure.tag, message: failure.message, stack: failure.stack },
+        attempts,
+        firstAttemptAt: firstAt,
+        lastAttemptAt: failure.at
+      }
+      const recorded = sql.withTransaction(Effect.gen(function*() {
         if (event !== undefined) {
-          yield* ProcessedEvents.markDeadLettered(sql, groupId, topic.name, record, event.eventId)
+          const outcome = yield* ProcessedEvents.markDeadLettered(sql, groupId, topic.name, record, event.eventId)
+          if (outcome === "APPLIED") return false
         }
-        yield* sink.publish({
-          deadLetterTopic: topic.deadLetter.name,
-          consumerGroup: groupId,
-          record,
-          eventId: event?.eventId,
-          eventType: event?.type,
-          failure: { tag: failure.tag, message: failure.message, stack: failure.stack },
-          attempts,
-          firstAttemptAt: firstAt,
-          lastAttemptAt: failure.at
-        })
-      })).pipe(
-        // Until the record is safely dead-lettered its offset must not move: keep trying.
-        Effect.tapError((error) => Effect.logError("Dead-lettering failed; retrying, the offset stays", error)),
-        Effect.retry(
-          Schedule.exponential("500 millis").pipe(
-            Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(30)))
-          )
-        ),
-        Effect.orDie,
-        Effect.zipRight(Metric.increment(deadLetteredTotal))
+        yield* sink.record(letter)
+        return true
+      }))
+      return untilDone("Recording a dead letter", recorded).pipe(
+        Effect.flatMap((recordedNow) => recordedNow ? send(letter) : Effect.void)
       )
+    }
 
-    /** One record on its own, with retries, then dead-lettered if it still fails. */
+    /**
+     * One record on its own: the infrastructure's failures are retried until it is back (the
+     * partition waits, the key keeps its order); the handler's own failures follow the policy, and
+     * the record is dead-lettered once it is done with.
+     */
     const single = (item: Delivered<A>, prior: AttemptFailure | undefined) =>
       Effect.gen(function*() {
         const driver = yield* Schedule.driver(RetryPolicy.schedule(policy))
+        const waitForInfrastructure = yield* Schedule.driver(infrastructureBackoff)
         let attempts = prior === undefined ? 0 : 1
         let firstAt = prior?.at
         let failure = prior
-        while (failure === undefined || failure.decision === "retry") {
-          if (failure !== undefined) {
+        let blockedSince: number | undefined
+        while (failure === undefined || failure.infrastructure || failure.decision === "retry") {
+          if (failure !== undefined && failure.infrastructure) {
+            blockedSince ??= Date.now()
+            const blockedFor = Math.round((Date.now() - blockedSince) / 1000)
+            yield* Metric.increment(blockedRetriesTotal)
+            yield* (blockedFor < alertAfterSeconds ? Effect.logWarning : Effect.logError)(
+              "Infrastructure failure while applying an event; the partition waits and retries",
+              failure.message
+            ).pipe(
+              Effect.annotateLogs({
+                topic: topic.name,
+                partition: item.record.partition,
+                offset: item.record.offset,
+                eventId: item.event.eventId,
+                groupId,
+                errorTag: failure.tag,
+                blockedForSeconds: blockedFor
+              })
+            )
+            yield* waitForInfrastructure.next(failure).pipe(Effect.orElse(() => Effect.void))
+          } else if (failure !== undefined) {
             const next = yield* Effect.either(driver.next(failure))
             if (next._tag === "Left") break
             yield* Metric.increment(retriesTotal)
@@ -235,7 +332,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           const error = Cause.failureOption(exit.cause)
           if (Option.isNone(error)) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
           failure = error.value
-          firstAt ??= failure.at
+          if (!failure.infrastructure) firstAt ??= failure.at
         }
         yield* deadLetter(item.record, failure, attempts, firstAt ?? failure.at, item.event)
       }).pipe(recordSpan("retry", item.record))
@@ -243,7 +340,8 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
     const applyRun = (run: ReadonlyArray<Delivered<A>>): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : commitRun(run).pipe(
         Effect.matchEffect({
-          onSuccess: () => Effect.void,
+          onSuccess: ({ unsent }) =>
+            unsent.length === 0 ? Effect.void : Effect.forEach(unsent, send, { discard: true }),
           onFailure: (failure) => {
             const index = failure.index
             if (index === undefined) return Effect.forEach(run, (item) => single(item, undefined), { discard: true })
@@ -294,4 +392,24 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           }
         })
       )
+  })
+
+/** The group's claims past their retention are deleted periodically; a failure is logged and tried again later. */
+export const cleanupLoop = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B>(
+  options: Options<A, I, E, R, B>
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const retention = options.claimRetention === undefined
+      ? Duration.sum(options.topic.retention, Duration.days(1))
+      : Duration.decode(options.claimRetention)
+    yield* ProcessedEvents.cleanup(sql, options.groupId, options.topic.name, Duration.toMillis(retention)).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("Cleanup of processed-event claims failed; trying again later", cause).pipe(
+          Effect.annotateLogs({ groupId: options.groupId, topic: options.topic.name })
+        )
+      ),
+      Effect.repeat(Schedule.spaced(options.cleanupInterval ?? Duration.minutes(10))),
+      Effect.forkScoped
+    )
   })

@@ -6,13 +6,14 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { channel } from "../Outbox.ts"
 import type { OutboxStats, RelayOptions, TopicBacklog } from "../OutboxRelay.ts"
-import { publishOnce } from "./relayClaim.ts"
+import { makeState, publishOnce } from "./relayClaim.ts"
 
 export const drain = (options: RelayOptions): Effect.Effect<number, SqlError, SqlClient | Producer.Producer> =>
   Effect.gen(function*() {
+    const state = makeState()
     let total = 0
     while (true) {
-      const result = yield* publishOnce(options)
+      const result = yield* publishOnce(options, state)
       if (result._tag !== "Published") return total
       total += result.count
     }

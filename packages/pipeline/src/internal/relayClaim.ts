@@ -3,7 +3,7 @@ import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Producer } from "@kpipe/kafka"
-import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import { type KafkaError, missingTopics, rejectsRecords } from "@kpipe/kafka/KafkaError"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -51,18 +51,37 @@ const linksOf = (rows: ReadonlyArray<ClaimedRow>): Array<Tracer.SpanLink> =>
   )
 
 /**
+ * What a relay loop remembers between claims: topics found missing on the broker, and when. Their
+ * rows are left out of claims until the topic is looked up again, so they hold back only their own
+ * keys and never fill a claim that other keys are waiting for.
+ */
+export interface ClaimState {
+  readonly missingTopics: Map<string, number>
+}
+
+export const makeState = (): ClaimState => ({ missingTopics: new Map() })
+
+const recheckMissingTopicAfterMs = 10_000
+
+/**
  * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another
  * relay holds), publish their next rows in key order with one producer call, mark them published
  * with one statement, commit. Returns what happened, for the loop's pacing.
  */
 export const publishOnce = (
-  options: RelayOptions
+  options: RelayOptions,
+  state: ClaimState = makeState()
 ): Effect.Effect<RoundResult, SqlError, SqlClient | Producer.Producer> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const producer = yield* Producer.Producer
     const batchSize = options.batchSize ?? 1000
     const start = Math.floor(Math.random() * outboxShards)
+    const now = Date.now()
+    for (const [topic, at] of state.missingTopics) {
+      if (now - at >= recheckMissingTopicAfterMs) state.missingTopics.delete(topic)
+    }
+    const skipTopics = [...state.missingTopics.keys()]
     return yield* sql.withTransaction(Effect.gen(function*() {
       const shards = yield* sql<{ shard: number }>`
         SELECT s.shard FROM kpipe_outbox_shards s
@@ -76,6 +95,7 @@ export const publishOnce = (
                o.headers
         FROM kpipe_outbox o
         WHERE o.shard = ANY(${shards.map((s) => s.shard)}::int[]) AND o.status = 'PENDING'
+          AND NOT (o.topic = ANY(${skipTopics}::text[]))
           AND NOT EXISTS (
             SELECT 1 FROM kpipe_outbox f
             WHERE f.topic = o.topic AND f.message_key = o.message_key AND f.status = 'FAILED'
@@ -92,33 +112,58 @@ export const publishOnce = (
         sql`UPDATE kpipe_outbox SET attempts = attempts + 1, last_error = ${errorText(error)}
             WHERE id = ANY(${ids}::bigint[])`
 
-      const sent = yield* producer.sendBatch(byTopic(rows)).pipe(
-        Effect.withSpan("OutboxRelay.send", {
-          kind: "producer",
-          links: linksOf(rows),
-          attributes: { "messaging.batch.message_count": rows.length }
-        }),
-        Effect.either
-      )
-      if (sent._tag === "Right") {
-        yield* markPublished(rows.map((row) => row.id))
-        return { _tag: "Published", count: rows.length } as const
+      const sendAll = (batch: ReadonlyArray<ClaimedRow>) =>
+        producer.sendBatch(byTopic(batch)).pipe(
+          Effect.withSpan("OutboxRelay.send", {
+            kind: "producer",
+            links: linksOf(batch),
+            attributes: { "messaging.batch.message_count": batch.length }
+          }),
+          Effect.either
+        )
+
+      let sending = rows
+      let sent = yield* sendAll(sending)
+      const missing = sent._tag === "Left" ? missingTopics(sent.left) : []
+      if (sent._tag === "Left" && missing.length > 0) {
+        // Not the records' fault and not a passing fault: the rows wait (their keys with them) until
+        // the topic exists; every other key goes on.
+        const absent = new Set(missing)
+        const waiting = sending.filter((row) => absent.has(row.topic))
+        for (const topic of missing) state.missingTopics.set(topic, Date.now())
+        yield* recordError(waiting.map((row) => row.id), sent.left)
+        yield* Effect.logError("Outbox rows wait for topics that do not exist; their keys are held back", sent.left)
+          .pipe(
+            Effect.annotateLogs({
+              topics: missing.join(","),
+              rows: waiting.length,
+              keys: new Set(waiting.map((row) => `${row.topic}/${row.messageKey}`)).size
+            })
+          )
+        sending = sending.filter((row) => !absent.has(row.topic))
+        if (sending.length === 0) return { _tag: "Published", count: 0 } as const
+        sent = yield* sendAll(sending)
       }
-      if (sent.left.retriable) {
-        yield* recordError(rows.map((row) => row.id), sent.left)
+      if (sent._tag === "Right") {
+        yield* markPublished(sending.map((row) => row.id))
+        return { _tag: "Published", count: sending.length } as const
+      }
+      // The broker away, a connection lost, retries exhausted: nothing is wrong with the rows.
+      if (!rejectsRecords(sent.left)) {
+        yield* recordError(sending.map((row) => row.id), sent.left)
         return { _tag: "Blocked", error: sent.left } as const
       }
-      // Some row cannot be published at all. Send one by one to find it: it is marked FAILED and
+      // The broker rejected some record itself. Send one by one to find it: it is marked FAILED and
       // the rest of its key stays pending behind it; other keys go on.
       const published: Array<string> = []
       const failedKeys = new Set<string>()
-      for (const row of rows) {
+      for (const row of sending) {
         const keyId = `${row.topic}\u001f${row.messageKey}`
         if (failedKeys.has(keyId)) continue
         const single = yield* Effect.either(producer.send({ topic: row.topic, messages: [toMessage(row)] }))
         if (single._tag === "Right") {
           published.push(row.id)
-        } else if (single.left.retriable) {
+        } else if (!rejectsRecords(single.left)) {
           yield* markPublished(published)
           yield* recordError([row.id], single.left)
           return { _tag: "Blocked", error: single.left } as const

@@ -1,6 +1,7 @@
 import { PgClient } from "@effect/sql-pg/PgClient"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { Producer } from "@kpipe/kafka"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -11,9 +12,12 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { channel } from "../Outbox.ts"
 import { Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
-import { backlog, oldestPendingSeconds } from "./metrics.ts"
+import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, stats } from "./relayAdmin.ts"
-import { publishOnce } from "./relayClaim.ts"
+import { makeState, publishOnce } from "./relayClaim.ts"
+
+/** A claim failing for this long is logged at Error, not Warning: someone should look. */
+const alertAfterSeconds = 30
 
 const backoff = Schedule.exponential("100 millis", 2).pipe(
   Schedule.jittered,
@@ -43,24 +47,64 @@ export const run = (
       Effect.forkScoped
     )
 
-    // A claim that could not publish (broker or database away) is tried again after `backoff`,
-    // which starts over once a claim gets through.
-    const claim = publishOnce(options).pipe(
-      Effect.flatMap((result) => result._tag === "Blocked" ? Effect.fail(result.error) : Effect.succeed(result)),
-      Effect.tapError((error) =>
-        Effect.zipRight(
-          observe("backingOff", error.message),
-          Effect.logWarning("Outbox relay could not publish; backing off", error)
+    // A claim that could not publish (broker or database away), or that died (a COMMIT or ROLLBACK
+    // on a lost connection is a defect in @effect/sql), is tried again after `backoff`, which starts
+    // over once a claim gets through. Nothing ends the loop but the scope: whatever fails, it is
+    // logged with what waits behind it, and the loop goes on.
+    const claimLoop = Effect.gen(function*() {
+      const state = makeState()
+      let failingSince: number | undefined
+      const claim = publishOnce(options, state).pipe(
+        Effect.flatMap((result) => result._tag === "Blocked" ? Effect.fail(result.error) : Effect.succeed(result)),
+        Effect.sandbox,
+        Effect.tapError((cause) =>
+          Effect.gen(function*() {
+            if (Cause.isInterruptedOnly(cause)) return
+            yield* observe("backingOff", Cause.pretty(cause).split("\n")[0])
+            failingSince ??= Date.now()
+            const failingFor = Math.round((Date.now() - failingSince) / 1000)
+            yield* Metric.increment(claimFailuresTotal)
+            const pending = yield* stats.pipe(
+              Effect.map((s) => s.pending),
+              Effect.orElseSucceed(() => "unknown")
+            )
+            const log = Cause.isFailType(cause) && failingFor < alertAfterSeconds
+              ? Effect.logWarning("Outbox relay could not publish; backing off", cause)
+              : Effect.logError(
+                failingFor < alertAfterSeconds
+                  ? "Outbox relay claim died; backing off and claiming again"
+                  : "Outbox relay has not published for a while; backing off and claiming again",
+                cause
+              )
+            yield* log.pipe(Effect.annotateLogs({ pendingRows: pending, failingForSeconds: failingFor }))
+          })
+        ),
+        Effect.retry({ schedule: backoff, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+        Effect.zipLeft(observe("running")),
+        Effect.tap(() =>
+          Effect.suspend(() => {
+            if (failingSince === undefined) return Effect.void
+            const after = Math.round((Date.now() - failingSince) / 1000)
+            failingSince = undefined
+            return Effect.logInfo(`Outbox relay publishes again after ${after} s`)
+          })
+        ),
+        Effect.unsandbox
+      )
+      return yield* claim.pipe(
+        Effect.flatMap((result) =>
+          result._tag === "Published" && result.count > 0
+            ? Effect.void
+            : Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
+        ),
+        Effect.forever
+      )
+    })
+    const loop = claimLoop.pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logError("Outbox relay loop failed; restarting it", cause).pipe(
+          Effect.zipRight(Effect.sleep("1 second"))
         )
-      ),
-      Effect.retry(backoff),
-      Effect.zipLeft(observe("running"))
-    )
-    const loop = claim.pipe(
-      Effect.flatMap((result) =>
-        result._tag === "Published" && result.count > 0
-          ? Effect.void
-          : Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
       ),
       Effect.forever
     )
@@ -79,12 +123,12 @@ export const run = (
           )
         )
       ),
-      Effect.ignoreLogged
+      Effect.catchAllCause((cause) => Effect.logWarning("Outbox stats could not be read", cause))
     )
     yield* report.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
     const retention = options.retention ?? Duration.days(1)
     yield* cleanup(retention).pipe(
-      Effect.ignoreLogged,
+      Effect.catchAllCause((cause) => Effect.logWarning("Outbox cleanup failed; trying again later", cause)),
       Effect.repeat(Schedule.spaced(options.cleanupInterval ?? Duration.minutes(1))),
       Effect.forkScoped
     )

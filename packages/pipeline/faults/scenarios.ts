@@ -1,0 +1,307 @@
+// The fault matrix's scenarios: each pushes a workload through outbox → relay → Kafka → idempotent
+// consumer while a fault is injected, then measures what the pipeline promises (nothing lost,
+// nothing applied twice, each key in order, nothing dead-lettered because of the fault, nothing
+// stuck) and how long it took to converge after the fault ended.
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
+import { Database } from "@kpipe/sql"
+import { DatabaseFaults, FaultProxy, KafkaFaults, ServiceProcess, TestKafka } from "@kpipe/testing"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { fileURLToPath } from "node:url"
+import { DeadLetter, IdempotentConsumer, Outbox, OutboxRelay, PipelineMigrations, TopicAdmin } from "../src/index.ts"
+import { appliedMigrations, TestEvent, topicNamed } from "../test/utils.ts"
+
+const replicaScript = fileURLToPath(new URL("../test/fixtures/replica.ts", import.meta.url))
+
+export interface Size {
+  readonly events: number
+  readonly keys: number
+  /** Multiplies each scenario's nominal fault duration (1 for the full matrix). */
+  readonly faultScale: number
+  /** How long the pipeline may take to converge after the fault ended before what is left counts as stuck. */
+  readonly recoveryDeadline: Duration.DurationInput
+}
+
+export interface Row {
+  readonly scenario: string
+  readonly events: number
+  readonly lost: number
+  readonly appliedTwice: number
+  readonly outOfOrder: number
+  readonly wronglyDeadLettered: number
+  readonly stuck: number
+  /** Seconds from the fault's end until every event was applied; undefined when it never was. */
+  readonly recoverySeconds: number | undefined
+}
+
+interface FaultContext {
+  readonly databaseUrl: Redacted.Redacted
+  readonly database: string
+  readonly topic: string
+  readonly group: string
+  readonly seconds: (nominal: number) => Duration.Duration
+  readonly proxy: FaultProxy.FaultProxy
+  /** Processes killed so far (the `processes` clients). */
+  readonly kills: () => number
+}
+
+export interface Scenario {
+  readonly name: string
+  /** Where the relay and the consumer run: in this process (on the broker, or through the proxy), or as processes. */
+  readonly clients: "direct" | "proxy" | "processes"
+  /** Injects the fault and returns once it ended. */
+  readonly fault: (context: FaultContext) => Effect.Effect<void, unknown, Scope.Scope>
+}
+
+const sleepFor = (duration: Duration.Duration) => Effect.sleep(duration)
+
+export const scenarios: ReadonlyArray<Scenario> = [
+  {
+    name: "Kafka connection cut 60 s (proxy)",
+    clients: "proxy",
+    fault: ({ proxy, seconds }) => proxy.during(FaultProxy.cut, sleepFor(seconds(60)))
+  },
+  {
+    name: "Kafka blackholed 30 s (proxy)",
+    clients: "proxy",
+    fault: ({ proxy, seconds }) => proxy.during(FaultProxy.blackhole, sleepFor(seconds(30)))
+  },
+  {
+    name: "database backends terminated every 2 s for 30 s",
+    clients: "direct",
+    fault: ({ database, databaseUrl, seconds }) =>
+      DatabaseFaults.terminateBackends(databaseUrl, database).pipe(
+        Effect.ignore,
+        Effect.zipRight(Effect.sleep("2 seconds")),
+        Effect.forever,
+        Effect.timeoutOption(seconds(30)),
+        Effect.asVoid
+      )
+  },
+  {
+    name: "database refusing connections 15 s",
+    clients: "direct",
+    fault: ({ database, databaseUrl, seconds }) =>
+      Effect.scoped(Effect.zipRight(DatabaseFaults.refuseConnections(databaseUrl, database), sleepFor(seconds(15))))
+  },
+  {
+    name: "relay and consumer kill -9 ×10",
+    clients: "processes",
+    fault: ({ kills }) =>
+      Effect.sync(kills).pipe(Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (n) => n >= 10 }))
+  }
+]
+
+/** The consumer's handler: one statement for all new events of a transaction. */
+const applyBatch = (group: string) => (delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql`INSERT INTO applied (consumer_group, event_id, message_key, seq)
+      SELECT ${group}, e.id, e.k, e.s
+      FROM unnest(${delivered.map((d) => d.event.eventId)}::text[], ${delivered.map((d) => d.event.key)}::text[],
+                  ${delivered.map((d) => d.event.seq)}::int[]) AS e(id, k, s)`).pipe(Effect.asVoid)
+
+const consumerTimings = { ...TestKafka.fastConsumer, disconnectTimeout: "5 seconds" as const }
+
+/** The relay and the consumer in this process, on `kafka`, for the life of the scope. */
+const inProcessClients = (
+  kafka: Layer.Layer<KafkaClient.KafkaClient>,
+  topic: ReturnType<typeof topicNamed>,
+  group: string
+) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      Layer.mergeAll(Producer.layer(), DeadLetter.layer).pipe(Layer.provideMerge(kafka))
+    )
+    yield* OutboxRelay.run({ pollInterval: "200 millis" }).pipe(Effect.provide(context))
+    yield* IdempotentConsumer.run({
+      topic,
+      groupId: group,
+      handleBatch: applyBatch(group),
+      errors: { SqlError: "retry" },
+      batchSize: 200,
+      kafka: consumerTimings
+    }).pipe(Effect.provide(context))
+  })
+
+/** A relay and a consumer as processes, each killed with SIGKILL `kills / 2` times at random moments and started again. */
+const crashingProcesses = (databaseUrl: string, topic: string, group: string, kills: number) =>
+  Effect.gen(function*() {
+    const killed = { value: 0 }
+    const spawn = (mode: "relay" | "consumer") =>
+      ServiceProcess.spawn({
+        name: mode,
+        entry: replicaScript,
+        args: mode === "relay" ? ["relay", topic] : ["consumer", topic, group],
+        env: { DATABASE_URL: databaseUrl, BATCH_SIZE: "100" },
+        ready: "ready",
+        keepOutput: false
+      })
+    const run = (mode: "relay" | "consumer", killsLeft: number): Effect.Effect<void, unknown, Scope.Scope> =>
+      Effect.scoped(Effect.gen(function*() {
+        const handle = yield* spawn(mode)
+        yield* handle.awaitReady
+        if (killsLeft === 0) return yield* Effect.never
+        yield* Effect.sleep(Duration.millis(1_000 + Math.random() * 2_500))
+        yield* handle.kill
+        killed.value += 1
+      })).pipe(Effect.zipRight(Effect.suspend(() => run(mode, killsLeft - 1))))
+    yield* Effect.forkScoped(run("relay", Math.ceil(kills / 2)))
+    yield* Effect.forkScoped(run("consumer", Math.floor(kills / 2)))
+    return () => killed.value
+  })
+
+/** Runs one scenario on a database and topic of its own and measures it. */
+export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, unknown, never> =>
+  Effect.scoped(Effect.gen(function*() {
+    const baseKafka = KafkaClient.layerFromEnv.pipe(Layer.orDie)
+    const database = yield* Layer.build(
+      Database.layerTest([PipelineMigrations.migrations, appliedMigrations]).pipe(Layer.orDie)
+    )
+    const admin = yield* Layer.build(Admin.layer.pipe(Layer.provide(baseKafka), Layer.orDie))
+    const sql = Context.get(database, SqlClient)
+    const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+    const serverUrl = yield* Database.url
+    const databaseUrl = Redacted.make(Database.withDatabase(Redacted.value(serverUrl), current!.database))
+    const topic = topicNamed(TestKafka.uniqueName("faults"), 6)
+    const group = TestKafka.uniqueName("faults-group")
+    const created = yield* Context.get(admin, Admin.Admin).createTopics(TopicAdmin.specs([topic]))
+    yield* Effect.addFinalizer(() => Context.get(admin, Admin.Admin).deleteTopics(created).pipe(Effect.ignore))
+    const proxy = yield* KafkaFaults.proxy
+    const seconds = (nominal: number) => Duration.seconds(Math.max(3, nominal * size.faultScale))
+    let kills = () => 0
+
+    // Clients
+    if (scenario.clients === "processes") {
+      kills = yield* crashingProcesses(Redacted.value(databaseUrl), topic.name, group, 10)
+    } else {
+      const kafka = scenario.clients === "proxy" ? KafkaFaults.layerThrough(proxy) : baseKafka
+      yield* inProcessClients(kafka, topic, group).pipe(Effect.provide(database))
+    }
+
+    // Workload: writers own disjoint keys, so a key's seq order is its commit order.
+    const writers = 4
+    const txSize = 20
+    const acknowledged = new Set<string>()
+    const window = Duration.toMillis(seconds(scenario.clients === "processes" ? 20 : 30)) + 4_000
+    const perWriter = Math.ceil(size.events / writers)
+    const writer = (w: number) =>
+      Effect.gen(function*() {
+        const seqs = new Map<string, number>()
+        const pause = window / Math.max(1, perWriter / txSize)
+        for (let done = 0; done < perWriter && w * perWriter + done < size.events; done += txSize) {
+          const count = Math.min(txSize, perWriter - done, size.events - w * perWriter - done)
+          const events = Array.from({ length: count }, (_, i) => {
+            const key = `k${((done + i) % Math.ceil(size.keys / writers)) * writers + w}`
+            const seq = (seqs.get(key) ?? 0) + 1
+            seqs.set(key, seq)
+            return new TestEvent({ eventId: crypto.randomUUID(), key, seq })
+          })
+          const started = Date.now()
+          // A COMMIT that died may or may not have committed: append again (a repeat the consumer skips).
+          yield* sql.withTransaction(Outbox.append(topic, ...events)).pipe(
+            Effect.sandbox,
+            Effect.retry({
+              schedule: Schedule.spaced("200 millis"),
+              while: (cause) => !Cause.isInterruptedOnly(cause)
+            }),
+            Effect.unsandbox,
+            Effect.provide(database)
+          )
+          events.forEach((event) => acknowledged.add(event.eventId))
+          const left = pause - (Date.now() - started)
+          if (left > 0) yield* Effect.sleep(Duration.millis(left))
+        }
+      })
+    let faultEnded = 0
+    yield* Effect.all([
+      Effect.forEach(Array.from({ length: writers }, (_, w) => w), writer, { concurrency: "unbounded", discard: true }),
+      scenario.fault({
+        databaseUrl: serverUrl,
+        database: current!.database,
+        topic: topic.name,
+        group,
+        seconds,
+        proxy,
+        kills
+      })
+        .pipe(Effect.delay("2 seconds"), Effect.ensuring(Effect.sync(() => (faultEnded = Date.now()))))
+    ], { concurrency: "unbounded", discard: true })
+
+    // Convergence
+    const measure = Effect.gen(function*() {
+      const [row] = yield* sql<{
+        applied: number
+        twice: number
+        outOfOrder: number
+        deadLettered: number
+        pending: number
+        published: number
+      }>`
+        SELECT
+          (SELECT count(DISTINCT event_id)::int FROM applied WHERE consumer_group = ${group}) AS applied,
+          (SELECT count(*)::int FROM (SELECT 1 FROM applied WHERE consumer_group = ${group}
+             GROUP BY event_id HAVING count(*) > 1) t) AS twice,
+          (SELECT count(DISTINCT message_key)::int FROM (
+             SELECT message_key, seq, lag(seq) OVER (PARTITION BY message_key ORDER BY id) AS previous
+             FROM applied WHERE consumer_group = ${group}) s
+           WHERE previous IS NOT NULL AND seq < previous) AS out_of_order,
+          (SELECT count(*)::int FROM kpipe_failed_events)
+            + (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED') AS dead_lettered,
+          (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending,
+          (SELECT count(DISTINCT event_id)::int FROM kpipe_outbox WHERE status = 'PUBLISHED') AS published`
+      return row!
+    }).pipe(Effect.provide(database), Effect.retry({ times: 20, schedule: Schedule.spaced("500 millis") }))
+    const deadline = Date.now() + Duration.toMillis(Duration.decode(size.recoveryDeadline))
+    let last = yield* measure
+    let recovered: number | undefined
+    while (Date.now() < deadline) {
+      last = yield* measure
+      if (last.applied + last.deadLettered >= acknowledged.size && last.pending === 0) {
+        recovered = Date.now()
+        break
+      }
+      yield* Effect.sleep("250 millis")
+    }
+    yield* Effect.sleep("1 second")
+    last = yield* measure
+    return {
+      scenario: scenario.name,
+      events: acknowledged.size,
+      lost: Math.max(0, last.published - last.applied - last.deadLettered),
+      appliedTwice: last.twice,
+      outOfOrder: last.outOfOrder,
+      wronglyDeadLettered: last.deadLettered,
+      stuck: last.pending,
+      recoverySeconds: recovered === undefined ? undefined : Math.max(0, (recovered - faultEnded) / 1000)
+    } satisfies Row
+  }))
+
+export const format = (rows: ReadonlyArray<Row>) => {
+  const header = ["scenario", "events", "lost", "applied twice", "out of order", "wrongly DLT'd", "stuck", "recovery"]
+  const cells = rows.map((row) => [
+    row.scenario,
+    String(row.events),
+    String(row.lost),
+    String(row.appliedTwice),
+    String(row.outOfOrder),
+    String(row.wronglyDeadLettered),
+    String(row.stuck),
+    row.recoverySeconds === undefined ? "never" : `${row.recoverySeconds.toFixed(1)} s`
+  ])
+  const widths = header.map((title, i) => Math.max(title.length, ...cells.map((cell) => cell[i]!.length)))
+  const line = (cell: ReadonlyArray<string>) =>
+    `| ${cell.map((text, i) => i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!)).join(" | ")} |`
+  return [
+    line(header),
+    `|${widths.map((w, i) => i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`).join("|")}|`,
+    ...cells.map(line)
+  ]
+    .join("\n")
+}

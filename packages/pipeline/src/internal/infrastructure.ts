@@ -1,0 +1,31 @@
+import { KafkaError, missingTopics, rejectsRecords } from "@kpipe/kafka/KafkaError"
+import * as Predicate from "effect/Predicate"
+
+// SQLSTATE classes of a server or link that is away or overloaded, not of a statement that is wrong:
+// 08 connection exception, 53 insufficient resources, 57P admin shutdown / cannot connect now,
+// 58 system error.
+const transientClasses = ["08", "53", "57P", "58"]
+
+const sqlCode = (cause: unknown) =>
+  Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
+
+/**
+ * Whether `error` says the infrastructure is away (database unreachable, connection lost, database
+ * refusing connections, broker unreachable), as opposed to something wrong with the event or the
+ * handler's statement. Such failures are retried until the infrastructure is back, never dead-lettered.
+ */
+export const isInfrastructure = (error: unknown): boolean => {
+  if (error instanceof KafkaError) {
+    return error.retriable || (!rejectsRecords(error) && missingTopics(error).length === 0)
+  }
+  if (Predicate.isTagged(error, "SqlError")) {
+    const cause = (error as { readonly cause?: unknown }).cause
+    const code = sqlCode(cause)
+    // node-postgres reports a lost or refused socket with no SQLSTATE at all.
+    if (code === undefined) return true
+    if (transientClasses.some((prefix) => code.startsWith(prefix))) return true
+    const message = cause instanceof Error ? cause.message : ""
+    return code === "55000" && message.includes("not currently accepting connections")
+  }
+  return false
+}

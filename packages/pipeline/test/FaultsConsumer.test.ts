@@ -1,0 +1,259 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { assert, describe, it } from "@effect/vitest"
+import { Admin } from "@kpipe/kafka"
+import { IdempotentConsumer } from "@kpipe/pipeline"
+import { Database } from "@kpipe/sql"
+import { DatabaseFaults, TestKafka } from "@kpipe/testing"
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import {
+  appliedCount,
+  appliedTwice,
+  createTopics,
+  event,
+  eventually,
+  fastRetry,
+  makeTopic,
+  PipelineLive,
+  produce,
+  Producer,
+  readTopic,
+  recordApplied,
+  type TestEvent
+} from "./utils.ts"
+
+const failedEvents = Effect.flatMap(
+  SqlClient,
+  (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_failed_events`
+).pipe(Effect.map((rows) => rows[0]!.n))
+
+/** Keys whose applied `seq`s are not increasing in the order they were applied (must stay empty). */
+const outOfOrderKeys = (group: string) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ messageKey: string }>`
+      SELECT message_key FROM (
+        SELECT message_key, seq, lag(seq) OVER (PARTITION BY message_key ORDER BY id) AS previous
+        FROM applied WHERE consumer_group = ${group}
+      ) s WHERE previous IS NOT NULL AND seq < previous`).pipe(Effect.map((rows) => rows.map((row) => row.messageKey)))
+
+/** The plain consumer of these tests: records each event it applies, retries SQL errors. */
+const consumeApplied = (
+  topic: ReturnType<typeof makeTopic>,
+  group: string,
+  options: Partial<IdempotentConsumer.Options<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>> = {}
+) =>
+  IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
+    topic,
+    groupId: group,
+    handle: recordApplied(group),
+    errors: { SqlError: "retry" },
+    kafka: TestKafka.fastConsumer,
+    ...options
+  } as IdempotentConsumer.Options<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>)
+
+describe("IdempotentConsumer under faults", () => {
+  it.live(
+    "a database refusing connections blocks the partitions; nothing is dead-lettered, all applied once, in order",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-consumer-db")
+        const group = TestKafka.uniqueName("faults-db")
+        yield* createTopics(topic)
+        const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+        const url = yield* Database.url
+        const blockedBefore = (yield* Metric.value(IdempotentConsumer.blockedRetriesTotal)).count
+        const seqs = new Map<string, number>()
+        const wave = (n: number) =>
+          Array.from({ length: n }, (_, i) => {
+            const key = `k${i % 5}`
+            const seq = (seqs.get(key) ?? 0) + 1
+            seqs.set(key, seq)
+            return event(key, seq)
+          })
+
+        yield* consumeApplied(topic, group, { retry: fastRetry, batchSize: 5 })
+        yield* produce(topic, wave(20))
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 20), "30 seconds", "first wave applied")
+
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* DatabaseFaults.refuseConnections(url, current!.database)
+          yield* produce(topic, wave(20))
+          yield* Effect.sleep("6 seconds")
+        }))
+        yield* eventually(
+          Effect.map(appliedCount(group), (n) => n === 40).pipe(Effect.orElseSucceed(() => false)),
+          "40 seconds",
+          "second wave applied"
+        )
+        assert.isAbove((yield* Metric.value(IdempotentConsumer.blockedRetriesTotal)).count, blockedBefore)
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 90_000 }
+  )
+})
+
+class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}
+
+const deadLetterRecords = (topic: ReturnType<typeof makeTopic>, settle: Duration.DurationInput = "2 seconds") =>
+  Effect.flatMap(Admin.Admin, (admin) => admin.endOffsets(topic.deadLetter.name)).pipe(
+    Effect.map((partitions) => partitions.reduce((n, p) => n + Number(p.high) - Number(p.low), 0)),
+    Effect.delay(settle)
+  )
+
+describe("IdempotentConsumer dead letters under faults", () => {
+  it.live(
+    "a COMMIT that fails after a dead letter was decided: dead-lettered once, never also applied",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-dlt-commit")
+        const group = TestKafka.uniqueName("faults-dlt-commit")
+        yield* createTopics(topic)
+        // The first transaction that claims an event as dead-lettered fails at COMMIT (a deferred trigger; the
+        // sequence is not rolled back with it).
+        yield* sql`CREATE SEQUENCE commit_faults`
+        yield* sql`CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF nextval('commit_faults') = 1 THEN RAISE EXCEPTION 'injected COMMIT failure'; END IF;
+          RETURN NULL;
+        END $$`
+        yield* sql`CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON kpipe_processed_events
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.outcome = 'DEAD_LETTERED')
+          EXECUTE FUNCTION fail_first_commit()`
+        let attempts = 0
+        const rejectedOnce = (e: TestEvent) =>
+          Effect.suspend((): Effect.Effect<void, Rejected | SqlError, SqlClient> =>
+            attempts++ === 0 ? Effect.fail(new Rejected({ reason: "first attempt" })) : recordApplied(group)(e)
+          )
+        const poisoned = event("k", 1)
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, Rejected | SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handle: rejectedOnce,
+          errors: { SqlError: "retry", Rejected: "deadLetter" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        yield* produce(topic, [poisoned, event("k", 2)])
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "the next event applied")
+        assert.strictEqual(yield* deadLetterRecords(topic), 1, "dead-lettered once")
+        const applied = yield* sql<{ eventId: string }>`SELECT event_id FROM applied WHERE consumer_group = ${group}`
+        assert.notInclude(applied.map((row) => row.eventId), poisoned.eventId, "never also applied")
+        const [claim] = yield* sql<{ outcome: string }>`
+        SELECT outcome FROM kpipe_processed_events WHERE consumer_group = ${group} AND event_id = ${poisoned.eventId}`
+        assert.strictEqual(claim?.outcome, "DEAD_LETTERED")
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "a dead letter recorded but never sent (the process died after COMMIT) is sent on redelivery",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-dlt-unsent")
+        const group = TestKafka.uniqueName("faults-dlt-unsent")
+        yield* createTopics(topic)
+        const lost = event("k", 1)
+        yield* produce(topic, [lost])
+        // What a process that died between the COMMIT and the send leaves behind.
+        const [record] = yield* readTopic(topic.name, 1)
+        yield* sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
+        VALUES (${group}, ${lost.eventId}, ${topic.name}, ${record!.partition}, ${record!.offset}, 'DEAD_LETTERED')`
+        yield* sql`INSERT INTO kpipe_dead_letters_unsent ${
+          sql.insert({
+            consumerGroup: group,
+            topic: topic.name,
+            partition: record!.partition,
+            offset: record!.offset,
+            messageKey: record!.key,
+            payload: record!.value,
+            headers: JSON.stringify(record!.headers),
+            eventId: lost.eventId,
+            eventType: "TestEvent",
+            errorTag: "Rejected",
+            errorMessage: "rejected before the crash",
+            attempts: 1,
+            firstAttemptAt: new Date(),
+            lastAttemptAt: new Date(),
+            deadLetterTopic: topic.deadLetter.name,
+            originalTimestamp: record!.timestamp
+          })
+        }`
+        yield* consumeApplied(topic, group)
+        const letters = yield* readTopic(topic.deadLetter.name, 1)
+        assert.strictEqual(letters[0]!.headers["kpipe-dlt-event-id"], lost.eventId)
+        assert.strictEqual(letters[0]!.headers["kpipe-dlt-error-message"], "rejected before the crash")
+        yield* eventually(
+          Effect.map(
+            sql<{ failed: number; unsent: number }>`SELECT
+              (SELECT count(*)::int FROM kpipe_failed_events) AS failed,
+              (SELECT count(*)::int FROM kpipe_dead_letters_unsent) AS unsent`,
+            (rows) => rows[0]!.failed === 1 && rows[0]!.unsent === 0
+          ),
+          "10 seconds",
+          "moved to the failed events once sent"
+        )
+        assert.strictEqual(yield* appliedCount(group), 0, "not applied")
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "an undecodable record near the broker's size limit is dead-lettered (its error text capped), not stuck",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-dlt-large", 1)
+        const group = TestKafka.uniqueName("faults-dlt-large")
+        yield* createTopics(topic)
+        const producer = yield* Producer.Producer
+        // Valid JSON, not an event: the parse error quotes the whole value.
+        const huge = JSON.stringify("x".repeat(700_000))
+        yield* producer.send({ topic: topic.name, messages: [{ key: "big", value: huge }] })
+        yield* produce(topic, [event("after", 1)])
+        yield* consumeApplied(topic, group)
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "the record behind it applied")
+        const [letter] = yield* readTopic(topic.deadLetter.name, 1)
+        assert.strictEqual(letter!.value!.toString(), huge, "the value untouched")
+        assert.isBelow(letter!.headers["kpipe-dlt-error-message"]!.length, 3_000)
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+})
+
+describe("IdempotentConsumer claim retention", () => {
+  it.live(
+    "claims older than the retention are deleted by the running consumer; recent ones stay",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("claims-retention")
+        const group = TestKafka.uniqueName("claims-retention")
+        yield* createTopics(topic)
+        const claim = (eventId: string, age: string) =>
+          sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome, processed_at)
+          VALUES (${group}, ${eventId}, ${topic.name}, 0, 0, 'APPLIED', now() - ${age}::interval)`
+        yield* claim("old-1", "3 days")
+        yield* claim("old-2", "2 days")
+        yield* claim("recent", "1 hour")
+        yield* consumeApplied(topic, group, { claimRetention: "1 day", cleanupInterval: "200 millis" })
+        yield* eventually(
+          Effect.map(
+            sql<{ eventId: string }>`SELECT event_id FROM kpipe_processed_events WHERE consumer_group = ${group}`,
+            (rows) => rows.length === 1 && rows[0]!.eventId === "recent"
+          ),
+          "10 seconds",
+          "old claims deleted"
+        )
+        yield* claim("old-3", "5 days")
+        assert.strictEqual(yield* IdempotentConsumer.cleanupClaims(group, topic.name, "1 day"), 1)
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+})

@@ -1,0 +1,159 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { Admin, Producer } from "@kpipe/kafka"
+import { Outbox, OutboxRelay, TopicAdmin } from "@kpipe/pipeline"
+import { Database } from "@kpipe/sql"
+import { FaultProxy, KafkaFaults } from "@kpipe/testing"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import {
+  createTopics,
+  decodeValue,
+  event,
+  eventually,
+  makeTopic,
+  PipelineLive,
+  readTopic,
+  topicNamed
+} from "./utils.ts"
+
+const statuses = Effect.flatMap(
+  SqlClient,
+  (sql) => sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM kpipe_outbox GROUP BY status`
+).pipe(
+  Effect.map((rows) => Object.fromEntries(rows.map((row) => [row.status, row.n])) as Record<string, number>)
+)
+
+const allPublished = (count: number) =>
+  Effect.map(statuses, (s) => s["PUBLISHED"] === count && s["PENDING"] === undefined)
+
+/** A producer on a client whose every broker connection goes through `proxy`. */
+const producerThrough = (proxy: FaultProxy.FaultProxy) =>
+  Layer.build(Producer.layer().pipe(Layer.provide(KafkaFaults.layerThrough(proxy, { retries: 2 })))).pipe(
+    Effect.map((context) => Context.get(context, Producer.Producer))
+  )
+
+describe("OutboxRelay under faults", () => {
+  it.live(
+    "a claim whose database connection is lost (ROLLBACK dies) does not end the relay",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-relay-db")
+        yield* createTopics(topic)
+        const url = yield* Database.url
+        const producer = yield* Producer.Producer
+        let faults = 1
+        // Between the send and the mark, the claim's own session is killed: its UPDATE fails, and
+        // the ROLLBACK on the dead connection is a defect.
+        const killClaimSession = Effect.gen(function*() {
+          const [session] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+          yield* Database.onServer(url, (server) => server`SELECT pg_terminate_backend(${session!.pid})`)
+        }).pipe(Effect.orDie)
+        const killing = Producer.Producer.of({
+          send: producer.send,
+          sendBatch: (records) =>
+            Effect.zipLeft(
+              producer.sendBatch(records),
+              Effect.suspend(() => faults-- > 0 ? killClaimSession : Effect.void)
+            )
+        })
+        const events = Array.from({ length: 30 }, (_, i) => event(`k${i % 5}`, i))
+        yield* Effect.scoped(Effect.gen(function*() {
+          // Polling only helps a loop that survived (the killed session may hold its locks a moment
+          // longer, so the claim after it can find nothing to take).
+          yield* OutboxRelay.run({ pollInterval: "500 millis" }).pipe(Effect.provideService(Producer.Producer, killing))
+          yield* Outbox.append(topic, ...events).pipe(Effect.retry({ times: 5 }))
+          yield* eventually(allPublished(events.length).pipe(Effect.orElseSucceed(() => false)), "20 seconds")
+        }))
+        assert.strictEqual(faults, -1, "the fault was injected")
+        const records = yield* readTopic(topic.name, events.length)
+        assert.deepStrictEqual(
+          new Set(records.map((r) => decodeValue(r).eventId)),
+          new Set(events.map((e) => e.eventId))
+        )
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "a broker unreachable past kafkajs's reconnects blocks the relay; no row is marked FAILED",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-relay-cut")
+        yield* createTopics(topic)
+        const proxy = yield* KafkaFaults.proxy
+        const producer = yield* producerThrough(proxy)
+        const events = Array.from({ length: 40 }, (_, i) => event(`k${i % 8}`, i))
+        yield* OutboxRelay.run({ pollInterval: "200 millis" }).pipe(Effect.provideService(Producer.Producer, producer))
+        yield* proxy.during(
+          FaultProxy.cut,
+          Effect.gen(function*() {
+            yield* Outbox.append(topic, ...events.slice(0, 20))
+            yield* Effect.sleep("4 seconds")
+            yield* Outbox.append(topic, ...events.slice(20))
+            yield* Effect.sleep("4 seconds")
+            const during = yield* statuses
+            assert.isUndefined(during["FAILED"], "nothing FAILED while the broker is away")
+          })
+        )
+        yield* eventually(allPublished(events.length), "30 seconds", "all published after the cut")
+        const records = yield* readTopic(topic.name, events.length)
+        const seen = new Set<string>()
+        const order = new Map<string, Array<number>>()
+        for (const e of records.map(decodeValue)) {
+          if (seen.has(e.eventId)) continue
+          seen.add(e.eventId)
+          order.set(e.key, [...(order.get(e.key) ?? []), e.seq])
+        }
+        assert.strictEqual(seen.size, events.length)
+        for (const [key, seqs] of order) assert.deepStrictEqual(seqs, [...seqs].sort((a, b) => a - b), key)
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
+    "rows of a topic that does not exist hold back only their keys; others flow, they follow once it exists",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const healthy = makeTopic("faults-relay-healthy")
+        const absent = makeTopic("faults-relay-absent")
+        yield* createTopics(healthy)
+        yield* OutboxRelay.run({ pollInterval: "200 millis" })
+        // Keys on every shard, so a claim cannot avoid the missing topic's shard for long.
+        const first = Array.from({ length: 200 }, (_, i) => event(`h${i}`, 1))
+        yield* Outbox.append(absent, event("lost-key", 1), event("lost-key", 2))
+        yield* Outbox.append(healthy, ...first)
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_outbox WHERE status = 'PUBLISHED'`,
+            (rows) => rows[0]!.n === first.length
+          ),
+          "15 seconds",
+          "healthy keys published"
+        )
+        const later = Array.from({ length: 50 }, (_, i) => event(`h${i}`, 2))
+        yield* Outbox.append(healthy, ...later)
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_outbox WHERE status = 'PUBLISHED'`,
+            (rows) => rows[0]!.n === first.length + later.length
+          ),
+          "15 seconds",
+          "later healthy rows published"
+        )
+        const waiting = yield* sql<{ status: string; lastError: string | null }>`
+        SELECT status, last_error FROM kpipe_outbox WHERE topic = ${absent.name}`
+        assert.deepStrictEqual(waiting.map((row) => row.status), ["PENDING", "PENDING"])
+        assert.match(waiting[0]!.lastError ?? "", /not found/)
+
+        yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs([topicNamed(absent.name)])))
+        yield* eventually(allPublished(first.length + later.length + 2), "30 seconds", "absent topic's rows published")
+        const records = yield* readTopic(absent.name, 2)
+        assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
+      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+    { timeout: 90_000 }
+  )
+})
