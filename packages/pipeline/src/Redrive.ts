@@ -74,7 +74,9 @@ export interface FailureDetail extends FailureSummary {
   readonly statusReason: string | null
   readonly traceId: string | undefined
   /** Every audited action that touched this failure, oldest first. */
-  readonly history: ReadonlyArray<{ readonly operationId: string; readonly action: string; readonly outcome: string; readonly at: Date }>
+  readonly history: ReadonlyArray<
+    { readonly operationId: string; readonly action: string; readonly outcome: string; readonly at: Date }
+  >
 }
 
 export interface DryRun {
@@ -222,7 +224,11 @@ const snapshot = (selection: Selection, actor: string, action: string) =>
         cutoff,
         dryRun: { count: rows.length, targetTopics }
       })
-      yield* Audit.events(sql, dryRunId, rows.map((r) => ({ failureId: r.id, eventId: r.eventId, outcome: "SELECTED" })))
+      yield* Audit.events(
+        sql,
+        dryRunId,
+        rows.map((r) => ({ failureId: r.id, eventId: r.eventId, outcome: "SELECTED" }))
+      )
       yield* Audit.close(sql, dryRunId, "SUCCEEDED", { count: rows.length })
       const dryRun: DryRun = { dryRunId, count: rows.length, targetTopics, cutoff }
       return { dryRun, ids: rows.map((r) => r.id) }
@@ -254,7 +260,12 @@ export const start = Effect.fn("Redrive.start")(function*(
       WHERE e.audit_id = ${source.dryRunId} AND e.outcome = 'SELECTED'
       ORDER BY f.topic, f.message_key, f.partition, f."offset"`
     frozen = {
-      dryRun: { dryRunId: source.dryRunId, count: audit.dryRun.count, targetTopics: audit.dryRun.targetTopics, cutoff: audit.cutoff },
+      dryRun: {
+        dryRunId: source.dryRunId,
+        count: audit.dryRun.count,
+        targetTopics: audit.dryRun.targetTopics,
+        cutoff: audit.cutoff
+      },
       ids: ids.map((r) => r.failureId)
     }
   } else {
@@ -269,7 +280,10 @@ export const start = Effect.fn("Redrive.start")(function*(
     selection: "dryRunId" in source ? { dryRunId: source.dryRunId } : encodeSelection(source.selection),
     cutoff: frozen.dryRun.cutoff,
     dryRun: frozen.dryRun,
-    options: { ...options, canaryTimeout: options.canaryTimeout === undefined ? undefined : String(options.canaryTimeout) }
+    options: {
+      ...options,
+      canaryTimeout: options.canaryTimeout === undefined ? undefined : String(options.canaryTimeout)
+    }
   })
   const progress = yield* SubscriptionRef.make<Progress>({
     phase: "starting",
@@ -317,7 +331,12 @@ const moveStatus = (
   Effect.gen(function*() {
     const sql = yield* SqlClient
     return yield* sql.withTransaction(Effect.gen(function*() {
-      const operationId = yield* Audit.open(sql, { action, actor, selection: encodeSelection(selection), options: { reason } })
+      const operationId = yield* Audit.open(sql, {
+        action,
+        actor,
+        selection: encodeSelection(selection),
+        options: { reason }
+      })
       const rows = yield* sql<{ id: string; eventId: string | null }>`
         UPDATE kpipe_failed_events SET status = ${to}, status_reason = ${reason}, status_changed_at = clock_timestamp(),
           operation_id = ${operationId}
@@ -366,7 +385,16 @@ export const auditLog = Effect.fn("Redrive.auditLog")(function*(limit = 50) {
 /** The per-event outcomes of one audited action. */
 export const auditEvents = Effect.fn("Redrive.auditEvents")(function*(operationId: string) {
   const sql = yield* SqlClient
-  return yield* sql<{ failureId: string | null; outboxId: string | null; eventId: string | null; outcome: string; detail: string | null; at: Date }>`
+  return yield* sql<
+    {
+      failureId: string | null
+      outboxId: string | null
+      eventId: string | null
+      outcome: string
+      detail: string | null
+      at: Date
+    }
+  >`
     SELECT failure_id::text AS failure_id, outbox_id::text AS outbox_id, event_id, outcome, detail, at
     FROM kpipe_ops_audit_events WHERE audit_id = ${operationId} ORDER BY id`
 })
@@ -398,7 +426,10 @@ const outboxAction = (action: "outbox-retry" | "outbox-skip", ids: ReadonlyArray
       const outcomes = yield* Effect.forEach(ids, (id) =>
         Effect.map(
           action === "outbox-retry" ? OutboxRelay.retryFailed(id) : OutboxRelay.skipFailed(id),
-          (done) => ({ outboxId: id, outcome: done ? (action === "outbox-retry" ? "PENDING" : "SKIPPED") : "NOT_FAILED" })
+          (done) => ({
+            outboxId: id,
+            outcome: done ? (action === "outbox-retry" ? "PENDING" : "SKIPPED") : "NOT_FAILED"
+          })
         ))
       yield* Audit.events(sql, operationId, outcomes)
       const count = outcomes.filter((o) => o.outcome !== "NOT_FAILED").length

@@ -1,5 +1,5 @@
-import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import * as Headers from "@effect/platform/Headers"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Producer } from "@kpipe/kafka"
 import * as Duration from "effect/Duration"
@@ -65,7 +65,10 @@ export const run = (
               WHERE consumer_group = ${row.consumerGroup} AND event_id = ${row.eventId} AND outcome = 'DEAD_LETTERED'`
           }
         }
-        const byTopic = new Map<string, Array<{ key: Buffer | null; value: Buffer | null; headers: Record<string, string> }>>()
+        const byTopic = new Map<
+          string,
+          Array<{ key: Buffer | null; value: Buffer | null; headers: Record<string, string> }>
+        >()
         for (const row of sorted) {
           const parent = HttpTraceContext.fromHeaders(Headers.fromInput(row.headers))
           const trace = yield* traceHeaders.pipe(
@@ -155,7 +158,11 @@ export const run = (
           next += chunk.length
           const done = yield* batch(chunk)
           canaries.push(...done)
-          yield* update((p) => ({ ...p, redriven: p.redriven + done.length, skipped: p.skipped + chunk.length - done.length }))
+          yield* update((p) => ({
+            ...p,
+            redriven: p.redriven + done.length,
+            skipped: p.skipped + chunk.length - done.length
+          }))
         }
         yield* update((p) => ({ ...p, phase: "waiting-canary" }))
         const verdict = yield* watchCanary(canaries)
@@ -174,7 +181,11 @@ export const run = (
         const chunk = ids.slice(next, next + batchSize)
         next += chunk.length
         const done = yield* batch(chunk)
-        yield* update((p) => ({ ...p, redriven: p.redriven + done.length, skipped: p.skipped + chunk.length - done.length }))
+        yield* update((p) => ({
+          ...p,
+          redriven: p.redriven + done.length,
+          skipped: p.skipped + chunk.length - done.length
+        }))
       }
       return { status: "SUCCEEDED" as const, reason: undefined }
     })
