@@ -135,7 +135,7 @@ export class SelectionChanged extends Data.TaggedError("SelectionChanged")<{
   readonly actual: number
 }> {
   override get message() {
-    return `The selection has ${this.actual} failures, the dry-run had ${this.expected}`
+    return `The selection has ${this.actual} failures, ${this.expected} were expected`
   }
 }
 
@@ -301,6 +301,15 @@ export const start = Effect.fn("Redrive.start")(function*(
     await: Fiber.join(fiber)
   }
   return operation
+})
+
+/** The original topics a dry-run's failures go back to. */
+export const dryRunTopics = Effect.fn("Redrive.dryRunTopics")(function*(dryRunId: string) {
+  const sql = yield* SqlClient
+  const rows = yield* sql<{ topic: string }>`
+    SELECT DISTINCT f.topic FROM kpipe_ops_audit_events e JOIN kpipe_failed_events f ON f.id = e.failure_id
+    WHERE e.audit_id = ${dryRunId} AND e.outcome = 'SELECTED' ORDER BY f.topic`
+  return rows.map((r) => r.topic)
 })
 
 /** `start`, then waits for the result. */
