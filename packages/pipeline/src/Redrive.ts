@@ -2,9 +2,10 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Producer } from "@kpipe/kafka"
 import * as Data from "effect/Data"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
@@ -389,6 +390,46 @@ export const auditLog = Effect.fn("Redrive.auditLog")(function*(limit = 50) {
     SELECT id::text AS id, action, actor, started_at, finished_at, selection, cutoff, dry_run, options, status,
       progress, result
     FROM kpipe_ops_audit ORDER BY id DESC LIMIT ${limit}`
+})
+
+/** One audited action. */
+export const operation = Effect.fn("Redrive.operation")(function*(operationId: string) {
+  const sql = yield* SqlClient
+  const [entry] = yield* sql<AuditEntry>`
+    SELECT id::text AS id, action, actor, started_at, finished_at, selection, cutoff, dry_run, options, status,
+      progress, result
+    FROM kpipe_ops_audit WHERE id = ${operationId}`
+  if (entry === undefined) return yield* new NotFound({ what: "operation", id: operationId })
+  return entry
+})
+
+export interface Health {
+  readonly outboxPending: number
+  readonly outboxFailed: number
+  readonly oldestPendingSeconds: number | null
+  readonly openFailures: number
+  readonly deadLettersLast5m: number
+  readonly deadLettersLast1h: number
+}
+
+/** The numbers an operator watches: outbox backlog and its age, open failures, dead-letter inflow. */
+export const health = Effect.fn("Redrive.health")(function*() {
+  const sql = yield* SqlClient
+  const stats = yield* OutboxRelay.stats
+  const [row] = yield* sql<{ open: number; last5m: number; last1h: number }>`
+    SELECT count(*) FILTER (WHERE status = 'OPEN')::int AS open,
+      count(*) FILTER (WHERE created_at > now() - interval '5 minutes')::int AS last5m,
+      count(*) FILTER (WHERE created_at > now() - interval '1 hour')::int AS last1h
+    FROM kpipe_failed_events`
+  const result: Health = {
+    outboxPending: stats.pending,
+    outboxFailed: stats.failed,
+    oldestPendingSeconds: Option.getOrNull(Option.map(stats.oldestPendingAge, Duration.toSeconds)),
+    openFailures: row!.open,
+    deadLettersLast5m: row!.last5m,
+    deadLettersLast1h: row!.last1h
+  }
+  return result
 })
 
 /** The per-event outcomes of one audited action. */
