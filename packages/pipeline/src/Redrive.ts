@@ -107,6 +107,7 @@ export interface Progress {
   readonly total: number
   readonly redriven: number
   readonly skipped: number
+  readonly held: number
   readonly canary?: { readonly size: number; readonly applied: number; readonly failedAgain: number } | undefined
 }
 
@@ -117,6 +118,8 @@ export interface RedriveResult {
   readonly redriven: number
   /** Failures that were no longer OPEN when their batch ran (redriven or parked meanwhile). */
   readonly skipped: number
+  /** Failures left OPEN because an earlier failure of their key is still OPEN or PARKED outside the selection. */
+  readonly held: number
   readonly canary?: Progress["canary"]
   readonly reason?: string | undefined
 }
@@ -290,7 +293,8 @@ export const start = Effect.fn("Redrive.start")(function*(
     phase: "starting",
     total: frozen.ids.length,
     redriven: 0,
-    skipped: 0
+    skipped: 0,
+    held: 0
   })
   const cancelled = yield* Ref.make(false)
   const fiber = yield* Effect.forkScoped(RedriveRun.run(operationId, frozen.ids, options, progress, cancelled))

@@ -212,8 +212,9 @@ describe("Redrive", () => {
         yield* failuresIn(topic.name, 13)
         yield* Scope.close(consumer, Exit.void)
 
+        // The key's last event: parking an earlier one would hold the later ones (key order).
         const parked = yield* Redrive.park(
-          { topic: topic.name, eventId: failing[0]!.eventId },
+          { topic: topic.name, eventId: failing[12]!.eventId },
           "erin",
           "known bad data"
         )
@@ -279,6 +280,46 @@ describe("Redrive", () => {
         const [entry] = (yield* Redrive.auditLog()).filter((e) => e.action === "redrive")
         assert.strictEqual(entry!.status, "CANCELLED")
         assert.deepInclude(entry!.progress, { redriven: result.redriven, total: 8 })
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "keeps a key's order: a failure waits while an earlier one of its key is held; an earlier one goes alone, once",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-order")
+        broken.add("k")
+        const consumer = yield* startConsumer
+        const [first, second] = [event("k", 1), event("k", 2)]
+        yield* produce(topic, [first, second])
+        yield* failuresIn(topic.name, 2)
+        broken.clear()
+
+        yield* Redrive.park({ topic: topic.name, eventId: first.eventId }, "gina", "looking into it")
+        const waiting = yield* Redrive.redrive({ selection: { topic: topic.name, eventId: second.eventId } }, {
+          actor: "gina"
+        })
+        assert.deepInclude(waiting, { total: 1, redriven: 0, held: 1 })
+        assert.deepStrictEqual(
+          (yield* Redrive.auditEvents(waiting.operationId)).map((e) => e.outcome),
+          ["HELD"]
+        )
+
+        yield* Redrive.restore({ topic: topic.name }, "gina")
+        const earlier = yield* Redrive.redrive({ selection: { topic: topic.name, eventId: first.eventId } }, {
+          actor: "gina"
+        })
+        assert.strictEqual(earlier.redriven, 1)
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
+        const rest = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "gina" })
+        assert.deepInclude(rest, { redriven: 1, held: 0 })
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 2))
+        yield* settle
+        yield* Scope.close(consumer, Exit.void)
+        const order = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
+        assert.deepStrictEqual(order.map((r) => r.seq), [1, 2])
       }).pipe(Effect.provide(PipelineLive)),
     { timeout: 120_000 }
   )

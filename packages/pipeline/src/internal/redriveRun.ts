@@ -48,13 +48,29 @@ export const run = (
         Effect.flatMap((p) => Audit.progress(sql, operationId, p))
       )
 
+    /**
+     * A failure waits while an earlier record of its key (same group and topic) is still held,
+     * unless that one is redriven by the same statement (it is sent first).
+     */
+    const heldBy = (chunk: ReadonlyArray<string>) =>
+      sql`
+        SELECT 1 FROM kpipe_failed_events e
+        WHERE e.consumer_group = f.consumer_group AND e.topic = f.topic
+          AND e.message_key IS NOT DISTINCT FROM f.message_key
+          AND e.status IN ('OPEN', 'PARKED') AND NOT (e.status = 'OPEN' AND ${sql.in("e.id", chunk)})
+          AND (e.partition, e."offset") < (f.partition, f."offset")`
+
     const batch = (chunk: ReadonlyArray<string>) =>
       sql.withTransaction(Effect.gen(function*() {
         const rows = yield* sql<FailureRow>`
-          UPDATE kpipe_failed_events SET status = 'REDRIVEN', status_changed_at = clock_timestamp(),
+          UPDATE kpipe_failed_events f SET status = 'REDRIVEN', status_changed_at = clock_timestamp(),
             operation_id = ${operationId}
-          WHERE ${sql.in("id", chunk)} AND status = 'OPEN'
+          WHERE ${sql.in("id", chunk)} AND status = 'OPEN' AND NOT EXISTS (${heldBy(chunk)})
           RETURNING ${columns(sql)}`
+        const held = rows.length === chunk.length ? [] : yield* sql<{ id: string }>`
+          SELECT id::text AS id FROM kpipe_failed_events f
+          WHERE ${sql.in("id", chunk)} AND status = 'OPEN' AND EXISTS (${heldBy(chunk)})`
+        const heldIds = new Set(held.map((r) => r.id))
         const sorted = [...rows].sort((a, b) =>
           a.topic.localeCompare(b.topic) || a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset))
         )
@@ -102,13 +118,13 @@ export const run = (
         const redriven = new Set(rows.map((r) => r.id))
         yield* Audit.events(sql, operationId, [
           ...sorted.map((row) => ({ failureId: row.id, eventId: row.eventId, outcome: "REDRIVEN" })),
-          ...chunk.filter((id) => !redriven.has(id)).map((id) => ({
-            failureId: id,
-            outcome: "SKIPPED",
-            detail: "no longer OPEN (redriven, parked or resolved meanwhile)"
-          }))
+          ...chunk.filter((id) => !redriven.has(id)).map((id) =>
+            heldIds.has(id)
+              ? { failureId: id, outcome: "HELD", detail: "an earlier failure of its key is still OPEN or PARKED" }
+              : { failureId: id, outcome: "SKIPPED", detail: "no longer OPEN (redriven, parked or resolved meanwhile)" }
+          )
         ])
-        return sorted.map((row): Redriven => ({ row }))
+        return { redriven: sorted.map((row): Redriven => ({ row })), held: heldIds.size }
       })).pipe(
         limiter,
         RateLimiter.withCost(chunk.length),
@@ -147,6 +163,17 @@ export const run = (
       (local, rows) => local || rows[0]?.cancelRequested === true
     )
 
+    const count = (
+      chunk: ReadonlyArray<string>,
+      done: { readonly redriven: ReadonlyArray<Redriven>; readonly held: number }
+    ) =>
+      update((p) => ({
+        ...p,
+        redriven: p.redriven + done.redriven.length,
+        held: p.held + done.held,
+        skipped: p.skipped + chunk.length - done.redriven.length - done.held
+      }))
+
     const body = Effect.gen(function*() {
       let next = 0
       const canarySize = Math.min(options.canary ?? 0, ids.length)
@@ -157,12 +184,8 @@ export const run = (
           const chunk = ids.slice(next, Math.min(next + batchSize, canarySize))
           next += chunk.length
           const done = yield* batch(chunk)
-          canaries.push(...done)
-          yield* update((p) => ({
-            ...p,
-            redriven: p.redriven + done.length,
-            skipped: p.skipped + chunk.length - done.length
-          }))
+          canaries.push(...done.redriven)
+          yield* count(chunk, done)
         }
         yield* update((p) => ({ ...p, phase: "waiting-canary" }))
         const verdict = yield* watchCanary(canaries)
@@ -180,12 +203,7 @@ export const run = (
         if (yield* isCancelled) return { status: "CANCELLED" as const, reason: "cancelled by request" }
         const chunk = ids.slice(next, next + batchSize)
         next += chunk.length
-        const done = yield* batch(chunk)
-        yield* update((p) => ({
-          ...p,
-          redriven: p.redriven + done.length,
-          skipped: p.skipped + chunk.length - done.length
-        }))
+        yield* count(chunk, yield* batch(chunk))
       }
       return { status: "SUCCEEDED" as const, reason: undefined }
     })
@@ -199,6 +217,7 @@ export const run = (
           total: ids.length,
           redriven: p.redriven,
           skipped: p.skipped,
+          held: p.held,
           canary: p.canary,
           reason
         }
