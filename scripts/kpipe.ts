@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import { readFileSync } from "node:fs"
 
 const exitCodes = { notFound: 2, unfinished: 3 } as const
 
@@ -159,9 +160,34 @@ const failuresGroups = Command.make("groups", { selection, json }, (args) =>
       ])
   )).pipe(Command.withDescription("OPEN failures grouped by topic, group, error tag and event type"))
 
+const failuresEdit = Command.make(
+  "edit",
+  {
+    id: Args.text({ name: "id" }),
+    payload: Options.file("payload").pipe(Options.withDescription("A JSON file with the edited event")),
+    allowEdit: Options.boolean("allow-edit").pipe(
+      Options.withDescription("Required: the edited event goes out as a NEW event id linked to the old one")
+    ),
+    actor,
+    json
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const text = yield* Effect.try(() => readFileSync(args.payload, "utf8"))
+      const payload = yield* Effect.try(() => JSON.parse(text) as unknown)
+      const result = yield* Redrive.editAndRedrive(args.id, payload, { actor: args.actor, allowEdit: args.allowEdit })
+      yield* args.json
+        ? printJson(result)
+        : print(`sent as event ${result.eventId}; failure ${args.id} resolved (operation ${result.operationId})`)
+    }).pipe(
+      Effect.catchTag("EditRefused", (error) => report(error.message, exitCodes.notFound)),
+      Effect.provide(KafkaLive)
+    )
+).pipe(Command.withDescription("Send an edited copy of a failure's event as a new event id (needs --allow-edit)"))
+
 const failures = Command.make("failures").pipe(
   Command.withDescription("Dead-lettered events recorded in kpipe_failed_events"),
-  Command.withSubcommands([failuresList, failuresShow, failuresGroups])
+  Command.withSubcommands([failuresList, failuresShow, failuresGroups, failuresEdit])
 )
 
 /** `50/s`, `300/m` or `50` (per second). */

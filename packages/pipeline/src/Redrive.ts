@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { Producer } from "@kpipe/kafka"
+import { Producer } from "@kpipe/kafka"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -9,8 +9,9 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import { eventIdHeader, traceHeaders } from "./internal/headers.ts"
 import * as Audit from "./internal/redriveAudit.ts"
-import { columns, decodePayload, type FailureRow, traceIdOf, where } from "./internal/redriveQuery.ts"
+import { columns, decodePayload, type FailureRow, redriveHeaders, traceIdOf, where } from "./internal/redriveQuery.ts"
 import * as RedriveRun from "./internal/redriveRun.ts"
 import * as OutboxRelay from "./OutboxRelay.ts"
 
@@ -370,6 +371,71 @@ export const park = Effect.fn("Redrive.park")(function*(selection: Selection, ac
 /** Makes parked failures of a selection OPEN again. */
 export const restore = Effect.fn("Redrive.restore")(function*(selection: Selection, actor: string) {
   return yield* moveStatus("restore", "PARKED", "OPEN", selection, actor, null)
+})
+
+/** An edited redrive was asked for without its explicit switch, or the payload is not an event object. */
+export class EditRefused extends Data.TaggedError("EditRefused")<{ readonly reason: string }> {
+  override get message() {
+    return `Edit and redrive refused: ${this.reason}`
+  }
+}
+
+export const editedFromHeader = "kpipe-edited-from-event-id"
+
+/**
+ * Sends an edited copy of an OPEN failure's event to its original topic as a NEW event (a new event
+ * id, linked to the old one by the `kpipe-edited-from-event-id` header) and resolves the failure.
+ * Only with `allowEdit: true`: an edited event is no longer what its producer wrote.
+ */
+export const editAndRedrive = Effect.fn("Redrive.editAndRedrive")(function*(
+  failureId: string,
+  payload: unknown,
+  options: { readonly actor: string; readonly allowEdit: boolean }
+) {
+  if (options.allowEdit !== true) return yield* new EditRefused({ reason: "allowEdit is not set" })
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+    return yield* new EditRefused({ reason: "the payload must be a JSON object" })
+  }
+  const sql = yield* SqlClient
+  const producer = yield* Producer.Producer
+  return yield* sql.withTransaction(Effect.gen(function*() {
+    const eventId = crypto.randomUUID()
+    const operationId = yield* Audit.open(sql, {
+      action: "edit-and-redrive",
+      actor: options.actor,
+      selection: { ids: [failureId] }
+    })
+    const [row] = yield* sql<FailureRow>`
+      UPDATE kpipe_failed_events SET status = 'RESOLVED', status_reason = ${`edited and redriven as ${eventId}`},
+        status_changed_at = clock_timestamp(), operation_id = ${operationId}
+      WHERE id = ${failureId} AND status = 'OPEN'
+      RETURNING ${columns(sql)}`
+    if (row === undefined) return yield* new NotFound({ what: "OPEN failure", id: failureId })
+    const trace = yield* traceHeaders
+    yield* producer.send({
+      topic: row.topic,
+      messages: [{
+        key: row.messageKey,
+        value: JSON.stringify({ ...payload, eventId }),
+        headers: {
+          ...redriveHeaders(row.headers),
+          ...trace,
+          [eventIdHeader]: eventId,
+          [editedFromHeader]: row.eventId ?? "",
+          [RedriveRun.redrivenFromHeader]: row.id,
+          [RedriveRun.redriveOperationHeader]: operationId
+        }
+      }]
+    })
+    yield* Audit.events(sql, operationId, [{
+      failureId: row.id,
+      eventId: row.eventId,
+      outcome: "EDITED",
+      detail: `new event ${eventId}`
+    }])
+    yield* Audit.close(sql, operationId, "SUCCEEDED", { eventId })
+    return { operationId, eventId }
+  }))
 })
 
 export interface AuditEntry {

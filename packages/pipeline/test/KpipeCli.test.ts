@@ -11,6 +11,9 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import { writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import {
   appliedCount,
@@ -106,6 +109,11 @@ describe("pnpm kpipe", () => {
         assert.strictEqual(lag.code, 0, lag.stderr)
         assert.strictEqual(JSON.parse(lag.stdout)[0].topic, topic.name)
 
+        const payloadFile = join(tmpdir(), `kpipe-edit-${crypto.randomUUID()}.json`)
+        writeFileSync(payloadFile, JSON.stringify({ type: "TestEvent", version: 1, eventId: "x", key: "k", seq: 1 }))
+        const unswitched = yield* kpipe(url, "failures", "edit", "1", "--payload", payloadFile)
+        assert.strictEqual(unswitched.code, 2)
+        assert.include(unswitched.stderr, "allowEdit is not set")
         assert.strictEqual((yield* kpipe(url, "failures", "show", "999999")).code, 2)
         assert.strictEqual((yield* kpipe(url, "outbox", "retry", "999999")).code, 2)
         assert.strictEqual((yield* kpipe(url, "redrive", "--no-such-option")).code, 1)

@@ -323,4 +323,40 @@ describe("Redrive", () => {
       }).pipe(Effect.provide(PipelineLive)),
     { timeout: 120_000 }
   )
+
+  it.live(
+    "edit and redrive needs its switch, sends a new event id linked to the old one, and resolves the failure once",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-edit")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const original = event("bad", 1)
+        yield* produce(topic, [original])
+        yield* failuresIn(topic.name, 1)
+        const [failure] = yield* Redrive.list({ topic: topic.name })
+        const detail = yield* Redrive.inspect(failure!.id)
+        const edited = { ...(detail.payload._tag === "Json" ? detail.payload.value as object : {}), key: "fixed" }
+
+        const refused = yield* Effect.flip(
+          Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: false })
+        )
+        assert.strictEqual(refused._tag, "EditRefused")
+        const { eventId } = yield* Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: true })
+        assert.notStrictEqual(eventId, original.eventId)
+        const again = yield* Effect.flip(Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: true }))
+        assert.strictEqual(again._tag, "NotFound")
+
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
+        yield* settle
+        yield* Scope.close(consumer, Exit.void)
+        const applied = yield* sql<{ eventId: string; messageKey: string }>`
+          SELECT event_id, message_key FROM applied WHERE consumer_group = ${group}`
+        assert.deepStrictEqual(applied, [{ eventId, messageKey: "fixed" }])
+        assert.strictEqual((yield* Redrive.inspect(failure!.id)).status, "RESOLVED")
+        assert.include((yield* Redrive.inspect(failure!.id)).history.map((h) => h.outcome), "EDITED")
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
 })
