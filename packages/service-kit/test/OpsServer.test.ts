@@ -117,15 +117,18 @@ describe("OpsServer", () => {
         assert.strictEqual(done.operation.actor, "ops-test")
         assert.deepStrictEqual(done.events.map((e) => e.outcome), ["REDRIVEN", "REDRIVEN"])
         assert.strictEqual((yield* ops.health()).openFailures, 0)
-      // Back on the original topic, in the original trace, without the dead-letter envelope.
-      const records = yield* TestKafka.readTopic(topic, 2)
-      assert.strictEqual(records.length, 2)
-      for (const record of records) {
-        assert.match(record.headers["traceparent"]!, /^00-0af7651916cd43dd8448eb211c80319c-/)
-        assert.notStrictEqual(record.headers["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-        assert.strictEqual(record.headers["kpipe-redrive-operation"], started.operationId)
-        assert.isTrue(Object.keys(record.headers).every((name) => !name.startsWith("kpipe-dlt-")))
-      }
+        // Back on the original topic, in the original trace, without the dead-letter envelope.
+        const records = yield* TestKafka.readTopic(topic, 2)
+        assert.strictEqual(records.length, 2)
+        for (const record of records) {
+          assert.match(record.headers["traceparent"]!, /^00-0af7651916cd43dd8448eb211c80319c-/)
+          assert.notStrictEqual(
+            record.headers["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+          )
+          assert.strictEqual(record.headers["kpipe-redrive-operation"], started.operationId)
+          assert.isTrue(Object.keys(record.headers).every((name) => !name.startsWith("kpipe-dlt-")))
+        }
 
         const page = yield* HttpClient.get("/console").pipe(Effect.flatMap((response) => response.text))
         assert.include(page, "<title>kpipe ops</title>")
