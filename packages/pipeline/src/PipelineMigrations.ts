@@ -97,12 +97,53 @@ const deadLetterAfterCommit = Effect.gen(function*() {
   yield* sql`CREATE INDEX kpipe_dead_letters_unsent_event ON kpipe_dead_letters_unsent (consumer_group, event_id)`
 })
 
+const createRedriveTables = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`ALTER TABLE kpipe_failed_events DROP CONSTRAINT kpipe_failed_events_status_check`
+  yield* sql`
+    ALTER TABLE kpipe_failed_events
+      ADD CONSTRAINT kpipe_failed_events_status_check CHECK (status IN ('OPEN', 'REDRIVEN', 'RESOLVED', 'PARKED')),
+      ADD COLUMN status_reason TEXT,
+      ADD COLUMN status_changed_at TIMESTAMPTZ,
+      ADD COLUMN operation_id BIGINT`
+  yield* sql`CREATE INDEX kpipe_failed_events_status ON kpipe_failed_events (status, created_at)`
+  yield* sql`
+    CREATE TABLE kpipe_ops_audit (
+      id BIGSERIAL PRIMARY KEY,
+      action TEXT NOT NULL,
+      actor TEXT NOT NULL,
+      started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+      finished_at TIMESTAMPTZ,
+      selection JSONB,
+      cutoff TIMESTAMPTZ,
+      dry_run JSONB,
+      options JSONB,
+      status TEXT NOT NULL CHECK (status IN ('RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'STOPPED')),
+      progress JSONB NOT NULL DEFAULT '{}',
+      result JSONB,
+      cancel_requested BOOLEAN NOT NULL DEFAULT false
+    )`
+  yield* sql`
+    CREATE TABLE kpipe_ops_audit_events (
+      id BIGSERIAL PRIMARY KEY,
+      audit_id BIGINT NOT NULL REFERENCES kpipe_ops_audit (id),
+      failure_id BIGINT,
+      outbox_id BIGINT,
+      event_id TEXT,
+      outcome TEXT NOT NULL,
+      detail TEXT,
+      at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+    )`
+  yield* sql`CREATE INDEX kpipe_ops_audit_events_audit ON kpipe_ops_audit_events (audit_id)`
+})
+
 /** The pipeline's tables, with their own migration history so an app can embed them beside its own. */
 export const migrations: Migrations.MigrationsOptions = {
   table: "kpipe_pipeline_migrations",
   loader: Migrator.fromRecord({
     "0001_outbox": createOutbox,
     "0002_consumer": createConsumerTables,
-    "0003_dead_letter_after_commit": deadLetterAfterCommit
+    "0003_dead_letter_after_commit": deadLetterAfterCommit,
+    "0004_redrive": createRedriveTables
   })
 }

@@ -1,0 +1,235 @@
+import * as Headers from "@effect/platform/Headers"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Producer } from "@kpipe/kafka"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as RateLimiter from "effect/RateLimiter"
+import * as Ref from "effect/Ref"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import type { Progress, RedriveOptions, RedriveResult } from "../Redrive.ts"
+import { traceHeaders } from "./headers.ts"
+import * as Audit from "./redriveAudit.ts"
+import { columns, type FailureRow, redriveHeaders } from "./redriveQuery.ts"
+
+export const redrivenFromHeader = "kpipe-redriven-from"
+export const redriveOperationHeader = "kpipe-redrive-operation"
+
+interface Redriven {
+  readonly row: FailureRow
+}
+
+/**
+ * Redrives the failures `ids` (frozen when the operation started) in batches: each batch, in one
+ * transaction, moves its still-OPEN rows to REDRIVEN, releases their groups' DEAD_LETTERED claims
+ * and sends the records to their original topics. A consumer claiming a redriven event waits on
+ * that transaction, so the event is applied once: after COMMIT the claim is free, after ROLLBACK
+ * the record is a duplicate and the failure stays OPEN.
+ */
+export const run = (
+  operationId: string,
+  ids: ReadonlyArray<string>,
+  options: RedriveOptions,
+  progress: SubscriptionRef.SubscriptionRef<Progress>,
+  cancelled: Ref.Ref<boolean>
+): Effect.Effect<RedriveResult, never, SqlClient | Producer.Producer> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const producer = yield* Producer.Producer
+    const rate = options.ratePerSecond
+    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, rate ?? Infinity))
+    const limiter = rate === undefined
+      ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
+      : yield* RateLimiter.make({ limit: rate, interval: "1 second", algorithm: "token-bucket" })
+
+    const update = (f: (p: Progress) => Progress) =>
+      SubscriptionRef.updateAndGet(progress, f).pipe(
+        Effect.flatMap((p) => Audit.progress(sql, operationId, p))
+      )
+
+    /**
+     * A failure waits while an earlier record of its key (same group and topic) is still held,
+     * unless that one is redriven by the same statement (it is sent first).
+     */
+    const heldBy = (chunk: ReadonlyArray<string>) =>
+      sql`
+        SELECT 1 FROM kpipe_failed_events e
+        WHERE e.consumer_group = f.consumer_group AND e.topic = f.topic
+          AND e.message_key IS NOT DISTINCT FROM f.message_key
+          AND e.status IN ('OPEN', 'PARKED') AND NOT (e.status = 'OPEN' AND ${sql.in("e.id", chunk)})
+          AND (e.partition, e."offset") < (f.partition, f."offset")`
+
+    const batch = (chunk: ReadonlyArray<string>) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const rows = yield* sql<FailureRow>`
+          UPDATE kpipe_failed_events f SET status = 'REDRIVEN', status_changed_at = clock_timestamp(),
+            operation_id = ${operationId}
+          WHERE ${sql.in("id", chunk)} AND status = 'OPEN' AND NOT EXISTS (${heldBy(chunk)})
+          RETURNING ${columns(sql)}`
+        const held = rows.length === chunk.length ? [] : yield* sql<{ id: string }>`
+          SELECT id::text AS id FROM kpipe_failed_events f
+          WHERE ${sql.in("id", chunk)} AND status = 'OPEN' AND EXISTS (${heldBy(chunk)})`
+        const heldIds = new Set(held.map((r) => r.id))
+        const sorted = [...rows].sort((a, b) =>
+          a.topic.localeCompare(b.topic) || a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset))
+        )
+        for (const row of sorted) {
+          if (row.eventId !== null) {
+            yield* sql`
+              DELETE FROM kpipe_processed_events
+              WHERE consumer_group = ${row.consumerGroup} AND event_id = ${row.eventId} AND outcome = 'DEAD_LETTERED'`
+          }
+        }
+        const byTopic = new Map<
+          string,
+          Array<{ key: Buffer | null; value: Buffer | null; headers: Record<string, string> }>
+        >()
+        for (const row of sorted) {
+          const parent = HttpTraceContext.fromHeaders(Headers.fromInput(row.headers))
+          const trace = yield* traceHeaders.pipe(
+            Effect.withSpan("Redrive.event", {
+              kind: "producer",
+              ...(Option.isSome(parent) ? { parent: parent.value } : {}),
+              attributes: {
+                "messaging.destination.name": row.topic,
+                "kpipe.failure_id": row.id,
+                "kpipe.event_id": row.eventId ?? "",
+                "kpipe.operation_id": operationId
+              }
+            })
+          )
+          const messages = byTopic.get(row.topic) ?? []
+          messages.push({
+            key: row.messageKey,
+            value: row.payload,
+            headers: {
+              ...redriveHeaders(row.headers),
+              ...trace,
+              [redrivenFromHeader]: row.id,
+              [redriveOperationHeader]: operationId
+            }
+          })
+          byTopic.set(row.topic, messages)
+        }
+        if (byTopic.size > 0) {
+          yield* producer.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })))
+        }
+        const redriven = new Set(rows.map((r) => r.id))
+        yield* Audit.events(sql, operationId, [
+          ...sorted.map((row) => ({ failureId: row.id, eventId: row.eventId, outcome: "REDRIVEN" })),
+          ...chunk.filter((id) => !redriven.has(id)).map((id) =>
+            heldIds.has(id)
+              ? { failureId: id, outcome: "HELD", detail: "an earlier failure of its key is still OPEN or PARKED" }
+              : { failureId: id, outcome: "SKIPPED", detail: "no longer OPEN (redriven, parked or resolved meanwhile)" }
+          )
+        ])
+        return { redriven: sorted.map((row): Redriven => ({ row })), held: heldIds.size }
+      })).pipe(
+        limiter,
+        RateLimiter.withCost(chunk.length),
+        Effect.withSpan("Redrive.batch", { attributes: { size: chunk.length } })
+      )
+
+    /** Waits until every canary is applied or failed again; the outcome of the first to fail again wins. */
+    const watchCanary = (canaries: ReadonlyArray<Redriven>) =>
+      Effect.gen(function*() {
+        const tracked = canaries.filter(({ row }) => row.eventId !== null)
+        const groups = tracked.map(({ row }) => row.consumerGroup)
+        const eventIds = tracked.map(({ row }) => row.eventId!)
+        const timeout = Duration.decode(options.canaryTimeout ?? "60 seconds")
+        const poll = sql<{ outcome: string; eventId: string }>`
+          SELECT p.outcome, p.event_id FROM kpipe_processed_events p
+          JOIN unnest(${groups}::text[], ${eventIds}::text[]) AS c(g, e)
+            ON p.consumer_group = c.g AND p.event_id = c.e`
+        const started = Date.now()
+        while (true) {
+          const rows = yield* poll
+          const applied = rows.filter((r) => r.outcome === "APPLIED").length
+          const failedAgain = rows.filter((r) => r.outcome === "DEAD_LETTERED")
+          yield* update((p) => ({ ...p, canary: { size: canaries.length, applied, failedAgain: failedAgain.length } }))
+          if (failedAgain.length > 0) {
+            return { _tag: "FailedAgain" as const, eventIds: failedAgain.map((r) => r.eventId) }
+          }
+          if (applied === tracked.length) return { _tag: "Applied" as const }
+          if (Date.now() - started > Duration.toMillis(timeout)) return { _tag: "TimedOut" as const }
+          yield* Effect.sleep("200 millis")
+        }
+      })
+
+    const isCancelled = Effect.zipWith(
+      Ref.get(cancelled),
+      sql<{ cancelRequested: boolean }>`SELECT cancel_requested FROM kpipe_ops_audit WHERE id = ${operationId}`,
+      (local, rows) => local || rows[0]?.cancelRequested === true
+    )
+
+    const count = (
+      chunk: ReadonlyArray<string>,
+      done: { readonly redriven: ReadonlyArray<Redriven>; readonly held: number }
+    ) =>
+      update((p) => ({
+        ...p,
+        redriven: p.redriven + done.redriven.length,
+        held: p.held + done.held,
+        skipped: p.skipped + chunk.length - done.redriven.length - done.held
+      }))
+
+    const body = Effect.gen(function*() {
+      let next = 0
+      const canarySize = Math.min(options.canary ?? 0, ids.length)
+      yield* update((p) => ({ ...p, phase: canarySize > 0 ? "canary" : "bulk" }))
+      if (canarySize > 0) {
+        const canaries: Array<Redriven> = []
+        while (next < canarySize) {
+          const chunk = ids.slice(next, Math.min(next + batchSize, canarySize))
+          next += chunk.length
+          const done = yield* batch(chunk)
+          canaries.push(...done.redriven)
+          yield* count(chunk, done)
+        }
+        yield* update((p) => ({ ...p, phase: "waiting-canary" }))
+        const verdict = yield* watchCanary(canaries)
+        if (verdict._tag !== "Applied") {
+          return {
+            status: "STOPPED" as const,
+            reason: verdict._tag === "FailedAgain"
+              ? `canary failed again: ${verdict.eventIds.join(", ")}`
+              : "canary timed out"
+          }
+        }
+        yield* update((p) => ({ ...p, phase: "bulk" }))
+      }
+      while (next < ids.length) {
+        if (yield* isCancelled) return { status: "CANCELLED" as const, reason: "cancelled by request" }
+        const chunk = ids.slice(next, next + batchSize)
+        next += chunk.length
+        yield* count(chunk, yield* batch(chunk))
+      }
+      return { status: "SUCCEEDED" as const, reason: undefined }
+    })
+
+    const finish = (status: RedriveResult["status"], reason: string | undefined) =>
+      Effect.gen(function*() {
+        const p = yield* SubscriptionRef.updateAndGet(progress, (p) => ({ ...p, phase: "done" as const }))
+        const result: RedriveResult = {
+          operationId,
+          status,
+          total: ids.length,
+          redriven: p.redriven,
+          skipped: p.skipped,
+          held: p.held,
+          canary: p.canary,
+          reason
+        }
+        yield* Audit.close(sql, operationId, status, result).pipe(Effect.orDie)
+        return result
+      })
+
+    return yield* body.pipe(
+      Effect.matchCauseEffect({
+        onSuccess: ({ reason, status }) => finish(status, reason),
+        onFailure: (cause) => finish("FAILED", String(cause))
+      }),
+      Effect.onInterrupt(() => finish("CANCELLED", "interrupted").pipe(Effect.ignore))
+    )
+  }).pipe(Effect.scoped, Effect.orDie)

@@ -1,0 +1,362 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { assert, describe, it } from "@effect/vitest"
+import { Admin } from "@kpipe/kafka"
+import { IdempotentConsumer, Redrive } from "@kpipe/pipeline"
+import { TestKafka } from "@kpipe/testing"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import {
+  appliedCount,
+  appliedTwice,
+  createTopics,
+  event,
+  eventually,
+  makeTopic,
+  PipelineLive,
+  produce,
+  recordApplied,
+  type TestEvent
+} from "./utils.ts"
+
+class Rejected extends Data.TaggedError("Rejected")<{ readonly key: string }> {
+  override get message() {
+    return `rejected ${this.key}`
+  }
+}
+
+/** A topic, a group whose handler rejects the keys in `broken`, and helpers to start and stop its consumer. */
+const setup = (prefix: string) =>
+  Effect.gen(function*() {
+    const topic = makeTopic(prefix, 1)
+    yield* createTopics(topic)
+    const group = TestKafka.uniqueName(`${prefix}-group`)
+    const broken = new Set<string>()
+    const consume = IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, Rejected | SqlError, SqlClient>({
+      topic,
+      groupId: group,
+      handle: (e) => broken.has(e.key) ? Effect.fail(new Rejected({ key: e.key })) : recordApplied(group)(e),
+      errors: { Rejected: "deadLetter", SqlError: "retry" },
+      kafka: TestKafka.fastConsumer
+    })
+    /** Runs the consumer until the returned scope is closed. */
+    const startConsumer = Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* Scope.extend(consume, scope)
+      return scope
+    })
+    return { topic, group, broken, startConsumer }
+  })
+
+const openFailures = (topic: string) =>
+  Effect.flatMap(
+    SqlClient,
+    (sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_failed_events WHERE topic = ${topic} AND status = 'OPEN'`
+  )
+    .pipe(Effect.map((rows) => rows[0]!.n))
+
+const failuresIn = (topic: string, count: number) => eventually(Effect.map(openFailures(topic), (n) => n === count))
+
+const settle = Effect.sleep("1500 millis")
+
+describe("Redrive", () => {
+  it.live(
+    "groups and inspects failures, then redrives them once: a concurrent second redrive is a no-op, all audited",
+    () =>
+      Effect.gen(function*() {
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-once")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const failing = [event("bad", 1), event("bad", 2), event("bad", 3)]
+        yield* produce(topic, [event("good", 1), ...failing])
+        yield* failuresIn(topic.name, 3)
+
+        const groups = yield* Redrive.groups({ topic: topic.name })
+        assert.strictEqual(groups.length, 1)
+        assert.deepInclude(groups[0], { consumerGroup: group, errorTag: "Rejected", eventType: "TestEvent", count: 3 })
+        const detail = yield* Redrive.inspect(groups[0]!.sampleId)
+        assert.strictEqual(detail.payload._tag, "Json")
+        assert.deepInclude(detail, { topic: topic.name, consumerGroup: group, partition: 0, key: "bad" })
+        assert.strictEqual(detail.deadLetterTopic, topic.deadLetter.name)
+        assert.strictEqual(detail.errorMessage, "rejected bad")
+        assert.strictEqual(detail.attempts, 1)
+        assert.include(failing.map((e) => e.eventId), detail.eventId)
+
+        broken.clear()
+        const dry = yield* Redrive.dryRun({ topic: topic.name }, "alice")
+        assert.strictEqual(dry.count, 3)
+        assert.deepStrictEqual(dry.targetTopics, [{ topic: topic.name, count: 3 }])
+
+        const [first, second] = yield* Effect.all([
+          Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "alice", expectedCount: 3 }),
+          Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "bob" })
+        ], { concurrency: 2 })
+        assert.strictEqual(first.redriven + second.redriven, 3)
+        assert.strictEqual(first.skipped + second.skipped, 3)
+
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 4))
+        const again = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "alice" })
+        assert.strictEqual(again.total, 0)
+        yield* settle
+        assert.strictEqual(yield* appliedCount(group), 4)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        yield* Scope.close(consumer, Exit.void)
+
+        const log = yield* Redrive.auditLog()
+        const redrives = log.filter((entry) => entry.action === "redrive")
+        assert.strictEqual(redrives.length, 3)
+        assert.isTrue(redrives.every((entry) => entry.status === "SUCCEEDED"))
+        assert.sameMembers(redrives.map((entry) => entry.actor), ["alice", "bob", "alice"])
+        const outcomes = [
+          ...(yield* Redrive.auditEvents(first.operationId)),
+          ...(yield* Redrive.auditEvents(second.operationId))
+        ]
+        assert.sameMembers(
+          outcomes.filter((o) => o.outcome === "REDRIVEN").map((o) => o.eventId),
+          failing.map((e) => e.eventId)
+        )
+        const history = (yield* Redrive.inspect(detail.id)).history.map((h) => h.outcome)
+        assert.includeMembers(history, ["SELECTED", "REDRIVEN"])
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a dry-run's cutoff keeps later failures out, and a redrive racing a consumer restart applies once",
+    () =>
+      Effect.gen(function*() {
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-cutoff")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const early = [event("bad", 1), event("bad", 2)]
+        yield* produce(topic, early)
+        yield* failuresIn(topic.name, 2)
+        const dry = yield* Redrive.dryRun({ topic: topic.name, errorTag: "Rejected" }, "carol")
+        const late = event("bad", 3)
+        yield* produce(topic, [late])
+        yield* failuresIn(topic.name, 3)
+        yield* Scope.close(consumer, Exit.void)
+
+        // The restarted consumer reads the original records again while the redrive runs.
+        broken.clear()
+        yield* Effect.flatMap(Admin.Admin, (admin) => admin.resetOffsets(group, topic.name))
+        const [result, restarted] = yield* Effect.all([
+          Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "carol", batchSize: 1 }),
+          startConsumer
+        ], { concurrency: 2 })
+        assert.strictEqual(result.total, 2)
+        assert.strictEqual(result.redriven, 2)
+        assert.strictEqual(yield* openFailures(topic.name), 1)
+        const [open] = yield* Redrive.list({ topic: topic.name })
+        assert.strictEqual(open!.eventId, late.eventId)
+
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 2))
+        yield* settle
+        yield* Scope.close(restarted, Exit.void)
+        assert.strictEqual(yield* appliedCount(group), 2)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a canary that fails again stops the redrive; the rest stays OPEN and a later canary run completes",
+    () =>
+      Effect.gen(function*() {
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-canary")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const failing = Array.from({ length: 6 }, (_, i) => event("bad", i))
+        yield* produce(topic, failing)
+        yield* failuresIn(topic.name, 6)
+
+        const stopped = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "dave", canary: 2 })
+        assert.strictEqual(stopped.status, "STOPPED")
+        assert.strictEqual(stopped.redriven, 2)
+        assert.include(String(stopped.reason), "canary failed again")
+        // The two canaries failed again: they are new OPEN failures beside the four never redriven.
+        yield* failuresIn(topic.name, 6)
+        assert.strictEqual(yield* appliedCount(group), 0)
+
+        broken.clear()
+        const done = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "dave", canary: 2 })
+        assert.strictEqual(done.status, "SUCCEEDED")
+        assert.strictEqual(done.redriven, 6)
+        assert.deepStrictEqual(done.canary, { size: 2, applied: 2, failedAgain: 0 })
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 6))
+        yield* settle
+        yield* Scope.close(consumer, Exit.void)
+        assert.strictEqual(yield* appliedCount(group), 6)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        const [last, first] = (yield* Redrive.auditLog()).filter((entry) => entry.action === "redrive")
+        assert.strictEqual(first!.status, "STOPPED")
+        assert.strictEqual(last!.status, "SUCCEEDED")
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "holds the rate limit, and park/restore round-trips with audit rows",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, startConsumer, topic } = yield* setup("redrive-rate")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const failing = Array.from({ length: 13 }, (_, i) => event("bad", i))
+        yield* produce(topic, failing)
+        yield* failuresIn(topic.name, 13)
+        yield* Scope.close(consumer, Exit.void)
+
+        // The key's last event: parking an earlier one would hold the later ones (key order).
+        const parked = yield* Redrive.park(
+          { topic: topic.name, eventId: failing[12]!.eventId },
+          "erin",
+          "known bad data"
+        )
+        assert.strictEqual(parked.count, 1)
+        assert.strictEqual((yield* Redrive.dryRun({ topic: topic.name }, "erin")).count, 12)
+        const [parkedDetail] = yield* Redrive.list({ topic: topic.name, status: "PARKED" })
+        assert.strictEqual((yield* Redrive.inspect(parkedDetail!.id)).statusReason, "known bad data")
+
+        const started = Date.now()
+        const result = yield* Redrive.redrive({ selection: { topic: topic.name } }, {
+          actor: "erin",
+          ratePerSecond: 4,
+          batchSize: 2
+        })
+        const elapsed = Date.now() - started
+        assert.strictEqual(result.redriven, 12)
+        // A full bucket of 4, then 8 more at 4 per second.
+        assert.isAtLeast(elapsed, 1900)
+        const times = (yield* Redrive.auditEvents(result.operationId)).map((e) => e.at.getTime())
+        const perWindow = times.map((t) => times.filter((u) => u >= t && u < t + 1000).length)
+        assert.isAtMost(Math.max(...perWindow), 8)
+
+        const restored = yield* Redrive.restore({ topic: topic.name }, "erin")
+        assert.strictEqual(restored.count, 1)
+        assert.strictEqual(yield* openFailures(topic.name), 1)
+        const actions = yield* sql<{ action: string; n: number }>`
+          SELECT a.action, count(e.id)::int AS n FROM kpipe_ops_audit a
+          LEFT JOIN kpipe_ops_audit_events e ON e.audit_id = a.id
+          WHERE a.action IN ('park', 'restore') GROUP BY a.action ORDER BY a.action`
+        assert.deepStrictEqual(actions, [{ action: "park", n: 1 }, { action: "restore", n: 1 }])
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a running redrive shows its progress and stops after the batch in flight when cancelled",
+    () =>
+      Effect.gen(function*() {
+        const { broken, startConsumer, topic } = yield* setup("redrive-cancel")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        yield* produce(topic, Array.from({ length: 8 }, (_, i) => event("bad", i)))
+        yield* failuresIn(topic.name, 8)
+        yield* Scope.close(consumer, Exit.void)
+
+        const result = yield* Effect.scoped(Effect.gen(function*() {
+          const operation = yield* Redrive.start({ selection: { topic: topic.name } }, {
+            actor: "frank",
+            ratePerSecond: 2,
+            batchSize: 1
+          })
+          yield* operation.progress.changes.pipe(
+            Stream.takeUntil((p) => p.redriven >= 3),
+            Stream.runDrain
+          )
+          assert.isTrue(yield* Redrive.requestCancel(operation.operationId))
+          return yield* operation.await
+        }))
+        assert.strictEqual(result.status, "CANCELLED")
+        assert.isAtLeast(result.redriven, 3)
+        assert.isBelow(result.redriven, 8)
+        assert.strictEqual(yield* openFailures(topic.name), 8 - result.redriven)
+        const [entry] = (yield* Redrive.auditLog()).filter((e) => e.action === "redrive")
+        assert.strictEqual(entry!.status, "CANCELLED")
+        assert.deepInclude(entry!.progress, { redriven: result.redriven, total: 8 })
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "keeps a key's order: a failure waits while an earlier one of its key is held; an earlier one goes alone, once",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-order")
+        broken.add("k")
+        const consumer = yield* startConsumer
+        const [first, second] = [event("k", 1), event("k", 2)]
+        yield* produce(topic, [first, second])
+        yield* failuresIn(topic.name, 2)
+        broken.clear()
+
+        yield* Redrive.park({ topic: topic.name, eventId: first.eventId }, "gina", "looking into it")
+        const waiting = yield* Redrive.redrive({ selection: { topic: topic.name, eventId: second.eventId } }, {
+          actor: "gina"
+        })
+        assert.deepInclude(waiting, { total: 1, redriven: 0, held: 1 })
+        assert.deepStrictEqual(
+          (yield* Redrive.auditEvents(waiting.operationId)).map((e) => e.outcome),
+          ["HELD"]
+        )
+
+        yield* Redrive.restore({ topic: topic.name }, "gina")
+        const earlier = yield* Redrive.redrive({ selection: { topic: topic.name, eventId: first.eventId } }, {
+          actor: "gina"
+        })
+        assert.strictEqual(earlier.redriven, 1)
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
+        const rest = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "gina" })
+        assert.deepInclude(rest, { redriven: 1, held: 0 })
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 2))
+        yield* settle
+        yield* Scope.close(consumer, Exit.void)
+        const order = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
+        assert.deepStrictEqual(order.map((r) => r.seq), [1, 2])
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "edit and redrive needs its switch, sends a new event id linked to the old one, and resolves the failure once",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-edit")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const original = event("bad", 1)
+        yield* produce(topic, [original])
+        yield* failuresIn(topic.name, 1)
+        const [failure] = yield* Redrive.list({ topic: topic.name })
+        const detail = yield* Redrive.inspect(failure!.id)
+        const edited = { ...(detail.payload._tag === "Json" ? detail.payload.value as object : {}), key: "fixed" }
+
+        const refused = yield* Effect.flip(
+          Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: false })
+        )
+        assert.strictEqual(refused._tag, "EditRefused")
+        const { eventId } = yield* Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: true })
+        assert.notStrictEqual(eventId, original.eventId)
+        const again = yield* Effect.flip(Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: true }))
+        assert.strictEqual(again._tag, "NotFound")
+
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
+        yield* settle
+        yield* Scope.close(consumer, Exit.void)
+        const applied = yield* sql<{ eventId: string; messageKey: string }>`
+          SELECT event_id, message_key FROM applied WHERE consumer_group = ${group}`
+        assert.deepStrictEqual(applied, [{ eventId, messageKey: "fixed" }])
+        assert.strictEqual((yield* Redrive.inspect(failure!.id)).status, "RESOLVED")
+        assert.include((yield* Redrive.inspect(failure!.id)).history.map((h) => h.outcome), "EDITED")
+      }).pipe(Effect.provide(PipelineLive)),
+    { timeout: 120_000 }
+  )
+})

@@ -1,0 +1,139 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { OpsApi } from "@kpipe/contracts"
+import { Admin } from "@kpipe/kafka"
+import { DeadLetter, PipelineMigrations } from "@kpipe/pipeline"
+import { OpsServer } from "@kpipe/service-kit"
+import { Database } from "@kpipe/sql"
+import { TestKafka, TestLogging } from "@kpipe/testing"
+import * as Config from "effect/Config"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+
+const token = "s3cret-admin-token"
+
+const ServerLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(OpsServer.layerConsole),
+  Layer.provide(OpsServer.layerApi(Config.succeed(Redacted.make(token)))),
+  Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provideMerge(TestKafka.layer),
+  Layer.provideMerge(Database.layerTest([PipelineMigrations.migrations])),
+  Layer.provideMerge(TestLogging.layer)
+)
+
+const client = (bearer: string) =>
+  HttpApiClient.make(OpsApi.OpsApi, {
+    transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(bearer))
+  })
+
+/** A failure as the dead-letter sink records it, of a record on `topic`. */
+const recordFailure = (topic: string, offset: number) =>
+  Effect.flatMap(SqlClient, (sql) => {
+    const now = DateTime.unsafeNow()
+    const eventId = crypto.randomUUID()
+    const letter = new DeadLetter.DeadLetterHeaders({
+      originalTopic: topic,
+      originalPartition: 0,
+      originalOffset: String(offset),
+      originalTimestamp: String(Date.now()),
+      originalKey: "k",
+      consumerGroup: "billing",
+      errorTag: "Rejected",
+      errorMessage: "no such account",
+      eventId,
+      eventType: "AccountCharged",
+      attempts: 4,
+      firstAttemptAt: now,
+      lastAttemptAt: now
+    })
+    const value = Buffer.from(JSON.stringify({ type: "AccountCharged", eventId }))
+    return DeadLetter.recordFailure(sql, letter, {
+      key: Buffer.from("k"),
+      value,
+      headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }
+    }, `${topic}.DLT`)
+  })
+
+describe("OpsServer", () => {
+  it.live("refuses requests without the admin token", () =>
+    Effect.gen(function*() {
+      const wrong = yield* client("not-the-token")
+      const error = yield* Effect.flip(wrong.ops.health())
+      assert.strictEqual(error._tag, "Unauthorized")
+      assert.isFalse(OpsServer.isAdminToken(Redacted.make(token), Redacted.make(`${token}x`)))
+      assert.isTrue(OpsServer.isAdminToken(Redacted.make(token), Redacted.make(token)))
+    }).pipe(Effect.provide(ServerLive)), { timeout: 60_000 })
+
+  it.live(
+    "shows groups and a failure, dry-runs and redrives it, audited; serves the console",
+    () =>
+      Effect.gen(function*() {
+        const topic = TestKafka.uniqueName("ops")
+        yield* Effect.flatMap(Admin.Admin, (admin) => admin.createTopics([{ name: topic, partitions: 1 }]))
+        yield* recordFailure(topic, 7)
+        yield* recordFailure(topic, 8)
+        const ops = (yield* client(token)).ops
+
+        const health = yield* ops.health()
+        assert.strictEqual(health.openFailures, 2)
+        const [group] = yield* ops.groups({ urlParams: { topic } })
+        assert.deepInclude(group, {
+          consumerGroup: "billing",
+          errorTag: "Rejected",
+          eventType: "AccountCharged",
+          count: 2
+        })
+        const detail = yield* ops.failure({ path: { id: group!.sampleId } })
+        assert.strictEqual(detail.traceId, "0af7651916cd43dd8448eb211c80319c")
+        assert.strictEqual(detail.payload._tag, "Json")
+        const missing = yield* Effect.flip(ops.failure({ path: { id: "999999" } }))
+        assert.strictEqual(missing._tag, "NotFound")
+
+        const dry = yield* ops.dryRun({
+          payload: new OpsApi.DryRunRequest({ selection: new OpsApi.Selection({ topic }), actor: "ops-test" })
+        })
+        assert.strictEqual(dry.count, 2)
+        const changed = yield* Effect.flip(
+          ops.redrive({ payload: new OpsApi.RedriveRequest({ dryRunId: dry.dryRunId, expectedCount: 5 }) })
+        )
+        assert.strictEqual(changed._tag, "SelectionChanged")
+        const started = yield* ops.redrive({
+          payload: new OpsApi.RedriveRequest({ dryRunId: dry.dryRunId, actor: "ops-test", ratePerSecond: 10 })
+        })
+        const done = yield* ops.operation({ path: { id: started.operationId } }).pipe(
+          Effect.filterOrFail(({ operation }) => operation.status !== "RUNNING"),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("20 seconds")
+        )
+        assert.strictEqual(done.operation.status, "SUCCEEDED")
+        assert.strictEqual(done.operation.actor, "ops-test")
+        assert.deepStrictEqual(done.events.map((e) => e.outcome), ["REDRIVEN", "REDRIVEN"])
+        assert.strictEqual((yield* ops.health()).openFailures, 0)
+        // Back on the original topic, in the original trace, without the dead-letter envelope.
+        const records = yield* TestKafka.readTopic(topic, 2)
+        assert.strictEqual(records.length, 2)
+        for (const record of records) {
+          assert.match(record.headers["traceparent"]!, /^00-0af7651916cd43dd8448eb211c80319c-/)
+          assert.notStrictEqual(
+            record.headers["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+          )
+          assert.strictEqual(record.headers["kpipe-redrive-operation"], started.operationId)
+          assert.isTrue(Object.keys(record.headers).every((name) => !name.startsWith("kpipe-dlt-")))
+        }
+
+        const page = yield* HttpClient.get("/console").pipe(Effect.flatMap((response) => response.text))
+        assert.include(page, "<title>kpipe ops</title>")
+        assert.notMatch(page, /<(script|link)[^>]+(src|href)=["']?https?:/)
+      }).pipe(Effect.scoped, Effect.provide(ServerLive)),
+    { timeout: 60_000 }
+  )
+})
