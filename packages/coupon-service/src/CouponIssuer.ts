@@ -244,7 +244,16 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
         if (Option.isSome(record.issued)) {
           const { eventId, issuedAt } = record.issued.value
           // The consumer committed but its Redis update was lost (e.g. killed right after COMMIT).
-          if (Option.isSome(cached)) yield* reservations.markIssued(couponId, userId, eventId).pipe(Effect.ignore)
+          if (Option.isSome(cached)) {
+            yield* reservations.markIssued(couponId, userId, eventId).pipe(
+              Effect.catchAll((error) =>
+                Effect.logWarning(
+                  "Repairing an issued request's Redis status failed; the next query tries again",
+                  error
+                )
+              )
+            )
+          }
           return answer(couponId, userId, "ISSUED", { issuedAt })
         }
         const pending = Option.isSome(pendingEventId) || Option.contains(fromRedis, "PENDING")
@@ -254,7 +263,11 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
           (!pending || Option.exists(pendingEventId, (eventId) => eventId === failed.value.eventId))
         ) {
           if (Option.isSome(pendingEventId)) {
-            yield* reservations.release(couponId, userId, failed.value.eventId).pipe(Effect.ignore)
+            yield* reservations.release(couponId, userId, failed.value.eventId).pipe(
+              Effect.catchAll((error) =>
+                Effect.logWarning("Releasing a failed request's reservation failed; reconciliation reports it", error)
+              )
+            )
           }
           return answer(couponId, userId, "FAILED", { reason: failed.value.reason })
         }

@@ -56,7 +56,11 @@ export const issueConsumer = Layer.unwrapEffect(Effect.gen(function*() {
         return yield* store.applyIssues(events).pipe(
           Effect.tapErrorTag("CouponMissing", () =>
             events.length === 1
-              ? reservations.release(events[0]!.couponId, events[0]!.userId, events[0]!.eventId).pipe(Effect.ignore)
+              ? reservations.release(events[0]!.couponId, events[0]!.userId, events[0]!.eventId).pipe(
+                Effect.catchAll((error) =>
+                  Effect.logWarning("Releasing the reservation of a request for a missing coupon failed", error)
+                )
+              )
               : Effect.void)
         )
       }),
