@@ -91,7 +91,11 @@ export class ReservationRecovery extends Effect.Service<ReservationRecovery>()(
           Effect.tapErrorCause((cause) =>
             Effect.zipRight(
               Effect.logError("Rebuilding the coupon failed; the next request tries again", cause),
-              reservations.abandonRecovery(couponId, token).pipe(Effect.ignore)
+              reservations.abandonRecovery(couponId, token).pipe(
+                Effect.catchAll((error) =>
+                  Effect.logWarning("Giving back the rebuild lease failed; it expires on its own", error)
+                )
+              )
             )
           ),
           Effect.ignore

@@ -84,7 +84,8 @@ const rowOf = (
   deadLetterTopic
 })
 
-interface UnsentRow {
+/** A `kpipe_failed_events` row as read back (the unsent letters table has the same columns). */
+export interface FailedEventRow {
   readonly consumerGroup: string
   readonly topic: string
   readonly partition: number
@@ -101,6 +102,9 @@ interface UnsentRow {
   readonly firstAttemptAt: Date
   readonly lastAttemptAt: Date
   readonly deadLetterTopic: string
+}
+
+interface UnsentRow extends FailedEventRow {
   readonly originalTimestamp: string
 }
 

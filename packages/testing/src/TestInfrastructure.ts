@@ -88,7 +88,10 @@ const container = <A extends { readonly stop: () => Promise<unknown> }>(what: st
           }`
         })
     }),
-    (started) => Effect.promise(() => started.stop()).pipe(Effect.ignore)
+    (started) =>
+      Effect.tryPromise(() => started.stop()).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`Stopping the ${what} container failed`, error))
+      )
   )
 
 /**

@@ -1,6 +1,7 @@
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { Fragment } from "@effect/sql/Statement"
 import * as DateTime from "effect/DateTime"
+import type { FailedEventRow } from "../DeadLetter.ts"
 import type { FailureStatus, Selection } from "../Redrive.ts"
 
 /** The failed-events rows a selection names, optionally only those recorded up to `cutoff`. */
@@ -26,24 +27,8 @@ export const where = (
   return clauses.length === 0 ? sql`TRUE` : sql.and(clauses)
 }
 
-export interface FailureRow {
+export interface FailureRow extends FailedEventRow {
   readonly id: string
-  readonly consumerGroup: string
-  readonly topic: string
-  readonly partition: number
-  readonly offset: string
-  readonly messageKey: Buffer | null
-  readonly payload: Buffer | null
-  readonly headers: Record<string, string>
-  readonly eventId: string | null
-  readonly eventType: string | null
-  readonly errorTag: string
-  readonly errorMessage: string
-  readonly errorStack: string | null
-  readonly attempts: number
-  readonly firstAttemptAt: Date
-  readonly lastAttemptAt: Date
-  readonly deadLetterTopic: string
   readonly status: FailureStatus
   readonly statusReason: string | null
   readonly createdAt: Date
