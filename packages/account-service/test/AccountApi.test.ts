@@ -3,7 +3,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Config, Http, LoginStats, Migrations } from "@kpipe/account-service"
 import { AccountApi } from "@kpipe/contracts"
 import { Ids } from "@kpipe/events"
@@ -33,8 +33,8 @@ const gatewayClient = HttpApiClient.make(AccountApi.AccountApi, {
   })
 })
 
-describe("AccountApi", () => {
-  it.live("serves an account's login statistics, a typed 404 and the replica's health", () =>
+layer(ServerLive, { timeout: "60 seconds", excludeTestServices: true })("AccountApi", (it) => {
+  it.effect("serves an account's login statistics, a typed 404 and the replica's health", () =>
     Effect.gen(function*() {
       const stats = yield* LoginStats.LoginStats
       const first = login("api-", 5, 1, Date.UTC(2030, 0, 1))
@@ -58,9 +58,9 @@ describe("AccountApi", () => {
         yield* client.health.health(),
         new AccountApi.Health({ status: "ok", service: "account-service", replica: 2 })
       )
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
-  it.live("answers an account's statistics to its own user only: 401 without X-User-Id, 403 for another", () =>
+  it.effect("answers an account's statistics to its own user only: 401 without X-User-Id, 403 for another", () =>
     Effect.gen(function*() {
       for (
         const [headers, status, tag] of [
@@ -71,9 +71,9 @@ describe("AccountApi", () => {
         const answer = yield* RawHttp.request("GET", "/api/accounts/5/logins", undefined, headers)
         assert.deepStrictEqual([answer.status, answer.tag], [status, tag])
       }
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
-  it.live("rejects a malformed account id with 400", () =>
+  it.effect("rejects a malformed account id with 400", () =>
     Effect.gen(function*() {
       const http = yield* HttpClient.HttpClient
       for (const path of ["/api/accounts/abc/logins", "/api/accounts/0/logins", "/api/accounts/1.5/logins"]) {
@@ -82,9 +82,9 @@ describe("AccountApi", () => {
         const body = (yield* response.json) as { _tag: string }
         assert.strictEqual(body._tag, "HttpApiDecodeError")
       }
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
-  it.live(
+  it.effect(
     "without its database: answers 503 ServiceUnavailable, not 500, and stays healthy",
     () =>
       Effect.gen(function*() {
@@ -99,7 +99,7 @@ describe("AccountApi", () => {
         assert.strictEqual(raw.status, 503)
         assert.strictEqual(raw.tag, "ServiceUnavailable")
         assert.strictEqual((yield* client.health.health()).status, "ok")
-      }).pipe(Effect.provide(ServerLive)),
+      }),
     { timeout: 30_000 }
   )
 })

@@ -7,7 +7,7 @@ import { RawHttp } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { AppTest, bearer, client, outboxRows, signInRequest, writes } from "./utils.ts"
+import { bearer, client, outboxRows, signInRequest, TestLive, writes } from "./utils.ts"
 
 const decodeMemberEvent = Schema.decodeUnknownSync(SeedTopics.memberEvents.schema)
 const decodeLoginEvent = Schema.decodeUnknownSync(SeedTopics.loginEvents.schema)
@@ -61,7 +61,7 @@ describe("Members over HTTP", () => {
 
       const fetched = yield* api.members.getMember({ path: { memberId: member.memberId } })
       assert.deepStrictEqual(fetched, member)
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("a sign-in without an email creates a member without one", () =>
     Effect.gen(function*() {
@@ -71,7 +71,7 @@ describe("Members over HTTP", () => {
       const event = decodeMemberEvent((yield* outboxRows)[0]!.payload)
       assert.instanceOf(event, MemberEvents.MemberCreated)
       assert.isFalse("email" in event)
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("a second sign-in returns the same member and writes nothing", () =>
     Effect.gen(function*() {
@@ -82,7 +82,7 @@ describe("Members over HTTP", () => {
       assert.isFalse(second.created)
       assert.deepStrictEqual(second.member, first.member)
       assert.deepStrictEqual(yield* writes, before)
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("10 concurrent first sign-ins of one subject create one member and one event", () =>
     Effect.gen(function*() {
@@ -102,7 +102,7 @@ describe("Members over HTTP", () => {
       const [row] = yield* outboxRows
       assert.strictEqual(row!.eventType, "MemberCreated")
       assert.strictEqual(row!.messageKey, String(winner.memberId))
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("an update writes MemberUpdated with exactly the changed fields, at the row's new updatedAt", () =>
     Effect.gen(function*() {
@@ -152,7 +152,7 @@ describe("Members over HTTP", () => {
         (yield* memberRow(memberId)).updatedAt.getTime(),
         DateTime.toEpochMillis(decoded[2]!.occurredAt)
       )
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("an update that changes nothing answers 400 NothingToUpdate and writes nothing", () =>
     Effect.gen(function*() {
@@ -177,7 +177,7 @@ describe("Members over HTTP", () => {
       assert.deepInclude(empty.body, { _tag: "NothingToUpdate", message: "Give a nickname or an email to change" })
       assert.deepStrictEqual(yield* writes, before)
       assert.deepStrictEqual(yield* api.members.getMember({ path }), member)
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("deleting writes MemberDeleted; then update, delete and login answer 410 and the subject signs up anew", () =>
     Effect.gen(function*() {
@@ -233,7 +233,7 @@ describe("Members over HTTP", () => {
       assert.isTrue(again.created)
       assert.notStrictEqual(again.member.memberId, member.memberId)
       assert.strictEqual((yield* outboxRows).at(-1)!.eventType, "MemberCreated")
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("login opens a session and writes LoginSucceeded with the seed's event id", () =>
     Effect.gen(function*() {
@@ -279,7 +279,7 @@ describe("Members over HTTP", () => {
       // A login changes no member: no member event, and the member's updatedAt stays.
       assert.strictEqual((yield* outboxRows).filter((row) => row.topic === "member-events").length, 1)
       assert.deepStrictEqual(yield* api.members.getMember({ path: { memberId: member.memberId } }), member)
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("bad input answers 4xx with a typed body and writes no row and no event", () =>
     Effect.gen(function*() {
@@ -363,7 +363,7 @@ describe("Members over HTTP", () => {
       assert.strictEqual(typed._tag, "Unauthenticated")
 
       assert.deepStrictEqual(yield* writes, before)
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("a member's update, deletion and login need that member's session token: 401 without, 403 with another's", () =>
     Effect.gen(function*() {
@@ -404,5 +404,5 @@ describe("Members over HTTP", () => {
       const stored = yield* sql<{ tokenHash: Uint8Array }>`SELECT token_hash FROM member_tokens WHERE member_id = ${id}`
       assert.strictEqual(stored[0]!.tokenHash.length, 32)
       assert.notInclude(Buffer.from(stored[0]!.tokenHash).toString("base64url"), api.tokenOf(id))
-    }).pipe(Effect.provide(AppTest)))
+    }).pipe(Effect.provide(TestLive)))
 })

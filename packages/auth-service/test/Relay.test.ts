@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Topics from "../src/Topics.ts"
-import { AppTest, client, signInRequest } from "./utils.ts"
+import { client, signInRequest, TestLive } from "./utils.ts"
 
 /** Reads `topic` from the beginning in a throwaway group until `count` records arrived. */
 const readTopic = (topic: string, count: number) => TestKafka.readTopic(topic, count, "300 millis")
@@ -82,7 +82,7 @@ describe("auth-service through Kafka", () => {
         `login:${alice.memberId}:${session.sessionId}:${session.loggedInAt.epochMillis}`
       )
     }).pipe(
-      Effect.provide(AppTest.pipe(
+      Effect.provide(TestLive.pipe(
         Layer.provideMerge(Topics.layer),
         Layer.provideMerge(TestKafka.layer),
         Layer.provide(Prefixed)

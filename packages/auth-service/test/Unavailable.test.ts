@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { DatabaseFaults, RawHttp } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
-import { AppTest, client, signInRequest } from "./utils.ts"
+import { client, signInRequest, TestLive } from "./utils.ts"
 
 describe("auth-service without its database", () => {
   it.live("answers 503 ServiceUnavailable, not 500", () =>
@@ -17,5 +17,5 @@ describe("auth-service without its database", () => {
       const raw = yield* RawHttp.request("GET", `/api/members/${member.memberId}`)
       assert.strictEqual(raw.status, 503)
       assert.strictEqual(raw.tag, "ServiceUnavailable")
-    }).pipe(Effect.provide(AppTest)), { timeout: 30_000 })
+    }).pipe(Effect.provide(TestLive)), { timeout: 30_000 })
 })

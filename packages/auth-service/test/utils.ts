@@ -20,7 +20,7 @@ import { SessionTokens } from "../src/SessionTokens.ts"
  * auth-service served in process on a fresh database of its own (dropped afterwards), with a
  * client pointed at it: each test sees only its own rows.
  */
-export const AppTest = HttpApiBuilder.serve().pipe(
+export const TestLive = HttpApiBuilder.serve().pipe(
   Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provideMerge(Layer.merge(Members.Default, SessionTokens.Default)),

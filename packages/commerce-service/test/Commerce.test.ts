@@ -5,7 +5,7 @@ import { Ids } from "@kpipe/events"
 import { RawHttp } from "@kpipe/testing"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
-import { ApiTest, client, outboxRows } from "./utils.ts"
+import { client, outboxRows, TestLive } from "./utils.ts"
 
 const price = (text: string) => BigDecimal.unsafeFromString(text)
 
@@ -76,7 +76,7 @@ describe("CommerceApi", () => {
         ) => [t.productId, t.likes, t.views, t.salesCount, BigDecimal.format(t.salesAmount), t.cancellations]),
         [[mug.productId, 1, 2, 1, "12.5", 1], [pen.productId, 0, 0, 0, "0", 1]]
       )
-    }).pipe(Effect.provide(ApiTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("unknown products and orders are typed 404s and write nothing", () =>
     Effect.gen(function*() {
@@ -95,7 +95,7 @@ describe("CommerceApi", () => {
         assert.strictEqual((yield* Effect.flip(request))._tag, "OrderNotFound")
       }
       assert.deepStrictEqual(yield* outboxRows, [])
-    }).pipe(Effect.provide(ApiTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("bad input: typed 400 for bodies, paths and parameters; 401/400 for the user header", () =>
     Effect.gen(function*() {
@@ -165,5 +165,5 @@ describe("CommerceApi", () => {
         assert.deepStrictEqual(yield* send("POST", path, "7"), [400, "HttpApiDecodeError"])
       }
       assert.deepStrictEqual(yield* outboxRows, [])
-    }).pipe(Effect.provide(ApiTest)))
+    }).pipe(Effect.provide(TestLive)))
 })

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
 /** commerce-service's API in process on a fresh database of its own (no relay: events stay in the outbox). */
-export const ApiTest = HttpApiBuilder.serve().pipe(
+export const TestLive = HttpApiBuilder.serve().pipe(
   Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provideMerge(App.DomainLive),

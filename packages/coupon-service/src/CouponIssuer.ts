@@ -7,14 +7,7 @@ import {
   CouponSoldOut,
   PublishFailed
 } from "@kpipe/contracts/CouponErrors"
-import {
-  type Coupon,
-  type CreateCouponRequest,
-  IssueAccepted,
-  type IssueState,
-  IssueStatus,
-  UserCoupons
-} from "@kpipe/contracts/CouponModels"
+import { IssueAccepted, type IssueState, IssueStatus } from "@kpipe/contracts/CouponModels"
 import { CouponEvents, Ids } from "@kpipe/events"
 import { LabelledCounter, Unavailable } from "@kpipe/service-kit"
 import * as Cache from "effect/Cache"
@@ -25,7 +18,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { Config } from "./Config.ts"
-import { CouponStore } from "./CouponStore.ts"
+import { type Coupon, CouponStore, type NewCoupon } from "./CouponStore.ts"
 import { IssuePublisher } from "./IssuePublisher.ts"
 import { ReservationRecovery } from "./ReservationRecovery.ts"
 import { StockReservations } from "./StockReservations.ts"
@@ -82,7 +75,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
       )
     }
 
-    const create = Effect.fn("CouponIssuer.create")(function*(request: CreateCouponRequest) {
+    const create = Effect.fn("CouponIssuer.create")(function*(request: NewCoupon) {
       const created = yield* store.create(request)
       yield* coupons.set(created.couponId, Option.some(created))
       remember(created)
@@ -278,8 +271,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
     )
 
     const myCoupons = Effect.fn("CouponIssuer.myCoupons")(function*(userId: Ids.UserId) {
-      const coupons = yield* store.userCoupons(userId)
-      return new UserCoupons({ userId, coupons })
+      return yield* store.userCoupons(userId)
     })
 
     return { coupon, create, issue, status, myCoupons } as const

@@ -1,6 +1,5 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import { Coupon, type CreateCouponRequest, UserCoupon } from "@kpipe/contracts/CouponModels"
 import type { CouponEvents } from "@kpipe/events"
 import { Ids } from "@kpipe/events"
 import * as Data from "effect/Data"
@@ -33,6 +32,34 @@ export interface Applied {
 
 export type FailureReason = "SOLD_OUT" | "DEAD_LETTERED"
 
+/** A coupon as the database keeps it. */
+export interface Coupon {
+  readonly couponId: Ids.CouponId
+  readonly name: string
+  readonly totalQuantity: number
+  /** Coupons the database has issued (the consumer's guarded counter). */
+  readonly issuedQuantity: number
+  readonly validFrom: DateTime.Utc
+  readonly validUntil: DateTime.Utc
+  readonly createdAt: DateTime.Utc
+}
+
+export interface NewCoupon {
+  readonly name: string
+  readonly totalQuantity: number
+  readonly validFrom: DateTime.Utc
+  readonly validUntil: DateTime.Utc
+}
+
+/** A coupon issued to a user. */
+export interface UserCoupon {
+  readonly couponId: Ids.CouponId
+  readonly name: string
+  readonly status: "AVAILABLE" | "USED" | "EXPIRED"
+  readonly issuedAt: DateTime.Utc
+  readonly validUntil: DateTime.Utc
+}
+
 const CouponRow = Schema.Struct({
   id: Ids.CouponId,
   name: Schema.String,
@@ -43,16 +70,15 @@ const CouponRow = Schema.Struct({
   createdAt: Schema.DateTimeUtcFromDate
 })
 
-const toCoupon = (row: typeof CouponRow.Type) =>
-  new Coupon({
-    couponId: row.id,
-    name: row.name,
-    totalQuantity: row.totalQuantity,
-    issuedQuantity: row.issuedQuantity,
-    validFrom: row.validFrom,
-    validUntil: row.validUntil,
-    createdAt: row.createdAt
-  })
+const toCoupon = (row: typeof CouponRow.Type): Coupon => ({
+  couponId: row.id,
+  name: row.name,
+  totalQuantity: row.totalQuantity,
+  issuedQuantity: row.issuedQuantity,
+  validFrom: row.validFrom,
+  validUntil: row.validUntil,
+  createdAt: row.createdAt
+})
 
 const UserCouponRow = Schema.Struct({
   couponId: Ids.CouponId,
@@ -87,7 +113,7 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
       execute: (couponId) => sql`SELECT * FROM coupons WHERE id = ${couponId}`
     })
 
-    const create = Effect.fn("CouponStore.create")(function*(request: CreateCouponRequest) {
+    const create = Effect.fn("CouponStore.create")(function*(request: NewCoupon) {
       const rows = yield* sql`
         INSERT INTO coupons ${
         sql.insert({
@@ -219,8 +245,10 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
         FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id
         WHERE uc.user_id = ${userId}
         ORDER BY uc.issued_at DESC, uc.id DESC`
-      const decoded = yield* Schema.decodeUnknown(Schema.Array(UserCouponRow))(rows).pipe(Effect.orDie)
-      return decoded.map((row) => new UserCoupon(row))
+      const coupons: ReadonlyArray<UserCoupon> = yield* Schema.decodeUnknown(Schema.Array(UserCouponRow))(rows).pipe(
+        Effect.orDie
+      )
+      return coupons
     })
 
     /** The users holding the coupon, as the decimal strings Redis keeps. */

@@ -1,10 +1,13 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { CouponApi, IssueEndpoint } from "@kpipe/contracts/CouponApi"
+import { CouponNotFound } from "@kpipe/contracts/CouponErrors"
+import { Coupon, Drift, ReconciliationReport, UserCoupon, UserCoupons } from "@kpipe/contracts/CouponModels"
 import { CurrentUser, userIdHeader } from "@kpipe/contracts/Users"
 import { Ids } from "@kpipe/events"
 import { AdminToken, FastRoute, GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { Config } from "./Config.ts"
 import { CouponIssuer } from "./CouponIssuer.ts"
 import { Reconciliation } from "./Reconciliation.ts"
@@ -20,9 +23,25 @@ const adminGroup = HttpApiBuilder.group(CouponApi, "admin", (handlers) =>
     const issuer = yield* CouponIssuer
     const reconciliation = yield* Reconciliation
     return handlers
-      .handle("createCoupon", ({ payload }) => issuer.create(payload).pipe(Unavailable.orServiceUnavailable("Coupons")))
+      .handle("createCoupon", ({ payload }) =>
+        issuer.create(payload).pipe(
+          Effect.map((created) => new Coupon(created)),
+          Unavailable.orServiceUnavailable("Coupons")
+        ))
       .handle("reconciliation", ({ path }) =>
-        reconciliation.check(path.couponId).pipe(Unavailable.orServiceUnavailable("Reconciliation")))
+        reconciliation.check(path.couponId).pipe(
+          Effect.flatMap(Option.match({
+            onNone: () =>
+              Effect.fail(
+                new CouponNotFound({ couponId: path.couponId, message: `Coupon ${path.couponId} does not exist.` })
+              ),
+            onSome: (report) =>
+              Effect.succeed(
+                new ReconciliationReport({ ...report, drift: report.drift.map((drift) => new Drift(drift)) })
+              )
+          })),
+          Unavailable.orServiceUnavailable("Reconciliation")
+        ))
   }))
 
 const couponsGroup = HttpApiBuilder.group(CouponApi, "coupons", (handlers) =>
@@ -38,7 +57,11 @@ const couponsGroup = HttpApiBuilder.group(CouponApi, "coupons", (handlers) =>
       .handle("myCoupons", () =>
         Effect.flatMap(
           CurrentUser,
-          (userId) => issuer.myCoupons(userId).pipe(Unavailable.orServiceUnavailable("Coupons"))
+          (userId) =>
+            issuer.myCoupons(userId).pipe(
+              Effect.map((coupons) => new UserCoupons({ userId, coupons: coupons.map((c) => new UserCoupon(c)) })),
+              Unavailable.orServiceUnavailable("Coupons")
+            )
         ))
   }))
 

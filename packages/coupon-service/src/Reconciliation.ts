@@ -1,10 +1,44 @@
-import { CouponNotFound } from "@kpipe/contracts/CouponErrors"
-import { Drift, ReconciliationReport } from "@kpipe/contracts/CouponModels"
 import type { Ids } from "@kpipe/events"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { CouponStore } from "./CouponStore.ts"
 import { StockReservations } from "./StockReservations.ts"
+
+export type DriftKind =
+  | "TOTAL_MISMATCH"
+  | "COUNTER_NOT_SET_SIZE"
+  | "RESERVED_OVER_TOTAL"
+  | "DB_ISSUED_OVER_TOTAL"
+  | "DB_COUNTER_NOT_ROWS"
+  | "ISSUED_NOT_IN_REDIS"
+  | "RESERVED_WITHOUT_REQUEST"
+  | "REDIS_STATE_MISSING"
+
+/** One disagreement between Redis and the database, with up to 20 of the users concerned. */
+export interface Drift {
+  readonly kind: DriftKind
+  readonly detail: string
+  readonly userIds: ReadonlyArray<string>
+}
+
+/** What a check found for one coupon. */
+export interface Report {
+  readonly couponId: Ids.CouponId
+  readonly totalQuantity: number
+  readonly redis: {
+    readonly state: "ready" | "recovering" | "missing"
+    readonly counter: number
+    readonly members: number
+    readonly pending: number
+  }
+  readonly db: { readonly issuedQuantity: number; readonly userCoupons: number; readonly failures: number }
+  /** Requests accepted and not yet applied by the consumer. */
+  readonly inFlight: number
+  /** Requests the database settled whose Redis entry still says pending. */
+  readonly lagging: number
+  readonly drift: ReadonlyArray<Drift>
+  readonly consistent: boolean
+}
 
 const sample = (users: Iterable<string>) => Array.from(users).slice(0, 20)
 
@@ -12,6 +46,7 @@ const sample = (users: Iterable<string>) => Array.from(users).slice(0, 20)
  * Compares a coupon's Redis state with the database. Redis reserves (issued + in-flight users) and
  * the database issues; they agree when every issued user is in the Redis set, every other member
  * has a request in flight, the counter equals the set size, and nothing exceeds the quantity.
+ * `None` when the coupon does not exist.
  */
 export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/coupon-service/Reconciliation", {
   effect: Effect.gen(function*() {
@@ -20,9 +55,7 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/cou
 
     const check = Effect.fn("Reconciliation.check")(function*(couponId: Ids.CouponId) {
       const coupon = yield* store.find(couponId)
-      if (Option.isNone(coupon)) {
-        return yield* new CouponNotFound({ couponId, message: `Coupon ${couponId} does not exist.` })
-      }
+      if (Option.isNone(coupon)) return Option.none<Report>()
       const total = coupon.value.totalQuantity
       const view = yield* reservations.inspect(couponId)
       const issued = new Set(yield* store.issuedUsers(couponId))
@@ -37,7 +70,7 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/cou
       const members = new Set(view.members)
       const drift: Array<Drift> = []
       const add = (kind: Drift["kind"], detail: string, userIds: Iterable<string> = []) =>
-        drift.push(new Drift({ kind, detail, userIds: sample(userIds) }))
+        drift.push({ kind, detail, userIds: sample(userIds) })
 
       if (counts.issuedQuantity !== counts.userCoupons) {
         add(
@@ -69,7 +102,7 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/cou
           )
         }
       }
-      return new ReconciliationReport({
+      return Option.some<Report>({
         couponId,
         totalQuantity: total,
         redis: { state: view.state, counter: view.counter, members: members.size, pending: pendingUsers.length },

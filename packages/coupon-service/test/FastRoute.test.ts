@@ -4,7 +4,7 @@ import { IssueEndpoint } from "@kpipe/contracts/CouponApi"
 import { FastRoute } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import { type Answer, createClosedCoupons, createCoupon, send, ServiceLive, testEnv } from "./utils.ts"
+import { type Answer, createClosedCoupons, createCoupon, send, testEnv, TestLive } from "./utils.ts"
 
 const served = FastRoute.served(IssueEndpoint.method, IssueEndpoint.path)
 
@@ -64,7 +64,7 @@ describe.sequential("the issue endpoint's fast route", () => {
       assert.strictEqual(pairs.accepted!.fast.body["status"], "PENDING")
       // Six answered by the fast route, none of the other six.
       assert.strictEqual((yield* Metric.value(served)).count - before, 6)
-    }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
 
   it.live("leaves malformed requests to the HttpApi's typed answers", () =>
     Effect.gen(function*() {
@@ -94,5 +94,5 @@ describe.sequential("the issue endpoint's fast route", () => {
         }
       )
       assert.strictEqual((yield* Metric.value(served)).count - before, 0)
-    }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
 })

@@ -10,9 +10,9 @@ import {
   issuedUsers,
   issueStatus,
   reconciliation,
-  ServiceLive,
   tally,
-  testEnv
+  testEnv,
+  TestLive
 } from "./utils.ts"
 
 const inFlight = 200
@@ -75,7 +75,7 @@ describe("flash sale through the HTTP API", () => {
         const users = Array.from({ length: 10_000 }, (_, i) => i + 1)
         const counts = yield* flashSale(100, users)
         assert.deepStrictEqual(counts, { Accepted: 100, CouponSoldOut: 9_900 })
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 180_000 }
   )
 
@@ -90,7 +90,7 @@ describe("flash sale through the HTTP API", () => {
         const counts = yield* flashSale(100, [...requests, ...distinct.slice(600)])
         assert.strictEqual(Object.values(counts).reduce((a, b) => a + b, 0), 10_000)
         assert.isAbove(counts["AlreadyRequested"] ?? 0, 0)
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 180_000 }
   )
 })

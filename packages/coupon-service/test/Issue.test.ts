@@ -20,8 +20,8 @@ import {
   readTopic,
   reconciliation,
   send,
-  ServiceLive,
-  testEnv
+  testEnv,
+  TestLive
 } from "./utils.ts"
 
 const decodeEvent = Schema.decodeUnknownSync(Schema.parseJson(CouponEvents.CouponIssueRequested))
@@ -55,7 +55,7 @@ describe("issuing a coupon", () => {
       const report = yield* reconciliation(coupon.couponId)
       assert.strictEqual(report.body["consistent"], true)
       assert.deepStrictEqual(report.body["redis"], { state: "ready", counter: 1, members: 1, pending: 0 })
-    }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
 
   it.live("bad input is answered with typed 4xx errors, each with its own status", () =>
     Effect.gen(function*() {
@@ -147,7 +147,7 @@ describe("issuing a coupon", () => {
       const anonymous = yield* client()
       const anonymousError = yield* anonymous.coupons.myCoupons().pipe(Effect.flip)
       assert.strictEqual(anonymousError._tag, "MissingUserId")
-    }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
 
   it.live(
     "the database never oversells even when Redis lets too many through: the extra requests FAIL visibly",
@@ -183,7 +183,7 @@ describe("issuing a coupon", () => {
         const report = yield* reconciliation(coupon.couponId)
         assert.deepStrictEqual(report.body["redis"], { state: "ready", counter: 5, members: 5, pending: 0 })
         assert.deepStrictEqual((report.body["drift"] as Array<{ kind: string }>).map((d) => d.kind), ["TOTAL_MISMATCH"])
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 60_000 }
   )
 })

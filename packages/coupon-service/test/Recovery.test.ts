@@ -13,9 +13,9 @@ import {
   issueStatus,
   keysOf,
   reconciliation,
-  ServiceLive,
   tally,
-  testEnv
+  testEnv,
+  TestLive
 } from "./utils.ts"
 
 /** A client that honours "recovering" (503) by retrying a little later, as the API asks it to. */
@@ -85,7 +85,7 @@ describe("Redis loses the coupon's state", () => {
           members: quantity,
           pending: 0
         })
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 120_000 }
   )
 
@@ -105,7 +105,7 @@ describe("Redis loses the coupon's state", () => {
         assert.strictEqual((yield* issueRetrying(coupon.couponId, 3, seen)).tag, "CouponSoldOut")
         yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n === 2))
         assert.strictEqual((yield* reconciliation(coupon.couponId)).body["consistent"], true)
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 60_000 }
   )
 })

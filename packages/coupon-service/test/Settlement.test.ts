@@ -19,8 +19,8 @@ import {
   keysOf,
   readTopic,
   reconciliation,
-  ServiceLive,
-  testEnv
+  testEnv,
+  TestLive
 } from "./utils.ts"
 
 const requestEvent = (couponId: Ids.CouponId, userId: Ids.UserId) =>
@@ -93,7 +93,7 @@ describe("settling requests", () => {
         assert.deepStrictEqual(yield* gate(couponId, userId), reserved)
         const failures = yield* sql<{ eventId: string }>`SELECT event_id::text FROM coupon_issue_failures`
         assert.deepStrictEqual(failures.map((row) => row.eventId), [first.eventId])
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 60_000 }
   )
 
@@ -135,7 +135,7 @@ describe("settling requests", () => {
         yield* eventually(Effect.map(issuedUsers(coupon.couponId), (users) => users.size === 2))
         const report = yield* reconciliation(coupon.couponId)
         assert.strictEqual(report.body["consistent"], true, JSON.stringify(report.body))
-      }).pipe(Effect.provide(ServiceLive), Effect.withConfigProvider(testEnv().provider)),
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 60_000 }
   )
 
@@ -172,7 +172,7 @@ describe("settling requests", () => {
             "200 NOT_REQUESTED"
           ])
         }).pipe(
-          Effect.provide(ServiceLive),
+          Effect.provide(TestLive),
           Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
         )
       }).pipe(Effect.scoped),

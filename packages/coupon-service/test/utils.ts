@@ -91,7 +91,7 @@ export const serviceWith = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
     Layer.provide(TestLogging.layer)
   )
 
-export const ServiceLive = serviceWith(AlertSink.layerLog)
+export const TestLive = serviceWith(AlertSink.layerLog)
 
 /** The request path only: no topic creation, no consumers. */
 export const RequestPathLive = HttpApiBuilder.serve().pipe(

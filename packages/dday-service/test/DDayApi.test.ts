@@ -1,6 +1,6 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { DDayApi, Members } from "@kpipe/contracts"
 import { DDays, Http, MemberCopies, Migrations } from "@kpipe/dday-service"
 import { Ids } from "@kpipe/events"
@@ -38,8 +38,8 @@ const id = (n: number) => Ids.MemberId.make(n)
 const dayFromToday = (days: number) =>
   DDayApi.LocalDate.make(DateTime.formatIsoDateUtc(DateTime.add(DateTime.unsafeNow(), { days })))
 
-describe("DDayApi", () => {
-  it.live("creates, lists with the days remaining, and deletes a member's D-Days", () =>
+layer(ServerLive, { timeout: "60 seconds", excludeTestServices: true })("DDayApi", (it) => {
+  it.effect("creates, lists with the days remaining, and deletes a member's D-Days", () =>
     Effect.gen(function*() {
       yield* member(1)
       const api = yield* client
@@ -72,9 +72,9 @@ describe("DDayApi", () => {
       yield* member(2)
       const foreign = yield* api.ddays.remove({ path: { memberId: id(2), ddayId: soon.id } }).pipe(Effect.flip)
       assert.strictEqual(foreign._tag, "DDayNotFound")
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
-  it.live("unknown member: typed 404; deleted member: typed 410", () =>
+  it.effect("unknown member: typed 404; deleted member: typed 410", () =>
     Effect.gen(function*() {
       const api = yield* client
       const payload = { title: "x", targetDate: dayFromToday(1) }
@@ -105,9 +105,9 @@ describe("DDayApi", () => {
 
       const reference = yield* api.members.getMember({ path: { memberId: id(3) } })
       assert.deepInclude(reference, { memberId: id(3), nickname: "member-3", status: "DELETED" })
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
-  it.live("bad input is a typed 400 HttpApiDecodeError", () =>
+  it.effect("bad input is a typed 400 HttpApiDecodeError", () =>
     Effect.gen(function*() {
       yield* member(5)
       const cases: ReadonlyArray<readonly [method: "POST" | "GET" | "DELETE", path: string, body?: string]> = [
@@ -132,9 +132,9 @@ describe("DDayApi", () => {
         (yield* client.pipe(Effect.flatMap((api) => api.ddays.list({ path: { memberId: id(5) } })))).ddays,
         []
       )
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
-  it.live("a member's D-Days only for the gateway's user of that id: 401 without X-User-Id, 403 for another user", () =>
+  it.effect("a member's D-Days only for the gateway's user of that id: 401 without X-User-Id, 403 for another user", () =>
     Effect.gen(function*() {
       yield* member(7)
       const body = JSON.stringify({ title: "mine", targetDate: "2031-01-01" })
@@ -160,7 +160,7 @@ describe("DDayApi", () => {
       }
       const api = yield* client
       assert.deepStrictEqual((yield* api.ddays.list({ path: { memberId: id(7) } })).ddays, [])
-    }).pipe(Effect.provide(ServerLive)))
+    }))
 
   it.prop(
     "labels count down to D-Day and up after it",
@@ -174,7 +174,7 @@ describe("DDayApi", () => {
     }
   )
 
-  it.live("without its database: answers 503 ServiceUnavailable, not 500", () =>
+  it.effect("without its database: answers 503 ServiceUnavailable, not 500", () =>
     Effect.gen(function*() {
       const api = yield* gatewayClient()
       const memberId = Ids.MemberId.make(1)
@@ -187,5 +187,5 @@ describe("DDayApi", () => {
       const raw = yield* RawHttp.request("DELETE", "/api/members/1/ddays/1", undefined, { "x-user-id": "1" })
       assert.strictEqual(raw.status, 503)
       assert.strictEqual(raw.tag, "ServiceUnavailable")
-    }).pipe(Effect.provide(ServerLive)), { timeout: 30_000 })
+    }), { timeout: 30_000 })
 })

@@ -7,7 +7,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import { committedTotal, createTopics, event, eventually, makeTopic, PipelineLive, produce } from "./utils.ts"
+import { committedTotal, createTopics, event, eventually, makeTopic, produce, TestLive } from "./utils.ts"
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}
 
@@ -53,7 +53,7 @@ describe("DeadLetterMonitor", () => {
         }))
         const rows = yield* sql<{ eventId: string }>`SELECT event_id FROM kpipe_failed_events ORDER BY id`
         assert.deepStrictEqual(rows.map((r) => r.eventId), rejected.map((e) => e.eventId))
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 })

@@ -17,12 +17,12 @@ import {
   eventually,
   fastRetry,
   makeTopic,
-  PipelineLive,
   produce,
   Producer,
   readTopic,
   recordApplied,
-  type TestEvent
+  type TestEvent,
+  TestLive
 } from "./utils.ts"
 
 const failedEvents = Effect.flatMap(
@@ -93,7 +93,7 @@ describe("IdempotentConsumer under faults", () => {
         assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
         assert.deepStrictEqual(yield* appliedTwice(group), [])
         assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )
 })
@@ -148,7 +148,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
         const [claim] = yield* sql<{ outcome: string }>`
         SELECT outcome FROM kpipe_processed_events WHERE consumer_group = ${group} AND event_id = ${poisoned.eventId}`
         assert.strictEqual(claim?.outcome, "DEAD_LETTERED")
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -201,7 +201,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
           "moved to the failed events once sent"
         )
         assert.strictEqual(yield* appliedCount(group), 0, "not applied")
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -222,7 +222,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
         const [letter] = yield* readTopic(topic.deadLetter.name, 1)
         assert.strictEqual(letter!.value!.toString(), huge, "the value untouched")
         assert.isBelow(letter!.headers["kpipe-dlt-error-message"]!.length, 3_000)
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 })
@@ -253,7 +253,7 @@ describe("IdempotentConsumer claim retention", () => {
         )
         yield* claim("old-3", "5 days")
         assert.strictEqual(yield* IdempotentConsumer.cleanupClaims(group, topic.name, "1 day"), 1)
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 })

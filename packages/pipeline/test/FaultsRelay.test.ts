@@ -7,16 +7,7 @@ import { FaultProxy, KafkaFaults } from "@kpipe/testing"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import {
-  createTopics,
-  decodeValue,
-  event,
-  eventually,
-  makeTopic,
-  PipelineLive,
-  readTopic,
-  topicNamed
-} from "./utils.ts"
+import { createTopics, decodeValue, event, eventually, makeTopic, readTopic, TestLive, topicNamed } from "./utils.ts"
 
 const statuses = Effect.flatMap(
   SqlClient,
@@ -73,7 +64,7 @@ describe("OutboxRelay under faults", () => {
           new Set(records.map((r) => decodeValue(r).eventId)),
           new Set(events.map((e) => e.eventId))
         )
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -109,7 +100,7 @@ describe("OutboxRelay under faults", () => {
         }
         assert.strictEqual(seen.size, events.length)
         for (const [key, seqs] of order) assert.deepStrictEqual(seqs, [...seqs].sort((a, b) => a - b), key)
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )
 
@@ -153,7 +144,7 @@ describe("OutboxRelay under faults", () => {
         yield* eventually(allPublished(first.length + later.length + 2), "30 seconds", "absent topic's rows published")
         const records = yield* readTopic(absent.name, 2)
         assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )
 })

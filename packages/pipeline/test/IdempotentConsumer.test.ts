@@ -28,12 +28,12 @@ import {
   eventually,
   fastRetry,
   makeTopic,
-  PipelineLive,
   produce,
   Producer,
   readTopic,
   recordApplied,
   type TestEvent,
+  TestLive,
   topicNamed,
   unconsumed
 } from "./utils.ts"
@@ -116,7 +116,7 @@ describe("IdempotentConsumer", () => {
   it.live.prop(
     "applies each distinct event exactly once per group, whatever the duplicates and redeliveries",
     ExactlyOnce.arbitraries(variants),
-    ([sample]) => exactlyOnce(sample).pipe(Effect.provide(PipelineLive)),
+    ([sample]) => exactlyOnce(sample).pipe(Effect.provide(TestLive)),
     { timeout: 600_000, fastCheck: { numRuns: 6, examples: ExactlyOnce.examples(variants) } }
   )
 
@@ -156,7 +156,7 @@ describe("IdempotentConsumer", () => {
         // afterCommit saw each event once: not the rolled-back first try of the batch, not the duplicate.
         assert.deepStrictEqual(committed, [1, 2, 3])
         assert.deepStrictEqual(yield* sql`SELECT * FROM kpipe_failed_events`, [])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -221,7 +221,7 @@ describe("IdempotentConsumer", () => {
           attempts: 1,
           status: "OPEN"
         }])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -245,7 +245,7 @@ describe("IdempotentConsumer", () => {
         const { letter } = yield* DeadLetter.decode(dead!)
         assert.strictEqual(letter.attempts, fastRetry.maxRetries + 1)
         assert.strictEqual(letter.errorTag, "Transient")
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -275,7 +275,7 @@ describe("IdempotentConsumer", () => {
         "DecodeError",
         1
       ]])
-    }).pipe(Effect.provide(PipelineLive)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 
   it.live(
     "keeps the offset while the dead-letter topic cannot take the record, then commits once it can",
@@ -315,7 +315,7 @@ describe("IdempotentConsumer", () => {
         assert.strictEqual((yield* sql`SELECT id FROM kpipe_failed_events`).length, 1)
         const [dead] = yield* readTopic(topic.deadLetter.name, 1)
         assert.strictEqual((yield* DeadLetter.decode(dead!)).letter.errorTag, "Rejected")
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 150_000 }
   )
 
@@ -366,7 +366,7 @@ describe("IdempotentConsumer", () => {
         }))
         assert.strictEqual(yield* appliedCount(group), events.length)
         assert.deepStrictEqual(yield* appliedTwice(group), [])
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 })
@@ -401,7 +401,7 @@ describe("IdempotentConsumer metrics", () => {
         ]),
         [2, 1, 2, 1]
       )
-    }).pipe(Effect.provide(PipelineLive)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 })
 
 describe("IdempotentConsumer.handleBatch", () => {
@@ -451,7 +451,7 @@ describe("IdempotentConsumer.handleBatch", () => {
         assert.deepStrictEqual(yield* appliedTwice(group), [])
         const failed = yield* sql<{ eventId: string }>`SELECT event_id FROM kpipe_failed_events`
         assert.deepStrictEqual(failed.map((row) => row.eventId), [events[5]!.eventId])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 })
@@ -480,7 +480,7 @@ describe("IdempotentConsumer lifecycle", () => {
         }))
         assert.strictEqual(yield* appliedCount(group), 30)
         assert.deepStrictEqual(yield* appliedTwice(group), [])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -524,5 +524,5 @@ describe("IdempotentConsumer lifecycle", () => {
         assert.deepStrictEqual(after.memberIds, before.memberIds)
       }))
       assert.strictEqual(yield* appliedCount(group), 1)
-    }).pipe(Effect.provide(PipelineLive)), { timeout: 60_000 })
+    }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 })

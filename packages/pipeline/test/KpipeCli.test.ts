@@ -21,10 +21,10 @@ import {
   event,
   eventually,
   makeTopic,
-  PipelineLive,
   produce,
   recordApplied,
-  type TestEvent
+  type TestEvent,
+  TestLive
 } from "./utils.ts"
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly key: string }> {}
@@ -122,7 +122,7 @@ describe("pnpm kpipe", () => {
           JSON.parse(audit.stdout).map((entry: { action: string }) => entry.action),
           ["redrive-dry-run", "redrive", "outbox-retry"]
         )
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 180_000 }
   )
 })

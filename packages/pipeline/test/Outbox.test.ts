@@ -27,11 +27,11 @@ import {
   gauged,
   KafkaClient,
   makeTopic,
-  PipelineLive,
   Producer,
   readTopic,
   recordApplied,
-  type TestEvent
+  type TestEvent,
+  TestLive
 } from "./utils.ts"
 
 const replicaScript = fileURLToPath(new URL("fixtures/replica.ts", import.meta.url))
@@ -115,7 +115,7 @@ describe("Outbox", () => {
         seq: "1",
         eventType: "TestEvent"
       }])
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("the relay publishes exactly the appended events, keyed, in order, with their trace context", () =>
     Effect.gen(function*() {
@@ -147,7 +147,7 @@ describe("Outbox", () => {
         assert.strictEqual(record.headers["kpipe-event-id"], decodeValue(record).eventId)
         assert.match(record.headers["traceparent"] ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
       }
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live(
     "two relays publish each key in commit order while transactions interleave and commit late",
@@ -205,7 +205,7 @@ describe("Outbox", () => {
         ]))
         assert.isTrue(keys.every((key) => expected.get(key)!.length > 2), "a key had too few transactions to order")
         assertKeyOrder(records, expected)
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -253,7 +253,7 @@ describe("Outbox", () => {
         assert.isAbove(total, atKill, "the restarted relay published nothing")
         assert.isAtLeast(total, appended)
         assertKeyOrder((yield* readTopic(topic.name, total)).map(decodeValue), expected)
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -290,7 +290,7 @@ describe("Outbox", () => {
       assert.strictEqual(yield* drain, 1)
       const records = yield* readTopic(topic.name, 3)
       assert.deepStrictEqual(records.map((r) => decodeValue(r).seq).sort(), [1, 1, 3])
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("a running relay wakes on commit instead of waiting for its poll", () =>
     Effect.gen(function*() {
@@ -318,7 +318,7 @@ describe("Outbox", () => {
         // Only the notification could start another claim: the one that published it, then one that found nothing.
         yield* eventually(Effect.map(claims, (n) => n === 4))
       }))
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("a relay that hears no notification finds the row at its next poll", () =>
     Effect.gen(function*() {
@@ -340,7 +340,7 @@ describe("Outbox", () => {
         assert.strictEqual(decodeValue(record!).eventId, e.eventId)
         assert.isAtLeast(yield* claims, 2)
       }))
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("a relay whose claims are blocked backs off and publishes once the broker takes them again", () =>
     Effect.gen(function*() {
@@ -370,7 +370,7 @@ describe("Outbox", () => {
         { attempts: number; lastError: string | null }
       >`SELECT attempts, last_error FROM kpipe_outbox`
       assert.deepStrictEqual(row, { attempts: 4, lastError: null })
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("cleanup deletes published rows past retention in bounded chunks and keeps the rest", () =>
     Effect.gen(function*() {
@@ -396,7 +396,7 @@ describe("Outbox", () => {
       const chunks = yield* sql<{ n: number }>`SELECT n FROM cleanup_chunks ORDER BY id`
       assert.deepStrictEqual(chunks.map((c) => c.n), [5_000, 5_000, 5])
       assert.deepStrictEqual(yield* statuses, [{ status: "PENDING", n: 1 }, { status: "PUBLISHED", n: 15 }])
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live(
     "a relay killed between publishing and marking is replaced; the events are republished and applied once",
@@ -455,7 +455,7 @@ describe("Outbox", () => {
         }))
         assert.strictEqual(yield* appliedCount(group), events.length)
         assert.deepStrictEqual(yield* appliedTwice(group), [])
-      }).pipe(Effect.scoped, Effect.provide(PipelineLive)),
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )
 
@@ -492,7 +492,7 @@ describe("Outbox", () => {
           assert.strictEqual(yield* gauged(OutboxRelay.oldestPendingSeconds, tag), 0)
           assert.strictEqual(yield* counted(OutboxRelay.failedTotal, tag), 1)
         }))
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -534,7 +534,7 @@ describe("Outbox", () => {
       )
       const records = yield* readTopic(topic.name, 3)
       assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2, 3])
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("overlapping sends of the idempotent producer each land once, none is lost, in the order they completed", () =>
     Effect.gen(function*() {
@@ -558,7 +558,7 @@ describe("Outbox", () => {
         records.map((r) => Number(r.value!.toString())),
         completed
       )
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("Publisher sends typed events straight to Kafka with the topic's key and headers", () =>
     Effect.gen(function*() {
@@ -573,5 +573,5 @@ describe("Outbox", () => {
       )
       // @ts-expect-error a value that is not one of the topic's events does not compile
       yield* Publisher.publish(topic, { type: "Other", version: 1, eventId: "x" }).pipe(Effect.ignore)
-    }).pipe(Effect.provide(PipelineLive)))
+    }).pipe(Effect.provide(TestLive)))
 })

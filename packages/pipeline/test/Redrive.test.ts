@@ -16,10 +16,10 @@ import {
   event,
   eventually,
   makeTopic,
-  PipelineLive,
   produce,
   recordApplied,
-  type TestEvent
+  type TestEvent,
+  TestLive
 } from "./utils.ts"
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly key: string }> {
@@ -121,7 +121,7 @@ describe("Redrive", () => {
         )
         const history = (yield* Redrive.inspect(detail.id)).history.map((h) => h.outcome)
         assert.includeMembers(history, ["SELECTED", "REDRIVEN"])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -159,7 +159,7 @@ describe("Redrive", () => {
         yield* Scope.close(restarted, Exit.void)
         assert.strictEqual(yield* appliedCount(group), 2)
         assert.deepStrictEqual(yield* appliedTwice(group), [])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -195,7 +195,7 @@ describe("Redrive", () => {
         const [last, first] = (yield* Redrive.auditLog()).filter((entry) => entry.action === "redrive")
         assert.strictEqual(first!.status, "STOPPED")
         assert.strictEqual(last!.status, "SUCCEEDED")
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -245,7 +245,7 @@ describe("Redrive", () => {
           LEFT JOIN kpipe_ops_audit_events e ON e.audit_id = a.id
           WHERE a.action IN ('park', 'restore') GROUP BY a.action ORDER BY a.action`
         assert.deepStrictEqual(actions, [{ action: "park", n: 1 }, { action: "restore", n: 1 }])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -280,7 +280,7 @@ describe("Redrive", () => {
         const [entry] = (yield* Redrive.auditLog()).filter((e) => e.action === "redrive")
         assert.strictEqual(entry!.status, "CANCELLED")
         assert.deepInclude(entry!.progress, { redriven: result.redriven, total: 8 })
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -320,7 +320,7 @@ describe("Redrive", () => {
         yield* Scope.close(consumer, Exit.void)
         const order = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
         assert.deepStrictEqual(order.map((r) => r.seq), [1, 2])
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 
@@ -356,7 +356,7 @@ describe("Redrive", () => {
         assert.deepStrictEqual(applied, [{ eventId, messageKey: "fixed" }])
         assert.strictEqual((yield* Redrive.inspect(failure!.id)).status, "RESOLVED")
         assert.include((yield* Redrive.inspect(failure!.id)).history.map((h) => h.outcome), "EDITED")
-      }).pipe(Effect.provide(PipelineLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
 })

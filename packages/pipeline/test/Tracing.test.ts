@@ -7,7 +7,7 @@ import { TestKafka } from "@kpipe/testing"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import { createTopics, event, eventually, fastRetry, makeTopic, PipelineLive, recordApplied } from "./utils.ts"
+import { createTopics, event, eventually, fastRetry, makeTopic, recordApplied, TestLive } from "./utils.ts"
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly attempt: number }> {}
 
@@ -93,7 +93,7 @@ describe("Tracing", () => {
         assert.strictEqual(retried.length, fastRetry.maxRetries)
         assert.include(inRejectedTrace, "DeadLetterSink.publish")
         assert.include(inRejectedTrace, `${topic.name} retry`)
-      }).pipe(Effect.provide(PipelineLive), Effect.provide(TracingLive)),
+      }).pipe(Effect.provide(TestLive), Effect.provide(TracingLive)),
     { timeout: 60_000 }
   )
 })

@@ -121,7 +121,7 @@ export const appliedMigrations = {
 
 export const KafkaLive = TestKafka.layer
 export const DatabaseLive = Database.layerTest([PipelineMigrations.migrations, appliedMigrations])
-export const PipelineLive = Layer.mergeAll(KafkaLive, DeadLetter.layer.pipe(Layer.provide(KafkaLive))).pipe(
+export const TestLive = Layer.mergeAll(KafkaLive, DeadLetter.layer.pipe(Layer.provide(KafkaLive))).pipe(
   Layer.provideMerge(DatabaseLive),
   Layer.provideMerge(TestLogging.layer)
 )
