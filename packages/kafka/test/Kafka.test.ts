@@ -5,7 +5,7 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 
 // @kpipe/testing builds on this package, so these tests set up their own client.
-const KafkaLive = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
+const TestLive = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
 const uniqueName = (prefix: string) => `${prefix}-${crypto.randomUUID()}`
 const fastConsumer = { sessionTimeout: 6_000, rebalanceTimeout: 10_000, heartbeatInterval: 500, maxWaitTimeInMs: 100 }
 
@@ -71,7 +71,7 @@ describe("Kafka (real broker)", () => {
           [...committed].sort((a, b) => a.partition - b.partition)
         )
         yield* admin.deleteTopics([topic])
-      }).pipe(Effect.provide(KafkaLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
 
@@ -107,7 +107,7 @@ describe("Kafka (real broker)", () => {
           assert.strictEqual(yield* Queue.take(batches), 10)
         }))
         yield* admin.deleteTopics([topic])
-      }).pipe(Effect.provide(KafkaLive)),
+      }).pipe(Effect.provide(TestLive)),
     { timeout: 30_000 }
   )
 
