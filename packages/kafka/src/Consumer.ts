@@ -13,7 +13,7 @@ import type * as Scope from "effect/Scope"
 import type { EachBatchPayload, IHeaders, KafkaMessage } from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
-import { fromCause, KafkaError } from "./KafkaError.ts"
+import { endsMembership, fromCause, KafkaError } from "./KafkaError.ts"
 
 export interface ConsumerRecord {
   readonly topic: string
@@ -114,9 +114,10 @@ const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString()
 /**
  * Runs a consumer group member until the enclosing scope closes, handing each fetched batch of a
  * partition to `handler`. The group keeps the member while a slow handler runs because heartbeats
- * go out from a side fiber. When the member stops (scope closed) or loses the partition, the
- * handler is interrupted, so unfinished work rolls back, and only what it declared `done` is
- * committed (nothing at all after losing the partition: its new owner redelivers it).
+ * go out from a side fiber. When the member stops (scope closed), loses the partition, or hears from
+ * the coordinator that the group is rebalancing, the handler is interrupted, so unfinished work
+ * rolls back; only what it declared `done` is committed (nothing at all after a seek; after a
+ * rebalance the commit is tried, and what it misses is redelivered to the partition's next owner).
  */
 export const runBatches = <R>(
   options: ConsumerOptions,
@@ -137,6 +138,8 @@ export const runBatches = <R>(
     const heartbeatEvery = Duration.millis(options.heartbeatInterval ?? 3_000)
     const rebalanceTimeout = options.rebalanceTimeout ?? 60_000
     let stopping = false
+    // Set when the coordinator asked this member to rejoin: no new batch starts until it has.
+    let rejoining = false
 
     const consumer = yield* connected(
       () =>
@@ -166,7 +169,12 @@ export const runBatches = <R>(
 
     report("joining")
     const joined = yield* Deferred.make<void>()
+    // A heartbeat the coordinator accepted means no rebalance waits for this member (any more).
+    consumer.on(consumer.events.HEARTBEAT, () => {
+      rejoining = false
+    })
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      rejoining = false
       report("joined")
       Deferred.unsafeDone(joined, Effect.void)
     })
@@ -182,17 +190,34 @@ export const runBatches = <R>(
     const processBatch = (payload: EachBatchPayload) =>
       Effect.gen(function*() {
         const { batch } = payload
-        const active = () => payload.isRunning() && !payload.isStale()
+        const active = () => payload.isRunning() && !payload.isStale() && !rejoining
         let commitFrom: string | undefined
         const done = (record: ConsumerRecord) =>
           Effect.sync(() => {
             payload.resolveOffset(record.offset)
             commitFrom = nextOffset(record.offset)
           })
+        // Ends (and so interrupts the handler) once the coordinator says this member must rejoin:
+        // a rebalance waits for every member to rejoin, and kafkajs rejoins only after this batch
+        // returns. Finished records are still committed (the generation is current until the
+        // rebalance completes); the rest rolls back and goes to the partition's next owner.
         const heartbeats = Effect.tryPromise({ try: () => payload.heartbeat(), catch: fromCause("Heartbeat") }).pipe(
-          Effect.ignore,
           Effect.delay(heartbeatEvery),
-          Effect.forever
+          Effect.as(false),
+          Effect.catchAll((error) => Effect.succeed(endsMembership(error))),
+          Effect.repeat({ until: (rejoin) => rejoin }),
+          Effect.zipRight(Effect.sync(() => {
+            rejoining = true
+          })),
+          Effect.zipRight(
+            Effect.logInfo("The group is rebalancing; the batch in progress stops here").pipe(
+              Effect.annotateLogs({
+                groupId: options.groupId,
+                topic: payload.batch.topic,
+                partition: payload.batch.partition
+              })
+            )
+          )
         )
         const stopped = Effect.sync(active).pipe(
           Effect.repeat({ while: (isActive) => isActive, schedule: Schedule.spaced("50 millis") })
@@ -209,6 +234,7 @@ export const runBatches = <R>(
             catch: fromCause("Commit")
           })
         })
+        // Unresolved records are fetched again from the last resolved offset once the member rejoined.
         if (!active()) return
         const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message))
         const started = performance.now()

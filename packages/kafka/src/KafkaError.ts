@@ -114,6 +114,25 @@ export const rejectsRecords = (error: KafkaError): boolean => {
   return false
 }
 
+const membershipLosses = new Set([
+  "REBALANCE_IN_PROGRESS",
+  "ILLEGAL_GENERATION",
+  "UNKNOWN_MEMBER_ID",
+  "FENCED_INSTANCE_ID"
+])
+
+/**
+ * Whether the group coordinator answered that this member must rejoin (a rebalance started, the
+ * member's generation is over, or it was evicted): whatever it is working on may be revoked.
+ */
+export const endsMembership = (error: KafkaError): boolean => {
+  for (const cause of causes(error.cause)) {
+    const type = (cause as { type?: unknown }).type
+    if (typeof type === "string" && membershipLosses.has(type)) return true
+  }
+  return false
+}
+
 /** The topics a send named that do not exist (empty for any other failure). */
 export const missingTopics = (error: KafkaError): ReadonlyArray<string> =>
   error.cause instanceof TopicsNotFound ? error.cause.topics : []

@@ -6,6 +6,7 @@ import { IdempotentConsumer } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { DatabaseFaults, TestKafka } from "@kpipe/testing"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -255,5 +256,50 @@ describe("IdempotentConsumer claim retention", () => {
         assert.strictEqual(yield* IdempotentConsumer.cleanupClaims(group, topic.name, "1 day"), 1)
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
+  )
+})
+
+describe("IdempotentConsumer in a rebalance", () => {
+  it.live(
+    "a member joining while a batch is stuck interrupts that batch: the group rebalances in seconds, not after its rebalance timeout, and every event is applied once",
+    () =>
+      Effect.gen(function*() {
+        const admin = yield* Admin.Admin
+        const topic = makeTopic("rebalance", 2)
+        const group = TestKafka.uniqueName("rebalance")
+        yield* createTopics(topic)
+        const events = Array.from({ length: 24 }, (_, i) => event(`key-${i % 8}`, i))
+        // Long enough that waiting for it would fail the test's own bounds below.
+        const kafka = { ...TestKafka.fastConsumer, rebalanceTimeout: 60_000 }
+        const held = yield* Deferred.make<string>()
+        const interrupted = yield* Deferred.make<void>()
+        let holdNext = true
+        const holdFirst = (e: TestEvent) => {
+          if (!holdNext) return recordApplied(group)(e)
+          holdNext = false
+          return Deferred.succeed(held, e.eventId).pipe(
+            Effect.zipRight(Effect.never),
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+          )
+        }
+        yield* consumeApplied(topic, group, { handle: holdFirst, kafka })
+        yield* produce(topic, events)
+        const heldId = yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+
+        const joinedAt = Date.now()
+        yield* consumeApplied(topic, group, { kafka })
+        yield* Deferred.await(interrupted).pipe(Effect.timeout("15 seconds"))
+        yield* eventually(
+          Effect.map(admin.describeGroup(group), (g) => g.state === "Stable" && g.memberIds.length === 2),
+          "15 seconds",
+          "both members in a stable group"
+        )
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === events.length), "15 seconds", "all applied")
+        assert.isBelow(Date.now() - joinedAt, 30_000, "recovered well before the rebalance timeout")
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        assert.include(events.map((e) => e.eventId), heldId)
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 120_000 }
   )
 })
