@@ -92,6 +92,9 @@ export const skipFailed: (id: string) => Effect.Effect<boolean, SqlError, SqlCli
 /** Deletes published and skipped rows older than `retention`, a bounded chunk per statement. */
 export const cleanup: (retention: Duration.DurationInput) => Effect.Effect<number, SqlError, SqlClient> = admin.cleanup
 
+/** Deletes the sequence counters of keys with no row left in the outbox; returns how many. */
+export const cleanupKeys: Effect.Effect<number, SqlError, SqlClient> = admin.cleanupKeys
+
 /**
  * Runs the relay until the scope closes: `concurrency` claim loops that wake on commit
  * notifications (`pg_notify`) and poll as a fallback, backing off while a claim cannot publish,

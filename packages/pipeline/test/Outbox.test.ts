@@ -399,6 +399,56 @@ describe("Outbox", () => {
     }).pipe(Effect.provide(TestLive)))
 
   it.live(
+    "idle key counters are deleted; a key with a pending or FAILED row keeps its own; appends racing the cleanup keep each key's order",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("outbox-keys")
+        yield* createTopics(topic)
+        const counters = sql<{ messageKey: string; lastSeq: string }>`
+        SELECT message_key, last_seq FROM kpipe_outbox_keys WHERE topic = ${topic.name} ORDER BY message_key`
+        yield* Outbox.append(topic, event("idle", 1), event("idle", 2), event("held", 1))
+        assert.strictEqual(yield* drain, 3)
+        yield* Outbox.append(topic, event("held", 2))
+        yield* sql`UPDATE kpipe_outbox SET status = 'FAILED' WHERE message_key = 'held' AND seq = 2`
+        yield* Outbox.append(topic, event("pending", 1))
+        yield* OutboxRelay.cleanup("0 millis")
+        assert.strictEqual(yield* OutboxRelay.cleanupKeys, 1)
+        assert.deepStrictEqual((yield* counters).map((c) => c.messageKey), ["held", "pending"])
+
+        // A cleaned key starts again at 1 and is published after what it had before.
+        const again = event("idle", 3)
+        yield* Outbox.append(topic, again)
+        assert.deepStrictEqual(
+          (yield* counters).map((c) => [c.messageKey, Number(c.lastSeq)]),
+          [["held", 2], ["idle", 1], ["pending", 1]]
+        )
+
+        // Appends to a few keys in their own transactions while published rows and idle counters are
+        // deleted as fast as possible: no append fails, every key's records keep the commit order.
+        const keys = ["r0", "r1", "r2"]
+        const appended = new Map(keys.map((key) => [key, [] as Array<string>]))
+        const appends = Effect.forEach(Array.from({ length: 150 }, (_, i) => i), (i) => {
+          const e = event(keys[i % keys.length]!, i)
+          appended.get(e.key)!.push(e.eventId)
+          return sql.withTransaction(Outbox.append(topic, e))
+        }, { discard: true })
+        const cleanups = Effect.zipRight(
+          drain,
+          Effect.zipRight(OutboxRelay.cleanup("0 millis"), OutboxRelay.cleanupKeys)
+        )
+          .pipe(Effect.forever)
+        yield* Effect.raceFirst(appends, cleanups)
+        yield* drain
+        const records = (yield* readTopic(topic.name, 3 + 2 + 150)).map(decodeValue)
+        assertKeyOrder(records, appended)
+        assertKeyOrder(records, new Map([["idle", records.filter((e) => e.key === "idle").map((e) => e.eventId)]]))
+        assert.strictEqual(records.filter((e) => e.key === "idle").at(-1)?.eventId, again.eventId)
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
     "a relay killed between publishing and marking is replaced; the events are republished and applied once",
     () =>
       Effect.gen(function*() {

@@ -82,3 +82,37 @@ export const cleanup = (retention: Duration.DurationInput) =>
       if (deleted[0]!.n < 5000) return total
     }
   }).pipe(Effect.withSpan("OutboxRelay.cleanup"))
+
+/**
+ * Deletes the sequence counters of keys with no row left in the outbox (all published and cleaned
+ * up): without it `kpipe_outbox_keys` keeps one row per key ever used. A key's next append then
+ * starts again at `seq` 1, which keeps its order because no earlier row of it is left to compare.
+ * The counters are locked first (an append in progress holds its key's row, so it is skipped), and
+ * checked again by a second statement: its newer snapshot sees the rows of any append that
+ * committed while the lock was being taken.
+ */
+export const cleanupKeys = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  let total = 0
+  while (true) {
+    const deleted = yield* sql.withTransaction(Effect.gen(function*() {
+      const idle = yield* sql<{ topic: string; messageKey: string }>`
+        SELECT topic, message_key FROM kpipe_outbox_keys k
+        WHERE NOT EXISTS (SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key)
+        LIMIT 5000
+        FOR UPDATE SKIP LOCKED`
+      if (idle.length === 0) return 0
+      const gone = yield* sql`
+        DELETE FROM kpipe_outbox_keys k
+        USING unnest(${idle.map((r) => r.topic)}::text[], ${
+        idle.map((r) => r.messageKey)
+      }::text[]) AS c(topic, message_key)
+        WHERE k.topic = c.topic AND k.message_key = c.message_key
+          AND NOT EXISTS (SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key)
+        RETURNING 1`
+      return gone.length
+    }))
+    total += deleted
+    if (deleted < 5000) return total
+  }
+}).pipe(Effect.withSpan("OutboxRelay.cleanupKeys"))

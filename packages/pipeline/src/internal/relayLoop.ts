@@ -13,7 +13,7 @@ import * as Stream from "effect/Stream"
 import { channel } from "../Outbox.ts"
 import { Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
 import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
-import { cleanup, stats } from "./relayAdmin.ts"
+import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
 import { makeState, publishOnce } from "./relayClaim.ts"
 
 /** A claim failing for this long is logged at Error, not Warning: someone should look. */
@@ -127,7 +127,7 @@ export const run = (
     )
     yield* report.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
     const retention = options.retention ?? Duration.days(1)
-    yield* cleanup(retention).pipe(
+    yield* Effect.zipRight(cleanup(retention), cleanupKeys).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("Outbox cleanup failed; trying again later", cause)),
       Effect.repeat(Schedule.spaced(options.cleanupInterval ?? Duration.minutes(1))),
       Effect.forkScoped
