@@ -1,4 +1,7 @@
+import * as Migrator from "@effect/sql/Migrator"
+import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, Producer } from "@kpipe/kafka"
+import type { Migrations } from "@kpipe/sql"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -73,6 +76,15 @@ export const examples = <V>(variants: ReadonlyArray<V>): Array<[Sample<V>]> =>
       redeliver
     }])
   )
+
+/**
+ * The `fastCheck` parameters of the property: every forced example, then `generated` random samples
+ * (fast-check counts the examples in `numRuns`).
+ */
+export const runs = <V>(variants: ReadonlyArray<V>, generated: number) => {
+  const forced = examples(variants)
+  return { numRuns: forced.length + generated, examples: forced }
+}
 
 class PreconditionFailed extends Error {}
 
@@ -166,4 +178,76 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
       )
     }
     yield* check(distinct.includes(heldId), "the held event is not one of those sent")
+  })
+
+/**
+ * The table an instrumented consumer writes what it applied to (`instrument`); add it to the test
+ * database's migrations.
+ */
+export const appliedTable: Migrations.MigrationsOptions = {
+  table: "exactly_once_migrations",
+  loader: Migrator.fromRecord({
+    "0001_exactly_once_applied": Effect.flatMap(SqlClient, (sql) =>
+      sql`
+        CREATE TABLE exactly_once_applied (
+          id bigserial PRIMARY KEY,
+          consumer_group text NOT NULL,
+          event_id text NOT NULL
+        )`)
+  })
+}
+
+/** The ids of the events `group` applied, one entry per application (`Options.applied`). */
+export const appliedIn = (group: string) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ readonly eventId: string }>`
+      SELECT event_id FROM exactly_once_applied WHERE consumer_group = ${group}`.pipe(
+        Effect.map((rows) => rows.map((row) => row.eventId))
+      ))
+
+/** How an idempotent consumer applies events: one at a time, or a batch of delivered events. */
+export interface Handling {
+  readonly handle?: ((event: never, record: never) => Effect.Effect<unknown, unknown, unknown>) | undefined
+  readonly handleBatch?: ((delivered: never) => Effect.Effect<unknown, unknown, unknown>) | undefined
+}
+
+type Handle = (event: { readonly eventId: string }, record: unknown) => Effect.Effect<unknown, unknown, unknown>
+type HandleBatch = (
+  delivered: ReadonlyArray<{ readonly event: { readonly eventId: string } }>
+) => Effect.Effect<unknown, unknown, unknown>
+
+/**
+ * A consumer's own options (`IdempotentConsumer` options: topic, handler, errors, retry, batch
+ * settings), with `hold(eventId)` and a row in `exactly_once_applied` put before its handler, in
+ * the transaction that applies the events: so `appliedIn(group)` is exactly what was committed.
+ */
+export const instrument = <O extends Handling>(
+  options: O,
+  group: string,
+  hold: (eventId: string) => Effect.Effect<void>
+): Effect.Effect<O, never, SqlClient> =>
+  Effect.map(SqlClient, (sql) => {
+    const before = (eventIds: ReadonlyArray<string>) =>
+      Effect.zipRight(
+        Effect.forEach(eventIds, hold, { discard: true }),
+        // The table has no constraint to break; a failed insert here is the test's own fault.
+        Effect.orDie(
+          sql`INSERT INTO exactly_once_applied ${
+            sql.insert(eventIds.map((eventId) => ({ consumerGroup: group, eventId })))
+          }`
+        )
+      )
+    const handleBatch = options.handleBatch as HandleBatch | undefined
+    const handle = options.handle as Handle | undefined
+    return handleBatch !== undefined
+      ? {
+        ...options,
+        handleBatch: (delivered: Parameters<HandleBatch>[0]) =>
+          Effect.zipRight(before(delivered.map(({ event }) => event.eventId)), handleBatch(delivered))
+      }
+      : {
+        ...options,
+        handle: (event: Parameters<Handle>[0], record: unknown) =>
+          Effect.zipRight(before([event.eventId]), handle!(event, record))
+      }
   })
