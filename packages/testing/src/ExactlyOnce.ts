@@ -186,16 +186,17 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
  */
 export const appliedTable: Migrations.MigrationsOptions = {
   table: "exactly_once_migrations",
-  loader: Migrator.fromRecord({
-    "0001_exactly_once_applied": Effect.flatMap(SqlClient, (sql) =>
-      sql`
-        CREATE TABLE exactly_once_applied (
-          id bigserial PRIMARY KEY,
-          consumer_group text NOT NULL,
-          event_id text NOT NULL
-        )`)
-  })
+  loader: Migrator.fromRecord({ "0001_exactly_once_applied": Effect.suspend(() => createAppliedTable) })
 }
+
+/** `appliedTable`, on a database migrated without it. */
+export const createAppliedTable = Effect.flatMap(SqlClient, (sql) =>
+  sql`
+    CREATE TABLE IF NOT EXISTS exactly_once_applied (
+      id bigserial PRIMARY KEY,
+      consumer_group text NOT NULL,
+      event_id text NOT NULL
+    )`.pipe(Effect.asVoid))
 
 /** The ids of the events `group` applied, one entry per application (`Options.applied`). */
 export const appliedIn = (group: string) =>
