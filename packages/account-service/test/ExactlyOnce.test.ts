@@ -28,7 +28,8 @@ const exactlyOnce = ExactlyOnce.property({
     return Effect.as(Effect.flatMap(Admin.Admin, (admin) => admin.createTopics(TopicAdmin.specs([topic]))), topic.name)
   }),
   event: (index) => login(runPrefix, 1 + (index % 5), index, base + index),
-  encode: (event) => Effect.map(SeedTopics.loginEvents.encode(event), (value) => ({ key: String(event.accountId), value })),
+  encode: (event) =>
+    Effect.map(SeedTopics.loginEvents.encode(event), (value) => ({ key: String(event.accountId), value })),
   consumer: ({ group, hold, topic, variant }) =>
     Layer.unwrapEffect(Effect.map(
       ExactlyOnce.instrument(

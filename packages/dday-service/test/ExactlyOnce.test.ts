@@ -79,16 +79,16 @@ const exactlyOnce = ExactlyOnce.property({
   variants
 })
 
-const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable])).pipe(
-  Layer.provideMerge(TestLogging.layer)
-)
+const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
+  .pipe(
+    Layer.provideMerge(TestLogging.layer)
+  )
 
 describe("member-events consumer", () => {
   it.live.prop(
     "applies each distinct member event once per group, whatever the duplicates, order, stopped replica and replay",
     ExactlyOnce.arbitraries(variants),
-    ([sample]) =>
-      exactlyOnce(sample).pipe(Effect.provide(TestLive), withConfig({ AUTH_SERVICE_URL: closedUrl })),
+    ([sample]) => exactlyOnce(sample).pipe(Effect.provide(TestLive), withConfig({ AUTH_SERVICE_URL: closedUrl })),
     { timeout: 300_000, fastCheck: ExactlyOnce.runs(variants, 2) }
   )
 })

@@ -79,7 +79,13 @@ const orderEvent = (index: number): ProductMetricsEvents.OrderEvent => {
   const eventId = Ids.EventId.make(crypto.randomUUID())
   const items = [{ productId: Ids.ProductId.make(1 + (index % 3)), quantity: 2, amount }] as const
   return index < 5
-    ? new ProductMetricsEvents.OrderCreated({ eventId, orderId, userId: Ids.UserId.make(7), items, occurredAt: at(index) })
+    ? new ProductMetricsEvents.OrderCreated({
+      eventId,
+      orderId,
+      userId: Ids.UserId.make(7),
+      items,
+      occurredAt: at(index)
+    })
     : index < 10
     ? new ProductMetricsEvents.PaymentCompleted({ eventId, orderId, amount, occurredAt: at(index) })
     : new ProductMetricsEvents.OrderCancelled({ eventId, orderId, items, occurredAt: at(index) })
