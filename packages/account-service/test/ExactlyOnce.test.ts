@@ -1,6 +1,7 @@
 import { describe, it } from "@effect/vitest"
 import { LoginStats, Migrations, Workers } from "@kpipe/account-service"
 import { SeedTopics } from "@kpipe/contracts"
+import type { LoginEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
@@ -21,7 +22,9 @@ const topics = new Map<string, Workers.LoginTopic>()
 const runPrefix = `${TestKafka.uniqueName("eo-logins")}.`
 const base = Date.now()
 
-const exactlyOnce = ExactlyOnce.property({
+const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
+
+const exactlyOnce = ExactlyOnce.property<LoginEvents.LoginSucceeded, Variant, Layer.Layer.Success<typeof TestLive>>({
   topic: Effect.suspend(() => {
     const topic = Topic.prefixed(SeedTopics.loginEvents, `${TestKafka.uniqueName("eo-logins")}.`)
     topics.set(topic.name, topic)
@@ -50,8 +53,6 @@ const exactlyOnce = ExactlyOnce.property({
     Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count),
   variants
 })
-
-const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
 
 describe("login consumer", () => {
   it.live.prop(

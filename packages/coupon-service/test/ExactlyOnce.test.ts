@@ -55,7 +55,23 @@ const seedCoupons = Effect.gen(function*() {
   yield* Effect.forEach(ids, ({ id }) => reservations.initialize(Ids.CouponId.make(id), 100), { discard: true })
 })
 
-const exactlyOnce = ExactlyOnce.property({
+const RedisCleanup = Layer.scopedDiscard(
+  Effect.flatMap(Config, (config) => Effect.addFinalizer(() => Effect.ignore(deleteKeys(`${config.keyPrefix}*`))))
+)
+
+const TestLive = Layer.merge(RedisCleanup, Layer.merge(CouponStore.Default, StockReservations.Default)).pipe(
+  Layer.provideMerge(
+    Layer.mergeAll(Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]), layerRedis, TestKafka.layer)
+  ),
+  Layer.provideMerge(ConfigFromEnv),
+  Layer.provideMerge(TestLogging.layer)
+)
+
+const exactlyOnce = ExactlyOnce.property<
+  CouponEvents.CouponIssueRequested,
+  Variant,
+  Layer.Layer.Success<typeof TestLive>
+>({
   topic: Effect.gen(function*() {
     const topic = Topics.named(`${TestKafka.uniqueName("eo-coupons")}.`).requests
     topics.set(topic.name, topic)
@@ -80,18 +96,6 @@ const exactlyOnce = ExactlyOnce.property({
     Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count),
   variants
 })
-
-const RedisCleanup = Layer.scopedDiscard(
-  Effect.flatMap(Config, (config) => Effect.addFinalizer(() => Effect.ignore(deleteKeys(`${config.keyPrefix}*`))))
-)
-
-const TestLive = Layer.merge(RedisCleanup, Layer.merge(CouponStore.Default, StockReservations.Default)).pipe(
-  Layer.provideMerge(
-    Layer.mergeAll(Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]), layerRedis, TestKafka.layer)
-  ),
-  Layer.provideMerge(ConfigFromEnv),
-  Layer.provideMerge(TestLogging.layer)
-)
 
 describe("issue consumer", () => {
   it.live.prop(

@@ -3,6 +3,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, it } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/contracts"
 import { App, Config, Migrations, Workers } from "@kpipe/dday-service"
+import type { MemberEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
@@ -46,7 +47,12 @@ const known = Effect.flatMap(SqlClient, (sql) =>
     })))
   }`)
 
-const exactlyOnce = ExactlyOnce.property({
+const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
+  .pipe(
+    Layer.provideMerge(TestLogging.layer)
+  )
+
+const exactlyOnce = ExactlyOnce.property<MemberEvents.MemberEvent, Variant, Layer.Layer.Success<typeof TestLive>>({
   topic: Effect.gen(function*() {
     const topic = Topic.prefixed(SeedTopics.memberEvents, `${TestKafka.uniqueName("eo-members")}.`)
     topics.set(topic.name, topic)
@@ -78,11 +84,6 @@ const exactlyOnce = ExactlyOnce.property({
     Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count),
   variants
 })
-
-const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
-  .pipe(
-    Layer.provideMerge(TestLogging.layer)
-  )
 
 describe("member-events consumer", () => {
   it.live.prop(

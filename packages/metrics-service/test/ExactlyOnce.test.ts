@@ -91,7 +91,19 @@ const orderEvent = (index: number): ProductMetricsEvents.OrderEvent => {
     : new ProductMetricsEvents.OrderCancelled({ eventId, orderId, items, occurredAt: at(index) })
 }
 
-const catalog = ExactlyOnce.property({
+const TestLive = Layer.mergeAll(MetricsStore.MetricsStore.Default, Freshness.Freshness.Default).pipe(
+  Layer.provideMerge(
+    Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
+  ),
+  Layer.provideMerge(testConfig("http://127.0.0.1:9")),
+  Layer.provideMerge(TestLogging.layer)
+)
+
+const catalog = ExactlyOnce.property<
+  ProductMetricsEvents.CatalogEvent,
+  Variant,
+  Layer.Layer.Success<typeof TestLive>
+>({
   topic: freshTopic(SeedTopics.catalogEvents),
   event: catalogEvent,
   encode: (e) => Effect.map(SeedTopics.catalogEvents.encode(e), (value) => ({ key: String(e.productId), value })),
@@ -102,7 +114,11 @@ const catalog = ExactlyOnce.property({
   variants
 })
 
-const orders = ExactlyOnce.property({
+const orders = ExactlyOnce.property<
+  ProductMetricsEvents.OrderEvent,
+  Variant,
+  Layer.Layer.Success<typeof TestLive>
+>({
   topic: freshTopic(SeedTopics.orderEvents),
   event: orderEvent,
   encode: (e) => Effect.map(SeedTopics.orderEvents.encode(e), (value) => ({ key: String(e.orderId), value })),
@@ -112,14 +128,6 @@ const orders = ExactlyOnce.property({
   duplicates,
   variants
 })
-
-const TestLive = Layer.mergeAll(MetricsStore.MetricsStore.Default, Freshness.Freshness.Default).pipe(
-  Layer.provideMerge(
-    Layer.mergeAll(TestKafka.layer, Database.layerTest([...Migrations.all, ExactlyOnce.appliedTable]))
-  ),
-  Layer.provideMerge(testConfig("http://127.0.0.1:9")),
-  Layer.provideMerge(TestLogging.layer)
-)
 
 const options = { timeout: 300_000, fastCheck: ExactlyOnce.runs(variants, 2) }
 

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql/SqlClient"
-import { describe, it } from "@effect/vitest"
+import { describe, layer } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/contracts"
 import { Ids, OrderEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
@@ -19,6 +19,9 @@ interface Variant {
 
 // One event per transaction, and the default batch (the batch statement of confirm and cancel).
 const variants: ReadonlyArray<Variant> = [{ batchSize: 1 }, { batchSize: 100 }]
+
+const TestLive = AppTest("eo-orders")
+type R = Layer.Layer.Success<typeof TestLive>
 
 const topics = new Map<string, Topic.Any>()
 const now = DateTime.unsafeMake(Date.now())
@@ -86,7 +89,7 @@ const pendingOrders = Effect.gen(function*() {
   runOrders = rows.map((row) => Number(row.orderId))
 })
 
-const reserve = ExactlyOnce.property({
+const reserve = ExactlyOnce.property<OrderEvents.OrderCreated, Variant, R>({
   topic: freshTopic(SeedTopics.orderCreated, Effect.sync(() => void (nextOrder += 100))),
   event: (index) =>
     new OrderEvents.OrderCreated({
@@ -107,7 +110,7 @@ const reserve = ExactlyOnce.property({
   otherGroup: false
 })
 
-const confirm = ExactlyOnce.property({
+const confirm = ExactlyOnce.property<OrderEvents.InventoryReserved, Variant, R>({
   topic: freshTopic(SeedTopics.inventoryReserved, pendingOrders),
   event: (index) =>
     new OrderEvents.InventoryReserved({
@@ -125,7 +128,7 @@ const confirm = ExactlyOnce.property({
   variants
 })
 
-const cancel = ExactlyOnce.property({
+const cancel = ExactlyOnce.property<OrderEvents.InventoryFailed, Variant, R>({
   topic: freshTopic(SeedTopics.inventoryFailed, pendingOrders),
   event: (index) =>
     new OrderEvents.InventoryFailed({
@@ -144,7 +147,7 @@ const cancel = ExactlyOnce.property({
   variants
 })
 
-const notify = ExactlyOnce.property({
+const notify = ExactlyOnce.property<OrderEvents.OrderStatusChanged, Variant, R>({
   topic: freshTopic(SeedTopics.orderStatus, pendingOrders),
   event: (index): OrderEvents.OrderStatusChanged => {
     const fields = {
@@ -169,7 +172,7 @@ const notify = ExactlyOnce.property({
 
 const options = { timeout: 400_000, fastCheck: ExactlyOnce.runs(variants, 2) }
 
-it.layer(AppTest("eo-orders"), { timeout: "60 seconds", excludeTestServices: true })(
+layer(TestLive, { timeout: "60 seconds", excludeTestServices: true })(
   "order-service consumers",
   (it) => {
     describe("exactly once, whatever the duplicates, order, stopped replica and replay", () => {
