@@ -149,7 +149,8 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
       return eventId
     }))
 
-    // 2. It restarts beside a competitor; another group consumes the same records meanwhile.
+    // 2. It restarts beside a competitor; another group (unless `otherGroup` is false) consumes the
+    // same records meanwhile.
     const before = yield* Effect.forEach(groups, options.duplicates)
     const pair = Effect.gen(function*() {
       yield* replica(group)
@@ -161,7 +162,7 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
     })
     yield* Effect.scoped(pair)
 
-    // 3. Optionally the whole topic again, from the beginning, to both groups.
+    // 3. Optionally the whole topic again, from the beginning, to every group.
     if (sample.redeliver) {
       yield* Effect.forEach(groups, (g) => admin.resetOffsets(g, topic), { discard: true })
       yield* check((yield* committedTotal(group, topic)) === 0, "the replay did not rewind the group")
