@@ -6,6 +6,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids, Money, ProductMetricsEvents } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 import { UserIdentity } from "./Users.ts"
@@ -122,19 +123,19 @@ export class OrderStateConflict extends Schema.TaggedError<OrderStateConflict>()
   HttpApiSchema.annotations({ status: 409, description: "The order's status does not allow the change" })
 ) {}
 
-const productPath = Schema.Struct({ productId: Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)) })
-const orderPath = Schema.Struct({ orderId: Schema.NumberFromString.pipe(Schema.compose(Ids.OrderId)) })
+const productPath = Schema.Struct({ productId: Decimal.FromString.pipe(Schema.compose(Ids.ProductId)) })
+const orderPath = Schema.Struct({ orderId: Decimal.FromString.pipe(Schema.compose(Ids.OrderId)) })
 
 export const PageParams = Schema.Struct({
-  after: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)), { exact: true }),
-  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 1000)), {
+  after: Schema.optionalWith(Decimal.FromString.pipe(Schema.compose(Ids.ProductId)), { exact: true }),
+  limit: Schema.optionalWith(Decimal.FromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 1000)), {
     exact: true
   })
 })
 
 /** A view may be anonymous; a given `X-User-Id` must still be a positive integer. */
 export const ViewHeaders = Schema.Struct({
-  "x-user-id": Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Ids.UserId)), { exact: true })
+  "x-user-id": Schema.optionalWith(Decimal.FromString.pipe(Schema.compose(Ids.UserId)), { exact: true })
 })
 
 export class CatalogGroup extends HttpApiGroup.make("catalog")

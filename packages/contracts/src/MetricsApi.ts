@@ -5,6 +5,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
 import { ProductTotals } from "./CommerceApi.ts"
+import * as Decimal from "./Decimal.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 
 /** The contract of metrics-service (S3's aggregation): product metrics, rankings, freshness and reconciliation. */
@@ -25,7 +26,7 @@ export const RankingParams = Schema.Struct({
   by: RankBy,
   window: Schema.optionalWith(RankWindow, { exact: true }),
   limit: Schema.optionalWith(
-    Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxRankingLimit)),
+    Decimal.FromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxRankingLimit)),
     { exact: true }
   )
 })
@@ -76,7 +77,7 @@ export class ReconciliationReport extends Schema.Class<ReconciliationReport>("Re
   consistent: Schema.Boolean
 }) {}
 
-const productPath = Schema.Struct({ productId: Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)) })
+const productPath = Schema.Struct({ productId: Decimal.FromString.pipe(Schema.compose(Ids.ProductId)) })
 
 export class MetricsGroup extends HttpApiGroup.make("metrics")
   .add(

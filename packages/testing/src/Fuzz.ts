@@ -29,7 +29,7 @@ export interface Mutant extends RawHttp.RawRequest {
 
 // Never valid where a positive id, an enum or a bounded number is expected.
 const garbageSegments = ["abc", "-1", "1.5", "1e3x", "%00", "%F0%9F%99%82", "%C3%BC%C3%BC", "%20", "NaN", "0x1f", "'1'"]
-const garbageQuery = ["", "abc", "-1", "1.5", "%F0%9F%99%82", "99999999999999999999999", "%00", "true"]
+const garbageQuery = ["abc", "-1", "1.5", "%F0%9F%99%82", "%00", "1e3x", "0x10"]
 // Never a valid user id, token or bearer header.
 const garbageIdentity = ["abc", "-5", "0", "1.5", "", " ", "1;1", "Bearer", "Basic YTpi", "null"]
 
