@@ -12,6 +12,9 @@ import { SmsGateway } from "./SmsGateway.ts"
 
 export type Channel = "EMAIL" | "SMS"
 
+/** Customers notified at once by one batch; each takes a pool connection per channel to record its delivery. */
+const concurrency = 8
+
 /** A channel did not get its message out; the event is retried (channels already sent are skipped), then dead-lettered. */
 export class NotificationFailed extends Data.TaggedError("NotificationFailed")<{
   readonly orderId: number
@@ -54,16 +57,15 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
     const mailer = yield* Mailer
     const sms = yield* SmsGateway
 
+    /** One channel of one event, unless it went out before; its delivery row commits at once, whatever the consumer's transaction does. */
     const deliver = (
       event: OrderEvents.OrderStatusChanged,
       message: Message,
       channel: Channel,
+      sentBefore: boolean,
       send: Effect.Effect<void, { readonly message: string }>
     ): Effect.Effect<void, { readonly message: string } | SqlError> =>
-      outsideTransaction(Effect.gen(function*() {
-        const [done] = yield* sql<{ state: string }>`
-          SELECT state FROM notification_deliveries WHERE event_id = ${event.eventId} AND channel = ${channel}`
-        if (done?.state === "SENT") return
+      sentBefore ? Effect.void : outsideTransaction(Effect.gen(function*() {
         const result = yield* Effect.either(send)
         const failure = Either.isLeft(result) ? result.left.message.slice(0, 2000) : null
         yield* sql`
@@ -77,35 +79,67 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
         if (Either.isLeft(result)) return yield* Effect.fail(result.left)
       })).pipe(Effect.withSpan(`Notifications.${channel}`))
 
-    const notify = Effect.fn("Notifications.notify")(function*(event: OrderEvents.OrderStatusChanged) {
-      const message = messageOf(event)
-      const messageId = `<${event.eventId}@orders.kpipe.test>`
-      const results = yield* Effect.all([
-        deliver(
-          event,
-          message,
-          "EMAIL",
-          mailer.send({ to: emailOf(event.userId), subject: message.subject, text: message.text, messageId })
-        ),
-        deliver(
-          event,
-          message,
-          "SMS",
-          sms.send({ to: phoneOf(event.userId), text: `${message.subject}. ${message.text}`, messageId })
-        )
-      ], { concurrency: 2, mode: "either" })
-      const failed = (["EMAIL", "SMS"] as const).filter((_, i) => Either.isLeft(results[i]!))
-      if (failed.length > 0) {
-        return yield* new NotificationFailed({
-          orderId: event.orderId,
-          channels: failed,
-          message: results.flatMap((result, i) =>
-            Either.isLeft(result) ? [`${i === 0 ? "EMAIL" : "SMS"}: ${result.left.message}`] : []
-          ).join("; ")
-        })
+    const notifyOne = (event: OrderEvents.OrderStatusChanged, sent: ReadonlySet<string>) =>
+      Effect.gen(function*() {
+        const message = messageOf(event)
+        const messageId = `<${event.eventId}@orders.kpipe.test>`
+        const results = yield* Effect.all([
+          deliver(
+            event,
+            message,
+            "EMAIL",
+            sent.has(`${event.eventId}/EMAIL`),
+            mailer.send({ to: emailOf(event.userId), subject: message.subject, text: message.text, messageId })
+          ),
+          deliver(
+            event,
+            message,
+            "SMS",
+            sent.has(`${event.eventId}/SMS`),
+            sms.send({ to: phoneOf(event.userId), text: `${message.subject}. ${message.text}`, messageId })
+          )
+        ], { concurrency: 2, mode: "either" })
+        const failed = (["EMAIL", "SMS"] as const).filter((_, i) => Either.isLeft(results[i]!))
+        if (failed.length > 0) {
+          return yield* new NotificationFailed({
+            orderId: event.orderId,
+            channels: failed,
+            message: results.flatMap((result, i) =>
+              Either.isLeft(result) ? [`${i === 0 ? "EMAIL" : "SMS"}: ${result.left.message}`] : []
+            ).join("; ")
+          })
+        }
+      })
+
+    /**
+     * Every event's messages, `concurrency` customers at a time (one customer's in the events'
+     * order). Channels sent before (an earlier attempt) are skipped, read in one query. Fails
+     * with the first failure once all are done, so the others' channels are recorded as sent.
+     */
+    const notifyAll = Effect.fn("Notifications.notifyAll")(function*(
+      events: ReadonlyArray<OrderEvents.OrderStatusChanged>
+    ) {
+      const rows = yield* sql<{ eventId: string; channel: Channel }>`
+        SELECT event_id, channel FROM notification_deliveries
+        WHERE event_id = ANY(${events.map((event) => event.eventId)}::text[]) AND state = 'SENT'`
+      const sent = new Set(rows.map((row) => `${row.eventId}/${row.channel}`))
+      const byUser = new Map<number, Array<OrderEvents.OrderStatusChanged>>()
+      for (const event of events) {
+        const own = byUser.get(event.userId)
+        if (own === undefined) byUser.set(event.userId, [event])
+        else own.push(event)
       }
+      const outcomes = yield* Effect.forEach(
+        byUser.values(),
+        (own) => Effect.forEach(own, (event) => Effect.either(notifyOne(event, sent))),
+        { concurrency }
+      )
+      const failure = outcomes.flat().find(Either.isLeft)
+      if (failure !== undefined) return yield* failure.left
     })
 
-    return { notify } as const
+    const notify = (event: OrderEvents.OrderStatusChanged) => notifyAll([event])
+
+    return { notify, notifyAll } as const
   })
 }) {}

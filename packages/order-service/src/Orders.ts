@@ -2,7 +2,6 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { OrderErrors, OrderModels } from "@kpipe/contracts"
 import { Ids, OrderEvents } from "@kpipe/events"
 import { Outbox } from "@kpipe/pipeline"
-import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -64,20 +63,18 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
             })
           )
       return yield* sql.withTransaction(Effect.gen(function*() {
-        const [product] = yield* sql<{ price: string }>`
-          SELECT price::text AS price FROM products WHERE product_id = ${productId}`
-        if (product === undefined) {
-          return yield* new OrderErrors.ProductNotFound({ productId, message: `No product ${productId}.` })
-        }
-        const unitPrice = money(product.price)
-        const amount = BigDecimal.normalize(BigDecimal.multiply(unitPrice, BigDecimal.fromBigInt(BigInt(quantity))))
-        const [inserted] = yield* sql<{ orderId: string; createdAt: Date }>`
+        // The price is read by the insert itself: one round trip for the order.
+        const [inserted] = yield* sql<{ orderId: string; createdAt: Date; unitPrice: string; amount: string }>`
           INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
-          VALUES (${userId}, ${productId}, ${quantity}, ${BigDecimal.format(unitPrice)}, ${BigDecimal.format(amount)},
-                  ${key})
+          SELECT ${userId}, p.product_id, ${quantity}, p.price, p.price * ${quantity}, ${key}
+          FROM products p WHERE p.product_id = ${productId}
           ON CONFLICT (user_id, idempotency_key) DO NOTHING
-          RETURNING order_id, created_at`
+          RETURNING order_id, created_at, unit_price::text AS unit_price, amount::text AS amount`
         if (inserted === undefined) {
+          const known = yield* sql`SELECT 1 FROM products WHERE product_id = ${productId}`
+          if (known.length === 0) {
+            return yield* new OrderErrors.ProductNotFound({ productId, message: `No product ${productId}.` })
+          }
           // The key was used before (perhaps by a request still in flight: the insert waited for it).
           const existing = yield* byKey(userId, key!)
           return yield* Option.match(existing, {
@@ -85,6 +82,8 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
             onSome: replay
           })
         }
+        const unitPrice = money(inserted.unitPrice)
+        const amount = money(inserted.amount)
         const orderId = Ids.OrderId.make(Number(inserted.orderId))
         const createdAt = DateTime.unsafeFromDate(inserted.createdAt)
         yield* Outbox.append(
