@@ -12,8 +12,8 @@ import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import { readFileSync } from "node:fs"
 import { Agent, request } from "node:http"
 import { fileURLToPath } from "node:url"
@@ -99,6 +99,7 @@ const program = Effect.gen(function*() {
     SMTP_PORT: String(mail.port),
     SMS_URL: sms.url,
     SMS_TOKEN: "bench-token",
+    SMTP_MAX_CONNECTIONS: "20",
     PG_MAX_CONNECTIONS: "20"
   }
   const services = yield* Effect.forEach(config.processes, (roles) =>
@@ -203,7 +204,9 @@ const program = Effect.gen(function*() {
       ...stages.map((row) => `  ${row.stage.padEnd(30)} p50 ${ms(row.p50)}  p99 ${ms(row.p99)}`),
       `CPU until settled (${settled.toFixed(1)} s): service ${serviceCpu.toFixed(1)} s (${
         (serviceCpu * 1e3 / Math.max(1, counts!.orders)).toFixed(2)
-      } ms/order${serviceCpus.length > 1 ? `; ${serviceCpus.map((cpu) => cpu.toFixed(1)).join(" + ")} s` : ""}), bench ${((benchCpu.user + benchCpu.system) / 1e6).toFixed(1)} s`,
+      } ms/order${
+        serviceCpus.length > 1 ? `; ${serviceCpus.map((cpu) => cpu.toFixed(1)).join(" + ")} s` : ""
+      }), bench ${((benchCpu.user + benchCpu.system) / 1e6).toFixed(1)} s`,
       `e-mails ${measuredMails.length} (one per confirmed order: ${
         once(mails)
       }), SMS ${measuredSms.length} (one per confirmed order: ${once(texts)})`

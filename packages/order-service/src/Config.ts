@@ -25,6 +25,13 @@ export const config = Config.all({
     Config.withDescription("SMTP server the confirmation and cancellation e-mails go to")
   ),
   smtpPort: Config.port("SMTP_PORT").pipe(Config.withDefault(2525), Config.withDescription("SMTP server port")),
+  smtpConnections: Config.integer("SMTP_MAX_CONNECTIONS").pipe(
+    Config.validate({ message: "SMTP_MAX_CONNECTIONS must be 1 or more", validation: (n) => n >= 1 }),
+    Config.withDefault(10),
+    Config.withDescription(
+      "SMTP connections kept open at most; each carries one message at a time, a handful of round trips long"
+    )
+  ),
   mailFrom: Config.string("MAIL_FROM").pipe(
     Config.withDefault("orders@kpipe.test"),
     Config.withDescription("Sender address of the e-mails")

@@ -54,7 +54,9 @@ export class Inventory extends Effect.Service<Inventory>()("@kpipe/order-service
         if (left >= quantity) {
           stock.set(productId, left - quantity)
           taken.set(productId, (taken.get(productId) ?? 0) + quantity)
-          reserved.push(new OrderEvents.InventoryReserved({ eventId, orderId, userId, productId, quantity, occurredAt }))
+          reserved.push(
+            new OrderEvents.InventoryReserved({ eventId, orderId, userId, productId, quantity, occurredAt })
+          )
           outcomes.push("RESERVED")
         } else {
           failed.push(

@@ -76,64 +76,64 @@ export interface WorkerRoles {
 /** The workers of `roles`. */
 export const roles = (selected: WorkerRoles) =>
   Layer.unwrapEffect(Effect.gen(function*() {
-  const topics = yield* OrderTopics
-  const config = yield* OrderServiceConfig
-  const inventory = yield* Inventory
-  const orders = yield* Orders
-  const notifications = yield* Notifications
-  const group = ServiceTopics.group
-  const kafka = config.consumer
-  // The topics are keyed by user, so their partitions touch disjoint orders and outbox keys: all
-  // of a topic's partitions are applied at once.
-  const allPartitions = { ...kafka, partitionsConsumedConcurrently: topics.orderStatus.partitions }
+    const topics = yield* OrderTopics
+    const config = yield* OrderServiceConfig
+    const inventory = yield* Inventory
+    const orders = yield* Orders
+    const notifications = yield* Notifications
+    const group = ServiceTopics.group
+    const kafka = config.consumer
+    // The topics are keyed by user, so their partitions touch disjoint orders and outbox keys: all
+    // of a topic's partitions are applied at once.
+    const allPartitions = { ...kafka, partitionsConsumedConcurrently: topics.orderStatus.partitions }
 
-  const reserve = IdempotentConsumer.layer({
-    topic: topics.orderCreated,
-    groupId: yield* group(groups.inventory),
-    errors: { StockNotFound: "retry", SqlError: "retry", ParseError: "deadLetter" },
-    retry,
-    kafka: allPartitions,
-    handleBatch: (delivered) => Effect.asVoid(inventory.reserveAll(delivered.map(({ event }) => event)))
-  })
-  const confirm = IdempotentConsumer.layer({
-    topic: topics.inventoryReserved,
-    groupId: yield* group(groups.confirmations),
-    errors: { SqlError: "retry", ParseError: "deadLetter" },
-    retry,
-    kafka: allPartitions,
-    handleBatch: (delivered) => orders.confirm(delivered.map(({ event }) => event))
-  })
-  const cancel = IdempotentConsumer.layer({
-    topic: topics.inventoryFailed,
-    groupId: yield* group(groups.cancellations),
-    errors: { SqlError: "retry", ParseError: "deadLetter" },
-    retry,
-    kafka: allPartitions,
-    handleBatch: (delivered) => orders.cancel(delivered.map(({ event }) => event))
-  })
-  const notify = IdempotentConsumer.layer({
-    topic: topics.orderStatus,
-    groupId: yield* group(groups.notifications),
-    errors: { NotificationFailed: "retry", SqlError: "retry" },
-    retry,
-    kafka: allPartitions,
-    handleBatch: (delivered) => notifications.notifyAll(delivered.map(({ event }) => event))
-  })
-  const monitors = Layer.mergeAll(
-    DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
-    DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
-    Layer.scopedDiscard(attention)
-  )
-  return Layer.mergeAll(
-    Layer.mergeAll(
-      selected.inventory ? reserve : Layer.empty,
-      selected.orders ? Layer.merge(confirm, cancel) : Layer.empty,
-      selected.notifications ? notify : Layer.empty
-    ).pipe(Layer.provide(DeadLetter.layer)),
-    selected.orders ? monitors : Layer.empty,
-    selected.relay ? OutboxRelay.layerConfig.pipe(Layer.provide(Producer.layer())) : Layer.empty
-  )
-}))
+    const reserve = IdempotentConsumer.layer({
+      topic: topics.orderCreated,
+      groupId: yield* group(groups.inventory),
+      errors: { StockNotFound: "retry", SqlError: "retry", ParseError: "deadLetter" },
+      retry,
+      kafka: allPartitions,
+      handleBatch: (delivered) => Effect.asVoid(inventory.reserveAll(delivered.map(({ event }) => event)))
+    })
+    const confirm = IdempotentConsumer.layer({
+      topic: topics.inventoryReserved,
+      groupId: yield* group(groups.confirmations),
+      errors: { SqlError: "retry", ParseError: "deadLetter" },
+      retry,
+      kafka: allPartitions,
+      handleBatch: (delivered) => orders.confirm(delivered.map(({ event }) => event))
+    })
+    const cancel = IdempotentConsumer.layer({
+      topic: topics.inventoryFailed,
+      groupId: yield* group(groups.cancellations),
+      errors: { SqlError: "retry", ParseError: "deadLetter" },
+      retry,
+      kafka: allPartitions,
+      handleBatch: (delivered) => orders.cancel(delivered.map(({ event }) => event))
+    })
+    const notify = IdempotentConsumer.layer({
+      topic: topics.orderStatus,
+      groupId: yield* group(groups.notifications),
+      errors: { NotificationFailed: "retry", SqlError: "retry" },
+      retry,
+      kafka: allPartitions,
+      handleBatch: (delivered) => notifications.notifyAll(delivered.map(({ event }) => event))
+    })
+    const monitors = Layer.mergeAll(
+      DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
+      DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
+      Layer.scopedDiscard(attention)
+    )
+    return Layer.mergeAll(
+      Layer.mergeAll(
+        selected.inventory ? reserve : Layer.empty,
+        selected.orders ? Layer.merge(confirm, cancel) : Layer.empty,
+        selected.notifications ? notify : Layer.empty
+      ).pipe(Layer.provide(DeadLetter.layer)),
+      selected.orders ? monitors : Layer.empty,
+      selected.relay ? OutboxRelay.layerConfig.pipe(Layer.provide(Producer.layer())) : Layer.empty
+    )
+  }))
 
 /** All the consumers, dead-letter monitors and the outbox relay. */
 export const layer = roles({ relay: true, orders: true, inventory: true, notifications: true })
