@@ -1,11 +1,12 @@
 // Order benchmark of order-service against the real Kafka and PostgreSQL of this machine, with its
-// local SMTP and SMS receivers in this process. The service runs as deployed (`src/main.ts`, its
-// own process) on a fresh database and topic prefix. Requests are offered open loop at BENCH_RATE
-// per second for BENCH_SECONDS (each from one of BENCH_USERS users, one unit of a product with
-// ample stock), over keep-alive connections. Prints the API latency percentiles, the time from an
-// order's commit to its CONFIRMED commit (p50/p99), and checks that every confirmed order has
-// exactly one reservation, one e-mail and one SMS.
-// Usage: pnpm bench:orders (BENCH_RATE, BENCH_SECONDS, BENCH_USERS).
+// local SMTP and SMS receivers in this process. The service runs as deployed (`src/main.ts`, each
+// role a process of its own, BENCH_PROCESSES) on a fresh database and topic prefix. Requests are
+// offered open loop at BENCH_RATE per second for BENCH_SECONDS (each from one of BENCH_USERS users,
+// one unit of a product with ample stock), over keep-alive connections. Prints the API latency
+// percentiles, the time from an order's commit to its CONFIRMED commit (p50/p99) and to each stage
+// on the way, the CPU the service's processes used per order, and checks that every confirmed order
+// has exactly one reservation, one e-mail and one SMS.
+// Usage: pnpm bench:orders (BENCH_RATE, BENCH_SECONDS, BENCH_USERS, BENCH_PROCESSES, BENCH_CPU_PROF).
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka } from "@kpipe/testing"
@@ -25,9 +26,10 @@ const BenchConfig = Config.all({
   rate: Config.integer("BENCH_RATE").pipe(Config.withDefault(1_000)),
   seconds: Config.number("BENCH_SECONDS").pipe(Config.withDefault(15)),
   users: Config.integer("BENCH_USERS").pipe(Config.withDefault(1_000)),
-  // The processes the service runs as, `;`-separated, each its ORDER_ROLES (one process with every role by default).
+  // The processes the service runs as, `;`-separated, each its ORDER_ROLES: by default each role a
+  // process of its own (the deployment shape; "api,relay,orders,inventory,notifications" is one process).
   processes: Config.string("BENCH_PROCESSES").pipe(
-    Config.withDefault("api,relay,orders,inventory,notifications"),
+    Config.withDefault("api;relay;inventory;orders;notifications"),
     Config.map((text) => text.split(";").map((roles) => roles.trim()).filter((roles) => roles !== ""))
   ),
   // A directory: each service process writes a V8 CPU profile there when it stops.
