@@ -32,6 +32,11 @@ const BenchConfig = Config.all({
     Config.withDefault("api;relay;inventory;orders;notifications"),
     Config.map((text) => text.split(";").map((roles) => roles.trim()).filter((roles) => roles !== ""))
   ),
+  // Node flags for the service's processes (space-separated), e.g. GC settings.
+  nodeFlags: Config.string("BENCH_NODE_FLAGS").pipe(
+    Config.withDefault(""),
+    Config.map((text) => text.split(" ").filter((flag) => flag !== ""))
+  ),
   // A directory: each service process writes a V8 CPU profile there when it stops.
   cpuProfile: Config.option(Config.string("BENCH_CPU_PROF"))
 })
@@ -108,10 +113,13 @@ const program = Effect.gen(function*() {
     ServiceProcess.start({
       name: "order-service",
       entry,
-      execArgv: Option.match(config.cpuProfile, {
-        onNone: () => [],
-        onSome: (dir) => ["--cpu-prof", `--cpu-prof-dir=${dir}`]
-      }),
+      execArgv: [
+        ...config.nodeFlags,
+        ...Option.match(config.cpuProfile, {
+          onNone: () => [],
+          onSome: (dir) => ["--cpu-prof", `--cpu-prof-dir=${dir}`]
+        })
+      ],
       env: { ...env, ORDER_ROLES: roles }
     }))
   const port = services.find((service) => service.port !== undefined)?.port
