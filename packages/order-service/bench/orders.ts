@@ -107,7 +107,8 @@ const program = Effect.gen(function*() {
     SMS_URL: sms.url,
     SMS_TOKEN: "bench-token",
     SMTP_MAX_CONNECTIONS: "20",
-    PG_MAX_CONNECTIONS: "20"
+    // Each process a pool of its own; the requests and the notifications' deliveries are batched, so few are needed.
+    PG_MAX_CONNECTIONS: "10"
   }
   const services = yield* Effect.forEach(config.processes, (roles) =>
     ServiceProcess.start({
