@@ -1,8 +1,10 @@
 import { OrderModels } from "@kpipe/contracts"
 import { ConsumerSettings, Replica, ServiceConfig } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 
@@ -23,6 +25,13 @@ export const config = Config.all({
     Config.withDescription("SMTP server the confirmation and cancellation e-mails go to")
   ),
   smtpPort: Config.port("SMTP_PORT").pipe(Config.withDefault(2525), Config.withDescription("SMTP server port")),
+  smtpConnections: Config.integer("SMTP_MAX_CONNECTIONS").pipe(
+    Config.validate({ message: "SMTP_MAX_CONNECTIONS must be 1 or more", validation: (n) => n >= 1 }),
+    Config.withDefault(10),
+    Config.withDescription(
+      "SMTP connections kept open at most; each carries one message at a time, a handful of round trips long"
+    )
+  ),
   mailFrom: Config.string("MAIL_FROM").pipe(
     Config.withDefault("orders@kpipe.test"),
     Config.withDescription("Sender address of the e-mails")
@@ -45,3 +54,23 @@ export class OrderServiceConfig extends Context.Tag("@kpipe/order-service/Config
 export const layer = (values: OrderConfig): Layer.Layer<OrderServiceConfig> => Layer.succeed(OrderServiceConfig, values)
 
 export const layerFromEnv = Layer.effect(OrderServiceConfig, Effect.map(config, (values) => values))
+
+const roleNames = ["api", "relay", "orders", "inventory", "notifications"] as const
+
+export type Roles = { readonly [Role in typeof roleNames[number]]: boolean }
+
+/** `ORDER_ROLES`: what this process runs; the parts can be deployed as processes of their own. */
+export const roles: Config.Config<Roles> = Config.string("ORDER_ROLES").pipe(
+  Config.withDefault(roleNames.join(",")),
+  Config.mapOrFail((text) => {
+    const names = text.split(",").map((name) => name.trim()).filter((name) => name !== "")
+    const unknown = names.filter((name) => !(roleNames as ReadonlyArray<string>).includes(name))
+    return unknown.length > 0 || names.length === 0
+      ? Either.left(ConfigError.InvalidData([], `ORDER_ROLES must list some of ${roleNames.join(", ")}, got "${text}"`))
+      : Either.right(Object.fromEntries(roleNames.map((role) => [role, names.includes(role)])) as Roles)
+  }),
+  Config.withDescription(
+    "What this process runs, comma-separated: api (HTTP), relay (the outbox relay), orders (confirmations, " +
+      "cancellations, dead-letter monitors), inventory (reservations), notifications (e-mail and SMS)"
+  )
+)

@@ -25,7 +25,7 @@ export class Mailer extends Effect.Service<Mailer>()("@kpipe/order-service/Maile
           secure: false,
           ignoreTLS: true,
           pool: true,
-          maxConnections: 5,
+          maxConnections: config.smtpConnections,
           connectionTimeout: 5_000,
           socketTimeout: 10_000
         })

@@ -52,6 +52,7 @@ const ConfigTest = Layer.effect(
     maxQuantity: 100,
     smtpHost: "127.0.0.1",
     smtpPort: mail.port,
+    smtpConnections: 5,
     mailFrom: "orders@kpipe.test",
     smsUrl: new URL(sms.url),
     smsToken: Redacted.make(smsToken),
