@@ -87,8 +87,22 @@ export class Order extends Schema.Class<Order>("Order")({
   updatedAt: Schema.DateTimeUtc
 }) {}
 
-/** What commerce-service's own tables say about a product: the figures metrics-service must reach. */
-export class ProductTotals extends Schema.Class<ProductTotals>("ProductTotals")({
+/**
+ * A product's figures on one UTC day: likes standing since their last change that day, views of
+ * that day, sales of orders created that day and not cancelled, orders cancelled that day.
+ */
+export class DayTotals extends Schema.Class<DayTotals>("DayTotals")({
+  /** `YYYY-MM-DD` (UTC). */
+  day: Schema.String.pipe(Schema.pattern(/^\d{4}-\d{2}-\d{2}$/)),
+  likes: Schema.Int,
+  views: Schema.Int,
+  salesCount: Schema.Int,
+  salesAmount: Money.Money,
+  cancellations: Schema.Int
+}) {}
+
+/** A product's figures, as commerce-service's tables say and as metrics-service keeps them. */
+export const productFigures = {
   productId: Ids.ProductId,
   /** Users whose like stands. */
   likes: Schema.Int,
@@ -98,6 +112,13 @@ export class ProductTotals extends Schema.Class<ProductTotals>("ProductTotals")(
   salesAmount: Money.Money,
   /** Cancelled orders that contained the product. */
   cancellations: Schema.Int
+}
+
+/** What commerce-service's own tables say about a product: the figures metrics-service must reach. */
+export class ProductTotals extends Schema.Class<ProductTotals>("ProductTotals")({
+  ...productFigures,
+  /** The same figures per UTC day, for the days that have any, in day order. */
+  days: Schema.Array(DayTotals)
 }) {}
 
 export class TotalsPage extends Schema.Class<TotalsPage>("TotalsPage")({

@@ -17,8 +17,28 @@ export const config = Config.all({
   ),
   batchSize: Config.integer("CONSUMER_BATCH_SIZE").pipe(
     Config.validate({ message: "CONSUMER_BATCH_SIZE must be a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(500),
+    // A transaction's fixed costs (round trips, the counts of hot products updated once per
+    // transaction) shrink per record as it grows; 10,000 takes a whole fetch of a partition.
+    Config.withDefault(10_000),
     Config.withDescription("Records of a partition applied in one transaction, with one statement")
+  ),
+  fetchBytesPerPartition: Config.integer("KAFKA_MAX_BYTES_PER_PARTITION").pipe(
+    Config.validate({
+      message: "KAFKA_MAX_BYTES_PER_PARTITION must be a positive integer",
+      validation: (n) => n > 0
+    }),
+    Config.withDefault(4 * 1024 * 1024),
+    Config.withDescription("Most bytes a fetch brings per partition, hence the records of one batch")
+  ),
+  partitionsConcurrency: Config.integer("CONSUMER_PARTITIONS_CONCURRENCY").pipe(
+    Config.validate({
+      message: "CONSUMER_PARTITIONS_CONCURRENCY must be a positive integer",
+      validation: (n) => n > 0
+    }),
+    Config.withDefault(1),
+    Config.withDescription(
+      "Partitions of a topic applied at once by one consumer (their transactions meet on hot products)"
+    )
   ),
   maxRetries: Config.integer("CONSUMER_MAX_RETRIES").pipe(
     Config.withDefault(3),

@@ -17,7 +17,11 @@ export const consumerOptions = Effect.gen(function*() {
     errors: { SqlError: "retry" } as const,
     retry: retryPolicy(config.maxRetries),
     batchSize: config.batchSize,
-    kafka: config.kafka,
+    kafka: {
+      ...config.kafka,
+      maxBytesPerPartition: config.fetchBytesPerPartition,
+      partitionsConsumedConcurrently: config.partitionsConcurrency
+    },
     afterCommit: freshness.applied
   }
   const catalog = IdempotentConsumer.options({
