@@ -6,7 +6,7 @@ import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import { MetricsConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 import { type Period, startOf } from "./internal/periods.ts"
 import { MetricsStore } from "./MetricsStore.ts"
 
@@ -143,7 +143,7 @@ export const collector = () => {
 export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/metrics-service/Reconciliation", {
   effect: Effect.gen(function*() {
     const store = yield* MetricsStore
-    const config = yield* MetricsConfig
+    const config = yield* Config
     const commerce = yield* HttpApiClient.make(CommerceApi, { baseUrl: config.commerceUrl })
 
     const run = Effect.fn("Reconciliation.run")(function*() {
