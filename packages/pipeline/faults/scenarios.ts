@@ -7,6 +7,7 @@ import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { Database } from "@kpipe/sql"
 import { DatabaseFaults, FaultProxy, KafkaFaults, ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -50,17 +51,33 @@ interface FaultContext {
   readonly proxy: FaultProxy.FaultProxy
   /** Processes killed so far (the `processes` clients). */
   readonly kills: () => number
+  /** The scenario's own broker (`broker: "private"`). */
+  readonly broker: KafkaFaults.Broker | undefined
+  /** The scenario's own PostgreSQL cluster (`database: "private"`). */
+  readonly cluster: DatabaseFaults.Cluster | undefined
 }
 
 export interface Scenario {
   readonly name: string
   /** Where the relay and the consumer run: in this process (on the broker, or through the proxy), or as processes. */
   readonly clients: "direct" | "proxy" | "processes"
+  /** The shared broker (default), or one started for the scenario whose process the fault may kill or freeze. */
+  readonly broker?: "shared" | "private"
+  /** The shared PostgreSQL server (default), or a cluster created for the scenario that the fault may stop. */
+  readonly database?: "shared" | "private"
   /** Injects the fault and returns once it ended. */
   readonly fault: (context: FaultContext) => Effect.Effect<void, unknown, Scope.Scope>
 }
 
 const sleepFor = (duration: Duration.Duration) => Effect.sleep(duration)
+
+const privateBroker = (context: FaultContext) =>
+  context.broker === undefined ? Effect.dieMessage("this scenario needs broker: \"private\"") : Effect.succeed(context.broker)
+
+const privateCluster = (context: FaultContext) =>
+  context.cluster === undefined ?
+    Effect.dieMessage("this scenario needs database: \"private\"") :
+    Effect.succeed(context.cluster)
 
 export const scenarios: ReadonlyArray<Scenario> = [
   {
@@ -90,6 +107,32 @@ export const scenarios: ReadonlyArray<Scenario> = [
     clients: "direct",
     fault: ({ database, databaseUrl, seconds }) =>
       Effect.scoped(Effect.zipRight(DatabaseFaults.refuseConnections(databaseUrl, database), sleepFor(seconds(15))))
+  },
+  {
+    // The fault ends once the restarted broker answers again (its start alone takes 10-30 s here).
+    name: "broker SIGKILL, restarted after 30 s",
+    clients: "direct",
+    broker: "private",
+    fault: (context) =>
+      Effect.flatMap(privateBroker(context), (broker) =>
+        Effect.scoped(Effect.zipRight(broker.crashed, sleepFor(context.seconds(30)))))
+  },
+  {
+    name: "broker frozen (SIGSTOP) 30 s, then SIGCONT",
+    clients: "direct",
+    broker: "private",
+    fault: (context) =>
+      Effect.flatMap(privateBroker(context), (broker) =>
+        Effect.scoped(Effect.zipRight(broker.frozen, sleepFor(context.seconds(30)))))
+  },
+  {
+    // Fast shutdown (sessions ended, nothing listening), down, started again: an upgrade or a failover.
+    name: "PostgreSQL restart, down 10 s",
+    clients: "direct",
+    database: "private",
+    fault: (context) =>
+      Effect.flatMap(privateCluster(context), (cluster) =>
+        Effect.scoped(Effect.zipRight(cluster.down, sleepFor(context.seconds(10)))))
   },
   {
     name: "relay and consumer kill -9 ×10",
@@ -160,14 +203,23 @@ const crashingProcesses = (databaseUrl: string, topic: string, group: string, ki
 /** Runs one scenario on a database and topic of its own and measures it. */
 export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, unknown, never> =>
   Effect.scoped(Effect.gen(function*() {
-    const baseKafka = KafkaClient.layerFromEnv.pipe(Layer.orDie)
+    const broker = scenario.broker === "private" ? yield* KafkaFaults.broker : undefined
+    const cluster = scenario.database === "private" ? yield* DatabaseFaults.cluster : undefined
+    const baseKafka = broker === undefined ? KafkaClient.layerFromEnv.pipe(Layer.orDie) : broker.layer()
+    const serverUrl = cluster === undefined ? yield* Database.url : cluster.url
     const database = yield* Layer.build(
-      Database.layerTest([PipelineMigrations.migrations, appliedMigrations]).pipe(Layer.orDie)
+      Database.layerTest([PipelineMigrations.migrations, appliedMigrations]).pipe(
+        Layer.provide(Layer.setConfigProvider(
+          ConfigProvider.fromMap(new Map([["DATABASE_URL", Redacted.value(serverUrl)]])).pipe(
+            ConfigProvider.orElse(ConfigProvider.fromEnv)
+          )
+        )),
+        Layer.orDie
+      )
     )
     const admin = yield* Layer.build(Admin.layer.pipe(Layer.provide(baseKafka), Layer.orDie))
     const sql = Context.get(database, SqlClient)
     const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
-    const serverUrl = yield* Database.url
     const databaseUrl = Redacted.make(Database.withDatabase(Redacted.value(serverUrl), current!.database))
     const topic = topicNamed(TestKafka.uniqueName("faults"), 6)
     const group = TestKafka.uniqueName("faults-group")
@@ -229,7 +281,9 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         group,
         seconds,
         proxy,
-        kills
+        kills,
+        broker,
+        cluster
       })
         .pipe(Effect.delay("2 seconds"), Effect.ensuring(Effect.sync(() => (faultEnded = Date.now()))))
     ], { concurrency: "unbounded", discard: true })
