@@ -21,6 +21,9 @@ import { appliedMigrations, TestEvent, topicNamed } from "../test/utils.ts"
 
 const replicaScript = fileURLToPath(new URL("../test/fixtures/replica.ts", import.meta.url))
 
+/** Seconds from a fault's end until every event is applied that the matrix aims for. */
+export const recoveryTarget = 10
+
 export interface Size {
   readonly events: number
   readonly keys: number
@@ -65,6 +68,12 @@ export interface Scenario {
   readonly broker?: "shared" | "private"
   /** The shared PostgreSQL server (default), or a cluster created for the scenario that the fault may stop. */
   readonly database?: "shared" | "private"
+  /**
+   * Whether the matrix's recovery target (`recoveryTarget`) is asserted at CI size: not for the
+   * processes, whose restarts include Node's start-up, nor yet for the database refusal, whose
+   * consumer and relay backoffs (5 s each) land just above it.
+   */
+  readonly meetsRecoveryTarget: boolean
   /** Injects the fault and returns once it ended. */
   readonly fault: (context: FaultContext) => Effect.Effect<void, unknown, Scope.Scope>
 }
@@ -72,27 +81,32 @@ export interface Scenario {
 const sleepFor = (duration: Duration.Duration) => Effect.sleep(duration)
 
 const privateBroker = (context: FaultContext) =>
-  context.broker === undefined ? Effect.dieMessage("this scenario needs broker: \"private\"") : Effect.succeed(context.broker)
+  context.broker === undefined
+    ? Effect.dieMessage("this scenario needs broker: \"private\"")
+    : Effect.succeed(context.broker)
 
 const privateCluster = (context: FaultContext) =>
-  context.cluster === undefined ?
-    Effect.dieMessage("this scenario needs database: \"private\"") :
-    Effect.succeed(context.cluster)
+  context.cluster === undefined
+    ? Effect.dieMessage("this scenario needs database: \"private\"")
+    : Effect.succeed(context.cluster)
 
 export const scenarios: ReadonlyArray<Scenario> = [
   {
     name: "Kafka connection cut 60 s (proxy)",
     clients: "proxy",
+    meetsRecoveryTarget: true,
     fault: ({ proxy, seconds }) => proxy.during(FaultProxy.cut, sleepFor(seconds(60)))
   },
   {
     name: "Kafka blackholed 30 s (proxy)",
     clients: "proxy",
+    meetsRecoveryTarget: true,
     fault: ({ proxy, seconds }) => proxy.during(FaultProxy.blackhole, sleepFor(seconds(30)))
   },
   {
     name: "database backends terminated every 2 s for 30 s",
     clients: "direct",
+    meetsRecoveryTarget: true,
     fault: ({ database, databaseUrl, seconds }) =>
       DatabaseFaults.terminateBackends(databaseUrl, database).pipe(
         Effect.ignore,
@@ -105,6 +119,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
   {
     name: "database refusing connections 15 s",
     clients: "direct",
+    meetsRecoveryTarget: false,
     fault: ({ database, databaseUrl, seconds }) =>
       Effect.scoped(Effect.zipRight(DatabaseFaults.refuseConnections(databaseUrl, database), sleepFor(seconds(15))))
   },
@@ -113,30 +128,40 @@ export const scenarios: ReadonlyArray<Scenario> = [
     name: "broker SIGKILL, restarted after 30 s",
     clients: "direct",
     broker: "private",
+    meetsRecoveryTarget: true,
     fault: (context) =>
-      Effect.flatMap(privateBroker(context), (broker) =>
-        Effect.scoped(Effect.zipRight(broker.crashed, sleepFor(context.seconds(30)))))
+      Effect.flatMap(
+        privateBroker(context),
+        (broker) => Effect.scoped(Effect.zipRight(broker.crashed, sleepFor(context.seconds(30))))
+      )
   },
   {
     name: "broker frozen (SIGSTOP) 30 s, then SIGCONT",
     clients: "direct",
     broker: "private",
+    meetsRecoveryTarget: true,
     fault: (context) =>
-      Effect.flatMap(privateBroker(context), (broker) =>
-        Effect.scoped(Effect.zipRight(broker.frozen, sleepFor(context.seconds(30)))))
+      Effect.flatMap(
+        privateBroker(context),
+        (broker) => Effect.scoped(Effect.zipRight(broker.frozen, sleepFor(context.seconds(30))))
+      )
   },
   {
     // Fast shutdown (sessions ended, nothing listening), down, started again: an upgrade or a failover.
     name: "PostgreSQL restart, down 10 s",
     clients: "direct",
     database: "private",
+    meetsRecoveryTarget: true,
     fault: (context) =>
-      Effect.flatMap(privateCluster(context), (cluster) =>
-        Effect.scoped(Effect.zipRight(cluster.down, sleepFor(context.seconds(10)))))
+      Effect.flatMap(
+        privateCluster(context),
+        (cluster) => Effect.scoped(Effect.zipRight(cluster.down, sleepFor(context.seconds(10))))
+      )
   },
   {
     name: "relay and consumer kill -9 ×10",
     clients: "processes",
+    meetsRecoveryTarget: false,
     fault: ({ kills }) =>
       Effect.sync(kills).pipe(Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (n) => n >= 10 }))
   }

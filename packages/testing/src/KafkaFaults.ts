@@ -182,7 +182,6 @@ export const broker: Effect.Effect<Broker, KafkaFaultsError, Scope.Scope> = Effe
     thaw,
     crashed: Effect.acquireRelease(kill, () => Effect.orDie(start)),
     frozen: Effect.acquireRelease(freeze, () => Effect.orDie(thaw)),
-    layer: (config = {}) =>
-      KafkaClient.layer({ clientId: "kpipe-faults", ...config, brokers: [address] })
+    layer: (config = {}) => KafkaClient.layer({ clientId: "kpipe-faults", ...config, brokers: [address] })
   } satisfies Broker
 })
