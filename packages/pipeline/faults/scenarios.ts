@@ -41,8 +41,17 @@ export interface Row {
   readonly outOfOrder: number
   readonly wronglyDeadLettered: number
   readonly stuck: number
-  /** Seconds from the fault's end until every event was applied; undefined when it never was. */
+  /**
+   * Seconds from the fault's end until every event acknowledged before it ended was applied;
+   * undefined when the run never converged. Events written later are ordinary traffic: a database
+   * fault holds the writers up too, and their tail would measure the workload, not the pipeline.
+   */
   readonly recoverySeconds: number | undefined
+  /**
+   * Seconds from the fault's end until the consumer applied anything again; undefined when nothing
+   * was left to apply. Recovery minus this is the time to work off what piled up during the fault.
+   */
+  readonly resumedSeconds: number | undefined
 }
 
 interface FaultContext {
@@ -297,6 +306,31 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         }
       })
     let faultEnded = 0
+    let resumed: number | undefined
+    let caughtUp: number | undefined
+    const query = <A>(effect: Effect.Effect<A, unknown, SqlClient>) =>
+      effect.pipe(Effect.provide(database), Effect.retry({ schedule: Schedule.spaced("100 millis") }), Effect.orDie)
+    const appliedCount = query(
+      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM applied WHERE consumer_group = ${group}`
+    ).pipe(Effect.map((rows) => rows[0]!.n))
+    // Outbox rows up to the last id at the fault's end (a COMMIT still in flight then may have a lower
+    // id: counted too, which only makes the figure larger) whose event is not applied yet.
+    const backlog = (lastId: string) =>
+      query(sql<{ readonly n: number }>`
+        SELECT count(*)::int AS n FROM kpipe_outbox o WHERE o.id <= ${lastId}::bigint
+          AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = o.event_id)`)
+        .pipe(Effect.map((rows) => rows[0]!.n))
+    const poll = <A>(effect: Effect.Effect<A>, until: (a: A) => boolean, done: () => void) =>
+      effect.pipe(Effect.repeat({ schedule: Schedule.spaced("200 millis"), until }), Effect.zipRight(Effect.sync(done)))
+    const scope = yield* Effect.scope
+    const watchRecovery = Effect.gen(function*() {
+      const [applied, [last]] = yield* Effect.all([
+        appliedCount,
+        query(sql<{ readonly id: string }>`SELECT COALESCE(max(id), 0)::text AS id FROM kpipe_outbox`)
+      ])
+      yield* Effect.forkIn(poll(appliedCount, (n) => n > applied, () => (resumed = Date.now())), scope)
+      yield* Effect.forkIn(poll(backlog(last!.id), (n) => n === 0, () => (caughtUp = Date.now())), scope)
+    })
     yield* Effect.all([
       Effect.forEach(Array.from({ length: writers }, (_, w) => w), writer, { concurrency: "unbounded", discard: true }),
       scenario.fault({
@@ -310,7 +344,10 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         broker,
         cluster
       })
-        .pipe(Effect.delay("2 seconds"), Effect.ensuring(Effect.sync(() => (faultEnded = Date.now()))))
+        .pipe(
+          Effect.delay("2 seconds"),
+          Effect.ensuring(Effect.zipRight(Effect.sync(() => (faultEnded = Date.now())), watchRecovery))
+        )
     ], { concurrency: "unbounded", discard: true })
 
     // Convergence
@@ -358,12 +395,25 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
       outOfOrder: last.outOfOrder,
       wronglyDeadLettered: last.deadLettered,
       stuck: last.pending,
-      recoverySeconds: recovered === undefined ? undefined : Math.max(0, (recovered - faultEnded) / 1000)
+      recoverySeconds: recovered === undefined || caughtUp === undefined
+        ? undefined
+        : Math.max(0, (caughtUp - faultEnded) / 1000),
+      resumedSeconds: resumed === undefined ? undefined : Math.max(0, (resumed - faultEnded) / 1000)
     } satisfies Row
   }))
 
 export const format = (rows: ReadonlyArray<Row>) => {
-  const header = ["scenario", "events", "lost", "applied twice", "out of order", "wrongly DLT'd", "stuck", "recovery"]
+  const header = [
+    "scenario",
+    "events",
+    "lost",
+    "applied twice",
+    "out of order",
+    "wrongly DLT'd",
+    "stuck",
+    "recovery",
+    "resumed"
+  ]
   const cells = rows.map((row) => [
     row.scenario,
     String(row.events),
@@ -372,7 +422,8 @@ export const format = (rows: ReadonlyArray<Row>) => {
     String(row.outOfOrder),
     String(row.wronglyDeadLettered),
     String(row.stuck),
-    row.recoverySeconds === undefined ? "never" : `${row.recoverySeconds.toFixed(1)} s`
+    row.recoverySeconds === undefined ? "never" : `${row.recoverySeconds.toFixed(1)} s`,
+    row.resumedSeconds === undefined ? "-" : `${row.resumedSeconds.toFixed(1)} s`
   ])
   const widths = header.map((title, i) => Math.max(title.length, ...cells.map((cell) => cell[i]!.length)))
   const line = (cell: ReadonlyArray<string>) =>
