@@ -6,7 +6,7 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 import * as Batcher from "./internal/batcher.ts"
 import { money, type OrderRow, selectOrders, toOrder } from "./internal/rows.ts"
 import { OrderTopics } from "./Topics.ts"
@@ -45,7 +45,7 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
   scoped: Effect.gen(function*() {
     const sql = yield* SqlClient
     const topics = yield* OrderTopics
-    const config = yield* OrderServiceConfig
+    const config = yield* Config
 
     const pending = (orderId: Ids.OrderId, request: Placing, row: Placed) => {
       const createdAt = DateTime.unsafeFromDate(row.createdAt)

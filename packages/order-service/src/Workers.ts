@@ -6,7 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 import { Inventory } from "./Inventory.ts"
 import { Notifications } from "./Notifications.ts"
 import { Orders } from "./Orders.ts"
@@ -33,7 +33,7 @@ export const groups = {
 const attention = Effect.gen(function*() {
   const topics = yield* OrderTopics
   const orders = yield* Orders
-  const config = yield* OrderServiceConfig
+  const config = yield* Config
   const sql = yield* SqlClient
   yield* Consumer.run(
     {
@@ -76,7 +76,7 @@ export interface WorkerRoles {
 /** The options of the idempotent consumers, as `roles` runs them. */
 export const consumerOptions = Effect.gen(function*() {
   const topics = yield* OrderTopics
-  const config = yield* OrderServiceConfig
+  const config = yield* Config
   const inventory = yield* Inventory
   const orders = yield* Orders
   const notifications = yield* Notifications
@@ -124,7 +124,7 @@ export const consumerOptions = Effect.gen(function*() {
 export const roles = (selected: WorkerRoles) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const topics = yield* OrderTopics
-    const config = yield* OrderServiceConfig
+    const config = yield* Config
     const { cancel, confirm, notify, reserve } = yield* consumerOptions
     const group = ServiceTopics.group
     const kafka = config.consumer

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { AppTest, clientAs, newProduct, newUser, raw } from "./utils.ts"
+import { clientAs, newProduct, newUser, raw, TestLive } from "./utils.ts"
 
 /** Orders and `OrderCreated` events written for `userId` (later events of the saga share the key). */
 const writesOf = (userId: number) =>
@@ -17,7 +17,7 @@ const writesOf = (userId: number) =>
 
 const body = (productId: number, quantity: number) => JSON.stringify({ productId, quantity })
 
-layer(AppTest("order-api"), { timeout: "120 seconds", excludeTestServices: true })("order API", (it) => {
+layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true })("order API", (it) => {
   it.effect("bad inputs are answered with typed 4xx, and nothing is written", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(10)

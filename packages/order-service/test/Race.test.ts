@@ -6,9 +6,9 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import { randomUUID } from "node:crypto"
 import { Inventory } from "../src/Inventory.ts"
-import { AppTest, clientAs, eventually, newProduct, newUser, place, stockOf } from "./utils.ts"
+import { clientAs, eventually, newProduct, newUser, place, stockOf, TestLive } from "./utils.ts"
 
-layer(AppTest("order-race"), { timeout: "120 seconds", excludeTestServices: true })("the last units", (it) => {
+layer(TestLive("order-race"), { timeout: "120 seconds", excludeTestServices: true })("the last units", (it) => {
   it.effect("10 orders racing for the last 3 units: exactly 3 confirmed, 7 cancelled, stock 0", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(3)
