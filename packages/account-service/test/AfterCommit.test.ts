@@ -1,10 +1,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { LoginStats, Migrations, Workers } from "@kpipe/account-service"
+import { LoginStats, Workers } from "@kpipe/account-service"
 import { SeedTopics } from "@kpipe/contracts"
 import { Admin } from "@kpipe/kafka"
 import { Publisher, RetryPolicy, Topic, TopicAdmin } from "@kpipe/pipeline"
-import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -12,9 +11,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import { eventually, login, processedCount, processedLine } from "./utils.ts"
+import { eventually, login, processedCount, processedLine, TestLive } from "./utils.ts"
 
-const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest(Migrations.all))
 const gate = 4343
 
 /** Sessions of this database waiting for a lock while running a statement that matches `pattern`. */

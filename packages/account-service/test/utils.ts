@@ -1,11 +1,17 @@
 import { SqlClient } from "@effect/sql/SqlClient"
+import { Migrations } from "@kpipe/account-service"
 import { Ids, LoginEvents } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
-import { Eventually, ServiceProcess } from "@kpipe/testing"
+import { Database } from "@kpipe/sql"
+import { Eventually, ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { fileURLToPath } from "node:url"
+
+/** The broker and a fresh migrated account-service database. */
+export const TestLive = Layer.mergeAll(TestKafka.layer, Database.layerTest(Migrations.all))
 
 export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 

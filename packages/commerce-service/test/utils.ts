@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 export const TestLive = HttpApiBuilder.serve().pipe(
   Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(App.DomainLive),
+  Layer.provideMerge(App.domain),
   Layer.provideMerge(Database.layerTest(Migrations.all)),
   Layer.provideMerge(TestLogging.layer)
 )

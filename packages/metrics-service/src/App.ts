@@ -7,7 +7,7 @@ import * as Topics from "./Topics.ts"
 import * as Workers from "./Workers.ts"
 
 /** The domain services. Need `SqlClient` (migrated), `Config` and an `HttpClient` (for commerce-service). */
-export const DomainLive = Layer.mergeAll(Reconciliation.Default, Freshness.Default).pipe(
+export const domain = Layer.mergeAll(Reconciliation.Default, Freshness.Default).pipe(
   Layer.provideMerge(MetricsStore.Default)
 )
 
@@ -17,6 +17,6 @@ export const DomainLive = Layer.mergeAll(Reconciliation.Default, Freshness.Defau
  * with `Migrations.all`), `KafkaClient`, `Admin`, an `AlertSink`, an `HttpClient` and `Config`.
  */
 export const layer = Layer.mergeAll(Http.layer, Workers.layer).pipe(
-  Layer.provide(DomainLive),
+  Layer.provide(domain),
   Layer.provide(Topics.layer)
 )

@@ -1,28 +1,13 @@
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Ids, ProductMetricsEvents } from "@kpipe/events"
-import { App, Http, MetricsStore, Migrations } from "@kpipe/metrics-service"
-import { Database } from "@kpipe/sql"
-import { RawHttp, TestLogging } from "@kpipe/testing"
+import { MetricsStore } from "@kpipe/metrics-service"
+import { RawHttp } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import { testConfig } from "./utils.ts"
-
-// Reconciliation points at a port nobody listens on: commerce-service is down.
-const TestLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(Http.layer),
-  Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(App.DomainLive.pipe(Layer.provide(NodeHttpClient.layerUndici))),
-  Layer.provideMerge(testConfig("http://127.0.0.1:9")),
-  Layer.provideMerge(Database.layerTest(Migrations.all)),
-  Layer.provideMerge(TestLogging.layer)
-)
+import { TestLive } from "./utils.ts"
 
 const view = (productId: number, count: number) =>
   Array.from({ length: count }, () =>

@@ -1,9 +1,10 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
-import { App, Config, MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
+import { App, Config, Http, MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
 import { AlertSink } from "@kpipe/pipeline"
 import { ConsumerSettings, HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
@@ -126,3 +127,13 @@ export const claimed = (group: string) =>
 
 export const isCatalog = (event: MetricsModel.Event) =>
   event.type === "LikeAdded" || event.type === "LikeRemoved" || event.type === "ProductViewed"
+
+// Reconciliation points at a port nobody listens on: commerce-service is down.
+export const TestLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(Http.layer),
+  Layer.provideMerge(NodeHttpServer.layerTest),
+  Layer.provideMerge(App.domain.pipe(Layer.provide(NodeHttpClient.layerUndici))),
+  Layer.provideMerge(testConfig("http://127.0.0.1:9")),
+  Layer.provideMerge(Database.layerTest(Migrations.all)),
+  Layer.provideMerge(TestLogging.layer)
+)

@@ -8,11 +8,11 @@ import { SmsGateway } from "./SmsGateway.ts"
 import * as Topics from "./Topics.ts"
 import * as Workers from "./Workers.ts"
 
-const DomainLive = Layer.mergeAll(Orders.Default, Inventory.Default, Notifications.Default).pipe(
+const services = Layer.mergeAll(Orders.Default, Inventory.Default, Notifications.Default).pipe(
   Layer.provide(Layer.mergeAll(Mailer.Default, SmsGateway.Default))
 )
 
-const domain = DomainLive.pipe(Layer.provideMerge(Topics.layer))
+const domain = services.pipe(Layer.provideMerge(Topics.layer))
 
 /** The `api` role: the HttpApi's handlers (`HttpApi.Api`, to serve), the topics created. */
 export const api = Http.layer.pipe(Layer.provide(domain))
@@ -26,6 +26,6 @@ export const workers = (roles: Workers.WorkerRoles) => Workers.roles(roles).pipe
  * `AlertSink`, an `HttpClient` (the SMS provider) and the `Config`.
  */
 export const layer = Layer.mergeAll(Http.layer, Workers.layer).pipe(
-  Layer.provideMerge(DomainLive),
+  Layer.provideMerge(services),
   Layer.provideMerge(Topics.layer)
 )
