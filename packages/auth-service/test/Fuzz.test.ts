@@ -43,10 +43,7 @@ describe("auth-service under malformed requests", () => {
           body: JSON.stringify({ ...signIn, nickname: "x".repeat(100 * 1024) })
         })
         assert.deepStrictEqual([oversized.status, oversized.tag], [413, "PayloadTooLarge"])
-        const live = yield* RawHttp.exchange(service.port, { method: "GET", path: "/health/live" })
-        assert.strictEqual(live.status, 200)
-        assert.isTrue(yield* service.isRunning)
-        assert.notMatch(service.output(), /defect|Fiber terminated|ERROR/i, service.output())
+        yield* Fuzz.survived(service)
       }).pipe(Effect.scoped),
     { timeout: 180_000 }
   )

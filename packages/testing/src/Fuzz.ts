@@ -220,3 +220,15 @@ export const check = (port: number, arbitrary: FastCheck.Arbitrary<Mutant>, opti
     ),
     (details) => details.failed ? Effect.fail(new Error(FastCheck.defaultReportMessage(details))) : Effect.void
   )
+
+/** Fails unless `service` still runs, answers `/health/live` and logged no defect or error. */
+export const survived = (service: ServiceProcess.ServiceProcess & { readonly port: number }) =>
+  Effect.gen(function*() {
+    const live = yield* RawHttp.exchange(service.port, { method: "GET", path: "/health/live" })
+    if (live.status !== 200) return yield* Effect.fail(new Error(`/health/live answered ${live.status}`))
+    if (!(yield* service.isRunning)) return yield* Effect.fail(new Error(`${service.name} exited`))
+    const output = service.output()
+    if (/defect|Fiber terminated|ERROR/i.test(output)) {
+      return yield* Effect.fail(new Error(`${service.name} logged a defect or an error:\n${output}`))
+    }
+  })
