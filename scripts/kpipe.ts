@@ -1,15 +1,18 @@
 // The operator's CLI for one service database (DATABASE_URL) and its brokers (KAFKA_BROKERS):
-// failures, redrive, park/restore, FAILED outbox rows and consumer lag. `pnpm kpipe --help`.
+// failures, redrive, park/restore, FAILED outbox rows, consumer lag, and the topics' live settings
+// against the registry. `pnpm kpipe --help`.
 // Exit codes: 0 done; 1 usage or infrastructure error; 2 nothing found / the selection changed
-// since the dry-run; 3 a redrive that did not finish (canary failed again, cancelled, failed).
+// since the dry-run; 3 a redrive that did not finish (canary failed again, cancelled, failed);
+// 4 topics differ from the registry.
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { SeedTopics } from "@kpipe/contracts"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
-import { PipelineMigrations, Redrive } from "@kpipe/pipeline"
+import { PipelineMigrations, Redrive, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database, Migrations } from "@kpipe/sql"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -18,7 +21,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
 
-const exitCodes = { notFound: 2, unfinished: 3 } as const
+const exitCodes = { notFound: 2, unfinished: 3, topicsDiffer: 4 } as const
 
 const DatabaseLive = Migrations.layerAll([PipelineMigrations.migrations], Database.layer)
 const KafkaLive = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
@@ -429,15 +432,56 @@ const cancel = Command.make(
   Command.withDescription("Stop a running redrive (in any process) after its current batch")
 )
 
+const topicsVerify = Command.make(
+  "verify",
+  {
+    json,
+    prefix: Options.text("prefix").pipe(
+      Options.withDefault(process.env["TOPIC_PREFIX"] ?? ""),
+      Options.withDescription("Put before every topic name, as the services' TOPIC_PREFIX (default: TOPIC_PREFIX)")
+    )
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const topics = SeedTopics.all.map((topic) => Topic.prefixed(topic, args.prefix))
+      const mismatches = yield* TopicAdmin.verify(topics)
+      if (args.json) yield* printJson({ topics: topics.length, mismatches })
+      else if (mismatches.length === 0) yield* print(`${topics.length} topics and their dead-letter topics as declared`)
+      else yield* table(mismatches, ["topic", "setting", "expected", "actual"])
+      if (mismatches.length > 0) yield* setExitCode(exitCodes.topicsDiffer)
+    }).pipe(Effect.provide(KafkaLive))
+).pipe(
+  Command.withDescription(
+    "Compare the live topics (partitions, replication factor, min ISR, retention, cleanup policy) with the registry; exit 4 when they differ"
+  )
+)
+
+const topics = Command.make("topics").pipe(
+  Command.withDescription("The seed systems' topics on this cluster"),
+  Command.withSubcommands([topicsVerify])
+)
+
+const needsDatabase = <Name extends string, R, E, A>(command: Command.Command<Name, R, E, A>) =>
+  Command.provide(command, DatabaseLive)
+
 const kpipe = Command.make("kpipe").pipe(
-  Command.withDescription("Operate a kpipe service: failures, redrive, park/restore, outbox, lag, audit."),
-  Command.withSubcommands([failures, redrive, park, restore, outbox, lag, audit, cancel])
+  Command.withDescription("Operate a kpipe service: failures, redrive, park/restore, outbox, lag, audit, topics."),
+  Command.withSubcommands([
+    needsDatabase(failures),
+    needsDatabase(redrive),
+    needsDatabase(park),
+    needsDatabase(restore),
+    needsDatabase(outbox),
+    lag,
+    needsDatabase(audit),
+    needsDatabase(cancel),
+    topics
+  ])
 )
 
 const cli = Command.run(kpipe, { name: "pnpm kpipe", version: "0.1.0" })
 
 cli(process.argv).pipe(
-  Effect.provide(DatabaseLive),
   Effect.catchIf(ValidationError.isValidationError, () => setExitCode(1)),
   Effect.catchTags({
     NotFound: (error) => report(error.message, exitCodes.notFound),

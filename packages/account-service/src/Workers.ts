@@ -24,8 +24,8 @@ export interface ConsumerOptions {
  * together. `Login event processed: …` is logged after that commit, once per applied event; an
  * attempt that rolls back (a failed neighbour in the batch, a revoked partition) logs nothing.
  */
-export const loginConsumer = (options: ConsumerOptions) =>
-  IdempotentConsumer.layer({
+export const loginConsumerOptions = (options: ConsumerOptions) =>
+  IdempotentConsumer.options({
     topic: options.topic,
     groupId: options.groupId,
     handle: (event) => Effect.flatMap(LoginStats, (stats) => stats.record(event)),
@@ -42,7 +42,11 @@ export const loginConsumer = (options: ConsumerOptions) =>
     retry: options.retry,
     batchSize: options.batchSize,
     kafka: options.kafka
-  }).pipe(Layer.provide(DeadLetter.layer))
+  })
+
+/** `loginConsumerOptions` running, with its dead-letter sink. */
+export const loginConsumer = (options: ConsumerOptions) =>
+  IdempotentConsumer.layer(loginConsumerOptions(options)).pipe(Layer.provide(DeadLetter.layer))
 
 /** The login-events consumer (group `account-service`, under `TOPIC_PREFIX`), as `Config` says. */
 export const layer = Layer.unwrapEffect(Effect.gen(function*() {

@@ -44,9 +44,8 @@ const reflect = (reservations: StockReservations, applied: ReadonlyArray<Applied
  * dead-lettered; an event for a coupon that does not exist is dead-lettered at once (its reservation
  * released first).
  */
-export const issueConsumer = Layer.unwrapEffect(Effect.gen(function*() {
-  const config = yield* Config
-  return IdempotentConsumer.layer({
+export const issueConsumerOptions = Effect.map(Config, (config) =>
+  IdempotentConsumer.options({
     topic: config.topics.requests,
     groupId: config.topics.issueGroup,
     handleBatch: (delivered) =>
@@ -70,8 +69,12 @@ export const issueConsumer = Layer.unwrapEffect(Effect.gen(function*() {
     retry: config.retry,
     batchSize: config.consumerBatchSize,
     kafka: { ...config.consumer, partitionsConsumedConcurrently: config.consumerConcurrency }
-  })
-})).pipe(Layer.provide(DeadLetter.layer))
+  }))
+
+/** `issueConsumerOptions` running, with its dead-letter sink. */
+export const issueConsumer = Layer.unwrapEffect(Effect.map(issueConsumerOptions, IdempotentConsumer.layer)).pipe(
+  Layer.provide(DeadLetter.layer)
+)
 
 /**
  * The dead-letter side of `coupon-issue-dlq`: `coupon-issue-dlq-monitor-group` runs the core's

@@ -23,8 +23,8 @@ export interface ConsumerOptions {
  * A member auth-service does not know, or an answer that breaks its contract, is dead-lettered at
  * once; database errors and an unreachable auth-service are retried, then dead-lettered.
  */
-export const memberEventsConsumer = (options: ConsumerOptions) =>
-  IdempotentConsumer.layer({
+export const memberEventsConsumerOptions = (options: ConsumerOptions) =>
+  IdempotentConsumer.options({
     topic: options.topic,
     groupId: options.groupId,
     handle: (event) => Effect.flatMap(MemberSync, (sync) => sync.apply(event)),
@@ -32,7 +32,11 @@ export const memberEventsConsumer = (options: ConsumerOptions) =>
     retry: options.retry,
     batchSize: options.batchSize,
     kafka: options.kafka
-  }).pipe(Layer.provide(DeadLetter.layer))
+  })
+
+/** `memberEventsConsumerOptions` running, with its dead-letter sink. */
+export const memberEventsConsumer = (options: ConsumerOptions) =>
+  IdempotentConsumer.layer(memberEventsConsumerOptions(options)).pipe(Layer.provide(DeadLetter.layer))
 
 /**
  * The consumer on `member-events` (group `d-day-service`) and the monitor of its dead-letter topic

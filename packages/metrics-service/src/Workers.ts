@@ -7,12 +7,8 @@ import * as Freshness from "./Freshness.ts"
 import { MetricsStore } from "./MetricsStore.ts"
 import * as Topics from "./Topics.ts"
 
-/**
- * What runs in the background: one batch consumer per topic (each transaction: the claims of its
- * records, then one statement for all new events), a dead-letter monitor per dead-letter topic
- * (`catalog-events-dlq`, `order-events-dlq`) and the freshness gauge.
- */
-export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+/** The options of the two batch consumers, as `layer` runs them. */
+export const consumerOptions = Effect.gen(function*() {
   const config = yield* MetricsConfig
   const topics = yield* Topics.resolve
   const store = yield* MetricsStore
@@ -24,22 +20,36 @@ export const layer = Layer.unwrapEffect(Effect.gen(function*() {
     kafka: config.kafka,
     afterCommit: freshness.applied
   }
-  const catalog = IdempotentConsumer.layer({
+  const catalog = IdempotentConsumer.options({
     ...common,
     topic: topics.catalog,
     groupId: topics.catalogGroup,
     handleBatch: (delivered) => store.applyCatalog(delivered.map(({ event }) => event))
   })
-  const orders = IdempotentConsumer.layer({
+  const orders = IdempotentConsumer.options({
     ...common,
     topic: topics.orders,
     groupId: topics.ordersGroup,
     handleBatch: (delivered) => store.applyOrders(delivered.map(({ event }) => event))
   })
+  return { catalog, orders }
+})
+
+/**
+ * What runs in the background: one batch consumer per topic (each transaction: the claims of its
+ * records, then one statement for all new events), a dead-letter monitor per dead-letter topic
+ * (`catalog-events-dlq`, `order-events-dlq`) and the freshness gauge.
+ */
+export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+  const config = yield* MetricsConfig
+  const topics = yield* Topics.resolve
+  const { catalog, orders } = yield* consumerOptions
   const monitor = (topic: Topic.Any, groupId: string) =>
     DeadLetterMonitor.layer({ topic, groupId, kafka: config.kafka })
   return Layer.mergeAll(
-    Layer.merge(catalog, orders).pipe(Layer.provide(DeadLetter.layer)),
+    Layer.merge(IdempotentConsumer.layer(catalog), IdempotentConsumer.layer(orders)).pipe(
+      Layer.provide(DeadLetter.layer)
+    ),
     monitor(topics.catalog, topics.catalogDlqGroup),
     monitor(topics.orders, topics.ordersDlqGroup),
     Freshness.layerReporter

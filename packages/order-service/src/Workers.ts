@@ -61,8 +61,8 @@ const attention = Effect.gen(function*() {
   )
 })
 
-/** The consumers, dead-letter monitors and the outbox relay. */
-export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+/** The options of the idempotent consumers, as `layer` runs them. */
+export const consumerOptions = Effect.gen(function*() {
   const topics = yield* OrderTopics
   const config = yield* OrderServiceConfig
   const inventory = yield* Inventory
@@ -71,7 +71,7 @@ export const layer = Layer.unwrapEffect(Effect.gen(function*() {
   const group = ServiceTopics.group
   const kafka = config.consumer
 
-  const reserve = IdempotentConsumer.layer({
+  const reserve = IdempotentConsumer.options({
     topic: topics.orderCreated,
     groupId: yield* group(groups.inventory),
     errors: { StockNotFound: "retry", SqlError: "retry", ParseError: "deadLetter" },
@@ -79,7 +79,7 @@ export const layer = Layer.unwrapEffect(Effect.gen(function*() {
     kafka,
     handle: (event) => Effect.asVoid(inventory.reserve(event))
   })
-  const confirm = IdempotentConsumer.layer({
+  const confirm = IdempotentConsumer.options({
     topic: topics.inventoryReserved,
     groupId: yield* group(groups.confirmations),
     errors: { SqlError: "retry", ParseError: "deadLetter" },
@@ -87,7 +87,7 @@ export const layer = Layer.unwrapEffect(Effect.gen(function*() {
     kafka,
     handleBatch: (delivered) => orders.confirm(delivered.map(({ event }) => event))
   })
-  const cancel = IdempotentConsumer.layer({
+  const cancel = IdempotentConsumer.options({
     topic: topics.inventoryFailed,
     groupId: yield* group(groups.cancellations),
     errors: { SqlError: "retry", ParseError: "deadLetter" },
@@ -95,7 +95,7 @@ export const layer = Layer.unwrapEffect(Effect.gen(function*() {
     kafka,
     handleBatch: (delivered) => orders.cancel(delivered.map(({ event }) => event))
   })
-  const notify = IdempotentConsumer.layer({
+  const notify = IdempotentConsumer.options({
     topic: topics.orderStatus,
     groupId: yield* group(groups.notifications),
     errors: { NotificationFailed: "retry" },
@@ -103,13 +103,28 @@ export const layer = Layer.unwrapEffect(Effect.gen(function*() {
     kafka,
     handle: (event) => notifications.notify(event)
   })
+  return { reserve, confirm, cancel, notify }
+})
+
+/** The consumers, dead-letter monitors and the outbox relay. */
+export const layer = Layer.unwrapEffect(Effect.gen(function*() {
+  const topics = yield* OrderTopics
+  const config = yield* OrderServiceConfig
+  const { cancel, confirm, notify, reserve } = yield* consumerOptions
+  const group = ServiceTopics.group
+  const kafka = config.consumer
   const monitors = Layer.mergeAll(
     DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
     DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
     Layer.scopedDiscard(attention)
   )
   return Layer.mergeAll(
-    Layer.mergeAll(reserve, confirm, cancel, notify).pipe(Layer.provide(DeadLetter.layer)),
+    Layer.mergeAll(
+      IdempotentConsumer.layer(reserve),
+      IdempotentConsumer.layer(confirm),
+      IdempotentConsumer.layer(cancel),
+      IdempotentConsumer.layer(notify)
+    ).pipe(Layer.provide(DeadLetter.layer)),
     monitors,
     OutboxRelay.layerConfig.pipe(Layer.provide(Producer.layer()))
   )

@@ -71,6 +71,14 @@ export const deadLetteredTotal = metrics.deadLetteredTotal
 export const blockedRetriesTotal = metrics.blockedRetriesTotal
 
 /**
+ * A consumer's options, typed as `run` and `layer` take them: so a service can build them in one
+ * place that production runs and a test runs (e.g. instrumented, `ExactlyOnce.instrument`).
+ */
+export const options = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B = void>(
+  options: Options<A, I, E, R, B>
+): Options<A, I, E, R, B> => options
+
+/**
  * Consumes `topic` in group `groupId` and applies each event exactly once per group: the handler's
  * writes and the `(group, event id)` claim commit in one transaction, and the offset is committed
  * only after that. Failures are retried per `retry` (blocking the partition, so a key stays in

@@ -117,7 +117,7 @@ describe("IdempotentConsumer", () => {
     "applies each distinct event exactly once per group, whatever the duplicates and redeliveries",
     ExactlyOnce.arbitraries(variants),
     ([sample]) => exactlyOnce(sample).pipe(Effect.provide(TestLive)),
-    { timeout: 600_000, fastCheck: { numRuns: 6, examples: ExactlyOnce.examples(variants) } }
+    { timeout: 600_000, fastCheck: ExactlyOnce.runs(variants, 3) }
   )
 
   it.live(

@@ -3,8 +3,10 @@ import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
+import { SeedTopics } from "@kpipe/contracts"
 import { ServiceProcess } from "@kpipe/devtools"
-import { IdempotentConsumer } from "@kpipe/pipeline"
+import { Admin } from "@kpipe/kafka"
+import { IdempotentConsumer, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Data from "effect/Data"
@@ -124,5 +126,37 @@ describe("pnpm kpipe", () => {
         )
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 180_000 }
+  )
+
+  it.live(
+    "topics verify: exit 4 with each difference from the registry, 0 once the live topics are as declared",
+    () =>
+      Effect.gen(function*() {
+        const admin = yield* Admin.Admin
+        const prefix = `${TestKafka.uniqueName("verify")}.`
+        const topics = SeedTopics.all.map((topic) => Topic.prefixed(topic, prefix))
+        const missing = yield* kpipe("postgres://unused", "topics", "verify", "--prefix", prefix, "--json")
+        assert.strictEqual(missing.code, 4, missing.stderr)
+        const reported = JSON.parse(missing.stdout) as { mismatches: ReadonlyArray<{ topic: string; setting: string }> }
+        assert.strictEqual(reported.mismatches.filter((m) => m.setting === "exists").length, topics.length * 2)
+
+        yield* TopicAdmin.create(topics)
+        const declared = yield* kpipe("postgres://unused", "topics", "verify", "--prefix", prefix)
+        assert.strictEqual(declared.code, 0, declared.stdout + declared.stderr)
+
+        const changed = topics[0]!
+        yield* admin.deleteTopics([changed.name])
+        yield* admin.createTopics([{ name: changed.name, partitions: changed.partitions + 1 }])
+        const differs = yield* kpipe("postgres://unused", "topics", "verify", "--prefix", prefix)
+        assert.strictEqual(differs.code, 4)
+        assert.match(
+          differs.stdout,
+          new RegExp(
+            `${changed.name.replace(/\./g, "\\.")}\\s+partitions\\s+${changed.partitions}\\s+${changed.partitions + 1}`
+          )
+        )
+        yield* admin.deleteTopics(topics.flatMap((topic) => [topic.name, topic.deadLetter.name]))
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
   )
 })

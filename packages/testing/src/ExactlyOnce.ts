@@ -1,4 +1,7 @@
+import * as Migrator from "@effect/sql/Migrator"
+import { SqlClient } from "@effect/sql/SqlClient"
 import { Admin, Producer } from "@kpipe/kafka"
+import type { Migrations } from "@kpipe/sql"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -37,6 +40,12 @@ export interface Options<Ev extends { readonly eventId: string }, V, R> {
   /** The consumer's duplicate counter for `group` (records it skipped as already applied). */
   readonly duplicates: (group: string) => Effect.Effect<number, unknown, R>
   readonly variants: ReadonlyArray<V>
+  /**
+   * Whether a second group consumes the same records into the same database meanwhile (default
+   * true). False for a handler whose writes are unique per event whatever the group (e.g. one stock
+   * reservation per order), which in production only its own group applies.
+   */
+  readonly otherGroup?: boolean | undefined
   /** How long a step may take before the run fails (default 60 s). */
   readonly timeout?: Duration.DurationInput | undefined
 }
@@ -74,6 +83,15 @@ export const examples = <V>(variants: ReadonlyArray<V>): Array<[Sample<V>]> =>
     }])
   )
 
+/**
+ * The `fastCheck` parameters of the property: every forced example, then `generated` random samples
+ * (fast-check counts the examples in `numRuns`).
+ */
+export const runs = <V>(variants: ReadonlyArray<V>, generated: number) => {
+  const forced = examples(variants)
+  return { numRuns: forced.length + generated, examples: forced }
+}
+
 class PreconditionFailed extends Error {}
 
 const check = (holds: boolean, message: string) => holds ? Effect.void : Effect.fail(new PreconditionFailed(message))
@@ -99,6 +117,7 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
     const distinct = [...new Set(sent.map((event) => event.eventId))].sort()
     const group = uniqueName("exactly-once")
     const other = uniqueName("exactly-once-other")
+    const groups = options.otherGroup === false ? [group] : [group, other]
     const pass = () => Effect.void
     const replica = (
       group: string,
@@ -130,22 +149,22 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
       return eventId
     }))
 
-    // 2. It restarts beside a competitor; another group consumes the same records meanwhile.
-    const [before, otherBefore] = [yield* options.duplicates(group), yield* options.duplicates(other)]
+    // 2. It restarts beside a competitor; another group (unless `otherGroup` is false) consumes the
+    // same records meanwhile.
+    const before = yield* Effect.forEach(groups, options.duplicates)
     const pair = Effect.gen(function*() {
       yield* replica(group)
       yield* replica(group)
-      yield* replica(other)
-      yield* allCommitted([group, other])
+      if (groups.includes(other)) yield* replica(other)
+      yield* allCommitted(groups)
       const members = (yield* admin.describeGroup(group)).memberIds.length
       yield* check(members === 2, `the group had ${members} members, not 2 competing replicas`)
     })
     yield* Effect.scoped(pair)
 
-    // 3. Optionally the whole topic again, from the beginning, to both groups.
+    // 3. Optionally the whole topic again, from the beginning, to every group.
     if (sample.redeliver) {
-      yield* admin.resetOffsets(group, topic)
-      yield* admin.resetOffsets(other, topic)
+      yield* Effect.forEach(groups, (g) => admin.resetOffsets(g, topic), { discard: true })
       yield* check((yield* committedTotal(group, topic)) === 0, "the replay did not rewind the group")
       yield* Effect.scoped(pair)
     }
@@ -153,7 +172,8 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
     // Each distinct event once; and the scenario happened: duplicates and the replay reached the
     // consumers and were skipped.
     const redelivered = sample.redeliver ? sent.length : 0
-    for (const [g, start] of [[group, before], [other, otherBefore]] as const) {
+    for (const [i, g] of groups.entries()) {
+      const start = before[i]!
       const applied = [...(yield* options.applied(g))].sort()
       yield* check(
         JSON.stringify(applied) === JSON.stringify(distinct),
@@ -166,4 +186,77 @@ export const property = <Ev extends { readonly eventId: string }, V, R>(options:
       )
     }
     yield* check(distinct.includes(heldId), "the held event is not one of those sent")
+  })
+
+/**
+ * The table an instrumented consumer writes what it applied to (`instrument`); add it to the test
+ * database's migrations.
+ */
+export const appliedTable: Migrations.MigrationsOptions = {
+  table: "exactly_once_migrations",
+  loader: Migrator.fromRecord({ "0001_exactly_once_applied": Effect.suspend(() => createAppliedTable) })
+}
+
+/** `appliedTable`, on a database migrated without it. */
+export const createAppliedTable = Effect.flatMap(SqlClient, (sql) =>
+  sql`
+    CREATE TABLE IF NOT EXISTS exactly_once_applied (
+      id bigserial PRIMARY KEY,
+      consumer_group text NOT NULL,
+      event_id text NOT NULL
+    )`.pipe(Effect.asVoid))
+
+/** The ids of the events `group` applied, one entry per application (`Options.applied`). */
+export const appliedIn = (group: string) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql<{ readonly eventId: string }>`
+      SELECT event_id FROM exactly_once_applied WHERE consumer_group = ${group}`.pipe(
+      Effect.map((rows) => rows.map((row) => row.eventId))
+    ))
+
+/** How an idempotent consumer applies events: one at a time, or a batch of delivered events. */
+export interface Handling {
+  readonly handle?: ((event: never, record: never) => Effect.Effect<unknown, unknown, unknown>) | undefined
+  readonly handleBatch?: ((delivered: never) => Effect.Effect<unknown, unknown, unknown>) | undefined
+}
+
+type Handle = (event: { readonly eventId: string }, record: unknown) => Effect.Effect<unknown, unknown, unknown>
+type HandleBatch = (
+  delivered: ReadonlyArray<{ readonly event: { readonly eventId: string } }>
+) => Effect.Effect<unknown, unknown, unknown>
+
+/**
+ * A consumer's own options (`IdempotentConsumer` options: topic, handler, errors, retry, batch
+ * settings), with `hold(eventId)` and a row in `exactly_once_applied` put before its handler, in
+ * the transaction that applies the events: so `appliedIn(group)` is exactly what was committed.
+ */
+export const instrument = <O extends Handling>(
+  options: O,
+  group: string,
+  hold: (eventId: string) => Effect.Effect<void>
+): Effect.Effect<O, never, SqlClient> =>
+  Effect.map(SqlClient, (sql) => {
+    const before = (eventIds: ReadonlyArray<string>) =>
+      Effect.zipRight(
+        Effect.forEach(eventIds, hold, { discard: true }),
+        // The table has no constraint to break; a failed insert here is the test's own fault.
+        Effect.orDie(
+          sql`INSERT INTO exactly_once_applied ${
+            sql.insert(eventIds.map((eventId) => ({ consumerGroup: group, eventId })))
+          }`
+        )
+      )
+    const handleBatch = options.handleBatch as HandleBatch | undefined
+    const handle = options.handle as Handle | undefined
+    return handleBatch !== undefined
+      ? {
+        ...options,
+        handleBatch: (delivered: Parameters<HandleBatch>[0]) =>
+          Effect.zipRight(before(delivered.map(({ event }) => event.eventId)), handleBatch(delivered))
+      }
+      : {
+        ...options,
+        handle: (event: Parameters<Handle>[0], record: unknown) =>
+          Effect.zipRight(before([event.eventId]), handle!(event, record))
+      }
   })
