@@ -4,6 +4,7 @@ import { CouponEvents, Ids } from "@kpipe/events"
 import { Redis } from "@kpipe/redis"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as App from "../src/App.ts"
 import { Config } from "../src/Config.ts"
@@ -21,12 +22,14 @@ import {
   keysOf,
   reconciliation,
   RequestPathLive,
+  startProcess,
   testEnv,
   TestLive
 } from "./utils.ts"
 
 // Reservations older than 3 s may be reclaimed (time for a test's first steps on a loaded machine), looked for every 200 ms.
 const env = () => testEnv({ RESERVATION_RECLAIM_AGE: "3 seconds", RESERVATION_RECLAIM_INTERVAL: "200 millis" })
+const shared = env()
 
 /** What a process that died right after the Redis gate accepted leaves behind: a reservation, no record. */
 const reserveOnly = (couponId: Ids.CouponId, userId: number) =>
@@ -260,5 +263,80 @@ describe("reservations whose request never reached Kafka", () => {
         Effect.withConfigProvider(env().provider)
       ),
     { timeout: 90_000 }
+  )
+
+  it.live(
+    "an api process killed mid-sale (publishes queued and in flight): nobody stays PENDING, every lost reservation goes back on sale",
+    () =>
+      Effect.gen(function*() {
+        yield* Layer.build(Topics.layer)
+        const quantity = 100_000
+        const coupon = yield* createCoupon(quantity)
+        const doomed = yield* startProcess(shared.env, { REPLICA: "1", COUPON_ROLES: "api", PUBLISH_MAX_BATCH: "1" })
+        // This process runs the consumers and a reclaimer.
+        yield* Layer.build(App.consumer)
+
+        // One event per producer request: while one is in flight, the requests behind it wait reserved in its queue.
+        let accepted = 0
+        const users = Array.from({ length: 3_000 }, (_, i) => i + 1)
+        const answers = new Map<number, number>()
+        const sent = new Set<number>()
+        const sale = yield* Effect.forEach(users, (userId) =>
+          Effect.tryPromise(() => {
+            sent.add(userId)
+            return fetch(`${doomed.baseUrl}/api/coupons/${coupon.couponId}/issue`, {
+              method: "POST",
+              headers: { "x-user-id": String(userId) }
+            }).then(async (response) => {
+              await response.arrayBuffer()
+              if (response.status === 202) accepted++
+              answers.set(userId, response.status)
+            })
+          }).pipe(Effect.ignore), { concurrency: 100, discard: true }).pipe(Effect.fork)
+
+        // Frozen mid-sale, then killed: whatever it reserved and had not published is lost with it.
+        yield* eventually(Effect.sync(() => accepted >= 300), "60 seconds", "300 requests accepted")
+        yield* doomed.signal("SIGSTOP")
+        yield* doomed.kill
+        yield* Fiber.interrupt(sale)
+        const acceptedUsers = users.filter((userId) => answers.get(userId) === 202)
+        // Sent but unanswered: killed somewhere between the request and its answer.
+        const unanswered = [...sent].filter((userId) => !answers.has(userId))
+        assert.isAbove(unanswered.length, 0)
+
+        const redis = yield* Redis.Redis
+        const keys = yield* keysOf(coupon.couponId)
+        yield* eventually(
+          Effect.map(redis.use((c) => c.hlen(keys.pending)), (n) => n === 0),
+          "60 seconds",
+          "no reservation pending"
+        )
+        const lost = yield* failures(coupon.couponId)
+        assert.isAbove(lost.length, 0, "the process was killed with no reservation between the gate and Kafka")
+        assert.isTrue(lost.every(({ reason }) => reason === "NOT_QUEUED"))
+
+        // Accepted means in Kafka: issued. Every other user who reached the gate is ISSUED or FAILED (NOT_QUEUED).
+        const issued = yield* issuedUsers(coupon.couponId)
+        assert.isTrue(acceptedUsers.every((userId) => issued.has(userId)))
+        const lostUsers = new Set(lost.map(({ userId }) => Number(userId)))
+        const states = yield* Effect.forEach(unanswered, (userId) => statusOf(coupon.couponId, userId), {
+          concurrency: 50
+        })
+        unanswered.forEach((userId, i) => {
+          const { reason, status } = states[i]!
+          if (issued.has(userId)) assert.strictEqual(status, "ISSUED")
+          else if (lostUsers.has(userId)) assert.deepStrictEqual([status, reason], ["FAILED", "NOT_QUEUED"])
+          else assert.strictEqual(status, "NOT_REQUESTED")
+        })
+        const view = yield* gate(coupon.couponId)
+        assert.strictEqual(Number(view.counter), issued.size)
+        assert.deepStrictEqual(view.members, [...issued].map(String).sort())
+        const report = yield* reconciliation(coupon.couponId)
+        assert.strictEqual(report.body["consistent"], true, JSON.stringify(report.body))
+        // A lost user may ask again.
+        const [again] = [...lostUsers]
+        assert.strictEqual((yield* issue(coupon.couponId, again!)).tag, "Accepted")
+      }).pipe(Effect.scoped, Effect.provide(RequestPathLive), Effect.withConfigProvider(shared.provider)),
+    { timeout: 240_000 }
   )
 })
