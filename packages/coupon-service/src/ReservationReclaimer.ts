@@ -56,7 +56,9 @@ export class ReservationReclaimer extends Effect.Service<ReservationReclaimer>()
           yield* reservations.settleAll(outcomes)
           for (const request of requests) {
             if (!failed.has(request.eventId)) continue
-            yield* Effect.logWarning("Reservation without a request in Kafka released; the request failed as NOT_QUEUED")
+            yield* Effect.logWarning(
+              "Reservation without a request in Kafka released; the request failed as NOT_QUEUED"
+            )
               .pipe(Effect.annotateLogs({ couponId, userId: request.userId, eventId: request.eventId }))
           }
           yield* Metric.incrementBy(reclaimed, failed.size)
@@ -69,7 +71,8 @@ export class ReservationReclaimer extends Effect.Service<ReservationReclaimer>()
         const coupons = yield* store.recentCoupons(config.statusTtl)
         const counts = yield* Effect.forEach(
           coupons,
-          (couponId) => Effect.flatMap(reservations.stale(couponId, cutoff, perCoupon), (stale) => release(couponId, stale)),
+          (couponId) =>
+            Effect.flatMap(reservations.stale(couponId, cutoff, perCoupon), (stale) => release(couponId, stale)),
           { concurrency: 4 }
         )
         return counts.reduce((sum, n) => sum + n, 0)
@@ -132,7 +135,9 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   }).pipe(Effect.provideService(Admin.Admin, admin), Effect.withSpan("ReservationReclaimer.pass"))
 
   yield* pass.pipe(
-    Effect.catchAllCause((cause) => Effect.logError("A reservation reclaim pass failed; the next one tries again", cause)),
+    Effect.catchAllCause((cause) =>
+      Effect.logError("A reservation reclaim pass failed; the next one tries again", cause)
+    ),
     Effect.repeat(Schedule.spaced(config.reclaimInterval)),
     Effect.onExit((exit) =>
       Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
