@@ -11,7 +11,7 @@ export const DomainLive = Layer.mergeAll(Products.Default, Orders.Default)
 /**
  * commerce-service but the HTTP server: the API's handlers (`HttpApi.Api`) and the outbox relay,
  * with the topics created. Needs infrastructure only: `SqlClient` + `PgClient` (migrated with
- * `Migrations.all`), `Producer`, `Admin` and `CommerceConfig`.
+ * `Migrations.all`), `Producer`, `Admin` and `Config`.
  */
 export const layer = Layer.mergeAll(Http.layer.pipe(Layer.provide(DomainLive)), Workers.layer).pipe(
   Layer.provide(Topics.layer)

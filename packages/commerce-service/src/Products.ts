@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import {
   type CreateProductRequest,
+  DayTotals,
   LikeState,
   Product,
   ProductNotFound,
@@ -158,7 +159,7 @@ export class Products extends Effect.Service<Products>()("@kpipe/commerce-servic
           SELECT p.product_id,
             (SELECT count(*) FROM likes l WHERE l.product_id = p.product_id AND l.liked)::int AS likes,
             (SELECT count(*) FROM product_views v WHERE v.product_id = p.product_id)::int AS views,
-            s.sales_count, s.sales_amount, s.cancellations
+            s.sales_count, s.sales_amount, s.cancellations, d.days
           FROM products p
           CROSS JOIN LATERAL (
             SELECT
@@ -168,13 +169,42 @@ export class Products extends Effect.Service<Products>()("@kpipe/commerce-servic
             FROM order_items i JOIN orders o ON o.order_id = i.order_id
             WHERE i.product_id = p.product_id
           ) s
+          CROSS JOIN LATERAL (
+            SELECT COALESCE(json_agg(json_build_object(
+              'day', g.day::text, 'likes', g.likes, 'views', g.views, 'salesCount', g.sales_count,
+              'salesAmount', g.sales_amount::text, 'cancellations', g.cancellations
+            ) ORDER BY g.day), '[]') AS days
+            FROM (
+            SELECT f.day, sum(f.likes)::int AS likes, sum(f.views)::int AS views,
+              sum(f.sales_count)::int AS sales_count, sum(f.sales_amount) AS sales_amount,
+              sum(f.cancellations)::int AS cancellations
+            FROM (
+              SELECT (l.updated_at AT TIME ZONE 'UTC')::date AS day, 1 AS likes, 0 AS views, 0 AS sales_count,
+                0::numeric AS sales_amount, 0 AS cancellations
+              FROM likes l WHERE l.product_id = p.product_id AND l.liked
+              UNION ALL
+              SELECT (v.viewed_at AT TIME ZONE 'UTC')::date, 0, 1, 0, 0, 0
+              FROM product_views v WHERE v.product_id = p.product_id
+              UNION ALL
+              SELECT (o.created_at AT TIME ZONE 'UTC')::date, 0, 0, i.quantity, i.amount, 0
+              FROM order_items i JOIN orders o ON o.order_id = i.order_id
+              WHERE i.product_id = p.product_id AND o.status <> 'CANCELLED'
+              UNION ALL
+              -- A cancelled order changes no more: its updated_at is when it was cancelled.
+              SELECT (o.updated_at AT TIME ZONE 'UTC')::date, 0, 0, 0, 0, 1
+              FROM order_items i JOIN orders o ON o.order_id = i.order_id
+              WHERE i.product_id = p.product_id AND o.status = 'CANCELLED'
+            ) f
+            GROUP BY f.day
+            ) g
+          ) d
           WHERE p.product_id > ${page.after ?? 0}
           ORDER BY p.product_id
           LIMIT ${limit + 1}`
       )
       const { items, next } = paged(rows, limit)
       return new TotalsPage({
-        totals: items.map((row) => new ProductTotals(row)),
+        totals: items.map((row) => new ProductTotals({ ...row, days: row.days.map((day) => new DayTotals(day)) })),
         ...Option.match(next, { onNone: () => ({}), onSome: (next) => ({ next }) })
       })
     })

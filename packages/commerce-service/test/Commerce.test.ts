@@ -76,6 +76,14 @@ describe("CommerceApi", () => {
         ) => [t.productId, t.likes, t.views, t.salesCount, BigDecimal.format(t.salesAmount), t.cancellations]),
         [[mug.productId, 1, 2, 1, "12.5", 1], [pen.productId, 0, 0, 0, "0", 1]]
       )
+      // Everything happened today (UTC): each product's one day holds its totals.
+      assert.deepStrictEqual(
+        totals.totals.map((t) =>
+          t.days.map((d) => [d.likes, d.views, d.salesCount, BigDecimal.format(d.salesAmount), d.cancellations])
+        ),
+        [[[1, 2, 1, "12.5", 1]], [[0, 0, 0, "0", 1]]]
+      )
+      assert.isTrue(totals.totals.every((t) => t.days.every((d) => d.day === new Date().toISOString().slice(0, 10))))
     }).pipe(Effect.provide(TestLive)))
 
   it.live("unknown products and orders are typed 404s and write nothing", () =>

@@ -5,6 +5,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 import { Forbidden, UserIdentity } from "./Users.ts"
 
@@ -32,7 +33,7 @@ export class AccountNotFound extends Schema.TaggedError<AccountNotFound>()(
   HttpApiSchema.annotations({ status: 404 })
 ) {}
 
-const accountPath = Schema.Struct({ accountId: Schema.NumberFromString.pipe(Schema.compose(Ids.AccountId)) })
+const accountPath = Schema.Struct({ accountId: Decimal.FromString.pipe(Schema.compose(Ids.AccountId)) })
 
 export class AccountsGroup extends HttpApiGroup.make("accounts").add(
   HttpApiEndpoint.get("getLogins", "/api/accounts/:accountId/logins")

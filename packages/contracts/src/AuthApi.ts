@@ -8,6 +8,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
@@ -101,7 +102,7 @@ export class MemberSession extends HttpApiMiddleware.Tag<MemberSession>()("Membe
   }
 }) {}
 
-const memberPath = Schema.Struct({ memberId: Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId)) })
+const memberPath = Schema.Struct({ memberId: Decimal.FromString.pipe(Schema.compose(Ids.MemberId)) })
 
 export class MembersGroup extends HttpApiGroup.make("members")
   .add(

@@ -6,6 +6,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids, Money, ProductMetricsEvents } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 import { UserIdentity } from "./Users.ts"
@@ -86,8 +87,22 @@ export class Order extends Schema.Class<Order>("Order")({
   updatedAt: Schema.DateTimeUtc
 }) {}
 
-/** What commerce-service's own tables say about a product: the figures metrics-service must reach. */
-export class ProductTotals extends Schema.Class<ProductTotals>("ProductTotals")({
+/**
+ * A product's figures on one UTC day: likes standing since their last change that day, views of
+ * that day, sales of orders created that day and not cancelled, orders cancelled that day.
+ */
+export class DayTotals extends Schema.Class<DayTotals>("DayTotals")({
+  /** `YYYY-MM-DD` (UTC). */
+  day: Schema.String.pipe(Schema.pattern(/^\d{4}-\d{2}-\d{2}$/)),
+  likes: Schema.Int,
+  views: Schema.Int,
+  salesCount: Schema.Int,
+  salesAmount: Money.Money,
+  cancellations: Schema.Int
+}) {}
+
+/** A product's figures, as commerce-service's tables say and as metrics-service keeps them. */
+export const productFigures = {
   productId: Ids.ProductId,
   /** Users whose like stands. */
   likes: Schema.Int,
@@ -97,6 +112,13 @@ export class ProductTotals extends Schema.Class<ProductTotals>("ProductTotals")(
   salesAmount: Money.Money,
   /** Cancelled orders that contained the product. */
   cancellations: Schema.Int
+}
+
+/** What commerce-service's own tables say about a product: the figures metrics-service must reach. */
+export class ProductTotals extends Schema.Class<ProductTotals>("ProductTotals")({
+  ...productFigures,
+  /** The same figures per UTC day, for the days that have any, in day order. */
+  days: Schema.Array(DayTotals)
 }) {}
 
 export class TotalsPage extends Schema.Class<TotalsPage>("TotalsPage")({
@@ -122,19 +144,19 @@ export class OrderStateConflict extends Schema.TaggedError<OrderStateConflict>()
   HttpApiSchema.annotations({ status: 409, description: "The order's status does not allow the change" })
 ) {}
 
-const productPath = Schema.Struct({ productId: Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)) })
-const orderPath = Schema.Struct({ orderId: Schema.NumberFromString.pipe(Schema.compose(Ids.OrderId)) })
+const productPath = Schema.Struct({ productId: Decimal.FromString.pipe(Schema.compose(Ids.ProductId)) })
+const orderPath = Schema.Struct({ orderId: Decimal.FromString.pipe(Schema.compose(Ids.OrderId)) })
 
 export const PageParams = Schema.Struct({
-  after: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)), { exact: true }),
-  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 1000)), {
+  after: Schema.optionalWith(Decimal.FromString.pipe(Schema.compose(Ids.ProductId)), { exact: true }),
+  limit: Schema.optionalWith(Decimal.FromString.pipe(Schema.compose(Schema.Int), Schema.between(1, 1000)), {
     exact: true
   })
 })
 
 /** A view may be anonymous; a given `X-User-Id` must still be a positive integer. */
 export const ViewHeaders = Schema.Struct({
-  "x-user-id": Schema.optionalWith(Schema.NumberFromString.pipe(Schema.compose(Ids.UserId)), { exact: true })
+  "x-user-id": Schema.optionalWith(Decimal.FromString.pipe(Schema.compose(Ids.UserId)), { exact: true })
 })
 
 export class CatalogGroup extends HttpApiGroup.make("catalog")

@@ -22,6 +22,7 @@ import {
   ReconciliationReport,
   UserCoupons
 } from "./CouponModels.ts"
+import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 import { UserIdentity } from "./Users.ts"
@@ -31,7 +32,7 @@ import { UserIdentity } from "./Users.ts"
  * first come, first served (`Users.UserIdentity`).
  */
 
-const couponPath = Schema.Struct({ couponId: Schema.NumberFromString.pipe(Schema.compose(Ids.CouponId)) })
+const couponPath = Schema.Struct({ couponId: Decimal.FromString.pipe(Schema.compose(Ids.CouponId)) })
 
 export class AdminGroup extends HttpApiGroup.make("admin")
   .add(

@@ -5,6 +5,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
@@ -71,7 +72,7 @@ export class DDayNotFound extends Schema.TaggedError<DDayNotFound>()(
   HttpApiSchema.annotations({ status: 404 })
 ) {}
 
-const memberId = Schema.NumberFromString.pipe(Schema.compose(Ids.MemberId))
+const memberId = Decimal.FromString.pipe(Schema.compose(Ids.MemberId))
 const memberPath = Schema.Struct({ memberId })
 
 export class DDaysGroup extends HttpApiGroup.make("ddays")
@@ -94,7 +95,7 @@ export class DDaysGroup extends HttpApiGroup.make("ddays")
   )
   .add(
     HttpApiEndpoint.del("remove", "/api/members/:memberId/ddays/:ddayId")
-      .setPath(Schema.Struct({ memberId, ddayId: Schema.NumberFromString.pipe(Schema.compose(DDayId)) }))
+      .setPath(Schema.Struct({ memberId, ddayId: Decimal.FromString.pipe(Schema.compose(DDayId)) }))
       .addError(DDayNotFound)
   )
   .addError(ServiceUnavailable)

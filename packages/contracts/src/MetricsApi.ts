@@ -4,13 +4,14 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
-import { ProductTotals } from "./CommerceApi.ts"
+import { productFigures } from "./CommerceApi.ts"
+import * as Decimal from "./Decimal.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 
 /** The contract of metrics-service (S3's aggregation): product metrics, rankings, freshness and reconciliation. */
 
 /** The same figures as commerce-service's `ProductTotals`, as the events built them up. */
-export class ProductMetrics extends Schema.Class<ProductMetrics>("ProductMetrics")(ProductTotals.fields) {}
+export class ProductMetrics extends Schema.Class<ProductMetrics>("ProductMetrics")(productFigures) {}
 
 export const RankBy = Schema.Literal("likes", "views", "sales")
 export type RankBy = typeof RankBy.Type
@@ -25,7 +26,7 @@ export const RankingParams = Schema.Struct({
   by: RankBy,
   window: Schema.optionalWith(RankWindow, { exact: true }),
   limit: Schema.optionalWith(
-    Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxRankingLimit)),
+    Decimal.FromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxRankingLimit)),
     { exact: true }
   )
 })
@@ -61,6 +62,10 @@ export const MetricField = Schema.Literal("likes", "views", "salesCount", "sales
 
 export class Drift extends Schema.Class<Drift>("Drift")({
   productId: Ids.ProductId,
+  /** Where the figure is: the product's totals when absent, else its bucket of that day / ISO week. */
+  period: Schema.optionalWith(Schema.Literal("day", "week"), { exact: true }),
+  /** The bucket's first day, `YYYY-MM-DD` (UTC). */
+  starts: Schema.optionalWith(Schema.String, { exact: true }),
   field: MetricField,
   /** commerce-service's figure. */
   expected: Schema.String,
@@ -70,13 +75,16 @@ export class Drift extends Schema.Class<Drift>("Drift")({
 
 export class ReconciliationReport extends Schema.Class<ReconciliationReport>("ReconciliationReport")({
   checkedProducts: Schema.Int,
+  /** Day and week buckets compared. */
+  checkedBuckets: Schema.Int,
+  /** Products with a drift in their totals or in any of their buckets. */
   driftedProducts: Schema.Int,
   /** The first 100 differences. */
   drift: Schema.Array(Drift),
   consistent: Schema.Boolean
 }) {}
 
-const productPath = Schema.Struct({ productId: Schema.NumberFromString.pipe(Schema.compose(Ids.ProductId)) })
+const productPath = Schema.Struct({ productId: Decimal.FromString.pipe(Schema.compose(Ids.ProductId)) })
 
 export class MetricsGroup extends HttpApiGroup.make("metrics")
   .add(
@@ -100,7 +108,7 @@ export class MetricsGroup extends HttpApiGroup.make("metrics")
       .addSuccess(ReconciliationReport)
       .annotate(
         OpenApi.Description,
-        "Recomputes every product's metrics from commerce-service's tables and reports the drift per product."
+        "Recomputes every product's metrics, totals and day / week buckets, from commerce-service's tables and reports the drift."
       )
   )
   .addError(ServiceUnavailable)

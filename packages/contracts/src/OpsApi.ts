@@ -6,6 +6,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 
 /**
  * The admin API every service can serve beside its own (`OpsServer` in service-kit): failures from
@@ -37,7 +38,7 @@ export const SelectionParams = Schema.Struct({
   eventId: Schema.optional(Schema.String),
   key: Schema.optional(Schema.String),
   status: Schema.optional(FailureStatus),
-  limit: Schema.optional(Schema.NumberFromString)
+  limit: Schema.optional(Decimal.FromString)
 })
 
 export class FailureGroup extends Schema.Class<FailureGroup>("FailureGroup")({

@@ -4,6 +4,7 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
+import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { IdempotencyKeyReused, InvalidQuantity, OrderNotFound, ProductNotFound } from "./OrderErrors.ts"
 import { Order, OrderPage, PlaceOrderRequest, ProductList } from "./OrderModels.ts"
@@ -25,14 +26,14 @@ export const PlaceOrderHeaders = Schema.Struct({
   )
 })
 
-const orderPath = Schema.Struct({ orderId: Schema.NumberFromString.pipe(Schema.compose(Ids.OrderId)) })
+const orderPath = Schema.Struct({ orderId: Decimal.FromString.pipe(Schema.compose(Ids.OrderId)) })
 
 export const maxPageSize = 100
 
 export const PageParams = Schema.Struct({
-  page: Schema.optional(Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.positive())),
+  page: Schema.optional(Decimal.FromString.pipe(Schema.compose(Schema.Int), Schema.positive())),
   pageSize: Schema.optional(
-    Schema.NumberFromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxPageSize))
+    Decimal.FromString.pipe(Schema.compose(Schema.Int), Schema.between(1, maxPageSize))
   )
 })
 

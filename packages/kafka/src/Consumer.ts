@@ -41,6 +41,8 @@ export interface ConsumerOptions {
    * per record); under light traffic a record may wait up to `maxWaitTimeInMs`.
    */
   readonly minBytes?: number | undefined
+  /** Most bytes a fetch returns per partition (default 1 MiB, kafkajs's): bounds the records of one batch. */
+  readonly maxBytesPerPartition?: number | undefined
   readonly partitionsConsumedConcurrently?: number | undefined
   readonly disconnectTimeout?: Duration.DurationInput | undefined
 }
@@ -150,6 +152,7 @@ export const runBatches = <R>(
           heartbeatInterval: options.heartbeatInterval ?? 3_000,
           maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
           minBytes: options.minBytes ?? 1,
+          maxBytesPerPartition: options.maxBytesPerPartition ?? 1_048_576,
           allowAutoTopicCreation: false,
           // A batch interrupted by our own shutdown crashes the consumer; it must not come back.
           retry: {

@@ -127,15 +127,32 @@ const toSasl = (sasl: SaslConfig, runtime: Runtime.Runtime<never>): SASLOptions 
   }
 }
 
+/**
+ * kafkajs settings `make` uses when the config leaves them out. kafkajs never closes a connection
+ * whose request timed out: a request the broker will never answer (a blackholed path, a frozen
+ * broker) holds its client up to `requestTimeout` even after the broker is back, so that bounds the
+ * recovery. The requests that may legitimately wait carry their own longer timeout (Fetch
+ * `maxWaitTime` + 100 ms, JoinGroup `rebalanceTimeout` + 5 s; kafkajs takes the larger), the others
+ * are answered in milliseconds by a healthy broker; a produce held by a slow follower past it is
+ * retried, which the idempotent producer deduplicates. `maxRetryTime` caps the backoff between the
+ * unbounded retries of the idempotent producer (kafkajs's 30 s would add up to 30 s after an outage).
+ */
+export const defaults = {
+  connectionTimeout: 3_000,
+  requestTimeout: 5_000,
+  retries: 5,
+  maxRetryTime: 5_000
+} as const
+
 export const make = Effect.fnUntraced(function*(config: KafkaClientConfig) {
   const runtime = yield* Effect.runtime<never>()
   const ssl = toSsl(config.ssl)
   const kafka = new Kafka({
     clientId: config.clientId,
     brokers: [...config.brokers],
-    connectionTimeout: config.connectionTimeout ?? 3_000,
-    requestTimeout: config.requestTimeout ?? 30_000,
-    retry: { retries: config.retries ?? 5 },
+    connectionTimeout: config.connectionTimeout ?? defaults.connectionTimeout,
+    requestTimeout: config.requestTimeout ?? defaults.requestTimeout,
+    retry: { retries: config.retries ?? defaults.retries, maxRetryTime: defaults.maxRetryTime },
     logLevel: kafkaLogLevels[config.logLevel ?? "Warning"],
     logCreator: makeLogCreator(runtime),
     ...(ssl !== undefined ? { ssl } : {}),

@@ -13,6 +13,7 @@ import { AlertSink, IdempotentConsumer, Publisher, Topic } from "@kpipe/pipeline
 import { ConsumerSettings } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
+import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -32,6 +33,7 @@ import * as Migrations from "../src/Migrations.ts"
 import * as Reconciliation from "../src/Reconciliation.ts"
 import * as Topics from "../src/Topics.ts"
 import * as Workers from "../src/Workers.ts"
+import * as SpanProfile from "./spanProfile.ts"
 
 const positive = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -43,10 +45,16 @@ const BenchConfig = Config.all({
   events: positive("BENCH_EVENTS", 200_000),
   products: positive("BENCH_PRODUCTS", 10_000),
   users: positive("BENCH_USERS", 5_000),
-  batchSize: positive("BENCH_BATCH_SIZE", 1_000),
+  // The service's defaults (CONSUMER_BATCH_SIZE, KAFKA_MAX_BYTES_PER_PARTITION).
+  batchSize: positive("BENCH_BATCH_SIZE", 10_000),
+  fetchBytes: positive("BENCH_FETCH_BYTES", 4 * 1024 * 1024),
+  partitionsConcurrency: positive("BENCH_PARTITIONS_CONCURRENCY", 1),
   viewRate: positive("BENCH_VIEW_RATE", 5_000),
-  viewSeconds: positive("BENCH_VIEW_SECONDS", 30)
+  viewSeconds: positive("BENCH_VIEW_SECONDS", 30),
+  profile: Config.boolean("BENCH_PROFILE").pipe(Config.withDefault(false))
 })
+
+type BenchConfig = Config.Config.Success<typeof BenchConfig>
 
 type Event = MetricsModel.Event
 
@@ -167,7 +175,7 @@ const withPrefix = (prefix: string) =>
  * The consumers, dead-letter monitors and freshness gauge of metrics-service under `TOPIC_PREFIX`,
  * their metrics tagged with `phase` (the fibers they fork inherit the tag).
  */
-const startWorkers = (phase: string, batchSize: number) =>
+const startWorkers = (phase: string, config: BenchConfig) =>
   Layer.build(
     Workers.layer.pipe(
       Layer.provide(Layer.mergeAll(MetricsStore.Default, Freshness.Freshness.Default)),
@@ -175,15 +183,17 @@ const startWorkers = (phase: string, batchSize: number) =>
         port: 0,
         replica: 0,
         commerceUrl: "http://127.0.0.1:9",
-        batchSize,
+        batchSize: config.batchSize,
         maxRetries: 3,
+        fetchBytesPerPartition: config.fetchBytes,
+        partitionsConcurrency: config.partitionsConcurrency,
         kafka: { ...ConsumerSettings.defaults, maxWaitTimeInMs: 100, minBytes: 1 }
       }))
     )
   ).pipe(Effect.tagMetrics("phase", phase))
 
 /** 1. Throughput from Kafka and drift. */
-const throughput = (config: typeof BenchConfig extends Config.Config<infer A> ? A : never) =>
+const throughput = (config: BenchConfig) =>
   Effect.gen(function*() {
     const prefix = `${TestKafka.uniqueName("bench-metrics")}.`
     yield* Effect.logInfo(`generating ${config.events} events over ${config.products} products`)
@@ -196,10 +206,21 @@ const throughput = (config: typeof BenchConfig extends Config.Config<infer A> ? 
         ((performance.now() - t0) / 1000).toFixed(1)
       } s; consuming`
     )
+    const profile = yield* SpanProfile.make
+    const cpuBefore = yield* SpanProfile.cpu
     const started = performance.now()
-    yield* startWorkers("throughput", config.batchSize).pipe(withPrefix(prefix))
+    yield* startWorkers("throughput", config).pipe(
+      withPrefix(prefix),
+      config.profile ? Effect.withTracer(profile.tracer) : (effect) => effect
+    )
     yield* waitFor("throughput", ({ applied, duplicates }) => applied + duplicates >= deliveries.length)
     const seconds = (performance.now() - started) / 1000
+    const cpuAfter = yield* SpanProfile.cpu
+    if (config.profile) {
+      process.stdout.write(
+        `\nspans (throughput phase, ${seconds.toFixed(1)} s):\n${profile.report(seconds).join("\n")}\n`
+      )
+    }
     const after = yield* counts("throughput")
 
     const model = MetricsModel.fold(events)
@@ -212,6 +233,21 @@ const throughput = (config: typeof BenchConfig extends Config.Config<infer A> ? 
     for (const [productId, metrics] of stored) {
       if (!model.totals.has(productId)) check.check({ ...metrics, ...MetricsModel.zero() }, metrics)
     }
+    // The day and week buckets too, product by product.
+    const expectedBuckets = new Map<number, Map<string, MetricsModel.Figures & Reconciliation.Bucket>>()
+    for (const [key, figures] of model.buckets) {
+      const [period, starts, productId] = key.split("|") as ["day" | "week", string, string]
+      const forProduct = expectedBuckets.get(Number(productId)) ?? new Map()
+      expectedBuckets.set(Number(productId), forProduct.set(`${period}|${starts}`, { period, starts, ...figures }))
+    }
+    const storedBuckets = Arr.groupBy(yield* store.buckets, (bucket) => String(bucket.productId))
+    for (const productId of new Set([...expectedBuckets.keys(), ...Object.keys(storedBuckets).map(Number)])) {
+      check.checkBuckets(
+        Ids.ProductId.make(productId),
+        expectedBuckets.get(productId) ?? new Map(),
+        storedBuckets[productId] ?? []
+      )
+    }
     const report = check.report()
     return [
       `events: ${events.length} distinct, ${deliveries.length} records (${
@@ -220,18 +256,23 @@ const throughput = (config: typeof BenchConfig extends Config.Config<infer A> ? 
       `consumer: ${seconds.toFixed(1)} s → ${(deliveries.length / seconds).toFixed(0)} records/s (${
         (events.length / seconds).toFixed(0)
       } applied/s); applied ${after.applied}, duplicates skipped ${after.duplicates}`,
-      `drift: ${report.driftedProducts} of ${report.checkedProducts} products${
+      `cpu: node ${(cpuAfter.node - cpuBefore.node).toFixed(1)} s, postgres ${
+        (cpuAfter.postgres - cpuBefore.postgres).toFixed(1)
+      } s (per 10,000 records: ${((cpuAfter.node - cpuBefore.node) / deliveries.length * 1e4).toFixed(2)} s, ${
+        ((cpuAfter.postgres - cpuBefore.postgres) / deliveries.length * 1e4).toFixed(2)
+      } s)`,
+      `drift: ${report.driftedProducts} of ${report.checkedProducts} products (${report.checkedBuckets} day / week buckets)${
         report.drift.length > 0 ? ` e.g. ${JSON.stringify(report.drift.slice(0, 3))}` : ""
       }`
     ]
   }).pipe(Effect.scoped)
 
 /** 2. Freshness: views at a steady rate, each one's apply lag. */
-const freshness = (config: typeof BenchConfig extends Config.Config<infer A> ? A : never) =>
+const freshness = (config: BenchConfig) =>
   Effect.gen(function*() {
     const prefix = `${TestKafka.uniqueName("bench-views")}.`
     yield* Topics.layer.pipe(Layer.build, Effect.scoped, withPrefix(prefix))
-    yield* startWorkers("views", config.batchSize).pipe(withPrefix(prefix))
+    yield* startWorkers("views", config).pipe(withPrefix(prefix))
     const catalog = Topic.prefixed(SeedTopics.catalogEvents, prefix)
     const perTick = Math.max(1, Math.round(config.viewRate / 20))
     const ticks = config.viewSeconds * 20

@@ -6,7 +6,7 @@ import { Reconciliation } from "./Reconciliation.ts"
 import * as Topics from "./Topics.ts"
 import * as Workers from "./Workers.ts"
 
-/** The domain services. Need `SqlClient` (migrated), `MetricsConfig` and an `HttpClient` (for commerce-service). */
+/** The domain services. Need `SqlClient` (migrated), `Config` and an `HttpClient` (for commerce-service). */
 export const DomainLive = Layer.mergeAll(Reconciliation.Default, Freshness.Default).pipe(
   Layer.provideMerge(MetricsStore.Default)
 )
@@ -14,7 +14,7 @@ export const DomainLive = Layer.mergeAll(Reconciliation.Default, Freshness.Defau
 /**
  * metrics-service but the HTTP server: the API's handlers (`HttpApi.Api`), the consumers and the
  * dead-letter monitors, with the topics created. Needs infrastructure only: `SqlClient` (migrated
- * with `Migrations.all`), `KafkaClient`, `Admin`, an `AlertSink`, an `HttpClient` and `MetricsConfig`.
+ * with `Migrations.all`), `KafkaClient`, `Admin`, an `AlertSink`, an `HttpClient` and `Config`.
  */
 export const layer = Layer.mergeAll(Http.layer, Workers.layer).pipe(
   Layer.provide(DomainLive),

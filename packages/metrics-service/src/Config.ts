@@ -1,6 +1,6 @@
 import { RetryPolicy } from "@kpipe/pipeline"
 import { ConsumerSettings, Replica } from "@kpipe/service-kit"
-import * as Config from "effect/Config"
+import * as EffectConfig from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Layer from "effect/Layer"
@@ -8,35 +8,53 @@ import * as Layer from "effect/Layer"
 export const basePort = 3050
 
 /** Everything metrics-service reads from the environment (the database and Kafka clients read their own). */
-export const config = Config.all({
-  port: Replica.port(basePort).pipe(Config.withDescription("HTTP port when PORT is unset: 3050 + REPLICA")),
+export const config = EffectConfig.all({
+  port: Replica.port(basePort).pipe(EffectConfig.withDescription("HTTP port when PORT is unset: 3050 + REPLICA")),
   replica: Replica.replica,
-  commerceUrl: Config.string("COMMERCE_SERVICE_URL").pipe(
-    Config.withDefault("http://127.0.0.1:3040"),
-    Config.withDescription("commerce-service's base URL: reconciliation reads its product totals")
+  commerceUrl: EffectConfig.string("COMMERCE_SERVICE_URL").pipe(
+    EffectConfig.withDefault("http://127.0.0.1:3040"),
+    EffectConfig.withDescription("commerce-service's base URL: reconciliation reads its product totals")
   ),
-  batchSize: Config.integer("CONSUMER_BATCH_SIZE").pipe(
-    Config.validate({ message: "CONSUMER_BATCH_SIZE must be a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(500),
-    Config.withDescription("Records of a partition applied in one transaction, with one statement")
+  batchSize: EffectConfig.integer("CONSUMER_BATCH_SIZE").pipe(
+    EffectConfig.validate({ message: "CONSUMER_BATCH_SIZE must be a positive integer", validation: (n) => n > 0 }),
+    // A transaction's fixed costs (round trips, the counts of hot products updated once per
+    // transaction) shrink per record as it grows; 10,000 takes a whole fetch of a partition.
+    EffectConfig.withDefault(10_000),
+    EffectConfig.withDescription("Records of a partition applied in one transaction, with one statement")
   ),
-  maxRetries: Config.integer("CONSUMER_MAX_RETRIES").pipe(
-    Config.withDefault(3),
-    Config.withDescription("Retries of a failing record (1 s, 2 s, 4 s) before it is dead-lettered")
+  fetchBytesPerPartition: EffectConfig.integer("KAFKA_MAX_BYTES_PER_PARTITION").pipe(
+    EffectConfig.validate({
+      message: "KAFKA_MAX_BYTES_PER_PARTITION must be a positive integer",
+      validation: (n) => n > 0
+    }),
+    EffectConfig.withDefault(4 * 1024 * 1024),
+    EffectConfig.withDescription("Most bytes a fetch brings per partition, hence the records of one batch")
+  ),
+  partitionsConcurrency: EffectConfig.integer("CONSUMER_PARTITIONS_CONCURRENCY").pipe(
+    EffectConfig.validate({
+      message: "CONSUMER_PARTITIONS_CONCURRENCY must be a positive integer",
+      validation: (n) => n > 0
+    }),
+    EffectConfig.withDefault(1),
+    EffectConfig.withDescription(
+      "Partitions of a topic applied at once by one consumer (their transactions meet on hot products)"
+    )
+  ),
+  maxRetries: EffectConfig.integer("CONSUMER_MAX_RETRIES").pipe(
+    EffectConfig.withDefault(3),
+    EffectConfig.withDescription("Retries of a failing record (1 s, 2 s, 4 s) before it is dead-lettered")
   ),
   kafka: ConsumerSettings.config({ maxWaitTimeInMs: 100 })
 })
 
 /** The configuration, as a service: `layerFromEnv` reads it, `layer` gives it (tests, the benchmark). */
-export class MetricsConfig extends Context.Tag("@kpipe/metrics-service/Config")<
-  MetricsConfig,
-  Config.Config.Success<typeof config>
->() {}
+export type Values = EffectConfig.Config.Success<typeof config>
 
-export const layer = (values: Context.Tag.Service<MetricsConfig>): Layer.Layer<MetricsConfig> =>
-  Layer.succeed(MetricsConfig, values)
+export class Config extends Context.Tag("@kpipe/metrics-service/Config")<Config, Values>() {}
 
-export const layerFromEnv: Layer.Layer<MetricsConfig, ConfigError.ConfigError> = Layer.effect(MetricsConfig, config)
+export const layer = (values: Values): Layer.Layer<Config> => Layer.succeed(Config, values)
+
+export const layerFromEnv: Layer.Layer<Config, ConfigError.ConfigError> = Layer.effect(Config, config)
 
 /** The consumers' retries: the seed's 1 s, 2 s, 4 s (±10 %), as many as `maxRetries`. */
 export const retryPolicy = (maxRetries: number): RetryPolicy.RetryPolicy =>

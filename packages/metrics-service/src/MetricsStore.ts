@@ -218,6 +218,14 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
       decodeBuckets
     )
 
+    /** The day and week buckets of `productIds`. */
+    const bucketsOf = Effect.fn("MetricsStore.bucketsOf")(function*(productIds: ReadonlyArray<number>) {
+      return decodeBuckets(
+        yield* sql`SELECT period, starts::text AS starts, ${columns} FROM product_metric_buckets
+          WHERE product_id = ANY(${productIds}::bigint[])`
+      )
+    })
+
     const ranking = Effect.fn("MetricsStore.ranking")(
       function*(by: RankBy, window: RankWindow, limit: number) {
         const from = startOf(window, DateTime.toEpochMillis(yield* DateTime.now))
@@ -242,6 +250,6 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
       }
     )
 
-    return { applyCatalog, applyOrders, get, page, ofProducts, buckets, ranking } as const
+    return { applyCatalog, applyOrders, get, page, ofProducts, buckets, bucketsOf, ranking } as const
   })
 }) {}

@@ -1,10 +1,13 @@
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { CommerceApi, type ProductTotals } from "@kpipe/contracts/CommerceApi"
 import { Drift, type MetricField, type ProductMetrics, ReconciliationReport } from "@kpipe/contracts/MetricsApi"
+import type { Ids } from "@kpipe/events"
+import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import { MetricsConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
+import { type Period, startOf } from "./internal/periods.ts"
 import { MetricsStore } from "./MetricsStore.ts"
 
 /** commerce-service did not give its totals (unreachable, or an answer outside its contract). */
@@ -14,15 +17,26 @@ export class CommerceUnavailable extends Data.TaggedError("CommerceUnavailable")
   }
 }
 
-type Figures = Pick<ProductTotals, "productId" | "likes" | "views" | "salesCount" | "salesAmount" | "cancellations">
+type Figures = Pick<ProductTotals, "likes" | "views" | "salesCount" | "salesAmount" | "cancellations">
+
+/** Where a figure is kept: a product's totals, or its bucket of one day / ISO week. */
+export interface Bucket {
+  readonly period: Period
+  readonly starts: string
+}
 
 const counts = ["likes", "views", "salesCount", "cancellations"] as const
 
 /** Where `actual` (absent: all zero) differs from `expected`, field by field. */
-export const differences = (expected: Figures, actual: Figures | undefined): Array<Drift> => {
+export const differences = (
+  productId: Ids.ProductId,
+  expected: Figures,
+  actual: Figures | undefined,
+  bucket?: Bucket
+): Array<Drift> => {
   const drift: Array<Drift> = []
   const add = (field: typeof MetricField.Type, want: string, have: string) =>
-    drift.push(new Drift({ productId: expected.productId, field, expected: want, actual: have }))
+    drift.push(new Drift({ productId, ...bucket, field, expected: want, actual: have }))
   for (const field of counts) {
     const have = actual?.[field] ?? 0
     if (expected[field] !== have) add(field, String(expected[field]), String(have))
@@ -34,41 +48,102 @@ export const differences = (expected: Figures, actual: Figures | undefined): Arr
   return drift
 }
 
+const zero = (): Figures => ({
+  likes: 0,
+  views: 0,
+  salesCount: 0,
+  salesAmount: BigDecimal.fromBigInt(0n),
+  cancellations: 0
+})
+
+const plus = (a: Figures, b: Figures): Figures => ({
+  likes: a.likes + b.likes,
+  views: a.views + b.views,
+  salesCount: a.salesCount + b.salesCount,
+  salesAmount: BigDecimal.sum(a.salesAmount, b.salesAmount),
+  cancellations: a.cancellations + b.cancellations
+})
+
+/**
+ * A product's expected buckets from its figures per day: each day, and each ISO week as the sum of
+ * its days. Keyed `period|starts`.
+ */
+export const bucketsOfDays = (days: ReadonlyArray<Figures & { readonly day: string }>) => {
+  const buckets = new Map<string, Figures & Bucket>()
+  for (const { day, ...figures } of days) {
+    const at = Date.parse(`${day}T00:00:00Z`)
+    for (const period of ["day", "week"] as const) {
+      const starts = startOf(period, at)
+      const key = `${period}|${starts}`
+      buckets.set(key, { period, starts, ...plus(buckets.get(key) ?? zero(), figures) })
+    }
+  }
+  return buckets
+}
+
 const pageSize = 1000
 const reportedDrift = 100
 
-/** Collects the differences of a run: the first `reportedDrift`, and how many products drifted. */
+/**
+ * Collects the differences of a run: the first `reportedDrift`, how many products and buckets were
+ * checked, and how many products drifted (in their totals or in any bucket).
+ */
 export const collector = () => {
   const drift: Array<Drift> = []
   let checked = 0
-  let drifted = 0
+  let checkedBuckets = 0
+  const drifted = new Set<number>()
+  const record = (productId: number, found: ReadonlyArray<Drift>) => {
+    if (found.length === 0) return
+    drifted.add(productId)
+    drift.push(...found.slice(0, Math.max(0, reportedDrift - drift.length)))
+  }
   return {
-    check: (expected: Figures, actual: Figures | undefined) => {
+    check: (expected: Figures & { readonly productId: Ids.ProductId }, actual: Figures | undefined) => {
       checked++
-      const found = differences(expected, actual)
-      if (found.length === 0) return
-      drifted++
-      drift.push(...found.slice(0, Math.max(0, reportedDrift - drift.length)))
+      record(expected.productId, differences(expected.productId, expected, actual))
+    },
+    /**
+     * A product's buckets: every expected one against the stored one (absent: zero), and every
+     * stored one nothing is expected in against zero.
+     */
+    checkBuckets: (
+      productId: Ids.ProductId,
+      expected: ReadonlyMap<string, Figures & Bucket>,
+      actual: ReadonlyArray<Figures & Bucket>
+    ) => {
+      const stored = new Map(actual.map((bucket) => [`${bucket.period}|${bucket.starts}`, bucket]))
+      for (const [key, bucket] of expected) {
+        checkedBuckets++
+        record(productId, differences(productId, bucket, stored.get(key), bucket))
+      }
+      for (const [key, bucket] of stored) {
+        if (expected.has(key)) continue
+        checkedBuckets++
+        record(productId, differences(productId, zero(), bucket, bucket))
+      }
     },
     report: () =>
       new ReconciliationReport({
         checkedProducts: checked,
-        driftedProducts: drifted,
+        checkedBuckets,
+        driftedProducts: drifted.size,
         drift,
-        consistent: drifted === 0
+        consistent: drifted.size === 0
       })
   }
 }
 
 /**
  * Recomputes every product's metrics from commerce-service's tables (its `product-totals`, page by
- * page) and compares them with the stored ones; a product metrics-service holds but commerce-service
- * does not know drifts too. 0 drift once every event up to the read has been applied.
+ * page: totals and figures per day) and compares them with the stored totals and day / week buckets;
+ * a product metrics-service holds but commerce-service does not know drifts too. 0 drift once every
+ * event up to the read has been applied.
  */
 export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/metrics-service/Reconciliation", {
   effect: Effect.gen(function*() {
     const store = yield* MetricsStore
-    const config = yield* MetricsConfig
+    const config = yield* Config
     const commerce = yield* HttpApiClient.make(CommerceApi, { baseUrl: config.commerceUrl })
 
     const run = Effect.fn("Reconciliation.run")(function*() {
@@ -81,9 +156,11 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/met
         }).pipe(Effect.mapError((cause) => new CommerceUnavailable({ cause })))
         const ids = page.totals.map((totals) => totals.productId)
         const stored = new Map((yield* store.ofProducts(ids)).map((metrics) => [metrics.productId, metrics]))
+        const buckets = Arr.groupBy(yield* store.bucketsOf(ids), (bucket) => String(bucket.productId))
         for (const totals of page.totals) {
           known.add(totals.productId)
           result.check(totals, stored.get(totals.productId))
+          result.checkBuckets(totals.productId, bucketsOfDays(totals.days), buckets[totals.productId] ?? [])
         }
         if (page.next === undefined) break
         after = page.next
@@ -93,14 +170,7 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/met
         const rows: ReadonlyArray<ProductMetrics> = yield* store.page(from, pageSize)
         for (const metrics of rows) {
           if (!known.has(metrics.productId)) {
-            result.check({
-              ...metrics,
-              likes: 0,
-              views: 0,
-              salesCount: 0,
-              salesAmount: BigDecimal.fromBigInt(0n),
-              cancellations: 0
-            }, metrics)
+            result.check({ productId: metrics.productId, ...zero() }, metrics)
           }
         }
         if (rows.length < pageSize) break

@@ -2,14 +2,14 @@ import type { Topic } from "@kpipe/pipeline"
 import { DeadLetter, DeadLetterMonitor, IdempotentConsumer } from "@kpipe/pipeline"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { MetricsConfig, retryPolicy } from "./Config.ts"
+import { Config, retryPolicy } from "./Config.ts"
 import * as Freshness from "./Freshness.ts"
 import { MetricsStore } from "./MetricsStore.ts"
 import * as Topics from "./Topics.ts"
 
 /** The options of the two batch consumers, as `layer` runs them. */
 export const consumerOptions = Effect.gen(function*() {
-  const config = yield* MetricsConfig
+  const config = yield* Config
   const topics = yield* Topics.resolve
   const store = yield* MetricsStore
   const freshness = yield* Freshness.Freshness
@@ -17,7 +17,11 @@ export const consumerOptions = Effect.gen(function*() {
     errors: { SqlError: "retry" } as const,
     retry: retryPolicy(config.maxRetries),
     batchSize: config.batchSize,
-    kafka: config.kafka,
+    kafka: {
+      ...config.kafka,
+      maxBytesPerPartition: config.fetchBytesPerPartition,
+      partitionsConsumedConcurrently: config.partitionsConcurrency
+    },
     afterCommit: freshness.applied
   }
   const catalog = IdempotentConsumer.options({
@@ -41,7 +45,7 @@ export const consumerOptions = Effect.gen(function*() {
  * (`catalog-events-dlq`, `order-events-dlq`) and the freshness gauge.
  */
 export const layer = Layer.unwrapEffect(Effect.gen(function*() {
-  const config = yield* MetricsConfig
+  const config = yield* Config
   const topics = yield* Topics.resolve
   const { catalog, orders } = yield* consumerOptions
   const monitor = (topic: Topic.Any, groupId: string) =>

@@ -31,7 +31,7 @@ const price = (text: string) => BigDecimal.unsafeFromString(text)
 
 describe("commerce-service → Kafka → metrics-service", () => {
   it.live(
-    "likes, views and orders reach the metrics and ranking; re-delivered shuffled and repeated, reconciliation finds 0 drift",
+    "likes, views and orders reach the metrics and ranking; re-delivered shuffled and repeated, reconciliation finds 0 drift, then a drift of buckets whose totals are right",
     () =>
       Effect.gen(function*() {
         const source = `${TestKafka.uniqueName("s3")}.`
@@ -118,6 +118,29 @@ describe("commerce-service → Kafka → metrics-service", () => {
           assert.strictEqual(status.applied, catalogCount + orderCount)
           assert.strictEqual(status.duplicates, deliveries.length - records.length)
           assert.isDefined(status.freshnessSeconds)
+
+          // Buckets can be wrong while every total is right: pen's day moved to the day before, one
+          // like too many in mug's week. Reconciliation finds both, each in its bucket.
+          const sql = yield* SqlClient.pipe(Effect.provide(metricsContext))
+          yield* sql`UPDATE product_metric_buckets SET starts = starts - 1
+            WHERE period = 'day' AND product_id = ${pen.productId}`
+          yield* sql`UPDATE product_metric_buckets SET likes = likes + 1
+            WHERE period = 'week' AND product_id = ${mug.productId}`
+          const tampered = yield* metrics.metrics.reconcile()
+          assert.isFalse(tampered.consistent)
+          assert.strictEqual(tampered.driftedProducts, 2)
+          assert.deepStrictEqual(
+            tampered.drift.map((d) => [d.productId, d.period, d.field, d.expected, d.actual].join(" ")).sort(),
+            [
+              `${mug.productId} week likes 2 3`,
+              `${pen.productId} day likes 0 1`,
+              `${pen.productId} day likes 1 0`,
+              `${pen.productId} day views 0 5`,
+              `${pen.productId} day views 5 0`
+            ].sort()
+          )
+          const penDays = tampered.drift.filter((d) => d.productId === pen.productId).map((d) => Date.parse(d.starts!))
+          assert.strictEqual(Math.max(...penDays) - Math.min(...penDays), 86_400_000)
         }).pipe(withPrefix(copy), Effect.scoped)
       }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.provide(TestKafka.layer)),
     { timeout: 180_000 }

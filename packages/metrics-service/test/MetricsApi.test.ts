@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import { testConfig } from "./utils.ts"
 
 // Reconciliation points at a port nobody listens on: commerce-service is down.
-const ApiTest = HttpApiBuilder.serve().pipe(
+const TestLive = HttpApiBuilder.serve().pipe(
   Layer.provide(Http.layer),
   Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provideMerge(App.DomainLive.pipe(Layer.provide(NodeHttpClient.layerUndici))),
@@ -43,7 +43,7 @@ describe("MetricsApi", () => {
       assert.strictEqual(top.from, DateTime.formatIsoDateUtc(DateTime.unsafeNow()))
       assert.deepStrictEqual(top.entries.map((e) => [e.rank, e.productId, e.score]), [[1, 9, 7], [2, 2, 3], [3, 5, 3]])
       assert.deepStrictEqual((yield* api.metrics.ranking({ urlParams: { by: "likes", window: "week" } })).entries, [])
-    }).pipe(Effect.provide(ApiTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("bad input is a typed 400; reconciliation without commerce-service is a typed 503", () =>
     Effect.gen(function*() {
@@ -66,7 +66,7 @@ describe("MetricsApi", () => {
       }
       const reconcile = yield* RawHttp.request("POST", "/api/metrics/reconciliation")
       assert.deepStrictEqual([reconcile.status, reconcile.tag], [503, "ServiceUnavailable"])
-    }).pipe(Effect.provide(ApiTest)))
+    }).pipe(Effect.provide(TestLive)))
 
   it.live("with 100,000 products the top N is an index scan from the top of the window, not a sort", () =>
     Effect.gen(function*() {
@@ -88,5 +88,5 @@ describe("MetricsApi", () => {
         assert.strictEqual(top.entries.length, 3)
         assert.isTrue(top.entries[0]!.score >= top.entries[2]!.score)
       }
-    }).pipe(Effect.provide(ApiTest)))
+    }).pipe(Effect.provide(TestLive)))
 })

@@ -30,6 +30,8 @@ export const testConfig = (commerceUrl: string) =>
     replica: 0,
     commerceUrl,
     batchSize: 200,
+    fetchBytesPerPartition: 1024 * 1024,
+    partitionsConcurrency: 1,
     maxRetries: 1,
     kafka: {
       ...ConsumerSettings.defaults,

@@ -1,18 +1,21 @@
 // Order benchmark of order-service against the real Kafka and PostgreSQL of this machine, with its
-// local SMTP and SMS receivers in this process. The service runs as deployed (`src/main.ts`, its
-// own process) on a fresh database and topic prefix. Requests are offered open loop at BENCH_RATE
-// per second for BENCH_SECONDS (each from one of BENCH_USERS users, one unit of a product with
-// ample stock), over keep-alive connections. Prints the API latency percentiles, the time from an
-// order's commit to its CONFIRMED commit (p50/p99), and checks that every confirmed order has
-// exactly one reservation, one e-mail and one SMS.
-// Usage: pnpm bench:orders (BENCH_RATE, BENCH_SECONDS, BENCH_USERS).
+// local SMTP and SMS receivers in this process. The service runs as deployed (`src/main.ts`, each
+// role a process of its own, BENCH_PROCESSES) on a fresh database and topic prefix. Requests are
+// offered open loop at BENCH_RATE per second for BENCH_SECONDS (each from one of BENCH_USERS users,
+// one unit of a product with ample stock), over keep-alive connections. Prints the API latency
+// percentiles, the time from an order's commit to its CONFIRMED commit (p50/p99) and to each stage
+// on the way, the CPU the service's processes used per order, and checks that every confirmed order
+// has exactly one reservation, one e-mail and one SMS.
+// Usage: pnpm bench:orders (BENCH_RATE, BENCH_SECONDS, BENCH_USERS, BENCH_PROCESSES, BENCH_CPU_PROF).
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { readFileSync } from "node:fs"
 import { Agent, request } from "node:http"
 import { fileURLToPath } from "node:url"
 import * as MailCatcher from "../src/MailCatcher.ts"
@@ -22,7 +25,20 @@ import * as SmsCatcher from "../src/SmsCatcher.ts"
 const BenchConfig = Config.all({
   rate: Config.integer("BENCH_RATE").pipe(Config.withDefault(1_000)),
   seconds: Config.number("BENCH_SECONDS").pipe(Config.withDefault(15)),
-  users: Config.integer("BENCH_USERS").pipe(Config.withDefault(1_000))
+  users: Config.integer("BENCH_USERS").pipe(Config.withDefault(1_000)),
+  // The processes the service runs as, `;`-separated, each its ORDER_ROLES: by default each role a
+  // process of its own (the deployment shape; "api,relay,orders,inventory,notifications" is one process).
+  processes: Config.string("BENCH_PROCESSES").pipe(
+    Config.withDefault("api;relay;inventory;orders;notifications"),
+    Config.map((text) => text.split(";").map((roles) => roles.trim()).filter((roles) => roles !== ""))
+  ),
+  // Node flags for the service's processes (space-separated), e.g. GC settings.
+  nodeFlags: Config.string("BENCH_NODE_FLAGS").pipe(
+    Config.withDefault(""),
+    Config.map((text) => text.split(" ").filter((flag) => flag !== ""))
+  ),
+  // A directory: each service process writes a V8 CPU profile there when it stops.
+  cpuProfile: Config.option(Config.string("BENCH_CPU_PROF"))
 })
 
 const entry = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -32,6 +48,13 @@ const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
 const ms = (value: number) => `${value.toFixed(1)} ms`
+
+/** CPU time (ms) process `pid` used so far, from /proc. */
+const cpuMs = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
 
 /** One POST /api/orders; resolves with its latency in ms and its status. */
 const post = (agent: Agent, port: number, userId: number) =>
@@ -76,21 +99,33 @@ const program = Effect.gen(function*() {
   const mail = yield* MailCatcher.make()
   const sms = yield* SmsCatcher.make({ token: "bench-token" })
   const sql = yield* SqlClient
-  const service = yield* ServiceProcess.start({
-    name: "order-service",
-    entry,
-    env: {
-      DATABASE_URL: Database.withDatabase(Redacted.value(yield* Database.url), yield* databaseName),
-      TOPIC_PREFIX: `${TestKafka.uniqueName("bench-orders")}.`,
-      PORT: "0",
-      SMTP_PORT: String(mail.port),
-      SMS_URL: sms.url,
-      SMS_TOKEN: "bench-token",
-      // The notification consumer holds a connection for its transaction and takes one per channel.
-      PG_MAX_CONNECTIONS: "20"
-    }
-  })
-  const port = service.port!
+  const env = {
+    DATABASE_URL: Database.withDatabase(Redacted.value(yield* Database.url), yield* databaseName),
+    TOPIC_PREFIX: `${TestKafka.uniqueName("bench-orders")}.`,
+    PORT: "0",
+    SMTP_PORT: String(mail.port),
+    SMS_URL: sms.url,
+    SMS_TOKEN: "bench-token",
+    SMTP_MAX_CONNECTIONS: "20",
+    // Each process a pool of its own; the requests and the notifications' deliveries are batched, so few are needed.
+    PG_MAX_CONNECTIONS: "10"
+  }
+  const services = yield* Effect.forEach(config.processes, (roles) =>
+    ServiceProcess.start({
+      name: "order-service",
+      entry,
+      execArgv: [
+        ...config.nodeFlags,
+        ...Option.match(config.cpuProfile, {
+          onNone: () => [],
+          onSome: (dir) => ["--cpu-prof", `--cpu-prof-dir=${dir}`]
+        })
+      ],
+      env: { ...env, ORDER_ROLES: roles }
+    }))
+  const port = services.find((service) => service.port !== undefined)?.port
+  if (port === undefined) return yield* Effect.dieMessage("no process runs the api role")
+  yield* Effect.log(`order-service as ${services.length} process(es): ${config.processes.join(" | ")}`)
   const agent = new Agent({ keepAlive: true, maxSockets: 256 })
   // Warm-up: the consumer groups have joined once an order went all the way through.
   const warm = yield* Effect.tryPromise(() => post(agent, port, 1))
@@ -103,6 +138,7 @@ const program = Effect.gen(function*() {
   yield* Effect.log(`offering ${config.rate} orders/s for ${config.seconds} s (${total} orders) to :${port}`)
 
   const started = performance.now()
+  const cpuBefore = { services: services.map((service) => cpuMs(service.pid)), bench: process.cpuUsage() }
   const answers = yield* Effect.tryPromise(() => {
     const pending: Array<Promise<{ latency: number; status: number }>> = []
     return new Promise<Array<{ latency: number; status: number }>>((resolve) => {
@@ -120,10 +156,35 @@ const program = Effect.gen(function*() {
   const created = answers.filter((a) => a.status === 201).length
 
   yield* settle(sql)
+  const settled = (performance.now() - started) / 1000
+  const serviceCpus = services.map((service, i) => (cpuMs(service.pid) - cpuBefore.services[i]!) / 1000)
+  const serviceCpu = serviceCpus.reduce((a, b) => a + b, 0)
+  const benchCpu = process.cpuUsage(cpuBefore.bench)
 
   const confirmLatency = (yield* sql<{ ms: number }>`
     SELECT (extract(epoch FROM updated_at - created_at) * 1000)::float8 AS ms FROM orders WHERE status = 'CONFIRMED'
     ORDER BY 1`).map((row) => row.ms)
+  // Where the time goes, from the rows' own timestamps: each stage's p50/p99 since the order's commit.
+  const stages = yield* sql<{ stage: string; p50: number; p99: number }>`
+    WITH published AS (
+      SELECT topic, (payload->>'orderId')::bigint AS order_id, published_at
+      FROM kpipe_outbox WHERE status = 'PUBLISHED'
+    ), at AS (
+      SELECT 'order.created published' AS stage, p.published_at - o.created_at AS d
+        FROM orders o JOIN published p ON p.order_id = o.order_id AND p.topic LIKE '%.order.created'
+      UNION ALL SELECT 'stock reserved', r.reserved_at - o.created_at
+        FROM orders o JOIN inventory_reservations r USING (order_id)
+      UNION ALL SELECT 'inventory-reserved published', p.published_at - o.created_at
+        FROM orders o JOIN published p ON p.order_id = o.order_id AND p.topic LIKE '%.order.inventory-reserved'
+      UNION ALL SELECT 'confirmed', o.updated_at - o.created_at FROM orders o WHERE o.status = 'CONFIRMED'
+      UNION ALL SELECT 'order.status published', p.published_at - o.created_at
+        FROM orders o JOIN published p ON p.order_id = o.order_id AND p.topic LIKE '%.order.status'
+      UNION ALL SELECT 'both notifications sent', max(d.updated_at) - o.created_at
+        FROM orders o JOIN notification_deliveries d USING (order_id) GROUP BY o.order_id, o.created_at
+    )
+    SELECT stage, (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d)) * 1000)::float8 AS p50,
+           (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d)) * 1000)::float8 AS p99
+    FROM at GROUP BY stage ORDER BY p50`
   const [counts] = yield* sql<{ orders: number; confirmed: number; reservations: number; extra: number }>`
     SELECT (SELECT count(*)::int FROM orders) AS orders,
            (SELECT count(*)::int FROM orders WHERE status = 'CONFIRMED') AS confirmed,
@@ -151,13 +212,19 @@ const program = Effect.gen(function*() {
       `orders ${counts!.orders}, confirmed ${counts!.confirmed}, reservations ${
         counts!.reservations
       } (orders with more than one: ${counts!.extra})`,
+      ...stages.map((row) => `  ${row.stage.padEnd(30)} p50 ${ms(row.p50)}  p99 ${ms(row.p99)}`),
+      `CPU until settled (${settled.toFixed(1)} s): service ${serviceCpu.toFixed(1)} s (${
+        (serviceCpu * 1e3 / Math.max(1, counts!.orders)).toFixed(2)
+      } ms/order${
+        serviceCpus.length > 1 ? `; ${serviceCpus.map((cpu) => cpu.toFixed(1)).join(" + ")} s` : ""
+      }), bench ${((benchCpu.user + benchCpu.system) / 1e6).toFixed(1)} s`,
       `e-mails ${measuredMails.length} (one per confirmed order: ${
         once(mails)
       }), SMS ${measuredSms.length} (one per confirmed order: ${once(texts)})`
     ].join("\n") + "\n"
   )
   agent.destroy()
-  yield* service.stop
+  yield* Effect.forEach(services, (service) => service.stop, { concurrency: "unbounded" })
 })
 
 program.pipe(

@@ -12,6 +12,14 @@ const DomainLive = Layer.mergeAll(Orders.Default, Inventory.Default, Notificatio
   Layer.provide(Layer.mergeAll(Mailer.Default, SmsGateway.Default))
 )
 
+const domain = DomainLive.pipe(Layer.provideMerge(Topics.layer))
+
+/** The `api` role: the HttpApi's handlers (`HttpApi.Api`, to serve), the topics created. */
+export const api = Http.layer.pipe(Layer.provide(domain))
+
+/** The workers of `roles` (see `Workers.roles`), the topics created. */
+export const workers = (roles: Workers.WorkerRoles) => Workers.roles(roles).pipe(Layer.provide(domain))
+
 /**
  * order-service: the HttpApi's handlers and the background workers, with the domain provided and
  * the topics created. Needs only infrastructure: the database, Kafka (client and admin), an

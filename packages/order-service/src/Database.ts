@@ -1,10 +1,10 @@
 import { Database } from "@kpipe/sql"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 import * as Migrations from "./Migrations.ts"
 
 /** order-service's own database (`DATABASE_URL`, default `kpipe_order`), created when missing and migrated. */
 export const layer = Layer.unwrapEffect(
-  Effect.map(OrderServiceConfig, (config) => Database.layerMigratedAt(config.databaseUrl, Migrations.all))
+  Effect.map(Config, (config) => Database.layerMigratedAt(config.databaseUrl, Migrations.all))
 )

@@ -55,6 +55,9 @@ export const make = (
       Effect.async<number, Error>((resume) => {
         server.once("error", (error) => resume(Effect.fail(error)))
         server.listen(options.port ?? 0, "127.0.0.1", () => {
+          // smtp-server reports a client's failed connection (e.g. a reset) as the server's `error`:
+          // it concerns that client only, and with no listener it would end the process.
+          server.on("error", () => {})
           const address = server.server.address()
           resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
         })

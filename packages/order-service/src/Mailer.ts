@@ -1,7 +1,7 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import { createTransport } from "nodemailer"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 
 export class MailError extends Data.TaggedError("MailError")<{ readonly message: string }> {}
 
@@ -16,7 +16,7 @@ export interface Mail {
 /** E-mail over real SMTP (`SMTP_HOST`:`SMTP_PORT`) through nodemailer. */
 export class Mailer extends Effect.Service<Mailer>()("@kpipe/order-service/Mailer", {
   scoped: Effect.gen(function*() {
-    const config = yield* OrderServiceConfig
+    const config = yield* Config
     const transport = yield* Effect.acquireRelease(
       Effect.sync(() =>
         createTransport({
@@ -25,7 +25,7 @@ export class Mailer extends Effect.Service<Mailer>()("@kpipe/order-service/Maile
           secure: false,
           ignoreTLS: true,
           pool: true,
-          maxConnections: 5,
+          maxConnections: config.smtpConnections,
           connectionTimeout: 5_000,
           socketTimeout: 10_000
         })

@@ -5,12 +5,15 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Batcher from "./internal/batcher.ts"
 import { emailOf, phoneOf } from "./internal/contacts.ts"
-import { outsideTransaction } from "./internal/outsideTransaction.ts"
 import { Mailer } from "./Mailer.ts"
 import { SmsGateway } from "./SmsGateway.ts"
 
 export type Channel = "EMAIL" | "SMS"
+
+/** Customers notified at once by one batch (their delivery rows are written together, see `recordAll`). */
+const concurrency = 32
 
 /** A channel did not get its message out; the event is retried (channels already sent are skipped), then dead-lettered. */
 export class NotificationFailed extends Data.TaggedError("NotificationFailed")<{
@@ -18,6 +21,15 @@ export class NotificationFailed extends Data.TaggedError("NotificationFailed")<{
   readonly channels: ReadonlyArray<Channel>
   readonly message: string
 }> {}
+
+interface Delivery {
+  readonly eventId: string
+  readonly channel: Channel
+  readonly orderId: number
+  readonly kind: Message["kind"]
+  /** Why it failed; `null` when it went out. */
+  readonly failure: string | null
+}
 
 export interface Message {
   readonly kind: "CONFIRMATION" | "CANCELLATION"
@@ -49,63 +61,109 @@ export const messageOf = (event: OrderEvents.OrderStatusChanged): Message => {
  * not sent a second time. The same row keeps each channel's state for the order's view.
  */
 export class Notifications extends Effect.Service<Notifications>()("@kpipe/order-service/Notifications", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const sql = yield* SqlClient
     const mailer = yield* Mailer
     const sms = yield* SmsGateway
 
+    /** Delivery rows of concurrent sends, written with one statement (the last word per channel of an event wins). */
+    const recordAll = (deliveries: ReadonlyArray<Delivery>) => {
+      const last = new Map(deliveries.map((delivery) => [`${delivery.eventId}/${delivery.channel}`, delivery]))
+      const rows = [...last.values()]
+      return sql`
+        INSERT INTO notification_deliveries (event_id, channel, order_id, kind, state, attempts, last_error)
+        SELECT d.event_id, d.channel, d.order_id, d.kind, CASE WHEN d.last_error IS NULL THEN 'SENT' ELSE 'FAILED' END,
+               1, d.last_error
+        FROM unnest(${rows.map((row) => row.eventId)}::text[], ${rows.map((row) => row.channel)}::text[],
+                    ${rows.map((row) => row.orderId)}::bigint[], ${rows.map((row) => row.kind)}::text[],
+                    ${rows.map((row) => row.failure)}::text[]) AS d(event_id, channel, order_id, kind, last_error)
+        ON CONFLICT (event_id, channel) DO UPDATE SET state = EXCLUDED.state,
+          attempts = notification_deliveries.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()`.pipe(
+        Effect.as(deliveries.map(() => undefined)),
+        Effect.withSpan("Notifications.record", { attributes: { size: rows.length } })
+      )
+    }
+    const record = yield* Batcher.make(recordAll, { maxBatch: 500, workers: 2 })
+
+    /**
+     * One channel of one event, unless it went out before; its delivery row commits as soon as it
+     * is done, on a connection of its own, whatever the consumer's transaction does.
+     */
     const deliver = (
       event: OrderEvents.OrderStatusChanged,
       message: Message,
       channel: Channel,
+      sentBefore: boolean,
       send: Effect.Effect<void, { readonly message: string }>
     ): Effect.Effect<void, { readonly message: string } | SqlError> =>
-      outsideTransaction(Effect.gen(function*() {
-        const [done] = yield* sql<{ state: string }>`
-          SELECT state FROM notification_deliveries WHERE event_id = ${event.eventId} AND channel = ${channel}`
-        if (done?.state === "SENT") return
+      sentBefore ? Effect.void : Effect.gen(function*() {
         const result = yield* Effect.either(send)
         const failure = Either.isLeft(result) ? result.left.message.slice(0, 2000) : null
-        yield* sql`
-          INSERT INTO notification_deliveries (event_id, channel, order_id, kind, state, attempts, last_error)
-          VALUES (${event.eventId}, ${channel}, ${event.orderId}, ${message.kind}, ${
-          failure === null ? "SENT" : "FAILED"
-        },
-                  1, ${failure})
-          ON CONFLICT (event_id, channel) DO UPDATE SET state = EXCLUDED.state,
-            attempts = notification_deliveries.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()`
+        yield* record({ eventId: event.eventId, channel, orderId: event.orderId, kind: message.kind, failure })
         if (Either.isLeft(result)) return yield* Effect.fail(result.left)
-      })).pipe(Effect.withSpan(`Notifications.${channel}`))
+      }).pipe(Effect.withSpan(`Notifications.${channel}`))
 
-    const notify = Effect.fn("Notifications.notify")(function*(event: OrderEvents.OrderStatusChanged) {
-      const message = messageOf(event)
-      const messageId = `<${event.eventId}@orders.kpipe.test>`
-      const results = yield* Effect.all([
-        deliver(
-          event,
-          message,
-          "EMAIL",
-          mailer.send({ to: emailOf(event.userId), subject: message.subject, text: message.text, messageId })
-        ),
-        deliver(
-          event,
-          message,
-          "SMS",
-          sms.send({ to: phoneOf(event.userId), text: `${message.subject}. ${message.text}`, messageId })
-        )
-      ], { concurrency: 2, mode: "either" })
-      const failed = (["EMAIL", "SMS"] as const).filter((_, i) => Either.isLeft(results[i]!))
-      if (failed.length > 0) {
-        return yield* new NotificationFailed({
-          orderId: event.orderId,
-          channels: failed,
-          message: results.flatMap((result, i) =>
-            Either.isLeft(result) ? [`${i === 0 ? "EMAIL" : "SMS"}: ${result.left.message}`] : []
-          ).join("; ")
-        })
+    const notifyOne = (event: OrderEvents.OrderStatusChanged, sent: ReadonlySet<string>) =>
+      Effect.gen(function*() {
+        const message = messageOf(event)
+        const messageId = `<${event.eventId}@orders.kpipe.test>`
+        const results = yield* Effect.all([
+          deliver(
+            event,
+            message,
+            "EMAIL",
+            sent.has(`${event.eventId}/EMAIL`),
+            mailer.send({ to: emailOf(event.userId), subject: message.subject, text: message.text, messageId })
+          ),
+          deliver(
+            event,
+            message,
+            "SMS",
+            sent.has(`${event.eventId}/SMS`),
+            sms.send({ to: phoneOf(event.userId), text: `${message.subject}. ${message.text}`, messageId })
+          )
+        ], { concurrency: 2, mode: "either" })
+        const failed = (["EMAIL", "SMS"] as const).filter((_, i) => Either.isLeft(results[i]!))
+        if (failed.length > 0) {
+          return yield* new NotificationFailed({
+            orderId: event.orderId,
+            channels: failed,
+            message: results.flatMap((result, i) =>
+              Either.isLeft(result) ? [`${i === 0 ? "EMAIL" : "SMS"}: ${result.left.message}`] : []
+            ).join("; ")
+          })
+        }
+      })
+
+    /**
+     * Every event's messages, `concurrency` customers at a time (one customer's in the events'
+     * order). Channels sent before (an earlier attempt) are skipped, read in one query. Fails
+     * with the first failure once all are done, so the others' channels are recorded as sent.
+     */
+    const notifyAll = Effect.fn("Notifications.notifyAll")(function*(
+      events: ReadonlyArray<OrderEvents.OrderStatusChanged>
+    ) {
+      const rows = yield* sql<{ eventId: string; channel: Channel }>`
+        SELECT event_id, channel FROM notification_deliveries
+        WHERE event_id = ANY(${events.map((event) => event.eventId)}::text[]) AND state = 'SENT'`
+      const sent = new Set(rows.map((row) => `${row.eventId}/${row.channel}`))
+      const byUser = new Map<number, Array<OrderEvents.OrderStatusChanged>>()
+      for (const event of events) {
+        const own = byUser.get(event.userId)
+        if (own === undefined) byUser.set(event.userId, [event])
+        else own.push(event)
       }
+      const outcomes = yield* Effect.forEach(
+        byUser.values(),
+        (own) => Effect.forEach(own, (event) => Effect.either(notifyOne(event, sent))),
+        { concurrency }
+      )
+      const failure = outcomes.flat().find(Either.isLeft)
+      if (failure !== undefined) return yield* failure.left
     })
 
-    return { notify } as const
+    const notify = (event: OrderEvents.OrderStatusChanged) => notifyAll([event])
+
+    return { notify, notifyAll } as const
   })
 }) {}

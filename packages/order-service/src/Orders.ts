@@ -2,16 +2,31 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { OrderErrors, OrderModels } from "@kpipe/contracts"
 import { Ids, OrderEvents } from "@kpipe/events"
 import { Outbox } from "@kpipe/pipeline"
-import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
+import * as Batcher from "./internal/batcher.ts"
 import { money, type OrderRow, selectOrders, toOrder } from "./internal/rows.ts"
 import { OrderTopics } from "./Topics.ts"
 
 const eventId = () => Ids.EventId.make(randomUUID())
+
+/** An order to place. */
+interface Placing {
+  readonly userId: Ids.UserId
+  readonly productId: Ids.ProductId
+  readonly quantity: number
+  readonly key: string | null
+}
+
+interface Placed {
+  readonly orderId: string
+  readonly createdAt: Date
+  readonly unitPrice: string
+  readonly amount: string
+}
 
 interface Changed {
   readonly orderId: string
@@ -27,10 +42,86 @@ interface Changed {
  * same transaction.
  */
 export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Orders", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const sql = yield* SqlClient
     const topics = yield* OrderTopics
-    const config = yield* OrderServiceConfig
+    const config = yield* Config
+
+    const pending = (orderId: Ids.OrderId, request: Placing, row: Placed) => {
+      const createdAt = DateTime.unsafeFromDate(row.createdAt)
+      return new OrderModels.Order({
+        orderId,
+        userId: request.userId,
+        productId: request.productId,
+        quantity: request.quantity,
+        unitPrice: money(row.unitPrice),
+        amount: money(row.amount),
+        status: "PENDING",
+        reason: null,
+        notifications: new OrderModels.Notifications({
+          email: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 }),
+          sms: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 })
+        }),
+        createdAt,
+        updatedAt: createdAt
+      })
+    }
+
+    /**
+     * The orders of concurrent requests, inserted with one statement and announced with one outbox
+     * append, in one transaction. A request whose product is unknown or whose idempotency key was
+     * used before gets `None`: it is answered on its own (`placeOne`). Rows are taken in key order,
+     * so concurrent batches (other replicas) queue on a reused key instead of deadlocking.
+     */
+    const placeBatch = (requests: ReadonlyArray<Placing>) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const rows = yield* sql<Placed & { userId: string; productId: string; quantity: number; key: string | null }>`
+          INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
+          SELECT r.user_id, p.product_id, r.quantity, p.price, p.price * r.quantity, r.key
+          FROM unnest(${requests.map((r) => r.userId)}::bigint[], ${requests.map((r) => r.productId)}::bigint[],
+                      ${requests.map((r) => r.quantity)}::int[], ${requests.map((r) => r.key)}::text[])
+            AS r(user_id, product_id, quantity, key)
+          JOIN products p ON p.product_id = r.product_id
+          ORDER BY r.user_id, r.key
+          ON CONFLICT (user_id, idempotency_key) DO NOTHING
+          RETURNING order_id, user_id, product_id, quantity, idempotency_key AS key, created_at,
+                    unit_price::text AS unit_price, amount::text AS amount`
+        // Requests alike (same user, product, quantity and key, or no key) are interchangeable.
+        const byRequest = new Map<string, Array<Placed>>()
+        const identity = (userId: number, productId: number, quantity: number, key: string | null) =>
+          `${userId}/${productId}/${quantity}/${key === null ? "" : `k${key}`}`
+        for (const row of rows) {
+          const id = identity(Number(row.userId), Number(row.productId), row.quantity, row.key)
+          const alike = byRequest.get(id)
+          if (alike === undefined) byRequest.set(id, [row])
+          else alike.push(row)
+        }
+        const answers = requests.map((request) => {
+          const row = byRequest.get(identity(request.userId, request.productId, request.quantity, request.key))?.pop()
+          return row === undefined ?
+            Option.none() :
+            Option.some(pending(Ids.OrderId.make(Number(row.orderId)), request, row))
+        })
+        yield* Outbox.append(
+          topics.orderCreated,
+          ...answers.flatMap((answer) =>
+            Option.isNone(answer) ? [] : [
+              new OrderEvents.OrderCreated({
+                eventId: eventId(),
+                orderId: answer.value.orderId,
+                userId: answer.value.userId,
+                productId: answer.value.productId,
+                quantity: answer.value.quantity,
+                amount: answer.value.amount,
+                createdAt: answer.value.createdAt
+              })
+            ]
+          )
+        )
+        return answers
+      })).pipe(Effect.withSpan("Orders.placeBatch", { attributes: { size: requests.length } }))
+
+    const placeTogether = yield* Batcher.make(placeBatch, { maxBatch: 500, workers: 2 })
 
     const byKey = (userId: Ids.UserId, key: string) =>
       Effect.map(
@@ -63,50 +154,46 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
               message: "This Idempotency-Key was used for another order body."
             })
           )
+      const placed = yield* placeTogether({ userId, productId, quantity, key })
+      if (Option.isSome(placed)) return placed.value
+      // Unknown product, or the key was used before (perhaps by a request still in flight: the insert waits for it).
       return yield* sql.withTransaction(Effect.gen(function*() {
-        const [product] = yield* sql<{ price: string }>`
-          SELECT price::text AS price FROM products WHERE product_id = ${productId}`
-        if (product === undefined) {
+        const known = yield* sql`SELECT 1 FROM products WHERE product_id = ${productId}`
+        if (known.length === 0) {
           return yield* new OrderErrors.ProductNotFound({ productId, message: `No product ${productId}.` })
         }
-        const unitPrice = money(product.price)
-        const amount = BigDecimal.normalize(BigDecimal.multiply(unitPrice, BigDecimal.fromBigInt(BigInt(quantity))))
-        const [inserted] = yield* sql<{ orderId: string; createdAt: Date }>`
+        const [inserted] = yield* sql<Placed>`
           INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
-          VALUES (${userId}, ${productId}, ${quantity}, ${BigDecimal.format(unitPrice)}, ${BigDecimal.format(amount)},
-                  ${key})
+          SELECT ${userId}, p.product_id, ${quantity}, p.price, p.price * ${quantity}, ${key}
+          FROM products p WHERE p.product_id = ${productId}
           ON CONFLICT (user_id, idempotency_key) DO NOTHING
-          RETURNING order_id, created_at`
+          RETURNING order_id, created_at, unit_price::text AS unit_price, amount::text AS amount`
         if (inserted === undefined) {
-          // The key was used before (perhaps by a request still in flight: the insert waited for it).
           const existing = yield* byKey(userId, key!)
           return yield* Option.match(existing, {
             onNone: () => Effect.dieMessage("idempotency key conflict without an order"),
             onSome: replay
           })
         }
-        const orderId = Ids.OrderId.make(Number(inserted.orderId))
-        const createdAt = DateTime.unsafeFromDate(inserted.createdAt)
+        // The earlier order was rolled back meanwhile: this one is new after all.
+        const order = pending(
+          Ids.OrderId.make(Number(inserted.orderId)),
+          { userId, productId, quantity, key },
+          inserted
+        )
         yield* Outbox.append(
           topics.orderCreated,
-          new OrderEvents.OrderCreated({ eventId: eventId(), orderId, userId, productId, quantity, amount, createdAt })
+          new OrderEvents.OrderCreated({
+            eventId: eventId(),
+            orderId: order.orderId,
+            userId,
+            productId,
+            quantity,
+            amount: order.amount,
+            createdAt: order.createdAt
+          })
         )
-        return new OrderModels.Order({
-          orderId,
-          userId,
-          productId,
-          quantity,
-          unitPrice,
-          amount,
-          status: "PENDING",
-          reason: null,
-          notifications: new OrderModels.Notifications({
-            email: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 }),
-            sms: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 })
-          }),
-          createdAt,
-          updatedAt: createdAt
-        })
+        return order
       }))
     })
 

@@ -3,7 +3,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 
 export class SmsError extends Data.TaggedError("SmsError")<{ readonly message: string }> {}
 
@@ -17,7 +17,7 @@ export interface Sms {
 /** SMS through the provider's HTTP endpoint (`SMS_URL`, bearer `SMS_TOKEN`): any answer but 2xx is a failure. */
 export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-service/SmsGateway", {
   effect: Effect.gen(function*() {
-    const config = yield* OrderServiceConfig
+    const config = yield* Config
     const client = (yield* HttpClient.HttpClient).pipe(HttpClient.filterStatusOk)
     const url = config.smsUrl.toString()
 

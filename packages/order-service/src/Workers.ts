@@ -6,7 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { OrderServiceConfig } from "./Config.ts"
+import { Config } from "./Config.ts"
 import { Inventory } from "./Inventory.ts"
 import { Notifications } from "./Notifications.ts"
 import { Orders } from "./Orders.ts"
@@ -33,7 +33,7 @@ export const groups = {
 const attention = Effect.gen(function*() {
   const topics = yield* OrderTopics
   const orders = yield* Orders
-  const config = yield* OrderServiceConfig
+  const config = yield* Config
   const sql = yield* SqlClient
   yield* Consumer.run(
     {
@@ -61,15 +61,29 @@ const attention = Effect.gen(function*() {
   )
 })
 
-/** The options of the idempotent consumers, as `layer` runs them. */
+/**
+ * What a process runs besides the API; each can be deployed apart (`ORDER_ROLES`): `relay` (the
+ * outbox relay, for every row any role appends), `orders` (confirmations, cancellations, the
+ * dead-letter monitors and NEEDS_ATTENTION), `inventory` (reservations), `notifications`.
+ */
+export interface WorkerRoles {
+  readonly relay: boolean
+  readonly orders: boolean
+  readonly inventory: boolean
+  readonly notifications: boolean
+}
+
+/** The options of the idempotent consumers, as `roles` runs them. */
 export const consumerOptions = Effect.gen(function*() {
   const topics = yield* OrderTopics
-  const config = yield* OrderServiceConfig
+  const config = yield* Config
   const inventory = yield* Inventory
   const orders = yield* Orders
   const notifications = yield* Notifications
   const group = ServiceTopics.group
-  const kafka = config.consumer
+  // The topics are keyed by user, so their partitions touch disjoint orders and outbox keys: all
+  // of a topic's partitions are applied at once.
+  const kafka = { ...config.consumer, partitionsConsumedConcurrently: topics.orderStatus.partitions }
 
   const reserve = IdempotentConsumer.options({
     topic: topics.orderCreated,
@@ -77,7 +91,7 @@ export const consumerOptions = Effect.gen(function*() {
     errors: { StockNotFound: "retry", SqlError: "retry", ParseError: "deadLetter" },
     retry,
     kafka,
-    handle: (event) => Effect.asVoid(inventory.reserve(event))
+    handleBatch: (delivered) => Effect.asVoid(inventory.reserveAll(delivered.map(({ event }) => event)))
   })
   const confirm = IdempotentConsumer.options({
     topic: topics.inventoryReserved,
@@ -98,34 +112,39 @@ export const consumerOptions = Effect.gen(function*() {
   const notify = IdempotentConsumer.options({
     topic: topics.orderStatus,
     groupId: yield* group(groups.notifications),
-    errors: { NotificationFailed: "retry" },
+    errors: { NotificationFailed: "retry", SqlError: "retry" },
     retry,
     kafka,
-    handle: (event) => notifications.notify(event)
+    handleBatch: (delivered) => notifications.notifyAll(delivered.map(({ event }) => event))
   })
   return { reserve, confirm, cancel, notify }
 })
 
-/** The consumers, dead-letter monitors and the outbox relay. */
-export const layer = Layer.unwrapEffect(Effect.gen(function*() {
-  const topics = yield* OrderTopics
-  const config = yield* OrderServiceConfig
-  const { cancel, confirm, notify, reserve } = yield* consumerOptions
-  const group = ServiceTopics.group
-  const kafka = config.consumer
-  const monitors = Layer.mergeAll(
-    DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
-    DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
-    Layer.scopedDiscard(attention)
-  )
-  return Layer.mergeAll(
-    Layer.mergeAll(
-      IdempotentConsumer.layer(reserve),
-      IdempotentConsumer.layer(confirm),
-      IdempotentConsumer.layer(cancel),
-      IdempotentConsumer.layer(notify)
-    ).pipe(Layer.provide(DeadLetter.layer)),
-    monitors,
-    OutboxRelay.layerConfig.pipe(Layer.provide(Producer.layer()))
-  )
-}))
+/** The workers of `roles`. */
+export const roles = (selected: WorkerRoles) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const topics = yield* OrderTopics
+    const config = yield* Config
+    const { cancel, confirm, notify, reserve } = yield* consumerOptions
+    const group = ServiceTopics.group
+    const kafka = config.consumer
+    const monitors = Layer.mergeAll(
+      DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
+      DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
+      Layer.scopedDiscard(attention)
+    )
+    return Layer.mergeAll(
+      Layer.mergeAll(
+        selected.inventory ? IdempotentConsumer.layer(reserve) : Layer.empty,
+        selected.orders
+          ? Layer.merge(IdempotentConsumer.layer(confirm), IdempotentConsumer.layer(cancel))
+          : Layer.empty,
+        selected.notifications ? IdempotentConsumer.layer(notify) : Layer.empty
+      ).pipe(Layer.provide(DeadLetter.layer)),
+      selected.orders ? monitors : Layer.empty,
+      selected.relay ? OutboxRelay.layerConfig.pipe(Layer.provide(Producer.layer())) : Layer.empty
+    )
+  }))
+
+/** All the consumers, dead-letter monitors and the outbox relay. */
+export const layer = roles({ relay: true, orders: true, inventory: true, notifications: true })

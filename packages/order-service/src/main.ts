@@ -1,5 +1,6 @@
 import { HttpServe, Operations, ServiceMain } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as App from "./App.ts"
 import * as Config from "./Config.ts"
@@ -9,10 +10,20 @@ const InfraLive = Layer.mergeAll(Database.layer, ServiceMain.kafka, ServiceMain.
   Layer.provideMerge(Config.layerFromEnv)
 )
 
-const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) }).pipe(
-  Layer.provide(App.layer),
-  Layer.provide(Operations.layer("order-service")),
-  Layer.provide(InfraLive)
-)
+// No log line per request: at the rates an order API takes it costs more than the request.
+const HttpLive = HttpServe.layer({
+  defaultPort: EffectConfig.map(Config.config, (config) => config.port),
+  logRequests: false
+}).pipe(Layer.provide(App.api))
+
+/** `ORDER_ROLES`: the API (served) and the workers this process runs; all of them by default. */
+const AppLive = Layer.unwrapEffect(Effect.map(Config.roles, (roles) =>
+  Layer.mergeAll(
+    roles.api ? HttpLive : Layer.empty,
+    App.workers(roles)
+  ))).pipe(
+    Layer.provide(Operations.layer("order-service")),
+    Layer.provide(InfraLive)
+  )
 
 ServiceMain.launch("order-service", AppLive)

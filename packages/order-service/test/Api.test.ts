@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { AppTest, clientAs, newProduct, newUser, raw } from "./utils.ts"
+import { clientAs, newProduct, newUser, raw, TestLive } from "./utils.ts"
 
 /** Orders and `OrderCreated` events written for `userId` (later events of the saga share the key). */
 const writesOf = (userId: number) =>
@@ -17,7 +17,7 @@ const writesOf = (userId: number) =>
 
 const body = (productId: number, quantity: number) => JSON.stringify({ productId, quantity })
 
-layer(AppTest("order-api"), { timeout: "120 seconds", excludeTestServices: true })("order API", (it) => {
+layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true })("order API", (it) => {
   it.effect("bad inputs are answered with typed 4xx, and nothing is written", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(10)
@@ -101,6 +101,45 @@ layer(AppTest("order-api"), { timeout: "120 seconds", excludeTestServices: true 
       const otherUser = newUser()
       const theirs = yield* raw("POST", "/api/orders", { userId: otherUser, body: body(productId, 3), headers })
       assert.strictEqual(theirs.status, 201)
+    }))
+
+  it.effect("concurrent orders share transactions, and each is answered on its own: unknown products 404, keys once", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const productId = yield* newProduct(1000, "2.50")
+      const users = Array.from({ length: 20 }, () => newUser())
+      const requests = [
+        ...users.map((userId) => ({ userId, body: body(productId, 2), headers: {} })),
+        // The same user twice without a key: two orders.
+        { userId: users[0]!, body: body(productId, 2), headers: {} },
+        { userId: users[1]!, body: body(999_999_999, 1), headers: {} },
+        ...Array.from(
+          { length: 3 },
+          () => ({ userId: users[2]!, body: body(productId, 1), headers: { "idempotency-key": "k" } })
+        )
+      ]
+      const answers = yield* Effect.forEach(requests, (request) => raw("POST", "/api/orders", request), {
+        concurrency: "unbounded"
+      })
+      assert.deepStrictEqual(answers.map((a) => a.status), [...Array(21).fill(201), 404, 201, 201, 201])
+      assert.strictEqual(answers[21]!.tag, "ProductNotFound")
+      const placed = answers.filter((a) => a.status === 201)
+      answers.slice(0, 21).forEach((answer, i) => {
+        assert.strictEqual(answer.body!.userId, requests[i]!.userId)
+        assert.strictEqual(answer.body!.amount, "5")
+      })
+      assert.strictEqual(new Set(placed.map((a) => a.body!.orderId)).size, 22)
+      assert.strictEqual(new Set(answers.slice(22).map((a) => a.body!.orderId)).size, 1)
+      const rows = yield* sql<{ orders: number; transactions: number; events: number }>`
+        SELECT count(*)::int AS orders, count(DISTINCT created_at)::int AS transactions,
+               (SELECT count(*)::int FROM kpipe_outbox WHERE event_type = 'OrderCreated'
+                  AND (payload->>'orderId')::bigint IN (SELECT order_id FROM orders WHERE product_id = ${productId}))
+                 AS events
+        FROM orders WHERE product_id = ${productId}`
+      assert.strictEqual(rows[0]!.orders, 22)
+      assert.strictEqual(rows[0]!.events, 22)
+      // An order's created_at is its transaction's start: orders placed together committed together.
+      assert.isBelow(rows[0]!.transactions, 22)
     }))
 
   it.effect("a user sees their own orders, newest first and paged, and not other users' orders", () =>

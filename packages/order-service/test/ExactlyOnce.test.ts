@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import { consumerOptions } from "../src/Workers.ts"
-import { AppTest } from "./utils.ts"
+import { TestLive } from "./utils.ts"
 
 interface Variant {
   readonly batchSize: number
@@ -20,8 +20,8 @@ interface Variant {
 // One event per transaction, and the default batch (the batch statement of confirm and cancel).
 const variants: ReadonlyArray<Variant> = [{ batchSize: 1 }, { batchSize: 100 }]
 
-const TestLive = AppTest("eo-orders")
-type R = Layer.Layer.Success<typeof TestLive>
+const OrdersLive = TestLive("eo-orders")
+type R = Layer.Layer.Success<typeof OrdersLive>
 
 const topics = new Map<string, Topic.Any>()
 const now = DateTime.unsafeMake(Date.now())
@@ -172,7 +172,7 @@ const notify = ExactlyOnce.property<OrderEvents.OrderStatusChanged, Variant, R>(
 
 const options = { timeout: 400_000, fastCheck: ExactlyOnce.runs(variants, 2) }
 
-layer(TestLive, { timeout: "60 seconds", excludeTestServices: true })(
+layer(OrdersLive, { timeout: "60 seconds", excludeTestServices: true })(
   "order-service consumers",
   (it) => {
     describe("exactly once, whatever the duplicates, order, stopped replica and replay", () => {

@@ -7,7 +7,7 @@ import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import { emailOf, phoneOf } from "../src/internal/contacts.ts"
 import { OrderTopics } from "../src/Topics.ts"
-import { AppTest, clientAs, eventually, newProduct, newUser, place, Receivers, settled, stockOf } from "./utils.ts"
+import { clientAs, eventually, newProduct, newUser, place, Receivers, settled, stockOf, TestLive } from "./utils.ts"
 
 const deadLetters = (key: string, count: number) =>
   Effect.gen(function*() {
@@ -17,7 +17,7 @@ const deadLetters = (key: string, count: number) =>
     return yield* Effect.forEach(mine, DeadLetter.decode)
   })
 
-layer(AppTest("order-failures"), { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
+layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
   it.effect("duplicate deliveries of order.created make one reservation, one e-mail and one SMS", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

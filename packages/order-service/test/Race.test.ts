@@ -6,9 +6,9 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import { randomUUID } from "node:crypto"
 import { Inventory } from "../src/Inventory.ts"
-import { AppTest, clientAs, eventually, newProduct, newUser, place, stockOf } from "./utils.ts"
+import { clientAs, eventually, newProduct, newUser, place, stockOf, TestLive } from "./utils.ts"
 
-layer(AppTest("order-race"), { timeout: "120 seconds", excludeTestServices: true })("the last units", (it) => {
+layer(TestLive("order-race"), { timeout: "120 seconds", excludeTestServices: true })("the last units", (it) => {
   it.effect("10 orders racing for the last 3 units: exactly 3 confirmed, 7 cancelled, stock 0", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(3)
@@ -58,5 +58,37 @@ layer(AppTest("order-race"), { timeout: "120 seconds", excludeTestServices: true
       assert.strictEqual(outcomes.filter((o) => o === "RESERVED").length, 2)
       assert.strictEqual(outcomes.filter((o) => o === "OUT_OF_STOCK").length, 18)
       assert.strictEqual(yield* stockOf(productId), 1)
+    }))
+
+  it.effect("a batch is reserved in its events' order, and a product without stock fails the batch", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const inventory = yield* Inventory
+      const few = Ids.ProductId.make(yield* newProduct(5))
+      const many = Ids.ProductId.make(yield* newProduct(100))
+      const now = yield* DateTime.now
+      const created = (i: number, productId: Ids.ProductId, quantity: number) =>
+        new OrderEvents.OrderCreated({
+          eventId: Ids.EventId.make(randomUUID()),
+          orderId: Ids.OrderId.make(2_000_000_000 + few * 100 + i),
+          userId: Ids.UserId.make(newUser()),
+          productId,
+          quantity,
+          amount: BigDecimal.fromBigInt(20n),
+          createdAt: now
+        })
+      const events = [created(0, few, 2), created(1, many, 50), created(2, few, 4), created(3, few, 3)]
+      const outcomes = yield* inventory.reserveAll(events).pipe(sql.withTransaction)
+      assert.deepStrictEqual(outcomes, ["RESERVED", "RESERVED", "OUT_OF_STOCK", "RESERVED"])
+      assert.deepStrictEqual([yield* stockOf(few), yield* stockOf(many)], [0, 50])
+      const reserved = yield* sql<{ orderId: string }>`
+        SELECT order_id FROM inventory_reservations
+        WHERE order_id = ANY(${events.map((event) => event.orderId)}::bigint[]) ORDER BY order_id`
+      assert.deepStrictEqual(reserved.map((row) => Number(row.orderId)), [0, 1, 3].map((i) => events[i]!.orderId))
+
+      const unknown = yield* inventory.reserveAll([created(4, many, 1), created(5, Ids.ProductId.make(987_654_321), 1)])
+        .pipe(sql.withTransaction, Effect.flip)
+      assert.strictEqual(unknown._tag, "StockNotFound")
+      assert.strictEqual(yield* stockOf(many), 50)
     }))
 })

@@ -4,9 +4,9 @@ import { Ids } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
 import { emailOf, phoneOf } from "../src/internal/contacts.ts"
-import { AppTest, newProduct, newUser, place, Receivers, settled, stockOf } from "./utils.ts"
+import { newProduct, newUser, place, Receivers, settled, stockOf, TestLive } from "./utils.ts"
 
-layer(AppTest("order-saga"), { timeout: "120 seconds", excludeTestServices: true })("order saga", (it) => {
+layer(TestLive("order-saga"), { timeout: "120 seconds", excludeTestServices: true })("order saga", (it) => {
   it.effect("an order in stock is confirmed, its stock reserved once, and the customer told by e-mail and SMS", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(5, "12.50")

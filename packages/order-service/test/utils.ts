@@ -45,13 +45,14 @@ const AlertsTest = Layer.effect(
 )
 
 const ConfigTest = Layer.effect(
-  Config.OrderServiceConfig,
-  Effect.map(Receivers, ({ mail, sms }): Config.OrderConfig => ({
+  Config.Config,
+  Effect.map(Receivers, ({ mail, sms }): Config.Values => ({
     port: 0,
     databaseUrl: Redacted.make("postgres://unused-the-tests-use-Database.layerTest"),
     maxQuantity: 100,
     smtpHost: "127.0.0.1",
     smtpPort: mail.port,
+    smtpConnections: 5,
     mailFrom: "orders@kpipe.test",
     smsUrl: new URL(sms.url),
     smsToken: Redacted.make(smsToken),
@@ -69,7 +70,7 @@ const ConfigTest = Layer.effect(
  * order-service served in process on a fresh database of its own, with topics and consumer groups
  * under a prefix of its own, real SMTP and SMS receivers, and a client pointed at it.
  */
-export const AppTest = (name: string) =>
+export const TestLive = (name: string) =>
   HttpApiBuilder.serve().pipe(
     Layer.provideMerge(App.layer.pipe(Layer.provide(NodeHttpClient.layerUndici))),
     Layer.provideMerge(NodeHttpServer.layerTest),

@@ -40,7 +40,8 @@ const program = Effect.gen(function*() {
   }
 })
 
-// The faults make the pipeline log its warnings on purpose; FAULTS_LOG_LEVEL=Warning shows them.
+// The faults make the pipeline log its warnings on purpose; FAULTS_LOG_LEVEL=WARN shows them (Effect's
+// level labels: DEBUG, INFO, WARN, ERROR).
 const logLevel = Config.logLevel("FAULTS_LOG_LEVEL").pipe(Config.withDefault(LogLevel.None))
 
 Effect.flatMap(logLevel, (level) => Logger.withMinimumLogLevel(program, level)).pipe(

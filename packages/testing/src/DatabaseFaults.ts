@@ -1,10 +1,15 @@
+import * as Command from "@effect/platform/Command"
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Database } from "@kpipe/sql"
 import type * as ConfigError from "effect/ConfigError"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { readdirSync } from "node:fs"
+import * as ServiceProcess from "./ServiceProcess.ts"
 
 /**
  * Faults of one database on the shared server, made with the server's own means so that nothing
@@ -53,4 +58,106 @@ export const cutOff: Effect.Effect<void, SqlError | ConfigError.ConfigError, Sql
   const sql = yield* SqlClient
   const [row] = yield* sql<{ readonly name: string }>`SELECT current_database() AS name`
   yield* refuse(yield* Database.url, row!.name)
+})
+
+export class DatabaseFaultsError extends Data.TaggedError("DatabaseFaultsError")<{
+  readonly command: string
+  readonly message: string
+}> {}
+
+/**
+ * A PostgreSQL cluster of one's own (Debian's `pg_createcluster`, trust authentication on
+ * 127.0.0.1, a free port), for faults of the server itself: the shared server on 5432 is never
+ * stopped or restarted.
+ */
+export interface Cluster {
+  readonly version: string
+  readonly name: string
+  readonly port: number
+  /** `postgres://postgres@127.0.0.1:<port>/postgres`: a `DATABASE_URL` for this server. */
+  readonly url: Redacted.Redacted
+  /** `pg_ctlcluster restart` (fast shutdown: sessions ended, then started again). */
+  readonly restart: Effect.Effect<void, DatabaseFaultsError>
+  /** Fast shutdown: every session ended, new connections refused (nothing listens on the port). */
+  readonly stop: Effect.Effect<void, DatabaseFaultsError>
+  readonly start: Effect.Effect<void, DatabaseFaultsError>
+  /** Stopped now; started again when the scope closes, whatever happened meanwhile. */
+  readonly down: Effect.Effect<void, DatabaseFaultsError, Scope.Scope>
+}
+
+const text = <E>(stream: Stream.Stream<Uint8Array, E>) => stream.pipe(Stream.decodeText(), Stream.mkString)
+
+const run = (command: string, ...args: ReadonlyArray<string>) =>
+  Command.make(command, ...args).pipe(
+    Command.start,
+    Effect.flatMap((child) =>
+      Effect.all([text(child.stdout), text(child.stderr), child.exitCode], { concurrency: "unbounded" })
+    ),
+    Effect.scoped,
+    Effect.mapError((error) =>
+      new DatabaseFaultsError({
+        command,
+        message: `${command}: ${error.message} (needs Debian's postgresql-common and the rights of root or postgres)`
+      })
+    ),
+    Effect.filterOrFail(
+      ([, , code]) => code === 0,
+      ([out, err, code]) =>
+        new DatabaseFaultsError({
+          command,
+          message: `${command} ${args.join(" ")} exited with ${code}: ${(out + err).trim()}`
+        })
+    ),
+    Effect.asVoid,
+    Effect.provide(ServiceProcess.executorLayer)
+  )
+
+/** The newest PostgreSQL installed under /usr/lib/postgresql (Debian's layout). */
+const installedVersion = Effect.try({
+  try: () => {
+    const versions = readdirSync("/usr/lib/postgresql").filter((name) => /^\d+$/.test(name))
+    if (versions.length === 0) throw new Error("no version under /usr/lib/postgresql")
+    return versions.sort((a, b) => Number(b) - Number(a))[0]!
+  },
+  catch: (cause) => new DatabaseFaultsError({ command: "pg_createcluster", message: String(cause) })
+})
+
+/**
+ * Creates and starts a cluster of one's own; when the scope closes it is stopped and dropped with
+ * its data. Takes a few seconds (initdb).
+ */
+export const cluster: Effect.Effect<Cluster, DatabaseFaultsError, Scope.Scope> = Effect.gen(function*() {
+  const version = yield* installedVersion
+  const port = yield* ServiceProcess.freePort
+  const name = `kpipe_faults_${port}`
+  const ctl = (...args: ReadonlyArray<string>) =>
+    run("pg_ctlcluster", "--skip-systemctl-redirect", version, name, ...args)
+  yield* Effect.acquireRelease(
+    run(
+      "pg_createcluster",
+      version,
+      name,
+      "--port",
+      String(port),
+      "--start-conf",
+      "manual",
+      "--",
+      "--auth-local=trust",
+      "--auth-host=trust"
+    ),
+    () => run("pg_dropcluster", "--stop", version, name).pipe(Effect.ignoreLogged)
+  )
+  yield* ctl("start")
+  const stop = ctl("stop").pipe(Effect.zipRight(Effect.logInfo(`PostgreSQL ${name} stopped`)))
+  const start = ctl("start").pipe(Effect.zipRight(Effect.logInfo(`PostgreSQL ${name} started`)))
+  return {
+    version,
+    name,
+    port,
+    url: Redacted.make(`postgres://postgres@127.0.0.1:${port}/postgres`),
+    restart: ctl("restart").pipe(Effect.zipRight(Effect.logInfo(`PostgreSQL ${name} restarted`))),
+    stop,
+    start,
+    down: Effect.acquireRelease(stop, () => Effect.orDie(start))
+  } satisfies Cluster
 })

@@ -35,7 +35,15 @@ export const TotalsRow = Schema.Struct({
   views: Schema.Int,
   salesCount: Schema.Int,
   salesAmount: Money.Money,
-  cancellations: Schema.Int
+  cancellations: Schema.Int,
+  days: Schema.Array(Schema.Struct({
+    day: Schema.String,
+    likes: Schema.Int,
+    views: Schema.Int,
+    salesCount: Schema.Int,
+    salesAmount: Money.Money,
+    cancellations: Schema.Int
+  }))
 })
 
 export const TimeRow = Schema.Struct({ at: Schema.DateTimeUtcFromDate })

@@ -1,0 +1,52 @@
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+
+interface Call<I, O, E> {
+  readonly item: I
+  readonly done: Deferred.Deferred<O, E>
+}
+
+/**
+ * Group commit: the calls made while a `run` is under way go to the next `run` together (at most
+ * `maxBatch`), so concurrent callers share one transaction, one statement and one round trip
+ * instead of taking one each. `run` answers each item, in the items' order; when it fails or dies,
+ * every call of its batch gets that cause. `workers` batches may be under way at once. The loops
+ * live as long as the scope and never end on a failure.
+ */
+export const make = <I, O, E, R>(
+  run: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>,
+  options: { readonly maxBatch: number; readonly workers: number }
+): Effect.Effect<(item: I) => Effect.Effect<O, E>, never, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const queue = yield* Effect.acquireRelease(Queue.unbounded<Call<I, O, E>>(), Queue.shutdown)
+    const settle = (calls: ReadonlyArray<Call<I, O, E>>, exit: Exit.Exit<ReadonlyArray<O>, E>) =>
+      Effect.forEach(calls, (call, i) =>
+        Deferred.done(
+          call.done,
+          Exit.flatMap(exit, (answers) =>
+            i < answers.length
+              ? Exit.succeed(answers[i]!)
+              : Exit.die(new Error(`batch answered ${answers.length} of ${calls.length} items`)))
+        ), { discard: true })
+    const loop = Queue.takeBetween(queue, 1, options.maxBatch).pipe(
+      Effect.flatMap((chunk) => {
+        const calls = [...chunk]
+        return Effect.uninterruptibleMask((restore) =>
+          restore(run(calls.map((call) => call.item))).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.zipRight(settle(calls, exit), Exit.isInterrupted(exit) ? Effect.interrupt : Effect.void)
+            )
+          )
+        )
+      }),
+      Effect.forever
+    )
+    yield* Effect.forkScoped(loop).pipe(Effect.replicateEffect(options.workers))
+    return (item: I) =>
+      Effect.flatMap(Deferred.make<O, E>(), (done) =>
+        Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
+  })

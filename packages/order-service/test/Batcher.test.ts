@@ -1,0 +1,52 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Batcher from "../src/internal/batcher.ts"
+
+describe("Batcher (group commit of concurrent calls)", () => {
+  it.live("the calls made while a run is under way go to the next run together, each gets its own answer", () =>
+    Effect.gen(function*() {
+      const batches: Array<ReadonlyArray<number>> = []
+      const release = yield* Deferred.make<void>()
+      const call = yield* Batcher.make(
+        (items: ReadonlyArray<number>) =>
+          Effect.gen(function*() {
+            batches.push(items)
+            // The first run waits, so the calls meanwhile queue up behind it.
+            if (batches.length === 1) yield* Deferred.await(release)
+            return items.map((item) => item * 10)
+          }),
+        { maxBatch: 100, workers: 1 }
+      )
+      const first = yield* Effect.fork(call(1))
+      yield* Effect.sleep("20 millis")
+      const rest = yield* Effect.fork(Effect.forEach([2, 3, 4, 5], call, { concurrency: "unbounded" }))
+      yield* Effect.sleep("20 millis")
+      yield* Deferred.succeed(release, void 0)
+      assert.strictEqual(yield* Fiber.join(first), 10)
+      assert.deepStrictEqual(yield* Fiber.join(rest), [20, 30, 40, 50])
+      assert.deepStrictEqual(batches, [[1], [2, 3, 4, 5]])
+    }).pipe(Effect.scoped))
+
+  it.live("a batch is at most maxBatch calls; a failing run fails its own calls only, and the loop goes on", () =>
+    Effect.gen(function*() {
+      const sizes: Array<number> = []
+      const call = yield* Batcher.make(
+        (items: ReadonlyArray<number>) => {
+          sizes.push(items.length)
+          return items.includes(13) ? Effect.fail("unlucky" as const) : Effect.succeed(items)
+        },
+        { maxBatch: 2, workers: 1 }
+      )
+      const exits = yield* Effect.forEach([1, 2, 3, 13, 5], (item) => Effect.exit(call(item)), {
+        concurrency: "unbounded"
+      })
+      assert.isTrue(sizes.every((size) => size <= 2))
+      const failed = exits.flatMap((exit, i) => Exit.isFailure(exit) ? [[1, 2, 3, 13, 5][i]] : [])
+      assert.include(failed, 13)
+      assert.isTrue(failed.length <= 2, `only 13's batch fails, got ${failed}`)
+      assert.deepStrictEqual(yield* call(7), 7)
+    }).pipe(Effect.scoped))
+})
