@@ -44,7 +44,10 @@ export class IssueStatus extends Schema.Class<IssueStatus>("IssueStatus")({
   userId: Ids.UserId,
   status: IssueState,
   message: Schema.String,
-  /** Why a request FAILED: `SOLD_OUT` (the database had no stock left) or `DEAD_LETTERED`. */
+  /**
+   * Why a request FAILED: `SOLD_OUT` (the database had no stock left), `DEAD_LETTERED`, or
+   * `NOT_QUEUED` (the service stopped before the request reached Kafka).
+   */
   reason: Schema.optionalWith(Schema.String, { exact: true }),
   issuedAt: Schema.optionalWith(Schema.DateTimeUtc, { exact: true })
 }) {}
@@ -70,6 +73,8 @@ export const DriftKind = Schema.Literal(
   "DB_COUNTER_NOT_ROWS",
   "ISSUED_NOT_IN_REDIS",
   "RESERVED_WITHOUT_REQUEST",
+  /** A request pending for longer than any publish takes, with no outcome: it probably never reached Kafka. */
+  "STALE_RESERVATION",
   "REDIS_STATE_MISSING"
 )
 

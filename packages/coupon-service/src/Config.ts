@@ -6,6 +6,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Topics from "./Topics.ts"
 
@@ -77,6 +78,9 @@ const retry = EffectConfig.all({
   )
 )
 
+// kafkajs's request timeout, which the Kafka client leaves at its default.
+const producerRequestTimeout = Duration.seconds(30)
+
 /**
  * Everything coupon-service reads from the environment, with local defaults. The Kafka client reads
  * its own (`KAFKA_BROKERS` …), `HttpServe` reads `HTTP_REUSE_PORT`, `AlertSink` `ALERT_WEBHOOK_URL`.
@@ -116,12 +120,30 @@ export const config = EffectConfig.all({
     Duration.seconds(20),
     "How long a rebuild waits for the consumer group to catch up"
   ),
+  reclaimInterval: duration(
+    "RESERVATION_RECLAIM_INTERVAL",
+    Duration.seconds(5),
+    "How often the reclaimer looks for reservations whose request never reached Kafka"
+  ),
+  reclaimAge: EffectConfig.option(EffectConfig.duration("RESERVATION_RECLAIM_AGE")).pipe(
+    EffectConfig.withDescription(
+      "How old a pending reservation must be before the reclaimer may release it: longer than a publish " +
+        "can take (default: twice PUBLISH_RETRIES + 1 producer requests of 30 s, one send queued ahead " +
+        "plus its own). A publish that takes longer is not issued but fails as NOT_QUEUED"
+    )
+  ),
   consumerBatchSize: positive("CONSUMER_BATCH_SIZE", 200, "Records of a partition applied in one transaction"),
   consumerConcurrency: positive("CONSUMER_CONCURRENCY", 3, "Partitions consumed concurrently"),
   retry,
   // Measured in a sale: consumer CPU per request from ~140 to ~80 µs with bigger fetches.
   consumer: ConsumerSettings.config({ maxWaitTimeInMs: 100, minBytes: 64 * 1024 })
-})
+}).pipe(EffectConfig.map((values) => ({
+  ...values,
+  reclaimAge: Option.getOrElse(
+    values.reclaimAge,
+    () => Duration.times(producerRequestTimeout, 2 * (values.publishRetries + 1))
+  )
+})))
 
 export type Values = EffectConfig.Config.Success<typeof config>
 

@@ -216,6 +216,8 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
         status,
         message: status === "FAILED" && extra.reason === "SOLD_OUT"
           ? "The coupon could not be issued to you: it sold out before your request was applied."
+          : status === "FAILED" && extra.reason === "NOT_QUEUED"
+          ? "Your request could not be queued and nothing is reserved for it; you may request the coupon again."
           : messages[status],
         ...extra
       })

@@ -4,6 +4,7 @@ import type { CouponEvents } from "@kpipe/events"
 import { Ids } from "@kpipe/events"
 import * as Data from "effect/Data"
 import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -22,15 +23,18 @@ export class IssueConflict extends Data.TaggedError("IssueConflict")<{ readonly 
   }
 }
 
-/** What the consumer's transaction did with one request. */
-export type IssueOutcome = "ISSUED" | "ALREADY_ISSUED" | "SOLD_OUT"
+/**
+ * What the consumer's transaction did with one request. `RECLAIMED`: the reclaimer had already
+ * failed it as never queued (`NOT_QUEUED`), so its late record issues nothing.
+ */
+export type IssueOutcome = "ISSUED" | "ALREADY_ISSUED" | "SOLD_OUT" | "RECLAIMED"
 
 export interface Applied {
   readonly event: CouponEvents.CouponIssueRequested
   readonly outcome: IssueOutcome
 }
 
-export type FailureReason = "SOLD_OUT" | "DEAD_LETTERED"
+export type FailureReason = "SOLD_OUT" | "DEAD_LETTERED" | "NOT_QUEUED"
 
 /** A coupon as the database keeps it. */
 export interface Coupon {
@@ -134,12 +138,18 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
      * Applies a batch of requests in one statement: per coupon (row locked), the first requests in
      * offset order whose users hold no coupon yet get the units left, in `user_coupons` (UNIQUE per
      * coupon and user) and `issued_quantity` (never above `total_quantity`, also a CHECK); the rest
-     * are `SOLD_OUT` (stored as failures) or `ALREADY_ISSUED`. The database can neither oversell nor
-     * issue twice, whatever Redis let through.
+     * are `SOLD_OUT` (stored as failures) or `ALREADY_ISSUED`; a request the reclaimer failed as
+     * `NOT_QUEUED` is `RECLAIMED`. The database can neither oversell nor issue twice, whatever Redis
+     * let through.
      */
     const applyIssues = Effect.fn("CouponStore.applyIssues")(function*(
       events: ReadonlyArray<CouponEvents.CouponIssueRequested>
     ) {
+      // The coupon rows are locked before the statement takes its snapshot, so it sees every
+      // NOT_QUEUED failure committed by a reclaimer, which takes the same lock (`reclaim`).
+      yield* sql`
+        SELECT id FROM coupons WHERE id = ANY(${[...new Set(events.map((e) => e.couponId))]}::int[])
+        ORDER BY id FOR UPDATE`
       const rows = yield* sql<{ eventId: string; outcome: IssueOutcome | "MISSING" | "CONFLICT" }>`
         WITH input AS (
           SELECT * FROM unnest(
@@ -147,6 +157,9 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
             ${events.map((e) => e.couponId)}::int[],
             ${events.map((e) => e.userId)}::bigint[]
           ) WITH ORDINALITY AS t(event_id, coupon_id, user_id, ord)
+        ), reclaimed AS (
+          SELECT f.event_id FROM coupon_issue_failures f
+          WHERE f.event_id IN (SELECT event_id FROM input) AND f.reason = 'NOT_QUEUED'
         ), stock AS (
           SELECT id, total_quantity - issued_quantity AS available FROM coupons
           WHERE id IN (SELECT coupon_id FROM input)
@@ -154,6 +167,7 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
         ), candidates AS (
           SELECT DISTINCT ON (i.coupon_id, i.user_id) i.* FROM input i
           WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = i.coupon_id AND uc.user_id = i.user_id)
+            AND NOT EXISTS (SELECT 1 FROM reclaimed r WHERE r.event_id = i.event_id)
           ORDER BY i.coupon_id, i.user_id, i.ord
         ), winners AS (
           SELECT ranked.* FROM (
@@ -176,6 +190,7 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
             WHEN ins.event_id IS NOT NULL THEN 'ISSUED'
             WHEN s.id IS NULL THEN 'MISSING'
             WHEN w.event_id IS NOT NULL THEN 'CONFLICT'
+            WHEN EXISTS (SELECT 1 FROM reclaimed r WHERE r.event_id = i.event_id) THEN 'RECLAIMED'
             WHEN EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = i.coupon_id AND uc.user_id = i.user_id)
               OR EXISTS (SELECT 1 FROM inserted x WHERE x.coupon_id = i.coupon_id AND x.user_id = i.user_id)
               THEN 'ALREADY_ISSUED'
@@ -213,6 +228,36 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
         sql.insert({ eventId: event.eventId, couponId: event.couponId, userId: event.userId, reason, detail })
       }
         ON CONFLICT (event_id) DO NOTHING`.pipe(Effect.asVoid, Effect.withSpan("CouponStore.recordFailure"))
+
+    /**
+     * Fails, as `NOT_QUEUED`, each of `requests` the database has no trace of: no coupon, no
+     * failure, no claim of `groupId` (which would mean its record was consumed, e.g. dead-lettered
+     * with its failure still to be recorded). Under the coupon row's lock, which the consumer takes
+     * too (`applyIssues`): a record arriving later is `RECLAIMED`, never issued. The event ids failed now.
+     */
+    const reclaim = Effect.fn("CouponStore.reclaim")(function*(
+      couponId: Ids.CouponId,
+      groupId: string,
+      requests: ReadonlyArray<{ readonly userId: string; readonly eventId: string }>
+    ) {
+      if (requests.length === 0) return new Set<string>()
+      const rows = yield* sql.withTransaction(Effect.zipRight(
+        sql`SELECT id FROM coupons WHERE id = ${couponId} FOR UPDATE`,
+        sql<{ eventId: string }>`
+          INSERT INTO coupon_issue_failures (event_id, coupon_id, user_id, reason, detail)
+          SELECT t.event_id, ${couponId}, t.user_id, 'NOT_QUEUED', 'the request never reached Kafka'
+          FROM unnest(${requests.map((r) => r.eventId)}::uuid[], ${requests.map((r) => r.userId)}::bigint[])
+            AS t(event_id, user_id)
+          WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.event_id = t.event_id)
+            AND NOT EXISTS (
+              SELECT 1 FROM kpipe_processed_events p
+              WHERE p.consumer_group = ${groupId} AND p.event_id = t.event_id::text
+            )
+          ON CONFLICT (event_id) DO NOTHING
+          RETURNING event_id::text AS event_id`
+      ))
+      return new Set(rows.map((row) => row.eventId))
+    })
 
     const request = Effect.fn("CouponStore.request")(function*(couponId: Ids.CouponId, userId: Ids.UserId) {
       const rows = yield* sql`
@@ -282,6 +327,26 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
       return Option.fromNullable(rows[0])
     })
 
-    return { create, find, applyIssues, recordFailure, request, userCoupons, issuedUsers, settled, counts } as const
+    /** The coupons on sale, or whose sale ended less than `lookback` ago. */
+    const recentCoupons = Effect.fn("CouponStore.recentCoupons")(function*(lookback: Duration.Duration) {
+      const rows = yield* sql<{ id: number }>`
+        SELECT id FROM coupons
+        WHERE valid_from <= now() AND valid_until > now() - make_interval(secs => ${Duration.toSeconds(lookback)})`
+      return rows.map((row) => Ids.CouponId.make(row.id))
+    })
+
+    return {
+      create,
+      find,
+      applyIssues,
+      reclaim,
+      recordFailure,
+      request,
+      userCoupons,
+      issuedUsers,
+      settled,
+      counts,
+      recentCoupons
+    } as const
   })
 }) {}

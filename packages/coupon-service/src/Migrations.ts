@@ -43,10 +43,19 @@ const createTables = Effect.gen(function*() {
   yield* sql`CREATE INDEX coupon_issue_failures_by_user ON coupon_issue_failures (coupon_id, user_id, failed_at DESC)`
 })
 
+// NOT_QUEUED: a reservation the reclaimer released because its request never reached Kafka.
+const notQueued = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`
+    ALTER TABLE coupon_issue_failures
+      DROP CONSTRAINT coupon_issue_failures_reason_check,
+      ADD CONSTRAINT coupon_issue_failures_reason_check CHECK (reason IN ('SOLD_OUT', 'DEAD_LETTERED', 'NOT_QUEUED'))`
+})
+
 /** coupon-service's own tables, with their own history table. */
 export const coupons: Migrations.MigrationsOptions = {
   table: "coupon_service_migrations",
-  loader: Migrator.fromRecord({ "0001_coupons": createTables })
+  loader: Migrator.fromRecord({ "0001_coupons": createTables, "0002_not_queued": notQueued })
 }
 
 /** Everything coupon-service needs, in order: the consumer's tables, then its own. */

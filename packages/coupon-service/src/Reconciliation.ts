@@ -1,6 +1,8 @@
 import type { Ids } from "@kpipe/events"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { Config } from "./Config.ts"
 import { CouponStore } from "./CouponStore.ts"
 import { StockReservations } from "./StockReservations.ts"
 
@@ -12,6 +14,7 @@ export type DriftKind =
   | "DB_COUNTER_NOT_ROWS"
   | "ISSUED_NOT_IN_REDIS"
   | "RESERVED_WITHOUT_REQUEST"
+  | "STALE_RESERVATION"
   | "REDIS_STATE_MISSING"
 
 /** One disagreement between Redis and the database, with up to 20 of the users concerned. */
@@ -32,7 +35,7 @@ export interface Report {
     readonly pending: number
   }
   readonly db: { readonly issuedQuantity: number; readonly userCoupons: number; readonly failures: number }
-  /** Requests accepted and not yet applied by the consumer. */
+  /** Requests accepted and not yet applied by the consumer (stale ones excepted: they are drift). */
   readonly inFlight: number
   /** Requests the database settled whose Redis entry still says pending. */
   readonly lagging: number
@@ -50,8 +53,10 @@ const sample = (users: Iterable<string>) => Array.from(users).slice(0, 20)
  */
 export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/coupon-service/Reconciliation", {
   effect: Effect.gen(function*() {
+    const config = yield* Config
     const store = yield* CouponStore
     const reservations = yield* StockReservations
+    const age = Duration.toMillis(config.reclaimAge)
 
     const check = Effect.fn("Reconciliation.check")(function*(couponId: Ids.CouponId) {
       const coupon = yield* store.find(couponId)
@@ -67,6 +72,12 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/cou
       const pendingUsers = Object.keys(view.pending)
       const settled = yield* store.settled(couponId, Object.values(view.pending))
       const lagging = pendingUsers.filter((userId) => settled.has(view.pending[userId]!))
+      // Older than any publish takes and still without an outcome: the request most likely never
+      // reached Kafka (the reclaimer releases it once the consumer has passed the topic's end).
+      const stale = view.state !== "ready" ? [] : pendingUsers.filter((userId) =>
+        !settled.has(view.pending[userId]!) &&
+        view.pendingSince[userId] !== undefined && view.pendingSince[userId] <= view.now - age
+      )
       const members = new Set(view.members)
       const drift: Array<Drift> = []
       const add = (kind: Drift["kind"], detail: string, userIds: Iterable<string> = []) =>
@@ -101,13 +112,22 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/cou
             orphans
           )
         }
+        if (stale.length > 0) {
+          add(
+            "STALE_RESERVATION",
+            `${stale.length} requests pending for over ${
+              Duration.format(config.reclaimAge)
+            } with no outcome in the database: probably never queued`,
+            stale
+          )
+        }
       }
       return Option.some<Report>({
         couponId,
         totalQuantity: total,
         redis: { state: view.state, counter: view.counter, members: members.size, pending: pendingUsers.length },
         db: counts,
-        inFlight: pendingUsers.length - lagging.length,
+        inFlight: pendingUsers.length - lagging.length - stale.length,
         lagging: lagging.length,
         drift,
         consistent: drift.length === 0

@@ -22,6 +22,16 @@ export interface ReservationsView {
   readonly members: ReadonlyArray<string>
   /** User id → event id of the request in flight. */
   readonly pending: Readonly<Record<string, string>>
+  /** User id → when Redis accepted the request in flight (ms, Redis's clock). */
+  readonly pendingSince: Readonly<Record<string, number>>
+  /** Redis's clock when the view was read (ms). */
+  readonly now: number
+}
+
+/** A request Redis still holds a unit for. */
+export interface PendingRequest {
+  readonly userId: string
+  readonly eventId: string
 }
 
 /** What the database decided for one request. */
@@ -81,6 +91,15 @@ export class StockReservations extends Effect.Service<StockReservations>()(
           Effect.withSpan("StockReservations.settleAll", { attributes: { requests: outcomes.length } })
         )
 
+      /** Redis's clock (ms): when reservations are made is on it, whichever replica made them. */
+      const now = scripts.now
+
+      /** Requests accepted at or before `cutoff` (ms, Redis's clock) still pending, up to `limit`. */
+      const stale = (couponId: Ids.CouponId, cutoff: number, limit: number) =>
+        scripts.stale(keysOf(couponId), cutoff, limit).pipe(
+          Effect.withSpan("StockReservations.stale", { attributes: { couponId } })
+        )
+
       const status = (couponId: Ids.CouponId, userId: Ids.UserId) =>
         scripts.status(keysOf(couponId), userId).pipe(
           Effect.map(({ pendingEventId, status }) => ({
@@ -123,18 +142,24 @@ export class StockReservations extends Effect.Service<StockReservations>()(
       const inspect = (couponId: Ids.CouponId) =>
         redis.use(async (client): Promise<ReservationsView> => {
           const keys = keysOf(couponId)
-          const [meta, counter, members, pending] = await Promise.all([
+          const [meta, counter, members, pending, since, time] = await Promise.all([
             client.hgetall(keys.meta),
             client.get(keys.counter),
             client.smembers(keys.users),
-            client.hgetall(keys.pending)
+            client.hgetall(keys.pending),
+            client.zrange(keys.since, 0, -1, "WITHSCORES"),
+            client.time()
           ])
+          const pendingSince: Record<string, number> = {}
+          for (let i = 0; i + 1 < since.length; i += 2) pendingSince[since[i]!] = Number(since[i + 1])
           return {
             state: meta["state"] === "ready" ? "ready" : meta["state"] === "recovering" ? "recovering" : "missing",
             total: meta["total"] === undefined ? Option.none() : Option.some(Number(meta["total"])),
             counter: counter === null ? 0 : Number(counter),
             members,
-            pending
+            pending,
+            pendingSince,
+            now: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
           }
         }).pipe(Effect.withSpan("StockReservations.inspect", { attributes: { couponId } }))
 
@@ -144,6 +169,8 @@ export class StockReservations extends Effect.Service<StockReservations>()(
         markIssued,
         release,
         settleAll,
+        now,
+        stale,
         status,
         initialize,
         beginRecovery,

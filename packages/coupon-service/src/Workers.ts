@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Config } from "./Config.ts"
 import { type Applied, CouponStore } from "./CouponStore.ts"
+import * as ReservationReclaimer from "./ReservationReclaimer.ts"
 import * as ReservationRelease from "./ReservationRelease.ts"
 import { StockReservations } from "./StockReservations.ts"
 
@@ -20,7 +21,7 @@ const reflect = (reservations: StockReservations, applied: ReadonlyArray<Applied
     couponId: event.couponId,
     userId: event.userId,
     eventId: event.eventId,
-    issued: outcome !== "SOLD_OUT"
+    issued: outcome === "ISSUED" || outcome === "ALREADY_ISSUED"
   }))).pipe(
     Effect.timeout("5 seconds"),
     Effect.retry({ times: 2 }),
@@ -93,5 +94,8 @@ export const deadLetters = Layer.unwrapEffect(Effect.gen(function*() {
   )
 }))
 
-/** The consumers: `coupon-issue-group`, and the two groups on `coupon-issue-dlq`. */
-export const layer = Layer.mergeAll(issueConsumer, deadLetters)
+/**
+ * The consumers (`coupon-issue-group`, and the two groups on `coupon-issue-dlq`) and the reclaimer
+ * of reservations whose request never reached Kafka.
+ */
+export const layer = Layer.mergeAll(issueConsumer, deadLetters, ReservationReclaimer.layer)

@@ -8,9 +8,11 @@ import type { ChainableCommander } from "ioredis"
  * A coupon's keys. The seed's three (`counter`, `issued:users`, `user:{id}:status`) plus:
  * `meta` (total quantity and `state`: a coupon without it was never opened or was lost),
  * `pending` (user → event id of the request in flight, so rollbacks and releases only ever undo
- * their own reservation) and `recovery` (the lease of the replica rebuilding the coupon).
+ * their own reservation), `pending:since` (user → when Redis accepted that request, in Redis's own
+ * clock, ms: what the reclaimer looks for) and `recovery` (the lease of the replica rebuilding the coupon).
  *
- * Invariant kept by every script: `counter` = size of `issued:users` = issued + pending users.
+ * Invariants kept by every script: `counter` = size of `issued:users` = issued + pending users;
+ * `pending:since` has exactly the users of `pending`.
  */
 export const couponKeys = (prefix: string, couponId: number | string) => {
   const base = `${prefix}${couponId}`
@@ -19,12 +21,16 @@ export const couponKeys = (prefix: string, couponId: number | string) => {
     counter: `${base}:counter`,
     users: `${base}:issued:users`,
     pending: `${base}:pending`,
+    since: `${base}:pending:since`,
     lease: `${base}:recovery`,
     status: (userId: number | string) => `${base}:user:${userId}:status`
   }
 }
 
-// KEYS: meta, counter, users, pending, status. ARGV: user id, event id, status TTL (s).
+// Redis's clock in ms: every replica's reservations and the reclaimer's cutoff are on the same clock.
+const nowLua = `local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)`
+
+// KEYS: meta, counter, users, pending, status, since. ARGV: user id, event id, status TTL (s).
 const reserveLua = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'MISSING', 0} end
@@ -38,6 +44,8 @@ if counter >= tonumber(redis.call('HGET', KEYS[1], 'total')) then return {'SOLD_
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[6], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
 redis.call('SET', KEYS[5], 'PENDING', 'EX', ARGV[3])
 return {'ACCEPTED', counter + 1}
 `
@@ -46,6 +54,7 @@ return {'ACCEPTED', counter + 1}
 const rollbackLua = `
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 if redis.call('SREM', KEYS[3], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('DECR', KEYS[2])
 end
@@ -59,7 +68,10 @@ return 1
 // it is only added to the set, whose size becomes the counter when the rebuild finishes.
 const markIssuedLua = `
 redis.call('SET', KEYS[5], 'ISSUED', 'EX', ARGV[3])
-if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[4], ARGV[1]) end
+if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
+end
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 1 end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'ready' then
@@ -80,6 +92,7 @@ const releaseLua = `
 local pending = redis.call('HGET', KEYS[4], ARGV[1])
 if pending == ARGV[2] then
   redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
   if redis.call('SREM', KEYS[3], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('DECR', KEYS[2])
   end
@@ -98,10 +111,25 @@ const statusLua = `
 return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], ARGV[1])}
 `
 
-// KEYS: meta, counter, users, pending. ARGV: total. Opens a new coupon: nobody can have asked for
+// KEYS: pending, since. ARGV: cutoff (ms, Redis clock), limit. The requests Redis accepted at or
+// before the cutoff that are still pending: {user id, event id, …}.
+const staleLua = `
+local users = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local found = {}
+for _, user in ipairs(users) do
+  local event = redis.call('HGET', KEYS[1], user)
+  if event then
+    found[#found + 1] = user
+    found[#found + 1] = event
+  end
+end
+return found
+`
+
+// KEYS: meta, counter, users, pending, since. ARGV: total. Opens a new coupon: nobody can have asked for
 // it yet, so whatever the keys hold (left over from a database that was reset) is discarded.
 const initializeLua = `
-redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[1], 'total', ARGV[1], 'state', 'ready')
 redis.call('SET', KEYS[2], 0)
 return 1
@@ -121,11 +149,11 @@ redis.call('HSET', KEYS[1], 'state', 'recovering')
 return 'STARTED'
 `
 
-// KEYS: meta, counter, users, pending, lease. ARGV: token.
+// KEYS: meta, counter, users, pending, lease, since. ARGV: token.
 const resetLua = `
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'recovering')
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[6])
 return 1
 `
 
@@ -164,18 +192,20 @@ export type ReserveResult =
 
 // One command per script on the Redis client (`Redis.script`); the names must not clash with Redis's own.
 const define = Effect.all({
-  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 5, lua: reserveLua }),
-  rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 5, lua: rollbackLua }),
-  markIssued: Redis.script<number>({ name: "couponMarkIssued", numberOfKeys: 5, lua: markIssuedLua }),
-  release: Redis.script<number>({ name: "couponRelease", numberOfKeys: 5, lua: releaseLua }),
+  now: Redis.script<number>({ name: "couponNow", numberOfKeys: 0, lua: nowLua }),
+  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 6, lua: reserveLua }),
+  rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 6, lua: rollbackLua }),
+  markIssued: Redis.script<number>({ name: "couponMarkIssued", numberOfKeys: 6, lua: markIssuedLua }),
+  release: Redis.script<number>({ name: "couponRelease", numberOfKeys: 6, lua: releaseLua }),
+  stale: Redis.script<Array<string>>({ name: "couponStale", numberOfKeys: 2, lua: staleLua }),
   status: Redis.script<[string | null, string | null]>({ name: "couponStatus", numberOfKeys: 2, lua: statusLua }),
-  initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 4, lua: initializeLua }),
+  initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 5, lua: initializeLua }),
   beginRecovery: Redis.script<"READY" | "BUSY" | "STARTED">({
     name: "couponBeginRecovery",
     numberOfKeys: 4,
     lua: beginRecoveryLua
   }),
-  reset: Redis.script<number>({ name: "couponReset", numberOfKeys: 5, lua: resetLua }),
+  reset: Redis.script<number>({ name: "couponReset", numberOfKeys: 6, lua: resetLua }),
   addUsers: Redis.script<number>({ name: "couponAddUsers", numberOfKeys: 2, lua: addUsersLua }),
   finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 4, lua: finishRecoveryLua }),
   abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 1, lua: abandonLua })
@@ -207,7 +237,8 @@ const userKeys = (keys: CouponKeys, userId: number) => [
   keys.counter,
   keys.users,
   keys.pending,
-  keys.status(userId)
+  keys.status(userId),
+  keys.since
 ]
 
 /** The scripts on this Redis client, each taking a coupon's keys and returning what its answer means. */
@@ -242,18 +273,27 @@ export const make = Effect.gen(function*() {
         request.eventId,
         ttl
       ]),
+    /** Redis's clock, ms. */
+    now: scripts.now([]),
+    /** Requests accepted at or before `cutoff` (ms, Redis's clock) and still pending, up to `limit`. */
+    stale: (keys: CouponKeys, cutoff: number, limit: number) =>
+      Effect.map(scripts.stale([keys.pending, keys.since], [cutoff, limit]), (reply) => {
+        const found: Array<{ readonly userId: string; readonly eventId: string }> = []
+        for (let i = 0; i + 1 < reply.length; i += 2) found.push({ userId: reply[i]!, eventId: reply[i + 1]! })
+        return found
+      }),
     status: (keys: CouponKeys, userId: number) =>
       Effect.map(scripts.status([keys.status(userId), keys.pending], [userId]), ([status, pending]) => ({
         status: Option.fromNullable(status),
         pendingEventId: Option.fromNullable(pending)
       })),
     initialize: (keys: CouponKeys, total: number) =>
-      Effect.asVoid(scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending], [total])),
+      Effect.asVoid(scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending, keys.since], [total])),
     beginRecovery: (keys: CouponKeys, token: string, leaseMillis: number) =>
       scripts.beginRecovery([keys.meta, keys.counter, keys.users, keys.lease], [token, leaseMillis]),
     reset: (keys: CouponKeys, token: string) =>
       Effect.map(
-        scripts.reset([keys.meta, keys.counter, keys.users, keys.pending, keys.lease], [token]),
+        scripts.reset([keys.meta, keys.counter, keys.users, keys.pending, keys.lease, keys.since], [token]),
         (n) => n === 1
       ),
     addUsers: (keys: CouponKeys, token: string, userIds: ReadonlyArray<string>) =>
