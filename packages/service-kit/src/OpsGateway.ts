@@ -1,4 +1,3 @@
-import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -107,7 +106,8 @@ export const layer = (options: {
   readonly services: ReadonlyArray<Upstream>
   readonly token: Redacted.Redacted
 }) =>
-  HttpServer.serve(router(options), HttpMiddleware.logger).pipe(
+  // No request log: the console polls every service every few seconds; the services log the actions.
+  HttpServer.serve(router(options)).pipe(
     HttpServer.withLogAddress,
     Layer.provideMerge(HttpServe.server({ port: options.port }))
   )

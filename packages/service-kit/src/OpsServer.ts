@@ -3,6 +3,7 @@ import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { OpsApi } from "@kpipe/contracts"
@@ -12,7 +13,6 @@ import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import { Redrive } from "@kpipe/pipeline"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -105,6 +105,14 @@ export const layerConsole = HttpApiBuilder.Router.use((router) =>
   router.get("/console", HttpServerResponse.html(consoleHtml))
 )
 
+/** Logs the requests that change something; the console's reads every few seconds would drown them. */
+const logActions = HttpMiddleware.make((app) =>
+  Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (request) => request.method === "GET" ? app : HttpMiddleware.logger(app)
+  )
+)
+
 /** `OPS_PORT`: where a service serves its ops API and console; unset, it serves none. */
 export const port: Config.Config<Option.Option<number>> = Config.option(
   Config.integer("OPS_PORT").pipe(
@@ -118,7 +126,7 @@ export const port: Config.Config<Option.Option<number>> = Config.option(
  * (redrives send to the original topics).
  */
 export const layer = (options: { readonly port: number; readonly token?: Config.Config<Redacted.Redacted> }) =>
-  HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+  HttpApiBuilder.serve(logActions).pipe(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(layerConsole),
     Layer.provide(layerApi(options.token)),
@@ -127,9 +135,19 @@ export const layer = (options: { readonly port: number; readonly token?: Config.
   )
 
 /**
+ * `layer` built on its own (a fresh memo map): HttpApiBuilder keeps one router per layer build, so
+ * built with the service's own HttpApi server the two would share it, and refuse to start on the
+ * routes both declare (`/docs`).
+ */
+const isolated = <ROut, E, RIn>(self: Layer.Layer<ROut, E, RIn>): Layer.Layer<never, E, RIn> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(Effect.context<RIn>(), (context) => Layer.build(Layer.provide(self, Layer.succeedContext(context))))
+  )
+
+/**
  * What a service's `main.ts` adds: `layer` on `OPS_PORT` when it is set, for the service's own
  * database (`SqlClient`), with a producer of its own on the service's `KafkaClient`, behind
- * `ADMIN_TOKEN`. Its server stays out of the service's context.
+ * `ADMIN_TOKEN`; a server of its own, out of the service's context.
  */
 export const layerFromEnv: Layer.Layer<
   never,
@@ -139,10 +157,6 @@ export const layerFromEnv: Layer.Layer<
   port,
   Option.match({
     onNone: () => Layer.effectDiscard(Effect.logDebug("ops API not served (OPS_PORT unset)")),
-    onSome: (port) =>
-      layer({ port }).pipe(
-        Layer.provide(Producer.layer()),
-        Layer.map(() => Context.empty())
-      )
+    onSome: (port) => isolated(layer({ port }).pipe(Layer.provide(Producer.layer())))
   })
 ))

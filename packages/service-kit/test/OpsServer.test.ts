@@ -1,6 +1,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
@@ -90,12 +91,22 @@ describe("OpsServer", () => {
       Effect.gen(function*() {
         const port = yield* freePort
         const health = `http://127.0.0.1:${port}/ops/health`
+        // Built as main.ts builds it: beside the service's own HttpApi server (with /docs too), in one layer.
+        const ServiceApiLive = HttpApiBuilder.serve().pipe(
+          Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+          Layer.provide(OpsServer.layerApi(Config.succeed(Redacted.make("the-service-api")))),
+          Layer.provideMerge(NodeHttpServer.layerTest)
+        )
         yield* Effect.gen(function*() {
           assert.strictEqual(yield* statusOf(health, token), 200)
           assert.strictEqual(yield* statusOf(health, "not-the-token"), 401)
           assert.strictEqual(yield* statusOf(`http://127.0.0.1:${port}/console`, ""), 200)
-        }).pipe(Effect.provide(OpsServer.layerFromEnv.pipe(
-          Layer.provide(withEnv({ OPS_PORT: String(port), ADMIN_TOKEN: token }))
+          assert.strictEqual(yield* statusOf(`http://127.0.0.1:${port}/docs`, ""), 200)
+          const service = yield* HttpClient.get("/docs")
+          assert.strictEqual(service.status, 200, "the service's own server answers too")
+        }).pipe(Effect.provide(Layer.merge(
+          ServiceApiLive,
+          OpsServer.layerFromEnv.pipe(Layer.provide(withEnv({ OPS_PORT: String(port), ADMIN_TOKEN: token })))
         )))
 
         yield* Effect.gen(function*() {
