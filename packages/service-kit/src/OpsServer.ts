@@ -130,7 +130,10 @@ export const layer = (options: { readonly port: number; readonly token?: Config.
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(layerConsole),
     Layer.provide(layerApi(options.token)),
-    HttpServer.withLogAddress,
+    // Not "Listening on …": that line is the service's own server (ServiceProcess reads its port from it).
+    Layer.merge(Layer.effectDiscard(
+      HttpServer.addressFormattedWith((address) => Effect.logInfo(`ops API and console at ${address}/console`))
+    )),
     Layer.provideMerge(HttpServe.server({ port: options.port }))
   )
 

@@ -96,6 +96,8 @@ async function refresh() {
     if (services.length === 0) await loadServices()
     const picked = $("service").value
     const shown = await Promise.all(services.filter((s) => picked === "" || s.name === picked).map(snapshot))
+    // Another service was picked meanwhile: that refresh renders, not this one.
+    if ($("service").value !== picked) return
     const tagged = (key) => shown.flatMap((s) => s[key].map((row) => ({ service: s.service.name, ...row })))
     table($("health"), shown.map((s) => s.error !== undefined ? { service: s.service.name, state: s.error } : {
       service: s.service.name, "outbox backlog": s.health.outboxPending, "oldest pending (s)": s.health.oldestPendingSeconds ?? "-",
