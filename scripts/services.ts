@@ -1,13 +1,15 @@
 // `pnpm run services`: brings up whatever infrastructure is not reachable yet, creates the service
 // databases and the registry's topics, starts every seed service as its own process, shows their
-// readiness (`/health/ready`), restarts one that exits on its own (with backoff, counted), and on
-// Ctrl-C stops them all gracefully (consumers drain) and the broker it started.
+// readiness (`/health/ready`), restarts one that exits on its own (with backoff, counted), serves
+// one ops console over every service's ops API (`OpsGateway`), and on Ctrl-C stops them all
+// gracefully (consumers drain) and the broker it started.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { SeedTopics } from "@kpipe/contracts"
 import { Infrastructure, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { MailCatcher, SmsCatcher } from "@kpipe/order-service"
 import { Topic, TopicAdmin } from "@kpipe/pipeline"
+import { OpsGateway } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
@@ -25,6 +27,10 @@ interface ServiceSpec {
   readonly entry: string
   readonly database: string
   readonly port: number
+  /** Its OpsServer (`OPS_PORT`), reached through the console's gateway. */
+  readonly opsPort: number
+  /** The console's name for it: replicas share one, their database. */
+  readonly group: string
   readonly env?: Record<string, string>
   readonly http: boolean
 }
@@ -44,6 +50,14 @@ const settings = Config.all({
   smsPort: Config.integer("SMS_PORT").pipe(Config.withDefault(2526)),
   commercePort: Config.integer("COMMERCE_PORT").pipe(Config.withDefault(3040)),
   metricsPort: Config.integer("METRICS_PORT").pipe(Config.withDefault(3050)),
+  opsOffset: Config.integer("OPS_PORT_OFFSET").pipe(
+    Config.withDefault(100),
+    Config.withDescription("Each service's ops API listens on its port plus this")
+  ),
+  consolePort: Config.integer("OPS_CONSOLE_PORT").pipe(
+    Config.withDefault(3100),
+    Config.withDescription("Port of the ops console over every service")
+  ),
   topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault("")),
   databasePrefix: Config.string("DATABASE_PREFIX").pipe(Config.withDefault("kpipe_"))
 })
@@ -56,40 +70,50 @@ const colors = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95]
 const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
   {
     name: "auth-service",
+    group: "auth-service",
     entry: entry("auth-service"),
     database: `${s.databasePrefix}auth`,
     port: s.authPort,
+    opsPort: s.authPort + s.opsOffset,
     http: true
   },
   {
     name: "d-day-service",
+    group: "d-day-service",
     entry: entry("dday-service"),
     database: `${s.databasePrefix}dday`,
     port: s.ddayPort,
+    opsPort: s.ddayPort + s.opsOffset,
     env: { AUTH_SERVICE_URL: `http://127.0.0.1:${s.authPort}` },
     http: true
   },
   ...Array.from({ length: s.accountReplicas }, (_, replica) => ({
     name: `account-service-${replica + 1}`,
+    group: "account-service",
     entry: entry("account-service"),
     database: `${s.databasePrefix}account`,
     port: s.accountPort + replica,
+    opsPort: s.accountPort + replica + s.opsOffset,
     env: { REPLICA: String(replica) },
     http: true
   })),
   ...Array.from({ length: s.couponReplicas }, (_, replica) => ({
     name: s.couponReplicas === 1 ? "coupon-service" : `coupon-service-${replica + 1}`,
+    group: "coupon-service",
     entry: entry("coupon-service"),
     database: `${s.databasePrefix}coupon`,
     port: s.couponPort + replica,
+    opsPort: s.couponPort + replica + s.opsOffset,
     env: { REPLICA: String(replica) },
     http: true
   })),
   {
     name: "order-service",
+    group: "order-service",
     entry: entry("order-service"),
     database: `${s.databasePrefix}order`,
     port: s.orderPort,
+    opsPort: s.orderPort + s.opsOffset,
     env: {
       SMTP_PORT: String(s.smtpPort),
       SMS_URL: `http://127.0.0.1:${s.smsPort}/sms`,
@@ -99,16 +123,20 @@ const plan = Effect.map(settings, (s): ReadonlyArray<ServiceSpec> => [
   },
   {
     name: "commerce-service",
+    group: "commerce-service",
     entry: entry("commerce-service"),
     database: `${s.databasePrefix}commerce`,
     port: s.commercePort,
+    opsPort: s.commercePort + s.opsOffset,
     http: true
   },
   {
     name: "metrics-service",
+    group: "metrics-service",
     entry: entry("metrics-service"),
     database: `${s.databasePrefix}metrics`,
     port: s.metricsPort,
+    opsPort: s.metricsPort + s.opsOffset,
     env: { COMMERCE_SERVICE_URL: `http://127.0.0.1:${s.commercePort}` },
     http: true
   }
@@ -197,6 +225,7 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
         env: {
           DATABASE_URL: databaseUrl,
           PORT: String(spec.port),
+          OPS_PORT: String(spec.opsPort),
           KPIPE_ENV: "development",
           ADMIN_TOKEN: adminToken,
           ...spec.env
@@ -256,7 +285,7 @@ const statusLines = (running: ReadonlyArray<{ readonly spec: ServiceSpec; readon
         ({ pid, restarts, state }) =>
           `  ${spec.name.padEnd(20)} pid ${String(pid).padEnd(8)} ${state.padEnd(20)} restarts ${
             String(restarts).padEnd(3)
-          } http://127.0.0.1:${spec.port}  docs: /docs  health: /health/ready  metrics: /metrics`
+          } http://127.0.0.1:${spec.port}  docs: /docs  health: /health/ready  metrics: /metrics  ops: :${spec.opsPort}`
       )
   )
 
@@ -277,9 +306,21 @@ const program = Effect.gen(function*() {
     { concurrency: "unbounded" }
   )
   const states = yield* Effect.forEach(running, ({ firstStart }) => firstStart, { concurrency: "unbounded" })
+  const { consolePort } = yield* settings
+  yield* Layer.build(OpsGateway.layer({
+    port: consolePort,
+    token: Redacted.make(adminToken),
+    services: [...new Set(services.map((spec) => spec.group))].map((group) => ({
+      name: group,
+      urls: services.filter((spec) => spec.group === group).map((spec) => `http://127.0.0.1:${spec.opsPort}`)
+    }))
+  }))
   process.stdout.write(
     `\nservices:\n${(yield* statusLines(running)).join("\n")}\n\nadmin token (KPIPE_ENV=development): ${adminToken}\n` +
-      `  e.g. export ADMIN='Authorization: Bearer ${adminToken}'\n\nCtrl-C stops everything.\n\n`
+      `  e.g. export ADMIN='Authorization: Bearer ${adminToken}'\n` +
+      `ops console of every service: http://127.0.0.1:${consolePort}/console (paste the admin token)\n` +
+      `  API: curl -H "$ADMIN" http://127.0.0.1:${consolePort}/services/order-service/ops/failures/groups\n` +
+      `\nCtrl-C stops everything.\n\n`
   )
   if (states.some((state) => !state.startsWith("ready"))) {
     return yield* Effect.fail(new Error("a service did not start; stopping the others"))

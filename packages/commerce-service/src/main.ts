@@ -1,5 +1,5 @@
 import { Producer } from "@kpipe/kafka"
-import { HttpServe, Operations, ServiceMain } from "@kpipe/service-kit"
+import { HttpServe, Operations, OpsServer, ServiceMain } from "@kpipe/service-kit"
 import * as Config from "effect/Config"
 import * as Layer from "effect/Layer"
 import * as App from "./App.ts"
@@ -16,4 +16,4 @@ const AppLive = HttpServe.layer({ defaultPort: Config.map(config, (values) => va
   Layer.provide(InfraLive)
 )
 
-ServiceMain.launch("commerce-service", AppLive)
+ServiceMain.launch("commerce-service", Layer.merge(AppLive, OpsServer.layerFromEnv.pipe(Layer.provide(InfraLive))))

@@ -1,17 +1,17 @@
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
-import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
+import { AdminAuth } from "./Admin.ts"
 import * as Decimal from "./Decimal.ts"
 
 /**
  * The admin API every service can serve beside its own (`OpsServer` in service-kit): failures from
  * the dead-letter flow, their redrive, park and restore, FAILED outbox rows, and the audit log.
- * Every endpoint takes the admin token as a bearer token.
+ * Every endpoint takes the service's admin token (`ADMIN_TOKEN`, the contracts' `Admin.AdminAuth`) as a
+ * bearer token.
  */
 
 export const FailureStatus = Schema.Literal("OPEN", "REDRIVEN", "RESOLVED", "PARKED")
@@ -195,18 +195,6 @@ export class SelectionChanged extends Schema.TaggedError<SelectionChanged>()(
   { expected: Schema.Number, actual: Schema.Number },
   HttpApiSchema.annotations({ status: 409 })
 ) {}
-
-export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
-  "Unauthorized",
-  {},
-  HttpApiSchema.annotations({ status: 401 })
-) {}
-
-/** Checks the admin bearer token of every ops request. */
-export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@kpipe/contracts/OpsApi/AdminAuth", {
-  failure: Unauthorized,
-  security: { bearer: HttpApiSecurity.bearer }
-}) {}
 
 const id = Schema.Struct({ id: Schema.String })
 

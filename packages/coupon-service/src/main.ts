@@ -1,5 +1,5 @@
 import { Redis } from "@kpipe/redis"
-import { Health, HttpServe, Operations, ServiceMain } from "@kpipe/service-kit"
+import { Health, HttpServe, Operations, OpsServer, ServiceMain } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -37,4 +37,4 @@ const AppLive = Layer.unwrapEffect(Effect.map(Config.Config, ({ roles }) =>
     Layer.provide(Operations.layer("coupon-service"))
   )
 
-ServiceMain.launch("coupon-service", AppLive.pipe(Layer.provide(InfraLive)))
+ServiceMain.launch("coupon-service", Layer.merge(AppLive, OpsServer.layerFromEnv).pipe(Layer.provide(InfraLive)))

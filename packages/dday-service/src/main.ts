@@ -1,4 +1,4 @@
-import { HttpServe, Operations, ServiceMain } from "@kpipe/service-kit"
+import { HttpServe, Operations, OpsServer, ServiceMain } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Layer from "effect/Layer"
 import * as App from "./App.ts"
@@ -15,4 +15,4 @@ const AppLive = HttpServe.layer({ defaultPort: EffectConfig.map(Config.config, (
   Layer.provide(InfraLive)
 )
 
-ServiceMain.launch("d-day-service", AppLive)
+ServiceMain.launch("d-day-service", Layer.merge(AppLive, OpsServer.layerFromEnv.pipe(Layer.provide(InfraLive))))

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url"
 
 const script = fileURLToPath(new URL("../../../scripts/services.ts", import.meta.url))
 const run = Date.now().toString(36)
+const adminToken = `services-test-${run}`
 
 const get = (url: string) =>
   Effect.tryPromise(async () => {
@@ -86,7 +87,8 @@ describe("pnpm run services", () => {
           COUPON_PORT: yield* ServiceProcess.freePort,
           ORDER_PORT: yield* ServiceProcess.freePort,
           SMTP_PORT: yield* ServiceProcess.freePort,
-          SMS_PORT: yield* ServiceProcess.freePort
+          SMS_PORT: yield* ServiceProcess.freePort,
+          OPS_CONSOLE_PORT: yield* ServiceProcess.freePort
         }
         const services = yield* ServiceProcess.spawn({
           name: "services",
@@ -94,6 +96,7 @@ describe("pnpm run services", () => {
           env: {
             ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
             ACCOUNT_REPLICAS: "2",
+            ADMIN_TOKEN: adminToken,
             TOPIC_PREFIX: `services-test-${run}-`,
             DATABASE_PREFIX: `kpipe_services_test_`
           },
@@ -142,6 +145,18 @@ describe("pnpm run services", () => {
         }
         const coupon = yield* get(`http://127.0.0.1:${ports.COUPON_PORT}/health/ready`)
         assert.include(coupon.body, `"name":"redis","ok":true`)
+
+        // One ops console over every service: the gateway forwards to each one's ops API, behind the admin token.
+        const gateway = `http://127.0.0.1:${ports.OPS_CONSOLE_PORT}`
+        assert.include(services.output(), `${gateway}/console`)
+        for (const name of ["auth-service", "d-day-service", "account-service", "coupon-service", "order-service"]) {
+          const status = (token: string) =>
+            Effect.tryPromise(() =>
+              fetch(`${gateway}/services/${name}/ops/health`, { headers: { authorization: `Bearer ${token}` } })
+                .then((response) => response.status)
+            )
+          assert.deepStrictEqual([yield* status(adminToken), yield* status("wrong")], [200, 401], name)
+        }
 
         const { query } = yield* prometheus(targets)
         const up = yield* eventually(

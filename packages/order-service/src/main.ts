@@ -1,4 +1,4 @@
-import { HttpServe, Operations, ServiceMain } from "@kpipe/service-kit"
+import { HttpServe, Operations, OpsServer, ServiceMain } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -26,4 +26,4 @@ const AppLive = Layer.unwrapEffect(Effect.map(Config.roles, (roles) =>
     Layer.provide(InfraLive)
   )
 
-ServiceMain.launch("order-service", AppLive)
+ServiceMain.launch("order-service", Layer.merge(AppLive, OpsServer.layerFromEnv.pipe(Layer.provide(InfraLive))))

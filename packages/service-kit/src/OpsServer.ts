@@ -2,41 +2,29 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type { SqlClient } from "@effect/sql/SqlClient"
 import { OpsApi } from "@kpipe/contracts"
+import { AdminAuth } from "@kpipe/contracts/Admin"
+import { type KafkaClient, Producer } from "@kpipe/kafka"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import { Redrive } from "@kpipe/pipeline"
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { createHash, timingSafeEqual } from "node:crypto"
+import * as AdminToken from "./AdminToken.ts"
 import * as HttpServe from "./HttpServe.ts"
 import { consoleHtml } from "./internal/opsConsole.ts"
 
-/**
- * Whether `supplied` is the admin token, compared in constant time. The one place the ops API
- * checks its token, so a shared admin-token check can replace it.
- */
-export const isAdminToken = (expected: Redacted.Redacted, supplied: Redacted.Redacted): boolean => {
-  const digest = (value: string) => createHash("sha256").update(value).digest()
-  return timingSafeEqual(digest(Redacted.value(expected)), digest(Redacted.value(supplied))) &&
-    Redacted.value(expected).length > 0
-}
-
-/** `OPS_ADMIN_TOKEN`: the bearer token every ops request must carry. */
-export const adminToken = Config.redacted("OPS_ADMIN_TOKEN").pipe(
-  Config.withDescription("Bearer token of the admin (ops) API and console")
-)
-
-export const layerAuth = (token: Config.Config<Redacted.Redacted> = adminToken) =>
-  Layer.effect(
-    OpsApi.AdminAuth,
-    Effect.map(token, (expected) =>
-      OpsApi.AdminAuth.of({
-        bearer: (supplied) => isAdminToken(expected, supplied) ? Effect.void : Effect.fail(new OpsApi.Unauthorized())
-      }))
-  )
+/** `AdminAuth` of the ops API: the service's one admin token (`AdminToken.config`, `ADMIN_TOKEN`). */
+export const layerAuth = (token: Config.Config<Redacted.Redacted> = AdminToken.config) =>
+  Layer.effect(AdminAuth, Effect.map(token, AdminToken.make))
 
 const actorOf = (actor: string | undefined) => actor ?? "admin-api"
 
@@ -117,23 +105,61 @@ export const layerConsole = HttpApiBuilder.Router.use((router) =>
   router.get("/console", HttpServerResponse.html(consoleHtml))
 )
 
+/** Logs the requests that change something; the console's reads every few seconds would drown them. */
+const logActions = HttpMiddleware.make((app) =>
+  Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (request) => request.method === "GET" ? app : HttpMiddleware.logger(app)
+  )
+)
+
+/** `OPS_PORT`: where a service serves its ops API and console; unset, it serves none. */
+export const port: Config.Config<Option.Option<number>> = Config.option(
+  Config.integer("OPS_PORT").pipe(
+    Config.validate({ message: "Expected a port, 0 to 65535", validation: (port) => port >= 0 && port <= 65535 })
+  )
+).pipe(Config.withDescription("Port of the ops API and console on 127.0.0.1 (0: a free port, logged); unset: none"))
+
 /**
  * The ops API, its docs at /docs and the console at /console, on a server of its own at
- * 127.0.0.1:`OPS_PORT`, beside the service's own API.
+ * 127.0.0.1:`port`, beside the service's own API. Needs the service's database and a producer
+ * (redrives send to the original topics).
  */
-export const layer = (
-  options: { readonly defaultPort?: number | undefined; readonly token?: Config.Config<Redacted.Redacted> } = {}
-) =>
-  HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+export const layer = (options: { readonly port: number; readonly token?: Config.Config<Redacted.Redacted> }) =>
+  HttpApiBuilder.serve(logActions).pipe(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(layerConsole),
     Layer.provide(layerApi(options.token)),
-    HttpServer.withLogAddress,
-    Layer.provideMerge(Layer.unwrapEffect(Effect.map(
-      Config.integer("OPS_PORT").pipe(
-        Config.withDefault(options.defaultPort ?? 0),
-        Config.withDescription("Port of the ops API and console (0: a free port, logged)")
-      ),
-      (port) => HttpServe.server({ port })
-    )))
+    // Not "Listening on …": that line is the service's own server (ServiceProcess reads its port from it).
+    Layer.merge(Layer.effectDiscard(
+      HttpServer.addressFormattedWith((address) => Effect.logInfo(`ops API and console at ${address}/console`))
+    )),
+    Layer.provideMerge(HttpServe.server({ port: options.port }))
   )
+
+/**
+ * `layer` built on its own (a fresh memo map): HttpApiBuilder keeps one router per layer build, so
+ * built with the service's own HttpApi server the two would share it, and refuse to start on the
+ * routes both declare (`/docs`).
+ */
+const isolated = <ROut, E, RIn>(self: Layer.Layer<ROut, E, RIn>): Layer.Layer<never, E, RIn> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(Effect.context<RIn>(), (context) => Layer.build(Layer.provide(self, Layer.succeedContext(context))))
+  )
+
+/**
+ * What a service's `main.ts` adds: `layer` on `OPS_PORT` when it is set, for the service's own
+ * database (`SqlClient`), with a producer of its own on the service's `KafkaClient`, behind
+ * `ADMIN_TOKEN`; a server of its own, out of the service's context.
+ */
+export const layerFromEnv: Layer.Layer<
+  never,
+  ConfigError.ConfigError | KafkaError | HttpServerError.ServeError,
+  SqlClient | KafkaClient.KafkaClient
+> = Layer.unwrapEffect(Effect.map(
+  port,
+  Option.match({
+    onNone: () => Layer.effectDiscard(Effect.logDebug("ops API not served (OPS_PORT unset)")),
+    onSome: (port) => isolated(layer({ port }).pipe(Layer.provide(Producer.layer())))
+  })
+))
