@@ -327,8 +327,16 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         appliedCount,
         query(sql<{ readonly id: string }>`SELECT COALESCE(max(id), 0)::text AS id FROM kpipe_outbox`)
       ])
-      yield* Effect.forkIn(poll(appliedCount, (n) => n > applied, () => (resumed = Date.now())), scope)
-      yield* Effect.forkIn(poll(backlog(last!.id), (n) => n === 0, () => (caughtUp = Date.now())), scope)
+      // Interruptible: forked from `ensuring`'s finalizer they would inherit its uninterruptibility,
+      // and a poll that never succeeds (nothing left to apply after the fault) would hold the scope's close.
+      yield* Effect.forkIn(
+        Effect.interruptible(poll(appliedCount, (n) => n > applied, () => (resumed = Date.now()))),
+        scope
+      )
+      yield* Effect.forkIn(
+        Effect.interruptible(poll(backlog(last!.id), (n) => n === 0, () => (caughtUp = Date.now()))),
+        scope
+      )
     })
     yield* Effect.all([
       Effect.forEach(Array.from({ length: writers }, (_, w) => w), writer, { concurrency: "unbounded", discard: true }),
