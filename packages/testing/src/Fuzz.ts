@@ -212,12 +212,14 @@ export const check = (port: number, arbitrary: FastCheck.Arbitrary<Mutant>, opti
   readonly seed?: number | undefined
 } = {}): Effect.Effect<void, Error> =>
   Effect.flatMap(
-    Effect.promise(() =>
-      FastCheck.check(
-        FastCheck.asyncProperty(arbitrary, (mutant) => Effect.runPromise(Effect.asVoid(refused(port, mutant)))),
-        { numRuns: options.runs ?? 300, ...(options.seed !== undefined ? { seed: options.seed } : {}) }
-      )
-    ),
+    Effect.tryPromise({
+      try: () =>
+        FastCheck.check(
+          FastCheck.asyncProperty(arbitrary, (mutant) => Effect.runPromise(Effect.asVoid(refused(port, mutant)))),
+          { numRuns: options.runs ?? 300, ...(options.seed !== undefined ? { seed: options.seed } : {}) }
+        ),
+      catch: (cause) => new Error(`The fuzz run itself failed: ${String(cause)}`)
+    }),
     (details) => details.failed ? Effect.fail(new Error(FastCheck.defaultReportMessage(details))) : Effect.void
   )
 
