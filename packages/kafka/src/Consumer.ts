@@ -263,10 +263,17 @@ export const runBatches = <R>(
         )
       })
 
+    // Right after a topic is created, a broker of a multi-broker cluster that has not applied the
+    // metadata yet answers UNKNOWN_TOPIC_OR_PARTITION (retriable) to the subscription's metadata call.
     yield* Effect.tryPromise({
       try: () => consumer.subscribe({ topics: [...options.topics], fromBeginning: options.fromBeginning ?? true }),
       catch: fromCause("Subscribe")
-    })
+    }).pipe(
+      Effect.retry({
+        while: (error) => error.retriable,
+        schedule: Schedule.spaced("100 millis").pipe(Schedule.upTo(Duration.seconds(5)))
+      })
+    )
     yield* Effect.tryPromise({
       try: () =>
         consumer.run({
