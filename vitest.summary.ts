@@ -19,14 +19,20 @@ export default class SummaryReporter implements Reporter {
       const tests = [...module.children.allTests()]
       if (module.state() === "failed" && tests.length === 0) {
         count.failed++
-        failures.push(`FAILED ${Path.relative(process.cwd(), module.moduleId)}: ${firstLine(module.errors()[0]?.message)}`)
+        failures.push(
+          `FAILED ${Path.relative(process.cwd(), module.moduleId)}: ${firstLine(module.errors()[0]?.message)}`
+        )
       }
       for (const test of tests) {
         const result = test.result()
         if (result.state === "passed") count.passed++
         else if (result.state === "failed") {
           count.failed++
-          failures.push(`FAILED ${Path.relative(process.cwd(), module.moduleId)} > ${test.fullName}: ${firstLine(result.errors[0]?.message)}`)
+          failures.push(
+            `FAILED ${Path.relative(process.cwd(), module.moduleId)} > ${test.fullName}: ${
+              firstLine(result.errors[0]?.message)
+            }`
+          )
         } else count.skipped++
       }
     }
