@@ -16,6 +16,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { fileURLToPath } from "node:url"
+import * as LocalKafka from "../../../scripts/kafka/LocalKafka.ts"
 import { DeadLetter, IdempotentConsumer, Outbox, OutboxRelay, PipelineMigrations, TopicAdmin } from "../src/index.ts"
 import { appliedMigrations, TestEvent, topicNamed } from "../test/utils.ts"
 
@@ -67,14 +68,33 @@ interface FaultContext {
   readonly broker: KafkaFaults.Broker | undefined
   /** The scenario's own PostgreSQL cluster (`database: "private"`). */
   readonly cluster: DatabaseFaults.Cluster | undefined
+  /** The 3-node Kafka cluster's nodes (`broker: "cluster"`). */
+  readonly nodes: ClusterNodes | undefined
+}
+
+/** The local 3-node cluster (`scripts/kafka/cluster.sh`) as a scenario's broker: nodes to kill and bring back. */
+export interface ClusterNodes {
+  /** The node leading most partitions of the scenario's topic. */
+  readonly busiestLeader: Effect.Effect<number, unknown>
+  /** SIGKILL: a crash, no clean shutdown. */
+  readonly kill: (node: number) => Effect.Effect<void, unknown>
+  /** Starts the nodes that are down and returns once they are back in the metadata. */
+  readonly start: Effect.Effect<void, unknown>
+  /** Returns once every partition of the scenario's topic has a leader other than `node`. */
+  readonly electedAway: (node: number) => Effect.Effect<void, unknown>
 }
 
 export interface Scenario {
   readonly name: string
   /** Where the relay and the consumer run: in this process (on the broker, or through the proxy), or as processes. */
   readonly clients: "direct" | "proxy" | "processes"
-  /** The shared broker (default), or one started for the scenario whose process the fault may kill or freeze. */
-  readonly broker?: "shared" | "private"
+  /**
+   * The shared broker (default), one started for the scenario whose process the fault may kill or
+   * freeze, or the local 3-node cluster (topics at RF 3 / min ISR 2) whose nodes it may kill. The
+   * cluster is shared: scenarios on it must not run beside other users of it (CI runs them in
+   * Cluster.test.ts, one after the other).
+   */
+  readonly broker?: "shared" | "private" | "cluster"
   /** The shared PostgreSQL server (default), or a cluster created for the scenario that the fault may stop. */
   readonly database?: "shared" | "private"
   /**
@@ -92,6 +112,11 @@ const privateBroker = (context: FaultContext) =>
   context.broker === undefined
     ? Effect.dieMessage("this scenario needs broker: \"private\"")
     : Effect.succeed(context.broker)
+
+const clusterNodes = (context: FaultContext) =>
+  context.nodes === undefined
+    ? Effect.dieMessage("this scenario needs broker: \"cluster\"")
+    : Effect.succeed(context.nodes)
 
 const privateCluster = (context: FaultContext) =>
   context.cluster === undefined
@@ -167,6 +192,43 @@ export const scenarios: ReadonlyArray<Scenario> = [
       )
   },
   {
+    // The fault ends at the election (every partition led by another node): the recovery is the time
+    // from the election until everything is applied. The killed node comes back 30 s after the kill,
+    // while the workload still runs (a scope finalizer restarts it if the run ends first).
+    name: "leader SIGKILL (3 brokers, RF 3, min ISR 2), restarted after 30 s",
+    clients: "direct",
+    broker: "cluster",
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.gen(function*() {
+        const nodes = yield* clusterNodes(context)
+        const leader = yield* nodes.busiestLeader
+        yield* Effect.addFinalizer(() => Effect.ignore(nodes.start))
+        yield* nodes.kill(leader)
+        yield* Effect.forkScoped(Effect.zipRight(Effect.sleep(context.seconds(30)), Effect.ignore(nodes.start)))
+        yield* nodes.electedAway(leader)
+      })
+  },
+  {
+    // min ISR 2 with one replica left: no write may be acknowledged, so the relay blocks (retriable
+    // NOT_ENOUGH_REPLICAS), nothing is marked FAILED; the fault ends once both nodes are back.
+    name: "two of 3 brokers SIGKILLed (one replica left) 30 s, restarted",
+    clients: "direct",
+    broker: "cluster",
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.gen(function*() {
+        const nodes = yield* clusterNodes(context)
+        const leader = yield* nodes.busiestLeader
+        const other = [1, 2, 3].find((node) => node !== leader)!
+        yield* Effect.addFinalizer(() => Effect.ignore(nodes.start))
+        yield* nodes.kill(leader)
+        yield* nodes.kill(other)
+        yield* Effect.sleep(context.seconds(30))
+        yield* nodes.start
+      })
+  },
+  {
     name: "relay and consumer kill -9 ×10",
     clients: "processes",
     meetsRecoveryTarget: false,
@@ -238,7 +300,18 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
   Effect.scoped(Effect.gen(function*() {
     const broker = scenario.broker === "private" ? yield* KafkaFaults.broker : undefined
     const cluster = scenario.database === "private" ? yield* DatabaseFaults.cluster : undefined
-    const baseKafka = broker === undefined ? KafkaClient.layerFromEnv.pipe(Layer.orDie) : broker.layer()
+    if (scenario.broker === "cluster") yield* LocalKafka.ensure(LocalKafka.cluster)
+    const baseKafka = broker !== undefined
+      ? broker.layer()
+      : scenario.broker === "cluster"
+      ? KafkaClient.layer({
+        brokers: LocalKafka.cluster.brokers,
+        clientId: "faults",
+        connectionTimeout: 1_000,
+        // Enough reconnects to outlast a node's restart; the pipeline's own retries do the rest.
+        retries: 10
+      })
+      : KafkaClient.layerFromEnv.pipe(Layer.orDie)
     const serverUrl = cluster === undefined ? yield* Database.url : cluster.url
     const database = yield* Layer.build(
       Database.layerTest([PipelineMigrations.migrations, appliedMigrations]).pipe(
@@ -256,8 +329,33 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     const databaseUrl = Redacted.make(Database.withDatabase(Redacted.value(serverUrl), current!.database))
     const topic = topicNamed(TestKafka.uniqueName("faults"), 6)
     const group = TestKafka.uniqueName("faults-group")
-    const created = yield* Context.get(admin, Admin.Admin).createTopics(TopicAdmin.specs([topic]))
-    yield* Effect.addFinalizer(() => Context.get(admin, Admin.Admin).deleteTopics(created).pipe(Effect.ignore))
+    const adminClient = Context.get(admin, Admin.Admin)
+    const brokers = scenario.broker === "cluster" ? LocalKafka.cluster.brokers.length : 1
+    const created = yield* adminClient.createTopics(TopicAdmin.specs([topic], brokers))
+    yield* Effect.addFinalizer(() => adminClient.deleteTopics(created).pipe(Effect.ignore))
+    const leaders = adminClient.describeTopics([topic.name]).pipe(
+      Effect.map(([description]) => description!.partitions.map((partition) => partition.leader))
+    )
+    const nodes: ClusterNodes | undefined = scenario.broker === "cluster"
+      ? {
+        busiestLeader: Effect.map(leaders, (led) => {
+          const counts = new Map<number, number>()
+          for (const leader of led) counts.set(leader, (counts.get(leader) ?? 0) + 1)
+          return [...counts].sort((a, b) => b[1] - a[1])[0]![0]
+        }),
+        kill: (node) => LocalKafka.kill(LocalKafka.cluster, node),
+        start: LocalKafka.start(LocalKafka.cluster),
+        electedAway: (node) =>
+          leaders.pipe(
+            Effect.retry(Schedule.spaced("100 millis")),
+            Effect.repeat({
+              schedule: Schedule.spaced("100 millis"),
+              until: (led) => led.every((l) => l !== node && l >= 0)
+            }),
+            Effect.asVoid
+          )
+      }
+      : undefined
     const proxy = yield* KafkaFaults.proxy
     const seconds = (nominal: number) => Duration.seconds(Math.max(3, nominal * size.faultScale))
     let kills = () => 0
@@ -349,7 +447,8 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         proxy,
         kills,
         broker,
-        cluster
+        cluster,
+        nodes
       })
         .pipe(
           Effect.delay("2 seconds"),

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { DeadLetter, IdempotentConsumer, Outbox, OutboxRelay, Topic, TopicAdmin } from "@kpipe/pipeline"
 import { TestKafka } from "@kpipe/testing"
@@ -10,6 +10,8 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as LocalKafka from "../../../scripts/kafka/LocalKafka.ts"
+import { scenarios } from "../faults/scenarios.ts"
+import { checkRow, rowTimeout } from "./matrixRow.ts"
 import { appliedCount, appliedTwice, DatabaseLive, event, eventually, recordApplied, TestEvent } from "./utils.ts"
 
 // The 3-node cluster of scripts/kafka/cluster.sh (CI starts it; otherwise it is started here and
@@ -252,4 +254,9 @@ describe.sequential("3-broker cluster", () => {
       { timeout: flowTimeout }
     )
   })
+
+  // The fault matrix's rows on this cluster (`pnpm faults`), at CI size.
+  for (const scenario of scenarios.filter((scenario) => scenario.broker === "cluster")) {
+    it.live(`fault matrix: ${scenario.name}`, () => checkRow(scenario), { timeout: rowTimeout(scenario) })
+  }
 })
