@@ -205,8 +205,10 @@ export const scenarios: ReadonlyArray<Scenario> = [
         const leader = yield* nodes.busiestLeader
         yield* Effect.addFinalizer(() => Effect.ignore(nodes.start))
         yield* nodes.kill(leader)
+        yield* Effect.logInfo(`fault: node ${leader} killed`)
         yield* Effect.forkScoped(Effect.zipRight(Effect.sleep(context.seconds(30)), Effect.ignore(nodes.start)))
         yield* nodes.electedAway(leader)
+        yield* Effect.logInfo(`fault: every partition led by another node than ${leader}`)
       })
   },
   {
