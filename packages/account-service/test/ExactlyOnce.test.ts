@@ -8,7 +8,6 @@ import { Database } from "@kpipe/sql"
 import { ExactlyOnce, TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import { login } from "./utils.ts"
 
 interface Variant {
@@ -34,23 +33,19 @@ const exactlyOnce = ExactlyOnce.property<LoginEvents.LoginSucceeded, Variant, La
   encode: (event) =>
     Effect.map(SeedTopics.loginEvents.encode(event), (value) => ({ key: String(event.accountId), value })),
   consumer: ({ group, hold, topic, variant }) =>
-    Layer.unwrapEffect(Effect.map(
-      ExactlyOnce.instrument(
-        Workers.loginConsumerOptions({
-          topic: topics.get(topic)!,
-          groupId: group,
-          replica: 1,
-          batchSize: variant.batchSize,
-          kafka: TestKafka.fastConsumer
-        }),
-        group,
-        hold
-      ),
-      (options) => Layer.scopedDiscard(Effect.tagMetrics(IdempotentConsumer.run(options), "kpipe_test", group))
-    )).pipe(Layer.provide(Layer.merge(DeadLetter.layer, LoginStats.LoginStats.Default))),
+    ExactlyOnce.replica(
+      IdempotentConsumer.run,
+      Workers.loginConsumerOptions({
+        topic: topics.get(topic)!,
+        groupId: group,
+        replica: 1,
+        batchSize: variant.batchSize,
+        kafka: TestKafka.fastConsumer
+      }),
+      { group, hold }
+    ).pipe(Layer.provide(Layer.merge(DeadLetter.layer, LoginStats.LoginStats.Default))),
   applied: ExactlyOnce.appliedIn,
-  duplicates: (group) =>
-    Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count),
+  duplicates: (group) => ExactlyOnce.taggedCount(IdempotentConsumer.duplicatesTotal, group),
   variants
 })
 

@@ -9,7 +9,6 @@ import { ExactlyOnce, TestKafka, TestLogging } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import { Config, layerFromEnv as ConfigFromEnv } from "../src/Config.ts"
 import { CouponStore } from "../src/CouponStore.ts"
 import * as Migrations from "../src/Migrations.ts"
@@ -82,18 +81,14 @@ const exactlyOnce = ExactlyOnce.property<
   event,
   encode: (e) => Effect.map(SeedTopics.couponIssueRequests.encode(e), (value) => ({ key: String(e.couponId), value })),
   consumer: ({ group, hold, topic, variant }) =>
-    Layer.unwrapEffect(Effect.gen(function*() {
-      const options = yield* issueConsumerOptions
-      const instrumented = yield* ExactlyOnce.instrument(
+    Layer.unwrapEffect(Effect.map(issueConsumerOptions, (options) =>
+      ExactlyOnce.replica(
+        IdempotentConsumer.run,
         { ...options, topic: topics.get(topic)!, groupId: group, batchSize: variant.batchSize },
-        group,
-        hold
-      )
-      return Layer.scopedDiscard(Effect.tagMetrics(IdempotentConsumer.run(instrumented), "kpipe_test", group))
-    })).pipe(Layer.provide(DeadLetter.layer)),
+        { group, hold }
+      ))).pipe(Layer.provide(DeadLetter.layer)),
   applied: ExactlyOnce.appliedIn,
-  duplicates: (group) =>
-    Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count),
+  duplicates: (group) => ExactlyOnce.taggedCount(IdempotentConsumer.duplicatesTotal, group),
   variants
 })
 

@@ -10,7 +10,6 @@ import { Database } from "@kpipe/sql"
 import { ExactlyOnce, TestKafka, TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import { closedUrl, created, deleted, updated, withConfig } from "./utils.ts"
 
 interface Variant {
@@ -63,25 +62,21 @@ const exactlyOnce = ExactlyOnce.property<MemberEvents.MemberEvent, Variant, Laye
   event,
   encode: (e) => Effect.map(SeedTopics.memberEvents.encode(e), (value) => ({ key: String(e.memberId), value })),
   consumer: ({ group, hold, topic, variant }) =>
-    Layer.unwrapEffect(Effect.map(
-      ExactlyOnce.instrument(
-        Workers.memberEventsConsumerOptions({
-          topic: topics.get(topic)!,
-          groupId: group,
-          batchSize: variant.batchSize,
-          kafka: TestKafka.fastConsumer
-        }),
-        group,
-        hold
-      ),
-      (options) => Layer.scopedDiscard(Effect.tagMetrics(IdempotentConsumer.run(options), "kpipe_test", group))
-    )).pipe(
+    ExactlyOnce.replica(
+      IdempotentConsumer.run,
+      Workers.memberEventsConsumerOptions({
+        topic: topics.get(topic)!,
+        groupId: group,
+        batchSize: variant.batchSize,
+        kafka: TestKafka.fastConsumer
+      }),
+      { group, hold }
+    ).pipe(
       Layer.provide(Layer.merge(DeadLetter.layer, App.services)),
       Layer.provide(Layer.merge(NodeHttpClient.layerUndici, Config.layerFromEnv))
     ),
   applied: ExactlyOnce.appliedIn,
-  duplicates: (group) =>
-    Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count),
+  duplicates: (group) => ExactlyOnce.taggedCount(IdempotentConsumer.duplicatesTotal, group),
   variants
 })
 

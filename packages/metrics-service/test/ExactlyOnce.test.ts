@@ -10,7 +10,6 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import { testConfig } from "./utils.ts"
 
 interface Variant {
@@ -33,30 +32,18 @@ const freshTopic = <A extends Topic.EventShape, I>(seed: Topic.Topic<A, I>) =>
     return topic.name
   })
 
-/** The run's consumer: the service's own options on the run's topic and group, instrumented. */
+/** The run's consumer: the service's own options on the run's topic, group and batch size. */
 const running = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B>(
   options: IdempotentConsumer.Options<A, I, E, R, B>,
-  args: {
-    readonly topic: string
-    readonly group: string
-    readonly variant: Variant
-    readonly hold: (eventId: string) => Effect.Effect<void>
-  }
+  args: ExactlyOnce.Replica<Variant>
 ) =>
-  Effect.map(
-    ExactlyOnce.instrument(
-      { ...options, topic: topics.get(args.topic)!, groupId: args.group, batchSize: args.variant.batchSize },
-      args.group,
-      args.hold
-    ),
-    (instrumented) =>
-      Layer.scopedDiscard(Effect.tagMetrics(IdempotentConsumer.run(instrumented), "kpipe_test", args.group)).pipe(
-        Layer.provide(DeadLetter.layer)
-      )
-  )
+  ExactlyOnce.replica(
+    IdempotentConsumer.run,
+    { ...options, topic: topics.get(args.topic)!, groupId: args.group, batchSize: args.variant.batchSize },
+    args
+  ).pipe(Layer.provide(DeadLetter.layer))
 
-const duplicates = (group: string) =>
-  Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count)
+const duplicates = (group: string) => ExactlyOnce.taggedCount(IdempotentConsumer.duplicatesTotal, group)
 
 // Likes added and removed, and views, of 5 products (the record key), by users who come back.
 const catalogEvent = (index: number): ProductMetricsEvents.CatalogEvent => {
@@ -108,7 +95,7 @@ const catalog = ExactlyOnce.property<
   event: catalogEvent,
   encode: (e) => Effect.map(SeedTopics.catalogEvents.encode(e), (value) => ({ key: String(e.productId), value })),
   consumer: (args) =>
-    Layer.unwrapEffect(Effect.flatMap(Workers.consumerOptions, (options) => running(options.catalog, args))),
+    Layer.unwrapEffect(Effect.map(Workers.consumerOptions, (options) => running(options.catalog, args))),
   applied: ExactlyOnce.appliedIn,
   duplicates,
   variants
@@ -123,7 +110,7 @@ const orders = ExactlyOnce.property<
   event: orderEvent,
   encode: (e) => Effect.map(SeedTopics.orderEvents.encode(e), (value) => ({ key: String(e.orderId), value })),
   consumer: (args) =>
-    Layer.unwrapEffect(Effect.flatMap(Workers.consumerOptions, (options) => running(options.orders, args))),
+    Layer.unwrapEffect(Effect.map(Workers.consumerOptions, (options) => running(options.orders, args))),
   applied: ExactlyOnce.appliedIn,
   duplicates,
   variants

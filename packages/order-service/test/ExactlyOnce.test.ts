@@ -9,7 +9,6 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import { consumerOptions } from "../src/Workers.ts"
 import { TestLive } from "./utils.ts"
 
@@ -43,30 +42,18 @@ const freshTopic = <A extends Topic.EventShape, I>(
     return topic.name
   })
 
-/** The run's consumer: the service's own options on the run's topic and group, instrumented. */
+/** The run's consumer: the service's own options on the run's topic, group and batch size. */
 const running = <A extends Topic.EventShape, I, E extends { readonly _tag: string }, R, B>(
   options: IdempotentConsumer.Options<A, I, E, R, B>,
-  args: {
-    readonly topic: string
-    readonly group: string
-    readonly variant: Variant
-    readonly hold: (eventId: string) => Effect.Effect<void>
-  }
+  args: ExactlyOnce.Replica<Variant>
 ) =>
-  Effect.map(
-    ExactlyOnce.instrument(
-      { ...options, topic: topics.get(args.topic)!, groupId: args.group, batchSize: args.variant.batchSize },
-      args.group,
-      args.hold
-    ),
-    (instrumented) =>
-      Layer.scopedDiscard(Effect.tagMetrics(IdempotentConsumer.run(instrumented), "kpipe_test", args.group)).pipe(
-        Layer.provide(DeadLetter.layer)
-      )
-  )
+  ExactlyOnce.replica(
+    IdempotentConsumer.run,
+    { ...options, topic: topics.get(args.topic)!, groupId: args.group, batchSize: args.variant.batchSize },
+    args
+  ).pipe(Layer.provide(DeadLetter.layer))
 
-const duplicates = (group: string) =>
-  Effect.map(Metric.value(Metric.tagged(IdempotentConsumer.duplicatesTotal, "kpipe_test", group)), (s) => s.count)
+const duplicates = (group: string) => ExactlyOnce.taggedCount(IdempotentConsumer.duplicatesTotal, group)
 
 // Order ids of this file alone: the database is shared by its runs.
 let nextOrder = 1_000_000 + Math.floor(Math.random() * 1_000) * 1_000
@@ -102,7 +89,7 @@ const reserve = ExactlyOnce.property<OrderEvents.OrderCreated, Variant, R>({
       createdAt: now
     }),
   encode: (e) => Effect.map(SeedTopics.orderCreated.encode(e), (value) => ({ key: String(e.userId), value })),
-  consumer: (args) => Layer.unwrapEffect(Effect.flatMap(consumerOptions, (all) => running(all.reserve, args))),
+  consumer: (args) => Layer.unwrapEffect(Effect.map(consumerOptions, (all) => running(all.reserve, args))),
   applied: ExactlyOnce.appliedIn,
   duplicates,
   variants,
@@ -122,7 +109,7 @@ const confirm = ExactlyOnce.property<OrderEvents.InventoryReserved, Variant, R>(
       occurredAt: now
     }),
   encode: (e) => Effect.map(SeedTopics.inventoryReserved.encode(e), (value) => ({ key: String(e.userId), value })),
-  consumer: (args) => Layer.unwrapEffect(Effect.flatMap(consumerOptions, (all) => running(all.confirm, args))),
+  consumer: (args) => Layer.unwrapEffect(Effect.map(consumerOptions, (all) => running(all.confirm, args))),
   applied: ExactlyOnce.appliedIn,
   duplicates,
   variants
@@ -141,7 +128,7 @@ const cancel = ExactlyOnce.property<OrderEvents.InventoryFailed, Variant, R>({
       occurredAt: now
     }),
   encode: (e) => Effect.map(SeedTopics.inventoryFailed.encode(e), (value) => ({ key: String(e.userId), value })),
-  consumer: (args) => Layer.unwrapEffect(Effect.flatMap(consumerOptions, (all) => running(all.cancel, args))),
+  consumer: (args) => Layer.unwrapEffect(Effect.map(consumerOptions, (all) => running(all.cancel, args))),
   applied: ExactlyOnce.appliedIn,
   duplicates,
   variants
@@ -164,7 +151,7 @@ const notify = ExactlyOnce.property<OrderEvents.OrderStatusChanged, Variant, R>(
       : new OrderEvents.OrderCancelled({ ...fields, reason: "OUT_OF_STOCK" })
   },
   encode: (e) => Effect.map(SeedTopics.orderStatus.encode(e), (value) => ({ key: String(e.userId), value })),
-  consumer: (args) => Layer.unwrapEffect(Effect.flatMap(consumerOptions, (all) => running(all.notify, args))),
+  consumer: (args) => Layer.unwrapEffect(Effect.map(consumerOptions, (all) => running(all.notify, args))),
   applied: ExactlyOnce.appliedIn,
   duplicates,
   variants

@@ -7,9 +7,18 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import { eventually } from "./Eventually.ts"
 import { uniqueName } from "./TestKafka.ts"
+
+/** What one replica of a run is given: the run's topic and group, the variant, and the hold before applying. */
+export interface Replica<V> {
+  readonly topic: string
+  readonly group: string
+  readonly variant: V
+  readonly hold: (eventId: string) => Effect.Effect<void>
+}
 
 /**
  * The exactly-once property of an idempotent consumer, against the real broker and database:
@@ -29,12 +38,7 @@ export interface Options<Ev extends { readonly eventId: string }, V, R> {
    * A replica of the consumer under test in `group`, on `topic`, configured by `variant`. Its
    * handler must run `hold(eventId)` inside the consumer's transaction before applying an event.
    */
-  readonly consumer: (options: {
-    readonly topic: string
-    readonly group: string
-    readonly variant: V
-    readonly hold: (eventId: string) => Effect.Effect<void>
-  }) => Layer.Layer<never, unknown, R>
+  readonly consumer: (replica: Replica<V>) => Layer.Layer<never, unknown, R>
   /** The ids of the events `group` applied, one entry per application. */
   readonly applied: (group: string) => Effect.Effect<ReadonlyArray<string>, unknown, R>
   /** The consumer's duplicate counter for `group` (records it skipped as already applied). */
@@ -260,3 +264,28 @@ export const instrument = <O extends Handling>(
           Effect.zipRight(before([event.eventId]), handle!(event, record))
       }
   })
+
+/** The tag that `replica` puts on the consumer's metrics: the run's group. */
+const metricTag = "kpipe_test"
+
+/**
+ * A replica for `Options.consumer`: the consumer's options (an `IdempotentConsumer` options object,
+ * already on the run's topic and group) instrumented with `hold`, run by `run` (the toolkit's
+ * `IdempotentConsumer.run`) for the life of the layer, its metrics tagged with the group so that
+ * `taggedCount` reads this run's counters only.
+ */
+export const replica = <O extends Handling, E, R>(
+  run: (options: O) => Effect.Effect<void, E, R>,
+  options: O,
+  args: { readonly group: string; readonly hold: (eventId: string) => Effect.Effect<void> }
+): Layer.Layer<never, E, SqlClient | Exclude<R, Scope.Scope>> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(
+      instrument(options, args.group, args.hold),
+      (instrumented) => Effect.tagMetrics(run(instrumented), metricTag, args.group)
+    )
+  )
+
+/** A counter's value for `group`'s replicas (e.g. the consumer's duplicates counter, for `Options.duplicates`). */
+export const taggedCount = (counter: Metric.Metric.Counter<number>, group: string) =>
+  Effect.map(Metric.value(Metric.tagged(counter, metricTag, group)), (state) => state.count)
