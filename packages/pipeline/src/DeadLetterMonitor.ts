@@ -1,3 +1,5 @@
+import * as Headers from "@effect/platform/Headers"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Consumer } from "@kpipe/kafka"
 import type { KafkaClient } from "@kpipe/kafka/KafkaClient"
@@ -6,6 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { AlertSink } from "./AlertSink.ts"
@@ -70,7 +73,15 @@ export const run = (
           Schedule.exponential("500 millis").pipe(Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30))))
         ),
         Effect.orDie,
-        Effect.withSpan("DeadLetterMonitor.handle", { attributes: { "messaging.destination.name": record.topic } })
+        Effect.withSpan("DeadLetterMonitor.handle", {
+          kind: "consumer",
+          // A dead letter keeps its event's `traceparent`: its handling belongs to that event's trace.
+          ...Option.match(HttpTraceContext.fromHeaders(Headers.fromInput(record.headers)), {
+            onNone: () => ({}),
+            onSome: (parent) => ({ parent })
+          }),
+          attributes: { "messaging.destination.name": record.topic }
+        })
       )
     yield* Consumer.run({ ...options.kafka, groupId: options.groupId, topics: [options.topic.deadLetter.name] }, handle)
   })
