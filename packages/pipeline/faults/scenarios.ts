@@ -70,7 +70,24 @@ interface FaultContext {
   readonly cluster: DatabaseFaults.Cluster | undefined
   /** The 3-node Kafka cluster's nodes (`broker: "cluster"`). */
   readonly nodes: ClusterNodes | undefined
+  /** The workload's topic. */
+  readonly workload: FaultTopic
+  /** Appends `events` to `topic` in a transaction of their own (retried like the writers' appends). */
+  readonly append: (topic: FaultTopic, events: ReadonlyArray<TestEvent>) => Effect.Effect<void>
+  /** Creates `topic` and its dead-letter topic on the scenario's broker (deleted when the run ends). */
+  readonly createTopic: (topic: FaultTopic) => Effect.Effect<void, unknown, Scope.Scope>
+  /**
+   * Declares an event the fault makes unpublishable on purpose (a record the broker rejects): its row
+   * must end FAILED, which then is not counted as wrongly FAILED, and it is not one of the workload's events.
+   */
+  readonly expectFailed: (eventId: string) => void
+  /** While on, the batches of the consumer's first member do not finish (`clients: "direct"`). */
+  readonly holdBatches: (on: boolean) => void
+  /** Starts a second member of the consumer's group in this process, for the rest of the run (`clients: "direct"`). */
+  readonly joinGroup: Effect.Effect<void, unknown, Scope.Scope>
 }
+
+type FaultTopic = ReturnType<typeof topicNamed>
 
 /** The local 3-node cluster (`scripts/kafka/cluster.sh`) as a scenario's broker: nodes to kill and bring back. */
 export interface ClusterNodes {
@@ -192,6 +209,58 @@ export const scenarios: ReadonlyArray<Scenario> = [
       )
   },
   {
+    // One key of its own, so that the FAILED row holds back no other key (a FAILED row blocks its key
+    // until an operator retries or skips it).
+    name: "oversized poison record (too large for the broker)",
+    clients: "direct",
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.gen(function*() {
+        const poison = new TestEvent({
+          eventId: crypto.randomUUID(),
+          key: "poison",
+          seq: 1,
+          data: "x".repeat(1_200_000)
+        })
+        context.expectFailed(poison.eventId)
+        yield* context.append(context.workload, [poison])
+        yield* Effect.sleep(context.seconds(10))
+      })
+  },
+  {
+    // Rows of a topic nobody created yet (a deployment that forgot one): only their key waits, the
+    // workload's keys flow; once the topic exists they are published too (stuck counts them until then).
+    name: "a topic missing for 30 s, then created",
+    clients: "direct",
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.gen(function*() {
+        const absent = topicNamed(TestKafka.uniqueName("faults-absent"), 3)
+        yield* context.append(absent, [
+          new TestEvent({ eventId: crypto.randomUUID(), key: "absent", seq: 1 }),
+          new TestEvent({ eventId: crypto.randomUUID(), key: "absent", seq: 2 })
+        ])
+        yield* Effect.sleep(context.seconds(30))
+        yield* context.createTopic(absent)
+      })
+  },
+  {
+    // The first member's batch is stuck (its transaction open) when a second member joins: the
+    // rebalance interrupts the stuck batch instead of waiting for it, the joiner takes partitions over.
+    name: "a member joining during a stuck batch (20 s)",
+    clients: "direct",
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.gen(function*() {
+        yield* Effect.addFinalizer(() => Effect.sync(() => context.holdBatches(false)))
+        context.holdBatches(true)
+        yield* Effect.sleep("2 seconds")
+        yield* context.joinGroup
+        yield* Effect.sleep(context.seconds(20))
+        context.holdBatches(false)
+      })
+  },
+  {
     // The fault ends at the election (every partition led by another node): the recovery is the time
     // from the election until everything is applied. The killed node comes back 30 s after the kill,
     // while the workload still runs (a scope finalizer restarts it if the run ends first).
@@ -239,35 +308,46 @@ export const scenarios: ReadonlyArray<Scenario> = [
   }
 ]
 
-/** The consumer's handler: one statement for all new events of a transaction. */
-const applyBatch = (group: string) => (delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
-  Effect.flatMap(SqlClient, (sql) =>
-    sql`INSERT INTO applied (consumer_group, event_id, message_key, seq)
+/** The consumer's handler: one statement for all new events of a transaction; it waits while `held()`. */
+const applyBatch =
+  (group: string, held: () => boolean = () => false) => (delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
+    Effect.flatMap(SqlClient, (sql) =>
+      sql`INSERT INTO applied (consumer_group, event_id, message_key, seq)
       SELECT ${group}, e.id, e.k, e.s
       FROM unnest(${delivered.map((d) => d.event.eventId)}::text[], ${delivered.map((d) => d.event.key)}::text[],
-                  ${delivered.map((d) => d.event.seq)}::int[]) AS e(id, k, s)`).pipe(Effect.asVoid)
+                  ${delivered.map((d) => d.event.seq)}::int[]) AS e(id, k, s)`).pipe(
+        Effect.asVoid,
+        Effect.zipLeft(Effect.sleep("100 millis").pipe(Effect.repeat({ while: held })))
+      )
 
 const consumerTimings = { ...TestKafka.fastConsumer, disconnectTimeout: "5 seconds" as const }
 
-/** The relay and the consumer in this process, on `kafka`, for the life of the scope. */
+/**
+ * The relay and the consumer in this process, on `kafka`, for the life of the scope; returns how to
+ * start another member of the consumer's group. The first member's batches wait while `held()`.
+ */
 const inProcessClients = (
   kafka: Layer.Layer<KafkaClient.KafkaClient>,
-  topic: ReturnType<typeof topicNamed>,
-  group: string
+  topic: FaultTopic,
+  group: string,
+  held: () => boolean
 ) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
       Layer.mergeAll(Producer.layer(), DeadLetter.layer).pipe(Layer.provideMerge(kafka))
     )
+    const member = (handleBatch: ReturnType<typeof applyBatch>) =>
+      IdempotentConsumer.run({
+        topic,
+        groupId: group,
+        handleBatch,
+        errors: { SqlError: "retry" },
+        batchSize: 200,
+        kafka: consumerTimings
+      }).pipe(Effect.provide(context))
     yield* OutboxRelay.run({ pollInterval: "200 millis" }).pipe(Effect.provide(context))
-    yield* IdempotentConsumer.run({
-      topic,
-      groupId: group,
-      handleBatch: applyBatch(group),
-      errors: { SqlError: "retry" },
-      batchSize: 200,
-      kafka: consumerTimings
-    }).pipe(Effect.provide(context))
+    yield* member(applyBatch(group, held))
+    return member(applyBatch(group))
   })
 
 /** A relay and a consumer as processes, each killed with SIGKILL `kills / 2` times at random moments and started again. */
@@ -361,14 +441,32 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     const proxy = yield* KafkaFaults.proxy
     const seconds = (nominal: number) => Duration.seconds(Math.max(3, nominal * size.faultScale))
     let kills = () => 0
+    let held = false
+    let joinGroup: Effect.Effect<void, unknown, Scope.Scope> = Effect.dieMessage(
+      "this scenario's clients are processes"
+    )
 
     // Clients
     if (scenario.clients === "processes") {
       kills = yield* crashingProcesses(Redacted.value(databaseUrl), topic.name, group, 10)
     } else {
       const kafka = scenario.clients === "proxy" ? KafkaFaults.layerThrough(proxy) : baseKafka
-      yield* inProcessClients(kafka, topic, group).pipe(Effect.provide(database))
+      const join = yield* inProcessClients(kafka, topic, group, () => held).pipe(Effect.provide(database))
+      joinGroup = Effect.provide(join, database)
     }
+    const expectedFailed: Array<string> = []
+    // A COMMIT that died may or may not have committed: append again (a repeat the consumer skips).
+    const append = (into: FaultTopic, events: ReadonlyArray<TestEvent>) =>
+      sql.withTransaction(Outbox.append(into, ...events)).pipe(
+        Effect.sandbox,
+        Effect.retry({
+          schedule: Schedule.spaced("200 millis"),
+          while: (cause) => !Cause.isInterruptedOnly(cause)
+        }),
+        Effect.unsandbox,
+        Effect.provide(database),
+        Effect.orDie
+      )
 
     // Workload: writers own disjoint keys, so a key's seq order is its commit order.
     const writers = 4
@@ -389,16 +487,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
             return new TestEvent({ eventId: crypto.randomUUID(), key, seq })
           })
           const started = Date.now()
-          // A COMMIT that died may or may not have committed: append again (a repeat the consumer skips).
-          yield* sql.withTransaction(Outbox.append(topic, ...events)).pipe(
-            Effect.sandbox,
-            Effect.retry({
-              schedule: Schedule.spaced("200 millis"),
-              while: (cause) => !Cause.isInterruptedOnly(cause)
-            }),
-            Effect.unsandbox,
-            Effect.provide(database)
-          )
+          yield* append(topic, events)
           events.forEach((event) => acknowledged.add(event.eventId))
           const left = pause - (Date.now() - started)
           if (left > 0) yield* Effect.sleep(Duration.millis(left))
@@ -416,7 +505,8 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     // id: counted too, which only makes the figure larger) whose event is not applied yet.
     const backlog = (lastId: string) =>
       query(sql<{ readonly n: number }>`
-        SELECT count(*)::int AS n FROM kpipe_outbox o WHERE o.id <= ${lastId}::bigint
+        SELECT count(*)::int AS n FROM kpipe_outbox o WHERE o.id <= ${lastId}::bigint AND o.topic = ${topic.name}
+          AND NOT (o.event_id = ANY(${expectedFailed}::text[]))
           AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = o.event_id)`)
         .pipe(Effect.map((rows) => rows[0]!.n))
     const poll = <A>(effect: Effect.Effect<A>, until: (a: A) => boolean, done: () => void) =>
@@ -450,7 +540,17 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         kills,
         broker,
         cluster,
-        nodes
+        nodes,
+        workload: topic,
+        append,
+        createTopic: (created) =>
+          adminClient.createTopics(TopicAdmin.specs([created], brokers)).pipe(
+            Effect.tap((names) => Effect.addFinalizer(() => adminClient.deleteTopics(names).pipe(Effect.ignore))),
+            Effect.asVoid
+          ),
+        expectFailed: (eventId) => void expectedFailed.push(eventId),
+        holdBatches: (on) => void (held = on),
+        joinGroup
       })
         .pipe(
           Effect.delay("2 seconds"),
@@ -465,6 +565,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         twice: number
         outOfOrder: number
         deadLettered: number
+        expectedFailed: number
         pending: number
         published: number
       }>`
@@ -477,9 +578,13 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
              FROM applied WHERE consumer_group = ${group}) s
            WHERE previous IS NOT NULL AND seq < previous) AS out_of_order,
           (SELECT count(*)::int FROM kpipe_failed_events)
-            + (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED') AS dead_lettered,
+            + (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED'
+                 AND NOT (event_id = ANY(${expectedFailed}::text[]))) AS dead_lettered,
+          (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED'
+             AND event_id = ANY(${expectedFailed}::text[])) AS expected_failed,
           (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending,
-          (SELECT count(DISTINCT event_id)::int FROM kpipe_outbox WHERE status = 'PUBLISHED') AS published`
+          (SELECT count(DISTINCT event_id)::int FROM kpipe_outbox
+             WHERE status = 'PUBLISHED' AND topic = ${topic.name}) AS published`
       return row!
     }).pipe(Effect.provide(database), Effect.retry({ times: 20, schedule: Schedule.spaced("500 millis") }))
     const deadline = Date.now() + Duration.toMillis(Duration.decode(size.recoveryDeadline))
@@ -487,7 +592,10 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     let recovered: number | undefined
     while (Date.now() < deadline) {
       last = yield* measure
-      if (last.applied + last.deadLettered >= acknowledged.size && last.pending === 0) {
+      if (
+        last.applied + last.deadLettered >= acknowledged.size && last.pending === 0 &&
+        last.expectedFailed === expectedFailed.length
+      ) {
         recovered = Date.now()
         break
       }
@@ -502,7 +610,8 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
       appliedTwice: last.twice,
       outOfOrder: last.outOfOrder,
       wronglyDeadLettered: last.deadLettered,
-      stuck: last.pending,
+      // A row the fault made unpublishable that did not end FAILED is stuck too.
+      stuck: last.pending + (expectedFailed.length - last.expectedFailed),
       recoverySeconds: recovered === undefined || caughtUp === undefined
         ? undefined
         : Math.max(0, (caughtUp - faultEnded) / 1000),

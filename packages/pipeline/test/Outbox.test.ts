@@ -586,6 +586,36 @@ describe("Outbox", () => {
       assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2, 3])
     }).pipe(Effect.provide(TestLive)))
 
+  it.live(
+    "a record the broker refuses in a send with records of other partitions: it alone is FAILED, the rest and later rows are published",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("outbox-refused-beside", 2)
+        const admin = yield* Admin.Admin
+        yield* admin.createTopics([{ name: topic.name, partitions: 2, config: { "max.message.bytes": "4096" } }])
+        // Three records on each of eight keys spread over both partitions, and the refused one: the
+        // first send writes the partition without it. Rolling back that partition's sequence numbers
+        // too made every later send to it fail with OUT_OF_ORDER_SEQUENCE_NUMBER, for ever.
+        const keys = Array.from({ length: 8 }, (_, i) => `k${i}`)
+        const first = keys.flatMap((key) => [1, 2, 3].map((seq) => event(key, seq)))
+        yield* Outbox.append(topic, ...first, event("refused", 1, "x".repeat(8192)))
+        yield* drain
+        assert.deepStrictEqual(yield* statuses, [{ status: "FAILED", n: 1 }, { status: "PUBLISHED", n: first.length }])
+        const later = keys.map((key) => event(key, 4))
+        yield* Outbox.append(topic, ...later)
+        yield* drain
+        assert.deepStrictEqual(yield* statuses, [
+          { status: "FAILED", n: 1 },
+          { status: "PUBLISHED", n: first.length + later.length }
+        ])
+        const expected = new Map(keys.map((key) => [
+          key,
+          [...first, ...later].filter((e) => e.key === key).map((e) => e.eventId)
+        ]))
+        assertKeyOrder((yield* readTopic(topic.name, first.length + later.length)).map(decodeValue), expected)
+      }).pipe(Effect.provide(TestLive))
+  )
+
   it.live("overlapping sends of the idempotent producer each land once, none is lost, in the order they completed", () =>
     Effect.gen(function*() {
       const topic = makeTopic("overlapping-sends", 1)
