@@ -110,15 +110,21 @@ export const config = EffectConfig.all({
     Duration.seconds(30),
     "How long coupons are cached for the request path"
   ),
-  recoveryGrace: duration(
-    "RECOVERY_GRACE",
-    Duration.seconds(1),
-    "Time given to other replicas' in-flight publishes before a rebuild snapshots Kafka"
-  ),
   recoveryTimeout: duration(
     "RECOVERY_TIMEOUT",
     Duration.seconds(20),
-    "How long a rebuild waits for the consumer group to catch up"
+    "How long a rebuild waits for the API replicas' in-flight publishes and for the consumer group to catch up"
+  ),
+  replicaHeartbeat: duration(
+    "REPLICA_HEARTBEAT",
+    Duration.millis(500),
+    "How often an API replica renews its registration in Redis and answers the rebuilds waiting for it"
+  ),
+  replicaLease: duration(
+    "REPLICA_LEASE",
+    Duration.seconds(3),
+    "An API replica not heard of for this long counts as dead, and a rebuild stops waiting for its " +
+      "publishes: longer than REPLICA_HEARTBEAT plus the longest pause a live process may take"
   ),
   reclaimInterval: duration(
     "RESERVATION_RECLAIM_INTERVAL",
