@@ -36,11 +36,11 @@ export class ReplicasBusy extends Data.TaggedError("ReplicasBusy")<{
  * itself every `REPLICA_HEARTBEAT` for `REPLICA_LEASE`, reads the announcements, waits for its own
  * requests and answers. No reservation succeeds once the coupon is closed, so when all have
  * answered, every request accepted before the close is in Kafka or was rolled back. A replica
- * whose registration expired counts as dead: its requests were never answered 202, and whatever of
- * them still reaches Kafka is applied by the consumer like any record (the database guard never
- * oversells), or, if Redis still holds its reservation, released by the `ReservationReclaimer` as
- * `NOT_QUEUED`. A registry that Redis lost with the coupon is only trusted once it is a lease old,
- * so every live replica has registered again;
+ * whose registration expired counts as dead (killed: its unpublished requests were never answered
+ * 202; only frozen longer than the lease: what it still publishes is applied like any record, and
+ * the database guard never oversells); reservations of it that Redis still holds are released by
+ * the `ReservationReclaimer` as `NOT_QUEUED`. A registry that Redis lost with the coupon is only
+ * trusted once it is a lease old, so every live replica has registered again;
  * (3) snapshots the end offsets of the requests topic and waits until `coupon-issue-group` has
  * applied everything below them (`awaitCaughtUp`: committed, or claimed in the database), so every
  * request accepted before the coupon closed is in the database;
