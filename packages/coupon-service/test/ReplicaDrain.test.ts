@@ -3,14 +3,17 @@ import { Ids } from "@kpipe/events"
 import { Redis } from "@kpipe/redis"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import { Config } from "../src/Config.ts"
+import * as Schedule from "effect/Schedule"
+import { Config, config as configValues } from "../src/Config.ts"
 import { CouponIssuer } from "../src/CouponIssuer.ts"
 import { IssuePublisher } from "../src/IssuePublisher.ts"
 import { ReservationRecovery } from "../src/ReservationRecovery.ts"
+import { StockReservations } from "../src/StockReservations.ts"
 import {
   type Answer,
   createCoupon,
@@ -150,4 +153,66 @@ describe("a Redis-loss rebuild with two API replicas", () => {
       }).pipe(Effect.scoped, Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 120_000 }
   )
+
+  it.live(
+    "a replica that renews its registration but never answers holds the coupon closed until RECOVERY_TIMEOUT; once it stops renewing it counts as dead after REPLICA_LEASE",
+    () =>
+      Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        const reservations = yield* StockReservations
+        const coupon = yield* createCoupon(3)
+        const couponId = coupon.couponId
+        const keys = yield* keysOf(couponId)
+        assert.strictEqual((yield* issue(couponId, 1)).tag, "Accepted")
+        yield* eventually(Effect.map(issuedUsers(couponId), (users) => users.size === 1), "30 seconds")
+
+        // A replica that is alive (it renews every 100 ms) but stuck: it never answers a rebuild.
+        const ghost = yield* reservations.heartbeat("ghost").pipe(
+          Effect.repeat(Schedule.spaced("100 millis")),
+          Effect.fork
+        )
+        assert.isAbove(yield* deleteKeys(`${keys.meta.slice(0, -"meta".length)}*`), 2)
+        assert.strictEqual((yield* issue(couponId, 2)).tag, "CouponRecovering")
+        const closed = Date.now()
+        const state = redis.use((c) => c.hget(keys.meta, "state"))
+        yield* Effect.sleep("3 seconds")
+        assert.strictEqual(yield* state, "recovering", "still waiting for the live replica")
+        assert.strictEqual((yield* issue(couponId, 2)).tag, "CouponRecovering")
+        // RECOVERY_TIMEOUT (4 s): the rebuild gives up and its lease back.
+        yield* eventually(Effect.map(redis.use((c) => c.get(keys.lease)), (lease) => lease === null), "10 seconds")
+        assert.isAtLeast(Date.now() - closed, 3_500)
+
+        // The replica dies: after REPLICA_LEASE (1 s) it is no longer waited for.
+        yield* Fiber.interrupt(ghost)
+        const seen: Array<Answer> = []
+        assert.strictEqual((yield* issueRetrying(couponId, 2, seen)).tag, "Accepted")
+        assert.strictEqual((yield* issue(couponId, 1)).tag, "AlreadyRequested")
+        yield* eventually(
+          Effect.map(reconciliation(couponId), (report) => report.body["consistent"] === true),
+          "30 seconds",
+          "Redis and the database agree"
+        )
+      }).pipe(
+        Effect.provide(TestLive),
+        Effect.withConfigProvider(testEnv({ RECOVERY_TIMEOUT: "4 seconds" }).provider)
+      ),
+    { timeout: 90_000 }
+  )
+
+  it.effect("REPLICA_LEASE must outlast REPLICA_HEARTBEAT", () =>
+    Effect.gen(function*() {
+      const rejected = yield* Effect.either(
+        Effect.withConfigProvider(
+          configValues,
+          testEnv({ REPLICA_HEARTBEAT: "2 seconds", REPLICA_LEASE: "1 second" }).provider
+        )
+      )
+      assert.isTrue(Either.isLeft(rejected))
+      assert.include(
+        String(Either.isLeft(rejected) ? rejected.left : ""),
+        "REPLICA_LEASE must be longer than REPLICA_HEARTBEAT"
+      )
+      const accepted = yield* Effect.withConfigProvider(configValues, testEnv().provider)
+      assert.strictEqual(Duration.toMillis(accepted.replicaLease), 1_000)
+    }))
 })
