@@ -110,15 +110,21 @@ export const config = EffectConfig.all({
     Duration.seconds(30),
     "How long coupons are cached for the request path"
   ),
-  recoveryGrace: duration(
-    "RECOVERY_GRACE",
-    Duration.seconds(1),
-    "Time given to other replicas' in-flight publishes before a rebuild snapshots Kafka"
-  ),
   recoveryTimeout: duration(
     "RECOVERY_TIMEOUT",
     Duration.seconds(20),
-    "How long a rebuild waits for the consumer group to catch up"
+    "How long a rebuild waits for the API replicas' in-flight publishes and for the consumer group to catch up"
+  ),
+  replicaHeartbeat: duration(
+    "REPLICA_HEARTBEAT",
+    Duration.millis(500),
+    "How often an API replica renews its registration in Redis and answers the rebuilds waiting for it"
+  ),
+  replicaLease: duration(
+    "REPLICA_LEASE",
+    Duration.seconds(3),
+    "An API replica not heard of for this long counts as dead, and a rebuild stops waiting for its " +
+      "publishes: longer than REPLICA_HEARTBEAT plus the longest pause a live process may take"
   ),
   reclaimInterval: duration(
     "RESERVATION_RECLAIM_INTERVAL",
@@ -137,13 +143,20 @@ export const config = EffectConfig.all({
   retry,
   // Measured in a sale: consumer CPU per request from ~140 to ~80 µs with bigger fetches.
   consumer: ConsumerSettings.config({ maxWaitTimeInMs: 100, minBytes: 64 * 1024 })
-}).pipe(EffectConfig.map((values) => ({
-  ...values,
-  reclaimAge: Option.getOrElse(
-    values.reclaimAge,
-    () => Duration.times(producerRequestTimeout, 2 * (values.publishRetries + 1))
-  )
-})))
+}).pipe(
+  EffectConfig.map((values) => ({
+    ...values,
+    reclaimAge: Option.getOrElse(
+      values.reclaimAge,
+      () => Duration.times(producerRequestTimeout, 2 * (values.publishRetries + 1))
+    )
+  })),
+  // A lease no longer than the heartbeat would let live replicas pass for dead between two heartbeats.
+  EffectConfig.validate({
+    message: "REPLICA_LEASE must be longer than REPLICA_HEARTBEAT",
+    validation: (values) => Duration.greaterThan(values.replicaLease, values.replicaHeartbeat)
+  })
+)
 
 export type Values = EffectConfig.Config.Success<typeof config>
 

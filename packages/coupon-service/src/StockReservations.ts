@@ -1,5 +1,6 @@
-import type { Ids } from "@kpipe/events"
+import { Ids } from "@kpipe/events"
 import { Redis } from "@kpipe/redis"
+import type { RedisError } from "@kpipe/redis/Redis"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -11,6 +12,15 @@ import * as internal from "./internal/reservationScripts.ts"
 export const couponKeys = internal.couponKeys
 
 export type ReserveResult = internal.ReserveResult
+
+/** What a rebuild waiting for the API replicas sees (`StockReservations.awaiting`). */
+export type Awaiting =
+  /** The rebuild's lease is gone (it expired, or Redis lost it): the rebuild must stop. */
+  | { readonly _tag: "Lost" }
+  /** The replicas' registry is younger than a replica lease: a live replica may not be in it yet. */
+  | { readonly _tag: "RegistryYoung" }
+  /** The live replicas that have not answered the rebuild yet (none: every one has drained). */
+  | { readonly _tag: "Waiting"; readonly replicas: ReadonlyArray<string> }
 
 export type StoredStatus = "PENDING" | "ISSUED" | "FAILED"
 
@@ -56,6 +66,8 @@ export class StockReservations extends Effect.Service<StockReservations>()(
       const scripts = yield* internal.make
       const ttl = Math.max(1, Math.round(Duration.toSeconds(config.statusTtl)))
       const keysOf = (couponId: Ids.CouponId) => couponKeys(config.keyPrefix, couponId)
+      const shared = internal.sharedKeys(config.keyPrefix)
+      const replicaLease = Math.round(Duration.toMillis(config.replicaLease))
 
       // A leaf span (`useSpan`): cheaper than `withSpan`, which also makes the span the parent of what runs inside.
       const reserve = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: Ids.EventId) =>
@@ -115,12 +127,52 @@ export class StockReservations extends Effect.Service<StockReservations>()(
           Effect.withSpan("StockReservations.initialize", { attributes: { couponId } })
         )
 
-      /** Closes the coupon (state `recovering`) and takes the rebuild lease, unless it is sound or leased. */
+      /**
+       * Closes the coupon (state `recovering`) and takes the rebuild lease, unless it is sound or
+       * leased; the rebuild is announced to the API replicas (`heartbeat`).
+       */
       const beginRecovery = (couponId: Ids.CouponId, token: string, lease: Duration.Duration) =>
-        scripts.beginRecovery(keysOf(couponId), token, Math.round(Duration.toMillis(lease)))
+        scripts.beginRecovery(keysOf(couponId), shared, couponId, token, Math.round(Duration.toMillis(lease)))
 
-      /** Empties the counter, the set and the pending requests under the lease; false if the lease was lost. */
+      /**
+       * Renews this API replica's registration for `REPLICA_LEASE`; the rebuilds waiting for the
+       * replicas, coupon id → token.
+       */
+      const heartbeat = (replicaId: string) =>
+        scripts.heartbeat(shared, replicaId, replicaLease).pipe(
+          Effect.map((rebuilds) =>
+            new Map([...rebuilds].map(([couponId, token]) => [Ids.CouponId.make(Number(couponId)), token] as const))
+          )
+        )
+
+      /**
+       * Tells rebuild `token` that this replica has no request of the coupon left between reservation
+       * and Kafka (begun before it heard of the rebuild); false when that rebuild is over.
+       */
+      const drained = (couponId: Ids.CouponId, replicaId: string, token: string) =>
+        scripts.drained(keysOf(couponId), shared, couponId, replicaId, token)
+
+      /** Which live API replicas rebuild `token` still waits for. */
+      const awaiting = (couponId: Ids.CouponId, token: string): Effect.Effect<Awaiting, RedisError> =>
+        scripts.awaiting(keysOf(couponId), shared, token, replicaLease)
+
+      /**
+       * Empties the counter and the set under the lease; the pending requests stay and are returned
+       * (none if the lease was lost), for `restorePending`.
+       */
       const resetForRebuild = (couponId: Ids.CouponId, token: string) => scripts.reset(keysOf(couponId), token)
+
+      /**
+       * Under the lease: each of `hold` (pending, with no outcome in the database) takes its unit
+       * again, until its record is applied or the reclaimer fails it (`NOT_QUEUED`); each of `drop`
+       * (settled in the database) is no longer pending. False if the lease was lost.
+       */
+      const restorePending = (
+        couponId: Ids.CouponId,
+        token: string,
+        hold: ReadonlyArray<PendingRequest>,
+        drop: ReadonlyArray<PendingRequest>
+      ) => scripts.restorePending(keysOf(couponId), token, hold, drop)
 
       /** Adds issued users to the set under the lease, and shows them ISSUED; false if the lease was lost. */
       const addIssued = (couponId: Ids.CouponId, token: string, userIds: ReadonlyArray<string>) =>
@@ -135,9 +187,10 @@ export class StockReservations extends Effect.Service<StockReservations>()(
 
       /** Opens the coupon again with counter = set size; the number of users, or none if the lease was lost. */
       const finishRecovery = (couponId: Ids.CouponId, token: string, total: number) =>
-        scripts.finishRecovery(keysOf(couponId), token, total)
+        scripts.finishRecovery(keysOf(couponId), shared, couponId, token, total)
 
-      const abandonRecovery = (couponId: Ids.CouponId, token: string) => scripts.abandon(keysOf(couponId), token)
+      const abandonRecovery = (couponId: Ids.CouponId, token: string) =>
+        scripts.abandon(keysOf(couponId), shared, couponId, token)
 
       const inspect = (couponId: Ids.CouponId) =>
         redis.use(async (client): Promise<ReservationsView> => {
@@ -174,7 +227,11 @@ export class StockReservations extends Effect.Service<StockReservations>()(
         status,
         initialize,
         beginRecovery,
+        heartbeat,
+        drained,
+        awaiting,
         resetForRebuild,
+        restorePending,
         addIssued,
         finishRecovery,
         abandonRecovery,

@@ -80,7 +80,7 @@ describe("the rebuild lease", () => {
 
         // The consumer group is down, so A's rebuild times out: it gives its lease back, well before it expires.
         const started = Date.now()
-        // RECOVERY_TIMEOUT (3 s) plus the grace: released in about 3.2 s; the lease would expire after ~13 s.
+        // RECOVERY_TIMEOUT (3 s): released in about 3 s; the lease would expire after ~13 s.
         yield* eventually(Effect.map(lease, (token) => token === null), "8 seconds", "A's lease released")
         assert.isBelow(Date.now() - started, ttl - 4_000)
         assert.strictEqual(a.failed(), 1)

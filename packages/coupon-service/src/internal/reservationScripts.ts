@@ -9,7 +9,9 @@ import type { ChainableCommander } from "ioredis"
  * `meta` (total quantity and `state`: a coupon without it was never opened or was lost),
  * `pending` (user → event id of the request in flight, so rollbacks and releases only ever undo
  * their own reservation), `pending:since` (user → when Redis accepted that request, in Redis's own
- * clock, ms: what the reclaimer looks for) and `recovery` (the lease of the replica rebuilding the coupon).
+ * clock, ms: what the reclaimer looks for), `recovery` (the lease of the replica rebuilding the coupon)
+ * and `drained` (API replica → the rebuild token it answered: it has no request of the coupon left
+ * between its reservation and Kafka).
  *
  * Invariants kept by every script: `counter` = size of `issued:users` = issued + pending users;
  * `pending:since` has exactly the users of `pending`.
@@ -23,9 +25,23 @@ export const couponKeys = (prefix: string, couponId: number | string) => {
     pending: `${base}:pending`,
     since: `${base}:pending:since`,
     lease: `${base}:recovery`,
+    drained: `${base}:drained`,
     status: (userId: number | string) => `${base}:user:${userId}:status`
   }
 }
+
+/**
+ * The keys every coupon under `prefix` shares: `api-replicas` (API replica id → until when its
+ * registration holds, ms on Redis's clock; `@since`: when the hash was created, so a registry younger
+ * than a replica lease may still miss live replicas) and `rebuilds` (coupon id → token of the rebuild
+ * waiting for the replicas).
+ */
+export const sharedKeys = (prefix: string) => ({
+  replicas: `${prefix}api-replicas`,
+  rebuilds: `${prefix}rebuilds`
+})
+
+export type SharedKeys = ReturnType<typeof sharedKeys>
 
 // Redis's clock in ms: every replica's reservations and the reclaimer's cutoff are on the same clock.
 const nowLua = `local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)`
@@ -135,9 +151,9 @@ redis.call('SET', KEYS[2], 0)
 return 1
 `
 
-// KEYS: meta, counter, users, lease. ARGV: token, lease (ms).
+// KEYS: meta, counter, users, lease, rebuilds, drained. ARGV: token, lease (ms), coupon id.
 // Closes the coupon (state 'recovering') and takes the lease, unless the coupon is sound or someone
-// else holds the lease.
+// else holds the lease; the rebuild is announced to the API replicas, which answer in 'drained'.
 const beginRecoveryLua = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'ready' then
@@ -146,14 +162,83 @@ if state == 'ready' then
 end
 if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'BUSY' end
 redis.call('HSET', KEYS[1], 'state', 'recovering')
+redis.call('DEL', KEYS[6])
+redis.call('HSET', KEYS[5], ARGV[3], ARGV[1])
 return 'STARTED'
 `
 
-// KEYS: meta, counter, users, pending, lease, since. ARGV: token.
+// KEYS: replicas, rebuilds. ARGV: replica id, replica lease (ms). Renews the replica's registration,
+// forgets replicas expired for a whole lease, and returns the rebuilds waiting: {coupon id, token, …}.
+const heartbeatLua = `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('HSETNX', KEYS[1], '@since', now)
+redis.call('HSET', KEYS[1], ARGV[1], now + lease)
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= '@since' and tonumber(all[i + 1]) < now - lease then redis.call('HDEL', KEYS[1], all[i]) end
+end
+return redis.call('HGETALL', KEYS[2])
+`
+
+// KEYS: lease, drained, rebuilds. ARGV: replica id, token, coupon id. The replica has nothing of the
+// coupon left between reservation and Kafka that began before it heard of rebuild ARGV[2]. 0 when
+// that rebuild is over (its announcement is then withdrawn).
+const drainedLua = `
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then
+  if redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[3], ARGV[3]) end
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
+return 1
+`
+
+// KEYS: replicas, drained, lease. ARGV: token, replica lease (ms). {'LOST'}: the lease is gone;
+// {'YOUNG'}: the registry is younger than a replica lease (Redis lost it), so a live replica may not
+// be in it yet; else {'WAITING', replica ids…}: the live replicas that have not drained yet.
+const awaitingLua = `
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'LOST'} end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local since = redis.call('HGET', KEYS[1], '@since')
+if not since or now - tonumber(since) < tonumber(ARGV[2]) then return {'YOUNG'} end
+local waiting = {'WAITING'}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= '@since' and tonumber(all[i + 1]) >= now and redis.call('HGET', KEYS[2], all[i]) ~= ARGV[1] then
+    waiting[#waiting + 1] = all[i]
+  end
+end
+return waiting
+`
+
+// KEYS: meta, counter, users, pending, lease, since. ARGV: token. Empties the counter and the set;
+// the pending requests stay (returned: {user id, event id, …}) for the rebuild to settle or hold.
 const resetLua = `
-if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[5]) ~= ARGV[1] then return false end
 redis.call('HSET', KEYS[1], 'state', 'recovering')
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[3])
+return redis.call('HGETALL', KEYS[4])
+`
+
+// KEYS: users, pending, since, lease. ARGV: token, n, then n pairs (user id, event id) to hold (each
+// takes its unit again) and pairs to drop (settled: no longer pending). A user whose pending event
+// changed meanwhile is left alone.
+const restorePendingLua = `
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    if (i - 3) / 2 < n then
+      redis.call('SADD', KEYS[1], ARGV[i])
+    else
+      redis.call('HDEL', KEYS[2], ARGV[i])
+      redis.call('ZREM', KEYS[3], ARGV[i])
+    end
+  end
+end
 return 1
 `
 
@@ -164,23 +249,31 @@ for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
 return #ARGV - 1
 `
 
-// KEYS: meta, counter, users, lease. ARGV: token, total.
+// KEYS: meta, counter, users, lease, rebuilds, drained. ARGV: token, total, coupon id.
 const finishRecoveryLua = `
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
 local members = redis.call('SCARD', KEYS[3])
 redis.call('SET', KEYS[2], members)
 redis.call('HSET', KEYS[1], 'total', ARGV[2], 'state', 'ready')
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4], KEYS[6])
+if redis.call('HGET', KEYS[5], ARGV[3]) == ARGV[1] then redis.call('HDEL', KEYS[5], ARGV[3]) end
 return members
 `
 
-// KEYS: lease. ARGV: token.
+// KEYS: lease, rebuilds, drained. ARGV: token, coupon id.
 const abandonLua = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[3]) end
 return 0
 `
 
 export type CouponKeys = ReturnType<typeof couponKeys>
+
+/** A user's request in flight, as the `pending` hash holds it. */
+export interface PendingPair {
+  readonly userId: string
+  readonly eventId: string
+}
 
 export type ReserveResult =
   | { readonly _tag: "Accepted"; readonly reserved: number }
@@ -202,13 +295,17 @@ const define = Effect.all({
   initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 5, lua: initializeLua }),
   beginRecovery: Redis.script<"READY" | "BUSY" | "STARTED">({
     name: "couponBeginRecovery",
-    numberOfKeys: 4,
+    numberOfKeys: 6,
     lua: beginRecoveryLua
   }),
-  reset: Redis.script<number>({ name: "couponReset", numberOfKeys: 6, lua: resetLua }),
+  heartbeat: Redis.script<Array<string>>({ name: "couponReplicaHeartbeat", numberOfKeys: 2, lua: heartbeatLua }),
+  drained: Redis.script<number>({ name: "couponReplicaDrained", numberOfKeys: 3, lua: drainedLua }),
+  awaiting: Redis.script<Array<string>>({ name: "couponRebuildAwaiting", numberOfKeys: 3, lua: awaitingLua }),
+  reset: Redis.script<Array<string> | null>({ name: "couponReset", numberOfKeys: 6, lua: resetLua }),
+  restorePending: Redis.script<number>({ name: "couponRestorePending", numberOfKeys: 4, lua: restorePendingLua }),
   addUsers: Redis.script<number>({ name: "couponAddUsers", numberOfKeys: 2, lua: addUsersLua }),
-  finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 4, lua: finishRecoveryLua }),
-  abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 1, lua: abandonLua })
+  finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 6, lua: finishRecoveryLua }),
+  abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 3, lua: abandonLua })
 })
 
 // Answers without data, shared by every request.
@@ -289,20 +386,71 @@ export const make = Effect.gen(function*() {
       })),
     initialize: (keys: CouponKeys, total: number) =>
       Effect.asVoid(scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending, keys.since], [total])),
-    beginRecovery: (keys: CouponKeys, token: string, leaseMillis: number) =>
-      scripts.beginRecovery([keys.meta, keys.counter, keys.users, keys.lease], [token, leaseMillis]),
+    beginRecovery: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string, leaseMillis: number) =>
+      scripts.beginRecovery([keys.meta, keys.counter, keys.users, keys.lease, shared.rebuilds, keys.drained], [
+        token,
+        leaseMillis,
+        couponId
+      ]),
+    /** Renews the replica's registration; the rebuilds waiting, coupon id → token. */
+    heartbeat: (shared: SharedKeys, replicaId: string, leaseMillis: number) =>
+      Effect.map(scripts.heartbeat([shared.replicas, shared.rebuilds], [replicaId, leaseMillis]), (reply) => {
+        const rebuilds = new Map<string, string>()
+        for (let i = 0; i + 1 < reply.length; i += 2) rebuilds.set(reply[i]!, reply[i + 1]!)
+        return rebuilds
+      }),
+    drained: (keys: CouponKeys, shared: SharedKeys, couponId: number, replicaId: string, token: string) =>
+      Effect.map(
+        scripts.drained([keys.lease, keys.drained, shared.rebuilds], [replicaId, token, couponId]),
+        (n) => n === 1
+      ),
+    awaiting: (keys: CouponKeys, shared: SharedKeys, token: string, leaseMillis: number) =>
+      Effect.map(
+        scripts.awaiting([shared.replicas, keys.drained, keys.lease], [token, leaseMillis]),
+        (reply) =>
+          reply[0] === "LOST"
+            ? { _tag: "Lost" as const }
+            : reply[0] === "YOUNG"
+            ? { _tag: "RegistryYoung" as const }
+            : { _tag: "Waiting" as const, replicas: reply.slice(1) }
+      ),
+    /** The pending requests the reset kept, or none if the lease was lost. */
     reset: (keys: CouponKeys, token: string) =>
       Effect.map(
         scripts.reset([keys.meta, keys.counter, keys.users, keys.pending, keys.lease, keys.since], [token]),
+        (reply) => {
+          if (reply === null) return Option.none<ReadonlyArray<PendingPair>>()
+          const pending: Array<PendingPair> = []
+          for (let i = 0; i + 1 < reply.length; i += 2) pending.push({ userId: reply[i]!, eventId: reply[i + 1]! })
+          return Option.some<ReadonlyArray<PendingPair>>(pending)
+        }
+      ),
+    restorePending: (
+      keys: CouponKeys,
+      token: string,
+      hold: ReadonlyArray<PendingPair>,
+      drop: ReadonlyArray<PendingPair>
+    ) =>
+      Effect.map(
+        scripts.restorePending([keys.users, keys.pending, keys.since, keys.lease], [
+          token,
+          hold.length,
+          ...[...hold, ...drop].flatMap(({ eventId, userId }) => [userId, eventId])
+        ]),
         (n) => n === 1
       ),
     addUsers: (keys: CouponKeys, token: string, userIds: ReadonlyArray<string>) =>
       Effect.map(scripts.addUsers([keys.users, keys.lease], [token, ...userIds]), (n) => n !== -1),
-    finishRecovery: (keys: CouponKeys, token: string, total: number) =>
+    finishRecovery: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string, total: number) =>
       Effect.map(
-        scripts.finishRecovery([keys.meta, keys.counter, keys.users, keys.lease], [token, total]),
+        scripts.finishRecovery([keys.meta, keys.counter, keys.users, keys.lease, shared.rebuilds, keys.drained], [
+          token,
+          total,
+          couponId
+        ]),
         (n) => n === -1 ? Option.none<number>() : Option.some(n)
       ),
-    abandon: (keys: CouponKeys, token: string) => Effect.asVoid(scripts.abandon([keys.lease], [token]))
+    abandon: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string) =>
+      Effect.asVoid(scripts.abandon([keys.lease, shared.rebuilds, keys.drained], [token, couponId]))
   } as const
 })
