@@ -1,4 +1,5 @@
 import { SqlClient } from "@effect/sql/SqlClient"
+import { BenchReport } from "@kpipe/devtools"
 import { Redis } from "@kpipe/redis"
 import type { ServiceProcess } from "@kpipe/testing"
 import * as Deferred from "effect/Deferred"
@@ -241,12 +242,5 @@ export const format = (rows: ReadonlyArray<Row>) => {
     String(row.stuck),
     row.recoverySeconds === undefined ? "never" : `${row.recoverySeconds.toFixed(1)} s`
   ])
-  const widths = header.map((title, i) => Math.max(title.length, ...cells.map((cell) => cell[i]!.length)))
-  const line = (cell: ReadonlyArray<string>) =>
-    `| ${cell.map((text, i) => i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!)).join(" | ")} |`
-  return [
-    line(header),
-    `|${widths.map((w, i) => i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`).join("|")}|`,
-    ...cells.map(line)
-  ].join("\n")
+  return BenchReport.markdownTable(header, cells)
 }

@@ -19,3 +19,15 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
     { discard: true }
   )
 }
+
+/** A markdown table (first column left-aligned, the others right-aligned), as one string. */
+export const markdownTable = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) =>
+    `| ${cells.map((text, i) => i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!)).join(" | ")} |`
+  return [
+    line(header),
+    `|${widths.map((w, i) => i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`).join("|")}|`,
+    ...rows.map(line)
+  ].join("\n")
+}

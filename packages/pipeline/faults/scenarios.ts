@@ -3,6 +3,7 @@
 // nothing applied twice, each key in order, nothing dead-lettered because of the fault, nothing
 // stuck) and how long it took to converge after the fault ended.
 import { SqlClient } from "@effect/sql/SqlClient"
+import { BenchReport } from "@kpipe/devtools"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { Database } from "@kpipe/sql"
 import { DatabaseFaults, FaultProxy, KafkaFaults, ServiceProcess, TestKafka } from "@kpipe/testing"
@@ -642,13 +643,5 @@ export const format = (rows: ReadonlyArray<Row>) => {
     row.recoverySeconds === undefined ? "never" : `${row.recoverySeconds.toFixed(1)} s`,
     row.resumedSeconds === undefined ? "-" : `${row.resumedSeconds.toFixed(1)} s`
   ])
-  const widths = header.map((title, i) => Math.max(title.length, ...cells.map((cell) => cell[i]!.length)))
-  const line = (cell: ReadonlyArray<string>) =>
-    `| ${cell.map((text, i) => i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!)).join(" | ")} |`
-  return [
-    line(header),
-    `|${widths.map((w, i) => i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`).join("|")}|`,
-    ...cells.map(line)
-  ]
-    .join("\n")
+  return BenchReport.markdownTable(header, cells)
 }
