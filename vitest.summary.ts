@@ -37,7 +37,11 @@ export default class SummaryReporter implements Reporter {
       }
     }
     for (const error of unhandledErrors) {
-      failures.push(`UNHANDLED ${firstLine(error instanceof Error ? error.message : String(error))}`)
+      // Vitest hands over serialized errors: objects with a message, not Error instances.
+      const message = typeof error === "object" && error !== null && "message" in error
+        ? String(error.message)
+        : String(error)
+      failures.push(`UNHANDLED ${firstLine(message)}`)
     }
     const summary = [...failures, `vitest: ${count.passed} passed, ${count.failed} failed, ${count.skipped} skipped`]
       .join("\n")
