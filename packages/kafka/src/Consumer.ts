@@ -10,10 +10,21 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import type { EachBatchPayload, IHeaders, KafkaMessage } from "kafkajs"
+import kafkajs, {
+  type Broker,
+  type Cluster,
+  type EachBatchPayload,
+  type GroupDescriptions,
+  type IHeaders,
+  type KafkaMessage,
+  type PartitionAssigner
+} from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
 import { endsMembership, fromCause, KafkaError } from "./KafkaError.ts"
+
+// kafkajs spreads its exports into `module.exports`, which Node's ESM loader cannot see as named exports.
+const { AssignerProtocol, PartitionAssigners } = kafkajs
 
 export interface ConsumerRecord {
   readonly topic: string
@@ -31,6 +42,16 @@ export interface ConsumerOptions {
   readonly topics: ReadonlyArray<string>
   /** Where a group with no committed offset starts (default: the beginning, as the seeds' `earliest`). */
   readonly fromBeginning?: boolean | undefined
+  /**
+   * This member's identity across restarts, unique among the group's live members (e.g. the pod's
+   * name): what Kafka's `group.instance.id` is for, which kafkajs lacks. A member killed without
+   * leaving (SIGKILL, OOM) stays in the group until its session times out, and a rebalance waits
+   * for it that long; a member started under the same instance id removes it first (LeaveGroup) and
+   * joins at once. Found in a stable group only (a rebalancing one does not show what its members
+   * subscribed with); otherwise the join waits for the session as without one. Two live members
+   * sharing one would remove each other at each start: a needless rebalance, nothing worse.
+   */
+  readonly instanceId?: string | undefined
   readonly sessionTimeout?: number | undefined
   readonly rebalanceTimeout?: number | undefined
   readonly heartbeatInterval?: number | undefined
@@ -114,6 +135,57 @@ const toRecord = (topic: string, partition: number, message: KafkaMessage): Cons
 const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString()
 
 /**
+ * kafkajs's round-robin assigner under its own name (members with and without an instance id share
+ * a group), with `instanceId` as its subscription's user data, which the group shows its successor.
+ * kafkajs hands an assigner the consumer's cluster, which `evictPredecessors` talks through.
+ */
+const instanceAssigner = (instanceId: string, onCluster: (cluster: Cluster) => void): PartitionAssigner => (config) => {
+  onCluster(config.cluster)
+  const roundRobin = PartitionAssigners.roundRobin(config)
+  return {
+    name: roundRobin.name,
+    version: roundRobin.version,
+    assign: (group) => roundRobin.assign(group),
+    protocol: ({ topics }) => ({
+      name: roundRobin.name,
+      metadata: AssignerProtocol.MemberMetadata.encode({
+        version: roundRobin.version,
+        topics,
+        userData: Buffer.from(instanceId)
+      })
+    })
+  }
+}
+
+const instanceOf = (metadata: Buffer): string | undefined => {
+  if (metadata.length === 0) return undefined
+  try {
+    return AssignerProtocol.MemberMetadata.decode(metadata)?.userData.toString("utf8")
+  } catch {
+    // Another protocol's metadata: not a member of ours.
+    return undefined
+  }
+}
+
+/** The group's members registered under `instanceId`, removed; returns their ids. */
+const evictPredecessors = (cluster: Cluster, groupId: string, instanceId: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      // `leaveGroup` is public on kafkajs's broker (the consumer group leaves through it), untyped.
+      const coordinator = await cluster.findGroupCoordinator({ groupId }) as Broker & {
+        readonly leaveGroup: (request: { readonly groupId: string; readonly memberId: string }) => Promise<unknown>
+      }
+      const { groups } = await coordinator.describeGroups({ groupIds: [groupId] }) as GroupDescriptions
+      const predecessors = (groups.find((group) => group.groupId === groupId)?.members ?? [])
+        .filter((member) => instanceOf(member.memberMetadata) === instanceId)
+        .map((member) => member.memberId)
+      for (const memberId of predecessors) await coordinator.leaveGroup({ groupId, memberId })
+      return predecessors
+    },
+    catch: fromCause("Run")
+  })
+
+/**
  * Runs a consumer group member until the enclosing scope closes, handing each fetched batch of a
  * partition to `handler`. The group keeps the member while a slow handler runs because heartbeats
  * go out from a side fiber. When the member stops (scope closed), loses the partition, or hears from
@@ -139,7 +211,9 @@ export const runBatches = <R>(
     const timed = Metric.tagged(batchDuration, "group", options.groupId)
     const heartbeatEvery = Duration.millis(options.heartbeatInterval ?? 3_000)
     const rebalanceTimeout = options.rebalanceTimeout ?? 60_000
+    const sessionTimeout = options.sessionTimeout ?? 30_000
     let stopping = false
+    let cluster: Cluster | undefined
     // Set when the coordinator asked this member to rejoin: no new batch starts until it has.
     let rejoining = false
 
@@ -147,8 +221,11 @@ export const runBatches = <R>(
       () =>
         kafka.consumer({
           groupId: options.groupId,
-          sessionTimeout: options.sessionTimeout ?? 30_000,
+          sessionTimeout,
           rebalanceTimeout,
+          ...(options.instanceId === undefined ? {} : {
+            partitionAssigners: [instanceAssigner(options.instanceId, (c) => (cluster = c))]
+          }),
           heartbeatInterval: options.heartbeatInterval ?? 3_000,
           maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
           minBytes: options.minBytes ?? 1,
@@ -274,6 +351,21 @@ export const runBatches = <R>(
         schedule: Schedule.spaced("100 millis").pipe(Schedule.upTo(Duration.seconds(5)))
       })
     )
+    if (options.instanceId !== undefined && cluster !== undefined) {
+      const instanceId = options.instanceId
+      yield* evictPredecessors(cluster, options.groupId, instanceId).pipe(
+        Effect.timeout(Duration.millis(sessionTimeout)),
+        Effect.flatMap((evicted) =>
+          evicted.length === 0 ? Effect.void : Effect.logInfo(
+            "Removed this instance's predecessor from the group: the join need not wait for its session to expire"
+          ).pipe(Effect.annotateLogs({ memberIds: evicted.join(",") }))
+        ),
+        Effect.catchAll((error) =>
+          Effect.logWarning("Could not look for this instance's predecessor; the join may wait for its session", error)
+        ),
+        Effect.annotateLogs({ groupId: options.groupId, instanceId })
+      )
+    }
     yield* Effect.tryPromise({
       try: () =>
         consumer.run({
