@@ -228,6 +228,9 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
           OPS_PORT: String(spec.opsPort),
           KPIPE_ENV: "development",
           ADMIN_TOKEN: adminToken,
+          // The same identity across this process's restarts: a restarted consumer removes its
+          // killed predecessor from the group instead of waiting for its session to time out.
+          KAFKA_CONSUMER_INSTANCE_ID: spec.name,
           ...spec.env
         },
         ready: Effect.map(readiness(spec.port), (state) => state.startsWith("ready")),

@@ -5,7 +5,7 @@ import * as Config from "effect/Config"
 export interface ConsumerSettings extends
   Pick<
     Consumer.ConsumerOptions,
-    "sessionTimeout" | "heartbeatInterval" | "rebalanceTimeout" | "maxWaitTimeInMs" | "minBytes"
+    "sessionTimeout" | "heartbeatInterval" | "rebalanceTimeout" | "maxWaitTimeInMs" | "minBytes" | "instanceId"
   >
 {
   readonly sessionTimeout: number
@@ -13,6 +13,7 @@ export interface ConsumerSettings extends
   readonly rebalanceTimeout: number
   readonly maxWaitTimeInMs: number
   readonly minBytes: number
+  readonly instanceId: string | undefined
 }
 
 /** Tuned for quick failover: a dead replica is evicted after 10 s and its partitions move on. */
@@ -21,7 +22,8 @@ export const defaults: ConsumerSettings = {
   heartbeatInterval: 1_000,
   rebalanceTimeout: 20_000,
   maxWaitTimeInMs: 500,
-  minBytes: 1
+  minBytes: 1,
+  instanceId: undefined
 }
 
 const positive = (name: string, fallback: number, description: string) =>
@@ -31,7 +33,10 @@ const positive = (name: string, fallback: number, description: string) =>
     Config.withDescription(description)
   )
 
-/** `KAFKA_SESSION_TIMEOUT_MS`, `KAFKA_HEARTBEAT_INTERVAL_MS`, `KAFKA_REBALANCE_TIMEOUT_MS`, `KAFKA_MAX_WAIT_MS`, `KAFKA_MIN_BYTES`; a service may change the defaults. */
+/**
+ * `KAFKA_SESSION_TIMEOUT_MS`, `KAFKA_HEARTBEAT_INTERVAL_MS`, `KAFKA_REBALANCE_TIMEOUT_MS`, `KAFKA_MAX_WAIT_MS`,
+ * `KAFKA_MIN_BYTES`, `KAFKA_CONSUMER_INSTANCE_ID`; a service may change the defaults.
+ */
 export const config = (overrides: Partial<ConsumerSettings> = {}): Config.Config<ConsumerSettings> => {
   const fallback = { ...defaults, ...overrides }
   return Config.all({
@@ -51,6 +56,13 @@ export const config = (overrides: Partial<ConsumerSettings> = {}): Config.Config
       fallback.maxWaitTimeInMs,
       "Longest a fetch waits on the broker for KAFKA_MIN_BYTES"
     ),
-    minBytes: positive("KAFKA_MIN_BYTES", fallback.minBytes, "Bytes a fetch waits for (up to KAFKA_MAX_WAIT_MS)")
+    minBytes: positive("KAFKA_MIN_BYTES", fallback.minBytes, "Bytes a fetch waits for (up to KAFKA_MAX_WAIT_MS)"),
+    instanceId: Config.string("KAFKA_CONSUMER_INSTANCE_ID").pipe(
+      Config.option,
+      Config.map((id) => id._tag === "Some" && id.value !== "" ? id.value : fallback.instanceId),
+      Config.withDescription(
+        "This replica's identity across restarts, unique among the live replicas (e.g. the pod's name): a restarted consumer removes the member its crash left in the group and joins at once instead of waiting for its session to time out"
+      )
+    )
   })
 }
