@@ -7,9 +7,9 @@ import {
   createCoupon,
   deleteKeys,
   eventually,
-  issue,
   issuedCount,
   issuedUsers,
+  issueRetrying,
   issueStatus,
   keysOf,
   reconciliation,
@@ -17,18 +17,6 @@ import {
   testEnv,
   TestLive
 } from "./utils.ts"
-
-/** A client that honours "recovering" (503) by retrying a little later, as the API asks it to. */
-const issueRetrying = (couponId: number, userId: number, seen: Array<Answer>) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 200; attempt++) {
-      const answer = yield* issue(couponId, userId)
-      seen.push(answer)
-      if (answer.tag !== "CouponRecovering") return answer
-      yield* Effect.sleep("100 millis")
-    }
-    return yield* Effect.dieMessage(`user ${userId} never got past recovery`)
-  })
 
 describe("Redis loses the coupon's state", () => {
   it.live(

@@ -21,6 +21,7 @@ import {
   eventually,
   issue,
   issuedUsers,
+  issueRetrying,
   issueStatus,
   keysOf,
   reconciliation,
@@ -47,18 +48,6 @@ const replicaWithHeldPublisher = (gate: Deferred.Deferred<void>) =>
       Layer.fresh(CouponIssuer.Default).pipe(Layer.provide(Layer.merge(held, Layer.fresh(ReservationRecovery.Default))))
     )
     return Context.get(context, CouponIssuer)
-  })
-
-/** A client that honours "recovering" (503) by retrying a little later, as the API asks it to. */
-const issueRetrying = (couponId: number, userId: number, seen: Array<Answer>) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 300; attempt++) {
-      const answer = yield* issue(couponId, userId)
-      seen.push(answer)
-      if (answer.tag !== "CouponRecovering") return answer
-      yield* Effect.sleep("100 millis")
-    }
-    return yield* Effect.dieMessage(`user ${userId} never got past recovery`)
   })
 
 describe("a Redis-loss rebuild with two API replicas", () => {

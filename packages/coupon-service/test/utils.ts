@@ -194,6 +194,18 @@ const withUser = (userId: number | string | undefined) => (request: HttpClientRe
 export const issue = (couponId: number | string, userId: number | string | undefined) =>
   send(HttpClientRequest.post(`/api/coupons/${couponId}/issue`).pipe(withUser(userId)))
 
+/** A client that honours "recovering" (503) by retrying every 100 ms, as the API asks it to, for up to 30 s. */
+export const issueRetrying = (couponId: number, userId: number, seen: Array<Answer>) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 300; attempt++) {
+      const answer = yield* issue(couponId, userId)
+      seen.push(answer)
+      if (answer.tag !== "CouponRecovering") return answer
+      yield* Effect.sleep("100 millis")
+    }
+    return yield* Effect.dieMessage(`user ${userId} never got past recovery`)
+  })
+
 export const issueStatus = (couponId: number | string, userId: number | string | undefined) =>
   send(HttpClientRequest.get(`/api/coupons/${couponId}/issue-status`).pipe(withUser(userId)))
 
