@@ -4,10 +4,11 @@ import * as Effect from "effect/Effect"
 /** The typed errors of the infrastructure clients (`@effect/sql`, `@kpipe/redis`, `@kpipe/kafka`). */
 export type InfrastructureError = { readonly _tag: "SqlError" | "RedisError" | "KafkaError" }
 
-const infrastructureTags = new Set(["SqlError", "RedisError", "KafkaError"])
+const infrastructureTags = new Set<unknown>(["SqlError", "RedisError", "KafkaError"])
 
+// Asked of every failed request (most answers of a sale are typed failures): a plain property read.
 export const isInfrastructureError = (error: unknown): error is InfrastructureError =>
-  typeof error === "object" && error !== null && "_tag" in error && infrastructureTags.has(String(error._tag))
+  typeof error === "object" && error !== null && infrastructureTags.has((error as { readonly _tag?: unknown })._tag)
 
 /**
  * The one answer to an infrastructure fault in a request: the database, Redis or the broker not

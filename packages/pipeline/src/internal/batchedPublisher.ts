@@ -7,14 +7,17 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 
-export const batchSize = Metric.histogram(
+const batchSizeKey = MetricKey.histogram(
   "kpipe_publisher_batch_size",
   MetricBoundaries.exponential({ start: 1, factor: 2, count: 11 }),
   "Events sent per producer request by a batched publisher"
 )
+
+export const batchSize = Metric.fromMetricKey(batchSizeKey)
 
 export interface Pending<E> {
   readonly message: Producer.ProducerMessage
@@ -54,7 +57,8 @@ export const make = <E>(
       Array.from({ length: options.laneBy === "key" ? options.lanes : 1 }),
       () => Queue.unbounded<Pending<E>>()
     )
-    const metric = Metric.tagged(batchSize, "topic", options.topic)
+    // Labelled once: a `Metric.tagged` metric derives its key on every update.
+    const metric = Metric.fromMetricKey(MetricKey.tagged(batchSizeKey, "topic", options.topic))
     let open = true
 
     const send = (producer: Context.Tag.Service<Producer.Producer>, batch: ReadonlyArray<Pending<E>>) =>
