@@ -263,10 +263,15 @@ export const scenarios: ReadonlyArray<Scenario> = [
     // The fault ends at the election (every partition led by another node): the recovery is the time
     // from the election until everything is applied. The killed node comes back 30 s after the kill,
     // while the workload still runs (a scope finalizer restarts it if the run ends first).
+    //
+    // Not asserted against the target in CI: when the killed node was the group's coordinator, the
+    // kafkajs consumer crashes (retries to the dead node exceeded) and restarts after its backoff
+    // (~3 s), then rejoins; at CI size the row measured 5.3-9.3 s, too close to 10 s for a CI gate.
+    // Cluster.test.ts asserts that an event appended after the kill is applied within 10 s.
     name: "leader SIGKILL (3 brokers, RF 3, min ISR 2), restarted after 30 s",
     clients: "direct",
     broker: "cluster",
-    meetsRecoveryTarget: true,
+    meetsRecoveryTarget: false,
     fault: (context) =>
       Effect.gen(function*() {
         const nodes = yield* clusterNodes(context)
