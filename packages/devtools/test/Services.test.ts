@@ -1,7 +1,7 @@
 import * as Command from "@effect/platform/Command"
 import { assert, describe, it } from "@effect/vitest"
 import { ServiceProcess } from "@kpipe/devtools"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -33,8 +33,22 @@ const post = (url: string, body: unknown) =>
     }).then((response) => response.status)
   )
 
-const eventually = <A, E>(effect: Effect.Effect<A, E>, timeout: Duration.DurationInput = "60 seconds") =>
-  effect.pipe(Effect.retry(Schedule.spaced("500 millis")), Effect.timeout(timeout))
+/** `effect` retried until it succeeds; past `timeout`, a failure that names `what` and the last error. */
+const eventually = <A, E>(
+  what: string,
+  effect: Effect.Effect<A, E>,
+  timeout: Duration.DurationInput = "60 seconds"
+) => {
+  let last: unknown = undefined
+  return effect.pipe(
+    Effect.tapError((error) => Effect.sync(() => (last = error))),
+    Effect.retry(Schedule.spaced("500 millis")),
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () => new Error(`${what}: not reached in ${Duration.format(timeout)} (last: ${JSON.stringify(last)})`)
+    })
+  )
+}
 
 /** A Prometheus scraping `targets` every second, for the life of the scope. */
 const prometheus = (targets: ReadonlyArray<{ readonly job: string; readonly port: number }>) =>
@@ -160,6 +174,7 @@ describe("pnpm run services", () => {
 
         const { query } = yield* prometheus(targets)
         const up = yield* eventually(
+          "every target up in Prometheus",
           query("up == 1").pipe(Effect.filterOrFail((samples) => samples.length === targets.length))
         )
         assert.sameMembers(up.map((sample) => sample.metric.job!), targets.map((t) => t.job))
@@ -167,6 +182,7 @@ describe("pnpm run services", () => {
         // A burst of sign-ins: auth-service's relay publishes their events (its counter rises as
         // Prometheus sees it), account-service's consumers report their lag per partition.
         const before = yield* eventually(
+          "auth-service's published counter scraped",
           query(`kpipe_outbox_published_total{job="auth-service"}`).pipe(
             Effect.filterOrFail((samples) => samples.length === 1)
           )
@@ -184,15 +200,18 @@ describe("pnpm run services", () => {
         )
         assert.isTrue(statuses.every((status) => status === 200), statuses.join(","))
         yield* eventually(
+          "the burst's events published",
           query(`kpipe_outbox_published_total{job="auth-service"}`).pipe(
             Effect.filterOrFail((samples) => samples[0] !== undefined && samples[0].value >= before[0]!.value + burst)
           )
         )
         const lag = yield* eventually(
+          "d-day-service's consumer lag scraped",
           query(`kpipe_consumer_lag{job="d-day-service"}`).pipe(Effect.filterOrFail((samples) => samples.length > 0))
         )
         assert.isTrue(lag.every((sample) => sample.metric.partition !== undefined && sample.metric.group !== undefined))
         const routes = yield* eventually(
+          "the sign-in route's request count scraped",
           query(`http_server_request_duration_seconds_count{job="auth-service",route="/api/auth/sign-in",status="200"}`)
             .pipe(Effect.filterOrFail((samples) => samples.length === 1 && samples[0]!.value >= burst))
         )
@@ -202,6 +221,7 @@ describe("pnpm run services", () => {
         const pid = Number(/account-service-1 +pid (\d+)/.exec(services.output())![1])
         process.kill(pid, "SIGKILL")
         yield* eventually(
+          "account-service-1 restarted and ready",
           Effect.suspend(() =>
             /account-service-1.*ready \(\d+ checks\) again \(restart 1, pid \d+\)/.test(services.output())
               ? Effect.void
@@ -213,6 +233,7 @@ describe("pnpm run services", () => {
         const again = yield* get(`http://127.0.0.1:${ports.ACCOUNT_PORT}/health/ready`)
         assert.strictEqual(again.status, 200)
         yield* eventually(
+          "the status lines shown again",
           Effect.suspend(() =>
             /account-service-1 +pid \d+ +ready \(\d+ checks\) +restarts 1/.test(services.output())
               ? Effect.void
