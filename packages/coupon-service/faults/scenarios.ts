@@ -18,7 +18,7 @@ import { adminToken, deleteKeys, InfraLive, startProcess, testEnv } from "../tes
 /** One row of the coupon fault matrix. */
 export interface Row {
   readonly scenario: string
-  /** Requests answered 202. */
+  /** Requests answered 202, in both waves. */
   readonly accepted: number
   /** Coupons the database issued. */
   readonly issued: number
@@ -28,10 +28,14 @@ export interface Row {
   readonly lost: number
   /** 202s beyond the stock, plus coupons issued beyond it. */
   readonly oversold: number
+  /** Units of the stock not issued once a second wave of users asked after the fault settled. */
+  readonly unsold: number
   /** Units Redis holds for users without a coupon, plus any difference between its counter and its set. */
   readonly stuck: number
   /** Seconds from the fault's end until every 202 was settled and Redis matched the database; undefined: never. */
   readonly recoverySeconds: number | undefined
+  /** How many users were told what, e.g. `Accepted 20, CouponSoldOut 370, Unanswered 10`. */
+  readonly answers: string
 }
 
 export interface Size {
@@ -121,7 +125,8 @@ const redisView = (couponId: number) =>
  * keys of their own, the consumers (and reclaimer) in this process; `size.users` distinct users ask
  * for a coupon of `size.quantity`, a client retrying a 503 `CouponRecovering` every 100 ms; the fault
  * hits once a third of the stock is accepted. Then waits until every 202 is settled and Redis holds
- * exactly the issued users, or `recoveryDeadline` passed.
+ * exactly the issued users, or `recoveryDeadline` passed; then as many new users ask again, to buy what
+ * the fault had left reserved, and it waits for that to settle too.
  */
 export const runScenario = (scenario: Scenario, size: Size) =>
   Effect.gen(function*() {
@@ -170,7 +175,7 @@ export const runScenario = (scenario: Scenario, size: Size) =>
       const couponId = Number(created.body["couponId"])
 
       const answers = new Map<number, Answer>()
-      let accepted = 0
+      let acceptedCount = 0
       const third = yield* Deferred.make<void>()
       const ask = (userId: number) =>
         Effect.gen(function*() {
@@ -183,7 +188,7 @@ export const runScenario = (scenario: Scenario, size: Size) =>
             )
             if (answer !== "CouponRecovering") {
               answers.set(userId, answer)
-              if (answer === "Accepted" && ++accepted >= size.quantity / 3) Deferred.unsafeDone(third, Effect.void)
+              if (answer === "Accepted" && ++acceptedCount >= size.quantity / 3) Deferred.unsafeDone(third, Effect.void)
               return
             }
             yield* Effect.sleep("100 millis")
@@ -199,14 +204,16 @@ export const runScenario = (scenario: Scenario, size: Size) =>
       const faultEnded = Date.now()
       yield* Fiber.join(load)
 
-      const acceptedUsers = users.filter((userId) => answers.get(userId) === "Accepted")
+      const accepted = () => [...answers].filter(([, answer]) => answer === "Accepted").map(([userId]) => userId)
       const measure = Effect.gen(function*() {
+        const acceptedUsers = accepted()
         const db = yield* outcomes(couponId)
         const redis = yield* redisView(couponId)
         const lost = acceptedUsers.filter((userId) => !db.issued.has(userId) && !db.failed.has(userId)).length
         const stuck = redis.members.filter((userId) => !db.issued.has(userId)).length +
           Math.abs(redis.counter - redis.members.length)
         return {
+          accepted: acceptedUsers.length,
           issued: db.issued.size,
           failed: db.failures,
           lost,
@@ -214,24 +221,40 @@ export const runScenario = (scenario: Scenario, size: Size) =>
           oversold: Math.max(0, acceptedUsers.length - size.quantity) + Math.max(0, db.issued.size - size.quantity)
         }
       })
-      const deadline = Date.now() + Duration.toMillis(Duration.decode(size.recoveryDeadline))
-      let last = yield* measure
-      while ((last.lost > 0 || last.stuck > 0) && Date.now() < deadline) {
-        yield* Effect.sleep("200 millis")
-        last = yield* measure
-      }
-      const converged = last.lost === 0 && last.stuck === 0
+      const settle = Effect.gen(function*() {
+        const deadline = Date.now() + Duration.toMillis(Duration.decode(size.recoveryDeadline))
+        let last = yield* measure
+        while ((last.lost > 0 || last.stuck > 0) && Date.now() < deadline) {
+          yield* Effect.sleep("200 millis")
+          last = yield* measure
+        }
+        return last
+      })
+      const settled = yield* settle
+      const converged = settled.lost === 0 && settled.stuck === 0
+      const recoverySeconds = converged ? (Date.now() - faultEnded) / 1000 : undefined
+      // Units a killed process had reserved are released once settled: a second wave of users buys them.
+      const secondWave = users.map((userId) => userId + size.users)
+      if (converged) yield* Effect.forEach(secondWave, ask, { concurrency: size.concurrency, discard: true })
+      const last = converged ? yield* settle : settled
       return {
         scenario: scenario.name,
-        accepted: acceptedUsers.length,
         ...last,
-        recoverySeconds: converged ? (Date.now() - faultEnded) / 1000 : undefined
+        unsold: size.quantity - last.issued,
+        recoverySeconds,
+        answers: tally(answers.values())
       } satisfies Row
     }).pipe(Effect.scoped, Effect.provide(InfraLive), Effect.withConfigProvider(provider))
   })
 
+const tally = (answers: Iterable<Answer>) => {
+  const counts = new Map<Answer, number>()
+  for (const answer of answers) counts.set(answer, (counts.get(answer) ?? 0) + 1)
+  return [...counts].sort(([, a], [, b]) => b - a).map(([answer, count]) => `${answer} ${count}`).join(", ")
+}
+
 export const format = (rows: ReadonlyArray<Row>) => {
-  const header = ["scenario", "accepted", "issued", "failed", "lost", "oversold", "stuck", "recovery"]
+  const header = ["scenario", "accepted", "issued", "failed", "lost", "oversold", "stuck", "unsold", "recovery"]
   const cells = rows.map((row) => [
     row.scenario,
     String(row.accepted),
@@ -240,6 +263,7 @@ export const format = (rows: ReadonlyArray<Row>) => {
     String(row.lost),
     String(row.oversold),
     String(row.stuck),
+    String(row.unsold),
     row.recoverySeconds === undefined ? "never" : `${row.recoverySeconds.toFixed(1)} s`
   ])
   return BenchReport.markdownTable(header, cells)
