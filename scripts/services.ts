@@ -9,7 +9,7 @@ import { Infrastructure, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { MailCatcher, SmsCatcher } from "@kpipe/order-service"
 import { Topic, TopicAdmin } from "@kpipe/pipeline"
-import { OpsGateway } from "@kpipe/service-kit"
+import { OpsGateway, ParentWatch } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
@@ -293,6 +293,8 @@ const statusLines = (running: ReadonlyArray<{ readonly spec: ServiceSpec; readon
   )
 
 const program = Effect.gen(function*() {
+  // Started by a test or another tool that dies: stop the services too, not leave them running.
+  yield* Layer.build(ParentWatch.layer)
   const services = yield* plan
   const { topicPrefix } = yield* settings
   const { startedHere } = yield* Infrastructure.ensureKafka

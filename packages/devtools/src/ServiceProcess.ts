@@ -71,6 +71,12 @@ export interface Options {
   readonly stopTimeout?: Duration.DurationInput | undefined
   /** Each line as it arrives, e.g. to relay it with a prefix. */
   readonly onLine?: ((line: string) => void) | undefined
+  /**
+   * Whether it stops once this process is gone (`KPIPE_EXIT_WITH_PARENT`, which `ServiceMain` and
+   * `pnpm run services` honour; default true): a test or supervisor killed with SIGKILL leaves no
+   * service behind in its process group.
+   */
+  readonly exitWithParent?: boolean | undefined
   /** Whether `output`/`lines` keep what it printed (default true); a long-running relay does not need to. */
   readonly keepOutput?: boolean | undefined
 }
@@ -97,7 +103,7 @@ export const spawn = (options: Options): Effect.Effect<Handle, ServiceProcessErr
       ? (line: string) => ready.test(line)
       : () => false
     const command = Command.make(process.execPath, ...(options.execArgv ?? []), options.entry, ...(options.args ?? []))
-      .pipe(Command.env(options.env ?? {}))
+      .pipe(Command.env({ KPIPE_EXIT_WITH_PARENT: String(options.exitWithParent ?? true), ...options.env }))
     const proc = yield* Command.start(command).pipe(
       Effect.provide(ExecutorLive),
       Effect.mapError((error) =>

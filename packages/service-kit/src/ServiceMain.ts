@@ -4,6 +4,7 @@ import { Admin, KafkaClient } from "@kpipe/kafka"
 import { AlertSink } from "@kpipe/pipeline"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ParentWatch from "./ParentWatch.ts"
 import * as Replica from "./Replica.ts"
 import * as Telemetry from "./Telemetry.ts"
 
@@ -16,12 +17,14 @@ export const alerts = AlertSink.layerConfig.pipe(Layer.provideMerge(NodeHttpClie
 /**
  * Runs a service as the process: `app` (server, workers and the infrastructure they need, all
  * provided) with telemetry, its logs annotated with the service name and replica, `<name> ready`
- * logged once everything is up, and a graceful stop on SIGINT / SIGTERM.
+ * logged once everything is up, and a graceful stop on SIGINT / SIGTERM, or once the process that
+ * started it is gone (`ParentWatch`, when the dev tooling started it).
  */
 export const launch = <A, E>(name: string, app: Layer.Layer<A, E>): void =>
   Layer.unwrapEffect(Effect.map(Replica.replica, (replica) =>
     Layer.effectDiscard(Effect.logInfo(`${name} ready`)).pipe(
       Layer.provide(app),
       Layer.provide(Telemetry.layer(name)),
+      Layer.merge(ParentWatch.layer),
       Layer.annotateLogs({ service: name, replica })
     ))).pipe(Layer.launch, NodeRuntime.runMain)
