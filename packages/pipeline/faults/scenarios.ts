@@ -64,7 +64,7 @@ interface FaultContext {
   readonly group: string
   readonly seconds: (nominal: number) => Duration.Duration
   readonly proxy: FaultProxy.FaultProxy
-  /** Processes killed so far (the `processes` clients). */
+  /** Processes killed so far (`kills`). */
   readonly kills: () => number
   /** The scenario's own broker (`broker: "private"`). */
   readonly broker: KafkaFaults.Broker | undefined
@@ -83,9 +83,9 @@ interface FaultContext {
    * must end FAILED, which then is not counted as wrongly FAILED, and it is not one of the workload's events.
    */
   readonly expectFailed: (eventId: string) => void
-  /** While on, the batches of the consumer's first member do not finish (`clients: "direct"`). */
+  /** While on, the batches of the consumer's first member do not finish (`clients: "in-process"`). */
   readonly holdBatches: (on: boolean) => void
-  /** Starts a second member of the consumer's group in this process, for the rest of the run (`clients: "direct"`). */
+  /** Starts a second member of the consumer's group in this process, for the rest of the run (`clients: "in-process"`). */
   readonly joinGroup: Effect.Effect<void, unknown, Scope.Scope>
 }
 
@@ -105,8 +105,15 @@ export interface ClusterNodes {
 
 export interface Scenario {
   readonly name: string
-  /** Where the relay and the consumer run: in this process (on the broker, or through the proxy), or as processes. */
-  readonly clients: "direct" | "proxy" | "processes"
+  /**
+   * Where the relay and the consumer run: processes of their own, as they are deployed (default), or
+   * this process, for a scenario that reaches into the consumer's batches (`holdBatches`, `joinGroup`).
+   */
+  readonly clients?: "processes" | "in-process"
+  /** Whether the relay and the consumer reach Kafka through the fault proxy. */
+  readonly throughProxy?: boolean
+  /** How many times in all the relay and consumer processes are SIGKILLed and replaced. */
+  readonly kills?: number
   /**
    * The shared broker (default), one started for the scenario whose process the fault may kill or
    * freeze, or the local 3-node cluster (topics at RF 3 / min ISR 2) whose nodes it may kill. The
@@ -150,19 +157,18 @@ const privateCluster = (context: FaultContext) =>
 export const scenarios: ReadonlyArray<Scenario> = [
   {
     name: "Kafka connection cut 60 s (proxy)",
-    clients: "proxy",
+    throughProxy: true,
     meetsRecoveryTarget: true,
     fault: ({ proxy, seconds }) => proxy.during(FaultProxy.cut, sleepFor(seconds(60)))
   },
   {
     name: "Kafka blackholed 30 s (proxy)",
-    clients: "proxy",
+    throughProxy: true,
     meetsRecoveryTarget: true,
     fault: ({ proxy, seconds }) => proxy.during(FaultProxy.blackhole, sleepFor(seconds(30)))
   },
   {
     name: "database backends terminated every 2 s for 30 s",
-    clients: "direct",
     meetsRecoveryTarget: true,
     fault: ({ database, databaseUrl, seconds }) =>
       DatabaseFaults.terminateBackends(databaseUrl, database).pipe(
@@ -175,7 +181,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
   },
   {
     name: "database refusing connections 15 s",
-    clients: "direct",
     meetsRecoveryTarget: true,
     fault: ({ database, databaseUrl, seconds }) =>
       Effect.scoped(Effect.zipRight(DatabaseFaults.refuseConnections(databaseUrl, database), sleepFor(seconds(15))))
@@ -183,7 +188,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
   {
     // The fault ends once the restarted broker answers again (its start alone takes 10-30 s here).
     name: "broker SIGKILL, restarted after 30 s",
-    clients: "direct",
     broker: "private",
     meetsRecoveryTarget: true,
     fault: (context) =>
@@ -194,7 +198,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
   },
   {
     name: "broker frozen (SIGSTOP) 30 s, then SIGCONT",
-    clients: "direct",
     broker: "private",
     meetsRecoveryTarget: true,
     fault: (context) =>
@@ -206,7 +209,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
   {
     // Fast shutdown (sessions ended, nothing listening), down, started again: an upgrade or a failover.
     name: "PostgreSQL restart, down 10 s",
-    clients: "direct",
     database: "private",
     meetsRecoveryTarget: true,
     fault: (context) =>
@@ -219,7 +221,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
     // One key of its own, so that the FAILED row holds back no other key (a FAILED row blocks its key
     // until an operator retries or skips it).
     name: "oversized poison record (too large for the broker)",
-    clients: "direct",
     meetsRecoveryTarget: true,
     fault: (context) =>
       Effect.gen(function*() {
@@ -238,7 +239,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
     // Rows of a topic nobody created yet (a deployment that forgot one): only their key waits, the
     // workload's keys flow; once the topic exists they are published too (stuck counts them until then).
     name: "a topic missing for 30 s, then created",
-    clients: "direct",
     meetsRecoveryTarget: true,
     fault: (context) =>
       Effect.gen(function*() {
@@ -255,7 +255,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
     // The first member's batch is stuck (its transaction open) when a second member joins: the
     // rebalance interrupts the stuck batch instead of waiting for it, the joiner takes partitions over.
     name: "a member joining during a stuck batch (20 s)",
-    clients: "direct",
+    clients: "in-process",
     meetsRecoveryTarget: true,
     fault: (context) =>
       Effect.gen(function*() {
@@ -277,7 +277,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
     // (~3 s), then rejoins; at CI size the row measured 5.3-9.3 s, too close to 10 s for a CI gate.
     // Cluster.test.ts asserts that an event appended after the kill is applied within 10 s.
     name: "leader SIGKILL (3 brokers, RF 3, min ISR 2), restarted after 30 s",
-    clients: "direct",
     broker: "cluster",
     meetsRecoveryTarget: false,
     fault: (context) =>
@@ -296,7 +295,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
     // min ISR 2 with one replica left: no write may be acknowledged, so the relay blocks (retriable
     // NOT_ENOUGH_REPLICAS), nothing is marked FAILED; the fault ends once both nodes are back.
     name: "two of 3 brokers SIGKILLed (one replica left) 30 s, restarted",
-    clients: "direct",
     broker: "cluster",
     meetsRecoveryTarget: true,
     fault: (context) =>
@@ -313,9 +311,9 @@ export const scenarios: ReadonlyArray<Scenario> = [
   },
   {
     // The fault ends at the 10th kill (polled often: the clock starts within 20 ms of it); the
-    // recovery includes the replacement's start, see `crashingProcesses`.
+    // recovery includes the replacement's start, see `processClients`.
     name: "relay and consumer kill -9 ×10",
-    clients: "processes",
+    kills: 10,
     meetsRecoveryTarget: true,
     fault: ({ kills }) =>
       Effect.sync(kills).pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n >= 10 }))
@@ -365,15 +363,23 @@ const inProcessClients = (
   })
 
 /**
- * A relay and a consumer as processes, each killed with SIGKILL `kills / 2` times at random moments
- * and replaced. A replacement is spawned while the process it replaces runs, loads its modules and
+ * The relay and the consumer as processes (`test/fixtures/replica.ts`, with `env` for Kafka), for the
+ * life of the scope; with `kills`, each is killed with SIGKILL `kills / 2` times at random moments and
+ * replaced. A replacement is spawned while the process it replaces runs, loads its modules and
  * waits (`STANDBY`); the kill releases it. So a recovery counts what the pipeline does after a crash
  * (connecting, joining the group, claiming, catching up), not Node loading the modules, which takes
  * 1-3 s on an idle machine and over 10 s on the shared 2 cores under load. The consumer keeps its
  * instance id across replacements, as a deployment's replica (its pod's name): the replacement
  * removes the killed member from the group instead of waiting for its session to time out.
+ * Returns once the first two are ready, with the count of kills so far.
  */
-const crashingProcesses = (databaseUrl: string, topic: string, group: string, kills: number) =>
+const processClients = (
+  databaseUrl: string,
+  topic: string,
+  group: string,
+  kills: number,
+  env: Record<string, string>
+) =>
   Effect.gen(function*() {
     const killed = { value: 0 }
     const spawn = (mode: "relay" | "consumer") =>
@@ -384,6 +390,7 @@ const crashingProcesses = (databaseUrl: string, topic: string, group: string, ki
           entry: replicaScript,
           args: mode === "relay" ? ["relay", topic] : ["consumer", topic, group],
           env: {
+            ...env,
             DATABASE_URL: databaseUrl,
             BATCH_SIZE: "100",
             STANDBY: "1",
@@ -408,10 +415,11 @@ const crashingProcesses = (databaseUrl: string, topic: string, group: string, ki
     const run = (
       mode: "relay" | "consumer",
       killsLeft: number,
-      current: Replica
+      current: Replica,
+      ready: Deferred.Deferred<void, unknown>
     ): Effect.Effect<void, unknown, Scope.Scope> =>
       Effect.gen(function*() {
-        yield* current.handle.awaitReady
+        yield* Deferred.complete(ready, current.handle.awaitReady)
         if (killsLeft === 0) return yield* Effect.never
         const next = yield* spawn(mode)
         yield* Effect.sleep(Duration.millis(1_000 + Math.random() * 2_500))
@@ -419,16 +427,22 @@ const crashingProcesses = (databaseUrl: string, topic: string, group: string, ki
         yield* current.handle.kill
         killed.value += 1
         yield* next.start
-        return yield* run(mode, killsLeft - 1, next)
+        return yield* run(mode, killsLeft - 1, next, ready)
       })
     const crashing = (mode: "relay" | "consumer", times: number) =>
-      spawn(mode).pipe(
-        Effect.tap((first) => Effect.zipRight(first.loaded, first.start)),
-        Effect.flatMap((first) => run(mode, times, first)),
-        Effect.forkScoped
-      )
-    yield* crashing("relay", Math.ceil(kills / 2))
-    yield* crashing("consumer", Math.floor(kills / 2))
+      Effect.gen(function*() {
+        const ready = yield* Deferred.make<void, unknown>()
+        yield* spawn(mode).pipe(
+          Effect.tap((first) => Effect.zipRight(first.loaded, first.start)),
+          Effect.flatMap((first) => run(mode, times, first, ready)),
+          Effect.tapErrorCause((cause) => Deferred.failCause(ready, cause)),
+          Effect.forkScoped
+        )
+        return Deferred.await(ready)
+      })
+    const relayReady = yield* crashing("relay", Math.ceil(kills / 2))
+    const consumerReady = yield* crashing("consumer", Math.floor(kills / 2))
+    yield* Effect.all([relayReady, consumerReady], { concurrency: 2, discard: true })
     return () => killed.value
   })
 
@@ -502,10 +516,17 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     )
 
     // Clients
-    if (scenario.clients === "processes") {
-      kills = yield* crashingProcesses(Redacted.value(databaseUrl), topic.name, group, 10)
+    if ((scenario.clients ?? "processes") === "processes") {
+      const kafkaEnv: Record<string, string> = scenario.throughProxy === true
+        ? { KAFKA_PROXY: `${proxy.host}:${proxy.port}` }
+        : broker !== undefined
+        ? { KAFKA_BROKERS: broker.address }
+        : scenario.broker === "cluster"
+        ? { KAFKA_BROKERS: LocalKafka.cluster.brokers.join(","), KAFKA_RETRIES: "10" }
+        : {}
+      kills = yield* processClients(Redacted.value(databaseUrl), topic.name, group, scenario.kills ?? 0, kafkaEnv)
     } else {
-      const kafka = scenario.clients === "proxy" ? KafkaFaults.layerThrough(proxy) : baseKafka
+      const kafka = scenario.throughProxy === true ? KafkaFaults.layerThrough(proxy) : baseKafka
       const join = yield* inProcessClients(kafka, topic, group, () => held).pipe(Effect.provide(database))
       joinGroup = Effect.provide(join, database)
     }
@@ -529,7 +550,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     const acknowledged = new Set<string>()
     // The processes' ten kills take 25-45 s whatever the scale: the writers go on through them, so
     // that the 10th kill leaves work behind to recover.
-    const window = scenario.clients === "processes"
+    const window = (scenario.kills ?? 0) > 0
       ? 45_000
       : Duration.toMillis(seconds(30)) + 4_000
     const perWriter = Math.ceil(size.events / writers)

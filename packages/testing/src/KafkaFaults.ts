@@ -42,7 +42,7 @@ export const proxy: Effect.Effect<FaultProxy.FaultProxy, FaultProxy.FaultProxyEr
  * are untouched.
  */
 export const layerThrough = (
-  through: FaultProxy.FaultProxy,
+  through: Pick<FaultProxy.FaultProxy, "host" | "port">,
   config: Partial<Omit<KafkaClientConfig, "brokers">> = {}
 ): Layer.Layer<KafkaClient.KafkaClient> =>
   Layer.sync(KafkaClient.KafkaClient, () => {
