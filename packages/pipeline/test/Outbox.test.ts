@@ -5,6 +5,7 @@ import { KafkaError } from "@kpipe/kafka/KafkaError"
 import { IdempotentConsumer, Outbox, OutboxRelay, Publisher } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka } from "@kpipe/testing"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -16,6 +17,7 @@ import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Tracer from "effect/Tracer"
 import { fileURLToPath } from "node:url"
+import { pendingShards } from "../src/internal/relayClaim.ts"
 import {
   appliedCount,
   appliedTwice,
@@ -93,7 +95,42 @@ const endOffsetTotal = (topic: string) =>
     Effect.map((ends) => ends.reduce((sum, { high }) => sum + Number(high), 0))
   )
 
+class RolledBack extends Data.TaggedError("RolledBack")<{ readonly read: number }> {}
+
+interface PlanNode {
+  readonly "Relation Name"?: string
+  readonly "Actual Rows": number
+  readonly "Actual Loops": number
+  readonly Plans?: ReadonlyArray<PlanNode>
+}
+
+/** Rows the plan's scans of kpipe_outbox returned, over all their loops. */
+const outboxRowsRead = (node: PlanNode): number =>
+  (node["Relation Name"] === "kpipe_outbox" ? node["Actual Rows"] * node["Actual Loops"] : 0) +
+  (node.Plans ?? []).reduce((sum, child) => sum + outboxRowsRead(child), 0)
+
 describe("Outbox", () => {
+  it.live("a claim finds pending shards with one index probe each, however large a backlog the statistics missed", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // Rolled back at the end: the rows never reach another test's relay.
+      const read = yield* sql.withTransaction(Effect.gen(function*() {
+        // Statistics taken while the outbox held nothing pending, then a backlog of 50,000 rows.
+        yield* sql`ANALYZE kpipe_outbox`
+        yield* sql`
+          INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload)
+          SELECT 'stats-backlog', 'k' || (i % 500), i / 500, (i % 500) % 64, md5(i::text), 'T', 1, '{}'::jsonb
+          FROM generate_series(1, 50000) i`
+        const [text, params] = pendingShards(sql, 0, 16).compile()
+        const [row] = yield* sql.unsafe<Record<string, ReadonlyArray<{ Plan: PlanNode }>>>(
+          `EXPLAIN (ANALYZE, FORMAT JSON) ${text}`,
+          params
+        )
+        const [plan] = Object.values(row!)[0]!
+        return yield* Effect.fail(new RolledBack({ read: outboxRowsRead(plan!.Plan) }))
+      })).pipe(Effect.catchTag("RolledBack", ({ read }) => Effect.succeed(read)))
+      assert.isAtMost(read, 64, "rows of kpipe_outbox read to find 16 shards")
+    }).pipe(Effect.provide(TestLive)))
   it.live("a rolled-back transaction leaves no row, a committed one exactly its events", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

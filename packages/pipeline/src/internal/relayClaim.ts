@@ -64,6 +64,20 @@ export const makeState = (): ClaimState => ({ missingTopics: new Map() })
 const recheckMissingTopicAfterMs = 10_000
 
 /**
+ * Up to `limit` shards with pending rows, from `start` round, locked (skipping those another relay
+ * holds). A scalar subquery with LIMIT 1 is one index probe per shard whatever the statistics say;
+ * written as EXISTS, a backlog the statistics had not seen yet was planned as a scan of every
+ * pending row (80-170 ms per claim at 200,000 rows, against 1 ms).
+ */
+export const pendingShards = (sql: SqlClient, start: number, limit: number) =>
+  sql<{ shard: number }>`
+    SELECT s.shard FROM kpipe_outbox_shards s
+    WHERE (SELECT true FROM kpipe_outbox o WHERE o.shard = s.shard AND o.status = 'PENDING' LIMIT 1)
+    ORDER BY (s.shard + ${start}) % ${outboxShards}
+    LIMIT ${limit}
+    FOR UPDATE SKIP LOCKED`
+
+/**
  * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another
  * relay holds), publish their next rows in key order with one producer call, mark them published
  * with one statement, commit. Returns what happened, for the loop's pacing.
@@ -83,12 +97,7 @@ export const publishOnce = (
     }
     const skipTopics = [...state.missingTopics.keys()]
     return yield* sql.withTransaction(Effect.gen(function*() {
-      const shards = yield* sql<{ shard: number }>`
-        SELECT s.shard FROM kpipe_outbox_shards s
-        WHERE EXISTS (SELECT 1 FROM kpipe_outbox o WHERE o.shard = s.shard AND o.status = 'PENDING')
-        ORDER BY (s.shard + ${start}) % ${outboxShards}
-        LIMIT ${options.shardsPerClaim ?? 16}
-        FOR UPDATE SKIP LOCKED`
+      const shards = yield* pendingShards(sql, start, options.shardsPerClaim ?? 16)
       if (shards.length === 0) return { _tag: "Idle" } as const
       const rows = yield* sql<ClaimedRow>`
         SELECT o.id, o.topic, o.message_key, o.event_id, o.event_type, o.schema_version, o.payload::text AS payload,
