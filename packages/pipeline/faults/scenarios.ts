@@ -382,6 +382,9 @@ const processClients = (
 ) =>
   Effect.gen(function*() {
     const killed = { value: 0 }
+    // A process that exits when nobody killed it is a finding, not a stuck row: what it printed last.
+    const died: Array<string> = []
+    const running: Partial<Record<"relay" | "consumer", ServiceProcess.Handle>> = {}
     const spawn = (mode: "relay" | "consumer") =>
       Effect.gen(function*() {
         const loaded = yield* Deferred.make<void>()
@@ -398,7 +401,6 @@ const processClients = (
             ...(mode === "consumer" ? { INSTANCE_ID: "consumer-1", HANDLE_BATCH: "1" } : {})
           },
           ready: "ready",
-          keepOutput: false,
           onLine: (line) => {
             if (line === "loaded") Deferred.unsafeDone(loaded, Effect.void)
           }
@@ -420,9 +422,20 @@ const processClients = (
     ): Effect.Effect<void, unknown, Scope.Scope> =>
       Effect.gen(function*() {
         yield* Deferred.complete(ready, current.handle.awaitReady)
-        if (killsLeft === 0) return yield* Effect.never
+        running[mode] = current.handle
+        const diedOnItsOwn = current.handle.exitStatus.pipe(
+          Effect.tap(({ code, signal }) =>
+            Effect.sync(() =>
+              died.push(
+                `the ${mode} process exited (${code ?? signal}):\n${current.handle.lines().slice(-30).join("\n")}`
+              )
+            )
+          ),
+          Effect.zipRight(Effect.never)
+        )
+        if (killsLeft === 0) return yield* diedOnItsOwn
         const next = yield* spawn(mode)
-        yield* Effect.sleep(Duration.millis(1_000 + Math.random() * 2_500))
+        yield* Effect.raceFirst(Effect.sleep(Duration.millis(1_000 + Math.random() * 2_500)), diedOnItsOwn)
         yield* next.loaded
         yield* current.handle.kill
         killed.value += 1
@@ -443,7 +456,12 @@ const processClients = (
     const relayReady = yield* crashing("relay", Math.ceil(kills / 2))
     const consumerReady = yield* crashing("consumer", Math.floor(kills / 2))
     yield* Effect.all([relayReady, consumerReady], { concurrency: 2, discard: true })
-    return () => killed.value
+    /** What each running process printed last, for a row that never recovered. */
+    const tails = () =>
+      Object.entries(running).map(([mode, handle]) =>
+        `the ${mode} process printed last:\n${handle.lines().slice(-30).join("\n")}`
+      )
+    return { kills: () => killed.value, died: () => died, tails }
   })
 
 /** Runs one scenario on a database and topic of its own and measures it. */
@@ -510,6 +528,8 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     const proxy = yield* KafkaFaults.proxy
     const seconds = (nominal: number) => Duration.seconds(Math.max(3, nominal * size.faultScale))
     let kills = () => 0
+    let died = (): ReadonlyArray<string> => []
+    let tails = (): ReadonlyArray<string> => []
     let held = false
     let joinGroup: Effect.Effect<void, unknown, Scope.Scope> = Effect.dieMessage(
       "this scenario's clients are processes"
@@ -524,7 +544,16 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         : scenario.broker === "cluster"
         ? { KAFKA_BROKERS: LocalKafka.cluster.brokers.join(","), KAFKA_RETRIES: "10" }
         : {}
-      kills = yield* processClients(Redacted.value(databaseUrl), topic.name, group, scenario.kills ?? 0, kafkaEnv)
+      const clients = yield* processClients(
+        Redacted.value(databaseUrl),
+        topic.name,
+        group,
+        scenario.kills ?? 0,
+        kafkaEnv
+      )
+      kills = clients.kills
+      died = clients.died
+      tails = clients.tails
     } else {
       const kafka = scenario.throughProxy === true ? KafkaFaults.layerThrough(proxy) : baseKafka
       const join = yield* inProcessClients(kafka, topic, group, () => held).pipe(Effect.provide(database))
@@ -670,7 +699,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     const deadline = Date.now() + Duration.toMillis(Duration.decode(size.recoveryDeadline))
     let last = yield* measure
     let recovered: number | undefined
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && died().length === 0) {
       last = yield* measure
       if (
         last.applied + last.deadLettered >= acknowledged.size && last.pending === 0 &&
@@ -680,6 +709,13 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         break
       }
       yield* Effect.sleep("250 millis")
+    }
+    if (died().length > 0) return yield* Effect.fail(new Error(died().join("\n\n")))
+    if (recovered === undefined) {
+      // Printed whatever the log level: the one clue to a row that never converged.
+      yield* Effect.sync(() =>
+        process.stderr.write(`${scenario.name}: not recovered by the deadline\n${tails().join("\n\n")}\n`)
+      )
     }
     yield* Effect.sleep("1 second")
     last = yield* measure
