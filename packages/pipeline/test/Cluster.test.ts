@@ -94,8 +94,10 @@ interface Progress {
 }
 
 /**
- * SIGKILLs `node`, then waits until an event appended after the kill was applied (the applied count
- * past what existed at the kill); returns the milliseconds that took.
+ * SIGKILLs `node`, waits until an event appended after the kill was applied (the applied count past
+ * what existed at the kill), asserts that took at most 15 s, and starts the node again. The issue's
+ * target is 10 s; the leader's kill measured 9.5 s on the quiet machine when the node was also the
+ * group's coordinator (the kafkajs consumer crashed and restarted), so CI allows 15 s.
  */
 const killAndRecover = (progress: Progress, node: number, role: string) =>
   Effect.gen(function*() {
@@ -109,7 +111,9 @@ const killAndRecover = (progress: Progress, node: number, role: string) =>
       "an event appended after the kill applied"
     ).pipe(Effect.map(() => Date.now() - killedAt))
     yield* Effect.logInfo(`recovered ${recovered} ms after the kill`)
-    return recovered
+    assert.isAtMost(recovered, 15_000, `recovered ${recovered} ms after the kill`)
+    yield* Effect.sleep("2 seconds")
+    yield* LocalKafka.start(LocalKafka.cluster)
   })
 
 // FAILOVER_EVENTS=100000 runs the issue's full size (several minutes); CI runs the small default.
@@ -251,12 +255,7 @@ describe.sequential("3-broker cluster", () => {
         flow("failover", (topic, progress) =>
           Effect.gen(function*() {
             const [leader, led] = yield* busiestLeader(topic.name)
-            const recovered = yield* killAndRecover(progress, leader, `leader of ${led}/6 partitions`)
-            // The issue's target is 10 s; measured 9.5 s on the quiet machine when the node was also
-            // the group's coordinator (the kafkajs consumer crashed and restarted), so CI allows 15 s.
-            assert.isAtMost(recovered, 15_000, `recovered ${recovered} ms after the kill`)
-            yield* Effect.sleep("2 seconds")
-            yield* LocalKafka.start(LocalKafka.cluster)
+            yield* killAndRecover(progress, leader, `leader of ${led}/6 partitions`)
           })),
       { timeout: flowTimeout }
     )
@@ -266,12 +265,8 @@ describe.sequential("3-broker cluster", () => {
       () =>
         flow("coordinator", (_topic, progress, group) =>
           Effect.gen(function*() {
-            const coordinator = yield* coordinatorOf(group)
-            const recovered = yield* killAndRecover(progress, coordinator, "the group's coordinator")
-            // Measured 0.7-4.5 s on the quiet machine; the same allowance as the leader's kill.
-            assert.isAtMost(recovered, 15_000, `recovered ${recovered} ms after the kill`)
-            yield* Effect.sleep("2 seconds")
-            yield* LocalKafka.start(LocalKafka.cluster)
+            // Measured 0.7-13.1 s on the quiet machine (13.1: the consumer crashed and restarted).
+            yield* killAndRecover(progress, yield* coordinatorOf(group), "the group's coordinator")
           })),
       { timeout: flowTimeout }
     )

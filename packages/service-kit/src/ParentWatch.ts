@@ -1,4 +1,5 @@
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
@@ -19,8 +20,8 @@ const enabled = Config.boolean(variable).pipe(
  * stops this process the graceful way (SIGTERM to itself, so `runMain` runs every finalizer). Linux
  * hands an orphan to init or a subreaper, which is how the parent's death shows: the parent pid changes.
  */
-export const layer: Layer.Layer<never, never> = Layer.scopedDiscard(Effect.gen(function*() {
-  if (!(yield* Effect.orElseSucceed(enabled, () => false))) return
+export const layer: Layer.Layer<never, ConfigError.ConfigError> = Layer.scopedDiscard(Effect.gen(function*() {
+  if (!(yield* enabled)) return
   const parent = process.ppid
   yield* Effect.sync(() => process.ppid).pipe(
     Effect.repeat({ schedule: Schedule.spaced("1 second"), until: (ppid) => ppid !== parent }),

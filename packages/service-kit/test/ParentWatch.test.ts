@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import { ParentWatch } from "@kpipe/service-kit"
 import { ServiceProcess } from "@kpipe/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -57,4 +60,14 @@ describe("ParentWatch", () => {
       assert.isTrue(alive(pid))
       assert.strictEqual(stopped(), "")
     }), { timeout: 60_000 })
+
+  it.effect("a value that is not a boolean is a ConfigError, not a silent off", () =>
+    Effect.gen(function*() {
+      const error = yield* Layer.build(ParentWatch.layer).pipe(
+        Effect.scoped,
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([[ParentWatch.variable, "maybe"]]))),
+        Effect.flip
+      )
+      assert.strictEqual(error._op, "InvalidData")
+    }))
 })
