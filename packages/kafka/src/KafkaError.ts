@@ -101,18 +101,36 @@ const causes = function*(cause: unknown, depth = 0): Generator<unknown> {
   if (Array.isArray(errors)) { for (const error of errors) yield* causes(error, depth + 1) }
 }
 
+/** Whether any cause in `error`'s chain is a kafkajs error of one of `types`. */
+const hasCauseOf = (types: ReadonlySet<string>) => (error: KafkaError): boolean => {
+  for (const cause of causes(error.cause)) {
+    const type = (cause as { type?: unknown }).type
+    if (typeof type === "string" && types.has(type)) return true
+  }
+  return false
+}
+
 /**
  * Whether the broker rejected the records themselves (too large, invalid, topic not authorized):
  * the only failures after which a record is to be set aside. Connection loss, exhausted retries and
  * timeouts are not, however kafkajs labels them.
  */
-export const rejectsRecords = (error: KafkaError): boolean => {
-  for (const cause of causes(error.cause)) {
-    const type = (cause as { type?: unknown }).type
-    if (typeof type === "string" && recordRejections.has(type)) return true
-  }
-  return false
-}
+export const rejectsRecords: (error: KafkaError) => boolean = hasCauseOf(recordRejections)
+
+// The broker no longer accepts this producer id's sequence numbers: a write it took was given up as
+// failed (its answer lost), so kafkajs reuses those numbers, or the broker lost the producer's state.
+const producerStateLosses = new Set([
+  "OUT_OF_ORDER_SEQUENCE_NUMBER",
+  "UNKNOWN_PRODUCER_ID",
+  "INVALID_PRODUCER_EPOCH",
+  "INVALID_PRODUCER_ID_MAPPING"
+])
+
+/**
+ * Whether the broker refused the producer's sequence numbers: no send of this producer id can
+ * succeed any more, a new producer id can.
+ */
+export const losesProducerState: (error: KafkaError) => boolean = hasCauseOf(producerStateLosses)
 
 const membershipLosses = new Set([
   "REBALANCE_IN_PROGRESS",
@@ -125,13 +143,7 @@ const membershipLosses = new Set([
  * Whether the group coordinator answered that this member must rejoin (a rebalance started, the
  * member's generation is over, or it was evicted): whatever it is working on may be revoked.
  */
-export const endsMembership = (error: KafkaError): boolean => {
-  for (const cause of causes(error.cause)) {
-    const type = (cause as { type?: unknown }).type
-    if (typeof type === "string" && membershipLosses.has(type)) return true
-  }
-  return false
-}
+export const endsMembership: (error: KafkaError) => boolean = hasCauseOf(membershipLosses)
 
 /** The topics a send named that do not exist (empty for any other failure). */
 export const missingTopics = (error: KafkaError): ReadonlyArray<string> =>

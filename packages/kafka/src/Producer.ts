@@ -2,10 +2,11 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { CompressionTypes, Partitioners } from "kafkajs"
+import * as ScopedRef from "effect/ScopedRef"
+import { CompressionTypes, Partitioners, type Producer as KafkaProducer } from "kafkajs"
 import { connected } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
-import { fromCause, KafkaError, TopicsNotFound } from "./KafkaError.ts"
+import { fromCause, KafkaError, losesProducerState, TopicsNotFound } from "./KafkaError.ts"
 
 export interface ProducerMessage {
   /** Messages with the same key land in the same partition, in send order. */
@@ -69,7 +70,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
   const idempotent = options.idempotent ?? true
   const acks = -1
   const compression = options.compression === "gzip" ? CompressionTypes.GZIP : CompressionTypes.None
-  const producer = yield* connected(
+  const connect = connected(
     () =>
       kafka.producer({
         idempotent,
@@ -80,6 +81,32 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
       }),
     options.disconnectTimeout ?? Duration.seconds(5)
   )
+  const current = yield* ScopedRef.fromAcquire(connect)
+  // A send the broker wrote but whose answer was lost, once given up (a broker crash, a cut), leaves
+  // kafkajs reusing its sequence numbers: the broker refuses every later send of this producer id
+  // (OUT_OF_ORDER_SEQUENCE_NUMBER), for ever. A new producer (a new id, numbering from 0) is the way
+  // out; the send is tried once more on it. Whatever the lost write held may then be on the topic
+  // twice, which is at least once: the consumers' idempotency takes it.
+  const startingOver = <A>(attempt: (producer: KafkaProducer) => Promise<A>) => {
+    const once = Effect.flatMap(
+      ScopedRef.get(current),
+      (producer) => Effect.tryPromise({ try: () => attempt(producer), catch: fromCause("Send") })
+    )
+    return once.pipe(
+      Effect.catchIf(
+        (error) => idempotent && losesProducerState(error),
+        (error) =>
+          Effect.logWarning(
+            "The broker refused the producer's sequence numbers; starting over with a new producer id",
+            error
+          )
+            .pipe(
+              Effect.zipRight(ScopedRef.set(current, connect)),
+              Effect.zipRight(once)
+            )
+      )
+    )
+  }
   // kafkajs retries a send to a topic the broker does not have forever (UNKNOWN_TOPIC_OR_PARTITION
   // is retriable), which would hang the caller and every send queued behind it. Each topic is looked
   // up once before its first send; one that exists is not looked up again.
@@ -113,11 +140,11 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
   const serialize = idempotent ? inFlight.withPermits(1) : <A, E>(effect: Effect.Effect<A, E>) => effect
 
   const send = (record: ProducerRecord) =>
-    requireTopics([record.topic]).pipe(Effect.zipRight(Effect.tryPromise({
-      try: () =>
-        producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) }),
-      catch: fromCause("Send")
-    }))).pipe(
+    requireTopics([record.topic]).pipe(
+      Effect.zipRight(startingOver((producer) =>
+        producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) })
+      ))
+    ).pipe(
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.send", {
@@ -131,8 +158,8 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
     )
 
   const sendBatch = (records: ReadonlyArray<ProducerRecord>) =>
-    requireTopics(records.map((record) => record.topic)).pipe(Effect.zipRight(Effect.tryPromise({
-      try: () =>
+    requireTopics(records.map((record) => record.topic)).pipe(
+      Effect.zipRight(startingOver((producer) =>
         producer.sendBatch({
           acks,
           compression,
@@ -140,9 +167,9 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
             topic: record.topic,
             messages: record.messages.map(toKafkaMessage)
           }))
-        }),
-      catch: fromCause("Send")
-    }))).pipe(
+        })
+      ))
+    ).pipe(
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.sendBatch", {

@@ -6,6 +6,9 @@ import { Database } from "@kpipe/sql"
 import { FaultProxy, KafkaFaults } from "@kpipe/testing"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { createTopics, decodeValue, event, eventually, makeTopic, readTopic, TestLive, topicNamed } from "./utils.ts"
 
@@ -100,6 +103,43 @@ describe("OutboxRelay under faults", () => {
         }
         assert.strictEqual(seen.size, events.length)
         for (const [key, seqs] of order) assert.deepStrictEqual(seqs, [...seqs].sort((a, b) => a - b), key)
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
+    "a write the broker took but never acknowledged, then a different send: the producer starts over with a new producer id instead of failing for ever",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-relay-unacked", 1)
+        yield* createTopics(topic)
+        const proxy = yield* KafkaFaults.proxy
+        const producer = yield* producerThrough(proxy)
+        const message = (id: string) => ({ key: "k", value: id })
+        yield* producer.send({ topic: topic.name, messages: [message("first")] })
+        // The broker writes the batch, its answer is lost; then the way is cut until kafkajs gives
+        // up the send. kafkajs hands the batch's sequence numbers back, though the broker has them.
+        yield* proxy.set(FaultProxy.dropResponses)
+        const unacknowledged = yield* Effect.fork(
+          producer.send({ topic: topic.name, messages: [message("unacknowledged-1"), message("unacknowledged-2")] })
+        )
+        yield* Effect.sleep("1 second")
+        yield* proxy.set(FaultProxy.cut)
+        const given = yield* Fiber.await(unacknowledged)
+        assert.isTrue(Exit.isFailure(given), "kafkajs gave the send up")
+        yield* proxy.set(FaultProxy.pass)
+        // Other messages now (the relay claims again, with rows written since): the broker expects the
+        // sequence after the unacknowledged batch, kafkajs sends the one before it (OUT_OF_ORDER_SEQUENCE_NUMBER).
+        const sent = yield* producer.send({ topic: topic.name, messages: [message("after")] }).pipe(
+          Effect.retry({ times: 3 }),
+          Effect.either
+        )
+        assert.isTrue(Either.isRight(sent), `the send after the fault: ${Either.isLeft(sent) ? sent.left.message : ""}`)
+        const records = yield* readTopic(topic.name, 4)
+        assert.deepStrictEqual(
+          records.map((r) => r.value?.toString()),
+          ["first", "unacknowledged-1", "unacknowledged-2", "after"]
+        )
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )
