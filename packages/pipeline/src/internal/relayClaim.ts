@@ -78,6 +78,38 @@ export const pendingShards = (sql: SqlClient, start: number, limit: number) =>
     FOR UPDATE SKIP LOCKED`
 
 /**
+ * The next `limit` pending rows of `shards`, each key's in `seq` order and none behind a FAILED row
+ * of its key. Shard by shard, each an ordered scan of the pending index that stops at `limit`: the
+ * outer LIMIT ends the loop once it has enough, so a claim reads about as many rows as it publishes.
+ * The outer LIMIT takes a prefix of each shard's ordered rows (a key lives in one shard), which is all
+ * the ordering needs. Written with `shard = ANY(...)` and one ORDER BY, it read and sorted every
+ * pending row of the shards whenever the statistics had not seen the backlog (158 ms against 8 ms
+ * per claim at 100,000 rows: the fault matrix's drains after a Kafka outage ran at 2,500 events/s).
+ */
+export const pendingRows = (
+  sql: SqlClient,
+  shards: ReadonlyArray<number>,
+  skipTopics: ReadonlyArray<string>,
+  limit: number
+) =>
+  sql<ClaimedRow>`
+    SELECT r.* FROM unnest(${shards}::int[]) AS s(shard)
+    CROSS JOIN LATERAL (
+      SELECT o.id, o.topic, o.message_key, o.event_id, o.event_type, o.schema_version, o.payload::text AS payload,
+             o.headers
+      FROM kpipe_outbox o
+      WHERE o.shard = s.shard AND o.status = 'PENDING'
+        AND NOT (o.topic = ANY(${skipTopics}::text[]))
+        AND NOT EXISTS (
+          SELECT 1 FROM kpipe_outbox f
+          WHERE f.topic = o.topic AND f.message_key = o.message_key AND f.status = 'FAILED'
+        )
+      ORDER BY o.topic, o.message_key, o.seq
+      LIMIT ${limit}
+    ) r
+    LIMIT ${limit}`
+
+/**
  * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another
  * relay holds), publish their next rows in key order with one producer call, mark them published
  * with one statement, commit. Returns what happened, for the loop's pacing.
@@ -99,18 +131,7 @@ export const publishOnce = (
     return yield* sql.withTransaction(Effect.gen(function*() {
       const shards = yield* pendingShards(sql, start, options.shardsPerClaim ?? 16)
       if (shards.length === 0) return { _tag: "Idle" } as const
-      const rows = yield* sql<ClaimedRow>`
-        SELECT o.id, o.topic, o.message_key, o.event_id, o.event_type, o.schema_version, o.payload::text AS payload,
-               o.headers
-        FROM kpipe_outbox o
-        WHERE o.shard = ANY(${shards.map((s) => s.shard)}::int[]) AND o.status = 'PENDING'
-          AND NOT (o.topic = ANY(${skipTopics}::text[]))
-          AND NOT EXISTS (
-            SELECT 1 FROM kpipe_outbox f
-            WHERE f.topic = o.topic AND f.message_key = o.message_key AND f.status = 'FAILED'
-          )
-        ORDER BY o.shard, o.topic, o.message_key, o.seq
-        LIMIT ${batchSize}`
+      const rows = yield* pendingRows(sql, shards.map((s) => s.shard), skipTopics, batchSize)
       if (rows.length === 0) return { _tag: "Idle" } as const
 
       const markPublished = (ids: ReadonlyArray<string>) =>
