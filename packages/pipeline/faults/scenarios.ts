@@ -363,6 +363,18 @@ const inProcessClients = (
   })
 
 /**
+ * The settings a deployment draining a backlog runs with, those of `pnpm bench:compare`: the relay
+ * publishes with two claim loops of up to 1,000 rows, the consumer applies batches of up to 500 from
+ * three partitions at once.
+ */
+const deployment = {
+  OUTBOX_CONCURRENCY: process.env["OUTBOX_CONCURRENCY"] ?? "2",
+  OUTBOX_BATCH_SIZE: process.env["OUTBOX_BATCH_SIZE"] ?? "1000",
+  BATCH_SIZE: process.env["BATCH_SIZE"] ?? "500",
+  PARTITIONS_CONCURRENTLY: process.env["PARTITIONS_CONCURRENTLY"] ?? "3"
+}
+
+/**
  * The relay and the consumer as processes (`test/fixtures/replica.ts`, with `env` for Kafka), for the
  * life of the scope; with `kills`, each is killed with SIGKILL `kills / 2` times at random moments and
  * replaced. A replacement is spawned while the process it replaces runs, loads its modules and
@@ -395,7 +407,7 @@ const processClients = (
           env: {
             ...env,
             DATABASE_URL: databaseUrl,
-            BATCH_SIZE: "100",
+            ...deployment,
             STANDBY: "1",
             // One statement per transaction, as the in-process consumer's handler.
             ...(mode === "consumer" ? { INSTANCE_ID: "consumer-1", HANDLE_BATCH: "1" } : {})
@@ -607,36 +619,54 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     let caughtUp: number | undefined
     const query = <A>(effect: Effect.Effect<A, unknown, SqlClient>) =>
       effect.pipe(Effect.provide(database), Effect.retry({ schedule: Schedule.spaced("100 millis") }), Effect.orDie)
-    const appliedCount = query(
+    // The watchers must not take the CPU the pipeline drains with: scanning `applied` (and the outbox
+    // against it) every 200 ms did. They look up the events they still wait for, a chunk at a time,
+    // through an index. (Not by reading `applied` past the last id seen: concurrent transactions
+    // commit their ids out of order, and a row committed behind that cursor would never be seen.)
+    const appliedOf = (eventIds: ReadonlyArray<string>) =>
+      query(sql<{ readonly eventId: string }>`
+        SELECT DISTINCT event_id FROM applied WHERE consumer_group = ${group} AND event_id = ANY(${eventIds}::text[])`)
+    const appliedTotal = query(
       sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM applied WHERE consumer_group = ${group}`
-    ).pipe(Effect.map((rows) => rows[0]!.n))
-    // Outbox rows up to the last id at the fault's end (a COMMIT still in flight then may have a lower
-    // id: counted too, which only makes the figure larger) whose event is not applied yet.
-    const backlog = (lastId: string) =>
-      query(sql<{ readonly n: number }>`
-        SELECT count(*)::int AS n FROM kpipe_outbox o WHERE o.id <= ${lastId}::bigint AND o.topic = ${topic.name}
-          AND NOT (o.event_id = ANY(${expectedFailed}::text[]))
-          AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = o.event_id)`)
-        .pipe(Effect.map((rows) => rows[0]!.n))
-    const poll = <A>(effect: Effect.Effect<A>, until: (a: A) => boolean, done: () => void) =>
-      effect.pipe(Effect.repeat({ schedule: Schedule.spaced("200 millis"), until }), Effect.zipRight(Effect.sync(done)))
+    ).pipe(Effect.map(([row]) => row!.n))
+    const chunk = 5_000
     const scope = yield* Effect.scope
+    // At the fault's end: the events committed so far and not applied yet (a COMMIT still in flight then
+    // may commit later: not counted, it is ordinary traffic). Recovery is when the last of them is applied.
     const watchRecovery = Effect.gen(function*() {
-      const [applied, [last]] = yield* Effect.all([
-        appliedCount,
-        query(sql<{ readonly id: string }>`SELECT COALESCE(max(id), 0)::text AS id FROM kpipe_outbox`)
-      ])
-      // Interruptible: forked from `ensuring`'s finalizer they would inherit its uninterruptibility,
-      // and a poll that never succeeds (nothing left to apply after the fault) would hold the scope's close.
-      yield* Effect.forkIn(
-        Effect.interruptible(poll(appliedCount, (n) => n > applied, () => (resumed = Date.now()))),
-        scope
+      const appliedAtEnd = yield* appliedTotal
+      let outstanding = (yield* query(sql<{ readonly eventId: string }>`
+          SELECT o.event_id FROM kpipe_outbox o WHERE o.topic = ${topic.name}
+            AND NOT (o.event_id = ANY(${expectedFailed}::text[]))
+            AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = o.event_id)
+          ORDER BY o.id`)).map((row) => row.eventId)
+      const caughtUpStep = Effect.suspend(() => appliedOf(outstanding.slice(0, chunk))).pipe(
+        Effect.map((rows) => {
+          const found = new Set(rows.map((row) => row.eventId))
+          outstanding = outstanding.filter((eventId) => !found.has(eventId))
+          if (outstanding.length === 0) caughtUp ??= Date.now()
+          return outstanding.length === 0
+        })
       )
-      yield* Effect.forkIn(
-        Effect.interruptible(poll(backlog(last!.id), (n) => n === 0, () => (caughtUp = Date.now()))),
-        scope
-      )
+      const resumedStep = Effect.map(appliedTotal, (n) => {
+        if (n > appliedAtEnd) resumed ??= Date.now()
+        return n > appliedAtEnd
+      })
+      // Interruptible: forked from `ensuring`'s finalizer they would inherit its uninterruptibility, and
+      // a poll that never succeeds (nothing left to apply after the fault) would hold the scope's close.
+      for (const [step, every] of [[caughtUpStep, "100 millis"], [resumedStep, "200 millis"]] as const) {
+        yield* Effect.forkIn(
+          Effect.interruptible(Effect.repeat(step, { schedule: Schedule.spaced(every), until: (done) => done })),
+          scope
+        )
+      }
     })
+    /** Cheap enough to ask every 250 ms; the full `measure` only once this says the run may have converged. */
+    const settled = query(sql<{ readonly applied: number; readonly pending: number }>`
+      SELECT (SELECT count(*)::int FROM applied WHERE consumer_group = ${group}) AS applied,
+             (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending`).pipe(
+      Effect.map(([row]) => row!.applied >= acknowledged.size && row!.pending === 0)
+    )
     yield* Effect.all([
       Effect.forEach(Array.from({ length: writers }, (_, w) => w), writer, { concurrency: "unbounded", discard: true }),
       scenario.fault({
@@ -700,6 +730,10 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     let last = yield* measure
     let recovered: number | undefined
     while (Date.now() < deadline && died().length === 0) {
+      if (caughtUp === undefined || !(yield* settled)) {
+        yield* Effect.sleep("250 millis")
+        continue
+      }
       last = yield* measure
       if (
         last.applied + last.deadLettered >= acknowledged.size && last.pending === 0 &&

@@ -115,6 +115,11 @@ export const appliedMigrations = {
     "0003_applied_by": Effect.flatMap(
       SqlClient,
       (sql) => sql`ALTER TABLE applied ADD COLUMN applied_by TEXT NOT NULL DEFAULT 'test'`
+    ),
+    // The fault matrix looks up which of the events it waits for are applied, while they are applied.
+    "0004_applied_event": Effect.flatMap(
+      SqlClient,
+      (sql) => sql`CREATE INDEX applied_event ON applied (consumer_group, event_id)`
     )
   })
 }
