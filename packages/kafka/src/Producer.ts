@@ -143,8 +143,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
     requireTopics([record.topic]).pipe(
       Effect.zipRight(startingOver((producer) =>
         producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) })
-      ))
-    ).pipe(
+      )),
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.send", {
@@ -168,8 +167,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
             messages: record.messages.map(toKafkaMessage)
           }))
         })
-      ))
-    ).pipe(
+      )),
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.sendBatch", {
