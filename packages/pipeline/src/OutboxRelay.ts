@@ -6,7 +6,7 @@ import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -25,10 +25,15 @@ export interface RelayOptions {
   readonly concurrency?: number | undefined
   /** Fallback when a commit notification is missed (default 1 s). */
   readonly pollInterval?: Duration.DurationInput | undefined
-  /** How long published and skipped rows are kept (default 1 day). */
+  /**
+   * How long published and skipped rows are kept (default 1 day). Zero deletes a row in the claim
+   * that publishes it: the fastest relay, with no record of what was published in the table.
+   */
   readonly retention?: Duration.DurationInput | undefined
   readonly cleanupInterval?: Duration.DurationInput | undefined
 }
+
+export const defaultRetention: Duration.Duration = Duration.days(1)
 
 export interface OutboxStats {
   readonly pending: number
@@ -126,7 +131,7 @@ export const layerConfig: Layer.Layer<never, ConfigError.ConfigError, SqlClient 
         ),
         retention: Config.option(
           Config.duration("OUTBOX_RETENTION").pipe(
-            Config.withDescription("How long published and skipped rows are kept (1 day)")
+            Config.withDescription("How long published and skipped rows are kept (1 day; 0 deletes them on publish)")
           )
         )
       }),

@@ -449,6 +449,33 @@ describe("Outbox", () => {
       assert.deepStrictEqual(yield* statuses, [{ status: "PENDING", n: 1 }, { status: "PUBLISHED", n: 15 }])
     }).pipe(Effect.provide(TestLive)))
 
+  it.live("with a retention of zero a claim deletes the rows it publishes, in key order, and the key's count goes on", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-no-retention")
+      yield* createTopics(topic)
+      const first = Array.from({ length: 30 }, (_, i) => event(`k${i % 3}`, i))
+      yield* sql.withTransaction(Outbox.append(topic, ...first))
+      assert.strictEqual(yield* OutboxRelay.drain({ retention: 0 }), 30)
+      assert.deepStrictEqual(yield* statuses, [])
+      const later = Array.from({ length: 6 }, (_, i) => event(`k${i % 3}`, 30 + i))
+      yield* sql.withTransaction(Outbox.append(topic, ...later))
+      const seqs = yield* sql<{ seq: string }>`SELECT seq FROM kpipe_outbox WHERE message_key = 'k0' ORDER BY seq`
+      assert.deepStrictEqual(seqs.map((row) => row.seq), ["11", "12"])
+      assert.strictEqual(yield* OutboxRelay.drain({ retention: "0 seconds" }), 6)
+      assert.deepStrictEqual(yield* statuses, [])
+
+      const published = (yield* readTopic(topic.name, 36)).map(decodeValue)
+      assertKeyOrder(
+        published,
+        new Map(
+          ["k0", "k1", "k2"].map((
+            key
+          ) => [key, [...first, ...later].filter((e) => e.key === key).map((e) => e.eventId)])
+        )
+      )
+    }).pipe(Effect.provide(TestLive)))
+
   it.live(
     "idle key counters are deleted; a key with a pending or FAILED row keeps its own; appends racing the cleanup keep each key's order",
     () =>

@@ -55,6 +55,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
       DATABASE_URL: url,
       OUTBOX_CONCURRENCY: String(config.base.pipelineRelay.concurrency),
       OUTBOX_BATCH_SIZE: String(config.base.pipelineRelay.batchSize),
+      OUTBOX_RETENTION: config.relayRetention,
       PG_APPLICATION_NAME: "kpipe-compare"
     }
     const relay = yield* Progress.during(
@@ -245,7 +246,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
 export const run = (config: CompareConfig, cluster: { readonly port: number }, note: string, created: Array<string>) =>
   Effect.gen(function*() {
     yield* BenchReport.print(
-      `Us: kpipe OutboxRelay (concurrency ${config.base.pipelineRelay.concurrency}, batch ${config.base.pipelineRelay.batchSize}) and the idempotent consumer, each a process of its own`
+      `Us: kpipe OutboxRelay (concurrency ${config.base.pipelineRelay.concurrency}, batch ${config.base.pipelineRelay.batchSize}, retention ${config.relayRetention}) and the idempotent consumer, each a process of its own`
     )
     const url = PgCluster.databaseUrl(cluster, database)
     const result = yield* Effect.scoped(run_(config, url, note, created)).pipe(

@@ -46,6 +46,12 @@ export const CompareConfig = Config.all({
    * default (500) would put half a second into every quiet moment; ours wakes on notifications.
    */
   debeziumPollMs: positive("BENCH_DEBEZIUM_POLL_MS", 10),
+  /**
+   * The relay's `OUTBOX_RETENTION`. Zero (the default here) deletes each row in the claim that
+   * publishes it, as Debezium's outbox pattern deletes the row right after inserting it; the library's
+   * default keeps published rows a day, which costs the relay an update per row.
+   */
+  relayRetention: Config.string("BENCH_RELAY_RETENTION").pipe(Config.withDefault("0 seconds")),
   /** Which systems run (all by default), e.g. `kpipe` alone while working on the relay. */
   phases: Config.string("BENCH_PHASES").pipe(
     Config.withDefault(phaseNames.join(",")),

@@ -11,7 +11,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { channel } from "../Outbox.ts"
-import { Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
+import { defaultRetention, Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
 import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
 import { makeState, publishOnce } from "./relayClaim.ts"
@@ -126,7 +126,7 @@ export const run = (
       Effect.catchAllCause((cause) => Effect.logWarning("Outbox stats could not be read", cause))
     )
     yield* report.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
-    const retention = options.retention ?? Duration.days(1)
+    const retention = options.retention ?? defaultRetention
     yield* Effect.zipRight(cleanup(retention), cleanupKeys).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("Outbox cleanup failed; trying again later", cause)),
       Effect.repeat(Schedule.spaced(options.cleanupInterval ?? Duration.minutes(1))),
