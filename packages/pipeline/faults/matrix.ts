@@ -2,11 +2,13 @@
 // 100,000) through outbox → relay → Kafka → idempotent consumer while its fault is injected and
 // prints one row. FAULTS_SCENARIOS picks scenarios by a part of their name (comma-separated);
 // FAULTS_SCALE shortens the faults (1 = the nominal durations); FAULTS_RECOVERY_DEADLINE (s);
-// FAULTS_LOG_LEVEL.
+// FAULTS_LOG_LEVEL; FAULTS_TAILS_AFTER (s): a row resuming later prints its processes' last lines.
 import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import { format, type Row, runScenario, scenarios } from "./scenarios.ts"
 
 const program = Effect.gen(function*() {
@@ -14,6 +16,11 @@ const program = Effect.gen(function*() {
   const faultScale = yield* Config.number("FAULTS_SCALE").pipe(Config.withDefault(1))
   const deadline = yield* Config.integer("FAULTS_RECOVERY_DEADLINE").pipe(Config.withDefault(120))
   const only = yield* Config.array(Config.string(), "FAULTS_SCENARIOS").pipe(Config.withDefault([]))
+  const slowResume = yield* Config.option(
+    Config.integer("FAULTS_TAILS_AFTER").pipe(
+      Config.withDescription("Seconds: a row resuming later than this prints its processes' last lines")
+    )
+  )
   const chosen = scenarios.filter((scenario) =>
     only.length === 0 || only.some((part) => scenario.name.toLowerCase().includes(part.toLowerCase()))
   )
@@ -24,7 +31,8 @@ const program = Effect.gen(function*() {
       events,
       keys: Math.max(8, Math.round(events / 50)),
       faultScale,
-      recoveryDeadline: `${deadline} seconds`
+      recoveryDeadline: `${deadline} seconds`,
+      slowResume: Option.match(slowResume, { onNone: () => undefined, onSome: Duration.seconds })
     })
     rows.push(row)
     process.stdout.write(`${format(rows)}\n\n`)

@@ -34,6 +34,8 @@ export interface Size {
   readonly faultScale: number
   /** How long the pipeline may take to converge after the fault ended before what is left counts as stuck. */
   readonly recoveryDeadline: Duration.DurationInput
+  /** A row that resumes later than this after the fault ended prints its processes' last lines too. */
+  readonly slowResume?: Duration.DurationInput | undefined
 }
 
 export interface Row {
@@ -743,13 +745,28 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
       yield* Effect.sync(() =>
         process.stderr.write(`${scenario.name}: not recovered by the deadline\n${tails().join("\n\n")}\n`)
       )
+    } else if (
+      size.slowResume !== undefined && resumed !== undefined &&
+      resumed - faultEnded > Duration.toMillis(Duration.decode(size.slowResume))
+    ) {
+      yield* Effect.sync(() =>
+        process.stderr.write(
+          `${scenario.name}: resumed ${(resumed! - faultEnded) / 1000} s after the fault\n${tails().join("\n\n")}\n`
+        )
+      )
     }
     yield* Effect.sleep("1 second")
     last = yield* measure
     return {
       scenario: scenario.name,
       events: acknowledged.size,
-      lost: Math.max(0, last.published - last.applied - last.deadLettered),
+      // Published and not applied; or, when the relay deletes what it publishes (retention 0),
+      // acknowledged and found nowhere.
+      lost: Math.max(
+        0,
+        last.published - last.applied - last.deadLettered,
+        acknowledged.size - last.applied - last.deadLettered - last.pending - last.expectedFailed
+      ),
       appliedTwice: last.twice,
       outOfOrder: last.outOfOrder,
       wronglyDeadLettered: last.deadLettered,

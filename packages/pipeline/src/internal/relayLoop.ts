@@ -19,9 +19,13 @@ import { makeState, publishOnce } from "./relayClaim.ts"
 /** A claim failing for this long is logged at Error, not Warning: someone should look. */
 const alertAfterSeconds = 30
 
-const backoff = Schedule.exponential("100 millis", 2).pipe(
+/**
+ * After an outage a loop claims again within 2 s of the broker or database coming back: a cap of
+ * 5 s made the relay's resume alone up to half of the fault matrix's 10 s recovery bound.
+ */
+export const backoff = Schedule.exponential("100 millis", 2).pipe(
   Schedule.jittered,
-  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5)))
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(2)))
 )
 
 export const run = (
