@@ -1,3 +1,4 @@
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -202,6 +203,7 @@ export const runBatches = <R>(
     const runtime = yield* Effect.runtime<never>()
     // Created before the consumer, so its finalizer runs after `disconnect` has drained the handlers.
     const runPromise = yield* FiberSet.makeRuntimePromise<R>()
+    const runFork = yield* FiberSet.makeRuntime<never>()
     const observer = yield* Effect.serviceOption(Observer)
     const report = (state: MemberState, detail?: string) => {
       if (Option.isSome(observer)) {
@@ -253,24 +255,56 @@ export const runBatches = <R>(
     consumer.on(consumer.events.HEARTBEAT, () => {
       rejoining = false
     })
+    // kafkajs restarts a crashed member only after a retriable error; after any other (a join refused
+    // with INCONSISTENT_GROUP_PROTOCOL during a rolling change of assigners, a coordinator error) the
+    // member would stay down for good while the process lives on. It is started again here, with
+    // backoff, until it joins.
+    let crashesWithoutRestart = 0
+    const startAgain: Effect.Effect<void> = Effect.suspend(() => {
+      const delay = Duration.millis(Math.min(30_000, 1_000 * 2 ** crashesWithoutRestart++))
+      return Effect.logError(
+        `Kafka consumer stopped after an error kafkajs does not restart from; starting it again in ${
+          Duration.format(delay)
+        }`
+      ).pipe(
+        Effect.zipRight(Effect.sleep(delay)),
+        Effect.zipRight(Effect.suspend(() =>
+          stopping ? Effect.void : Effect.tryPromise({ try: () => consumer.run(runConfig), catch: fromCause("Run") })
+        )),
+        // A start that fails is normally a crash, which comes back here; anything else as well.
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logError("Kafka consumer could not be started again", cause).pipe(Effect.zipRight(startAgain))
+        ),
+        Effect.annotateLogs({ groupId: options.groupId })
+      )
+    })
     consumer.on(consumer.events.GROUP_JOIN, () => {
       rejoining = false
+      crashesWithoutRestart = 0
       report("joined")
       Deferred.unsafeDone(joined, Effect.void)
     })
     consumer.on(consumer.events.CRASH, (event) => {
-      if (!stopping) report("crashed", String(event.payload.error))
-      return Runtime.runFork(runtime)(
+      if (!stopping) {
+        report("crashed", String(event.payload.error))
+      }
+      Runtime.runFork(runtime)(
         Effect.logError("Kafka consumer crashed", event.payload.error).pipe(
           Effect.annotateLogs({ groupId: options.groupId, restart: event.payload.restart })
         )
       )
+      if (!event.payload.restart && !stopping) {
+        runFork(startAgain)
+      }
     })
 
     const processBatch = (payload: EachBatchPayload) =>
       Effect.gen(function*() {
         const { batch } = payload
-        const active = () => payload.isRunning() && !payload.isStale() && !rejoining
+        const active = () =>
+          payload.isRunning() && !payload.isStale() && !rejoining
         let commitFrom: string | undefined
         const done = (record: ConsumerRecord) =>
           Effect.sync(() => {
@@ -340,6 +374,13 @@ export const runBatches = <R>(
         )
       })
 
+    const runConfig = {
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+      eachBatch: (payload: EachBatchPayload) => runPromise(processBatch(payload))
+    }
+
     // Right after a topic is created, a broker of a multi-broker cluster that has not applied the
     // metadata yet answers UNKNOWN_TOPIC_OR_PARTITION (retriable) to the subscription's metadata call.
     yield* Effect.tryPromise({
@@ -366,16 +407,7 @@ export const runBatches = <R>(
         Effect.annotateLogs({ groupId: options.groupId, instanceId })
       )
     }
-    yield* Effect.tryPromise({
-      try: () =>
-        consumer.run({
-          autoCommit: false,
-          eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-          eachBatch: (payload) => runPromise(processBatch(payload))
-        }),
-      catch: fromCause("Run")
-    })
+    yield* Effect.tryPromise({ try: () => consumer.run(runConfig), catch: fromCause("Run") })
     yield* Deferred.await(joined).pipe(
       Effect.timeoutFail({
         duration: Duration.millis(rebalanceTimeout),

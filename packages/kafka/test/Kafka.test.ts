@@ -3,11 +3,22 @@ import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import kafkajs, { type PartitionAssigner } from "kafkajs"
 
 // @kpipe/testing builds on this package, so these tests set up their own client.
 const TestLive = Layer.mergeAll(Admin.layer, Producer.layer()).pipe(Layer.provideMerge(KafkaClient.layerFromEnv))
 const uniqueName = (prefix: string) => `${prefix}-${crypto.randomUUID()}`
 const fastConsumer = { sessionTimeout: 6_000, rebalanceTimeout: 10_000, heartbeatInterval: 500, maxWaitTimeInMs: 100 }
+
+/** Round robin under another protocol name: a member using it shares no protocol with ours. */
+const otherAssigner: PartitionAssigner = (config) => {
+  const roundRobin = kafkajs.PartitionAssigners.roundRobin(config)
+  return {
+    ...roundRobin,
+    name: "OtherAssigner",
+    protocol: (subscription) => ({ ...roundRobin.protocol(subscription), name: "OtherAssigner" })
+  }
+}
 
 const keys = Array.from({ length: 10 }, (_, i) => `key-${i}`)
 const perKey = 50
@@ -109,6 +120,50 @@ describe("Kafka (real broker)", () => {
         yield* admin.deleteTopics([topic])
       }).pipe(Effect.provide(TestLive)),
     { timeout: 30_000 }
+  )
+
+  it.live(
+    "a member kafkajs leaves down after a non-retriable error is started again and joins",
+    () =>
+      Effect.gen(function*() {
+        const admin = yield* Admin.Admin
+        const producer = yield* Producer.Producer
+        const { kafka } = yield* KafkaClient.KafkaClient
+        const topic = uniqueName("restart")
+        const groupId = uniqueName("restart-group")
+        yield* admin.createTopics([{ name: topic, partitions: 1 }])
+
+        // A member of another protocol holds the group: ours is refused (INCONSISTENT_GROUP_PROTOCOL,
+        // not retriable, so kafkajs does not restart it) until that member leaves.
+        const other = kafka.consumer({ groupId, partitionAssigners: [otherAssigner], ...fastConsumer })
+        const otherJoined = yield* Effect.promise(() => {
+          const joined = new Promise<void>((resolve) => other.on(other.events.GROUP_JOIN, () => resolve()))
+          return other.connect()
+            .then(() => other.subscribe({ topics: [topic] }))
+            .then(() => other.run({ eachMessage: () => Promise.resolve() }))
+            .then(() => joined)
+        })
+        yield* Effect.addFinalizer(() => Effect.promise(() => other.disconnect()))
+        void otherJoined
+
+        const states: Array<string> = []
+        const observer = Layer.succeed(Consumer.Observer, { member: (_, state) => states.push(state) })
+        const received = yield* Queue.unbounded<Consumer.ConsumerRecord>()
+        const member = yield* Consumer.run(
+          { groupId, topics: [topic], ...fastConsumer },
+          (record) => Queue.offer(received, record)
+        ).pipe(Effect.provide(observer), Effect.forkScoped)
+        while (!states.includes("crashed")) yield* Effect.sleep("50 millis")
+        yield* Effect.promise(() => other.disconnect())
+
+        yield* Effect.fromFiber(member)
+        yield* producer.send({ topic, messages: [{ key: "k", value: "after the restart" }] })
+        const record = yield* Queue.take(received).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(record.value?.toString(), "after the restart")
+        assert.deepStrictEqual(states.slice(0, 2), ["joining", "crashed"])
+        assert.strictEqual(states.at(-1), "joined")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    60_000
   )
 
   it.live("fails with a typed KafkaError when no broker answers", () =>
