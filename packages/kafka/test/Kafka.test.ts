@@ -136,7 +136,7 @@ describe("Kafka (real broker)", () => {
         // A member of another protocol holds the group: ours is refused (INCONSISTENT_GROUP_PROTOCOL,
         // not retriable, so kafkajs does not restart it) until that member leaves.
         const other = kafka.consumer({ groupId, partitionAssigners: [otherAssigner], ...fastConsumer })
-        const otherJoined = yield* Effect.promise(() => {
+        yield* Effect.promise(() => {
           const joined = new Promise<void>((resolve) => other.on(other.events.GROUP_JOIN, () => resolve()))
           return other.connect()
             .then(() => other.subscribe({ topics: [topic] }))
@@ -144,7 +144,6 @@ describe("Kafka (real broker)", () => {
             .then(() => joined)
         })
         yield* Effect.addFinalizer(() => Effect.promise(() => other.disconnect()))
-        void otherJoined
 
         const states: Array<string> = []
         const observer = Layer.succeed(Consumer.Observer, { member: (_, state) => states.push(state) })
