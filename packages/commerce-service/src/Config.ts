@@ -1,3 +1,4 @@
+import { OutboxRelay } from "@kpipe/pipeline"
 import { Replica } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -25,8 +26,10 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription("Fallback poll of the outbox when a commit notification is missed")
   ),
   outboxRetention: EffectConfig.duration("OUTBOX_RETENTION").pipe(
-    EffectConfig.withDefault(Duration.days(1)),
-    EffectConfig.withDescription("How long published outbox rows are kept before cleanup deletes them")
+    EffectConfig.withDefault(OutboxRelay.defaultRetention),
+    EffectConfig.withDescription(
+      "How long published outbox rows are kept before cleanup deletes them (0: deleted on publish)"
+    )
   )
 })
 

@@ -212,6 +212,7 @@ export const runBatches = <R>(
     }
     const timed = Metric.tagged(batchDuration, "group", options.groupId)
     const heartbeatEvery = Duration.millis(options.heartbeatInterval ?? 3_000)
+    const disconnectTimeout = options.disconnectTimeout ?? Duration.seconds(10)
     const rebalanceTimeout = options.rebalanceTimeout ?? 60_000
     const sessionTimeout = options.sessionTimeout ?? 30_000
     let stopping = false
@@ -238,15 +239,23 @@ export const runBatches = <R>(
             restartOnFailure: () => Promise.resolve(!stopping)
           }
         }),
-      options.disconnectTimeout ?? Duration.seconds(10)
+      disconnectTimeout
     )
+    // A start again (below) still joining; kafkajs's `disconnect` would not stop a member that has
+    // not finished joining, and it would go on fetching on its own.
+    let restarting: Promise<void> | undefined
 
     // Released before `disconnect` (finalizers run in reverse).
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         stopping = true
         report("stopped")
-      })
+      }).pipe(
+        // Its failure is a crash, already logged; only its end matters here.
+        Effect.zipRight(Effect.tryPromise(() => restarting ?? Promise.resolve())),
+        Effect.timeout(disconnectTimeout),
+        Effect.ignore
+      )
     )
 
     report("joining")
@@ -255,6 +264,12 @@ export const runBatches = <R>(
     consumer.on(consumer.events.HEARTBEAT, () => {
       rejoining = false
     })
+    const runConfig = {
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+      eachBatch: (payload: EachBatchPayload) => runPromise(processBatch(payload))
+    }
     // kafkajs restarts a crashed member only after a retriable error; after any other (a join refused
     // with INCONSISTENT_GROUP_PROTOCOL during a rolling change of assigners, a coordinator error) the
     // member would stay down for good while the process lives on. It is started again here, with
@@ -269,7 +284,10 @@ export const runBatches = <R>(
       ).pipe(
         Effect.zipRight(Effect.sleep(delay)),
         Effect.zipRight(Effect.suspend(() =>
-          stopping ? Effect.void : Effect.tryPromise({ try: () => consumer.run(runConfig), catch: fromCause("Run") })
+          stopping ? Effect.void : Effect.tryPromise({
+            try: () => (restarting = consumer.run(runConfig)),
+            catch: fromCause("Run")
+          })
         )),
         // A start that fails is normally a crash, which comes back here; anything else as well.
         Effect.catchAllCause((cause) =>
@@ -283,6 +301,7 @@ export const runBatches = <R>(
     consumer.on(consumer.events.GROUP_JOIN, () => {
       rejoining = false
       crashesWithoutRestart = 0
+      if (stopping) return
       report("joined")
       Deferred.unsafeDone(joined, Effect.void)
     })
@@ -303,8 +322,7 @@ export const runBatches = <R>(
     const processBatch = (payload: EachBatchPayload) =>
       Effect.gen(function*() {
         const { batch } = payload
-        const active = () =>
-          payload.isRunning() && !payload.isStale() && !rejoining
+        const active = () => payload.isRunning() && !payload.isStale() && !rejoining
         let commitFrom: string | undefined
         const done = (record: ConsumerRecord) =>
           Effect.sync(() => {
@@ -373,13 +391,6 @@ export const runBatches = <R>(
           Effect.ensuring(Effect.suspend(() => Metric.update(timed, (performance.now() - started) / 1000)))
         )
       })
-
-    const runConfig = {
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-      eachBatch: (payload: EachBatchPayload) => runPromise(processBatch(payload))
-    }
 
     // Right after a topic is created, a broker of a multi-broker cluster that has not applied the
     // metadata yet answers UNKNOWN_TOPIC_OR_PARTITION (retriable) to the subscription's metadata call.
