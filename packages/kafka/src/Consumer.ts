@@ -251,10 +251,18 @@ export const runBatches = <R>(
         stopping = true
         report("stopped")
       }).pipe(
-        // Its failure is a crash, already logged; only its end matters here.
-        Effect.zipRight(Effect.tryPromise(() => restarting ?? Promise.resolve())),
-        Effect.timeout(disconnectTimeout),
-        Effect.ignore
+        Effect.zipRight(
+          Effect.tryPromise(() => restarting ?? Promise.resolve()).pipe(
+            // Its failure is a crash, already logged; only its end matters here.
+            Effect.orElse(() => Effect.void),
+            Effect.timeout(disconnectTimeout),
+            Effect.catchAll(() =>
+              Effect.logWarning(
+                "A restarted consumer member was still joining when the consumer stopped; it may stay in the group until its session times out"
+              ).pipe(Effect.annotateLogs({ groupId: options.groupId }))
+            )
+          )
+        )
       )
     )
 

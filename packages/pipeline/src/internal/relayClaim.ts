@@ -130,7 +130,7 @@ export const publishOnce = (
     }
     const skipTopics = [...state.missingTopics.keys()]
     // An update writes a new version of the row and an entry in three indexes; a delete only marks
-    // it: 8-10x cheaper per 1,000 rows, the largest part of a claim's time.
+    // it: 8-11 ms against 1 ms per 1,000 rows, the largest part of a claim's time.
     const keepPublished = Duration.toMillis(options.retention ?? defaultRetention) > 0
     return yield* sql.withTransaction(Effect.gen(function*() {
       const shards = yield* pendingShards(sql, start, options.shardsPerClaim ?? 16)
@@ -139,13 +139,14 @@ export const publishOnce = (
       if (rows.length === 0) return { _tag: "Idle" } as const
 
       const markPublished = (ids: ReadonlyArray<string>) =>
-        ids.length === 0 ? Effect.void : (keepPublished
-          ? sql`
-          UPDATE kpipe_outbox SET status = 'PUBLISHED', published_at = now(), attempts = attempts + 1, last_error = NULL
-          WHERE id = ANY(${ids}::bigint[])`
-          : sql`DELETE FROM kpipe_outbox WHERE id = ANY(${ids}::bigint[])`).pipe(
-            Effect.zipRight(Metric.incrementBy(publishedTotal, ids.length))
-          )
+        ids.length === 0 ? Effect.void : Effect.zipRight(
+          keepPublished
+            ? sql`UPDATE kpipe_outbox
+                  SET status = 'PUBLISHED', published_at = now(), attempts = attempts + 1, last_error = NULL
+                  WHERE id = ANY(${ids}::bigint[])`
+            : sql`DELETE FROM kpipe_outbox WHERE id = ANY(${ids}::bigint[])`,
+          Metric.incrementBy(publishedTotal, ids.length)
+        )
       const recordError = (ids: ReadonlyArray<string>, error: KafkaError) =>
         sql`UPDATE kpipe_outbox SET attempts = attempts + 1, last_error = ${errorText(error)}
             WHERE id = ANY(${ids}::bigint[])`
