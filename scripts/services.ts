@@ -219,6 +219,9 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
     const firstStart = yield* Deferred.make<string>()
 
     const runOnce = Effect.gen(function*() {
+      // What the readiness poll last saw: the state shown once it is ready, without asking again
+      // (a second request could time out, or land in a rebalance, and fail a service that was ready).
+      let lastReadiness = "starting"
       const service = yield* ServiceProcess.spawn({
         name: spec.name,
         entry: spec.entry,
@@ -233,7 +236,10 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
           KAFKA_CONSUMER_INSTANCE_ID: spec.name,
           ...spec.env
         },
-        ready: Effect.map(readiness(spec.port), (state) => state.startsWith("ready")),
+        ready: Effect.map(readiness(spec.port), (state) => {
+          lastReadiness = state
+          return state.startsWith("ready")
+        }),
         readyTimeout: "120 seconds",
         onLine: (line) => process.stdout.write(`${tag} ${line}\n`),
         keepOutput: false
@@ -253,7 +259,7 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
         })
       )
       const state = yield* service.awaitReady.pipe(
-        Effect.zipRight(readiness(spec.port)),
+        Effect.map(() => lastReadiness),
         Effect.catchAll((error) =>
           Effect.succeed(
             "reason" in error && error.reason === "NotReady" ? "not ready after 120 s" : "exited before it was ready"

@@ -134,8 +134,17 @@ describe("pnpm run services", () => {
           { job: "coupon-service", port: ports.COUPON_PORT },
           { job: "order-service", port: ports.ORDER_PORT }
         ]
+        // The status block, and every line a service printed about its state, when one is not ready.
+        const statusBlock = /\nservices:\n[^]*?Ctrl-C/.exec(services.output())?.[0] ?? services.output().slice(-4000)
         for (const { job } of targets) {
-          assert.match(services.output(), new RegExp(`${job} +pid \\d+ +ready \\(\\d+ checks\\)`))
+          const said = services.lines().filter((line) =>
+            line.includes(job) && /ready|exited|restart|stopped|Error|crash/.test(line)
+          )
+          assert.match(
+            statusBlock,
+            new RegExp(`${job} +pid \\d+ +ready \\(\\d+ checks\\)`),
+            `${job} not ready:\n${statusBlock}\n${said.slice(-20).join("\n")}`
+          )
         }
 
         // Every service: ready with its checks, and an exposition promtool accepts.
