@@ -51,7 +51,7 @@ export interface KafkaClientConfig {
   /** kafkajs's timeout of the SASL handshake (default 10000 ms). */
   readonly authenticationTimeout?: number | undefined
   readonly requestTimeout?: number | undefined
-  /** kafkajs's retries for connecting and for admin requests (default 5). */
+  /** kafkajs's retries for connecting and for admin requests (default 10). */
   readonly retries?: number | undefined
   /** kafkajs messages below this level are dropped; the rest go to the Effect logger. */
   readonly logLevel?: LogLevel.Literal | undefined
@@ -134,14 +134,17 @@ const toSasl = (sasl: SaslConfig, runtime: Runtime.Runtime<never>): SASLOptions 
  * recovery. The requests that may legitimately wait carry their own longer timeout (Fetch
  * `maxWaitTime` + 100 ms, JoinGroup `rebalanceTimeout` + 5 s; kafkajs takes the larger), the others
  * are answered in milliseconds by a healthy broker; a produce held by a slow follower past it is
- * retried, which the idempotent producer deduplicates. `maxRetryTime` caps the backoff between the
- * unbounded retries of the idempotent producer (kafkajs's 30 s would add up to 30 s after an outage).
+ * retried, which the idempotent producer deduplicates. `maxRetryTime` caps the backoff between two
+ * attempts, and so how long after an outage the next one comes: kafkajs's 30 s, or the 5 s this had,
+ * added up to that much to every recovery (the idempotent producer retries without limit, and each of
+ * its attempts reconnects with these retries). `retries` went from 5 to 10 with it, so that a
+ * bounded retry still gives up only after several seconds.
  */
 export const defaults = {
   connectionTimeout: 3_000,
   requestTimeout: 5_000,
-  retries: 5,
-  maxRetryTime: 5_000
+  retries: 10,
+  maxRetryTime: 1_000
 } as const
 
 export const make = Effect.fnUntraced(function*(config: KafkaClientConfig) {

@@ -549,7 +549,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         : broker !== undefined
         ? { KAFKA_BROKERS: broker.address }
         : scenario.broker === "cluster"
-        ? { KAFKA_BROKERS: LocalKafka.cluster.brokers.join(","), KAFKA_RETRIES: "10" }
+        ? { KAFKA_BROKERS: LocalKafka.cluster.brokers.join(","), KAFKA_RETRIES: "35" }
         : {}
       const clients = yield* processClients(
         Redacted.value(databaseUrl),

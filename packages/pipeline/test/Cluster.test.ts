@@ -22,8 +22,8 @@ const ClientLive = KafkaClient.layer({
   brokers: LocalKafka.cluster.brokers,
   clientId: "cluster-test",
   connectionTimeout: 1_000,
-  // Enough reconnects to outlast one broker's restart; a real outage still surfaces.
-  retries: 10
+  // Enough reconnects (~34 s at 1 s apart) to outlast one broker's restart; a real outage still surfaces.
+  retries: 35
 })
 const KafkaLive = Layer.mergeAll(Admin.layer, Producer.layer(), DeadLetter.layer.pipe(Layer.provide(DatabaseLive)))
   .pipe(Layer.provideMerge(ClientLive))

@@ -22,9 +22,12 @@ const statuses = Effect.flatMap(
 const allPublished = (count: number) =>
   Effect.map(statuses, (s) => s["PUBLISHED"] === count && s["PENDING"] === undefined)
 
-/** A producer on a client whose every broker connection goes through `proxy`. */
-const producerThrough = (proxy: FaultProxy.FaultProxy) =>
-  Layer.build(Producer.layer().pipe(Layer.provide(KafkaFaults.layerThrough(proxy, { retries: 2 })))).pipe(
+/** A producer on a client whose every broker connection goes through `proxy` (2 reconnects unless set). */
+const producerThrough = (
+  proxy: FaultProxy.FaultProxy,
+  config: Parameters<typeof KafkaFaults.layerThrough>[1] = { retries: 2 }
+) =>
+  Layer.build(Producer.layer().pipe(Layer.provide(KafkaFaults.layerThrough(proxy, config)))).pipe(
     Effect.map((context) => Context.get(context, Producer.Producer))
   )
 
@@ -186,5 +189,47 @@ describe("OutboxRelay under faults", () => {
         assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
+  )
+
+  it.live(
+    "a send retried through a frozen broker goes through within about a second of it answering again: kafkajs's waits are capped at 1 s",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-relay-frozen")
+        yield* createTopics(topic)
+        const proxy = yield* KafkaFaults.proxy
+        // The defaults but a 1 s request timeout, so that the waits between attempts show within seconds.
+        const producer = yield* producerThrough(proxy, { requestTimeout: 1_000 })
+        const send = (seq: number) =>
+          producer.send({ topic: topic.name, messages: [{ key: "k", value: JSON.stringify(event("k", seq)) }] })
+        yield* send(1)
+
+        // Frozen as by SIGSTOP: each attempt times out and is sent again after kafkajs's wait.
+        yield* proxy.set(FaultProxy.freeze)
+        const sending = yield* Effect.fork(send(2))
+        const attempts: Array<number> = []
+        let seen = yield* proxy.clientChunks
+        const frozenUntil = Date.now() + 25_000
+        while (Date.now() < frozenUntil) {
+          const now = yield* proxy.clientChunks
+          if (now > seen) attempts.push(Date.now())
+          seen = now
+          yield* Effect.sleep("20 millis")
+        }
+        yield* proxy.set(FaultProxy.pass)
+        const thawed = Date.now()
+        yield* Fiber.join(sending)
+        const through = Date.now() - thawed
+
+        // An attempt every timeout + at most 1 s. With waits up to 5 s (300 ms doubling) they were
+        // 3.4 s apart by the fourth attempt and 5.8 s by the fifth, and the send came that much
+        // later once the broker answered again (a SIGSTOPped broker in the fault matrix).
+        const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!)
+        const described = `attempts ${gaps.join(", ")} ms apart, through ${through} ms after the thaw`
+        assert.isAtLeast(gaps.length, 5, described)
+        assert.isBelow(Math.max(...gaps), 2_400, described)
+        assert.isBelow(through, 1_500, described)
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
   )
 })

@@ -10,6 +10,9 @@ import * as net from "node:net"
  * - `cut`: resets every open connection and refuses new ones (a network cut, a crashed host);
  * - `blackhole`: keeps connections open and accepts new ones, but nothing arrives either way (a
  *   frozen process, a dropped route: the client only learns of it by its own timeouts);
+ * - `freeze`: keeps connections open and accepts new ones, and holds what is sent either way until
+ *   the fault changes, then delivers it in order (a process stopped with SIGSTOP: what it was sent
+ *   waits in its sockets and is answered once it runs again, including what the client gave up on);
  * - `delay`: forwards both ways, each chunk `millis` late;
  * - `dropResponses`: forwards requests to the target and swallows its answers (the request may
  *   well have been applied).
@@ -18,12 +21,14 @@ export type Fault =
   | { readonly _tag: "pass" }
   | { readonly _tag: "cut" }
   | { readonly _tag: "blackhole" }
+  | { readonly _tag: "freeze" }
   | { readonly _tag: "delay"; readonly millis: number }
   | { readonly _tag: "dropResponses" }
 
 export const pass: Fault = { _tag: "pass" }
 export const cut: Fault = { _tag: "cut" }
 export const blackhole: Fault = { _tag: "blackhole" }
+export const freeze: Fault = { _tag: "freeze" }
 export const dropResponses: Fault = { _tag: "dropResponses" }
 export const delay = (duration: Duration.DurationInput): Fault => ({
   _tag: "delay",
@@ -45,6 +50,8 @@ export interface FaultProxy {
   readonly during: <A, E, R>(fault: Fault, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Connections accepted since the proxy started. */
   readonly connections: Effect.Effect<number>
+  /** Chunks the clients sent since the proxy started, forwarded or not (a request is one or a few). */
+  readonly clientChunks: Effect.Effect<number>
 }
 
 interface Pair {
@@ -65,10 +72,13 @@ export const make = (target: { readonly host: string; readonly port: number }): 
   Effect.gen(function*() {
     let fault: Fault = pass
     let accepted = 0
+    let clientChunks = 0
     const pairs = new Set<Pair>()
+    const held: Array<{ readonly to: net.Socket; readonly chunk: Buffer }> = []
 
     const forward = (from: net.Socket, to: net.Socket, direction: "request" | "response") => {
       from.on("data", (chunk: Buffer) => {
+        if (direction === "request") clientChunks += 1
         switch (fault._tag) {
           case "pass":
             to.write(chunk)
@@ -78,6 +88,9 @@ export const make = (target: { readonly host: string; readonly port: number }): 
             return
           case "dropResponses":
             if (direction === "request") to.write(chunk)
+            return
+          case "freeze":
+            held.push({ to, chunk })
             return
           case "blackhole":
           case "cut":
@@ -117,6 +130,11 @@ export const make = (target: { readonly host: string; readonly port: number }): 
     const set = (next: Fault) =>
       Effect.sync(() => {
         fault = next
+        if (next._tag !== "freeze") {
+          for (const { chunk, to } of held.splice(0)) {
+            if (!to.destroyed) to.write(chunk)
+          }
+        }
         if (next._tag === "cut") {
           for (const { client, upstream } of pairs) {
             client.resetAndDestroy()
@@ -141,6 +159,7 @@ export const make = (target: { readonly host: string; readonly port: number }): 
       port,
       set,
       during: (next, effect) => Effect.acquireUseRelease(set(next), () => effect, () => set(pass)),
-      connections: Effect.sync(() => accepted)
+      connections: Effect.sync(() => accepted),
+      clientChunks: Effect.sync(() => clientChunks)
     } satisfies FaultProxy
   })

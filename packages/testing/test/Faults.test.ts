@@ -5,6 +5,8 @@ import { Database } from "@kpipe/sql"
 import { DatabaseFaults, FaultProxy } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as net from "node:net"
@@ -35,15 +37,20 @@ const recovers = (client: PgClient.PgClient) =>
     Effect.either
   )
 
+/** A proxy in front of the shared server, and a one-connection client through it. */
+const proxiedClient = Effect.gen(function*() {
+  const target = new URL(yield* serverUrl)
+  const proxy = yield* FaultProxy.make({ host: target.hostname, port: Number(target.port || 5432) })
+  const viaProxy = new URL(target)
+  viaProxy.host = `${proxy.host}:${proxy.port}`
+  viaProxy.pathname = "/postgres"
+  return { proxy, client: yield* clientOn(viaProxy.toString()) }
+})
+
 describe("FaultProxy (TCP, in front of the real PostgreSQL)", () => {
   it.scopedLive("passes, cuts, blackholes and passes again", () =>
     Effect.gen(function*() {
-      const target = new URL(yield* serverUrl)
-      const proxy = yield* FaultProxy.make({ host: target.hostname, port: Number(target.port || 5432) })
-      const viaProxy = new URL(target)
-      viaProxy.host = `${proxy.host}:${proxy.port}`
-      viaProxy.pathname = "/postgres"
-      const client = yield* clientOn(viaProxy.toString())
+      const { client, proxy } = yield* proxiedClient
 
       assert.isTrue(Either.isRight(yield* select1(client)))
 
@@ -57,6 +64,22 @@ describe("FaultProxy (TCP, in front of the real PostgreSQL)", () => {
       const stalled = yield* proxy.during(FaultProxy.blackhole, select1(client))
       assert.isTrue(Either.isLeft(stalled), "nothing comes back through a blackhole")
       assert.isAbove(yield* proxy.connections, 1)
+    }).pipe(Effect.provide(Reactivity.layer)), { timeout: 30_000 })
+
+  it.scopedLive("freezes: a query sent meanwhile is answered once the fault ends", () =>
+    Effect.gen(function*() {
+      const { client, proxy } = yield* proxiedClient
+      assert.isTrue(Either.isRight(yield* select1(client)))
+
+      yield* proxy.set(FaultProxy.freeze)
+      const before = yield* proxy.clientChunks
+      const query = yield* Effect.fork(client<{ one: number }>`SELECT 1 AS one`)
+      yield* Effect.sleep("500 millis")
+      assert.isNull(yield* Fiber.poll(query).pipe(Effect.map(Option.getOrNull)), "nothing answered while frozen")
+      assert.isAbove(yield* proxy.clientChunks, before, "the query was sent")
+      yield* proxy.set(FaultProxy.pass)
+      const rows = yield* Fiber.join(query).pipe(Effect.timeout("2 seconds"))
+      assert.deepStrictEqual(rows.map((row) => row.one), [1])
     }).pipe(Effect.provide(Reactivity.layer)), { timeout: 30_000 })
 
   it.scopedLive("delays each chunk", () =>
