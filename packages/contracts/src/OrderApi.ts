@@ -37,21 +37,22 @@ export const PageParams = Schema.Struct({
   )
 })
 
-export class OrdersGroup extends HttpApiGroup.make("orders")
-  .add(
-    HttpApiEndpoint.post("placeOrder", "/api/orders")
-      .setPayload(PlaceOrderRequest)
-      .setHeaders(PlaceOrderHeaders)
-      .addSuccess(Order, { status: 201 })
-      .addError(ProductNotFound)
-      .addError(InvalidQuantity)
-      .addError(IdempotencyKeyReused)
-      .addError(ServiceUnavailable)
-      .annotate(
-        OpenApi.Description,
-        "Places an order for the current user: 201 PENDING at once; CONFIRMED or CANCELLED once inventory answered."
-      )
+/** Also served ahead of the router for speed (order-service's `Http.fastRoute`); the contract is this declaration. */
+export const PlaceOrderEndpoint = HttpApiEndpoint.post("placeOrder", "/api/orders")
+  .setPayload(PlaceOrderRequest)
+  .setHeaders(PlaceOrderHeaders)
+  .addSuccess(Order, { status: 201 })
+  .addError(ProductNotFound)
+  .addError(InvalidQuantity)
+  .addError(IdempotencyKeyReused)
+  .addError(ServiceUnavailable)
+  .annotate(
+    OpenApi.Description,
+    "Places an order for the current user: 201 PENDING at once; CONFIRMED or CANCELLED once inventory answered."
   )
+
+export class OrdersGroup extends HttpApiGroup.make("orders")
+  .add(PlaceOrderEndpoint)
   .add(
     HttpApiEndpoint.get("getOrder", "/api/orders/:orderId")
       .setPath(orderPath)

@@ -108,7 +108,9 @@ const program = Effect.gen(function*() {
     SMS_TOKEN: "bench-token",
     SMTP_MAX_CONNECTIONS: "20",
     // Each process a pool of its own; the requests and the notifications' deliveries are batched, so few are needed.
-    PG_MAX_CONNECTIONS: "10"
+    PG_MAX_CONNECTIONS: "10",
+    // The stage timings read the published rows (with a retention of 0 the relay deletes them).
+    OUTBOX_RETENTION: "1 hour"
   }
   const services = yield* Effect.forEach(config.processes, (roles) =>
     ServiceProcess.start({

@@ -14,8 +14,11 @@ const services = Layer.mergeAll(Orders.Default, Inventory.Default, Notifications
 
 const domain = services.pipe(Layer.provideMerge(Topics.layer))
 
-/** The `api` role: the HttpApi's handlers (`HttpApi.Api`, to serve), the topics created. */
-export const api = Http.layer.pipe(Layer.provide(domain))
+/**
+ * The `api` role: the HttpApi's handlers (`HttpApi.Api`, to serve; `Http.fastRoute` needs the
+ * `Orders` it provides too), the topics created.
+ */
+export const api = Http.layer.pipe(Layer.provideMerge(domain))
 
 /** The workers of `roles` (see `Workers.roles`), the topics created. */
 export const workers = (roles: Workers.WorkerRoles) => Workers.roles(roles).pipe(Layer.provide(domain))

@@ -5,6 +5,7 @@ import * as Layer from "effect/Layer"
 import * as App from "./App.ts"
 import * as Config from "./Config.ts"
 import * as Database from "./Database.ts"
+import * as Http from "./Http.ts"
 
 const InfraLive = Layer.mergeAll(Database.layer, ServiceMain.kafka, ServiceMain.alerts).pipe(
   Layer.provideMerge(Config.layerFromEnv)
@@ -13,7 +14,8 @@ const InfraLive = Layer.mergeAll(Database.layer, ServiceMain.kafka, ServiceMain.
 // No log line per request: at the rates an order API takes it costs more than the request.
 const HttpLive = HttpServe.layer({
   defaultPort: EffectConfig.map(Config.config, (config) => config.port),
-  logRequests: false
+  logRequests: false,
+  fastRoutes: Effect.map(Http.fastRoute, (route) => [route])
 }).pipe(Layer.provide(App.api))
 
 /** `ORDER_ROLES`: the API (served) and the workers this process runs; all of them by default. */

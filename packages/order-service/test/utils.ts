@@ -1,5 +1,4 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -9,7 +8,7 @@ import { OrderModels } from "@kpipe/contracts"
 import { OrderApi } from "@kpipe/contracts/OrderApi"
 import { Ids } from "@kpipe/events"
 import { AlertSink } from "@kpipe/pipeline"
-import { ConsumerSettings } from "@kpipe/service-kit"
+import { ConsumerSettings, HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -19,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as App from "../src/App.ts"
 import * as Config from "../src/Config.ts"
+import * as Http from "../src/Http.ts"
 import * as MailCatcher from "../src/MailCatcher.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as SmsCatcher from "../src/SmsCatcher.ts"
@@ -72,8 +72,9 @@ const ConfigTest = Layer.effect(
  */
 export const TestLive = (name: string) =>
   HttpApiBuilder.serve().pipe(
+    // `POST /api/orders` through its fast route, as `main.ts` serves it.
+    Layer.provideMerge(HttpServe.layerTest(Effect.map(Http.fastRoute, (route) => [route]))),
     Layer.provideMerge(App.layer.pipe(Layer.provide(NodeHttpClient.layerUndici))),
-    Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provide(AlertsTest),
     Layer.provideMerge(ConfigTest),
     Layer.provideMerge(ReceiversLive),

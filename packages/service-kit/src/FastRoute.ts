@@ -1,4 +1,5 @@
 import type * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import type { HttpMethod } from "@effect/platform/HttpMethod"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
@@ -10,6 +11,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 import type { IncomingMessage } from "node:http"
+import { notJson } from "./JsonBody.ts"
 import * as LabelledCounter from "./LabelledCounter.ts"
 
 export interface Response {
@@ -112,18 +114,23 @@ export const make = <
   endpoint: HttpApiEndpoint.HttpApiEndpoint<Name, Method, Path, UrlParams, Payload, Headers, Success, Error, R, RE>,
   options: {
     readonly match: (request: IncomingMessage) => Input | undefined
-    readonly handle: (input: Input) => Effect.Effect<Success, Error, RH>
+    readonly handle: (input: Input) => Effect.Effect<Success, Error | HttpApiDecodeError, RH>
   }
 ): FastRoute<RH> => {
   const success = encoderFor(endpoint.successSchema, HttpApiSchema.getStatusSuccessAST, false)
-  const failure = encoderFor(endpoint.errorSchema, HttpApiSchema.getStatusErrorAST, true)
+  // The HttpApi answers a payload that does not decode with HttpApiDecodeError (400), whatever the endpoint.
+  const failure = encoderFor(
+    Schema.Union(endpoint.errorSchema, HttpApiDecodeError),
+    HttpApiSchema.getStatusErrorAST,
+    true
+  )
   const spanName = `http.server ${endpoint.method}`
   const count = Metric.increment(served(endpoint.method, endpoint.path))
   const defect = (cause: Cause.Cause<unknown>) =>
     Effect.as(Effect.logError("Unhandled defect", cause), { status: 500, body: "" } satisfies Response)
   // Encoding can throw (a value its schema refuses): that too is a defect, answered 500, so the
   // client always gets an answer.
-  const answer = (exit: Exit.Exit<Success, Error>): Effect.Effect<Response> => {
+  const answer = (exit: Exit.Exit<Success, Error | HttpApiDecodeError>): Effect.Effect<Response> => {
     if (Exit.isSuccess(exit)) return Effect.sync(() => success(exit.value))
     const error = Cause.failureOption(exit.cause)
     return Option.isSome(error) ? Effect.sync(() => failure(error.value)) : defect(exit.cause)
@@ -151,3 +158,26 @@ export const make = <
     }
   }
 }
+
+/**
+ * The JSON body of a request that declared its length (`Content-Length`, which the route's `match`
+ * checked against its limit), decoded with `schema`: what does not parse or decode fails with the
+ * HttpApiDecodeError the HttpApi (and its `JsonBody` middleware) would answer, word for word.
+ */
+export const jsonBody = <A, I>(request: IncomingMessage, schema: Schema.Schema<A, I>) =>
+  Effect.async<string>((resume) => {
+    const chunks: Array<Buffer> = []
+    request.on("data", (chunk: Buffer) => chunks.push(chunk))
+    request.once("end", () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8"))))
+    request.once("error", (error) => resume(Effect.die(error)))
+  }).pipe(
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: (): unknown => JSON.parse(text),
+        catch: (error) => notJson(error instanceof Error ? error.message : String(error))
+      })
+    ),
+    Effect.flatMap((json) =>
+      Schema.decodeUnknown(schema)(json).pipe(Effect.catchTag("ParseError", HttpApiDecodeError.refailParseError))
+    )
+  )

@@ -14,6 +14,12 @@ import * as RequestLimits from "./RequestLimits.ts"
 const overLimit = (error: { readonly cause?: unknown }) =>
   error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
 
+/** The answer to a body that does not parse, `reason` being the parser's. */
+export const notJson = (reason: string): HttpApiDecodeError => {
+  const message = `The body is not valid JSON: ${reason}`
+  return new HttpApiDecodeError({ issues: [{ _tag: "Type", path: [], message }], message })
+}
+
 /**
  * Implements the contracts' `JsonBody` middleware: a body over `maxBodyBytes` is a typed 413
  * (declared by `Content-Length`: never read; chunked: read up to the limit only), a body that does
@@ -34,9 +40,7 @@ export const make = (maxBodyBytes: number): JsonBody["Type"] =>
       HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes)),
       Effect.catchAll((error): Effect.Effect<never, HttpApiDecodeError | PayloadTooLarge> => {
         if (overLimit(error) || wasCut()) return Effect.fail(RequestLimits.payloadTooLarge(maxBodyBytes))
-        const reason = error.cause instanceof Error ? error.cause.message : error.message
-        const message = `The body is not valid JSON: ${reason}`
-        return Effect.fail(new HttpApiDecodeError({ issues: [{ _tag: "Type", path: [], message }], message }))
+        return Effect.fail(notJson(error.cause instanceof Error ? error.cause.message : error.message))
       })
     )
     if (wasCut()) {
