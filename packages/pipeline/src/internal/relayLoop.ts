@@ -21,11 +21,13 @@ const alertAfterSeconds = 30
 
 /**
  * After an outage a loop claims again within 2 s of the broker or database coming back: a cap of
- * 5 s made the relay's resume alone up to half of the fault matrix's 10 s recovery bound.
+ * 5 s made the relay's resume alone up to half of the fault matrix's 10 s recovery bound. Jittered
+ * after the cap (between half of it and all of it): jittered before, every capped wait was exactly
+ * 2 s, and the loops of every relay process claimed in lockstep.
  */
 export const backoff = Schedule.exponential("100 millis", 2).pipe(
-  Schedule.jittered,
-  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(2)))
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(2))),
+  Schedule.jitteredWith({ min: 0.5, max: 1 })
 )
 
 export const run = (
