@@ -134,11 +134,11 @@ const toSasl = (sasl: SaslConfig, runtime: Runtime.Runtime<never>): SASLOptions 
  * recovery. The requests that may legitimately wait carry their own longer timeout (Fetch
  * `maxWaitTime` + 100 ms, JoinGroup `rebalanceTimeout` + 5 s; kafkajs takes the larger), the others
  * are answered in milliseconds by a healthy broker; a produce held by a slow follower past it is
- * retried, which the idempotent producer deduplicates. `maxRetryTime` caps the backoff between two
- * attempts, and so how long after an outage the next one comes: kafkajs's 30 s, or the 5 s this had,
- * added up to that much to every recovery (the idempotent producer retries without limit, and each of
- * its attempts reconnects with these retries). `retries` went from 5 to 10 with it, so that a
- * bounded retry still gives up only after several seconds.
+ * retried, which the idempotent producer deduplicates. `maxRetryTime` caps the wait between two
+ * attempts, so the idempotent producer, which retries without limit, tries again within a second of
+ * the broker answering again (with a 5 s cap its waits grew past 4 s through a 30 s outage). Ten
+ * `retries` keep a bounded retry of a refused connection going ~9 s, as 5 retries up to 5 s did; one
+ * of requests that time out gives up after about 11 × `requestTimeout`.
  */
 export const defaults = {
   connectionTimeout: 3_000,

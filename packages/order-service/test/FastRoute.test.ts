@@ -10,7 +10,7 @@ import { newProduct, newUser, TestLive } from "./utils.ts"
  * One `POST /api/orders` as `userId`: with a `Content-Length` the fast route takes it, chunked
  * (no declared length) it goes to the HttpApi. Status and body text.
  */
-const post = (port: number, userId: number, body: string, chunked: boolean) =>
+const post = (port: number, userId: number, body: string, chunked: boolean, key?: string) =>
   Effect.async<{ readonly status: number; readonly body: string }, Error>((resume) => {
     const req = request({
       host: "127.0.0.1",
@@ -20,6 +20,7 @@ const post = (port: number, userId: number, body: string, chunked: boolean) =>
       headers: {
         "content-type": "application/json",
         "x-user-id": String(userId),
+        ...(key === undefined ? {} : { "idempotency-key": key }),
         ...(chunked ? { "transfer-encoding": "chunked" } : { "content-length": Buffer.byteLength(body) })
       }
     }, (response) => {
@@ -68,7 +69,9 @@ layer(TestLive("order-fast-route"), { timeout: "120 seconds", excludeTestService
 
       // A good order: 201 either way, the same order but for its id and times.
       const good = JSON.stringify({ productId, quantity: 2 })
+      const before = yield* servedFast
       const [fast, router] = [yield* post(port, newUser(), good, false), yield* post(port, newUser(), good, true)]
+      assert.strictEqual((yield* servedFast) - before, 1, "the fast route took the good order once")
       assert.deepStrictEqual([fast.status, router.status], [201, 201])
       const comparable = (text: string) => {
         const { createdAt: _c, orderId: _o, updatedAt: _u, userId: _us, ...rest } = JSON.parse(text) as Record<
@@ -79,5 +82,24 @@ layer(TestLive("order-fast-route"), { timeout: "120 seconds", excludeTestService
       }
       assert.deepStrictEqual(comparable(fast.body), comparable(router.body))
       assert.deepStrictEqual(Object.keys(JSON.parse(fast.body)).sort(), Object.keys(JSON.parse(router.body)).sort())
+
+      // An Idempotency-Key: the same order again for the same body, 422 for another, either way.
+      const other = JSON.stringify({ productId, quantity: 3 })
+      const keyed = (chunked: boolean) =>
+        Effect.gen(function*() {
+          const userId = newUser()
+          const key = `fast-route-${chunked}-${userId}`
+          const first = yield* post(port, userId, good, chunked, key)
+          const again = yield* post(port, userId, good, chunked, key)
+          const reused = yield* post(port, userId, other, chunked, key)
+          assert.strictEqual(first.status, 201)
+          assert.deepStrictEqual(again, first, `chunked: ${chunked}`)
+          return { status: reused.status, tag: (JSON.parse(reused.body) as { _tag: string })._tag }
+        })
+      const beforeKeyed = yield* servedFast
+      const fastReuse = yield* keyed(false)
+      assert.strictEqual((yield* servedFast) - beforeKeyed, 3, "the fast route took the keyed requests")
+      assert.deepStrictEqual(fastReuse, yield* keyed(true))
+      assert.deepStrictEqual(fastReuse, { status: 422, tag: "IdempotencyKeyReused" })
     }))
 })

@@ -612,8 +612,14 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     let faultEnded = 0
     let resumed: number | undefined
     let caughtUp: number | undefined
+    // The watchers' queries outlast a database fault; a query that keeps failing says so (FAULTS_LOG_LEVEL=WARN).
     const query = <A>(effect: Effect.Effect<A, unknown, SqlClient>) =>
-      effect.pipe(Effect.provide(database), Effect.retry({ schedule: Schedule.spaced("100 millis") }), Effect.orDie)
+      effect.pipe(
+        Effect.provide(database),
+        Effect.tapError((error) => Effect.logWarning("A watcher's query failed; trying again", error)),
+        Effect.retry({ schedule: Schedule.spaced("100 millis") }),
+        Effect.orDie
+      )
     // The watchers must not take the CPU the pipeline drains with: scanning `applied` (and the outbox
     // against it) every 200 ms did. They look up the events they still wait for, a chunk at a time,
     // through an index. (Not by reading `applied` past the last id seen: concurrent transactions
@@ -631,8 +637,9 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     // applied. Taken from what the writers were told, not from the outbox, where a relay with a
     // retention of 0 leaves no row once published.
     const watchRecovery = Effect.gen(function*() {
-      const appliedAtEnd = yield* appliedTotal
+      // Before any query: one held up by a database fault would let later acknowledgements in.
       const awaited = [...acknowledged]
+      const appliedAtEnd = yield* appliedTotal
       let outstanding = (yield* query(sql<{ readonly eventId: string }>`
           SELECT t.event_id FROM unnest(${awaited}::text[]) WITH ORDINALITY AS t(event_id, n)
           WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = t.event_id)

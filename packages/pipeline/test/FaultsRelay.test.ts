@@ -192,7 +192,7 @@ describe("OutboxRelay under faults", () => {
   )
 
   it.live(
-    "a send retried through a frozen broker goes through within about a second of it answering again: kafkajs's waits are capped at 1 s",
+    "a send retried through a frozen broker goes through soon after it answers again: kafkajs's waits are capped at 1 s",
     () =>
       Effect.gen(function*() {
         const topic = makeTopic("faults-relay-frozen")
@@ -221,14 +221,15 @@ describe("OutboxRelay under faults", () => {
         yield* Fiber.join(sending)
         const through = Date.now() - thawed
 
-        // An attempt every timeout + at most 1 s. With waits up to 5 s (300 ms doubling) they were
-        // 3.4 s apart by the fourth attempt and 5.8 s by the fifth, and the send came that much
-        // later once the broker answered again (a SIGSTOPped broker in the fault matrix).
+        // An attempt every timeout + at most 1 s (~2 s). With waits capped at 5 s the gaps grew to
+        // 2.4, 3.1 and 4.0 s within the 25 s (kafkajs's retry curve under vitest, NODE_ENV=test,
+        // starts at 50 ms; a service's at 300 ms), and a send came that much after the broker
+        // answered again (a SIGSTOPped broker in the fault matrix).
         const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!)
         const described = `attempts ${gaps.join(", ")} ms apart, through ${through} ms after the thaw`
         assert.isAtLeast(gaps.length, 5, described)
-        assert.isBelow(Math.max(...gaps), 2_400, described)
-        assert.isBelow(through, 1_500, described)
+        assert.isBelow(Math.max(...gaps), 3_000, described)
+        assert.isBelow(through, 2_500, described)
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )

@@ -165,11 +165,27 @@ export const make = <
  * HttpApiDecodeError the HttpApi (and its `JsonBody` middleware) would answer, word for word.
  */
 export const jsonBody = <A, I>(request: IncomingMessage, schema: Schema.Schema<A, I>) =>
-  Effect.async<string>((resume) => {
+  Effect.async<string, HttpApiDecodeError>((resume) => {
+    // A client gone mid-body is its own doing, not a defect of ours: a 400 nobody reads, not an Error log and a 500.
+    const unreadable = (reason: string) => {
+      const message = `The body could not be read: ${reason}`
+      return new HttpApiDecodeError({ issues: [{ _tag: "Type", path: [], message }], message })
+    }
+    if (request.destroyed || request.readableEnded) {
+      resume(Effect.fail(unreadable("the request ended before it was read")))
+      return
+    }
     const chunks: Array<Buffer> = []
-    request.on("data", (chunk: Buffer) => chunks.push(chunk))
-    request.once("end", () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8"))))
-    request.once("error", (error) => resume(Effect.die(error)))
+    const onData = (chunk: Buffer) => void chunks.push(chunk)
+    const onEnd = () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+    const onError = (error: Error) => resume(Effect.fail(unreadable(error.message)))
+    const onClose = () => {
+      if (!request.readableEnded) resume(Effect.fail(unreadable("the client closed the connection")))
+    }
+    request.on("data", onData).once("end", onEnd).once("error", onError).once("close", onClose)
+    return Effect.sync(() => {
+      request.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose)
+    })
   }).pipe(
     Effect.flatMap((text) =>
       Effect.try({

@@ -12,7 +12,8 @@ import * as net from "node:net"
  *   frozen process, a dropped route: the client only learns of it by its own timeouts);
  * - `freeze`: keeps connections open and accepts new ones, and holds what is sent either way until
  *   the fault changes, then delivers it in order (a process stopped with SIGSTOP: what it was sent
- *   waits in its sockets and is answered once it runs again, including what the client gave up on);
+ *   waits in its sockets and is answered once it runs again, including requests the client gave up
+ *   on; a connection closed meanwhile is closed through at once, and what was held for it dropped);
  * - `delay`: forwards both ways, each chunk `millis` late;
  * - `dropResponses`: forwards requests to the target and swallows its answers (the request may
  *   well have been applied).
@@ -54,6 +55,8 @@ export interface FaultProxy {
   readonly clientChunks: Effect.Effect<number>
 }
 
+type Direction = "request" | "response"
+
 interface Pair {
   readonly client: net.Socket
   readonly upstream: net.Socket
@@ -74,9 +77,9 @@ export const make = (target: { readonly host: string; readonly port: number }): 
     let accepted = 0
     let clientChunks = 0
     const pairs = new Set<Pair>()
-    const held: Array<{ readonly to: net.Socket; readonly chunk: Buffer }> = []
+    const held: Array<{ readonly to: net.Socket; readonly chunk: Buffer; readonly direction: Direction }> = []
 
-    const forward = (from: net.Socket, to: net.Socket, direction: "request" | "response") => {
+    const forward = (from: net.Socket, to: net.Socket, direction: Direction) => {
       from.on("data", (chunk: Buffer) => {
         if (direction === "request") clientChunks += 1
         switch (fault._tag) {
@@ -90,7 +93,7 @@ export const make = (target: { readonly host: string; readonly port: number }): 
             if (direction === "request") to.write(chunk)
             return
           case "freeze":
-            held.push({ to, chunk })
+            held.push({ to, chunk, direction })
             return
           case "blackhole":
           case "cut":
@@ -130,9 +133,13 @@ export const make = (target: { readonly host: string; readonly port: number }): 
     const set = (next: Fault) =>
       Effect.sync(() => {
         fault = next
+        // What a freeze held goes on as the next fault would have let it: all of it on `pass` and
+        // `delay`, the requests only on `dropResponses`, none of it into a cut or a blackhole.
         if (next._tag !== "freeze") {
-          for (const { chunk, to } of held.splice(0)) {
-            if (!to.destroyed) to.write(chunk)
+          for (const { chunk, direction, to } of held.splice(0)) {
+            const delivered = next._tag === "pass" || next._tag === "delay" ||
+              (next._tag === "dropResponses" && direction === "request")
+            if (delivered && !to.destroyed) to.write(chunk)
           }
         }
         if (next._tag === "cut") {

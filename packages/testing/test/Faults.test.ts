@@ -66,21 +66,42 @@ describe("FaultProxy (TCP, in front of the real PostgreSQL)", () => {
       assert.isAbove(yield* proxy.connections, 1)
     }).pipe(Effect.provide(Reactivity.layer)), { timeout: 30_000 })
 
-  it.scopedLive("freezes: a query sent meanwhile is answered once the fault ends", () =>
-    Effect.gen(function*() {
-      const { client, proxy } = yield* proxiedClient
-      assert.isTrue(Either.isRight(yield* select1(client)))
+  it.scopedLive(
+    "freezes: a query sent meanwhile is answered once the fault ends, unless a blackhole follows",
+    () =>
+      Effect.gen(function*() {
+        const { client, proxy } = yield* proxiedClient
+        assert.isTrue(Either.isRight(yield* select1(client)))
 
-      yield* proxy.set(FaultProxy.freeze)
-      const before = yield* proxy.clientChunks
-      const query = yield* Effect.fork(client<{ one: number }>`SELECT 1 AS one`)
-      yield* Effect.sleep("500 millis")
-      assert.isNull(yield* Fiber.poll(query).pipe(Effect.map(Option.getOrNull)), "nothing answered while frozen")
-      assert.isAbove(yield* proxy.clientChunks, before, "the query was sent")
-      yield* proxy.set(FaultProxy.pass)
-      const rows = yield* Fiber.join(query).pipe(Effect.timeout("2 seconds"))
-      assert.deepStrictEqual(rows.map((row) => row.one), [1])
-    }).pipe(Effect.provide(Reactivity.layer)), { timeout: 30_000 })
+        yield* proxy.set(FaultProxy.freeze)
+        const before = yield* proxy.clientChunks
+        const query = yield* Effect.fork(client<{ one: number }>`SELECT 1 AS one`)
+        yield* Effect.sleep("500 millis")
+        assert.isNull(yield* Fiber.poll(query).pipe(Effect.map(Option.getOrNull)), "nothing answered while frozen")
+        assert.isAbove(yield* proxy.clientChunks, before, "the query was sent")
+        yield* proxy.set(FaultProxy.pass)
+        const rows = yield* Fiber.join(query).pipe(Effect.timeout("2 seconds"))
+        assert.deepStrictEqual(rows.map((row) => row.one), [1])
+
+        // Held, then blackholed: what the freeze held never reaches the server.
+        const name = `held-${Math.random().toString(36).slice(2, 8)}`
+        yield* proxy.set(FaultProxy.freeze)
+        const lost = yield* Effect.fork(
+          client`SELECT set_config('application_name', ${name}, false)`.pipe(Effect.timeout("2 seconds"), Effect.either)
+        )
+        yield* Effect.sleep("200 millis")
+        yield* proxy.set(FaultProxy.blackhole)
+        assert.isTrue(Either.isLeft(yield* Fiber.join(lost)))
+        yield* proxy.set(FaultProxy.pass)
+        const url = yield* Database.url
+        const seen = yield* Database.onServer(
+          url,
+          (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = ${name}`
+        )
+        assert.strictEqual(seen[0]!.n, 0, "nothing held goes through a blackhole")
+      }).pipe(Effect.provide(Reactivity.layer)),
+    { timeout: 30_000 }
+  )
 
   it.scopedLive("delays each chunk", () =>
     Effect.gen(function*() {
