@@ -2,7 +2,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { CouponApi, IssueEndpoint } from "@kpipe/contracts/CouponApi"
 import { CouponNotFound } from "@kpipe/contracts/CouponErrors"
 import { Coupon, Drift, ReconciliationReport, UserCoupon, UserCoupons } from "@kpipe/contracts/CouponModels"
-import { CurrentUser, userIdHeader } from "@kpipe/contracts/Users"
+import { CurrentUser } from "@kpipe/contracts/Users"
 import { Ids } from "@kpipe/events"
 import { AdminToken, FastRoute, GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
@@ -72,7 +72,6 @@ export const layer = HttpApiBuilder.api(CouponApi).pipe(
 )
 
 const issuePath = /^\/api\/coupons\/([^/?#]+)\/issue$/
-const userIdHeaderKey = userIdHeader.toLowerCase()
 
 /**
  * `POST /api/coupons/{couponId}/issue`, the request every user of a sale sends, answered ahead of
@@ -83,13 +82,11 @@ export const fastRoute = Effect.map(CouponIssuer, (issuer) =>
   FastRoute.make(IssueEndpoint, {
     match: (request) => {
       const path = issuePath.exec(request.url ?? "")
-      const header = request.headers[userIdHeaderKey]
-      if (path === null || typeof header !== "string") return undefined
-      const couponId = GatewayUser.positiveId(path[1]!)
-      const userId = GatewayUser.positiveId(header.trim())
+      const couponId = path === null ? undefined : GatewayUser.positiveId(path[1]!)
+      const userId = GatewayUser.fromHeaders(request.headers)
       return couponId === undefined || userId === undefined
         ? undefined
-        : { couponId: Ids.CouponId.make(couponId), userId: Ids.UserId.make(userId) }
+        : { couponId: Ids.CouponId.make(couponId), userId }
     },
     handle: ({ couponId, userId }) => issue(issuer, couponId, userId)
   }))

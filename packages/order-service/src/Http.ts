@@ -2,8 +2,8 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { idempotencyKeyHeader, OrderApi, PlaceOrderEndpoint, PlaceOrderHeaders } from "@kpipe/contracts/OrderApi"
 import { PlaceOrderRequest } from "@kpipe/contracts/OrderModels"
-import { CurrentUser, userIdHeader } from "@kpipe/contracts/Users"
-import { Ids } from "@kpipe/events"
+import { CurrentUser } from "@kpipe/contracts/Users"
+import type { Ids } from "@kpipe/events"
 import { FastRoute, GatewayUser, JsonBody, RequestLimits, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -56,7 +56,6 @@ export const layer = HttpApiBuilder.api(OrderApi).pipe(
   Layer.provide(Layer.mergeAll(GatewayUser.layer, JsonBody.layer))
 )
 
-const userIdHeaderKey = userIdHeader.toLowerCase()
 const validHeaders = Schema.is(PlaceOrderHeaders)
 /** Larger bodies (still within `HTTP_MAX_BODY_BYTES`) go through the HttpApi; an order is ~40 bytes. */
 const fastBodyBytes = 4_096
@@ -80,18 +79,14 @@ export const fastRoute = Effect.gen(function*() {
     match: (request) => {
       if (request.url !== "/api/orders") return undefined
       const { headers } = request
-      const user = headers[userIdHeaderKey]
-      const key = headers[idempotencyKeyHeader]
-      const length = Number(headers["content-length"])
+      const userId = GatewayUser.fromHeaders(headers)
+      const length = RequestLimits.declaredLength(headers) ?? 0
       if (
-        typeof user !== "string" || !(length >= 1 && length <= maxBody) ||
+        userId === undefined || length < 1 || length > maxBody ||
         !(headers["content-type"] ?? "").toLowerCase().includes("application/json") ||
         !validHeaders(headers)
       ) return undefined
-      const userId = GatewayUser.positiveId(user.trim())
-      return userId === undefined
-        ? undefined
-        : { request, userId: Ids.UserId.make(userId), key: Option.liftPredicate(key, (k) => typeof k === "string") }
+      return { request, userId, key: Option.fromNullable(headers[idempotencyKeyHeader]) }
     },
     handle: ({ key, request, userId }) =>
       Effect.flatMap(FastRoute.jsonBody(request, PlaceOrderRequest), (payload) => place(orders, userId, payload, key))

@@ -11,7 +11,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 import type { IncomingMessage } from "node:http"
-import { notJson } from "./JsonBody.ts"
+import { bodyError, notJson } from "./JsonBody.ts"
 import * as LabelledCounter from "./LabelledCounter.ts"
 
 export interface Response {
@@ -167,10 +167,7 @@ export const make = <
 export const jsonBody = <A, I>(request: IncomingMessage, schema: Schema.Schema<A, I>) =>
   Effect.async<string, HttpApiDecodeError>((resume) => {
     // A client gone mid-body is its own doing, not a defect of ours: a 400 nobody reads, not an Error log and a 500.
-    const unreadable = (reason: string) => {
-      const message = `The body could not be read: ${reason}`
-      return new HttpApiDecodeError({ issues: [{ _tag: "Type", path: [], message }], message })
-    }
+    const unreadable = (reason: string) => bodyError(`The body could not be read: ${reason}`)
     if (request.destroyed || request.readableEnded) {
       resume(Effect.fail(unreadable("the request ended before it was read")))
       return

@@ -10,6 +10,7 @@ import { Ids } from "@kpipe/events"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type { IncomingHttpHeaders } from "node:http"
 
 const decimal = /^[1-9][0-9]{0,15}$/
 
@@ -17,6 +18,18 @@ const decimal = /^[1-9][0-9]{0,15}$/
 export const positiveId = (text: string): number | undefined => {
   const value = decimal.test(text) ? Number(text) : NaN
   return Number.isSafeInteger(value) ? value : undefined
+}
+
+const userIdHeaderKey = userIdHeader.toLowerCase()
+
+/**
+ * The user of a request's well-formed `X-User-Id`, for a fast route's `match`; `undefined` when it
+ * is absent or malformed, which the route leaves to the HttpApi (`parse` gives the typed answer).
+ */
+export const fromHeaders = (headers: IncomingHttpHeaders): Ids.UserId | undefined => {
+  const header = headers[userIdHeaderKey]
+  const value = typeof header === "string" ? positiveId(header.trim()) : undefined
+  return value === undefined ? undefined : Ids.UserId.make(value)
 }
 
 /** The gateway's `X-User-Id`: absent or blank → 401 `MissingUserId`, anything but a positive integer → 400 `InvalidUserId`. */

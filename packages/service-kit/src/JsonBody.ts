@@ -14,11 +14,12 @@ import * as RequestLimits from "./RequestLimits.ts"
 const overLimit = (error: { readonly cause?: unknown }) =>
   error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
 
+/** A 400 about the body as a whole, as the HttpApi words it. */
+export const bodyError = (message: string): HttpApiDecodeError =>
+  new HttpApiDecodeError({ issues: [{ _tag: "Type", path: [], message }], message })
+
 /** The answer to a body that does not parse, `reason` being the parser's. */
-export const notJson = (reason: string): HttpApiDecodeError => {
-  const message = `The body is not valid JSON: ${reason}`
-  return new HttpApiDecodeError({ issues: [{ _tag: "Type", path: [], message }], message })
-}
+export const notJson = (reason: string): HttpApiDecodeError => bodyError(`The body is not valid JSON: ${reason}`)
 
 /**
  * Implements the contracts' `JsonBody` middleware: a body over `maxBodyBytes` is a typed 413

@@ -84,7 +84,8 @@ const encodeJson = <A, I>(schema: Schema.Schema<A, I>) => {
 }
 const payloadTooLargeJson = encodeJson(PayloadTooLarge)
 
-const declaredLength = (headers: IncomingMessage["headers"]): number | undefined => {
+/** The body length a request declares in its `Content-Length`, if any. */
+export const declaredLength = (headers: IncomingMessage["headers"]): number | undefined => {
   const header = headers["content-length"]
   if (header === undefined) return undefined
   const length = Number(header)
