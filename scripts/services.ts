@@ -9,7 +9,7 @@ import { Infrastructure, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { MailCatcher, SmsCatcher } from "@kpipe/order-service"
 import { Topic, TopicAdmin } from "@kpipe/pipeline"
-import { OpsGateway, ParentWatch } from "@kpipe/service-kit"
+import { OpsGateway, ParentWatch, ServiceMain } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
@@ -225,6 +225,7 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
       const service = yield* ServiceProcess.spawn({
         name: spec.name,
         entry: spec.entry,
+        execArgv: ServiceMain.nodeFlags,
         env: {
           DATABASE_URL: databaseUrl,
           PORT: String(spec.port),

@@ -17,6 +17,7 @@ import { BenchCpu, BenchMemory, BenchReport, BenchStats, ServiceProcess } from "
 import { Admin, KafkaClient } from "@kpipe/kafka"
 import { TopicAdmin } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
+import { ServiceMain } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -52,7 +53,7 @@ const BenchConfig = Config.all({
    * (see `primePartitions`); `false` measures the first sale on a brand-new topic.
    */
   primePartitions: Config.boolean("BENCH_PRIME_PARTITIONS").pipe(Config.withDefault(true)),
-  /** Node flags for the service processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`. */
+  /** Node flags for the service processes after `ServiceMain.nodeFlags`, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`. */
   serviceArgs: Config.string("BENCH_SERVICE_ARGS").pipe(
     Config.withDefault(""),
     Config.map((text) => text.split(" ").filter((arg) => arg !== ""))
@@ -280,7 +281,7 @@ const sales = (
           name: "coupon-service",
           entry: main,
           env: { ...env, REPLICA: String(replica), COUPON_ROLES: role },
-          execArgv: bench.serviceArgs
+          execArgv: [...ServiceMain.nodeFlags, ...bench.serviceArgs]
         }).pipe(Effect.map((process) => ({ ...process, role }))),
       { concurrency: "unbounded" }
     )

@@ -8,6 +8,7 @@
 // has exactly one reservation, one e-mail and one SMS.
 // Usage: pnpm bench:orders (BENCH_RATE, BENCH_SECONDS, BENCH_USERS, BENCH_PROCESSES, BENCH_CPU_PROF).
 import { SqlClient } from "@effect/sql/SqlClient"
+import { ServiceMain } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Config from "effect/Config"
@@ -32,7 +33,7 @@ const BenchConfig = Config.all({
     Config.withDefault("api;relay;inventory;orders;notifications"),
     Config.map((text) => text.split(";").map((roles) => roles.trim()).filter((roles) => roles !== ""))
   ),
-  // Node flags for the service's processes (space-separated), e.g. GC settings.
+  // Node flags for the service's processes after `ServiceMain.nodeFlags` (space-separated), e.g. GC settings.
   nodeFlags: Config.string("BENCH_NODE_FLAGS").pipe(
     Config.withDefault(""),
     Config.map((text) => text.split(" ").filter((flag) => flag !== ""))
@@ -117,6 +118,7 @@ const program = Effect.gen(function*() {
       name: "order-service",
       entry,
       execArgv: [
+        ...ServiceMain.nodeFlags,
         ...config.nodeFlags,
         ...Option.match(config.cpuProfile, {
           onNone: () => [],

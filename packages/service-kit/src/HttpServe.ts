@@ -2,7 +2,6 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerError from "@effect/platform/HttpServerError"
@@ -16,6 +15,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import { type IncomingMessage, Server, type ServerResponse } from "node:http"
+import * as ApiDocs from "./ApiDocs.ts"
 import type * as FastRoute from "./FastRoute.ts"
 import * as Health from "./Health.ts"
 import * as Prometheus from "./Prometheus.ts"
@@ -232,7 +232,7 @@ export const layer = <R = never>(options: Options<R>) =>
     )
   })).pipe(
     Layer.provide(RequestLimits.layerRouteNotFound),
-    Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+    Layer.provide(ApiDocs.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
     HttpServer.withLogAddress,
     Layer.provideMerge(Layer.unwrapEffect(Effect.gen(function*() {

@@ -1,5 +1,4 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
@@ -19,6 +18,7 @@ import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as AdminToken from "./AdminToken.ts"
+import * as ApiDocs from "./ApiDocs.ts"
 import * as HttpServe from "./HttpServe.ts"
 import { consoleHtml } from "./internal/opsConsole.ts"
 
@@ -127,7 +127,7 @@ export const port: Config.Config<Option.Option<number>> = Config.option(
  */
 export const layer = (options: { readonly port: number; readonly token?: Config.Config<Redacted.Redacted> }) =>
   HttpApiBuilder.serve(logActions).pipe(
-    Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+    Layer.provide(ApiDocs.layer({ path: "/docs" })),
     Layer.provide(layerConsole),
     Layer.provide(layerApi(options.token)),
     // Not "Listening on …": that line is the service's own server (ServiceProcess reads its port from it).

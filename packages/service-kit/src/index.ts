@@ -1,4 +1,5 @@
 export * as AdminToken from "./AdminToken.ts"
+export * as ApiDocs from "./ApiDocs.ts"
 export * as ConsumerSettings from "./ConsumerSettings.ts"
 export * as FastRoute from "./FastRoute.ts"
 export * as GatewayUser from "./GatewayUser.ts"
