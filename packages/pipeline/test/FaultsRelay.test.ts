@@ -3,13 +3,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Admin, Producer } from "@kpipe/kafka"
 import { Outbox, OutboxRelay, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { FaultProxy, KafkaFaults } from "@kpipe/testing"
+import { DatabaseFaults, FaultProxy, KafkaFaults } from "@kpipe/testing"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import { createTopics, decodeValue, event, eventually, makeTopic, readTopic, TestLive, topicNamed } from "./utils.ts"
 
 const statuses = Effect.flatMap(
@@ -72,6 +73,46 @@ describe("OutboxRelay under faults", () => {
         )
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
+  )
+
+  it.live(
+    "a relay whose listening session was terminated listens again: an append wakes it, not its poll",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-relay-listen")
+        yield* createTopics(topic)
+        const listening = sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND query ILIKE 'LISTEN %kpipe_outbox%'`.pipe(
+          Effect.map((rows) => rows[0]!.n)
+        )
+        const [database] = yield* sql<{ name: string }>`SELECT current_database() AS name`
+        // Only a notification can wake it: the poll would come in an hour.
+        yield* OutboxRelay.run({ pollInterval: "1 hour" })
+        yield* eventually(Effect.map(listening, (n) => n === 1), "10 seconds", "the relay listens")
+        yield* Outbox.append(topic, event("k", 1))
+        yield* readTopic(topic.name, 1).pipe(Effect.timeout("20 seconds"))
+
+        // As a failover or an operator would: every session of the database ended, the relay's
+        // listening one with them (no row pending, so no claim notices).
+        yield* DatabaseFaults.terminateBackends(yield* Database.url, database!.name)
+        // The test's own pooled sessions were ended too: the first statements on them fail (a ROLLBACK
+        // on one is a defect).
+        yield* Outbox.append(topic, event("k", 2)).pipe(
+          Effect.sandbox,
+          Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }),
+          Effect.unsandbox
+        )
+        const records = yield* readTopic(topic.name, 2).pipe(Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
+        yield* eventually(Effect.map(listening, (n) => n === 1), "10 seconds", "one listening session again")
+        // Appended while it listens again: published within moments, whatever it took before.
+        const before = Date.now()
+        yield* Outbox.append(topic, event("k", 3))
+        yield* readTopic(topic.name, 3).pipe(Effect.timeout("10 seconds"))
+        assert.isBelow(Date.now() - before, 3_000)
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
   )
 
   it.live(

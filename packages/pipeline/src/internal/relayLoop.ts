@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg/PgClient"
-import type { SqlClient } from "@effect/sql/SqlClient"
+import { SqlClient } from "@effect/sql/SqlClient"
 import type { Producer } from "@kpipe/kafka"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -15,6 +15,11 @@ import { defaultRetention, Observer, type RelayOptions, type RelayState } from "
 import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
 import { makeState, publishOnce } from "./relayClaim.ts"
+
+/** What a relay notifies itself with to learn that it listens (an append notifies `appended`). */
+const listeningProbe = "relay listening"
+const probeEveryMs = 2_000
+const silentForMs = 6_000
 
 /** A claim failing for this long is logged at Error, not Warning: someone should look. */
 const alertAfterSeconds = 30
@@ -35,6 +40,7 @@ export const run = (
 ): Effect.Effect<void, never, SqlClient | PgClient | Producer.Producer | Scope.Scope> =>
   Effect.gen(function*() {
     const pg = yield* PgClient
+    const sql = yield* SqlClient
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(1))
     // One notification wakes one idle loop: a loop that finds work keeps claiming on its own, so
     // waking them all would only add empty claims.
@@ -46,10 +52,38 @@ export const run = (
         if (Option.isSome(observer)) observer.value.relay(state, detail)
       })
 
-    yield* pg.listen(channel).pipe(
-      Stream.runForEach(() => Queue.offer(wakeup, void 0)),
-      Effect.tapErrorCause((cause) => Effect.logWarning("Outbox notifications lost; polling meanwhile", cause)),
-      Effect.retry(backoff),
+    // A row appended while LISTEN is not active (at start, or while the listening session is
+    // re-established) notifies nobody, and a claim made before could not see it: only the poll would
+    // find it. And @effect/sql-pg ignores errors of its listening session, so one that was ended (a
+    // failover, a restart, an operator) is silent for good. So the relay notifies itself: at first
+    // until it hears that (then it claims), then every 2 s; when nothing was heard for 6 s it listens
+    // anew, on a new session.
+    const listenOnce = Effect.gen(function*() {
+      const startedAt = Date.now()
+      let heardAt: number | undefined
+      let probedAt = 0
+      const hear = (payload: string) =>
+        Effect.suspend(() => {
+          const first = heardAt === undefined
+          heardAt = Date.now()
+          return first || payload !== listeningProbe ? Queue.offer(wakeup, void 0) : Effect.void
+        })
+      const watch = Effect.suspend(() => {
+        const now = Date.now()
+        if (now - (heardAt ?? startedAt) > silentForMs) {
+          return Effect.fail(new Error(`no notification heard for ${silentForMs / 1000} s, not even its own`))
+        }
+        if (heardAt !== undefined && now - probedAt < probeEveryMs) return Effect.void
+        probedAt = now
+        return Effect.ignore(sql`SELECT pg_notify(${channel}, ${listeningProbe})`)
+      }).pipe(Effect.repeat(Schedule.spaced("100 millis")))
+      // Disconnected: ending the stream on a session that hangs must not hold the next one back.
+      yield* Effect.raceFirst(pg.listen(channel).pipe(Stream.runForEach(hear), Effect.disconnect), watch)
+    })
+    yield* listenOnce.pipe(
+      Effect.sandbox,
+      Effect.tapError((cause) => Effect.logWarning("Outbox notifications lost; polling meanwhile", cause)),
+      Effect.retry({ schedule: backoff, while: (cause) => !Cause.isInterruptedOnly(cause) }),
       Effect.forkScoped
     )
 
