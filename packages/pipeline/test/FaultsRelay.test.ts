@@ -11,7 +11,17 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { createTopics, decodeValue, event, eventually, makeTopic, readTopic, TestLive, topicNamed } from "./utils.ts"
+import {
+  createTopics,
+  decodeValue,
+  event,
+  eventually,
+  listeningSessions,
+  makeTopic,
+  readTopic,
+  TestLive,
+  topicNamed
+} from "./utils.ts"
 
 const statuses = Effect.flatMap(
   SqlClient,
@@ -82,14 +92,10 @@ describe("OutboxRelay under faults", () => {
         const sql = yield* SqlClient
         const topic = makeTopic("faults-relay-listen")
         yield* createTopics(topic)
-        const listening = sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE datname = current_database() AND query ILIKE 'LISTEN %kpipe_outbox%'`.pipe(
-          Effect.map((rows) => rows[0]!.n)
-        )
         const [database] = yield* sql<{ name: string }>`SELECT current_database() AS name`
         // Only a notification can wake it: the poll would come in an hour.
         yield* OutboxRelay.run({ pollInterval: "1 hour" })
-        yield* eventually(Effect.map(listening, (n) => n === 1), "10 seconds", "the relay listens")
+        yield* eventually(Effect.map(listeningSessions, (n) => n === 1), "10 seconds", "the relay listens")
         yield* Outbox.append(topic, event("k", 1))
         yield* readTopic(topic.name, 1).pipe(Effect.timeout("20 seconds"))
 
@@ -105,7 +111,7 @@ describe("OutboxRelay under faults", () => {
         )
         const records = yield* readTopic(topic.name, 2).pipe(Effect.timeout("30 seconds"))
         assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [1, 2])
-        yield* eventually(Effect.map(listening, (n) => n === 1), "10 seconds", "one listening session again")
+        yield* eventually(Effect.map(listeningSessions, (n) => n === 1), "10 seconds", "one listening session again")
         // Appended while it listens again: published within moments, whatever it took before.
         const before = Date.now()
         yield* Outbox.append(topic, event("k", 3))

@@ -29,6 +29,7 @@ import {
   eventually,
   gauged,
   KafkaClient,
+  listeningSessions,
   makeTopic,
   Producer,
   readTopic,
@@ -345,7 +346,6 @@ describe("Outbox", () => {
 
   it.live("a running relay wakes on commit instead of waiting for its poll", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
       const topic = makeTopic("outbox-notify")
       yield* createTopics(topic)
       const ended: Array<string> = []
@@ -358,11 +358,7 @@ describe("Outbox", () => {
         // notification. Its probes after the first wake no claim.
         yield* eventually(Effect.map(claims, (n) => n >= 3))
         yield* eventually(Effect.map(OutboxRelay.stats, (stats) => stats.pending === 0))
-        yield* eventually(Effect.map(
-          sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND query ILIKE 'LISTEN %kpipe_outbox%'`,
-          (rows) => rows[0]!.n === 1
-        ))
+        yield* eventually(Effect.map(listeningSessions, (n) => n === 1))
         yield* Effect.sleep("2500 millis")
         assert.strictEqual(yield* claims, 3)
 

@@ -91,6 +91,16 @@ export const produce = <I>(topic: Topic.Topic<TestEvent, I>, events: ReadonlyArr
 
 export const eventually = Eventually.eventually
 
+/** How many sessions of the test's database listen for outbox notifications (a running relay has one). */
+export const listeningSessions = Effect.flatMap(
+  SqlClient,
+  (sql) =>
+    sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND query ILIKE 'LISTEN %kpipe_outbox%'`
+).pipe(
+  Effect.map((rows) => rows[0]!.n)
+)
+
 export const fastRetry = RetryPolicy.make({ initialDelay: "20 millis", factor: 2, maxRetries: 3 })
 
 export const event = (key: string, seq: number, data?: string) =>
