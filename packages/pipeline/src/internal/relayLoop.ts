@@ -2,6 +2,7 @@ import { PgClient } from "@effect/sql-pg/PgClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { Producer } from "@kpipe/kafka"
 import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -20,6 +21,8 @@ import { makeState, publishOnce } from "./relayClaim.ts"
 const listeningProbe = "relay listening"
 const probeEveryMs = 2_000
 const silentForMs = 6_000
+
+class ListeningSilent extends Data.TaggedError("ListeningSilent")<{ readonly message: string }> {}
 
 /** A claim failing for this long is logged at Error, not Warning: someone should look. */
 const alertAfterSeconds = 30
@@ -71,7 +74,7 @@ export const run = (
       const watch = Effect.suspend(() => {
         const now = Date.now()
         if (now - (heardAt ?? startedAt) > silentForMs) {
-          return Effect.fail(new Error(`no notification heard for ${silentForMs / 1000} s, not even its own`))
+          return new ListeningSilent({ message: `no notification heard for ${silentForMs / 1000} s, not even its own` })
         }
         if (heardAt !== undefined && now - probedAt < probeEveryMs) return Effect.void
         probedAt = now
