@@ -165,6 +165,32 @@ describe("Kafka (real broker)", () => {
     60_000
   )
 
+  it.live("an idle broker connection sets no timer: kafkajs's request queue does not poll itself every 1 ms", () =>
+    Effect.gen(function*() {
+      const admin = yield* Admin.Admin
+      const producer = yield* Producer.Producer
+      const topic = uniqueName("idle")
+      yield* admin.createTopics([{ name: topic, partitions: 1 }])
+      yield* producer.send({ topic, messages: [{ key: "k", value: "v" }] })
+      // Timers set from kafkajs's RequestQueue while the connections are idle for a second.
+      const fromQueue = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const original = globalThis.setTimeout
+          const counted = { timers: 0, restore: () => void (globalThis.setTimeout = original) }
+          globalThis.setTimeout = ((...args: Parameters<typeof original>) => {
+            if (new Error().stack?.includes("requestQueue")) counted.timers++
+            return original(...args)
+          }) as typeof original
+          return counted
+        }),
+        (counted) => Effect.sync(counted.restore)
+      )
+      yield* Effect.sleep("1 second")
+      fromQueue.restore()
+      // Before the patch: ~900 (each check scheduled the next 1 ms later, for as long as it lived).
+      assert.strictEqual(fromQueue.timers, 0)
+    }).pipe(Effect.scoped, Effect.provide(TestLive)))
+
   it.live("fails with a typed KafkaError when no broker answers", () =>
     Effect.gen(function*() {
       const error = yield* Producer.layer({ idempotent: false, retries: 0 }).pipe(
