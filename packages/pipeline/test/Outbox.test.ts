@@ -478,7 +478,7 @@ describe("Outbox", () => {
     }).pipe(Effect.provide(TestLive)))
 
   it.live(
-    "idle key counters are deleted; a key with a pending or FAILED row keeps its own; appends racing the cleanup keep each key's order",
+    "idle key counters are deleted, published rows kept or not; a key with a pending or FAILED row keeps its own; appends racing the cleanup keep each key's order",
     () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
@@ -491,7 +491,7 @@ describe("Outbox", () => {
         yield* Outbox.append(topic, event("held", 2))
         yield* sql`UPDATE kpipe_outbox SET status = 'FAILED' WHERE message_key = 'held' AND seq = 2`
         yield* Outbox.append(topic, event("pending", 1))
-        yield* OutboxRelay.cleanup("0 millis")
+        // The published rows are kept (retention), but nothing is ordered against them any more.
         assert.strictEqual(yield* OutboxRelay.cleanupKeys, 1)
         assert.deepStrictEqual((yield* counters).map((c) => c.messageKey), ["held", "pending"])
 
@@ -502,6 +502,13 @@ describe("Outbox", () => {
           (yield* counters).map((c) => [c.messageKey, Number(c.lastSeq)]),
           [["held", 2], ["idle", 1], ["pending", 1]]
         )
+        const idleRows = yield* sql<{ seq: string; status: string }>`
+          SELECT seq, status FROM kpipe_outbox WHERE topic = ${topic.name} AND message_key = 'idle' ORDER BY id`
+        assert.deepStrictEqual(idleRows.map((r) => [r.seq, r.status]), [
+          ["1", "PUBLISHED"],
+          ["2", "PUBLISHED"],
+          ["1", "PENDING"]
+        ])
 
         // Appends to a few keys in their own transactions while published rows and idle counters are
         // deleted as fast as possible: no append fails, every key's records keep the commit order.

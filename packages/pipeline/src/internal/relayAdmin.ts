@@ -84,21 +84,32 @@ export const cleanup = (retention: Duration.DurationInput) =>
   }).pipe(Effect.withSpan("OutboxRelay.cleanup"))
 
 /**
- * Deletes the sequence counters of keys with no row left in the outbox (all published and cleaned
- * up): without it `kpipe_outbox_keys` keeps one row per key ever used. A key's next append then
- * starts again at `seq` 1, which keeps its order because no earlier row of it is left to compare.
- * The counters are locked first (an append in progress holds its key's row, so it is skipped), and
- * checked again by a second statement: its newer snapshot sees the rows of any append that
- * committed while the lock was being taken.
+ * Deletes the sequence counters of keys with no row left to order (none pending, none FAILED):
+ * without it `kpipe_outbox_keys` keeps one row per key ever used. A key's next append then starts
+ * again at `seq` 1, which keeps its order because no earlier row of it is left to publish (and `seq`
+ * is unique among pending rows only; published rows keep theirs). The counters are locked first (an
+ * append in progress holds its key's row, so it is skipped), and checked again by a second
+ * statement: its newer snapshot sees the rows of any append that committed while the lock was being
+ * taken.
  */
 export const cleanupKeys = Effect.gen(function*() {
   const sql = yield* SqlClient
+  // Each an index probe: the pending index by the key's shard, the FAILED index by the key.
+  const idleKey = sql`
+    NOT EXISTS (
+      SELECT 1 FROM kpipe_outbox o
+      WHERE o.shard = kpipe_outbox_shard(k.topic, k.message_key) AND o.topic = k.topic
+        AND o.message_key = k.message_key AND o.status = 'PENDING'
+    )
+    AND NOT EXISTS (
+      SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key AND o.status = 'FAILED'
+    )`
   let total = 0
   while (true) {
     const deleted = yield* sql.withTransaction(Effect.gen(function*() {
       const idle = yield* sql<{ topic: string; messageKey: string }>`
         SELECT topic, message_key FROM kpipe_outbox_keys k
-        WHERE NOT EXISTS (SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key)
+        WHERE ${idleKey}
         LIMIT 5000
         FOR UPDATE SKIP LOCKED`
       if (idle.length === 0) return 0
@@ -108,7 +119,7 @@ export const cleanupKeys = Effect.gen(function*() {
         idle.map((r) => r.messageKey)
       }::text[]) AS c(topic, message_key)
         WHERE k.topic = c.topic AND k.message_key = c.message_key
-          AND NOT EXISTS (SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key)
+          AND ${idleKey}
         RETURNING 1`
       return gone.length
     }))
