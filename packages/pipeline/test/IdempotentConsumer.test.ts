@@ -100,6 +100,7 @@ const consume = (
   options: {
     readonly batchSize?: number
     readonly handle?: (e: TestEvent) => Effect.Effect<void, Transient | Rejected | SqlError, SqlClient>
+    readonly afterCommit?: (applied: ReadonlyArray<TestEvent>) => Effect.Effect<void>
   } = {}
 ) =>
   IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, Transient | Rejected | SqlError, SqlClient>({
@@ -109,6 +110,7 @@ const consume = (
     errors: { SqlError: "retry", Transient: "retry", Rejected: "deadLetter" },
     retry: fastRetry,
     batchSize: options.batchSize,
+    afterCommit: options.afterCommit,
     kafka: consumerTimings
   })
 
@@ -480,6 +482,30 @@ describe("IdempotentConsumer lifecycle", () => {
         }))
         assert.strictEqual(yield* appliedCount(group), 30)
         assert.deepStrictEqual(yield* appliedTwice(group), [])
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "stopped right after a COMMIT, it still commits the offset of what that COMMIT applied",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("stop-after-commit", 1)
+        yield* createTopics(topic)
+        const group = TestKafka.uniqueName("stop-after-commit")
+        yield* produce(topic, Array.from({ length: 5 }, (_, i) => event("k", i)))
+        const committed = yield* Deferred.make<void>()
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* consume(topic, group, {
+            batchSize: 1,
+            // The stop arrives while the first run is between its COMMIT and the end of the hook.
+            afterCommit: () => Effect.zipRight(Deferred.succeed(committed, void 0), Effect.sleep("1 second"))
+          })
+          yield* Deferred.await(committed)
+        }))
+        const applied = yield* appliedCount(group)
+        assert.isAtLeast(applied, 1)
+        assert.strictEqual(yield* committedTotal(group, topic.name), applied)
       }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )

@@ -38,6 +38,9 @@ interface AttemptFailure extends Failure {
   readonly at: DateTime.Utc
 }
 
+/** Declares a record handled: its offset is committed with the batch, or at the member's stop. */
+type Done = (record: Consumer.ConsumerRecord) => Effect.Effect<void>
+
 /** Retries while the infrastructure is away: forever, 200 ms doubling to 5 s. */
 const infrastructureBackoff = Schedule.exponential("200 millis", 2).pipe(
   Schedule.jittered,
@@ -212,8 +215,13 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         )
       )
 
-    /** `transact`, then the `afterCommit` hook for what it applied, even if an interruption arrives after COMMIT. */
-    const commitRun = (run: ReadonlyArray<Delivered<A>>, continueTraces = true) =>
+    /**
+     * `transact`, then the `afterCommit` hook for what it applied and the run declared done, even if
+     * an interruption (the member stopping, a rebalance) arrives after COMMIT: declared after the
+     * mask, a run committed just before the stop was applied and its offset not committed. A run
+     * with dead letters still to send is declared done once they are sent.
+     */
+    const commitRun = (run: ReadonlyArray<Delivered<A>>, done: Done, continueTraces = true) =>
       Effect.uninterruptibleMask((restore) =>
         restore(transact(run, continueTraces)).pipe(
           Effect.tap(({ events, result }): Effect.Effect<void, never, R> => {
@@ -222,7 +230,8 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
               return options.afterCommit === undefined ? Effect.void : options.afterCommit(events, result as B)
             }
             return options.afterCommit === undefined ? Effect.void : options.afterCommit(events)
-          })
+          }),
+          Effect.tap(({ unsent }) => unsent.length === 0 ? done(run[run.length - 1]!.record) : Effect.void)
         )
       )
 
@@ -289,7 +298,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
      * partition waits, the key keeps its order); the handler's own failures follow the policy, and
      * the record is dead-lettered once it is done with.
      */
-    const single = (item: Delivered<A>, prior: AttemptFailure | undefined) =>
+    const single = (item: Delivered<A>, prior: AttemptFailure | undefined, done: Done) =>
       Effect.gen(function*() {
         const driver = yield* Schedule.driver(RetryPolicy.schedule(policy))
         const waitForInfrastructure = yield* Schedule.driver(infrastructureBackoff)
@@ -324,7 +333,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           }
           attempts++
           const exit = yield* Effect.exit(
-            commitRun([item], false).pipe(
+            commitRun([item], done, false).pipe(
               Effect.withSpan("IdempotentConsumer.attempt", { attributes: { attempt: attempts } })
             )
           )
@@ -335,20 +344,26 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           if (!failure.infrastructure) firstAt ??= failure.at
         }
         yield* deadLetter(item.record, failure, attempts, firstAt ?? failure.at, item.event)
+        yield* done(item.record)
       }).pipe(recordSpan("retry", item.record))
 
-    const applyRun = (run: ReadonlyArray<Delivered<A>>): Effect.Effect<void, never, R> =>
-      run.length === 0 ? Effect.void : commitRun(run).pipe(
+    const applyRun = (run: ReadonlyArray<Delivered<A>>, done: Done): Effect.Effect<void, never, R> =>
+      run.length === 0 ? Effect.void : commitRun(run, done).pipe(
         Effect.matchEffect({
           onSuccess: ({ unsent }) =>
-            unsent.length === 0 ? Effect.void : Effect.forEach(unsent, send, { discard: true }),
+            unsent.length === 0 ? Effect.void : Effect.zipRight(
+              Effect.forEach(unsent, send, { discard: true }),
+              done(run[run.length - 1]!.record)
+            ),
           onFailure: (failure) => {
             const index = failure.index
-            if (index === undefined) return Effect.forEach(run, (item) => single(item, undefined), { discard: true })
+            if (index === undefined) {
+              return Effect.forEach(run, (item) => single(item, undefined, done), { discard: true })
+            }
             return Effect.all([
-              applyRun(run.slice(0, index)),
-              single(run[index]!, failure),
-              applyRun(run.slice(index + 1))
+              applyRun(run.slice(0, index), done),
+              single(run[index]!, failure, done),
+              applyRun(run.slice(index + 1), done)
             ], { discard: true })
           }
         })
@@ -362,7 +377,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           pending = []
           return run.length === 0
             ? Effect.void
-            : Effect.zipRight(applyRun(run), batch.done(run[run.length - 1]!.record))
+            : applyRun(run, batch.done)
         })
         for (const record of batch.records) {
           const decoded = yield* Effect.either(
