@@ -81,7 +81,11 @@ export const run = (
         // Failing or not, what counts is whether it is heard; untraced, or every relay would trace a
         // statement every 2 s.
         return sql`SELECT pg_notify(${channel}, ${listeningProbe})`.pipe(Effect.ignore, Effect.withTracerEnabled(false))
-      }).pipe(Effect.repeat(Schedule.spaced("100 millis")))
+      }).pipe(
+        // Every 100 ms until the first probe is heard, then at the probe's pace.
+        Effect.zipRight(Effect.suspend(() => Effect.sleep(heardAt === undefined ? 100 : probeEveryMs))),
+        Effect.forever
+      )
       // Disconnected: ending the stream on a session that hangs must not hold the next one back.
       yield* Effect.raceFirst(pg.listen(channel).pipe(Stream.runForEach(hear), Effect.disconnect), watch)
     })
