@@ -83,13 +83,30 @@ const brokerCount = Effect.map(Admin.Admin, (admin) => admin.describeCluster).pi
   Effect.map((cluster) => cluster.brokers.length)
 )
 
+/**
+ * The topics among `names` that the cluster lists. Each listing asks one broker, and on a
+ * multi-broker cluster a broker may not list a topic for a moment after its creation (a verify right
+ * after a create reported it missing): a name not listed is looked for again, up to 1 s.
+ */
+const listed = (names: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const admin = yield* Admin.Admin
+    const found = new Set<string>()
+    for (let attempt = 0; attempt < 6; attempt++) {
+      if (attempt > 0) yield* Effect.sleep("200 millis")
+      for (const name of yield* admin.listTopics) found.add(name)
+      if (names.every((name) => found.has(name))) break
+    }
+    return found
+  })
+
 /** Compares the live topics with `specs`: missing topics, partition counts, replication factors and configs. */
 export const compare = (
   specs: ReadonlyArray<Admin.TopicSpec>
 ): Effect.Effect<ReadonlyArray<Mismatch>, KafkaError, Admin.Admin> =>
   Effect.gen(function*() {
     const admin = yield* Admin.Admin
-    const existing = new Set(yield* admin.listTopics)
+    const existing = yield* listed(specs.map((spec) => spec.name))
     const present = specs.filter((spec) => existing.has(spec.name))
     const mismatches: Array<Mismatch> = specs
       .filter((spec) => !existing.has(spec.name))
