@@ -8,6 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 
 /** One setting of a live topic that is not what the registry declares. */
 export interface Mismatch {
@@ -86,27 +87,34 @@ const brokerCount = Effect.map(Admin.Admin, (admin) => admin.describeCluster).pi
 /**
  * The topics among `names` that the cluster lists. Each listing asks one broker, and on a
  * multi-broker cluster a broker may not list a topic for a moment after its creation (a verify right
- * after a create reported it missing): a name not listed is looked for again, up to 1 s.
+ * after a create reported it missing): a name not listed is looked for again, every 200 ms for up
+ * to `patience`.
  */
-const listed = (names: ReadonlyArray<string>) =>
+const listed = (names: ReadonlyArray<string>, patience: Duration.DurationInput) =>
   Effect.gen(function*() {
     const admin = yield* Admin.Admin
     const found = new Set<string>()
-    for (let attempt = 0; attempt < 6; attempt++) {
-      if (attempt > 0) yield* Effect.sleep("200 millis")
-      for (const name of yield* admin.listTopics) found.add(name)
-      if (names.every((name) => found.has(name))) break
-    }
+    yield* admin.listTopics.pipe(
+      Effect.map((topics) => topics.forEach((topic) => found.add(topic))),
+      Effect.repeat({
+        schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo(patience)),
+        until: () => names.every((name) => found.has(name))
+      })
+    )
     return found
   })
 
-/** Compares the live topics with `specs`: missing topics, partition counts, replication factors and configs. */
+/**
+ * Compares the live topics with `specs`: missing topics, partition counts, replication factors and
+ * configs. A topic no broker listed within `patience` is missing.
+ */
 export const compare = (
-  specs: ReadonlyArray<Admin.TopicSpec>
+  specs: ReadonlyArray<Admin.TopicSpec>,
+  patience: Duration.DurationInput = "1 second"
 ): Effect.Effect<ReadonlyArray<Mismatch>, KafkaError, Admin.Admin> =>
   Effect.gen(function*() {
     const admin = yield* Admin.Admin
-    const existing = yield* listed(specs.map((spec) => spec.name))
+    const existing = yield* listed(specs.map((spec) => spec.name), patience)
     const present = specs.filter((spec) => existing.has(spec.name))
     const mismatches: Array<Mismatch> = specs
       .filter((spec) => !existing.has(spec.name))
@@ -169,13 +177,8 @@ export const create = (
     const wanted = specs(topics, brokers)
     const created = yield* admin.createTopics(wanted)
     if (created.length > 0) yield* Effect.logInfo("Created topics", created)
-    // On a multi-broker cluster a broker may not list a topic for a moment after its creation.
-    let mismatches = yield* compare(wanted)
-    for (let attempt = 0; attempt < 25; attempt++) {
-      if (!mismatches.some((m) => m.setting === "exists" && created.includes(m.topic))) break
-      yield* Effect.sleep("200 millis")
-      mismatches = yield* compare(wanted)
-    }
+    // Every wanted topic exists now; a broker that has not applied the creation yet gets 5 s.
+    const mismatches = yield* compare(wanted, "5 seconds")
     if (mismatches.length > 0) {
       const error = new TopicSettingsError({ mismatches })
       if (yield* strict) return yield* error
