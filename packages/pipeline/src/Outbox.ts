@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import { traceHeaders } from "./internal/headers.ts"
+import { hintPrefix } from "./internal/relayHints.ts"
 import type * as Topic from "./Topic.ts"
 
 /** The channel an append notifies on commit; the relay listens to it. */
@@ -63,9 +64,10 @@ const insert = Effect.fnUntraced(function*(rows: ReadonlyArray<Row>) {
         ${rows.map((r) => r.eventId)}::text[], ${rows.map((r) => r.eventType)}::text[],
         ${rows.map((r) => r.version)}::int[], ${rows.map((r) => r.payload)}::text[]
       ) AS r(topic, message_key, seq, event_id, event_type, schema_version, payload)
-      RETURNING 1
+      RETURNING shard
     )
-    SELECT pg_notify(${channel}, 'appended') FROM (SELECT 1 FROM appended LIMIT 1) AS any_row`
+    SELECT pg_notify(${channel}, ${hintPrefix} || string_agg(DISTINCT shard::text, ',')) FROM appended
+    HAVING count(*) > 0`
 })
 
 /**

@@ -78,6 +78,12 @@ export const pendingShards = (sql: SqlClient, start: number, limit: number) =>
     LIMIT ${limit}
     FOR UPDATE SKIP LOCKED`
 
+/** Those of `shards` no other relay holds, locked. */
+export const lockShards = (sql: SqlClient, shards: ReadonlyArray<number>) =>
+  sql<{ shard: number }>`
+    SELECT shard FROM kpipe_outbox_shards WHERE shard = ANY(${shards}::int[])
+    FOR UPDATE SKIP LOCKED`
+
 /**
  * The next `limit` pending rows of `shards`, each key's in `seq` order and none behind a FAILED row
  * of its key. Shard by shard, each an ordered scan of the pending index that stops at `limit`: the
@@ -110,6 +116,14 @@ export const pendingRows = (
     ) r
     LIMIT ${limit}`
 
+/** What a claim did, and which shards it held while it did. */
+export interface Claimed {
+  readonly result: RoundResult
+  readonly locked: ReadonlyArray<number>
+  /** It took as many rows as a claim may: its shards may have more. */
+  readonly filled: boolean
+}
+
 /**
  * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another
  * relay holds), publish their next rows in key order with one producer call, mark them published
@@ -119,6 +133,17 @@ export const publishOnce = (
   options: RelayOptions,
   state: ClaimState = makeState()
 ): Effect.Effect<RoundResult, SqlError, SqlClient | Producer.Producer> =>
+  Effect.map(claimOnce(options, state, undefined), (claimed) => claimed.result)
+
+/**
+ * A claim of `target`'s shards (those no other relay holds), or, when undefined, of up to
+ * `shardsPerClaim` shards found to have pending rows.
+ */
+export const claimOnce = (
+  options: RelayOptions,
+  state: ClaimState,
+  target: ReadonlyArray<number> | undefined
+): Effect.Effect<Claimed, SqlError, SqlClient | Producer.Producer> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const producer = yield* Producer.Producer
@@ -132,11 +157,19 @@ export const publishOnce = (
     // An update writes a new version of the row and an entry in three indexes; a delete only marks
     // it: 8-11 ms against 1 ms per 1,000 rows, the largest part of a claim's time.
     const keepPublished = Duration.toMillis(options.retention ?? defaultRetention) > 0
-    return yield* sql.withTransaction(Effect.gen(function*() {
-      const shards = yield* pendingShards(sql, start, options.shardsPerClaim ?? 16)
+    let locked: ReadonlyArray<number> = []
+    let filled = false
+    const result = yield* sql.withTransaction(Effect.gen(function*(): Effect.fn.Return<RoundResult, SqlError> {
+      const shards = target === undefined
+        ? yield* pendingShards(sql, start, options.shardsPerClaim ?? 16)
+        : target.length === 0
+        ? []
+        : yield* lockShards(sql, target)
       if (shards.length === 0) return { _tag: "Idle" } as const
-      const rows = yield* pendingRows(sql, shards.map((s) => s.shard), skipTopics, batchSize)
+      locked = shards.map((s) => s.shard)
+      const rows = yield* pendingRows(sql, locked, skipTopics, batchSize)
       if (rows.length === 0) return { _tag: "Idle" } as const
+      filled = rows.length >= batchSize
 
       const markPublished = (ids: ReadonlyArray<string>) =>
         ids.length === 0 ? Effect.void : Effect.zipRight(
@@ -219,4 +252,5 @@ export const publishOnce = (
       yield* markPublished(published)
       return { _tag: "Published", count: published.length } as const
     }))
-  }).pipe(Effect.withSpan("OutboxRelay.publishOnce"))
+    return { result, locked, filled }
+  }).pipe(Effect.withSpan("OutboxRelay.publishOnce", { attributes: { "kpipe.claim": target ? "notified" : "all" } }))

@@ -15,7 +15,8 @@ import { channel } from "../Outbox.ts"
 import { defaultRetention, Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
 import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
-import { makeState, publishOnce } from "./relayClaim.ts"
+import { claimOnce, makeState } from "./relayClaim.ts"
+import { parseHint, ShardHints } from "./relayHints.ts"
 
 /** What a relay notifies itself with to learn that it listens (an append notifies `appended`). */
 const listeningProbe = "relay listening"
@@ -48,6 +49,8 @@ export const run = (
     // One notification wakes one idle loop: a loop that finds work keeps claiming on its own, so
     // waking them all would only add empty claims.
     const wakeup = yield* Queue.sliding<void>(1)
+    const hints = new ShardHints(Duration.toMillis(pollInterval))
+    const shardsPerClaim = options.shardsPerClaim ?? 16
     const concurrency = options.concurrency ?? 1
     const observer = yield* Effect.serviceOption(Observer)
     const observe = (state: RelayState, detail?: string) =>
@@ -69,7 +72,15 @@ export const run = (
         Effect.suspend(() => {
           const first = heardAt === undefined
           heardAt = Date.now()
-          return first || payload !== listeningProbe ? Queue.offer(wakeup, void 0) : Effect.void
+          // Listening from now on: what was appended before notified nobody.
+          if (first) hints.lookAtAll()
+          else if (payload === listeningProbe) return Effect.void
+          if (payload !== listeningProbe) {
+            const shards = parseHint(payload)
+            if (shards === undefined) hints.lookAtAll()
+            else hints.notified(shards)
+          }
+          return Queue.offer(wakeup, void 0)
         })
       const watch = Effect.suspend(() => {
         const now = Date.now()
@@ -103,8 +114,22 @@ export const run = (
     const claimLoop = Effect.gen(function*() {
       const state = makeState()
       let failingSince: number | undefined
-      const claim = publishOnce(options, state).pipe(
-        Effect.flatMap((result) => result._tag === "Blocked" ? Effect.fail(result.error) : Effect.succeed(result)),
+      // Whether to claim again at once: it published, or notified shards wait that it did not look at.
+      const attempt = Effect.suspend(() => {
+        const target = hints.next(shardsPerClaim, Date.now())
+        if (target === undefined) return Effect.succeed(false)
+        return claimOnce(options, state, target._tag === "All" ? undefined : target.shards).pipe(
+          Effect.flatMap(({ filled, locked, result }) => {
+            if (result._tag === "Blocked") return Effect.fail(result.error)
+            hints.claimed(target, locked, filled)
+            return Effect.succeed(
+              (result._tag === "Published" && result.count > 0) || (target._tag === "Shards" && target.rest > 0)
+            )
+          }),
+          Effect.onError(() => Effect.sync(() => hints.lookAtAll()))
+        )
+      })
+      const claim = attempt.pipe(
         Effect.sandbox,
         Effect.tapError((cause) =>
           Effect.gen(function*() {
@@ -141,10 +166,8 @@ export const run = (
         Effect.unsandbox
       )
       return yield* claim.pipe(
-        Effect.flatMap((result) =>
-          result._tag === "Published" && result.count > 0
-            ? Effect.void
-            : Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
+        Effect.flatMap((again) =>
+          again ? Effect.void : Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
         ),
         Effect.forever
       )
