@@ -9,6 +9,9 @@ import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import { mkdtempSync, rmSync } from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { printVerification, processedCount, verifyExactlyOnce } from "../internal/blocks.ts"
 import { BenchFailure, benchMigrations, type BenchTopic, benchTopic } from "../internal/events.ts"
@@ -25,6 +28,7 @@ import {
   printCpu,
   type SystemResult
 } from "./Results.ts"
+import * as StageSpans from "./StageSpans.ts"
 import * as TopicWatcher from "./TopicWatcher.ts"
 import { appendBacklog, type CompareConfig, makeWorkloadEvents, offerAtRate, topicConfig } from "./Workload.ts"
 
@@ -51,7 +55,13 @@ const makeTopic = (config: CompareConfig, prefix: string, created: Array<string>
 
 const run_ = (config: CompareConfig, url: string, note: string, created: Array<string>) =>
   Effect.gen(function*() {
+    const spansDir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(Path.join(Os.tmpdir(), "kpipe-compare-spans-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    const spansOf = { relay: Path.join(spansDir, "relay.jsonl"), consumer: Path.join(spansDir, "consumer.jsonl") }
     const env = {
+      [StageSpans.fileVariable]: spansOf.relay,
       DATABASE_URL: url,
       OUTBOX_CONCURRENCY: String(config.base.pipelineRelay.concurrency),
       OUTBOX_BATCH_SIZE: String(config.base.pipelineRelay.batchSize),
@@ -141,6 +151,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
           COMPARE_TOPIC: topicB.name,
           COMPARE_GROUP: group,
           BENCH_PARTITIONS: String(config.base.partitions),
+          [StageSpans.fileVariable]: spansOf.consumer,
           PG_APPLICATION_NAME: "kpipe-compare-consumer"
         }
       })
@@ -190,6 +201,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     for (const rate of config.rates) {
       const seen = watcherB.arrivals.size
       const applied0 = yield* applied
+      const from = Date.now()
       const offered = yield* Progress.during(
         `kpipe at ${BenchReport.fmt(rate)} events/s for ${config.seconds} s`,
         () => `${BenchReport.fmt(watcherB.arrivals.size - seen)} on the topic`,
@@ -212,15 +224,21 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
           )
         )
       )
+      const to = Date.now()
       for (const id of offered.committedAt.keys()) idsB.push(id)
       const toTopic = delays(offered.committedAt, watcherB.arrivals)
+      const stages = [
+        ...StageSpans.read(spansOf.relay, from, to).slice(0, 8).map((stage) => ({ process: "relay", stage })),
+        ...StageSpans.read(spansOf.consumer, from, to).slice(0, 8).map((stage) => ({ process: "consumer", stage }))
+      ]
       const result: LatencyRun = {
         rate,
         events: offered.total,
         offerMs: offered.offerMs,
         toTopic: percentiles(toTopic),
         toApplied: percentiles(delays(offered.committedAt, yield* appliedAt(group))),
-        missing: offered.total - toTopic.length
+        missing: offered.total - toTopic.length,
+        stages
       }
       latency.push(result)
       yield* BenchReport.print(
@@ -228,6 +246,15 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
           BenchReport.ms(result.toTopic.p99)
         }; → applied p50 ${BenchReport.ms(result.toApplied!.p50)}, p99 ${BenchReport.ms(result.toApplied!.p99)}`
       )
+      if (stages.length > 0) {
+        yield* BenchReport.print(
+          `    where the time goes at ${BenchReport.fmt(rate)}/s (each process's costliest spans):`
+        )
+        yield* BenchReport.table(
+          StageSpans.header,
+          stages.map(({ process, stage }) => StageSpans.cells(process, stage))
+        )
+      }
     }
 
     // The graceful path, as a deployment stops them (and what writes a --cpu-prof profile).

@@ -2,7 +2,8 @@
 // figures the chart draws: every figure absolute and as a ratio to the limit.
 import { BenchReport } from "@kpipe/devtools"
 import type { Limit } from "./KafkaTools.ts"
-import { type Drain, type Percentiles, rateOf, type SystemResult } from "./Results.ts"
+import { type Drain, type LatencyRun, type Percentiles, rateOf, type SystemResult } from "./Results.ts"
+import * as StageSpans from "./StageSpans.ts"
 
 export interface Row {
   readonly system: string
@@ -168,6 +169,7 @@ export const markdown = (options: {
   readonly targets: ReadonlyArray<Target>
   readonly chart: string
   readonly notes: ReadonlyArray<string>
+  readonly latency?: ReadonlyArray<LatencyRun> | undefined
 }) =>
   [
     `# ${options.title}`,
@@ -184,6 +186,16 @@ export const markdown = (options: {
     "",
     `![latency percentiles and throughput](${options.chart})`,
     "",
+    ...(options.latency ?? []).flatMap((run) =>
+      run.stages === undefined || run.stages.length === 0 ? [] : [
+        `## Where kpipe's time goes at ${BenchReport.fmt(run.rate)} events/s`,
+        "",
+        "Each process's costliest spans during the run (a transaction's acquire+BEGIN and COMMIT apart; SQL by the start of its statement).",
+        "",
+        mdTable(StageSpans.header, run.stages.map(({ process, stage }) => StageSpans.cells(process, stage))),
+        ""
+      ]
+    ),
     ...options.notes.map((line) => `- ${line}`),
     ""
   ].join("\n")

@@ -2,6 +2,7 @@
 import { BenchCpu, BenchReport, BenchStats } from "@kpipe/devtools"
 import * as Effect from "effect/Effect"
 import { performance } from "node:perf_hooks"
+import type { Stage } from "./StageSpans.ts"
 
 export interface Percentiles {
   readonly p50: number
@@ -55,6 +56,8 @@ export interface LatencyRun {
   readonly toApplied?: Percentiles | undefined
   /** Events that never arrived. */
   readonly missing: number
+  /** kpipe only: the relay's and the consumer's costliest spans during the run. */
+  readonly stages?: ReadonlyArray<{ readonly process: string; readonly stage: Stage }> | undefined
   readonly exactlyOnce?: boolean | undefined
 }
 

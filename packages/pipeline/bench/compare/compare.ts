@@ -103,6 +103,7 @@ const program = Effect.gen(function*() {
       rows,
       targets,
       chart: "chart.svg",
+      latency: us?.latency,
       notes: [
         "Latency: from the appending transaction's commit (pg_xact_commit_timestamp, track_commit_timestamp on) to the broker's append time of the record (topics use message.timestamp.type=LogAppendTime), or to the consumer's applied_at (clock_timestamp() in its transaction): one host clock, no bench event loop in between.",
         "Drains: the backlog is appended while the connector is paused / the relay process is frozen (SIGSTOP); the clock starts at resume / SIGCONT and stops at the broker's append time of the last event. A paused Debezium task still decodes the slot into its queue (max.queue.size 8,192 events), so it resumes with that much read.",

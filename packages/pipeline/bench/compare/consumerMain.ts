@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import { startConsumer } from "../internal/blocks.ts"
 import { BenchConfig } from "../internal/config.ts"
 import { benchTopic } from "../internal/events.ts"
+import * as StageSpans from "./StageSpans.ts"
 
 const Live = Layer.mergeAll(KafkaClient.layerFromEnv, DeadLetter.layer.pipe(Layer.provide(KafkaClient.layerFromEnv)))
   .pipe(Layer.provideMerge(Database.layer))
@@ -22,4 +23,4 @@ Effect.gen(function*() {
   yield* startConsumer(topic, yield* Config.string("COMPARE_GROUP"), config)
   yield* Console.log("compare-consumer ready")
   return yield* Effect.never
-}).pipe(Effect.scoped, Effect.provide(Live), NodeRuntime.runMain)
+}).pipe(StageSpans.recorded, Effect.scoped, Effect.provide(Live), NodeRuntime.runMain)

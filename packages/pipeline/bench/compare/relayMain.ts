@@ -7,6 +7,7 @@ import { Database } from "@kpipe/sql"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as StageSpans from "./StageSpans.ts"
 
 const Live = Layer.mergeAll(Database.layer, Producer.layer().pipe(Layer.provide(KafkaClient.layerFromEnv)))
 
@@ -14,4 +15,4 @@ Effect.gen(function*() {
   yield* Layer.build(OutboxRelay.layerConfig)
   yield* Console.log("compare-relay ready")
   return yield* Effect.never
-}).pipe(Effect.scoped, Effect.provide(Live), NodeRuntime.runMain)
+}).pipe(StageSpans.recorded, Effect.scoped, Effect.provide(Live), NodeRuntime.runMain)
