@@ -69,7 +69,10 @@ const assertKeyOrder = (records: ReadonlyArray<TestEvent>, expected: ReadonlyMap
   }
 }
 
-/** A tracer that delegates to the current one and records the names of the spans that ended. */
+/**
+ * A tracer that delegates to the current one and records the names of the spans that ended (a
+ * relay's claim of notified shards also as "… notified").
+ */
 const recordingTracer = (ended: Array<string>) =>
   Effect.map(Effect.tracer, (base) =>
     Tracer.make({
@@ -80,6 +83,7 @@ const recordingTracer = (ended: Array<string>) =>
         return Object.assign(span, {
           end: (endTime: bigint, exit: Exit.Exit<unknown, unknown>) => {
             ended.push(span.name)
+            if (span.attributes.get("kpipe.claim") === "notified") ended.push(`${span.name} notified`)
             end(endTime, exit)
           }
         })
@@ -371,6 +375,53 @@ describe("Outbox", () => {
         yield* eventually(Effect.map(claims, (n) => n === before + 1))
         yield* Effect.sleep("500 millis")
         assert.strictEqual(yield* claims, before + 1)
+        assert.strictEqual(ended.filter((name) => name === "OutboxRelay.publishOnce notified").length, 1)
+      }))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("a relay starting on rows of more shards than one claim takes publishes them all at once, not a claim per poll", () =>
+    Effect.gen(function*() {
+      const topic = makeTopic("outbox-many-shards")
+      yield* createTopics(topic)
+      // Appended before the relay listens: no notification reaches it.
+      yield* Outbox.append(topic, ...Array.from({ length: 100 }, (_, i) => event(`k${i}`, 1)))
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* OutboxRelay.run({ pollInterval: "1 hour" })
+        const records = yield* readTopic(topic.name, 100).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(records.length, 100)
+      }))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("notified shards another relay holds are left to it: the loop waits, it does not claim them over and over", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-held")
+      yield* createTopics(topic)
+      const ended: Array<string> = []
+      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
+        yield* eventually(Effect.map(listeningSessions, (n) => n === 1))
+        yield* Effect.sleep("500 millis")
+        // Another relay's claim: every shard locked for 2 s.
+        const held = yield* Deferred.make<void>()
+        const holder = yield* sql.withTransaction(
+          sql`SELECT shard FROM kpipe_outbox_shards FOR UPDATE`.pipe(
+            Effect.zipRight(Deferred.succeed(held, void 0)),
+            Effect.zipRight(Effect.sleep("2 seconds"))
+          )
+        ).pipe(Effect.fork)
+        yield* Deferred.await(held)
+        const before = yield* claims
+        // Keys of far more shards than one claim takes (16).
+        yield* Outbox.append(topic, ...Array.from({ length: 100 }, (_, i) => event(`k${i}`, 1)))
+        yield* Fiber.join(holder)
+        const whileHeld = (yield* claims) - before
+        assert.isAtMost(whileHeld, 5, `claims while every shard was held: ${whileHeld}`)
+        // The next notification brings the loop back to what it was told before.
+        yield* Outbox.append(topic, event("k0", 2))
+        const records = yield* readTopic(topic.name, 101).pipe(Effect.timeout("60 seconds"))
+        assert.strictEqual(records.length, 101)
       }))
     }).pipe(Effect.provide(TestLive)))
 

@@ -65,6 +65,26 @@ describe("relay hints", () => {
     assert.strictEqual(hints.next(16, 1_010)?._tag, "All")
   })
 
+  it("a look at every shard takes the hints of the shards it locked, not those of others", () => {
+    const hints = new ShardHints(1_000)
+    hints.claimed(hints.next(16, 0)!, [], false)
+    hints.notified([3, 7])
+    hints.lookAtAll()
+    const all = hints.next(16, 10)!
+    assert.strictEqual(all._tag, "All")
+    hints.claimed(all, [3], false)
+    assert.deepStrictEqual(shardsOf(hints.next(16, 20)), [7])
+  })
+
+  it("a loop whose claim failed looks at every shard, even when another loop's look took the one due", () => {
+    const hints = new ShardHints(1_000)
+    hints.claimed(hints.next(16, 0)!, [], false)
+    hints.lookAtAll()
+    assert.strictEqual(hints.next(16, 10)?._tag, "All")
+    assert.isUndefined(hints.next(16, 20))
+    assert.strictEqual(hints.next(16, 20, true)?._tag, "All")
+  })
+
   it("a claim takes at most its share of the notified shards and says how many wait", () => {
     const hints = new ShardHints(1_000)
     hints.claimed(hints.next(16, 0)!, [], false)

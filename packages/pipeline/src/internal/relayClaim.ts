@@ -120,7 +120,10 @@ export const pendingRows = (
 export interface Claimed {
   readonly result: RoundResult
   readonly locked: ReadonlyArray<number>
-  /** It took as many rows as a claim may: its shards may have more. */
+  /**
+   * It took as many rows as a claim may (its shards may have more), or, looking at every shard, as
+   * many shards as a claim may (other shards may have rows).
+   */
   readonly filled: boolean
 }
 
@@ -148,6 +151,7 @@ export const claimOnce = (
     const sql = yield* SqlClient
     const producer = yield* Producer.Producer
     const batchSize = options.batchSize ?? 1000
+    const shardsPerClaim = options.shardsPerClaim ?? 16
     const start = Math.floor(Math.random() * outboxShards)
     const now = Date.now()
     for (const [topic, at] of state.missingTopics) {
@@ -161,7 +165,7 @@ export const claimOnce = (
     let filled = false
     const result = yield* sql.withTransaction(Effect.gen(function*(): Effect.fn.Return<RoundResult, SqlError> {
       const shards = target === undefined
-        ? yield* pendingShards(sql, start, options.shardsPerClaim ?? 16)
+        ? yield* pendingShards(sql, start, shardsPerClaim)
         : target.length === 0
         ? []
         : yield* lockShards(sql, target)
@@ -169,7 +173,7 @@ export const claimOnce = (
       locked = shards.map((s) => s.shard)
       const rows = yield* pendingRows(sql, locked, skipTopics, batchSize)
       if (rows.length === 0) return { _tag: "Idle" } as const
-      filled = rows.length >= batchSize
+      filled = rows.length >= batchSize || (target === undefined && locked.length >= shardsPerClaim)
 
       const markPublished = (ids: ReadonlyArray<string>) =>
         ids.length === 0 ? Effect.void : Effect.zipRight(

@@ -21,7 +21,8 @@ export type Target =
  * The shards commit notifications named since a claim last looked at them, shared by the loops of
  * one relay. A claim of those shards alone needs no probe of the 64 shards and no empty claim after
  * it. Every shard is looked at (as before hints existed) at start, after a claim failed or filled
- * its batch, after a notification without shards, and at least every `everyMs` whatever happens:
+ * its batch (or, looking at every shard, took as many shards as it may), after a notification
+ * without shards, and at least every `everyMs` whatever happens:
  * a row whose notification was missed (appended while the relay was not listening) waits at most
  * that long.
  */
@@ -48,9 +49,13 @@ export class ShardHints {
     this.allDue = true
   }
 
-  /** The next claim's target, or undefined when nothing was notified and no look at every shard is due. */
-  next(limit: number, now: number): Target | undefined {
-    if (this.allDue || now - this.allAt >= this.everyMs) {
+  /**
+   * The next claim's target, or undefined when nothing was notified and no look at every shard is
+   * due. A loop whose last claim failed passes `all`: another loop's look at every shard may have
+   * taken the one its failure made due.
+   */
+  next(limit: number, now: number, all = false): Target | undefined {
+    if (all || this.allDue || now - this.allAt >= this.everyMs) {
       this.allDue = false
       this.allAt = now
       return { _tag: "All", mark: this.seq }
@@ -66,7 +71,7 @@ export class ShardHints {
 
   /**
    * A claim of `target` committed, holding `locked`: what was notified for those shards before it
-   * began is published (all of it, unless the claim filled its batch). A shard another relay held
+   * began is published (all of it, unless the claim was `filled`). A shard another relay held
    * keeps its hint: that relay's claim may have begun before the notified commit.
    */
   claimed(target: Target, locked: ReadonlyArray<number>, filled: boolean) {

@@ -114,19 +114,29 @@ export const run = (
     const claimLoop = Effect.gen(function*() {
       const state = makeState()
       let failingSince: number | undefined
-      // Whether to claim again at once: it published, or notified shards wait that it did not look at.
+      // Whether to claim again at once: it published, or it got some of the notified shards and more
+      // wait that it did not look at. Not when it got none: another relay holds them (for as long as
+      // its claim lasts), and claiming again at once would spin until it lets go.
+      let failedLast = false
       const attempt = Effect.suspend(() => {
-        const target = hints.next(shardsPerClaim, Date.now())
+        const target = hints.next(shardsPerClaim, Date.now(), failedLast)
         if (target === undefined) return Effect.succeed(false)
         return claimOnce(options, state, target._tag === "All" ? undefined : target.shards).pipe(
           Effect.flatMap(({ filled, locked, result }) => {
             if (result._tag === "Blocked") return Effect.fail(result.error)
+            failedLast = false
             hints.claimed(target, locked, filled)
             return Effect.succeed(
-              (result._tag === "Published" && result.count > 0) || (target._tag === "Shards" && target.rest > 0)
+              (result._tag === "Published" && result.count > 0) ||
+                (target._tag === "Shards" && target.rest > 0 && locked.length > 0)
             )
           }),
-          Effect.onError(() => Effect.sync(() => hints.lookAtAll()))
+          Effect.onError(() =>
+            Effect.sync(() => {
+              failedLast = true
+              hints.lookAtAll()
+            })
+          )
         )
       })
       const claim = attempt.pipe(
