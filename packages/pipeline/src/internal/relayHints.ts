@@ -22,9 +22,8 @@ export type Target =
  * one relay. A claim of those shards alone needs no probe of the 64 shards and no empty claim after
  * it. Every shard is looked at (as before hints existed) at start, after a claim failed or filled
  * its batch (or, looking at every shard, took as many shards as it may), after a notification
- * without shards, and at least every `everyMs` whatever happens:
- * a row whose notification was missed (appended while the relay was not listening) waits at most
- * that long.
+ * without shards, and at least every `everyMs` whatever happens: a row whose notification was
+ * missed (appended while the relay was not listening) waits at most that long.
  */
 export class ShardHints {
   private readonly hinted = new Map<number, number>()

@@ -18,7 +18,7 @@ import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
 import { claimOnce, makeState } from "./relayClaim.ts"
 import { parseHint, ShardHints } from "./relayHints.ts"
 
-/** What a relay notifies itself with to learn that it listens (an append notifies `appended`). */
+/** What a relay notifies itself with to learn that it listens (an append notifies the shards of its rows). */
 const listeningProbe = "relay listening"
 const probeEveryMs = 2_000
 const silentForMs = 6_000
@@ -72,14 +72,13 @@ export const run = (
         Effect.suspend(() => {
           const first = heardAt === undefined
           heardAt = Date.now()
-          // Listening from now on: what was appended before notified nobody.
-          if (first) hints.lookAtAll()
-          else if (payload === listeningProbe) return Effect.void
           if (payload !== listeningProbe) {
             const shards = parseHint(payload)
             if (shards === undefined) hints.lookAtAll()
             else hints.notified(shards)
-          }
+          } else if (!first) return Effect.void
+          // Listening from now on: what was appended before notified nobody.
+          if (first) hints.lookAtAll()
           return Queue.offer(wakeup, void 0)
         })
       const watch = Effect.suspend(() => {
@@ -114,10 +113,10 @@ export const run = (
     const claimLoop = Effect.gen(function*() {
       const state = makeState()
       let failingSince: number | undefined
+      let failedLast = false
       // Whether to claim again at once: it published, or it got some of the notified shards and more
       // wait that it did not look at. Not when it got none: another relay holds them (for as long as
       // its claim lasts), and claiming again at once would spin until it lets go.
-      let failedLast = false
       const attempt = Effect.suspend(() => {
         const target = hints.next(shardsPerClaim, Date.now(), failedLast)
         if (target === undefined) return Effect.succeed(false)
