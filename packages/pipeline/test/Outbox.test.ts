@@ -90,6 +90,13 @@ const recordingTracer = (ended: Array<string>) =>
       }
     }))
 
+/** How many relay claims `recordingTracer` saw end. */
+const claimsIn = (ended: ReadonlyArray<string>) =>
+  Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+
+/** One event on each of 100 keys: far more shards than one claim takes (16). */
+const manyKeys = () => Array.from({ length: 100 }, (_, i) => event(`k${i}`, 1))
+
 const databaseUrl = Effect.gen(function*() {
   const sql = yield* SqlClient
   const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
@@ -353,7 +360,7 @@ describe("Outbox", () => {
       const topic = makeTopic("outbox-notify")
       yield* createTopics(topic)
       const ended: Array<string> = []
-      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      const claims = claimsIn(ended)
       yield* Outbox.append(topic, event("k", 1))
       yield* Effect.scoped(Effect.gen(function*() {
         yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
@@ -384,7 +391,7 @@ describe("Outbox", () => {
       const topic = makeTopic("outbox-many-shards")
       yield* createTopics(topic)
       // Appended before the relay listens: no notification reaches it.
-      yield* Outbox.append(topic, ...Array.from({ length: 100 }, (_, i) => event(`k${i}`, 1)))
+      yield* Outbox.append(topic, ...manyKeys())
       yield* Effect.scoped(Effect.gen(function*() {
         yield* OutboxRelay.run({ pollInterval: "1 hour" })
         const records = yield* readTopic(topic.name, 100).pipe(Effect.timeout("20 seconds"))
@@ -398,7 +405,7 @@ describe("Outbox", () => {
       const topic = makeTopic("outbox-held")
       yield* createTopics(topic)
       const ended: Array<string> = []
-      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      const claims = claimsIn(ended)
       yield* Effect.scoped(Effect.gen(function*() {
         yield* OutboxRelay.run({ pollInterval: "1 hour" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
         yield* eventually(Effect.map(listeningSessions, (n) => n === 1))
@@ -413,8 +420,7 @@ describe("Outbox", () => {
         ).pipe(Effect.fork)
         yield* Deferred.await(held)
         const before = yield* claims
-        // Keys of far more shards than one claim takes (16).
-        yield* Outbox.append(topic, ...Array.from({ length: 100 }, (_, i) => event(`k${i}`, 1)))
+        yield* Outbox.append(topic, ...manyKeys())
         yield* Fiber.join(holder)
         const whileHeld = (yield* claims) - before
         assert.isAtMost(whileHeld, 5, `claims while every shard was held: ${whileHeld}`)
@@ -431,7 +437,7 @@ describe("Outbox", () => {
       const topic = makeTopic("outbox-poll")
       yield* createTopics(topic)
       const ended: Array<string> = []
-      const claims = Effect.sync(() => ended.filter((name) => name === "OutboxRelay.publishOnce").length)
+      const claims = claimsIn(ended)
       yield* Effect.scoped(Effect.gen(function*() {
         yield* OutboxRelay.run({ pollInterval: "500 millis" }).pipe(Effect.withTracer(yield* recordingTracer(ended)))
         yield* eventually(Effect.map(claims, (n) => n >= 1))

@@ -116,6 +116,8 @@ export const pendingRows = (
     ) r
     LIMIT ${limit}`
 
+export const shardsPerClaimOf = (options: RelayOptions) => options.shardsPerClaim ?? 16
+
 /** What a claim did, and which shards it held while it did. */
 export interface Claimed {
   readonly result: RoundResult
@@ -151,7 +153,7 @@ export const claimOnce = (
     const sql = yield* SqlClient
     const producer = yield* Producer.Producer
     const batchSize = options.batchSize ?? 1000
-    const shardsPerClaim = options.shardsPerClaim ?? 16
+    const shardsPerClaim = shardsPerClaimOf(options)
     const start = Math.floor(Math.random() * outboxShards)
     const now = Date.now()
     for (const [topic, at] of state.missingTopics) {
@@ -166,8 +168,6 @@ export const claimOnce = (
     const result = yield* sql.withTransaction(Effect.gen(function*(): Effect.fn.Return<RoundResult, SqlError> {
       const shards = target === undefined
         ? yield* pendingShards(sql, start, shardsPerClaim)
-        : target.length === 0
-        ? []
         : yield* lockShards(sql, target)
       if (shards.length === 0) return { _tag: "Idle" } as const
       locked = shards.map((s) => s.shard)

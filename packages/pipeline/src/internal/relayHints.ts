@@ -38,10 +38,7 @@ export class ShardHints {
 
   notified(shards: ReadonlyArray<number>) {
     const seq = ++this.seq
-    for (const shard of shards) {
-      this.hinted.delete(shard)
-      this.hinted.set(shard, seq)
-    }
+    for (const shard of shards) this.hinted.set(shard, seq)
   }
 
   lookAtAll() {

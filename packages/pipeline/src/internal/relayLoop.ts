@@ -15,7 +15,7 @@ import { channel } from "../Outbox.ts"
 import { defaultRetention, Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
 import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
-import { claimOnce, makeState } from "./relayClaim.ts"
+import { claimOnce, makeState, shardsPerClaimOf } from "./relayClaim.ts"
 import { parseHint, ShardHints } from "./relayHints.ts"
 
 /** What a relay notifies itself with to learn that it listens (an append notifies the shards of its rows). */
@@ -50,7 +50,7 @@ export const run = (
     // waking them all would only add empty claims.
     const wakeup = yield* Queue.sliding<void>(1)
     const hints = new ShardHints(Duration.toMillis(pollInterval))
-    const shardsPerClaim = options.shardsPerClaim ?? 16
+    const shardsPerClaim = shardsPerClaimOf(options)
     const concurrency = options.concurrency ?? 1
     const observer = yield* Effect.serviceOption(Observer)
     const observe = (state: RelayState, detail?: string) =>
