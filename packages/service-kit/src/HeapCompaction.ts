@@ -18,7 +18,8 @@ const megabytes = (bytes: number) => Math.round(bytes / 1_048_576)
  * and a young generation grown to its largest, and an idle service never collects in a way that
  * returns them: coupon-service stayed at ~210 MB resident idle, ~140 MB after this (2-core VM).
  * It is V8's last-resort collection (every generation, memory over speed, several passes): a pause
- * of ~0.1-0.4 s, paid once as the service starts (`ServiceMain.launch`: before it logs `ready`).
+ * of 0.2-0.7 s (up to 2 s with nine services starting at once on two cores), paid once as the
+ * service starts (`ServiceMain.launch`: before it logs `ready`).
  * Needs Node's `--expose-gc` (`ServiceMain.nodeFlags`); without it nothing happens (`undefined`).
  */
 export const compact: Effect.Effect<Compacted | undefined> = Effect.sync(() => {
