@@ -1,14 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import { BenchMemory } from "@kpipe/devtools"
 import { HeapCompaction, ServiceMain } from "@kpipe/service-kit"
 import { ServiceProcess } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
-import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
 const fixture = fileURLToPath(new URL("fixtures/startGarbage.ts", import.meta.url))
-
-const residentMb = (pid: number) =>
-  Math.round(Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024)
 
 /** Resident memory a second after `start-garbage ready`, and what it printed. */
 const startedWith = (execArgv: ReadonlyArray<string>) =>
@@ -16,7 +13,7 @@ const startedWith = (execArgv: ReadonlyArray<string>) =>
     const service = yield* ServiceProcess.spawn({ name: "start-garbage", entry: fixture, execArgv })
     yield* service.awaitReady
     yield* Effect.sleep("1 second")
-    return { rss: residentMb(service.pid), output: service.output() }
+    return { rss: Math.round(BenchMemory.rss(service.pid) / 2 ** 20), output: service.output() }
   })
 
 describe("HeapCompaction", () => {
