@@ -34,11 +34,12 @@ export const nodeFlags: ReadonlyArray<string> = ["--max-semi-space-size=16", "--
  * provided) with telemetry, its logs annotated with the service name and replica, `<name> ready`
  * logged once everything is up, and a graceful stop on SIGINT / SIGTERM, or once the process that
  * started it is gone (`ParentWatch`, when the dev tooling started it). Before it says so, the
- * start's garbage is collected and its memory returned (`HeapCompaction`, with `--expose-gc`).
+ * start's garbage is collected and its memory returned (`HeapCompaction`, with `--expose-gc`), and
+ * again whenever the service has been idle a while (`HeapCompaction.whenIdle`, `HEAP_IDLE_*`).
  */
 export const launch = <A, E>(name: string, app: Layer.Layer<A, E>): void =>
   Layer.unwrapEffect(Effect.map(Replica.replica, (replica) =>
-    Layer.effectDiscard(ready(name)).pipe(
+    Layer.scopedDiscard(ready(name)).pipe(
       Layer.provide(app),
       Layer.provide(Telemetry.layer(name)),
       Layer.merge(ParentWatch.layer),
@@ -46,7 +47,9 @@ export const launch = <A, E>(name: string, app: Layer.Layer<A, E>): void =>
     ))).pipe(Layer.launch, NodeRuntime.runMain)
 
 const ready = (name: string) =>
-  Effect.flatMap(
-    HeapCompaction.compact,
-    (compacted) => Effect.logInfo(`${name} ready`).pipe(Effect.annotateLogs(compacted ?? {}))
-  )
+  Effect.gen(function*() {
+    const idle = yield* HeapCompaction.idleConfig
+    const compacted = yield* HeapCompaction.compact
+    yield* Effect.logInfo(`${name} ready`).pipe(Effect.annotateLogs(compacted ?? {}))
+    yield* Effect.forkScoped(HeapCompaction.whenIdle(idle))
+  })
