@@ -1,0 +1,47 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConsumerSettings } from "@kpipe/service-kit"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Config from "../src/Config.ts"
+import * as MailCatcher from "../src/MailCatcher.ts"
+import { Mailer } from "../src/Mailer.ts"
+
+/** Mailer over one pooled connection to a local SMTP server. */
+const mailerFor = (mail: MailCatcher.MailCatcher) =>
+  Mailer.Default.pipe(Layer.provide(Config.layer({
+    port: 0,
+    databaseUrl: Redacted.make("postgres://unused"),
+    maxQuantity: 100,
+    smtpHost: "127.0.0.1",
+    smtpPort: mail.port,
+    smtpConnections: 1,
+    mailFrom: "orders@kpipe.test",
+    smsUrl: new URL("http://127.0.0.1:1/sms"),
+    smsToken: Redacted.make("unused"),
+    consumer: ConsumerSettings.defaults
+  })))
+
+describe("Mailer", () => {
+  it.live("a message is not held back waiting for the server to acknowledge the previous write", () =>
+    Effect.gen(function*() {
+      const mail = yield* MailCatcher.make()
+      const mailer = yield* Layer.build(mailerFor(mail)).pipe(Effect.map(Context.get(Mailer)))
+      const send = (i: number) =>
+        mailer.send({ to: `user-${i}@customers.kpipe.test`, subject: `n ${i}`, text: "hi", messageId: `<${i}@t>` })
+      yield* send(0)
+      const took: Array<number> = []
+      for (let i = 1; i <= 30; i++) {
+        const start = performance.now()
+        yield* send(i)
+        took.push(performance.now() - start)
+      }
+      took.sort((a, b) => a - b)
+      const median = took[took.length / 2]!
+      // With Nagle's algorithm on (nodemailer before 10.0.17), each message's last write waited for
+      // the server's delayed ACK: ≥ 40 ms per message on Linux, 5.6× the time of 3,000 e-mails.
+      assert.isBelow(median, 30, `median ${median.toFixed(1)} ms per message over one connection`)
+      assert.strictEqual(mail.received().length, 31)
+    }).pipe(Effect.scoped))
+})
