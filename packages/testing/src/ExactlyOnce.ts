@@ -201,14 +201,21 @@ export const appliedTable: Migrations.MigrationsOptions = {
   loader: Migrator.fromRecord({ "0001_exactly_once_applied": Effect.suspend(() => createAppliedTable) })
 }
 
-/** `appliedTable`, on a database migrated without it. */
+/**
+ * `appliedTable`, on a database migrated without it. The properties of one test file start
+ * together on one database, and `IF NOT EXISTS` does not guard against a concurrent `CREATE`
+ * (both pass the check, the second fails on the catalog), so the creations take turns.
+ */
 export const createAppliedTable = Effect.flatMap(SqlClient, (sql) =>
-  sql`
-    CREATE TABLE IF NOT EXISTS exactly_once_applied (
-      id bigserial PRIMARY KEY,
-      consumer_group text NOT NULL,
-      event_id text NOT NULL
-    )`.pipe(Effect.asVoid))
+  sql.withTransaction(Effect.zipRight(
+    sql`SELECT pg_advisory_xact_lock(hashtext('exactly_once_applied'))`,
+    sql`
+      CREATE TABLE IF NOT EXISTS exactly_once_applied (
+        id bigserial PRIMARY KEY,
+        consumer_group text NOT NULL,
+        event_id text NOT NULL
+      )`
+  )).pipe(Effect.asVoid))
 
 /** The ids of the events `group` applied, one entry per application (`Options.applied`). */
 export const appliedIn = (group: string) =>
