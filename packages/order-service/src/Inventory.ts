@@ -5,6 +5,7 @@ import * as Data from "effect/Data"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import { randomUUID } from "node:crypto"
+import { unchecked } from "./internal/unchecked.ts"
 import { OrderTopics } from "./Topics.ts"
 
 /** The inventory has no stock row for the product: not "out of stock", a fault worth retrying and then a dead letter. */
@@ -55,7 +56,7 @@ export class Inventory extends Effect.Service<Inventory>()("@kpipe/order-service
           stock.set(productId, left - quantity)
           taken.set(productId, (taken.get(productId) ?? 0) + quantity)
           reserved.push(
-            new OrderEvents.InventoryReserved({ eventId, orderId, userId, productId, quantity, occurredAt })
+            new OrderEvents.InventoryReserved({ eventId, orderId, userId, productId, quantity, occurredAt }, unchecked)
           )
           outcomes.push("RESERVED")
         } else {
@@ -68,7 +69,7 @@ export class Inventory extends Effect.Service<Inventory>()("@kpipe/order-service
               quantity,
               reason: "OUT_OF_STOCK",
               occurredAt
-            })
+            }, unchecked)
           )
           outcomes.push("OUT_OF_STOCK")
         }

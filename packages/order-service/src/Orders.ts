@@ -8,7 +8,8 @@ import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
 import { Config } from "./Config.ts"
 import * as Batcher from "./internal/batcher.ts"
-import { money, type OrderRow, selectOrders, toOrder } from "./internal/rows.ts"
+import { money, type OrderRow, pendingNotifications, selectOrders, toOrder } from "./internal/rows.ts"
+import { unchecked } from "./internal/unchecked.ts"
 import { OrderTopics } from "./Topics.ts"
 
 const eventId = () => Ids.EventId.make(randomUUID())
@@ -58,13 +59,10 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
         amount: money(row.amount),
         status: "PENDING",
         reason: null,
-        notifications: new OrderModels.Notifications({
-          email: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 }),
-          sms: new OrderModels.ChannelNotification({ state: "PENDING", attempts: 0 })
-        }),
+        notifications: pendingNotifications,
         createdAt,
         updatedAt: createdAt
-      })
+      }, unchecked)
     }
 
     /**
@@ -114,7 +112,7 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
                 quantity: answer.value.quantity,
                 amount: answer.value.amount,
                 createdAt: answer.value.createdAt
-              })
+              }, unchecked)
             ]
           )
         )
@@ -191,7 +189,7 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
             quantity,
             amount: order.amount,
             createdAt: order.createdAt
-          })
+          }, unchecked)
         )
         return order
       }))
@@ -263,7 +261,10 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
     const confirm = Effect.fn("Orders.confirm")(function*(events: ReadonlyArray<OrderEvents.InventoryReserved>) {
       const moved = yield* move(events.map((event) => event.orderId), "CONFIRMED", null)
       const now = yield* DateTime.now
-      yield* Outbox.append(topics.orderStatus, ...moved.map((row) => new OrderEvents.OrderConfirmed(fields(row, now))))
+      yield* Outbox.append(
+        topics.orderStatus,
+        ...moved.map((row) => new OrderEvents.OrderConfirmed(fields(row, now), unchecked))
+      )
       return moved.length
     })
 
@@ -273,7 +274,9 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
       const now = yield* DateTime.now
       yield* Outbox.append(
         topics.orderStatus,
-        ...moved.map((row) => new OrderEvents.OrderCancelled({ ...fields(row, now), reason: "OUT_OF_STOCK" }))
+        ...moved.map((row) =>
+          new OrderEvents.OrderCancelled({ ...fields(row, now), reason: "OUT_OF_STOCK" }, unchecked)
+        )
       )
       return moved.length
     })

@@ -3,6 +3,7 @@ import { OrderModels } from "@kpipe/contracts"
 import { Ids } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
+import { unchecked } from "./unchecked.ts"
 
 export interface OrderRow {
   readonly orderId: string
@@ -39,7 +40,13 @@ export const selectOrders = (sql: SqlClient) =>
     ) s ON true`
 
 const channel = (state: OrderModels.NotificationState | null, attempts: number | null) =>
-  new OrderModels.ChannelNotification({ state: state ?? "PENDING", attempts: attempts ?? 0 })
+  new OrderModels.ChannelNotification({ state: state ?? "PENDING", attempts: attempts ?? 0 }, unchecked)
+
+/** A new order's: nothing sent yet. */
+export const pendingNotifications = new OrderModels.Notifications({
+  email: channel(null, null),
+  sms: channel(null, null)
+}, unchecked)
 
 /** pg hands NUMERIC as text ("89.90"); the model's Money is normalized ("89.9"). */
 const money = (text: string) => BigDecimal.normalize(BigDecimal.unsafeFromString(text))
@@ -57,9 +64,9 @@ export const toOrder = (row: OrderRow): OrderModels.Order =>
     notifications: new OrderModels.Notifications({
       email: channel(row.emailState, row.emailAttempts),
       sms: channel(row.smsState, row.smsAttempts)
-    }),
+    }, unchecked),
     createdAt: DateTime.unsafeFromDate(row.createdAt),
     updatedAt: DateTime.unsafeFromDate(row.updatedAt)
-  })
+  }, unchecked)
 
 export { money }
