@@ -119,5 +119,8 @@ export const whenIdle = (settings: IdleSettings = idleDefaults): Effect.Effect<v
         )
       })
     })
-    return Effect.repeat(sample, Schedule.spaced(settings.every)).pipe(Effect.asVoid)
+    const sampled = sample.pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("Idle heap compaction failed; sampling on", cause))
+    )
+    return Effect.repeat(sampled, Schedule.spaced(settings.every)).pipe(Effect.asVoid)
   })
