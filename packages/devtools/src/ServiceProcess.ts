@@ -214,8 +214,7 @@ export const start = (options: Options): Effect.Effect<ServiceProcess, ServicePr
     return { ...handle, port, baseUrl: `http://127.0.0.1:${port ?? 0}` }
   })
 
-/** A port nothing listens on right now, for a service to be started on. */
-export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
+const anyPort: Effect.Effect<number> = Effect.async<number>((resume) => {
   const server = createServer()
   server.listen(0, "127.0.0.1", () => {
     const address = server.address()
@@ -223,6 +222,21 @@ export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => 
     server.close(() => resume(Effect.succeed(port)))
   })
 })
+
+/** Ports `freePort` answered before: the system hands a port out again as soon as it is closed. */
+const handedOut = new Set<number>()
+
+/**
+ * A port nothing listens on right now, for a service to be started on, and never one this process
+ * was given before: ports taken one after the other for services started later would otherwise
+ * repeat (two services of `pnpm run services` were given the same port, and one failed to start).
+ */
+export const freePort: Effect.Effect<number> = Effect.flatMap(anyPort, (port) =>
+  Effect.suspend(() => {
+    if (handedOut.has(port)) return freePort
+    handedOut.add(port)
+    return Effect.succeed(port)
+  }))
 
 /** Node's `CommandExecutor`, for callers that run a `Command` to completion. */
 export const executorLayer: Layer.Layer<CommandExecutor.CommandExecutor> = ExecutorLive

@@ -8,6 +8,13 @@ const entry = fileURLToPath(new URL("fixtures/process.ts", import.meta.url))
 const ticks = (handle: ServiceProcess.Handle) => handle.lines().filter((line) => line.startsWith("tick")).length
 
 describe("ServiceProcess", () => {
+  it.live("freePort never hands out a port twice, one call after the other or at once", () =>
+    Effect.gen(function*() {
+      // The system gives a closed port out again at once: among a few hundred calls some repeat.
+      const ports = yield* Effect.all(Array.from({ length: 1_500 }, () => ServiceProcess.freePort), { concurrency: 4 })
+      assert.strictEqual(new Set(ports).size, ports.length)
+    }))
+
   it.live("starts with the given environment, is ready on its line, and exits 0 on SIGTERM", () =>
     Effect.gen(function*() {
       const proc = yield* ServiceProcess.start({
