@@ -39,7 +39,7 @@ describe("Mailer", () => {
       }
       took.sort((a, b) => a - b)
       const median = took[took.length / 2]!
-      // With Nagle's algorithm on (nodemailer before 10.0.17), each message's last write waited for
+      // With Nagle's algorithm on (nodemailer before 10.1.0), each message's last write waited for
       // the server's delayed ACK: ≥ 40 ms per message on Linux, 5.6× the time of 3,000 e-mails.
       assert.isBelow(median, 30, `median ${median.toFixed(1)} ms per message over one connection`)
       assert.strictEqual(mail.received().length, 31)

@@ -10,13 +10,15 @@ import { fileURLToPath } from "node:url"
 const fixture = fileURLToPath(new URL("fixtures/startGarbage.ts", import.meta.url))
 const idleFixture = fileURLToPath(new URL("fixtures/idleGarbage.ts", import.meta.url))
 
+const residentMb = (pid: number) => Math.round(BenchMemory.rss(pid) / 2 ** 20)
+
 /** Resident memory a second after `start-garbage ready`, and what it printed. */
 const startedWith = (execArgv: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const service = yield* ServiceProcess.spawn({ name: "start-garbage", entry: fixture, execArgv })
     yield* service.awaitReady
     yield* Effect.sleep("1 second")
-    return { rss: Math.round(BenchMemory.rss(service.pid) / 2 ** 20), output: service.output() }
+    return { rss: residentMb(service.pid), output: service.output() }
   })
 
 const waitFor = (condition: () => boolean) =>
@@ -56,7 +58,7 @@ describe("HeapCompaction", () => {
             yield* service.awaitReady
             yield* waitFor(() => service.output().includes("burst over"))
             yield* Effect.sleep("4 seconds")
-            return { rss: Math.round(BenchMemory.rss(service.pid) / 2 ** 20), output: service.output() }
+            return { rss: residentMb(service.pid), output: service.output() }
           })
         const reduced = yield* afterBurst({})
         const kept = yield* afterBurst({ HEAP_IDLE_MIN_GROWTH_MB: "100000" })
