@@ -255,6 +255,7 @@ export const runBatches = <R>(
           Effect.tryPromise(() => restarting ?? Promise.resolve()).pipe(
             // Its failure is a crash, already logged; only its end matters here.
             Effect.orElse(() => Effect.void),
+            Effect.interruptible,
             Effect.timeout(disconnectTimeout),
             Effect.catchAll(() =>
               Effect.logWarning(

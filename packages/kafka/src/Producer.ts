@@ -121,7 +121,12 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
       catch: fromCause("Send")
     }),
     (admin) => Effect.tryPromise({ try: () => admin.listTopics(), catch: fromCause("Send") }),
-    (admin) => Effect.tryPromise(() => admin.disconnect()).pipe(Effect.timeoutOption("5 seconds"), Effect.ignore)
+    (admin) =>
+      Effect.tryPromise(() => admin.disconnect()).pipe(
+        Effect.interruptible,
+        Effect.timeoutOption("5 seconds"),
+        Effect.ignore
+      )
   )
   const requireTopics = (topics: ReadonlyArray<string>) =>
     Effect.suspend(() => {

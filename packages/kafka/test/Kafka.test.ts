@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Admin, Consumer, KafkaClient, Producer } from "@kpipe/kafka"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import kafkajs, { type PartitionAssigner } from "kafkajs"
@@ -163,6 +165,35 @@ describe("Kafka (real broker)", () => {
         assert.strictEqual(states.at(-1), "joined")
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     60_000
+  )
+
+  it.live(
+    "interrupted, as a service is on SIGTERM, a consumer disconnects: it leaves its group at once",
+    () =>
+      Effect.gen(function*() {
+        const admin = yield* Admin.Admin
+        const topic = uniqueName("interrupted")
+        const groupId = uniqueName("interrupted-group")
+        yield* admin.createTopics([{ name: topic, partitions: 1 }])
+        const joined = yield* Deferred.make<void>()
+        const observer = Layer.succeed(Consumer.Observer, {
+          member: (_, state) => state === "joined" && Deferred.unsafeDone(joined, Effect.void)
+        })
+        const member = yield* Consumer.run({ groupId, topics: [topic], ...fastConsumer }, () => Effect.void).pipe(
+          Effect.zipRight(Effect.never),
+          Effect.scoped,
+          Effect.provide(observer),
+          Effect.fork
+        )
+        yield* Deferred.await(joined)
+        assert.strictEqual((yield* admin.describeGroup(groupId)).memberIds.length, 1)
+        // Finalizers run on the interrupted fiber: an `interruptible` outside the disconnect's
+        // timeout ended it before kafkajs was asked to disconnect, and the member stayed, fetching.
+        yield* Fiber.interrupt(member)
+        assert.deepStrictEqual((yield* admin.describeGroup(groupId)).memberIds, [])
+        yield* admin.deleteTopics([topic])
+      }).pipe(Effect.provide(TestLive)),
+    30_000
   )
 
   it.live("an idle broker connection sets no timer: kafkajs's request queue does not poll itself every 1 ms", () =>

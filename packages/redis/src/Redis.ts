@@ -65,10 +65,11 @@ export const make = Effect.fnUntraced(function*(config: RedisConfig) {
     ),
     (client) =>
       Effect.tryPromise(() => client.quit()).pipe(
+        // Only the call interruptible: on an interrupted fiber, around the whole it ends at once.
+        Effect.interruptible,
         Effect.timeoutOption(Duration.seconds(2)),
         Effect.ensuring(Effect.sync(() => client.disconnect())),
-        Effect.ignore,
-        Effect.interruptible
+        Effect.ignore
       )
   )
   const use = <A>(f: (client: IORedis) => Promise<A>) =>

@@ -14,9 +14,11 @@ interface Connectable {
 export const connected = <A extends Connectable>(create: () => A, disconnectTimeout: Duration.DurationInput) => {
   const disconnect = (client: A) =>
     Effect.tryPromise(() => client.disconnect()).pipe(
+      // Released by an interrupted fiber (a service stopping), an `interruptible` around the whole
+      // would end it before kafkajs is asked; around the call only, the timeout can still end it.
+      Effect.interruptible,
       Effect.timeoutOption(disconnectTimeout),
-      Effect.ignoreLogged,
-      Effect.interruptible
+      Effect.ignoreLogged
     )
   return Effect.acquireRelease(
     Effect.try({ try: create, catch: fromCause("Configure") }).pipe(
