@@ -15,10 +15,12 @@ import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 
@@ -250,7 +252,8 @@ const superviseService = (spec: ServiceSpec, databaseUrl: string, color: number)
         Effect.gen(function*() {
           if (!(yield* service.isRunning)) return
           yield* service.signal("SIGTERM")
-          const exit = yield* service.exitStatus.pipe(Effect.timeout("20 seconds"), Effect.option)
+          // A finalizer is uninterruptible: the wait alone interruptible, or the timeout would wait for the exit.
+          const exit = yield* service.exitStatus.pipe(Effect.interruptible, Effect.timeout("20 seconds"), Effect.option)
           if (exit._tag === "None") {
             yield* service.kill
             yield* say("did not stop within 20 s; killed")
@@ -312,9 +315,13 @@ const program = Effect.gen(function*() {
   yield* Effect.log(`topics ready (${created.length} created)`)
   yield* receivers
 
+  // Ctrl-C stops every service at once: one by one, a few slow consumer departures (a rebalance in
+  // progress, up to 20 s each) add up to minutes.
+  const servicesScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
   const running = yield* Effect.forEach(
     services,
-    (spec, i) => superviseService(spec, urlFor(spec.database), colors[i % colors.length]!),
+    (spec, i) =>
+      superviseService(spec, urlFor(spec.database), colors[i % colors.length]!).pipe(Scope.extend(servicesScope)),
     { concurrency: "unbounded" }
   )
   const states = yield* Effect.forEach(running, ({ firstStart }) => firstStart, { concurrency: "unbounded" })

@@ -150,7 +150,8 @@ export const spawn = (options: Options): Effect.Effect<Handle, ServiceProcessErr
       ).pipe(Effect.asVoid)
     const kill = Effect.zipRight(sendSignal("SIGKILL"), exitStatus).pipe(Effect.asVoid)
     const stop = sendSignal("SIGTERM").pipe(
-      Effect.zipRight(exitStatus),
+      // The wait alone interruptible: in a finalizer (uninterruptible) the timeout still ends it.
+      Effect.zipRight(Effect.interruptible(exitStatus)),
       Effect.timeout(options.stopTimeout ?? "30 seconds"),
       Effect.map((status) => status.code),
       Effect.catchTag("TimeoutException", () => Effect.as(kill, null))

@@ -45,6 +45,22 @@ describe("ServiceProcess", () => {
       assert.deepStrictEqual(yield* proc.exitStatus, { code: null, signal: "SIGKILL" })
     }).pipe(Effect.scoped))
 
+  it.live("stop from a finalizer kills a process deaf to SIGTERM after stopTimeout", () =>
+    Effect.gen(function*() {
+      const proc = yield* ServiceProcess.start({
+        name: "fixture",
+        entry,
+        ready: /fixture ready/,
+        stopTimeout: "1 second"
+      })
+      yield* proc.signal("SIGSTOP")
+      const started = Date.now()
+      // Finalizers run uninterruptibly, where a bare timeout would wait for the exit that never comes.
+      yield* Effect.scoped(Effect.addFinalizer(() => Effect.asVoid(proc.stop)))
+      assert.isBelow(Date.now() - started, 10_000)
+      assert.deepStrictEqual(yield* proc.exitStatus, { code: null, signal: "SIGKILL" })
+    }).pipe(Effect.scoped))
+
   it.live("fails with its output when it exits before it is ready", () =>
     Effect.gen(function*() {
       const error = yield* ServiceProcess.start({ name: "fixture", entry, args: ["crash"] }).pipe(Effect.flip)
