@@ -19,11 +19,13 @@ import { vacuum, waitUntil } from "../internal/measure.ts"
 import * as PgCluster from "./PgCluster.ts"
 import * as Progress from "./Progress.ts"
 import {
+  bySecondText,
   cpuMeter,
   delays,
   type Drain,
   lastOf,
   type LatencyRun,
+  p99BySecond,
   percentiles,
   printCpu,
   type SystemResult
@@ -201,6 +203,7 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     for (const rate of config.rates) {
       const seen = watcherB.arrivals.size
       const applied0 = yield* applied
+      const meter = yield* cpuMeter({ relay: relay.pid, consumer: consumer.pid })
       const from = Date.now()
       const offered = yield* Progress.during(
         `kpipe at ${BenchReport.fmt(rate)} events/s for ${config.seconds} s`,
@@ -225,8 +228,10 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
         )
       )
       const to = Date.now()
+      const cpu = yield* meter(offered.total)
       for (const id of offered.committedAt.keys()) idsB.push(id)
       const toTopic = delays(offered.committedAt, watcherB.arrivals)
+      const appliedTimes = yield* appliedAt(group)
       const stages = [
         ...StageSpans.read(spansOf.relay, from, to).slice(0, 8).map((stage) => ({ process: "relay", stage })),
         ...StageSpans.read(spansOf.consumer, from, to).slice(0, 8).map((stage) => ({ process: "consumer", stage }))
@@ -236,9 +241,14 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
         events: offered.total,
         offerMs: offered.offerMs,
         toTopic: percentiles(toTopic),
-        toApplied: percentiles(delays(offered.committedAt, yield* appliedAt(group))),
+        toApplied: percentiles(delays(offered.committedAt, appliedTimes)),
         missing: offered.total - toTopic.length,
-        stages
+        stages,
+        cpuPerThousand: cpu,
+        p99BySecond: {
+          toTopic: p99BySecond(offered.committedAt, watcherB.arrivals),
+          toApplied: p99BySecond(offered.committedAt, appliedTimes)
+        }
       }
       latency.push(result)
       yield* BenchReport.print(
@@ -246,6 +256,9 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
           BenchReport.ms(result.toTopic.p99)
         }; → applied p50 ${BenchReport.ms(result.toApplied!.p50)}, p99 ${BenchReport.ms(result.toApplied!.p99)}`
       )
+      yield* BenchReport.print(`    ${bySecondText(result.p99BySecond!)}`)
+      // At a low rate a claim and a batch carry few events: their fixed cost is what fills the cores.
+      yield* printCpu(cpu)
       if (stages.length > 0) {
         yield* BenchReport.print(
           `    where the time goes at ${BenchReport.fmt(rate)}/s (each process's costliest spans):`

@@ -2,7 +2,15 @@
 // figures the chart draws: every figure absolute and as a ratio to the limit.
 import { BenchReport } from "@kpipe/devtools"
 import type { Limit } from "./KafkaTools.ts"
-import { type Drain, type LatencyRun, type Percentiles, rateOf, type SystemResult } from "./Results.ts"
+import {
+  bySecondText,
+  cpuText,
+  type Drain,
+  type LatencyRun,
+  type Percentiles,
+  rateOf,
+  type SystemResult
+} from "./Results.ts"
 import * as StageSpans from "./StageSpans.ts"
 
 export interface Row {
@@ -193,6 +201,9 @@ export const markdown = (options: {
         "Each process's costliest spans during the run (a transaction's acquire+BEGIN and COMMIT apart; SQL by the start of its statement).",
         "",
         mdTable(StageSpans.header, run.stages.map(({ process, stage }) => StageSpans.cells(process, stage))),
+        "",
+        ...(run.cpuPerThousand === undefined ? [] : [`- ${cpuText(run.cpuPerThousand)}`]),
+        ...(run.p99BySecond === undefined ? [] : [`- ${bySecondText(run.p99BySecond)}`]),
         ""
       ]
     ),

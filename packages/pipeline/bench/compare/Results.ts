@@ -31,6 +31,23 @@ export const delays = (from: ReadonlyMap<string, number>, to: ReadonlyMap<string
   return out
 }
 
+/** p99 of `to` − `from` per second of `from` (by the first `from`): where in a run the tail is. */
+export const p99BySecond = (from: ReadonlyMap<string, number>, to: ReadonlyMap<string, number>) => {
+  let start = Number.POSITIVE_INFINITY
+  for (const at of from.values()) start = Math.min(start, at)
+  const seconds: Array<Array<number>> = []
+  for (const [id, at] of from) {
+    const end = to.get(id)
+    if (end !== undefined) (seconds[Math.floor((at - start) / 1000)] ??= []).push(end - at)
+  }
+  return Array.from(seconds, (delays) => delays === undefined ? Number.NaN : percentiles(delays).p99)
+}
+
+export const bySecondText = (p99: NonNullable<LatencyRun["p99BySecond"]>) => {
+  const text = (values: ReadonlyArray<number>) => values.map((ms) => BenchReport.fmt(ms)).join(" ")
+  return `p99 ms per second of the run: on the topic ${text(p99.toTopic)}; applied ${text(p99.toApplied)}`
+}
+
 /** The latest of `ids`' times (NaN when one is missing); a loop, as 200,000 arguments would overflow `Math.max`. */
 export const lastOf = (ids: ReadonlyArray<string>, at: ReadonlyMap<string, number>) =>
   ids.reduce((max, id) => Math.max(max, at.get(id) ?? Number.NaN), 0)
@@ -58,6 +75,12 @@ export interface LatencyRun {
   readonly missing: number
   /** kpipe only: the relay's and the consumer's costliest spans during the run. */
   readonly stages?: ReadonlyArray<{ readonly process: string; readonly stage: Stage }> | undefined
+  /** kpipe only: CPU ms per 1,000 events during the run, by process (as for a drain). */
+  readonly cpuPerThousand?: Readonly<Record<string, number>> | undefined
+  /** kpipe only: p99 ms per second of the run, commit → on the topic and → applied. */
+  readonly p99BySecond?:
+    | { readonly toTopic: ReadonlyArray<number>; readonly toApplied: ReadonlyArray<number> }
+    | undefined
   readonly exactlyOnce?: boolean | undefined
 }
 
@@ -95,9 +118,9 @@ export const cpuMeter = (pids: Readonly<Record<string, number>>) =>
       })
   })
 
-export const printCpu = (cpu: Readonly<Record<string, number>>) =>
-  BenchReport.print(
-    `    CPU ms per 1,000 events: ${
-      Object.entries(cpu).map(([name, ms]) => `${name} ${BenchReport.fmt(ms, ms < 10 ? 1 : 0)}`).join(", ")
-    }`
-  )
+export const cpuText = (cpu: Readonly<Record<string, number>>) =>
+  `CPU ms per 1,000 events: ${
+    Object.entries(cpu).map(([name, ms]) => `${name} ${BenchReport.fmt(ms, ms < 10 ? 1 : 0)}`).join(", ")
+  }`
+
+export const printCpu = (cpu: Readonly<Record<string, number>>) => BenchReport.print(`    ${cpuText(cpu)}`)
