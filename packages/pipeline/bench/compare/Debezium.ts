@@ -11,7 +11,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import { mkdirSync, rmSync, writeFileSync } from "node:fs"
 import type { BenchEvent } from "../internal/events.ts"
-import { waitUntil } from "../internal/measure.ts"
+import { vacuum, waitUntil } from "../internal/measure.ts"
 import * as Jvm from "./Jvm.ts"
 import * as PgCluster from "./PgCluster.ts"
 import * as Progress from "./Progress.ts"
@@ -194,9 +194,11 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
     )
     yield* printCpu(drain.cpuPerThousand)
 
+    yield* vacuum(config.base)
     const latency: Array<LatencyRun> = []
     for (const rate of config.rates) {
       const seen = watcher.arrivals.size
+      const latencyMeter = yield* cpuMeter({ Connect: connect.pid })
       const offered = yield* Progress.during(
         `Debezium at ${BenchReport.fmt(rate)} events/s for ${config.seconds} s`,
         () => `${BenchReport.fmt(watcher.arrivals.size - seen)} on the topic`,
@@ -211,19 +213,22 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
           )
         )
       )
+      const cpu = yield* latencyMeter(offered.total)
       const toTopic = delays(offered.committedAt, watcher.arrivals)
       latency.push({
         rate,
         events: offered.total,
         offerMs: offered.offerMs,
         toTopic: percentiles(toTopic),
-        missing: offered.total - toTopic.length
+        missing: offered.total - toTopic.length,
+        cpuPerThousand: cpu
       })
       yield* BenchReport.print(
         `  Debezium at ${BenchReport.fmt(rate)}/s: commit → on the topic p50 ${
           BenchReport.ms(latency.at(-1)!.toTopic.p50)
         }, p99 ${BenchReport.ms(latency.at(-1)!.toTopic.p99)}`
       )
+      yield* printCpu(cpu)
     }
     return { name: "Debezium outbox (Connect 3.9.1)", drain, latency } satisfies SystemResult
   })

@@ -8,6 +8,7 @@ import { Outbox, PipelineMigrations, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as Os from "node:os"
@@ -111,6 +112,106 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
         return { appended, t0, cpu: yield* meter(config.events) }
       })
 
+    /**
+     * One run per offered rate onto `topic`: commit → on the topic, and → applied by `group` when
+     * a consumer runs.
+     */
+    const latencyRuns = (
+      label: string,
+      topic: BenchTopic,
+      watcher: TopicWatcher.Watcher,
+      processes: ReadonlyArray<{ readonly name: keyof typeof spansOf; readonly pid: number }>,
+      group: Option.Option<string>,
+      ids: Array<string>
+    ) =>
+      Effect.gen(function*() {
+        const applied = Option.map(group, (g) => Effect.withTracerEnabled(processedCount(g), false))
+        const runs: Array<LatencyRun> = []
+        for (const rate of config.rates) {
+          const seen = watcher.arrivals.size
+          const applied0 = Option.isSome(applied) ? yield* applied.value : 0
+          const meter = yield* cpuMeter(Object.fromEntries(processes.map(({ name, pid }) => [name, pid])))
+          const from = Date.now()
+          const offered = yield* Progress.during(
+            `kpipe (${label}) at ${BenchReport.fmt(rate)} events/s for ${config.seconds} s`,
+            () => `${BenchReport.fmt(watcher.arrivals.size - seen)} on the topic`,
+            offerAtRate(config, rate, note, (events) => Outbox.append(topic, ...events)).pipe(
+              Effect.tap(({ total }) =>
+                Effect.zipRight(
+                  waitUntil(
+                    Effect.sync(() => watcher.arrivals.size - seen >= total),
+                    `kpipe (${label}): all events at ${rate}/s`,
+                    60_000,
+                    50
+                  ),
+                  Option.match(applied, {
+                    onNone: () => Effect.void,
+                    onSome: (count) =>
+                      waitUntil(
+                        Effect.map(count, (n) => n - applied0 >= total),
+                        `kpipe (${label}): all applied at ${rate}/s`,
+                        60_000,
+                        100
+                      )
+                  })
+                )
+              )
+            )
+          )
+          const to = Date.now()
+          const cpu = yield* meter(offered.total)
+          for (const id of offered.committedAt.keys()) ids.push(id)
+          const toTopic = delays(offered.committedAt, watcher.arrivals)
+          const appliedTimes = Option.isSome(group) ? Option.some(yield* appliedAt(group.value)) : Option.none()
+          const stages = processes.flatMap(({ name }) =>
+            StageSpans.read(spansOf[name], from, to).slice(0, 8).map((stage) => ({ process: name, stage }))
+          )
+          const bySecond = {
+            toTopic: p99BySecond(offered.committedAt, watcher.arrivals),
+            toApplied: Option.match(appliedTimes, {
+              onNone: () => [],
+              onSome: (times) => p99BySecond(offered.committedAt, times)
+            })
+          }
+          const result: LatencyRun = {
+            rate,
+            events: offered.total,
+            offerMs: offered.offerMs,
+            toTopic: percentiles(toTopic),
+            toApplied: Option.getOrUndefined(
+              Option.map(appliedTimes, (times) => percentiles(delays(offered.committedAt, times)))
+            ),
+            missing: offered.total - toTopic.length,
+            stages,
+            cpuPerThousand: cpu,
+            p99BySecond: bySecond
+          }
+          runs.push(result)
+          yield* BenchReport.print(
+            `  kpipe (${label}) at ${BenchReport.fmt(rate)}/s: commit → on the topic p50 ${
+              BenchReport.ms(result.toTopic.p50)
+            }, p99 ${BenchReport.ms(result.toTopic.p99)}${
+              result.toApplied === undefined
+                ? ""
+                : `; → applied p50 ${BenchReport.ms(result.toApplied.p50)}, p99 ${BenchReport.ms(result.toApplied.p99)}`
+            }`
+          )
+          yield* BenchReport.print(`    ${bySecondText(bySecond)}`)
+          // Whether the cores were free: one appending transaction every 10 ms costs the same at any rate.
+          yield* printCpu(cpu)
+          if (stages.length > 0) {
+            yield* BenchReport.print(
+              `    where the time goes at ${BenchReport.fmt(rate)}/s (each process's costliest spans):`
+            )
+            yield* BenchReport.table(
+              StageSpans.header,
+              stages.map(({ process, stage }) => StageSpans.cells(process, stage))
+            )
+          }
+        }
+        return runs
+      })
+
     // 1. The relay alone drains the backlog onto the topic, as the connector did.
     const topicA = yield* makeTopic(config, "compare-kpipe-relay", created)
     const watcherA = yield* TopicWatcher.watch(topicA.name, config.base.partitions)
@@ -137,6 +238,18 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
       }`
     )
     yield* printCpu(drain.cpuPerThousand)
+
+    // 1b. Latency at each offered rate through the relay alone: what the peer's runs measure (a
+    // connector, no consumer beside it on the machine).
+    yield* vacuum(config.base)
+    const relayLatency = yield* latencyRuns(
+      "relay alone",
+      topicA,
+      watcherA,
+      [{ name: "relay", pid: relay.pid }],
+      Option.none(),
+      idsA
+    )
 
     // 2. The same backlog end to end: relay and consumer processes, until every event is applied.
     const topicB = yield* makeTopic(config, "compare-kpipe-e2e", created)
@@ -199,77 +312,15 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     yield* printCpu(endToEnd.cpuPerThousand)
 
     // 3. Latency at each offered rate, through both processes.
-    const latency: Array<LatencyRun> = []
-    for (const rate of config.rates) {
-      const seen = watcherB.arrivals.size
-      const applied0 = yield* applied
-      const meter = yield* cpuMeter({ relay: relay.pid, consumer: consumer.pid })
-      const from = Date.now()
-      const offered = yield* Progress.during(
-        `kpipe at ${BenchReport.fmt(rate)} events/s for ${config.seconds} s`,
-        () => `${BenchReport.fmt(watcherB.arrivals.size - seen)} on the topic`,
-        offerAtRate(config, rate, note, (events) => Outbox.append(topicB, ...events)).pipe(
-          Effect.tap(({ total }) =>
-            Effect.zipRight(
-              waitUntil(
-                Effect.sync(() => watcherB.arrivals.size - seen >= total),
-                `kpipe: all events at ${rate}/s`,
-                60_000,
-                50
-              ),
-              waitUntil(
-                Effect.map(applied, (n) => n - applied0 >= total),
-                `kpipe: all applied at ${rate}/s`,
-                60_000,
-                100
-              )
-            )
-          )
-        )
-      )
-      const to = Date.now()
-      const cpu = yield* meter(offered.total)
-      for (const id of offered.committedAt.keys()) idsB.push(id)
-      const toTopic = delays(offered.committedAt, watcherB.arrivals)
-      const appliedTimes = yield* appliedAt(group)
-      const stages = [
-        ...StageSpans.read(spansOf.relay, from, to).slice(0, 8).map((stage) => ({ process: "relay", stage })),
-        ...StageSpans.read(spansOf.consumer, from, to).slice(0, 8).map((stage) => ({ process: "consumer", stage }))
-      ]
-      const bySecond = {
-        toTopic: p99BySecond(offered.committedAt, watcherB.arrivals),
-        toApplied: p99BySecond(offered.committedAt, appliedTimes)
-      }
-      const result: LatencyRun = {
-        rate,
-        events: offered.total,
-        offerMs: offered.offerMs,
-        toTopic: percentiles(toTopic),
-        toApplied: percentiles(delays(offered.committedAt, appliedTimes)),
-        missing: offered.total - toTopic.length,
-        stages,
-        cpuPerThousand: cpu,
-        p99BySecond: bySecond
-      }
-      latency.push(result)
-      yield* BenchReport.print(
-        `  kpipe at ${BenchReport.fmt(rate)}/s: commit → on the topic p50 ${BenchReport.ms(result.toTopic.p50)}, p99 ${
-          BenchReport.ms(result.toTopic.p99)
-        }; → applied p50 ${BenchReport.ms(result.toApplied!.p50)}, p99 ${BenchReport.ms(result.toApplied!.p99)}`
-      )
-      yield* BenchReport.print(`    ${bySecondText(bySecond)}`)
-      // Whether the cores were free: one appending transaction every 10 ms costs the same at any rate.
-      yield* printCpu(cpu)
-      if (stages.length > 0) {
-        yield* BenchReport.print(
-          `    where the time goes at ${BenchReport.fmt(rate)}/s (each process's costliest spans):`
-        )
-        yield* BenchReport.table(
-          StageSpans.header,
-          stages.map(({ process, stage }) => StageSpans.cells(process, stage))
-        )
-      }
-    }
+    yield* vacuum(config.base)
+    const latency = yield* latencyRuns(
+      "relay and consumer",
+      topicB,
+      watcherB,
+      [{ name: "relay", pid: relay.pid }, { name: "consumer", pid: consumer.pid }],
+      Option.some(group),
+      idsB
+    )
 
     // The graceful path, as a deployment stops them (and what writes a --cpu-prof profile).
     yield* Effect.all([relay.stop, consumer.stop], { concurrency: 2 })
@@ -277,11 +328,13 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     yield* printVerification(verification, config.base)
     if (!verification.ok) return yield* new BenchFailure({ message: "kpipe: events were lost or applied twice" })
     return {
-      name: "kpipe (relay + consumer processes)",
-      drain,
-      endToEnd: { ...endToEnd, exactlyOnce: verification.ok },
-      latency: latency.map((run) => ({ ...run, exactlyOnce: verification.ok }))
-    } satisfies SystemResult
+      relay: { name: "kpipe relay (a process)", drain, latency: relayLatency } satisfies SystemResult,
+      endToEnd: {
+        name: "kpipe relay + consumer (processes)",
+        endToEnd: { ...endToEnd, exactlyOnce: verification.ok },
+        latency: latency.map((run) => ({ ...run, exactlyOnce: verification.ok }))
+      } satisfies SystemResult
+    }
   })
 
 export const run = (config: CompareConfig, cluster: { readonly port: number }, note: string, created: Array<string>) =>

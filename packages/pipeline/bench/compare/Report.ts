@@ -115,12 +115,18 @@ export interface Target {
   readonly detail: string
 }
 
-export const targets = (limit: Limit | undefined, debezium: SystemResult | undefined, us: SystemResult | undefined) => {
+export const targets = (
+  limit: Limit | undefined,
+  debezium: SystemResult | undefined,
+  us: { readonly relay: SystemResult; readonly endToEnd: SystemResult } | undefined
+) => {
   const at1000 = (system: SystemResult | undefined) => system?.latency.find((l) => l.rate === 1_000)
-  const ours = at1000(us)
+  // The relay's latency beside the connector's is the relay's alone: no consumer beside either.
+  const relayAt1000 = at1000(us?.relay)
+  const ours = at1000(us?.endToEnd)
   const theirs = at1000(debezium)
-  const relayRate = us?.drain === undefined ? undefined : rateOf(us.drain)
-  const e2eRate = us?.endToEnd === undefined ? undefined : rateOf(us.endToEnd)
+  const relayRate = us?.relay.drain === undefined ? undefined : rateOf(us.relay.drain)
+  const e2eRate = us?.endToEnd.endToEnd === undefined ? undefined : rateOf(us.endToEnd.endToEnd)
   const peerRate = debezium?.drain === undefined ? undefined : rateOf(debezium.drain)
   const ms = (n: number | undefined) => (n === undefined ? "n/a" : BenchReport.ms(n))
   const rate = (n: number | undefined) => (n === undefined ? "n/a" : `${BenchReport.fmt(n)} events/s`)
@@ -132,8 +138,8 @@ export const targets = (limit: Limit | undefined, debezium: SystemResult | undef
     },
     {
       name: "≥ 10,000 events/s end to end, exactly once",
-      met: e2eRate === undefined ? undefined : e2eRate >= 10_000 && us?.endToEnd?.exactlyOnce === true,
-      detail: `${rate(e2eRate)}${us?.endToEnd?.exactlyOnce === false ? ", NOT exactly once" : ""}`
+      met: e2eRate === undefined ? undefined : e2eRate >= 10_000 && us?.endToEnd.endToEnd?.exactlyOnce === true,
+      detail: `${rate(e2eRate)}${us?.endToEnd.endToEnd?.exactlyOnce === false ? ", NOT exactly once" : ""}`
     },
     {
       name: "relay drain ≥ 40% of ProducerPerformance",
@@ -153,8 +159,12 @@ export const targets = (limit: Limit | undefined, debezium: SystemResult | undef
     },
     {
       name: "relay p99 no worse than Debezium's at 1,000 events/s (commit → on the topic)",
-      met: ours === undefined || theirs === undefined ? undefined : ours.toTopic.p99 <= theirs.toTopic.p99,
-      detail: `${ms(ours?.toTopic.p99)} vs ${ms(theirs?.toTopic.p99)}`
+      met: relayAt1000 === undefined || theirs === undefined
+        ? undefined
+        : relayAt1000.toTopic.p99 <= theirs.toTopic.p99,
+      detail: `${ms(relayAt1000?.toTopic.p99)} vs ${ms(theirs?.toTopic.p99)} (relay alone; ${
+        ms(ours?.toTopic.p99)
+      } with the consumer beside it)`
     }
   ]
   return list
@@ -196,7 +206,9 @@ export const markdown = (options: {
     "",
     ...(options.latency ?? []).flatMap((run) =>
       run.stages === undefined || run.stages.length === 0 ? [] : [
-        `## Where kpipe's time goes at ${BenchReport.fmt(run.rate)} events/s`,
+        `## Where kpipe's time goes at ${BenchReport.fmt(run.rate)} events/s (${
+          run.toApplied === undefined ? "relay alone" : "relay and consumer"
+        })`,
         "",
         "Each process's costliest spans during the run (a transaction's acquire+BEGIN and COMMIT apart; SQL by the start of its statement).",
         "",

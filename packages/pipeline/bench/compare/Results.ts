@@ -45,7 +45,9 @@ export const p99BySecond = (from: ReadonlyMap<string, number>, to: ReadonlyMap<s
 
 export const bySecondText = (p99: NonNullable<LatencyRun["p99BySecond"]>) => {
   const text = (values: ReadonlyArray<number>) => values.map((ms) => BenchReport.fmt(ms)).join(" ")
-  return `p99 ms per second of the run: on the topic ${text(p99.toTopic)}; applied ${text(p99.toApplied)}`
+  return `p99 ms per second of the run: on the topic ${text(p99.toTopic)}${
+    p99.toApplied.length === 0 ? "" : `; applied ${text(p99.toApplied)}`
+  }`
 }
 
 /** The latest of `ids`' times (NaN when one is missing); a loop, as 200,000 arguments would overflow `Math.max`. */
@@ -69,15 +71,15 @@ export interface LatencyRun {
   readonly offerMs: number
   /** Append commit (the server's commit timestamp) → the broker appended the record (LogAppendTime). */
   readonly toTopic: Percentiles
-  /** Append commit → applied by the consumer (kpipe only). */
+  /** Append commit → applied by the consumer (kpipe with its consumer only). */
   readonly toApplied?: Percentiles | undefined
   /** Events that never arrived. */
   readonly missing: number
   /** kpipe only: the relay's and the consumer's costliest spans during the run. */
   readonly stages?: ReadonlyArray<{ readonly process: string; readonly stage: Stage }> | undefined
-  /** kpipe only: CPU ms per 1,000 events during the run, by process (as for a drain). */
+  /** CPU ms per 1,000 events during the run, by process (as for a drain). */
   readonly cpuPerThousand?: Readonly<Record<string, number>> | undefined
-  /** kpipe only: p99 ms per second of the run, commit → on the topic and → applied. */
+  /** kpipe only: p99 ms per second of the run, commit → on the topic and → applied (empty when no consumer runs). */
   readonly p99BySecond?:
     | { readonly toTopic: ReadonlyArray<number>; readonly toApplied: ReadonlyArray<number> }
     | undefined

@@ -67,10 +67,8 @@ const program = Effect.gen(function*() {
   const debezium: SystemResult | undefined = config.phases.has("debezium")
     ? yield* Debezium.run(config, cluster, note, created)
     : undefined
-  const us: SystemResult | undefined = config.phases.has("kpipe")
-    ? yield* Kpipe.run(config, cluster, note, created)
-    : undefined
-  const systems = [debezium, us].filter((s): s is SystemResult => s !== undefined)
+  const us = config.phases.has("kpipe") ? yield* Kpipe.run(config, cluster, note, created) : undefined
+  const systems = [debezium, us?.relay, us?.endToEnd].filter((s): s is SystemResult => s !== undefined)
 
   const rows = Report.rows(limit, systems)
   const targets = Report.targets(limit, debezium, us)
@@ -103,10 +101,11 @@ const program = Effect.gen(function*() {
       rows,
       targets,
       chart: "chart.svg",
-      latency: us?.latency,
+      latency: us === undefined ? undefined : [...us.relay.latency, ...us.endToEnd.latency],
       notes: [
         "Latency: from the appending transaction's commit (pg_xact_commit_timestamp, track_commit_timestamp on) to the broker's append time of the record (topics use message.timestamp.type=LogAppendTime), or to the consumer's applied_at (clock_timestamp() in its transaction): one host clock, no bench event loop in between.",
         "Drains: the backlog is appended while the connector is paused / the relay process is frozen (SIGSTOP); the clock starts at resume / SIGCONT and stops at the broker's append time of the last event. A paused Debezium task still decodes the slot into its queue (max.queue.size 8,192 events), so it resumes with that much read.",
+        "kpipe's latency is measured twice at each rate: through the relay alone (its row beside the connector's, which runs with no consumer either) and through relay and consumer, whose processes share the cores with the relay's. Each system's latency runs start after a VACUUM ANALYZE, as autovacuum would between a drain and steady traffic.",
         "CPU per 1,000 events: the systems' own processes exactly (/proc), postgres and JVMs summed over the machine (other users' processes included).",
         "Written by `pnpm bench:compare` (packages/pipeline/bench/compare)."
       ]
