@@ -641,6 +641,21 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
       // Before any query: one held up by a database fault would let later acknowledgements in.
       const awaited = [...acknowledged]
       const appliedAtEnd = yield* appliedTotal
+      const resumedStep = Effect.map(appliedTotal, (n) => {
+        if (n > appliedAtEnd) resumed ??= Date.now()
+        return n > appliedAtEnd
+      })
+      // Interruptible: forked from `ensuring`'s finalizer they would inherit its uninterruptibility, and
+      // a poll that never succeeds (nothing left to apply after the fault) would hold the scope's close.
+      const poll = (step: Effect.Effect<boolean>, every: Duration.DurationInput) =>
+        Effect.forkIn(
+          Effect.interruptible(Effect.repeat(step, { schedule: Schedule.spaced(every), until: (done) => done })),
+          scope
+        )
+      // Watching for the first event applied starts before the query of what is outstanding: beside
+      // the drain after a Kafka outage that query took 0.4-8.4 s, and a consumer that had applied
+      // 0.7 s after the proxy let it through (by its own log) was reported resumed after 8 s.
+      yield* poll(resumedStep, "200 millis")
       let outstanding = (yield* query(sql<{ readonly eventId: string }>`
           SELECT t.event_id FROM unnest(${awaited}::text[]) WITH ORDINALITY AS t(event_id, n)
           WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = t.event_id)
@@ -653,18 +668,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
           return outstanding.length === 0
         })
       )
-      const resumedStep = Effect.map(appliedTotal, (n) => {
-        if (n > appliedAtEnd) resumed ??= Date.now()
-        return n > appliedAtEnd
-      })
-      // Interruptible: forked from `ensuring`'s finalizer they would inherit its uninterruptibility, and
-      // a poll that never succeeds (nothing left to apply after the fault) would hold the scope's close.
-      for (const [step, every] of [[caughtUpStep, "100 millis"], [resumedStep, "200 millis"]] as const) {
-        yield* Effect.forkIn(
-          Effect.interruptible(Effect.repeat(step, { schedule: Schedule.spaced(every), until: (done) => done })),
-          scope
-        )
-      }
+      yield* poll(caughtUpStep, "100 millis")
     })
     /** Cheap enough to ask every 250 ms; the full `measure` only once this says the run may have converged. */
     const settled = query(sql<{ readonly applied: number; readonly pending: number }>`
