@@ -7,16 +7,8 @@ const colors = { p50: "#4e79a7", p95: "#59a14f", p99: "#f28e2b", max: "#e15759" 
 const percentileKeys = ["p50", "p95", "p99", "max"] as const
 const esc = (text: string) => text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
 
-/** kpipe has two systems, the relay alone and relay + consumer; the others' first word names them. */
-const systemLabel = (system: string) =>
-  system.startsWith("kpipe relay + consumer")
-    ? "kpipe e2e"
-    : system.startsWith("kpipe relay")
-    ? "kpipe relay"
-    : system.split(" ")[0]
-
 const short = (row: Row) => {
-  const text = `${systemLabel(row.system)} ${
+  const text = `${row.label} ${
     row.measure.replace("ProducerPerformance ", "").replace(": commit → ", " → ").replace("on the topic", "topic")
       .replace(
         ": send → acknowledged",
@@ -100,7 +92,7 @@ export const svg = (title: string, rows: ReadonlyArray<Row>) => {
     const yy = top + i * rowHeight
     const w = (row.rate! / maxRate) * right.w
     parts.push(
-      `<text x="${right.x}" y="${yy + 11}">${esc(`${systemLabel(row.system)}: ${row.measure}`)}</text>`,
+      `<text x="${right.x}" y="${yy + 11}">${esc(`${row.label}: ${row.measure}`)}</text>`,
       `<rect x="${right.x}" y="${yy + 15}" width="${w}" height="${rowHeight * 0.4}" fill="${
         row.system === "limit" ? "#9c9c9c" : row.system.startsWith("kpipe") ? "#4e79a7" : "#b07aa1"
       }"/>`,

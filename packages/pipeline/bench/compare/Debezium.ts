@@ -230,7 +230,7 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
       )
       yield* printCpu(cpu)
     }
-    return { name: "Debezium outbox (Connect 3.9.1)", drain, latency } satisfies SystemResult
+    return { name: "Debezium outbox (Connect 3.9.1)", label: "Debezium", drain, latency } satisfies SystemResult
   })
 
 export const run = (config: CompareConfig, cluster: { readonly port: number }, note: string, created: Array<string>) =>

@@ -328,9 +328,15 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     yield* printVerification(verification, config.base)
     if (!verification.ok) return yield* new BenchFailure({ message: "kpipe: events were lost or applied twice" })
     return {
-      relay: { name: "kpipe relay (a process)", drain, latency: relayLatency } satisfies SystemResult,
+      relay: {
+        name: "kpipe relay (a process)",
+        label: "kpipe relay",
+        drain,
+        latency: relayLatency
+      } satisfies SystemResult,
       endToEnd: {
         name: "kpipe relay + consumer (processes)",
+        label: "kpipe e2e",
         endToEnd: { ...endToEnd, exactlyOnce: verification.ok },
         latency: latency.map((run) => ({ ...run, exactlyOnce: verification.ok }))
       } satisfies SystemResult

@@ -15,6 +15,8 @@ import * as StageSpans from "./StageSpans.ts"
 
 export interface Row {
   readonly system: string
+  /** The system's name in the chart. */
+  readonly label: string
   readonly measure: string
   readonly rate?: number | undefined
   readonly rateRatio?: number | undefined
@@ -32,22 +34,35 @@ const latencyRatio = (latency: Percentiles, limit: Percentiles | undefined) =>
 
 export const rows = (limit: Limit | undefined, systems: ReadonlyArray<SystemResult>): Array<Row> => {
   const out: Array<Row> = []
-  const drainRow = (system: string, measure: string, drain: Drain) => {
+  const drainRow = (system: SystemResult, measure: string, drain: Drain) => {
     const rate = rateOf(drain)
-    out.push({ system, measure, rate, rateRatio: ratioOf(rate, limit?.produceRate) })
+    out.push({
+      system: system.name,
+      label: system.label,
+      measure,
+      rate,
+      rateRatio: ratioOf(rate, limit?.produceRate)
+    })
   }
   if (limit !== undefined) {
-    out.push({ system: "limit", measure: "ProducerPerformance, unthrottled", rate: limit.produceRate, rateRatio: 1 })
     out.push({
       system: "limit",
+      label: "limit",
+      measure: "ProducerPerformance, unthrottled",
+      rate: limit.produceRate,
+      rateRatio: 1
+    })
+    out.push({
+      system: "limit",
+      label: "limit",
       measure: "ConsumerPerformance",
       rate: limit.consumeRate,
       rateRatio: limit.consumeRate / limit.produceRate
     })
   }
   for (const system of systems) {
-    if (system.drain !== undefined) drainRow(system.name, "backlog drained onto the topic", system.drain)
-    if (system.endToEnd !== undefined) drainRow(system.name, "backlog drained end to end (applied)", system.endToEnd)
+    if (system.drain !== undefined) drainRow(system, "backlog drained onto the topic", system.drain)
+    if (system.endToEnd !== undefined) drainRow(system, "backlog drained end to end (applied)", system.endToEnd)
   }
   const rates = [
     ...new Set(systems.flatMap((s) => s.latency.map((l) => l.rate)).concat([...(limit?.latency.keys() ?? [])]))
@@ -57,6 +72,7 @@ export const rows = (limit: Limit | undefined, systems: ReadonlyArray<SystemResu
     if (reference !== undefined) {
       out.push({
         system: "limit",
+        label: "limit",
         measure: `ProducerPerformance at ${BenchReport.fmt(rate)}/s: send → acknowledged`,
         latency: reference,
         latencyRatio: latencyRatio(reference, reference)
@@ -67,6 +83,7 @@ export const rows = (limit: Limit | undefined, systems: ReadonlyArray<SystemResu
       if (run === undefined) continue
       out.push({
         system: system.name,
+        label: system.label,
         measure: `at ${BenchReport.fmt(rate)}/s: commit → on the topic`,
         latency: run.toTopic,
         latencyRatio: latencyRatio(run.toTopic, reference)
@@ -74,6 +91,7 @@ export const rows = (limit: Limit | undefined, systems: ReadonlyArray<SystemResu
       if (run.toApplied !== undefined) {
         out.push({
           system: system.name,
+          label: system.label,
           measure: `at ${BenchReport.fmt(rate)}/s: commit → applied`,
           latency: run.toApplied,
           latencyRatio: latencyRatio(run.toApplied, reference)
@@ -84,6 +102,7 @@ export const rows = (limit: Limit | undefined, systems: ReadonlyArray<SystemResu
   if (limit !== undefined) {
     out.push({
       system: "limit",
+      label: "limit",
       measure: "EndToEndLatency: produce → consume, one at a time",
       latency: { p50: limit.endToEnd.p50, p99: limit.endToEnd.p99 }
     })

@@ -88,6 +88,8 @@ export interface LatencyRun {
 
 export interface SystemResult {
   readonly name: string
+  /** A short name for the chart. */
+  readonly label: string
   /** The backlog drained onto the topic. */
   readonly drain?: Drain | undefined
   /** The backlog drained through the consumer (kpipe only). */
