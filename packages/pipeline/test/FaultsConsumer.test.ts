@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
-import { Admin } from "@kpipe/kafka"
+import { Admin, type Consumer } from "@kpipe/kafka"
 import { IdempotentConsumer } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { DatabaseFaults, TestKafka } from "@kpipe/testing"
@@ -54,6 +54,43 @@ const consumeApplied = (
     kafka: TestKafka.fastConsumer,
     ...options
   } as IdempotentConsumer.Options<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>)
+
+/** What a process that died between a dead letter's COMMIT and its send leaves behind. */
+const leftUnsent = (
+  group: string,
+  topic: ReturnType<typeof makeTopic>,
+  record: Consumer.ConsumerRecord,
+  eventId: string
+) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
+        VALUES (${group}, ${eventId}, ${topic.name}, ${record.partition}, ${record.offset}, 'DEAD_LETTERED')`,
+      sql`INSERT INTO kpipe_dead_letters_unsent ${
+        sql.insert({
+          consumerGroup: group,
+          topic: topic.name,
+          partition: record.partition,
+          offset: record.offset,
+          messageKey: record.key,
+          payload: record.value,
+          headers: JSON.stringify(record.headers),
+          eventId,
+          eventType: "TestEvent",
+          errorTag: "Rejected",
+          errorMessage: "rejected before the crash",
+          attempts: 1,
+          firstAttemptAt: new Date(),
+          lastAttemptAt: new Date(),
+          deadLetterTopic: topic.deadLetter.name,
+          originalTimestamp: record.timestamp
+        })
+      }`
+    ))
+
+class Flaky extends Data.TaggedError("Flaky")<{ readonly reason: string }> {}
+
+class Overdrawn extends Data.TaggedError("Overdrawn")<{ readonly shortBy: bigint }> {}
 
 describe("IdempotentConsumer under faults", () => {
   it.live(
@@ -163,30 +200,8 @@ describe("IdempotentConsumer dead letters under faults", () => {
         yield* createTopics(topic)
         const lost = event("k", 1)
         yield* produce(topic, [lost])
-        // What a process that died between the COMMIT and the send leaves behind.
         const [record] = yield* readTopic(topic.name, 1)
-        yield* sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome)
-        VALUES (${group}, ${lost.eventId}, ${topic.name}, ${record!.partition}, ${record!.offset}, 'DEAD_LETTERED')`
-        yield* sql`INSERT INTO kpipe_dead_letters_unsent ${
-          sql.insert({
-            consumerGroup: group,
-            topic: topic.name,
-            partition: record!.partition,
-            offset: record!.offset,
-            messageKey: record!.key,
-            payload: record!.value,
-            headers: JSON.stringify(record!.headers),
-            eventId: lost.eventId,
-            eventType: "TestEvent",
-            errorTag: "Rejected",
-            errorMessage: "rejected before the crash",
-            attempts: 1,
-            firstAttemptAt: new Date(),
-            lastAttemptAt: new Date(),
-            deadLetterTopic: topic.deadLetter.name,
-            originalTimestamp: record!.timestamp
-          })
-        }`
+        yield* leftUnsent(group, topic, record!, lost.eventId)
         yield* consumeApplied(topic, group)
         const letters = yield* readTopic(topic.deadLetter.name, 1)
         assert.strictEqual(letters[0]!.headers["kpipe-dlt-event-id"], lost.eventId)
@@ -202,6 +217,74 @@ describe("IdempotentConsumer dead letters under faults", () => {
           "moved to the failed events once sent"
         )
         assert.strictEqual(yield* appliedCount(group), 0, "not applied")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "a dead letter left unsent is sent when its redelivery comes back in a batch that fails and is applied record by record",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-dlt-unsent-batch", 1)
+        const group = TestKafka.uniqueName("faults-dlt-unsent-batch")
+        yield* createTopics(topic)
+        const lost = event("k", 1)
+        const after = [event("k", 2), event("k", 3)]
+        yield* produce(topic, [lost, ...after])
+        const [record] = yield* readTopic(topic.name, 1)
+        yield* leftUnsent(group, topic, record!, lost.eventId)
+        let batches = 0
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, Flaky | SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          // The first transaction (two new events: which one failed is unknown) fails, so the run
+          // is applied again record by record, the unsent letter's duplicate among them.
+          handleBatch: (delivered) =>
+            batches++ === 0
+              ? Effect.fail(new Flaky({ reason: "first batch" }))
+              : Effect.forEach(delivered, ({ event }) => recordApplied(group)(event), { discard: true }),
+          errors: { SqlError: "retry", Flaky: "retry" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 2), "30 seconds", "the events after it applied")
+        const letters = yield* readTopic(topic.deadLetter.name, 1)
+        assert.strictEqual(letters[0]!.headers["kpipe-dlt-event-id"], lost.eventId)
+        yield* eventually(
+          Effect.map(
+            sql<{ unsent: number }>`SELECT count(*)::int AS unsent FROM kpipe_dead_letters_unsent`,
+            (rows) => rows[0]!.unsent === 0
+          ),
+          "10 seconds",
+          "no letter left unsent"
+        )
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "a handler error whose fields do not serialize (a bigint) is dead-lettered, not a crash of the consumer",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-bigint-error", 1)
+        const group = TestKafka.uniqueName("faults-bigint-error")
+        yield* createTopics(topic)
+        const poisoned = event("k", 1)
+        yield* produce(topic, [poisoned, event("k", 2)])
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, Overdrawn | SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handle: (e) => e.seq === 1 ? Effect.fail(new Overdrawn({ shortBy: 5n })) : recordApplied(group)(e),
+          errors: { SqlError: "retry", Overdrawn: "deadLetter" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        const [letter] = yield* readTopic(topic.deadLetter.name, 1)
+        assert.strictEqual(letter!.headers["kpipe-dlt-event-id"], poisoned.eventId)
+        assert.strictEqual(letter!.headers["kpipe-dlt-error-tag"], "Overdrawn")
+        assert.include(letter!.headers["kpipe-dlt-error-message"], "\"shortBy\":\"5\"")
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "the event after it applied")
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )

@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import * as DeadLetter from "../DeadLetter.ts"
 import { type DeadLetter as DeadLetterEnvelope, DeadLetterSink, type Failure } from "../DeadLetter.ts"
@@ -54,15 +55,25 @@ const deadLetterBackoff = Schedule.exponential("500 millis").pipe(
 /** Blocked for this long, a partition is reported at Error instead of Warning. */
 const alertAfterSeconds = 30
 
-// Tagged errors often carry their details in fields and leave `message` empty.
+// Tagged errors often carry their details in fields and leave `message` empty. Their fields may
+// not serialize (a bigint, a cycle in a wrapped cause): the description must never throw, or the
+// record could neither be retried nor dead-lettered.
 const describe = (error: unknown) => ({
   message: error instanceof Error && error.message !== ""
     ? error.message
     : typeof error === "string"
     ? error
-    : JSON.stringify(error),
+    : serialized(error),
   stack: error instanceof Error ? error.stack : undefined
 })
+
+const serialized = (value: unknown): string => {
+  try {
+    return JSON.stringify(value, (_, field) => typeof field === "bigint" ? field.toString() : field) ?? String(value)
+  } catch {
+    return Predicate.hasProperty(value, "_tag") ? String(value._tag) : String(value)
+  }
+}
 
 const parentOf = (record: Consumer.ConsumerRecord) => HttpTraceContext.fromHeaders(Headers.fromInput(record.headers))
 
@@ -256,6 +267,10 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         Effect.zipRight(Metric.increment(deadLetteredTotal))
       )
 
+    /** A committed run's dead letters still to send (`commitRun`), sent; then the run is done. */
+    const sendUnsent = (unsent: ReadonlyArray<DeadLetterEnvelope>, last: Consumer.ConsumerRecord, done: Done) =>
+      unsent.length === 0 ? Effect.void : Effect.zipRight(Effect.forEach(unsent, send, { discard: true }), done(last))
+
     /**
      * The claim (`DEAD_LETTERED`) and the failed-events row commit together; the dead-letter record
      * is sent after COMMIT and marked sent. A crash in between leaves it recorded and unsent, and
@@ -337,7 +352,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
               Effect.withSpan("IdempotentConsumer.attempt", { attributes: { attempt: attempts } })
             )
           )
-          if (exit._tag === "Success") return
+          if (exit._tag === "Success") return yield* sendUnsent(exit.value.unsent, item.record, done)
           const error = Cause.failureOption(exit.cause)
           if (Option.isNone(error)) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
           failure = error.value
@@ -350,11 +365,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
     const applyRun = (run: ReadonlyArray<Delivered<A>>, done: Done): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : commitRun(run, done).pipe(
         Effect.matchEffect({
-          onSuccess: ({ unsent }) =>
-            unsent.length === 0 ? Effect.void : Effect.zipRight(
-              Effect.forEach(unsent, send, { discard: true }),
-              done(run[run.length - 1]!.record)
-            ),
+          onSuccess: ({ unsent }) => sendUnsent(unsent, run[run.length - 1]!.record, done),
           onFailure: (failure) => {
             const index = failure.index
             if (index === undefined) {

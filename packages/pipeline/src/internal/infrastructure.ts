@@ -6,6 +6,21 @@ import * as Predicate from "effect/Predicate"
 // 58 system error.
 const transientClasses = ["08", "53", "57P", "58"]
 
+// Node's codes for a socket that could not reach the server or lost it (node-postgres passes them on).
+const networkCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN"
+])
+
 const sqlCode = (cause: unknown) =>
   Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
 
@@ -21,9 +36,11 @@ export const isInfrastructure = (error: unknown): boolean => {
   if (Predicate.isTagged(error, "SqlError")) {
     const cause = (error as { readonly cause?: unknown }).cause
     const code = sqlCode(cause)
-    // node-postgres reports a lost or refused socket with no SQLSTATE at all.
-    if (code === undefined) return true
-    if (transientClasses.some((prefix) => code.startsWith(prefix))) return true
+    // node-postgres reports a socket that ended with no code at all ("Connection terminated
+    // unexpectedly"); a statement it could not even build (a parameter that does not serialize)
+    // throws a TypeError, also with no code, and that is the event's or the handler's fault.
+    if (code === undefined) return !(cause instanceof TypeError || cause instanceof RangeError)
+    if (networkCodes.has(code) || transientClasses.some((prefix) => code.startsWith(prefix))) return true
     const message = cause instanceof Error ? cause.message : ""
     return code === "55000" && message.includes("not currently accepting connections")
   }
