@@ -114,8 +114,13 @@ export const delays = (policy: RetryPolicy): ReadonlyArray<Duration.Duration> =>
     (_, retry) => Duration.min(Duration.times(policy.initialDelay, Math.pow(policy.factor, retry)), policy.maxDelay)
   )
 
-/** What to do with one typed handler error. */
-export type Decision = "retry" | "deadLetter"
+/**
+ * What to do with one typed handler error: `"retry"` per the policy, then dead-letter; `"deadLetter"`
+ * at once; `"wait"` when the error says something the handler depends on is away (an e-mail or SMS
+ * provider, another service), not that the event is wrong: the partition waits and retries as for
+ * an unreachable database (forever, with capped backoff, alerting after 30 s) and never dead-letters.
+ */
+export type Decision = "retry" | "deadLetter" | "wait"
 
 /** A decision for every error tag of `E`. Leaving a tag out is a compile error. */
 export type ErrorPolicy<E extends { readonly _tag: string }> = { readonly [K in E["_tag"]]: Decision }

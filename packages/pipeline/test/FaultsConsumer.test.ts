@@ -90,6 +90,8 @@ const leftUnsent = (
 
 class Flaky extends Data.TaggedError("Flaky")<{ readonly reason: string }> {}
 
+class ProviderAway extends Data.TaggedError("ProviderAway")<{ readonly reason: string }> {}
+
 class Overdrawn extends Data.TaggedError("Overdrawn")<{ readonly shortBy: bigint }> {}
 
 describe("IdempotentConsumer under faults", () => {
@@ -285,6 +287,38 @@ describe("IdempotentConsumer dead letters under faults", () => {
         assert.strictEqual(letter!.headers["kpipe-dlt-error-tag"], "Overdrawn")
         assert.include(letter!.headers["kpipe-dlt-error-message"], "\"shortBy\":\"5\"")
         yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "the event after it applied")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "an error declared \"wait\" (a provider away) blocks the partition past the retry policy and is never dead-lettered",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-wait", 1)
+        const group = TestKafka.uniqueName("faults-wait")
+        yield* createTopics(topic)
+        const blockedBefore = (yield* Metric.value(IdempotentConsumer.blockedRetriesTotal)).count
+        // More failures than the policy's 4 attempts: a "retry" error would be dead-lettered.
+        let failures = 6
+        const waiting = event("k", 1)
+        yield* produce(topic, [waiting, event("k", 2)])
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, ProviderAway | SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handle: (e) =>
+            e.seq === 1 && failures-- > 0
+              ? Effect.fail(new ProviderAway({ reason: "connect ECONNREFUSED" }))
+              : recordApplied(group)(e),
+          errors: { SqlError: "retry", ProviderAway: "wait" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 2), "40 seconds", "both applied")
+        assert.strictEqual(failures, -1, "the handler ran 7 times")
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [], "the key kept its order")
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+        assert.isAbove((yield* Metric.value(IdempotentConsumer.blockedRetriesTotal)).count, blockedBefore)
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )

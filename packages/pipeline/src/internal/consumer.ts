@@ -119,23 +119,25 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         }
         const { cause: handlerCause, index } = failure.value
         const error = Cause.failureOption(handlerCause)
-        return Option.isSome(error)
-          ? {
+        if (Option.isSome(error)) {
+          const decision = RetryPolicy.decide(errors, error.value)
+          return {
             tag: error.value._tag,
             ...describe(error.value),
-            decision: RetryPolicy.decide(errors, error.value),
-            infrastructure: isInfrastructure(error.value),
+            decision,
+            infrastructure: decision === "wait" || isInfrastructure(error.value),
             index,
             at
           }
-          : {
-            tag: "Defect",
-            ...describe(Cause.squash(handlerCause)),
-            decision: "retry",
-            infrastructure: false,
-            index,
-            at
-          }
+        }
+        return {
+          tag: "Defect",
+          ...describe(Cause.squash(handlerCause)),
+          decision: "retry",
+          infrastructure: false,
+          index,
+          at
+        }
       })
 
     const recordSpan = (name: string, record: Consumer.ConsumerRecord) => {
