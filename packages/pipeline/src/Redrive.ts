@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import { createHash } from "node:crypto"
 import { eventIdHeader, traceHeaders } from "./internal/headers.ts"
 import * as Audit from "./internal/redriveAudit.ts"
 import { columns, decodePayload, type FailureRow, redriveHeaders, traceIdOf, where } from "./internal/redriveQuery.ts"
@@ -383,9 +384,28 @@ export class EditRefused extends Data.TaggedError("EditRefused")<{ readonly reas
 export const editedFromHeader = "kpipe-edited-from-event-id"
 
 /**
+ * The event id of a failure's edited copy: the same for every attempt to edit that failure. The copy
+ * is sent before the transaction that resolves the failure commits; when that transaction fails
+ * after the send, the failure stays OPEN and the copy may already be applied, and editing it again
+ * sends a copy with the same id, which the groups that applied the first take as a duplicate.
+ */
+export const editedEventId = (row: Pick<FailureRow, "id" | "consumerGroup" | "topic" | "partition" | "offset">) => {
+  const hex = createHash("sha256")
+    .update(
+      `kpipe-edit\u001f${row.consumerGroup}\u001f${row.topic}\u001f${row.partition}\u001f${row.offset}\u001f${row.id}`
+    )
+    .digest("hex")
+  // Laid out as a UUID (version 8: custom), like the ids producers give events.
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16)
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${
+    hex.slice(20, 32)
+  }`
+}
+
+/**
  * Sends an edited copy of an OPEN failure's event to its original topic as a NEW event (a new event
- * id, linked to the old one by the `kpipe-edited-from-event-id` header) and resolves the failure.
- * Only with `allowEdit: true`: an edited event is no longer what its producer wrote.
+ * id, `editedEventId`, linked to the old one by the `kpipe-edited-from-event-id` header) and resolves
+ * the failure. Only with `allowEdit: true`: an edited event is no longer what its producer wrote.
  */
 export const editAndRedrive = Effect.fn("Redrive.editAndRedrive")(function*(
   failureId: string,
@@ -399,18 +419,19 @@ export const editAndRedrive = Effect.fn("Redrive.editAndRedrive")(function*(
   const sql = yield* SqlClient
   const producer = yield* Producer.Producer
   return yield* sql.withTransaction(Effect.gen(function*() {
-    const eventId = crypto.randomUUID()
+    const [row] = yield* sql<FailureRow>`
+      SELECT ${columns(sql)} FROM kpipe_failed_events WHERE id = ${failureId} AND status = 'OPEN' FOR UPDATE`
+    if (row === undefined) return yield* new NotFound({ what: "OPEN failure", id: failureId })
+    const eventId = editedEventId(row)
     const operationId = yield* Audit.open(sql, {
       action: "edit-and-redrive",
       actor: options.actor,
       selection: { ids: [failureId] }
     })
-    const [row] = yield* sql<FailureRow>`
+    yield* sql`
       UPDATE kpipe_failed_events SET status = 'RESOLVED', status_reason = ${`edited and redriven as ${eventId}`},
         status_changed_at = clock_timestamp(), operation_id = ${operationId}
-      WHERE id = ${failureId} AND status = 'OPEN'
-      RETURNING ${columns(sql)}`
-    if (row === undefined) return yield* new NotFound({ what: "OPEN failure", id: failureId })
+      WHERE id = ${failureId}`
     const trace = yield* traceHeaders
     yield* producer.send({
       topic: row.topic,

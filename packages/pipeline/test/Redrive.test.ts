@@ -359,4 +359,42 @@ describe("Redrive", () => {
       }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )
+
+  it.live(
+    "an edit whose transaction fails after the send leaves the failure OPEN; editing it again sends the same event id, applied once",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-edit-rollback")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        yield* produce(topic, [event("bad", 1)])
+        yield* failuresIn(topic.name, 1)
+        const [failure] = yield* Redrive.list({ topic: topic.name })
+        const detail = yield* Redrive.inspect(failure!.id)
+        const edited = { ...(detail.payload._tag === "Json" ? detail.payload.value as object : {}), key: "fixed" }
+
+        // The audit's last statements fail: the copy is on the topic, the transaction rolls back.
+        yield* sql.unsafe(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN RAISE EXCEPTION 'audit refused'; END $$`)
+        yield* sql.unsafe(`CREATE TRIGGER refuse_audit BEFORE INSERT ON kpipe_ops_audit_events
+          FOR EACH ROW EXECUTE FUNCTION refuse_audit()`)
+        const failed = yield* Effect.flip(
+          Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: true })
+        )
+        assert.strictEqual(failed._tag, "SqlError")
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
+        assert.strictEqual((yield* Redrive.inspect(failure!.id)).status, "OPEN")
+
+        yield* sql.unsafe(`DROP TRIGGER refuse_audit ON kpipe_ops_audit_events`)
+        const { eventId } = yield* Redrive.editAndRedrive(failure!.id, edited, { actor: "hal", allowEdit: true })
+        assert.strictEqual(eventId, Redrive.editedEventId(failure!))
+        yield* settle
+        yield* Scope.close(consumer, Exit.void)
+        const applied = yield* sql<{ eventId: string }>`SELECT event_id FROM applied WHERE consumer_group = ${group}`
+        assert.deepStrictEqual(applied.map((row) => row.eventId), [eventId], "the second copy is a duplicate")
+        assert.strictEqual((yield* Redrive.inspect(failure!.id)).status, "RESOLVED")
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
 })
