@@ -361,6 +361,42 @@ describe("Redrive", () => {
   )
 
   it.live(
+    "a redrive that cannot close its audit row at first (the database away) closes it once it can",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-close")
+        broken.add("bad")
+        yield* startConsumer
+        yield* produce(topic, [event("bad", 1)])
+        yield* failuresIn(topic.name, 1)
+        broken.clear()
+
+        // Closing the audit row fails while refuse_close has a row.
+        yield* sql.unsafe(`CREATE TABLE refuse_close (refusing boolean)`)
+        yield* sql.unsafe(`INSERT INTO refuse_close VALUES (true)`)
+        yield* sql.unsafe(`CREATE FUNCTION refuse_close() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.action = 'redrive' AND NEW.status <> 'RUNNING' AND EXISTS (SELECT 1 FROM refuse_close) THEN
+              RAISE EXCEPTION 'closing refused' USING ERRCODE = '08006';
+            END IF;
+            RETURN NEW;
+          END $$`)
+        yield* sql.unsafe(`CREATE TRIGGER refuse_close BEFORE UPDATE ON kpipe_ops_audit
+          FOR EACH ROW EXECUTE FUNCTION refuse_close()`)
+        yield* Effect.forkScoped(Effect.delay(sql`DELETE FROM refuse_close`, "2 seconds"))
+
+        const result = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "ida" })
+        assert.deepInclude(result, { status: "SUCCEEDED", redriven: 1 })
+        const entry = yield* Redrive.operation(result.operationId)
+        assert.strictEqual(entry.status, "SUCCEEDED")
+        assert.isNotNull(entry.finishedAt)
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
     "an edit whose transaction fails after the send leaves the failure OPEN; editing it again sends the same event id, applied once",
     () =>
       Effect.gen(function*() {

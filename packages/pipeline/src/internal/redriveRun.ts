@@ -7,11 +7,21 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as RateLimiter from "effect/RateLimiter"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Progress, RedriveOptions, RedriveResult } from "../Redrive.ts"
 import { traceHeaders } from "./headers.ts"
 import * as Audit from "./redriveAudit.ts"
 import { columns, type FailureRow, redriveHeaders } from "./redriveQuery.ts"
+
+/**
+ * A redrive that ends while the database is away (the failure that ended it, often) still closes its
+ * audit row once the database is back; the operation's result waits for it.
+ */
+const closeRetry = Schedule.exponential("200 millis", 2).pipe(
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5))),
+  Schedule.upTo(Duration.minutes(5))
+)
 
 export const redrivenFromHeader = "kpipe-redriven-from"
 export const redriveOperationHeader = "kpipe-redrive-operation"
@@ -221,7 +231,20 @@ export const run = (
           canary: p.canary,
           reason
         }
-        yield* Audit.close(sql, operationId, status, result).pipe(Effect.orDie)
+        yield* Audit.close(sql, operationId, status, result).pipe(
+          Effect.tapError((error) =>
+            Effect.logWarning("The redrive's audit row could not be closed; trying again", error).pipe(
+              Effect.annotateLogs({ operationId, status })
+            )
+          ),
+          Effect.retry(closeRetry),
+          Effect.tapError((error) =>
+            Effect.logError("The redrive's audit row stays RUNNING: it could not be closed", error).pipe(
+              Effect.annotateLogs({ operationId, status })
+            )
+          ),
+          Effect.orDie
+        )
         return result
       })
 
@@ -230,6 +253,8 @@ export const run = (
         onSuccess: ({ reason, status }) => finish(status, reason),
         onFailure: (cause) => finish("FAILED", String(cause))
       }),
-      Effect.onInterrupt(() => finish("CANCELLED", "interrupted").pipe(Effect.ignore))
+      Effect.onInterrupt(() =>
+        finish("CANCELLED", "interrupted").pipe(Effect.interruptible, Effect.timeoutOption("10 seconds"), Effect.ignore)
+      )
     )
   }).pipe(Effect.scoped, Effect.orDie)
