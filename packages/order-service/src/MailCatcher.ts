@@ -15,6 +15,11 @@ export interface MailCatcher {
   readonly port: number
   /** What it received so far, in arrival order. */
   readonly received: () => ReadonlyArray<ReceivedMail>
+  /**
+   * Refuses the next `count` messages to `to` at RCPT TO with `responseCode` (default 421: the
+   * service is not available), for tests.
+   */
+  readonly failNext: (count: number, to: string, responseCode?: number) => void
 }
 
 const header = (raw: string, name: string) =>
@@ -29,10 +34,19 @@ export const make = (
 ): Effect.Effect<MailCatcher, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const received: Array<ReceivedMail> = []
+    const failures = new Map<string, { readonly count: number; readonly responseCode: number }>()
     const server = new SMTPServer({
       authOptional: true,
       disabledCommands: ["STARTTLS", "AUTH"],
       logger: false,
+      onRcptTo(address, _session, callback) {
+        const failing = failures.get(address.address)
+        if (failing === undefined || failing.count === 0) return callback()
+        failures.set(address.address, { ...failing, count: failing.count - 1 })
+        callback(Object.assign(new Error("Service not available, try again later"), {
+          responseCode: failing.responseCode
+        }))
+      },
       onData(stream, session, callback) {
         const chunks: Array<Buffer> = []
         stream.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -64,5 +78,9 @@ export const make = (
       }),
       () => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
     )
-    return { port, received: () => [...received] }
+    return {
+      port,
+      received: () => [...received],
+      failNext: (count, to, responseCode = 421) => void failures.set(to, { count, responseCode })
+    }
   })

@@ -1,9 +1,21 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import { createTransport } from "nodemailer"
 import { Config } from "./Config.ts"
 
-export class MailError extends Data.TaggedError("MailError")<{ readonly message: string }> {}
+/** The message did not go out; `unavailable` when the server could not be reached or said it is not available. */
+export class MailError extends Data.TaggedError("MailError")<{
+  readonly message: string
+  readonly unavailable: boolean
+}> {}
+
+// nodemailer's codes for a server it could not reach or lost; 421 is SMTP's "service not available".
+const unreachable = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS"])
+
+const isUnavailable = (error: unknown) =>
+  (Predicate.hasProperty(error, "code") && typeof error.code === "string" && unreachable.has(error.code)) ||
+  (Predicate.hasProperty(error, "responseCode") && error.responseCode === 421)
 
 export interface Mail {
   readonly to: string
@@ -43,7 +55,11 @@ export class Mailer extends Effect.Service<Mailer>()("@kpipe/order-service/Maile
             text: mail.text,
             messageId: mail.messageId
           }),
-        catch: (error) => new MailError({ message: error instanceof Error ? error.message : String(error) })
+        catch: (error) =>
+          new MailError({
+            message: error instanceof Error ? error.message : String(error),
+            unavailable: isUnavailable(error)
+          })
       })
     })
 

@@ -5,6 +5,7 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Predicate from "effect/Predicate"
 import * as Batcher from "./internal/batcher.ts"
 import { emailOf, phoneOf } from "./internal/contacts.ts"
 import { Mailer } from "./Mailer.ts"
@@ -15,7 +16,11 @@ export type Channel = "EMAIL" | "SMS"
 /** Customers notified at once by one batch (their delivery rows are written together, see `recordAll`). */
 const concurrency = 32
 
-/** A channel did not get its message out; the event is retried (channels already sent are skipped), then dead-lettered. */
+/**
+ * A channel did not get its message out; the event is retried (channels already sent are skipped),
+ * then dead-lettered. A channel whose delivery row could not be written fails the event with that
+ * `SqlError` instead, so the consumer sees a database fault and waits for the database.
+ */
 export class NotificationFailed extends Data.TaggedError("NotificationFailed")<{
   readonly orderId: number
   readonly channels: ReadonlyArray<Channel>
@@ -29,6 +34,24 @@ interface Delivery {
   readonly kind: Message["kind"]
   /** Why it failed; `null` when it went out. */
   readonly failure: string | null
+}
+
+/**
+ * A channel's provider could not be reached or said it is not available (SMTP 421, HTTP 429 or
+ * 502-504, no answer): not the event's fault, so the event waits for it (`"wait"`), however long,
+ * and is never dead-lettered for it. Channels already sent are skipped when it is tried again.
+ */
+export class NotificationUnavailable extends Data.TaggedError("NotificationUnavailable")<{
+  readonly orderId: number
+  readonly channels: ReadonlyArray<Channel>
+  readonly message: string
+}> {}
+
+const isSqlError = (error: unknown): error is SqlError => Predicate.isTagged(error, "SqlError")
+
+interface ChannelFailure {
+  readonly message: string
+  readonly unavailable: boolean
 }
 
 export interface Message {
@@ -94,8 +117,8 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
       message: Message,
       channel: Channel,
       sentBefore: boolean,
-      send: Effect.Effect<void, { readonly message: string }>
-    ): Effect.Effect<void, { readonly message: string } | SqlError> =>
+      send: Effect.Effect<void, ChannelFailure>
+    ): Effect.Effect<void, ChannelFailure | SqlError> =>
       sentBefore ? Effect.void : Effect.gen(function*() {
         const result = yield* Effect.either(send)
         const failure = Either.isLeft(result) ? result.left.message.slice(0, 2000) : null
@@ -123,22 +146,29 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
             sms.send({ to: phoneOf(event.userId), text: `${message.subject}. ${message.text}`, messageId })
           )
         ], { concurrency: 2, mode: "either" })
-        const failed = (["EMAIL", "SMS"] as const).filter((_, i) => Either.isLeft(results[i]!))
-        if (failed.length > 0) {
-          return yield* new NotificationFailed({
+        const channelFailures: Array<{ readonly channel: Channel; readonly failure: ChannelFailure }> = []
+        for (const [i, result] of results.entries()) {
+          if (Either.isRight(result)) continue
+          if (isSqlError(result.left)) return yield* result.left
+          channelFailures.push({ channel: i === 0 ? "EMAIL" : "SMS", failure: result.left })
+        }
+        if (channelFailures.length > 0) {
+          const fields = {
             orderId: event.orderId,
-            channels: failed,
-            message: results.flatMap((result, i) =>
-              Either.isLeft(result) ? [`${i === 0 ? "EMAIL" : "SMS"}: ${result.left.message}`] : []
-            ).join("; ")
-          })
+            channels: channelFailures.map(({ channel }) => channel),
+            message: channelFailures.map(({ channel, failure }) => `${channel}: ${failure.message}`).join("; ")
+          }
+          return yield* channelFailures.some(({ failure }) => failure.unavailable)
+            ? new NotificationUnavailable(fields)
+            : new NotificationFailed(fields)
         }
       })
 
     /**
      * Every event's messages, `concurrency` customers at a time (one customer's in the events'
      * order). Channels sent before (an earlier attempt) are skipped, read in one query. Fails
-     * with the first failure once all are done, so the others' channels are recorded as sent.
+     * with the first failure once all are done, so the others' channels are recorded as sent; a
+     * database fault before any channel's failure, since it is no event's fault.
      */
     const notifyAll = Effect.fn("Notifications.notifyAll")(function*(
       events: ReadonlyArray<OrderEvents.OrderStatusChanged>
@@ -158,8 +188,10 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
         (own) => Effect.forEach(own, (event) => Effect.either(notifyOne(event, sent))),
         { concurrency }
       )
-      const failure = outcomes.flat().find(Either.isLeft)
-      if (failure !== undefined) return yield* failure.left
+      const failures = outcomes.flat().flatMap((outcome) => Either.isLeft(outcome) ? [outcome.left] : [])
+      const failure = failures.find(isSqlError) ??
+        failures.find((failure) => failure._tag === "NotificationUnavailable") ?? failures[0]
+      if (failure !== undefined) return yield* failure
     })
 
     const notify = (event: OrderEvents.OrderStatusChanged) => notifyAll([event])

@@ -281,7 +281,7 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
       return moved.length
     })
 
-    /** A PENDING order whose `OrderCreated` was dead-lettered: it will not move on by itself. */
+    /** A PENDING order whose `OrderCreated` or inventory outcome was dead-lettered: it will not move on by itself. */
     const markNeedsAttention = Effect.fn("Orders.markNeedsAttention")(function*(orderId: Ids.OrderId, reason: string) {
       const rows = yield* sql`
         UPDATE orders SET status = 'NEEDS_ATTENTION', reason = ${reason}, updated_at = now()

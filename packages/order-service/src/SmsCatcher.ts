@@ -11,8 +11,8 @@ export interface ReceivedSms {
 export interface SmsCatcher {
   readonly url: string
   readonly received: () => ReadonlyArray<ReceivedSms>
-  /** Answers the next `count` messages to `to` 503 (a provider outage), for tests. */
-  readonly failNext: (count: number, to: string) => void
+  /** Answers the next `count` messages to `to` with `status` (default 503, a provider outage), for tests. */
+  readonly failNext: (count: number, to: string, status?: number) => void
 }
 
 /**
@@ -28,7 +28,7 @@ export const make = (
 ): Effect.Effect<SmsCatcher, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const received: Array<ReceivedSms> = []
-    const failures = new Map<string, number>()
+    const failures = new Map<string, { readonly count: number; readonly status: number }>()
     const server = createServer((request, response) => {
       let body = ""
       request.on("data", (chunk) => body += chunk)
@@ -36,10 +36,10 @@ export const make = (
         if (request.method !== "POST" || request.url !== "/sms") return response.writeHead(404).end()
         if (request.headers.authorization !== `Bearer ${options.token}`) return response.writeHead(401).end()
         const { text, to } = JSON.parse(body) as { to: string; text: string }
-        const failing = failures.get(to) ?? 0
-        if (failing > 0) {
-          failures.set(to, failing - 1)
-          return response.writeHead(503).end()
+        const failing = failures.get(to)
+        if (failing !== undefined && failing.count > 0) {
+          failures.set(to, { ...failing, count: failing.count - 1 })
+          return response.writeHead(failing.status).end()
         }
         const sms = { to, text, idempotencyKey: String(request.headers["idempotency-key"] ?? "") }
         received.push(sms)
@@ -64,6 +64,6 @@ export const make = (
     return {
       url: `http://127.0.0.1:${port}/sms`,
       received: () => [...received],
-      failNext: (count, to) => void failures.set(to, count)
+      failNext: (count, to, status = 503) => void failures.set(to, { count, status })
     }
   })

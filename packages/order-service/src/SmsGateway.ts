@@ -1,11 +1,24 @@
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { Config } from "./Config.ts"
 
-export class SmsError extends Data.TaggedError("SmsError")<{ readonly message: string }> {}
+/** The SMS did not go out; `unavailable` when the provider could not be reached or said it is not available. */
+export class SmsError extends Data.TaggedError("SmsError")<{
+  readonly message: string
+  readonly unavailable: boolean
+}> {}
+
+// A provider that is away or overloaded, as opposed to one that refused this message.
+const unavailableStatuses = new Set([429, 502, 503, 504])
+
+const isUnavailable = (error: { readonly _tag: string }) =>
+  error._tag === "TimeoutException" ||
+  (error instanceof HttpClientError.RequestError && error.reason === "Transport") ||
+  (error instanceof HttpClientError.ResponseError && unavailableStatuses.has(error.response.status))
 
 export interface Sms {
   readonly to: string
@@ -14,7 +27,10 @@ export interface Sms {
   readonly messageId: string
 }
 
-/** SMS through the provider's HTTP endpoint (`SMS_URL`, bearer `SMS_TOKEN`): any answer but 2xx is a failure. */
+/**
+ * SMS through the provider's HTTP endpoint (`SMS_URL`, bearer `SMS_TOKEN`): any answer but 2xx is a
+ * failure; no answer, a timeout, 429 and 502-504 say the provider is unavailable.
+ */
 export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-service/SmsGateway", {
   effect: Effect.gen(function*() {
     const config = yield* Config
@@ -29,7 +45,9 @@ export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-servi
         Effect.flatMap(client.execute),
         Effect.timeout("10 seconds"),
         Effect.scoped,
-        Effect.mapError((error) => new SmsError({ message: "message" in error ? error.message : error._tag }))
+        Effect.mapError((error) =>
+          new SmsError({ message: "message" in error ? error.message : error._tag, unavailable: isUnavailable(error) })
+        )
       )
     })
 

@@ -1,10 +1,12 @@
 import { SqlClient } from "@effect/sql/SqlClient"
+import type { Ids } from "@kpipe/events"
 import { Consumer, Producer } from "@kpipe/kafka"
 import { DeadLetter, DeadLetterMonitor, IdempotentConsumer, OutboxRelay, RetryPolicy } from "@kpipe/pipeline"
 import { ServiceTopics } from "@kpipe/service-kit"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type { ParseError } from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
 import { Config } from "./Config.ts"
 import { Inventory } from "./Inventory.ts"
@@ -23,31 +25,42 @@ export const groups = {
   notifications: "notification-consumer-group",
   orderCreatedDlt: "dlt-monitoring-group",
   orderStatusDlt: "dlt-monitoring-group-order-status",
+  inventoryReservedDlt: "dlt-monitoring-group-inventory-reserved",
+  inventoryFailedDlt: "dlt-monitoring-group-inventory-failed",
   attention: "order-attention-group"
 } as const
 
 /**
- * A dead-lettered `OrderCreated` leaves its order PENDING for good; this marks it NEEDS_ATTENTION
- * with the failure (the `DeadLetterMonitor` beside it stores, alerts and counts).
+ * A dead-lettered `OrderCreated`, `InventoryReserved` or `InventoryFailed` leaves its order PENDING
+ * for good (a reserved order keeps its stock); this marks it NEEDS_ATTENTION with the failure (the
+ * `DeadLetterMonitor`s beside it store, alert and count). A later outcome (a redrive) still moves it.
  */
 const attention = Effect.gen(function*() {
   const topics = yield* OrderTopics
   const orders = yield* Orders
   const config = yield* Config
   const sql = yield* SqlClient
+  const decoders = new Map<string, (value: string) => Effect.Effect<{ readonly orderId: Ids.OrderId }, ParseError>>(
+    [topics.orderCreated, topics.inventoryReserved, topics.inventoryFailed].map((topic) => [
+      topic.deadLetter.name,
+      topic.decode
+    ])
+  )
   yield* Consumer.run(
     {
       ...config.consumer,
       groupId: yield* ServiceTopics.group(groups.attention),
-      topics: [topics.orderCreated.deadLetter.name]
+      topics: [...decoders.keys()]
     },
     (record) =>
       Effect.gen(function*() {
         const { letter, value } = yield* DeadLetter.decode(record)
-        const event = yield* topics.orderCreated.decode(value?.toString("utf8") ?? "")
+        const event = yield* decoders.get(record.topic)!(value?.toString("utf8") ?? "")
         const marked = yield* orders.markNeedsAttention(event.orderId, `${letter.errorTag}: ${letter.errorMessage}`)
         if (marked) {
-          yield* Effect.logWarning("Order needs attention").pipe(Effect.annotateLogs({ orderId: event.orderId }))
+          yield* Effect.logWarning("Order needs attention").pipe(
+            Effect.annotateLogs({ orderId: event.orderId, topic: letter.originalTopic })
+          )
         }
       }).pipe(
         // An undecodable record names no order; the monitor has raised it already.
@@ -112,7 +125,7 @@ export const consumerOptions = Effect.gen(function*() {
   const notify = IdempotentConsumer.options({
     topic: topics.orderStatus,
     groupId: yield* group(groups.notifications),
-    errors: { NotificationFailed: "retry", SqlError: "retry" },
+    errors: { NotificationFailed: "retry", NotificationUnavailable: "wait", SqlError: "retry" },
     retry,
     kafka,
     handleBatch: (delivered) => notifications.notifyAll(delivered.map(({ event }) => event))
@@ -131,6 +144,16 @@ export const roles = (selected: WorkerRoles) =>
     const monitors = Layer.mergeAll(
       DeadLetterMonitor.layer({ topic: topics.orderCreated, groupId: yield* group(groups.orderCreatedDlt), kafka }),
       DeadLetterMonitor.layer({ topic: topics.orderStatus, groupId: yield* group(groups.orderStatusDlt), kafka }),
+      DeadLetterMonitor.layer({
+        topic: topics.inventoryReserved,
+        groupId: yield* group(groups.inventoryReservedDlt),
+        kafka
+      }),
+      DeadLetterMonitor.layer({
+        topic: topics.inventoryFailed,
+        groupId: yield* group(groups.inventoryFailedDlt),
+        kafka
+      }),
       Layer.scopedDiscard(attention)
     )
     return Layer.mergeAll(

@@ -2,19 +2,74 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import { Ids } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
-import { DeadLetter, Publisher } from "@kpipe/pipeline"
+import { DeadLetter, Publisher, Redrive } from "@kpipe/pipeline"
 import { TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import { emailOf, phoneOf } from "../src/internal/contacts.ts"
 import { OrderTopics } from "../src/Topics.ts"
 import { clientAs, eventually, newProduct, newUser, place, Receivers, settled, stockOf, TestLive } from "./utils.ts"
 
-const deadLetters = (key: string, count: number) =>
+const deadLetters = (
+  key: string,
+  count: number,
+  of: "orderCreated" | "inventoryReserved" | "inventoryFailed" | "orderStatus" = "orderCreated"
+) =>
   Effect.gen(function*() {
     const topics = yield* OrderTopics
-    const records = yield* TestKafka.readTopic(topics.orderCreated.deadLetter.name, count, "1 second")
+    const records = yield* TestKafka.readTopic(topics[of].deadLetter.name, count, "1 second")
     const mine = records.filter((record) => record.key?.toString() === key)
     return yield* Effect.forEach(mine, DeadLetter.decode)
+  })
+
+/**
+ * Until the scope closes, moving `userId`'s orders to `status` fails with an error no retry cures
+ * (SQLSTATE 42501, as a revoked grant would), so the event that moves them is dead-lettered.
+ */
+const movesFail = (userId: number, status: "CONFIRMED" | "CANCELLED") => {
+  const name = `fail_${status.toLowerCase()}_${userId}`
+  return Effect.acquireRelease(
+    Effect.flatMap(SqlClient, (sql) =>
+      Effect.zipRight(
+        sql.unsafe(`
+          CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.user_id = ${userId} AND NEW.status = '${status}' THEN
+              RAISE EXCEPTION 'permission denied for table orders (test)' USING ERRCODE = '42501';
+            END IF;
+            RETURN NEW;
+          END $$`),
+        sql.unsafe(`CREATE TRIGGER ${name} BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION ${name}()`)
+      )),
+    () =>
+      Effect.flatMap(SqlClient, (sql) =>
+        Effect.zipRight(
+          sql.unsafe(`DROP TRIGGER ${name} ON orders`),
+          sql.unsafe(`DROP FUNCTION ${name}()`)
+        )).pipe(Effect.orDie)
+  )
+}
+
+const needsAttention = (userId: number, orderId: Ids.OrderId) =>
+  Effect.flatMap(clientAs(userId), (client) =>
+    eventually(
+      Effect.map(client.orders.getOrder({ path: { orderId } }), (order) => order.status === "NEEDS_ATTENTION"),
+      "30 seconds",
+      `order ${orderId} NEEDS_ATTENTION`
+    ))
+
+/** The dead letter is stored by its consumer, then alerted by the topic's monitor. */
+const storedAndAlerted = (eventId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const failed = yield* sql<{ errorTag: string }>`
+      SELECT error_tag FROM kpipe_failed_events WHERE event_id = ${eventId}`
+    assert.deepStrictEqual(failed.map((row) => row.errorTag), ["SqlError"])
+    const { alerts } = yield* Receivers
+    yield* eventually(
+      Effect.sync(() => alerts.some((alert) => alert.details.eventId === eventId)),
+      "10 seconds",
+      `alert for ${eventId}`
+    )
   })
 
 layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
@@ -61,6 +116,61 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       const failed =
         yield* sql`SELECT 1 FROM kpipe_failed_events WHERE (payload::text) LIKE ${`%"orderId":${placed.orderId},%`}`
       assert.strictEqual(failed.length, 0)
+    }))
+
+  it.effect("providers unavailable (SMTP 421, SMS 503) for longer than the retry policy: the event waits, each channel is sent once, nothing is dead-lettered", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(10)
+      const userId = newUser()
+      const { mail, sms } = yield* Receivers
+      const email = emailOf(Ids.UserId.make(userId))
+      const phone = phoneOf(Ids.UserId.make(userId))
+      // Five failures each, where the policy dead-letters after three attempts.
+      mail.failNext(5, email)
+      sms.failNext(5, phone)
+      const placed = yield* place(userId, productId, 1)
+      const order = yield* settled(userId, placed.orderId)
+      assert.strictEqual(order.status, "CONFIRMED")
+      // More attempts than the policy's three (nodemailer's pool may take a refusal once more itself).
+      assert.isAbove(order.notifications.email.attempts, 3)
+      assert.isAbove(order.notifications.sms.attempts, 3)
+      assert.strictEqual(mail.received().filter((m) => m.to.includes(email)).length, 1)
+      assert.strictEqual(sms.received().filter((s) => s.to === phone).length, 1)
+      const sql = yield* SqlClient
+      const failed =
+        yield* sql`SELECT 1 FROM kpipe_failed_events WHERE (payload::text) LIKE ${`%"orderId":${placed.orderId},%`}`
+      assert.strictEqual(failed.length, 0)
+    }))
+
+  it.effect("an SMS provider refusing the message (500) is tried 3 times, then order.status.dlt; the e-mail went out once", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(10)
+      const userId = newUser()
+      const { mail, sms } = yield* Receivers
+      const phone = phoneOf(Ids.UserId.make(userId))
+      sms.failNext(100, phone, 500)
+      const placed = yield* place(userId, productId, 1)
+      const [letter] = yield* deadLetters(String(userId), 1, "orderStatus").pipe(
+        Effect.repeat({ until: (letters) => letters.length > 0, times: 30 })
+      )
+      assert.strictEqual(letter!.letter.errorTag, "NotificationFailed")
+      assert.strictEqual(letter!.letter.attempts, 3)
+      assert.include(letter!.letter.errorMessage, "SMS")
+      const client = yield* clientAs(userId)
+      const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
+      assert.strictEqual(order.status, "CONFIRMED")
+      assert.deepInclude(order.notifications.sms, { state: "FAILED", attempts: 3 })
+      assert.deepInclude(order.notifications.email, { state: "SENT", attempts: 1 })
+      assert.strictEqual(mail.received().filter((m) => m.to.includes(emailOf(Ids.UserId.make(userId)))).length, 1)
+      const sql = yield* SqlClient
+      yield* eventually(
+        Effect.map(
+          sql`SELECT 1 FROM kpipe_failed_events WHERE event_id = ${letter!.letter.eventId!}`,
+          (rows) => rows.length === 1
+        ),
+        "10 seconds",
+        "failed-events row"
+      )
     }))
 
   it.effect("a poison record goes to order.created.dlt with its headers, is stored and alerted", () =>
@@ -117,5 +227,53 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       assert.deepStrictEqual(failed.map((row) => row.errorTag), ["StockNotFound"])
       const { alerts } = yield* Receivers
       assert.isTrue(alerts.some((alert) => alert.details.eventId === letter!.letter.eventId))
+    }))
+
+  it.effect("an InventoryReserved the confirmations dead-letter marks its order NEEDS_ATTENTION; a redrive confirms it", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(5)
+      const userId = newUser()
+      const placed = yield* Effect.scoped(Effect.gen(function*() {
+        yield* movesFail(userId, "CONFIRMED")
+        const placed = yield* place(userId, productId, 1)
+        yield* needsAttention(userId, placed.orderId)
+        return placed
+      }))
+      const client = yield* clientAs(userId)
+      const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
+      assert.include(order.reason ?? "", "SqlError")
+      assert.strictEqual(yield* stockOf(productId), 4)
+      const [letter] = yield* deadLetters(String(userId), 1, "inventoryReserved")
+      assert.strictEqual(letter!.letter.errorTag, "SqlError")
+      assert.strictEqual(letter!.letter.eventType, "InventoryReserved")
+      assert.strictEqual(letter!.letter.attempts, 3)
+      assert.isTrue(letter!.letter.consumerGroup.endsWith("order-confirmation-group"))
+      yield* storedAndAlerted(letter!.letter.eventId!)
+
+      const redriven = yield* Redrive.redrive({ selection: { eventId: letter!.letter.eventId! } }, { actor: "test" })
+      assert.strictEqual(redriven.redriven, 1)
+      const confirmed = yield* settled(userId, placed.orderId)
+      assert.strictEqual(confirmed.status, "CONFIRMED")
+      assert.strictEqual(yield* stockOf(productId), 4)
+    }))
+
+  it.effect("an InventoryFailed the cancellations dead-letter marks its order NEEDS_ATTENTION, stored and alerted", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(0)
+      const userId = newUser()
+      const placed = yield* Effect.scoped(Effect.gen(function*() {
+        yield* movesFail(userId, "CANCELLED")
+        const placed = yield* place(userId, productId, 1)
+        yield* needsAttention(userId, placed.orderId)
+        return placed
+      }))
+      const client = yield* clientAs(userId)
+      const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
+      assert.include(order.reason ?? "", "SqlError")
+      const [letter] = yield* deadLetters(String(userId), 1, "inventoryFailed")
+      assert.strictEqual(letter!.letter.errorTag, "SqlError")
+      assert.strictEqual(letter!.letter.eventType, "InventoryFailed")
+      assert.isTrue(letter!.letter.consumerGroup.endsWith("order-cancellation-group"))
+      yield* storedAndAlerted(letter!.letter.eventId!)
     }))
 })

@@ -1,0 +1,119 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { assert, layer } from "@effect/vitest"
+import { Ids, OrderEvents } from "@kpipe/events"
+import { Admin } from "@kpipe/kafka"
+import * as BigDecimal from "effect/BigDecimal"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import { randomUUID } from "node:crypto"
+import { emailOf } from "../src/internal/contacts.ts"
+import { Notifications } from "../src/Notifications.ts"
+import { OrderTopics } from "../src/Topics.ts"
+import { eventually, newProduct, newUser, place, Receivers, settled, TestLive } from "./utils.ts"
+
+/**
+ * Until the scope closes, writing a delivery row that matches `condition` fails the way a lost
+ * connection does (SQLSTATE 08006), while the messages themselves still go out.
+ */
+const recordingFails = (name: string, condition: string) =>
+  Effect.acquireRelease(
+    Effect.flatMap(SqlClient, (sql) =>
+      Effect.zipRight(
+        sql.unsafe(`
+          CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF ${condition} THEN
+              RAISE EXCEPTION 'connection lost while recording a delivery (test)' USING ERRCODE = '08006';
+            END IF;
+            RETURN NEW;
+          END $$`),
+        sql.unsafe(`
+          CREATE TRIGGER ${name} BEFORE INSERT OR UPDATE ON notification_deliveries
+          FOR EACH ROW EXECUTE FUNCTION ${name}()`)
+      )),
+    () =>
+      Effect.flatMap(SqlClient, (sql) =>
+        Effect.zipRight(
+          sql.unsafe(`DROP TRIGGER ${name} ON notification_deliveries`),
+          sql.unsafe(`DROP FUNCTION ${name}()`)
+        )).pipe(Effect.orDie)
+  )
+
+const sqlStateOf = (error: unknown) =>
+  Predicate.hasProperty(error, "cause") && Predicate.hasProperty(error.cause, "code") ? error.cause.code : undefined
+
+layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServices: true })(
+  "order notifications",
+  (it) => {
+    it.effect("a database fault while recording a delivery fails the event with the SqlError, not NotificationFailed", () =>
+      Effect.gen(function*() {
+        const notifications = yield* Notifications
+        const sql = yield* SqlClient
+        const { mail } = yield* Receivers
+        const userId = newUser()
+        const orderId = 1_000_000_000 + userId
+        const event = new OrderEvents.OrderConfirmed({
+          eventId: Ids.EventId.make(randomUUID()),
+          orderId: Ids.OrderId.make(orderId),
+          userId: Ids.UserId.make(userId),
+          productId: Ids.ProductId.make(1),
+          quantity: 1,
+          amount: BigDecimal.unsafeFromString("10.00"),
+          occurredAt: DateTime.unsafeNow()
+        })
+        const error = yield* Effect.scoped(
+          Effect.zipRight(
+            recordingFails(`fail_deliveries_${userId}`, `NEW.order_id = ${orderId}`),
+            Effect.flip(notifications.notifyAll([event]))
+          )
+        )
+        assert.strictEqual(error._tag, "SqlError")
+        assert.strictEqual(sqlStateOf(error), "08006")
+        assert.isTrue(mail.received().some((m) => m.to.includes(emailOf(event.userId))))
+
+        yield* notifications.notifyAll([event])
+        const rows = yield* sql<{ channel: string; state: string }>`
+          SELECT channel, state FROM notification_deliveries WHERE event_id = ${event.eventId} ORDER BY channel`
+        assert.deepStrictEqual(rows.map((row) => `${row.channel} ${row.state}`), ["EMAIL SENT", "SMS SENT"])
+      }))
+
+    it.effect("an event whose deliveries cannot be recorded waits for the database, is never dead-lettered, and is notified once it is back", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topics = yield* OrderTopics
+        const admin = yield* Admin.Admin
+        const { mail } = yield* Receivers
+        const productId = yield* newProduct(5)
+        const userId = newUser()
+        const email = emailOf(Ids.UserId.make(userId))
+        const attempts = () => mail.received().filter((m) => m.to.includes(email)).length
+        const deadLettered = Effect.map(
+          sql`
+            SELECT 1 FROM kpipe_failed_events
+            WHERE topic = ${topics.orderStatus.name} AND convert_from(message_key, 'UTF8') = ${String(userId)}`,
+          (rows) => rows.length > 0
+        )
+        const placed = yield* Effect.scoped(Effect.gen(function*() {
+          yield* recordingFails(
+            `fail_deliveries_${userId}`,
+            `EXISTS (SELECT 1 FROM orders o WHERE o.order_id = NEW.order_id AND o.user_id = ${userId})`
+          )
+          const placed = yield* place(userId, productId, 1)
+          // The policy allows 3 attempts: a fourth one, or a dead letter, settles which way it went.
+          yield* eventually(
+            Effect.map(deadLettered, (dead) => dead || attempts() >= 4),
+            "30 seconds",
+            "a fourth attempt or a dead letter"
+          )
+          return placed
+        }))
+        assert.isFalse(yield* deadLettered, "the event was dead-lettered")
+        const order = yield* settled(userId, placed.orderId)
+        assert.strictEqual(order.status, "CONFIRMED")
+        assert.isFalse(yield* deadLettered, "the event was dead-lettered")
+        const offsets = yield* admin.endOffsets(topics.orderStatus.deadLetter.name)
+        assert.deepStrictEqual(offsets.map((partition) => partition.high), offsets.map(() => "0"))
+      }))
+  }
+)
