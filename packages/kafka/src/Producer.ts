@@ -2,6 +2,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as ScopedRef from "effect/ScopedRef"
 import { CompressionTypes, Partitioners, type Producer as KafkaProducer } from "kafkajs"
 import { connected } from "./internal/connected.ts"
@@ -65,51 +66,123 @@ const toKafkaMessage = (message: ProducerMessage) => ({
 const toMetadata = (metadata: ReadonlyArray<{ topicName: string; partition: number; baseOffset?: string }>) =>
   metadata.map((m): RecordMetadata => ({ topic: m.topicName, partition: m.partition, baseOffset: m.baseOffset }))
 
+/**
+ * A send to a topic deleted after this producer sent to it: kafkajs retries it for ever, and every
+ * later metadata refresh of that kafkajs producer (it refreshes every topic it ever sent to) fails,
+ * so sends to other topics hang too. A send pending this long has its producer's topics looked up,
+ * then again every `watchEvery`, for as long as it is pending.
+ */
+const watchAfter = Duration.seconds(1)
+const watchEvery = Duration.seconds(2)
+
+/**
+ * What a replaced kafkajs producer's sends still running inside kafkajs (given up on) fail with at
+ * their next attempt, from its partitioner: nothing more of them is written, and, not retriable,
+ * they are not retried.
+ */
+class Retired extends Error {
+  readonly retriable = false
+  constructor() {
+    super("the producer was replaced by a new one; this send was given up")
+    this.name = "KpipeProducerRetired"
+  }
+}
+
+/** A connected kafkajs producer, with what kafkajs holds for it. */
+interface Connection {
+  readonly producer: KafkaProducer
+  /** Every topic it was asked to send to: kafkajs refreshes the metadata of all of them together. */
+  readonly topics: Set<string>
+  /** Its sends that have not settled yet, including the ones given up on. */
+  readonly sending: Set<Promise<unknown>>
+  readonly isRetired: () => boolean
+}
+
+type Outcome<A> =
+  | { readonly _tag: "Sent"; readonly value: A }
+  | { readonly _tag: "Gone"; readonly connection: Connection; readonly missing: ReadonlyArray<string> }
+  | { readonly _tag: "Replaced" }
+
 export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
   const { kafka } = yield* KafkaClient
   const idempotent = options.idempotent ?? true
   const acks = -1
   const compression = options.compression === "gzip" ? CompressionTypes.GZIP : CompressionTypes.None
-  const connect = connected(
-    () =>
+  const disconnectTimeout = options.disconnectTimeout ?? Duration.seconds(5)
+  const retries = options.retries ?? (idempotent ? Number.MAX_SAFE_INTEGER : 5)
+  const connect = Effect.suspend(() => {
+    let retired = false
+    const sending = new Set<Promise<unknown>>()
+    const create = () =>
       kafka.producer({
         idempotent,
         maxInFlightRequests: idempotent ? 1 : 5,
         allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
-        retry: { retries: options.retries ?? (idempotent ? Number.MAX_SAFE_INTEGER : 5) }
-      }),
-    options.disconnectTimeout ?? Duration.seconds(5)
-  )
-  const current = yield* ScopedRef.fromAcquire(connect)
-  // A send the broker wrote but whose answer was lost, once given up (a broker crash, a cut), leaves
-  // kafkajs reusing its sequence numbers: the broker refuses every later send of this producer id
-  // (OUT_OF_ORDER_SEQUENCE_NUMBER), for ever. A new producer (a new id, numbering from 0) is the way
-  // out; the send is tried once more on it. Whatever the lost write held may then be on the topic
-  // twice, which is at least once: the consumers' idempotency takes it.
-  const startingOver = <A>(attempt: (producer: KafkaProducer) => Promise<A>) => {
-    const once = Effect.flatMap(
-      ScopedRef.get(current),
-      (producer) => Effect.tryPromise({ try: () => attempt(producer), catch: fromCause("Send") })
+        createPartitioner: () => {
+          const partition = Partitioners.DefaultPartitioner()
+          return (args) => {
+            if (retired) throw new Retired()
+            return partition(args)
+          }
+        },
+        // kafkajs decides before each attempt whether another may follow (`retryCount < retries`),
+        // so a number that becomes 0 ends a retired producer's retries at its next attempt, also
+        // where the partitioner is not reached (a metadata refresh that fails comes first).
+        retry: { retries: { valueOf: () => retired ? 0 : retries } as unknown as number }
+      })
+    // Runs before `connected`'s disconnect (a scope's finalizers run in reverse): the sends given up
+    // on end at their next attempt, then the producer disconnects. Disconnected first, kafkajs would
+    // connect it again for their next attempt.
+    const retire = (producer: KafkaProducer) =>
+      Effect.suspend(() => {
+        retired = true
+        if (sending.size === 0) return Effect.void
+        const settled = Promise.allSettled([...sending])
+        return Effect.tryPromise(() => settled).pipe(
+          Effect.interruptible,
+          Effect.timeoutOption(disconnectTimeout),
+          Effect.flatMap(Option.match({
+            onSome: () => Effect.void,
+            // Still running after the wait (kafkajs's waits between attempts are longer than that):
+            // its last attempt may connect the producer again, so it is disconnected once more then.
+            onNone: () =>
+              Effect.sync(() => {
+                settled.then(() => producer.disconnect()).catch(() => undefined)
+              })
+          })),
+          Effect.ignore
+        )
+      })
+    return connected(create, disconnectTimeout).pipe(
+      Effect.tap((producer) => Effect.addFinalizer(() => retire(producer))),
+      Effect.map((producer): Connection => ({ producer, topics: new Set(), sending, isRetired: () => retired }))
     )
-    return once.pipe(
-      Effect.catchIf(
-        (error) => idempotent && losesProducerState(error),
-        (error) =>
-          Effect.logWarning(
-            "The broker refused the producer's sequence numbers; starting over with a new producer id",
-            error
-          )
-            .pipe(
-              Effect.zipRight(ScopedRef.set(current, connect)),
-              Effect.zipRight(once)
-            )
+  })
+  const current = yield* ScopedRef.fromAcquire(connect)
+  // Set before `current` is released (finalizers run in reverse): from then on no new producer.
+  let stopped = false
+  yield* Effect.addFinalizer(() => Effect.sync(() => (stopped = true)))
+  // Replaces `stale` with a new producer (a new producer id, no topics), unless that happened already.
+  const replacing = yield* Effect.makeSemaphore(1)
+  const startOver = (stale: Connection) =>
+    replacing.withPermits(1)(
+      Effect.flatMap(
+        ScopedRef.get(current),
+        (now) => now === stale && !stopped ? ScopedRef.set(current, connect) : Effect.void
       )
     )
-  }
+  // A producer whose replacement failed (the broker away) is replaced at the next send.
+  const usable = Effect.flatMap(
+    ScopedRef.get(current),
+    (connection) =>
+      connection.isRetired() && !stopped
+        ? Effect.zipRight(startOver(connection), ScopedRef.get(current))
+        : Effect.succeed(connection)
+  )
+
   // kafkajs retries a send to a topic the broker does not have forever (UNKNOWN_TOPIC_OR_PARTITION
   // is retriable), which would hang the caller and every send queued behind it. Each topic is looked
-  // up once before its first send; one that exists is not looked up again.
+  // up once before its first send; one that exists is looked up again only while a send hangs.
   const existing = new Set<string>()
   const lookUp = Effect.acquireUseRelease(
     Effect.tryPromise({
@@ -128,6 +201,8 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
         Effect.ignore
       )
   )
+  const topicsNotFound = (topics: ReadonlyArray<string>) =>
+    new KafkaError({ reason: "Send", retriable: false, cause: new TopicsNotFound({ topics }) })
   const requireTopics = (topics: ReadonlyArray<string>) =>
     Effect.suspend(() => {
       const unknown = [...new Set(topics)].filter((topic) => !existing.has(topic))
@@ -136,19 +211,107 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
         const found = new Set(names)
         const missing = unknown.filter((topic) => !found.has(topic))
         for (const topic of unknown) if (found.has(topic)) existing.add(topic)
-        return missing.length === 0 ? Effect.void : Effect.fail(
-          new KafkaError({ reason: "Send", retriable: false, cause: new TopicsNotFound({ topics: missing }) })
-        )
+        return missing.length === 0 ? Effect.void : Effect.fail(topicsNotFound(missing))
       })
     })
+  // The topics of `connection` the broker no longer has, once a lookup finds some. A lookup that
+  // fails (the broker away) tells nothing: the send goes on waiting, as kafkajs retries it.
+  const gone = (connection: Connection) =>
+    Effect.gen(function*() {
+      yield* Effect.sleep(watchAfter)
+      while (true) {
+        const names = yield* Effect.option(lookUp)
+        if (names._tag === "Some") {
+          const found = new Set(names.value)
+          const missing = [...connection.topics].filter((topic) => !found.has(topic))
+          if (missing.length > 0) return missing
+        }
+        yield* Effect.sleep(watchEvery)
+      }
+    })
+
+  // One attempt on the current producer, watched by `gone` once it is pending past `watchAfter`.
+  const attemptOnce = <A>(topics: ReadonlyArray<string>, attempt: (producer: KafkaProducer) => Promise<A>) =>
+    Effect.flatMap(usable, (connection): Effect.Effect<Outcome<A>, KafkaError> => {
+      for (const topic of topics) connection.topics.add(topic)
+      const sent = Effect.tryPromise({
+        try: () => {
+          const promise = attempt(connection.producer)
+          connection.sending.add(promise)
+          const settled = () => connection.sending.delete(promise)
+          promise.then(settled, settled)
+          return promise
+        },
+        catch: fromCause("Send")
+      }).pipe(
+        Effect.map((value): Outcome<A> => ({ _tag: "Sent", value })),
+        // Its producer was replaced meanwhile (sends overlap when not idempotent): it wrote nothing
+        // after that, and goes again on the new producer.
+        Effect.catchIf(
+          () => connection.isRetired() && !stopped,
+          () => Effect.succeed<Outcome<A>>({ _tag: "Replaced" })
+        )
+      )
+      const watched = Effect.map(gone(connection), (missing): Outcome<A> => ({ _tag: "Gone", connection, missing }))
+      // Interruptible even inside a caller's uninterruptible region (a batch that must be seen
+      // through): the race ends its loser, a sleeping watch or a send given up on.
+      return Effect.raceFirst(Effect.interruptible(sent), Effect.interruptible(watched))
+    })
+  // Once a topic of the producer is gone, the producer is replaced (the send given up on ends there,
+  // and that topic no longer holds the new producer's metadata refreshes), the topic is looked up
+  // again before its next send, and the send fails with `TopicsNotFound` if it named that topic, or
+  // goes again on the new producer if it did not.
+  const once = <A>(
+    topics: ReadonlyArray<string>,
+    attempt: (producer: KafkaProducer) => Promise<A>
+  ): Effect.Effect<A, KafkaError> =>
+    Effect.flatMap(attemptOnce(topics, attempt), (outcome) => {
+      switch (outcome._tag) {
+        case "Sent":
+          return Effect.succeed(outcome.value)
+        case "Replaced":
+          return once(topics, attempt)
+        case "Gone": {
+          const named = outcome.missing.filter((topic) => topics.includes(topic))
+          for (const topic of outcome.missing) existing.delete(topic)
+          return Effect.logWarning(
+            "A send waited on topics the broker no longer has; starting over with a new producer"
+          ).pipe(
+            Effect.annotateLogs({ missing: outcome.missing.join(","), topics: topics.join(",") }),
+            Effect.zipRight(startOver(outcome.connection)),
+            Effect.zipRight(named.length > 0 ? Effect.fail(topicsNotFound(named)) : once(topics, attempt))
+          )
+        }
+      }
+    })
+
+  // A send the broker wrote but whose answer was lost, once given up (a broker crash, a cut), leaves
+  // kafkajs reusing its sequence numbers: the broker refuses every later send of this producer id
+  // (OUT_OF_ORDER_SEQUENCE_NUMBER), for ever. A new producer (a new id, numbering from 0) is the way
+  // out; the send is tried once more on it. Whatever the lost write held may then be on the topic
+  // twice, which is at least once: the consumers' idempotency takes it.
+  const startingOver = <A>(topics: ReadonlyArray<string>, attempt: (producer: KafkaProducer) => Promise<A>) =>
+    once(topics, attempt).pipe(
+      Effect.catchIf(
+        (error) => idempotent && losesProducerState(error),
+        (error) =>
+          Effect.logWarning(
+            "The broker refused the producer's sequence numbers; starting over with a new producer id",
+            error
+          )
+            .pipe(
+              Effect.zipRight(Effect.flatMap(ScopedRef.get(current), startOver)),
+              Effect.zipRight(once(topics, attempt))
+            )
+      )
+    )
   const inFlight = yield* Effect.makeSemaphore(1)
   const serialize = idempotent ? inFlight.withPermits(1) : <A, E>(effect: Effect.Effect<A, E>) => effect
 
   const send = (record: ProducerRecord) =>
     requireTopics([record.topic]).pipe(
-      Effect.zipRight(startingOver((producer) =>
-        producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) })
-      )),
+      Effect.zipRight(startingOver([record.topic], (producer) =>
+        producer.send({ topic: record.topic, acks, compression, messages: record.messages.map(toKafkaMessage) }))),
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.send", {
@@ -163,16 +326,17 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
 
   const sendBatch = (records: ReadonlyArray<ProducerRecord>) =>
     requireTopics(records.map((record) => record.topic)).pipe(
-      Effect.zipRight(startingOver((producer) =>
-        producer.sendBatch({
-          acks,
-          compression,
-          topicMessages: records.map((record) => ({
-            topic: record.topic,
-            messages: record.messages.map(toKafkaMessage)
+      Effect.zipRight(
+        startingOver([...new Set(records.map((record) => record.topic))], (producer) =>
+          producer.sendBatch({
+            acks,
+            compression,
+            topicMessages: records.map((record) => ({
+              topic: record.topic,
+              messages: record.messages.map(toKafkaMessage)
+            }))
           }))
-        })
-      )),
+      ),
       Effect.map(toMetadata),
       serialize,
       Effect.withSpan("Producer.sendBatch", {
