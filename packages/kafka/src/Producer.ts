@@ -1,6 +1,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ScopedRef from "effect/ScopedRef"
@@ -184,16 +185,15 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
   // is retriable), which would hang the caller and every send queued behind it. Each topic is looked
   // up once before its first send; one that exists is looked up again only while a send hangs.
   const existing = new Set<string>()
+  // Connecting is part of the use, so that interrupting a lookup (a watch whose send was answered,
+  // the producer stopping) does not wait for a connection to a broker that is away.
   const lookUp = Effect.acquireUseRelease(
-    Effect.tryPromise({
-      try: async () => {
-        const admin = kafka.admin()
-        await admin.connect().catch((error: unknown) => admin.disconnect().then(() => Promise.reject(error)))
-        return admin
-      },
-      catch: fromCause("Send")
-    }),
-    (admin) => Effect.tryPromise({ try: () => admin.listTopics(), catch: fromCause("Send") }),
+    Effect.sync(() => kafka.admin()),
+    (admin) =>
+      Effect.tryPromise({
+        try: () => admin.connect().then(() => admin.listTopics()),
+        catch: fromCause("Send")
+      }),
     (admin) =>
       Effect.tryPromise(() => admin.disconnect()).pipe(
         Effect.interruptible,
@@ -214,13 +214,25 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
         return missing.length === 0 ? Effect.void : Effect.fail(topicsNotFound(missing))
       })
     })
+  // The pending sends' watches (sends overlap when not idempotent) share one lookup per `watchEvery`,
+  // run in the producer's scope: a watch that ends (its send answered) leaves it to finish.
+  const scope = yield* Effect.scope
+  let shared: { readonly at: number; readonly lookUp: Fiber.RuntimeFiber<Array<string>, KafkaError> } | undefined
+  const watchLookUp = Effect.suspend(() => {
+    const now = Date.now()
+    if (shared !== undefined && now - shared.at < Duration.toMillis(watchEvery)) return Fiber.join(shared.lookUp)
+    return Effect.flatMap(Effect.forkIn(lookUp, scope), (fiber) => {
+      shared = { at: now, lookUp: fiber }
+      return Fiber.join(fiber)
+    })
+  })
   // The topics of `connection` the broker no longer has, once a lookup finds some. A lookup that
   // fails (the broker away) tells nothing: the send goes on waiting, as kafkajs retries it.
   const gone = (connection: Connection) =>
     Effect.gen(function*() {
       yield* Effect.sleep(watchAfter)
       while (true) {
-        const names = yield* Effect.option(lookUp)
+        const names = yield* Effect.option(watchLookUp)
         if (names._tag === "Some") {
           const found = new Set(names.value)
           const missing = [...connection.topics].filter((topic) => !found.has(topic))

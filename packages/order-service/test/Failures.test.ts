@@ -131,8 +131,8 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       const placed = yield* place(userId, productId, 1)
       const order = yield* settled(userId, placed.orderId)
       assert.strictEqual(order.status, "CONFIRMED")
-      // More attempts than the policy's three (nodemailer's pool may take a refusal once more itself).
-      assert.isAbove(order.notifications.email.attempts, 3)
+      // More attempts than the policy's three. Not asserted for e-mail: nodemailer's pool sends a
+      // refused message again by itself on another connection, so one attempt may take several refusals.
       assert.isAbove(order.notifications.sms.attempts, 3)
       assert.strictEqual(mail.received().filter((m) => m.to.includes(email)).length, 1)
       assert.strictEqual(sms.received().filter((s) => s.to === phone).length, 1)

@@ -372,25 +372,25 @@ describe("Redrive", () => {
         yield* failuresIn(topic.name, 1)
         broken.clear()
 
-        // Closing the audit row fails while refuse_close has a row.
-        yield* sql.unsafe(`CREATE TABLE refuse_close (refusing boolean)`)
-        yield* sql.unsafe(`INSERT INTO refuse_close VALUES (true)`)
+        // The first three attempts to close the redrive's audit row fail (a sequence is not rolled back).
+        yield* sql.unsafe(`CREATE SEQUENCE close_attempts`)
         yield* sql.unsafe(`CREATE FUNCTION refuse_close() RETURNS trigger LANGUAGE plpgsql AS $$
           BEGIN
-            IF NEW.action = 'redrive' AND NEW.status <> 'RUNNING' AND EXISTS (SELECT 1 FROM refuse_close) THEN
+            IF NEW.action = 'redrive' AND NEW.status <> 'RUNNING' AND nextval('close_attempts') <= 3 THEN
               RAISE EXCEPTION 'closing refused' USING ERRCODE = '08006';
             END IF;
             RETURN NEW;
           END $$`)
         yield* sql.unsafe(`CREATE TRIGGER refuse_close BEFORE UPDATE ON kpipe_ops_audit
           FOR EACH ROW EXECUTE FUNCTION refuse_close()`)
-        yield* Effect.forkScoped(Effect.delay(sql`DELETE FROM refuse_close`, "2 seconds"))
 
         const result = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "ida" })
         assert.deepInclude(result, { status: "SUCCEEDED", redriven: 1 })
         const entry = yield* Redrive.operation(result.operationId)
         assert.strictEqual(entry.status, "SUCCEEDED")
         assert.isNotNull(entry.finishedAt)
+        const [attempts] = yield* sql<{ lastValue: number }>`SELECT last_value::int FROM close_attempts`
+        assert.strictEqual(attempts!.lastValue, 4, "three refused, the fourth closed it")
         yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 120_000 }

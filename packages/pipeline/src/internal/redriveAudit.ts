@@ -40,6 +40,6 @@ export const progress = (sql: SqlClient, auditId: string, value: unknown) =>
 export const close = (sql: SqlClient, auditId: string, status: string, result: unknown) =>
   sql`
     UPDATE kpipe_ops_audit SET status = ${status}, result = ${json(result)}::jsonb, finished_at = clock_timestamp()
-    WHERE id = ${auditId}`.pipe(Effect.asVoid)
+    WHERE id = ${auditId} AND status = 'RUNNING'`.pipe(Effect.asVoid)
 
 const json = (value: unknown) => value === undefined ? null : JSON.stringify(value)

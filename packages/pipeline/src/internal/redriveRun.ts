@@ -218,8 +218,11 @@ export const run = (
       return { status: "SUCCEEDED" as const, reason: undefined }
     })
 
+    // What the run came to, once known: a stop while its audit row is being closed records that.
+    let outcome: { readonly status: RedriveResult["status"]; readonly reason: string | undefined } | undefined
     const finish = (status: RedriveResult["status"], reason: string | undefined) =>
       Effect.gen(function*() {
+        outcome ??= { status, reason }
         const p = yield* SubscriptionRef.updateAndGet(progress, (p) => ({ ...p, phase: "done" as const }))
         const result: RedriveResult = {
           operationId,
@@ -254,7 +257,11 @@ export const run = (
         onFailure: (cause) => finish("FAILED", String(cause))
       }),
       Effect.onInterrupt(() =>
-        finish("CANCELLED", "interrupted").pipe(Effect.interruptible, Effect.timeoutOption("10 seconds"), Effect.ignore)
+        finish(outcome?.status ?? "CANCELLED", outcome?.reason ?? "interrupted").pipe(
+          Effect.interruptible,
+          Effect.timeoutOption("10 seconds"),
+          Effect.ignore
+        )
       )
     )
   }).pipe(Effect.scoped, Effect.orDie)
