@@ -139,7 +139,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
         retired = true
         if (sending.size === 0) return Effect.void
         const settled = Promise.allSettled([...sending])
-        return Effect.tryPromise(() => settled).pipe(
+        return Effect.async<void>((resume) => void settled.then(() => resume(Effect.void))).pipe(
           Effect.interruptible,
           Effect.timeoutOption(disconnectTimeout),
           Effect.flatMap(Option.match({
@@ -147,11 +147,15 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
             // Still running after the wait (kafkajs's waits between attempts are longer than that):
             // its last attempt may connect the producer again, so it is disconnected once more then.
             onNone: () =>
-              Effect.sync(() => {
-                settled.then(() => producer.disconnect()).catch(() => undefined)
-              })
-          })),
-          Effect.ignore
+              Effect.logWarning(
+                "A replaced Kafka producer still has sends given up on; it is disconnected once they end"
+              ).pipe(
+                Effect.annotateLogs({ pending: sending.size }),
+                Effect.zipRight(Effect.sync(() => {
+                  settled.then(() => producer.disconnect()).catch(() => undefined)
+                }))
+              )
+          }))
         )
       })
     return connected(create, disconnectTimeout).pipe(

@@ -30,18 +30,34 @@ const timed = <A>(send: Effect.Effect<A, KafkaError.KafkaError>) =>
     return { result, ms: Date.now() - started }
   })
 
+/**
+ * Two new topics, `deleted` and `other`; one record sent to `deleted` with `sendFirst`, then `deleted`
+ * is deleted. The producer has sent to it, so it does not look it up again before its next send.
+ */
+const sentToThenDeleted = (
+  partitions: number,
+  sendFirst: (producer: Producer.Producer["Type"], topic: string) => Effect.Effect<unknown, KafkaError.KafkaError>
+) =>
+  Effect.gen(function*() {
+    const admin = yield* Admin.Admin
+    const producer = yield* Producer.Producer
+    const deleted = uniqueName("deleted")
+    const other = uniqueName("other")
+    yield* admin.createTopics([{ name: deleted, partitions }, { name: other, partitions }])
+    yield* sendFirst(producer, deleted)
+    yield* deleteTopic(deleted)
+    return { admin, producer, deleted, other }
+  })
+
 describe("Producer: a topic deleted after it was sent to", () => {
   it.live(
     "a send to it fails with TopicsNotFound within seconds, and sends to other topics go on",
     () =>
       Effect.gen(function*() {
-        const admin = yield* Admin.Admin
-        const producer = yield* Producer.Producer
-        const deleted = uniqueName("deleted")
-        const other = uniqueName("other")
-        yield* admin.createTopics([{ name: deleted, partitions: 2 }, { name: other, partitions: 2 }])
-        yield* producer.send({ topic: deleted, messages: [message("before")] })
-        yield* deleteTopic(deleted)
+        const { admin, deleted, other, producer } = yield* sentToThenDeleted(
+          2,
+          (producer, topic) => producer.send({ topic, messages: [message("before")] })
+        )
 
         const first = yield* timed(producer.send({ topic: deleted, messages: [message("after")] }))
         assert.strictEqual(first.result._tag, "Left", `the send came back after ${first.ms} ms`)
@@ -89,13 +105,10 @@ describe("Producer: a topic deleted after it was sent to", () => {
     "a send to another topic is not held by the deleted one (its metadata refresh names every topic sent to)",
     () =>
       Effect.gen(function*() {
-        const admin = yield* Admin.Admin
-        const producer = yield* Producer.Producer
-        const deleted = uniqueName("deleted")
-        const other = uniqueName("other")
-        yield* admin.createTopics([{ name: deleted, partitions: 1 }, { name: other, partitions: 1 }])
-        yield* producer.sendBatch([{ topic: deleted, messages: [message("before")] }])
-        yield* deleteTopic(deleted)
+        const { admin, other, producer } = yield* sentToThenDeleted(
+          1,
+          (producer, topic) => producer.sendBatch([{ topic, messages: [message("before")] }])
+        )
 
         const sent = yield* timed(producer.sendBatch([{ topic: other, messages: [message("other")] }]))
         assert.strictEqual(sent.result._tag, "Right", `after ${sent.ms} ms: ${String(sent.result)}`)

@@ -57,6 +57,26 @@ const needsAttention = (userId: number, orderId: Ids.OrderId) =>
       `order ${orderId} NEEDS_ATTENTION`
     ))
 
+/**
+ * An order of a product with `stock` units placed while moving it to `status` fails for good: it
+ * ends NEEDS_ATTENTION, its reason naming the SqlError.
+ */
+const outcomeDeadLettered = (stock: number, status: "CONFIRMED" | "CANCELLED") =>
+  Effect.gen(function*() {
+    const productId = yield* newProduct(stock)
+    const userId = newUser()
+    const placed = yield* Effect.scoped(Effect.gen(function*() {
+      yield* movesFail(userId, status)
+      const placed = yield* place(userId, productId, 1)
+      yield* needsAttention(userId, placed.orderId)
+      return placed
+    }))
+    const client = yield* clientAs(userId)
+    const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
+    assert.include(order.reason ?? "", "SqlError")
+    return { placed, productId, userId }
+  })
+
 /** The dead letter is stored by its consumer, then alerted by the topic's monitor. */
 const storedAndAlerted = (eventId: string) =>
   Effect.gen(function*() {
@@ -231,17 +251,7 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
 
   it.effect("an InventoryReserved the confirmations dead-letter marks its order NEEDS_ATTENTION; a redrive confirms it", () =>
     Effect.gen(function*() {
-      const productId = yield* newProduct(5)
-      const userId = newUser()
-      const placed = yield* Effect.scoped(Effect.gen(function*() {
-        yield* movesFail(userId, "CONFIRMED")
-        const placed = yield* place(userId, productId, 1)
-        yield* needsAttention(userId, placed.orderId)
-        return placed
-      }))
-      const client = yield* clientAs(userId)
-      const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
-      assert.include(order.reason ?? "", "SqlError")
+      const { placed, productId, userId } = yield* outcomeDeadLettered(5, "CONFIRMED")
       assert.strictEqual(yield* stockOf(productId), 4)
       const [letter] = yield* deadLetters(String(userId), 1, "inventoryReserved")
       assert.strictEqual(letter!.letter.errorTag, "SqlError")
@@ -259,17 +269,7 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
 
   it.effect("an InventoryFailed the cancellations dead-letter marks its order NEEDS_ATTENTION, stored and alerted", () =>
     Effect.gen(function*() {
-      const productId = yield* newProduct(0)
-      const userId = newUser()
-      const placed = yield* Effect.scoped(Effect.gen(function*() {
-        yield* movesFail(userId, "CANCELLED")
-        const placed = yield* place(userId, productId, 1)
-        yield* needsAttention(userId, placed.orderId)
-        return placed
-      }))
-      const client = yield* clientAs(userId)
-      const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
-      assert.include(order.reason ?? "", "SqlError")
+      const { userId } = yield* outcomeDeadLettered(0, "CANCELLED")
       const [letter] = yield* deadLetters(String(userId), 1, "inventoryFailed")
       assert.strictEqual(letter!.letter.errorTag, "SqlError")
       assert.strictEqual(letter!.letter.eventType, "InventoryFailed")

@@ -260,7 +260,13 @@ export const run = (
         finish(outcome?.status ?? "CANCELLED", outcome?.reason ?? "interrupted").pipe(
           Effect.interruptible,
           Effect.timeoutOption("10 seconds"),
-          Effect.ignore
+          Effect.flatMap(Option.match({
+            onSome: () => Effect.void,
+            onNone: () =>
+              Effect.logError("The redrive was stopped before its audit row could be closed; it stays RUNNING").pipe(
+                Effect.annotateLogs({ operationId })
+              )
+          }))
         )
       )
     )
