@@ -345,7 +345,19 @@ export const runBatches = <R>(
         const heartbeats = Effect.tryPromise({ try: () => payload.heartbeat(), catch: fromCause("Heartbeat") }).pipe(
           Effect.delay(heartbeatEvery),
           Effect.as(false),
-          Effect.catchAll((error) => Effect.succeed(endsMembership(error))),
+          Effect.catchAll((error) =>
+            endsMembership(error) ? Effect.succeed(true) : Effect.logWarning(
+              "Heartbeat failed; the batch goes on, and the group removes this member if heartbeats keep failing",
+              error
+            ).pipe(
+              Effect.annotateLogs({
+                groupId: options.groupId,
+                topic: payload.batch.topic,
+                partition: payload.batch.partition
+              }),
+              Effect.as(false)
+            )
+          ),
           Effect.repeat({ until: (rejoin) => rejoin }),
           Effect.zipRight(Effect.sync(() => {
             rejoining = true
