@@ -314,7 +314,23 @@ describe("Members over HTTP", () => {
           "bad email",
           RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), email: "nope" }))
         ],
+        [
+          "NUL in nickname",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: "Bo\u0000b" }))
+        ],
+        [
+          "NUL in subject",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), subject: "x\u0000" }))
+        ],
+        [
+          "NUL in email",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), email: "a\u0000@b.io" }))
+        ],
         ["malformed JSON update", RawHttp.request("PATCH", `/api/members/${id}`, "{\"nickname\": ", auth)],
+        [
+          "line break in nickname update",
+          RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "Bob\nSmith" }), auth)
+        ],
         [
           "empty nickname update",
           RawHttp.request("PATCH", `/api/members/${id}`, JSON.stringify({ nickname: "" }), auth)

@@ -12,6 +12,7 @@ import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { line, noControlCharacters } from "./Text.ts"
 import { Forbidden } from "./Users.ts"
 
 /** The contract of auth-service; d-day-service's fallback client is derived from it. */
@@ -20,10 +21,11 @@ export const Email = Schema.String.pipe(
   Schema.trimmed(),
   Schema.maxLength(254),
   Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/),
+  noControlCharacters,
   Schema.annotations({ description: "An e-mail address" })
 )
 
-export const Nickname = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(30))
+export const Nickname = line(30)
 
 export class Member extends Schema.Class<Member>("Member")({
   memberId: Ids.MemberId,
@@ -42,7 +44,7 @@ export class SignInRequest extends Schema.Class<SignInRequest>("SignInRequest")(
   /** The OAuth provider, e.g. "google". */
   provider: Schema.String.pipe(Schema.pattern(/^[a-z][a-z0-9-]{1,31}$/)),
   /** The provider's subject id of the user. */
-  subject: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
+  subject: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255), noControlCharacters),
   nickname: Nickname,
   email: Schema.optionalWith(Email, { exact: true })
 }) {}

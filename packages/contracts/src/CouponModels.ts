@@ -1,5 +1,6 @@
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
+import { line } from "./Text.ts"
 
 /** What coupon-service (S4) answers with: coupons, issue requests and their states, reconciliation reports. */
 
@@ -16,7 +17,7 @@ export class Coupon extends Schema.Class<Coupon>("Coupon")({
 
 export class CreateCouponRequest extends Schema.Class<CreateCouponRequest>("CreateCouponRequest")(
   Schema.Struct({
-    name: Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(100)),
+    name: line(100),
     totalQuantity: Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(10_000_000)),
     validFrom: Schema.DateTimeUtc,
     validUntil: Schema.DateTimeUtc

@@ -9,6 +9,7 @@ import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { MemberGone, MemberNotFound, MemberStatus } from "./Members.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { line } from "./Text.ts"
 import { Forbidden, UserIdentity } from "./Users.ts"
 
 /**
@@ -24,13 +25,15 @@ export const LocalDate = Schema.String.pipe(
   Schema.pattern(/^\d{4}-\d{2}-\d{2}$/, { description: "a date, YYYY-MM-DD" }),
   Schema.filter((text) => {
     const date = new Date(`${text}T00:00:00Z`)
-    return (!Number.isNaN(date.getTime()) && date.toISOString().startsWith(text)) || `${text} is not a calendar date`
+    // PostgreSQL has no year 0.
+    return (!Number.isNaN(date.getTime()) && date.toISOString().startsWith(text) && !text.startsWith("0000")) ||
+      `${text} is not a calendar date`
   }),
   Schema.brand("LocalDate")
 )
 export type LocalDate = typeof LocalDate.Type
 
-export const Title = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(100))
+export const Title = line(100)
 
 /** d-day-service's copy of an auth-service member, as the member events (or a fallback fetch) left it. */
 export class MemberCopy extends Schema.Class<MemberCopy>("MemberCopy")({
