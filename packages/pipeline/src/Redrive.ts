@@ -255,13 +255,13 @@ export const start = Effect.fn("Redrive.start")(function*(
   options: RedriveOptions
 ) {
   const sql = yield* SqlClient
-  let frozen: { readonly dryRun: DryRun; readonly ids: ReadonlyArray<string> }
+  let frozen: { readonly dryRun: DryRun; readonly ids: ReadonlyArray<string>; readonly open: number }
   if ("dryRunId" in source) {
     const [audit] = yield* sql<{ cutoff: Date; dryRun: { count: number; targetTopics: DryRun["targetTopics"] } }>`
       SELECT cutoff, dry_run FROM kpipe_ops_audit WHERE id = ${source.dryRunId} AND action = 'redrive-dry-run'`
     if (audit === undefined) return yield* new NotFound({ what: "dry-run", id: source.dryRunId })
-    const ids = yield* sql<{ failureId: string }>`
-      SELECT e.failure_id::text AS failure_id FROM kpipe_ops_audit_events e
+    const ids = yield* sql<{ failureId: string; open: boolean }>`
+      SELECT e.failure_id::text AS failure_id, f.status = 'OPEN' AS open FROM kpipe_ops_audit_events e
       JOIN kpipe_failed_events f ON f.id = e.failure_id
       WHERE e.audit_id = ${source.dryRunId} AND e.outcome = 'SELECTED'
       ORDER BY f.topic, f.message_key, f.partition, f."offset"`
@@ -272,13 +272,16 @@ export const start = Effect.fn("Redrive.start")(function*(
         targetTopics: audit.dryRun.targetTopics,
         cutoff: audit.cutoff
       },
-      ids: ids.map((r) => r.failureId)
+      ids: ids.map((r) => r.failureId),
+      // Parked, resolved or redriven since the dry-run: the count the operator saw has moved.
+      open: ids.filter((r) => r.open).length
     }
   } else {
-    frozen = yield* snapshot(source.selection, options.actor, "redrive-dry-run")
+    const snapshotted = yield* snapshot(source.selection, options.actor, "redrive-dry-run")
+    frozen = { ...snapshotted, open: snapshotted.ids.length }
   }
-  if (options.expectedCount !== undefined && options.expectedCount !== frozen.ids.length) {
-    return yield* new SelectionChanged({ expected: options.expectedCount, actual: frozen.ids.length })
+  if (options.expectedCount !== undefined && options.expectedCount !== frozen.open) {
+    return yield* new SelectionChanged({ expected: options.expectedCount, actual: frozen.open })
   }
   const operationId = yield* Audit.open(sql, {
     action: "redrive",

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
-import { Admin } from "@kpipe/kafka"
+import { Admin, Producer } from "@kpipe/kafka"
 import { IdempotentConsumer, Redrive } from "@kpipe/pipeline"
 import { TestKafka } from "@kpipe/testing"
 import * as Data from "effect/Data"
@@ -92,7 +92,7 @@ describe("Redrive", () => {
         assert.deepStrictEqual(dry.targetTopics, [{ topic: topic.name, count: 3 }])
 
         const [first, second] = yield* Effect.all([
-          Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "alice", expectedCount: 3 }),
+          Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "alice" }),
           Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "bob" })
         ], { concurrency: 2 })
         assert.strictEqual(first.redriven + second.redriven, 3)
@@ -280,6 +280,94 @@ describe("Redrive", () => {
         const [entry] = (yield* Redrive.auditLog()).filter((e) => e.action === "redrive")
         assert.strictEqual(entry!.status, "CANCELLED")
         assert.deepInclude(entry!.progress, { redriven: result.redriven, total: 8 })
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a canary of undecodable records (no event id to watch) stops the redrive before anything is sent",
+    () =>
+      Effect.gen(function*() {
+        const { startConsumer, topic } = yield* setup("redrive-undecodable")
+        const consumer = yield* startConsumer
+        const producer = yield* Producer.Producer
+        yield* producer.send({
+          topic: topic.name,
+          messages: [{ key: "k", value: "{not json" }, { key: "k", value: "{still not json" }]
+        })
+        yield* failuresIn(topic.name, 2)
+        yield* Scope.close(consumer, Exit.void)
+
+        const stopped = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "ines", canary: 1 })
+        assert.deepInclude(stopped, { status: "STOPPED", redriven: 0 })
+        assert.include(String(stopped.reason), "no event id")
+        assert.strictEqual(yield* openFailures(topic.name), 2)
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a dry-run's expected count is refused once one of its failures was parked since",
+    () =>
+      Effect.gen(function*() {
+        const { broken, startConsumer, topic } = yield* setup("redrive-moved")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const failing = [event("bad", 1), event("bad", 2)]
+        yield* produce(topic, failing)
+        yield* failuresIn(topic.name, 2)
+        yield* Scope.close(consumer, Exit.void)
+
+        const dry = yield* Redrive.dryRun({ topic: topic.name }, "hana")
+        assert.strictEqual(dry.count, 2)
+        yield* Redrive.park({ topic: topic.name, eventId: failing[1]!.eventId }, "hana", "not this one")
+        const changed = yield* Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "hana", expectedCount: 2 }).pipe(
+          Effect.flip
+        )
+        assert.strictEqual(changed._tag, "SelectionChanged")
+        assert.deepInclude(changed, { expected: 2, actual: 1 })
+        assert.strictEqual(yield* openFailures(topic.name), 1)
+        const result = yield* Redrive.redrive({ dryRunId: dry.dryRunId }, { actor: "hana", expectedCount: 1 })
+        assert.deepInclude(result, { status: "SUCCEEDED", redriven: 1, skipped: 1 })
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a rate below one per second redrives a record every 1/rate seconds, and a cancel ends the wait between them",
+    () =>
+      Effect.gen(function*() {
+        const { broken, startConsumer, topic } = yield* setup("redrive-slow")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        yield* produce(topic, Array.from({ length: 4 }, (_, i) => event("bad", i)))
+        yield* failuresIn(topic.name, 4)
+        yield* Scope.close(consumer, Exit.void)
+
+        // A bucket of 0.5 permits never granted the one a record costs: this waited forever.
+        const firstTwo = (yield* Redrive.list({ topic: topic.name })).map((f) => f.id).sort((a, b) =>
+          Number(a) - Number(b)
+        )
+          .slice(0, 2)
+        const started = Date.now()
+        const halfPerSecond = yield* Redrive.redrive({ selection: { ids: firstTwo } }, {
+          actor: "gina",
+          ratePerSecond: 0.5
+        }).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(halfPerSecond.redriven, 2)
+        assert.isAtLeast(Date.now() - started, 1900)
+
+        const cancelled = yield* Effect.scoped(Effect.gen(function*() {
+          const operation = yield* Redrive.start({ selection: { topic: topic.name } }, {
+            actor: "gina",
+            ratePerSecond: 0.01
+          })
+          yield* operation.progress.changes.pipe(Stream.takeUntil((p) => p.redriven >= 1), Stream.runDrain)
+          assert.isTrue(yield* Redrive.requestCancel(operation.operationId))
+          return yield* operation.await.pipe(Effect.timeout("10 seconds"))
+        }))
+        assert.strictEqual(cancelled.status, "CANCELLED")
+        assert.strictEqual(cancelled.redriven, 1)
       }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )

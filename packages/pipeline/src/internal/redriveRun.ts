@@ -48,10 +48,17 @@ export const run = (
     const sql = yield* SqlClient
     const producer = yield* Producer.Producer
     const rate = options.ratePerSecond
-    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, rate ?? Infinity))
-    const limiter = rate === undefined
+    // Whole permits: a bucket of 0.5 permits never grants one record, so below 1/s it is one record
+    // per 1/rate seconds, and 2.5/s is 2 records per 0.8 s.
+    const perInterval = rate === undefined ? undefined : Math.max(1, Math.floor(rate))
+    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, perInterval ?? Infinity))
+    const limiter = rate === undefined || perInterval === undefined
       ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
-      : yield* RateLimiter.make({ limit: rate, interval: "1 second", algorithm: "token-bucket" })
+      : yield* RateLimiter.make({
+        limit: perInterval,
+        interval: Duration.millis(1000 * perInterval / rate),
+        algorithm: "token-bucket"
+      })
 
     const update = (f: (p: Progress) => Progress) =>
       SubscriptionRef.updateAndGet(progress, f).pipe(
@@ -135,11 +142,7 @@ export const run = (
           )
         ])
         return { redriven: sorted.map((row): Redriven => ({ row })), held: heldIds.size }
-      })).pipe(
-        limiter,
-        RateLimiter.withCost(chunk.length),
-        Effect.withSpan("Redrive.batch", { attributes: { size: chunk.length } })
-      )
+      })).pipe(Effect.withSpan("Redrive.batch", { attributes: { size: chunk.length } }))
 
     /** Waits until every canary is applied or failed again; the outcome of the first to fail again wins. */
     const watchCanary = (canaries: ReadonlyArray<Redriven>) =>
@@ -173,6 +176,17 @@ export const run = (
       (local, rows) => local || rows[0]?.cancelRequested === true
     )
 
+    /** Waits until the rate allows `size` more records; false when the redrive was cancelled meanwhile. */
+    const paced = (size: number) =>
+      Effect.race(
+        limiter(Effect.succeed(true)).pipe(RateLimiter.withCost(size)),
+        isCancelled.pipe(
+          Effect.repeat({ schedule: Schedule.spaced("1 second"), until: (cancelled) => cancelled }),
+          Effect.as(false)
+        )
+      )
+    const cancelledResult = { status: "CANCELLED" as const, reason: "cancelled by request" }
+
     const count = (
       chunk: ReadonlyArray<string>,
       done: { readonly redriven: ReadonlyArray<Redriven>; readonly held: number }
@@ -189,9 +203,23 @@ export const run = (
       const canarySize = Math.min(options.canary ?? 0, ids.length)
       yield* update((p) => ({ ...p, phase: canarySize > 0 ? "canary" : "bulk" }))
       if (canarySize > 0) {
+        // A canary is watched through its group's claim of its event id; an undecodable record has
+        // none, so it could never be seen applied and the bulk would follow unchecked.
+        const [untracked] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM kpipe_failed_events
+          WHERE ${sql.in("id", ids.slice(0, canarySize))} AND event_id IS NULL`
+        if (untracked!.n > 0) {
+          return {
+            status: "STOPPED" as const,
+            reason: `${
+              untracked!.n
+            } of the ${canarySize} canaries have no event id (undecodable records): they cannot be watched; nothing was redriven`
+          }
+        }
         const canaries: Array<Redriven> = []
         while (next < canarySize) {
           const chunk = ids.slice(next, Math.min(next + batchSize, canarySize))
+          if (!(yield* paced(chunk.length))) return cancelledResult
           next += chunk.length
           const done = yield* batch(chunk)
           canaries.push(...done.redriven)
@@ -210,8 +238,9 @@ export const run = (
         yield* update((p) => ({ ...p, phase: "bulk" }))
       }
       while (next < ids.length) {
-        if (yield* isCancelled) return { status: "CANCELLED" as const, reason: "cancelled by request" }
+        if (yield* isCancelled) return cancelledResult
         const chunk = ids.slice(next, next + batchSize)
+        if (!(yield* paced(chunk.length))) return cancelledResult
         next += chunk.length
         yield* count(chunk, yield* batch(chunk))
       }
