@@ -29,7 +29,14 @@ const authorized = (token: Redacted.Redacted, request: HttpServerRequest.HttpSer
   return header.startsWith("Bearer ") && AdminToken.matches(token, Redacted.make(header.slice("Bearer ".length)))
 }
 
-/** Forwards to the first upstream answering; a refused or timed-out connection tries the next. */
+/**
+ * A request that may have reached the upstream (anything but a refused connection) is not sent to
+ * the next one unless it only reads: a slow park or dry-run would run twice.
+ */
+const neverSent = (cause: unknown) =>
+  cause instanceof Error && (cause.cause as { readonly code?: unknown } | undefined)?.code === "ECONNREFUSED"
+
+/** Forwards to the first upstream answering; a refused connection (or a failed read) tries the next. */
 const forward = (upstream: Upstream, path: string, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     const body = request.method === "GET" || request.method === "HEAD"
@@ -62,6 +69,7 @@ const forward = (upstream: Upstream, path: string, request: HttpServerRequest.Ht
         })
       }
       failures.push(`${url}: ${String(answer.left)}`)
+      if (body !== undefined && !neverSent(answer.left)) break
     }
     yield* Effect.logWarning(`ops API of ${upstream.name} unreachable; its failures cannot be shown`).pipe(
       Effect.annotateLogs({ service: upstream.name, tried: failures.join("; ") })
@@ -91,9 +99,13 @@ export const router = (options: { readonly services: ReadonlyArray<Upstream>; re
         const [, , name = "", ...rest] = request.url.split("/")
         const upstream = byName.get(decodeURIComponent(name))
         if (upstream === undefined) return Effect.succeed(error(404, "NotFound", `no service ${name}`))
-        const path = `/${rest.join("/")}`
+        // As the upstream will read it: `/ops/%2e%2e/docs` is `/docs`.
+        const url = new URL(`/${rest.join("/")}`, "http://upstream")
+        const path = `${url.pathname}${url.search}`
         // Only the ops API is forwarded, not whatever else a service's server answers.
-        if (!path.startsWith("/ops/")) return Effect.succeed(error(404, "NotFound", `not an ops path: ${path}`))
+        if (!url.pathname.startsWith("/ops/")) {
+          return Effect.succeed(error(404, "NotFound", `not an ops path: ${url.pathname}`))
+        }
         return forward(upstream, path, request)
       })
     )

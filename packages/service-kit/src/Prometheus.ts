@@ -159,7 +159,15 @@ export const layer = (serviceName: string): Layer.Layer<Prometheus, never, Healt
     const sql = yield* Effect.serviceOption(SqlClient)
     const seenTopics = new Set<string>()
     const sampled = (effect: Effect.Effect<void, unknown>) =>
-      effect.pipe(Effect.timeout("2 seconds"), Effect.catchAllCause(Effect.logDebug))
+      effect.pipe(
+        Effect.timeout("2 seconds"),
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning(
+            "A metrics sample (consumer lag or outbox backlog) failed; its gauges keep their last values",
+            cause
+          )
+        )
+      )
     const refresh = Effect.suspend(() =>
       Effect.all([
         processMetrics,
