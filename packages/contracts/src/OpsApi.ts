@@ -6,6 +6,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
 import { AdminAuth } from "./Admin.ts"
 import * as Decimal from "./Decimal.ts"
+import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 
 /**
  * The admin API every service can serve beside its own (`OpsServer` in service-kit): failures from
@@ -16,9 +17,20 @@ import * as Decimal from "./Decimal.ts"
 
 export const FailureStatus = Schema.Literal("OPEN", "REDRIVEN", "RESOLVED", "PARKED")
 
+/**
+ * The id of a failure, an operation or an outbox row (a PostgreSQL bigserial), as decimal text.
+ * Anything else is a 400 here: the database would refuse it, and that was answered 500.
+ */
+export const RowId = Schema.String.pipe(
+  Schema.pattern(/^[1-9][0-9]{0,17}$/, { message: () => "expected an id: decimal digits, at most 18" })
+).annotations({ identifier: "RowId" })
+
+/** Rows a listing returns at most. */
+export const maxLimit = 1_000
+
 /** Which failures an action is about; every field narrows it. */
 export class Selection extends Schema.Class<Selection>("Selection")({
-  ids: Schema.optionalWith(Schema.Array(Schema.String), { exact: true }),
+  ids: Schema.optionalWith(Schema.Array(RowId), { exact: true }),
   topic: Schema.optionalWith(Schema.String, { exact: true }),
   consumerGroup: Schema.optionalWith(Schema.String, { exact: true }),
   errorTag: Schema.optionalWith(Schema.String, { exact: true }),
@@ -38,7 +50,7 @@ export const SelectionParams = Schema.Struct({
   eventId: Schema.optional(Schema.String),
   key: Schema.optional(Schema.String),
   status: Schema.optional(FailureStatus),
-  limit: Schema.optional(Decimal.FromString)
+  limit: Schema.optional(Decimal.FromString.pipe(Schema.between(1, maxLimit)))
 })
 
 export class FailureGroup extends Schema.Class<FailureGroup>("FailureGroup")({
@@ -107,7 +119,7 @@ export class DryRunRequest extends Schema.Class<DryRunRequest>("DryRunRequest")(
 
 export class RedriveRequest extends Schema.Class<RedriveRequest>("RedriveRequest")({
   /** Redrives exactly the failures of this dry-run that are still OPEN. */
-  dryRunId: Schema.String,
+  dryRunId: RowId,
   actor: Schema.optional(Schema.String),
   ratePerSecond: Schema.optional(Schema.Number.pipe(Schema.positive())),
   canary: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
@@ -171,7 +183,7 @@ export class OutboxRow extends Schema.Class<OutboxRow>("OutboxRow")({
 }) {}
 
 export class OutboxRequest extends Schema.Class<OutboxRequest>("OutboxRequest")({
-  ids: Schema.Array(Schema.String).pipe(Schema.minItems(1)),
+  ids: Schema.Array(RowId).pipe(Schema.minItems(1), Schema.maxItems(maxLimit)),
   actor: Schema.optional(Schema.String)
 }) {}
 
@@ -196,7 +208,7 @@ export class SelectionChanged extends Schema.TaggedError<SelectionChanged>()(
   HttpApiSchema.annotations({ status: 409 })
 ) {}
 
-const id = Schema.Struct({ id: Schema.String })
+const id = Schema.Struct({ id: RowId })
 
 export class OpsGroup extends HttpApiGroup.make("ops")
   .add(
@@ -235,7 +247,10 @@ export class OpsGroup extends HttpApiGroup.make("ops")
   .add(
     HttpApiEndpoint.get("operation", "/ops/operations/:id").setPath(id).addSuccess(
       Schema.Struct({ operation: Operation, events: Schema.Array(OperationEvent) })
-    ).addError(NotFound)
+    ).addError(NotFound).annotate(
+      OpenApi.Description,
+      `An operation and its first ${maxLimit} events, by failure or row.`
+    )
   )
   .add(
     HttpApiEndpoint.post("cancel", "/ops/operations/:id/cancel").setPath(id).addSuccess(
@@ -247,6 +262,7 @@ export class OpsGroup extends HttpApiGroup.make("ops")
   .add(HttpApiEndpoint.get("outboxFailed", "/ops/outbox/failed").addSuccess(Schema.Array(OutboxRow)))
   .add(HttpApiEndpoint.post("outboxRetry", "/ops/outbox/retry").setPayload(OutboxRequest).addSuccess(ActionResult))
   .add(HttpApiEndpoint.post("outboxSkip", "/ops/outbox/skip").setPayload(OutboxRequest).addSuccess(ActionResult))
+  .addError(ServiceUnavailable)
   .middleware(AdminAuth)
 {}
 

@@ -527,7 +527,7 @@ export const health = Effect.fn("Redrive.health")(function*() {
 })
 
 /** The per-event outcomes of one audited action. */
-export const auditEvents = Effect.fn("Redrive.auditEvents")(function*(operationId: string) {
+export const auditEvents = Effect.fn("Redrive.auditEvents")(function*(operationId: string, limit?: number) {
   const sql = yield* SqlClient
   return yield* sql<
     {
@@ -540,7 +540,8 @@ export const auditEvents = Effect.fn("Redrive.auditEvents")(function*(operationI
     }
   >`
     SELECT failure_id::text AS failure_id, outbox_id::text AS outbox_id, event_id, outcome, detail, at
-    FROM kpipe_ops_audit_events WHERE audit_id = ${operationId} ORDER BY id`
+    FROM kpipe_ops_audit_events WHERE audit_id = ${operationId} ORDER BY id
+    ${limit === undefined ? sql`` : sql`LIMIT ${limit}`}`
 })
 
 export interface FailedOutboxRow {

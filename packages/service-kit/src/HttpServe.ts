@@ -6,6 +6,7 @@ import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -100,6 +101,23 @@ const requestMetrics = (api: HttpApi.HttpApi.Any) => {
     })
   )
 }
+
+/**
+ * Logs at Error every request that ended in a defect (answered 500). Effect's platform logs a
+ * handler's cause only in `HttpMiddleware.logger`, at Info, and the hot services run without it.
+ */
+export const logDefects = HttpMiddleware.make((app) =>
+  Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (request) =>
+      Effect.tapErrorCause(app, (cause) =>
+        Cause.isDie(cause)
+          ? Effect.logError("A request failed with a defect; answered 500", cause).pipe(
+            Effect.annotateLogs({ "http.method": request.method, "http.path": request.url.split("?")[0] })
+          )
+          : Effect.void)
+  )
+)
 
 /** A Node server that offers each request to the fast routes before the HttpApi's handler sees it. */
 class RoutingServer extends Server {
@@ -228,7 +246,9 @@ export const layer = <R = never>(options: Options<R>) =>
   Layer.unwrapEffect(Effect.map(HttpApi.Api, ({ api }) => {
     const metrics = requestMetrics(api)
     return HttpApiBuilder.serve(
-      options.logRequests === false ? metrics : (app) => metrics(HttpMiddleware.logger(app))
+      options.logRequests === false
+        ? (app) => metrics(logDefects(app))
+        : (app) => metrics(HttpMiddleware.logger(logDefects(app)))
     )
   })).pipe(
     Layer.provide(RequestLimits.layerRouteNotFound),

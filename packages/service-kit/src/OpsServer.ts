@@ -21,6 +21,7 @@ import * as AdminToken from "./AdminToken.ts"
 import * as ApiDocs from "./ApiDocs.ts"
 import * as HttpServe from "./HttpServe.ts"
 import { consoleHtml } from "./internal/opsConsole.ts"
+import * as Unavailable from "./Unavailable.ts"
 
 /** `AdminAuth` of the ops API: the service's one admin token (`AdminToken.config`, `ADMIN_TOKEN`). */
 export const layerAuth = (token: Config.Config<Redacted.Redacted> = AdminToken.config) =>
@@ -33,6 +34,9 @@ const selectionOf = (params: typeof OpsApi.SelectionParams.Type): Redrive.Select
   return { ...filters, ...(status !== undefined ? { status } : {}) } as Redrive.Selection
 }
 
+/** The database or the broker away is a 503 (logged at Warning), as on every service's own API. */
+const answered = Unavailable.orServiceUnavailable("The ops API")
+
 const notFound = (error: Redrive.NotFound) => new OpsApi.NotFound({ what: error.what, id: error.id })
 
 const handlers = HttpApiBuilder.group(OpsApi.OpsApi, "ops", (handlers) =>
@@ -41,22 +45,22 @@ const handlers = HttpApiBuilder.group(OpsApi.OpsApi, "ops", (handlers) =>
     const scope = yield* Effect.scope
     const context = yield* Effect.context<Effect.Effect.Context<ReturnType<typeof Redrive.start>>>()
     return handlers
-      .handle("health", () => Effect.map(Redrive.health(), (h) => new OpsApi.Health(h)).pipe(Effect.orDie))
-      .handle("groups", ({ urlParams }) => Redrive.groups(selectionOf(urlParams)).pipe(Effect.orDie))
-      .handle("failures", ({ urlParams }) =>
-        Redrive.list(selectionOf(urlParams), urlParams.limit ?? 100).pipe(Effect.orDie))
+      .handle("health", () => Effect.map(Redrive.health(), (h) => new OpsApi.Health(h)).pipe(answered))
+      .handle("groups", ({ urlParams }) => Redrive.groups(selectionOf(urlParams)).pipe(answered))
+      .handle(
+        "failures",
+        ({ urlParams }) => Redrive.list(selectionOf(urlParams), urlParams.limit ?? 100).pipe(answered)
+      )
       .handle("failure", ({ path }) =>
         Redrive.inspect(path.id).pipe(
-          Effect.map((detail) =>
-            new OpsApi.FailureDetail(detail)
-          ),
+          Effect.map((detail) => new OpsApi.FailureDetail(detail)),
           Effect.catchTag("NotFound", (e) => Effect.fail(notFound(e))),
-          Effect.orDie
+          answered
         ))
       .handle("dryRun", ({ payload }) =>
         Redrive.dryRun({ ...payload.selection }, actorOf(payload.actor)).pipe(
           Effect.map((dry) => new OpsApi.DryRun(dry)),
-          Effect.orDie
+          answered
         ))
       .handle("redrive", ({ payload }) =>
         Redrive.start({ dryRunId: payload.dryRunId }, {
@@ -74,26 +78,31 @@ const handlers = HttpApiBuilder.group(OpsApi.OpsApi, "ops", (handlers) =>
             SelectionChanged: (e) =>
               Effect.fail(new OpsApi.SelectionChanged({ expected: e.expected, actual: e.actual }))
           }),
-          Effect.orDie
+          answered
         ))
-      .handle("operations", () => Redrive.auditLog(100).pipe(Effect.orDie))
+      .handle("operations", () => Redrive.auditLog(100).pipe(answered))
       .handle("operation", ({ path }) =>
-        Effect.all({ operation: Redrive.operation(path.id), events: Redrive.auditEvents(path.id) }).pipe(
-          Effect.catchTag("NotFound", (e) => Effect.fail(notFound(e))),
-          Effect.orDie
-        ))
-      .handle("cancel", ({ path }) =>
-        Redrive.requestCancel(path.id).pipe(Effect.map((cancelled) => ({ cancelled })), Effect.orDie))
-      .handle("park", ({ payload }) =>
-        Redrive.park({ ...payload.selection }, actorOf(payload.actor), payload.reason).pipe(Effect.orDie))
-      .handle("restore", ({ payload }) =>
-        Redrive.restore({ ...payload.selection }, actorOf(payload.actor)).pipe(Effect.orDie))
-      .handle("outboxFailed", () =>
-        Redrive.outboxFailed(100).pipe(Effect.orDie))
-      .handle("outboxRetry", ({ payload }) =>
-        Redrive.outboxRetry(payload.ids, actorOf(payload.actor)).pipe(Effect.orDie))
-      .handle("outboxSkip", ({ payload }) =>
-        Redrive.outboxSkip(payload.ids, actorOf(payload.actor)).pipe(Effect.orDie))
+        Effect.all({ operation: Redrive.operation(path.id), events: Redrive.auditEvents(path.id, OpsApi.maxLimit) })
+          .pipe(
+            Effect.catchTag("NotFound", (e) => Effect.fail(notFound(e))),
+            answered
+          ))
+      .handle(
+        "cancel",
+        ({ path }) =>
+          Redrive.requestCancel(path.id).pipe(Effect.map((cancelled) => ({ cancelled })), answered)
+      )
+      .handle(
+        "park",
+        ({ payload }) => Redrive.park({ ...payload.selection }, actorOf(payload.actor), payload.reason).pipe(answered)
+      )
+      .handle(
+        "restore",
+        ({ payload }) => Redrive.restore({ ...payload.selection }, actorOf(payload.actor)).pipe(answered)
+      )
+      .handle("outboxFailed", () => Redrive.outboxFailed(100).pipe(answered))
+      .handle("outboxRetry", ({ payload }) => Redrive.outboxRetry(payload.ids, actorOf(payload.actor)).pipe(answered))
+      .handle("outboxSkip", ({ payload }) => Redrive.outboxSkip(payload.ids, actorOf(payload.actor)).pipe(answered))
   }))
 
 /** The ops API (with its auth) as an `HttpApi.Api`, for a server or a test. */
@@ -126,7 +135,7 @@ export const port: Config.Config<Option.Option<number>> = Config.option(
  * (redrives send to the original topics).
  */
 export const layer = (options: { readonly port: number; readonly token?: Config.Config<Redacted.Redacted> }) =>
-  HttpApiBuilder.serve(logActions).pipe(
+  HttpApiBuilder.serve((app) => logActions(HttpServe.logDefects(app))).pipe(
     Layer.provide(ApiDocs.layer({ path: "/docs" })),
     Layer.provide(layerConsole),
     Layer.provide(layerApi(options.token)),

@@ -11,7 +11,7 @@ import { Admin } from "@kpipe/kafka"
 import { DeadLetter, PipelineMigrations } from "@kpipe/pipeline"
 import { OpsServer } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
-import { TestKafka, TestLogging } from "@kpipe/testing"
+import { DatabaseFaults, TestKafka, TestLogging } from "@kpipe/testing"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as DateTime from "effect/DateTime"
@@ -120,6 +120,52 @@ describe("OpsServer", () => {
         ))))
         assert.isTrue(Exit.isFailure(noToken))
         assert.include(String(Exit.isFailure(noToken) ? noToken.cause : ""), "ADMIN_TOKEN is required")
+      }).pipe(Effect.provide(ServerLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "ids that are not row ids and limits over 1,000 are a typed 400; the database away is a typed 503",
+    () =>
+      Effect.gen(function*() {
+        const answer = (method: "GET" | "POST", path: string, body?: unknown) =>
+          HttpClient.execute(
+            (method === "GET" ? HttpClientRequest.get(path) : HttpClientRequest.post(path)).pipe(
+              HttpClientRequest.bearerToken(token),
+              body === undefined ? (r) => r : HttpClientRequest.bodyUnsafeJson(body)
+            )
+          ).pipe(
+            Effect.flatMap((response) =>
+              Effect.map(response.json, (json) => [response.status, (json as { _tag?: string })._tag] as const)
+            )
+          )
+        const bad: ReadonlyArray<readonly [method: "GET" | "POST", path: string, body?: unknown]> = [
+          ["GET", "/ops/failures/abc"],
+          ["GET", "/ops/failures/1.5"],
+          ["GET", "/ops/failures/99999999999999999999"],
+          ["GET", "/ops/operations/-1"],
+          ["POST", "/ops/operations/abc/cancel"],
+          ["GET", "/ops/failures?limit=1001"],
+          ["GET", "/ops/failures?limit=0"],
+          ["POST", "/ops/redrive", { dryRunId: "x" }],
+          ["POST", "/ops/redrive/dry-run", { selection: { ids: ["x"] } }],
+          ["POST", "/ops/outbox/retry", { ids: ["99999999999999999999"] }],
+          ["POST", "/ops/outbox/skip", { ids: Array.from({ length: 1001 }, (_, i) => String(i + 1)) }]
+        ]
+        for (const [method, path, body] of bad) {
+          assert.deepStrictEqual(yield* answer(method, path, body), [400, "HttpApiDecodeError"], `${method} ${path}`)
+        }
+        assert.deepStrictEqual(yield* answer("GET", "/ops/failures/123"), [404, "NotFound"])
+
+        yield* DatabaseFaults.cutOff
+        for (
+          const [method, path, body] of [["GET", "/ops/failures"], ["GET", "/ops/failures/123"], ["POST", "/ops/park", {
+            selection: {},
+            reason: "x"
+          }]] as const
+        ) {
+          assert.deepStrictEqual(yield* answer(method, path, body), [503, "ServiceUnavailable"], `${method} ${path}`)
+        }
       }).pipe(Effect.provide(ServerLive)),
     { timeout: 60_000 }
   )
