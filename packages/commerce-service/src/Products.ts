@@ -156,28 +156,29 @@ export class Products extends Effect.Service<Products>()("@kpipe/commerce-servic
       const limit = page.limit ?? 1000
       const rows = yield* decodeTotals(
         yield* sql`
+          -- Counts stay BIGINT (text to the rows, in the days' JSON too): an ::int cast fails past 2^31.
           SELECT p.product_id,
-            (SELECT count(*) FROM likes l WHERE l.product_id = p.product_id AND l.liked)::int AS likes,
-            (SELECT count(*) FROM product_views v WHERE v.product_id = p.product_id)::int AS views,
+            (SELECT count(*) FROM likes l WHERE l.product_id = p.product_id AND l.liked) AS likes,
+            (SELECT count(*) FROM product_views v WHERE v.product_id = p.product_id) AS views,
             s.sales_count, s.sales_amount, s.cancellations, d.days
           FROM products p
           CROSS JOIN LATERAL (
             SELECT
-              COALESCE(sum(i.quantity) FILTER (WHERE o.status <> 'CANCELLED'), 0)::int AS sales_count,
+              COALESCE(sum(i.quantity) FILTER (WHERE o.status <> 'CANCELLED'), 0) AS sales_count,
               COALESCE(sum(i.amount) FILTER (WHERE o.status <> 'CANCELLED'), 0)::text AS sales_amount,
-              count(*) FILTER (WHERE o.status = 'CANCELLED')::int AS cancellations
+              count(*) FILTER (WHERE o.status = 'CANCELLED') AS cancellations
             FROM order_items i JOIN orders o ON o.order_id = i.order_id
             WHERE i.product_id = p.product_id
           ) s
           CROSS JOIN LATERAL (
             SELECT COALESCE(json_agg(json_build_object(
-              'day', g.day::text, 'likes', g.likes, 'views', g.views, 'salesCount', g.sales_count,
-              'salesAmount', g.sales_amount::text, 'cancellations', g.cancellations
+              'day', g.day::text, 'likes', g.likes::text, 'views', g.views::text, 'salesCount', g.sales_count::text,
+              'salesAmount', g.sales_amount::text, 'cancellations', g.cancellations::text
             ) ORDER BY g.day), '[]') AS days
             FROM (
-            SELECT f.day, sum(f.likes)::int AS likes, sum(f.views)::int AS views,
-              sum(f.sales_count)::int AS sales_count, sum(f.sales_amount) AS sales_amount,
-              sum(f.cancellations)::int AS cancellations
+            SELECT f.day, sum(f.likes) AS likes, sum(f.views) AS views,
+              sum(f.sales_count) AS sales_count, sum(f.sales_amount) AS sales_amount,
+              sum(f.cancellations) AS cancellations
             FROM (
               SELECT (l.updated_at AT TIME ZONE 'UTC')::date AS day, 1 AS likes, 0 AS views, 0 AS sales_count,
                 0::numeric AS sales_amount, 0 AS cancellations

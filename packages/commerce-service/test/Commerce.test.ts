@@ -1,5 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Ids } from "@kpipe/events"
 import { RawHttp } from "@kpipe/testing"
@@ -117,6 +118,8 @@ describe("CommerceApi", () => {
         ["POST", "/api/products", JSON.stringify({ name: "x", price: "1000000000" })],
         ["POST", "/api/products", JSON.stringify({ name: "x", price: 5 })],
         ["POST", "/api/products", JSON.stringify({ name: "x".repeat(201), price: "1" })],
+        ["POST", "/api/products", JSON.stringify({ name: "a\u0000b", price: "1" })],
+        ["POST", "/api/products", JSON.stringify({ name: "a\nb", price: "1" })],
         ["GET", "/api/products/abc"],
         ["GET", "/api/products/0"],
         ["GET", "/api/products?limit=0"],
@@ -172,6 +175,56 @@ describe("CommerceApi", () => {
       for (const path of ["/api/orders/abc/pay", "/api/orders/0/cancel"]) {
         assert.deepStrictEqual(yield* send("POST", path, "7"), [400, "HttpApiDecodeError"])
       }
+      const sql = yield* SqlClient
+      assert.deepStrictEqual(yield* sql`SELECT name FROM products`, [{ name: "cup" }])
       assert.deepStrictEqual(yield* outboxRows, [])
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("totals stay exact past 10^15 in sales and past 2^31 in units", () =>
+    Effect.gen(function*() {
+      const admin = yield* client()
+      const sql = yield* SqlClient
+      const gold = yield* admin.catalog.createProduct({ payload: { name: "gold", price: price("999999999") } })
+      const bar = yield* admin.catalog.createProduct({ payload: { name: "bar", price: price("500000000") } })
+      const bolt = yield* admin.catalog.createProduct({ payload: { name: "bolt", price: price("1") } })
+      const day = "2030-01-03"
+      const orders = (productId: number, count: number, quantity: number, unitPrice: string) =>
+        sql`
+          WITH o AS (
+            INSERT INTO orders (user_id, status, total, created_at, updated_at)
+            SELECT 1, 'PAID', ${quantity}::numeric * ${unitPrice}::numeric, ${day}::timestamptz, ${day}::timestamptz
+            FROM generate_series(1, ${count})
+            RETURNING order_id
+          )
+          INSERT INTO order_items (order_id, line, product_id, quantity, amount)
+          SELECT order_id, 0, ${productId}, ${quantity}, ${quantity}::numeric * ${unitPrice}::numeric FROM o`
+      const figures = Effect.map(
+        RawHttp.request("GET", "/api/product-totals"),
+        (answer) => {
+          assert.strictEqual(answer.status, 200, JSON.stringify(answer.body))
+          const body = answer.body as {
+            readonly totals: ReadonlyArray<{
+              readonly salesCount: number
+              readonly salesAmount: string
+              readonly days: ReadonlyArray<{ readonly salesCount: number; readonly salesAmount: string }>
+            }>
+          }
+          return body.totals.map((t) => [t.salesCount, t.salesAmount, t.days.map((d) => [d.salesCount, d.salesAmount])])
+        }
+      )
+      // 1,001 orders of 1,000 units at the highest price: their sum passes Money's bound.
+      yield* orders(gold.productId, 1001, 1000, "999999999")
+      // 10^16 exactly, which BigDecimal.format would write as "1e+16".
+      yield* orders(bar.productId, 20_000, 1000, "500000000")
+      assert.deepStrictEqual(yield* figures, [
+        [1_001_000, "1000999998999000", [[1_001_000, "1000999998999000"]]],
+        [20_000_000, "10000000000000000", [[20_000_000, "10000000000000000"]]],
+        [0, "0", []]
+      ])
+      // Two rows of 2·10^9 units (more than an order may ask, as the column allows): 4·10^9 > 2^31.
+      yield* orders(bolt.productId, 2, 2_000_000_000, "1")
+      assert.deepStrictEqual((yield* figures)[2], [4_000_000_000, "4000000000", [[4_000_000_000, "4000000000"]]])
+      const typed = yield* admin.catalog.totals({ urlParams: { limit: 3 } })
+      assert.isTrue(BigDecimal.equals(typed.totals[1]!.salesAmount, BigDecimal.fromBigInt(10n ** 16n)))
     }).pipe(Effect.provide(TestLive)))
 })

@@ -31,7 +31,8 @@ export class Member extends Schema.Class<Member>("Member")({
   memberId: Ids.MemberId,
   provider: Schema.String,
   subject: Schema.String,
-  nickname: Nickname,
+  // What is stored, read back: a nickname set before `Nickname` refused control characters still reads.
+  nickname: Schema.String,
   email: Schema.optionalWith(Email, { exact: true }),
   status: MemberStatus,
   createdAt: Schema.DateTimeUtc,

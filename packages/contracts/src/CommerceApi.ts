@@ -9,6 +9,7 @@ import * as Schema from "effect/Schema"
 import * as Decimal from "./Decimal.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { line } from "./Text.ts"
 import { UserIdentity } from "./Users.ts"
 
 /**
@@ -17,14 +18,15 @@ import { UserIdentity } from "./Users.ts"
  * (the same `UserIdentity` middleware as coupon-service).
  */
 
-export const ProductName = Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(200))
+export const ProductName = line(200)
 
 /** Prices stay below a billion, so that an order line (up to 1,000 units) is still `Money`. */
 export const Price = Money.Money.pipe(Schema.lessThanBigDecimal(BigDecimal.make(10n ** 9n, 0)))
 
 export class Product extends Schema.Class<Product>("Product")({
   productId: Ids.ProductId,
-  name: ProductName,
+  // What is stored, read back: a name created before `ProductName` refused control characters still reads.
+  name: Schema.String,
   price: Price,
   createdAt: Schema.DateTimeUtc
 }) {}
@@ -97,11 +99,15 @@ export class DayTotals extends Schema.Class<DayTotals>("DayTotals")({
   likes: Schema.Int,
   views: Schema.Int,
   salesCount: Schema.Int,
-  salesAmount: Money.Money,
+  salesAmount: Money.MoneySum,
   cancellations: Schema.Int
 }) {}
 
-/** A product's figures, as commerce-service's tables say and as metrics-service keeps them. */
+/**
+ * A product's figures, as commerce-service's tables say and as metrics-service keeps them. Counts
+ * are exact JSON numbers up to 2^53 − 1 (a service fails rather than round one past it); the sales
+ * amount is a `MoneySum`, without `Money`'s bound.
+ */
 export const productFigures = {
   productId: Ids.ProductId,
   /** Users whose like stands. */
@@ -109,7 +115,7 @@ export const productFigures = {
   views: Schema.Int,
   /** Units in orders that are not cancelled. */
   salesCount: Schema.Int,
-  salesAmount: Money.Money,
+  salesAmount: Money.MoneySum,
   /** Cancelled orders that contained the product. */
   cancellations: Schema.Int
 }

@@ -4,16 +4,23 @@ import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
 import { Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
 import { Freshness } from "./Freshness.ts"
 import { MetricsStore } from "./MetricsStore.ts"
 import { Reconciliation } from "./Reconciliation.ts"
+
+/** A row that does not decode (a figure past the contract's range) is a bug here: a 500 with its cause logged. */
+const answered = <A, E, R>(self: Effect.Effect<A, E | ParseResult.ParseError, R>) =>
+  self.pipe(
+    Effect.catchIf(ParseResult.isParseError, (error) => Effect.die(error)),
+    Unavailable.orServiceUnavailable("Product metrics")
+  )
 
 const MetricsLive = HttpApiBuilder.group(MetricsApi, "metrics", (handlers) =>
   Effect.gen(function*() {
     const store = yield* MetricsStore
     const freshness = yield* Freshness
     const reconciliation = yield* Reconciliation
-    const answered = Unavailable.orServiceUnavailable("Product metrics")
     return handlers
       .handle("ranking", ({ urlParams }) =>
         answered(store.ranking(urlParams.by, urlParams.window ?? "day", urlParams.limit ?? 10)))

@@ -4,24 +4,32 @@ import { ProductMetrics, type RankBy, Ranking, RankingEntry, type RankWindow } f
 import { Ids, Money, ProductMetricsEvents } from "@kpipe/events"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { startOf } from "./internal/periods.ts"
 import * as MetricsModel from "./MetricsModel.ts"
 
+/**
+ * A BIGINT figure (pg gives text). Past 2^53 − 1 it fails to decode rather than being rounded:
+ * `Schema.Int` is a safe integer, and no text past it parses below it.
+ */
 const count = Schema.Union(Schema.NumberFromString, Schema.Number).pipe(Schema.compose(Schema.Int))
+const productId = Schema.Union(Schema.NumberFromString, Schema.Number).pipe(Schema.compose(Ids.ProductId))
 
 const MetricsRow = Schema.Struct({
-  productId: Schema.Union(Schema.NumberFromString, Schema.Number).pipe(Schema.compose(Ids.ProductId)),
+  productId,
   likes: count,
   views: count,
   salesCount: count,
-  salesAmount: Money.Money,
+  salesAmount: Money.MoneySum,
   cancellations: count
 })
-const decodeRows = Schema.decodeUnknownSync(Schema.Array(MetricsRow))
+const decodeRows = Schema.decodeUnknown(Schema.Array(MetricsRow))
 
 const BucketRow = Schema.Struct({ period: Schema.Literal("day", "week"), starts: Schema.String, ...MetricsRow.fields })
-const decodeBuckets = Schema.decodeUnknownSync(Schema.Array(BucketRow))
+const decodeBuckets = Schema.decodeUnknown(Schema.Array(BucketRow))
+
+const decodeScores = Schema.decodeUnknown(Schema.Array(Schema.Struct({ productId, score: count })))
 
 const iso = (at: DateTime.Utc) => DateTime.formatIso(at)
 const encodeItems = Schema.encodeSync(Schema.Array(ProductMetricsEvents.OrderItem))
@@ -193,7 +201,7 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
     const columns = sql`product_id, likes, views, sales_count, sales_amount::text AS sales_amount, cancellations`
 
     const get = Effect.fn("MetricsStore.get")(function*(productId: Ids.ProductId) {
-      const rows = decodeRows(yield* sql`SELECT ${columns} FROM product_metrics WHERE product_id = ${productId}`)
+      const rows = yield* decodeRows(yield* sql`SELECT ${columns} FROM product_metrics WHERE product_id = ${productId}`)
       return rows.length === 0
         ? new ProductMetrics({ productId, ...MetricsModel.zero() })
         : new ProductMetrics(rows[0]!)
@@ -201,26 +209,24 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
 
     /** Stored metrics of the products with ids above `after`, in id order. */
     const page = Effect.fn("MetricsStore.page")(function*(after: number, limit: number) {
-      return decodeRows(
+      return (yield* decodeRows(
         yield* sql`SELECT ${columns} FROM product_metrics WHERE product_id > ${after} ORDER BY product_id LIMIT ${limit}`
-      ).map((row) => new ProductMetrics(row))
+      )).map((row) => new ProductMetrics(row))
     })
 
     const ofProducts = Effect.fn("MetricsStore.ofProducts")(function*(productIds: ReadonlyArray<number>) {
-      return decodeRows(
+      return (yield* decodeRows(
         yield* sql`SELECT ${columns} FROM product_metrics WHERE product_id = ANY(${productIds}::bigint[])`
-      ).map((row) => new ProductMetrics(row))
+      )).map((row) => new ProductMetrics(row))
     })
 
     /** Every bucket (tests and the benchmark compare them with `MetricsModel`). */
-    const buckets: Effect.Effect<ReadonlyArray<typeof BucketRow.Type>, SqlError> = Effect.map(
-      sql`SELECT period, starts::text AS starts, ${columns} FROM product_metric_buckets`,
-      decodeBuckets
-    )
+    const buckets: Effect.Effect<ReadonlyArray<typeof BucketRow.Type>, SqlError | ParseResult.ParseError> = Effect
+      .flatMap(sql`SELECT period, starts::text AS starts, ${columns} FROM product_metric_buckets`, decodeBuckets)
 
     /** The day and week buckets of `productIds`. */
     const bucketsOf = Effect.fn("MetricsStore.bucketsOf")(function*(productIds: ReadonlyArray<number>) {
-      return decodeBuckets(
+      return yield* decodeBuckets(
         yield* sql`SELECT period, starts::text AS starts, ${columns} FROM product_metric_buckets
           WHERE product_id = ANY(${productIds}::bigint[])`
       )
@@ -230,22 +236,18 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
       function*(by: RankBy, window: RankWindow, limit: number) {
         const from = startOf(window, DateTime.toEpochMillis(yield* DateTime.now))
         const column = sql(rankColumns[by])
-        const rows = yield* sql<{ productId: string; score: string }>`
+        const rows = yield* decodeScores(
+          yield* sql`
           SELECT product_id, ${column} AS score FROM product_metric_buckets
           WHERE period = ${window} AND starts = ${from}::date AND ${column} > 0
           ORDER BY ${column} DESC, product_id
           LIMIT ${limit}`
+        )
         return new Ranking({
           by,
           window,
           from,
-          entries: rows.map((row, i) =>
-            new RankingEntry({
-              rank: i + 1,
-              productId: Ids.ProductId.make(Number(row.productId)),
-              score: Number(row.score)
-            })
-          )
+          entries: rows.map((row, i) => new RankingEntry({ rank: i + 1, productId: row.productId, score: row.score }))
         })
       }
     )

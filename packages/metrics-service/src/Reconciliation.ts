@@ -1,11 +1,12 @@
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { CommerceApi, type ProductTotals } from "@kpipe/contracts/CommerceApi"
 import { Drift, type MetricField, type ProductMetrics, ReconciliationReport } from "@kpipe/contracts/MetricsApi"
-import type { Ids } from "@kpipe/events"
+import { type Ids, Money } from "@kpipe/events"
 import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { Config } from "./Config.ts"
 import { type Period, startOf } from "./internal/periods.ts"
 import { MetricsStore } from "./MetricsStore.ts"
@@ -27,6 +28,9 @@ export interface Bucket {
 
 const counts = ["likes", "views", "salesCount", "cancellations"] as const
 
+// A plain decimal, as the contracts carry a sum: `BigDecimal.format` writes 10^16 as "1e+16".
+const formatSum = Schema.encodeSync(Money.MoneySum)
+
 /** Where `actual` (absent: all zero) differs from `expected`, field by field. */
 export const differences = (
   productId: Ids.ProductId,
@@ -43,7 +47,7 @@ export const differences = (
   }
   const amount = actual?.salesAmount ?? BigDecimal.fromBigInt(0n)
   if (!BigDecimal.equals(expected.salesAmount, amount)) {
-    add("salesAmount", BigDecimal.format(expected.salesAmount), BigDecimal.format(amount))
+    add("salesAmount", formatSum(expected.salesAmount), formatSum(amount))
   }
   return drift
 }

@@ -53,7 +53,7 @@ const commerceEntry = fileURLToPath(new URL("../../commerce-service/src/main.ts"
 
 /**
  * commerce-service as a real process (its own `main.ts`; metrics-service never imports it) on a
- * free port, with a fresh database dropped afterwards and topics under `prefix`.
+ * free port, with a fresh database dropped afterwards (`databaseUrl`) and topics under `prefix`.
  */
 export const startCommerce = (prefix: string) =>
   Effect.gen(function*() {
@@ -64,17 +64,19 @@ export const startCommerce = (prefix: string) =>
       () =>
         Database.onServer(server, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`).pipe(Effect.ignore)
     )
-    return yield* ServiceProcess.start({
+    const databaseUrl = Database.withDatabase(Redacted.value(server), name)
+    const service = yield* ServiceProcess.start({
       name: "commerce-service",
       entry: commerceEntry,
       env: {
-        DATABASE_URL: Database.withDatabase(Redacted.value(server), name),
+        DATABASE_URL: databaseUrl,
         TOPIC_PREFIX: prefix,
         PORT: "0",
         OUTBOX_POLL_INTERVAL: "200 millis",
         LOG_LEVEL: "Warning"
       }
     })
+    return { ...service, databaseUrl }
   })
 
 /** metrics-service, whole (API, consumers, dead-letter monitors), on a free port and a fresh database. */
@@ -128,12 +130,16 @@ export const claimed = (group: string) =>
 export const isCatalog = (event: MetricsModel.Event) =>
   event.type === "LikeAdded" || event.type === "LikeRemoved" || event.type === "ProductViewed"
 
+/** metrics-service's API in process (no consumers) on a fresh database, reconciling against `commerceUrl`. */
+export const apiTest = (commerceUrl: string) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provide(Http.layer),
+    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(App.domain.pipe(Layer.provide(NodeHttpClient.layerUndici))),
+    Layer.provideMerge(testConfig(commerceUrl)),
+    Layer.provideMerge(Database.layerTest(Migrations.all)),
+    Layer.provideMerge(TestLogging.layer)
+  )
+
 // Reconciliation points at a port nobody listens on: commerce-service is down.
-export const TestLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(Http.layer),
-  Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(App.domain.pipe(Layer.provide(NodeHttpClient.layerUndici))),
-  Layer.provideMerge(testConfig("http://127.0.0.1:9")),
-  Layer.provideMerge(Database.layerTest(Migrations.all)),
-  Layer.provideMerge(TestLogging.layer)
-)
+export const TestLive = apiTest("http://127.0.0.1:9")

@@ -29,20 +29,26 @@ export const ItemRow = Schema.Struct({
   amount: Money.Money
 })
 
+/**
+ * A BIGINT count: pg returns it as text. Past 2^53 − 1 it would not survive as a number: it fails to
+ * decode instead of being rounded (`Schema.Int` is a safe integer, and no text past it parses below it).
+ */
+const bigintCount = Schema.Union(Schema.NumberFromString, Schema.Number).pipe(Schema.compose(Schema.NonNegativeInt))
+
 export const TotalsRow = Schema.Struct({
   productId: bigintId(Ids.ProductId),
-  likes: Schema.Int,
-  views: Schema.Int,
-  salesCount: Schema.Int,
-  salesAmount: Money.Money,
-  cancellations: Schema.Int,
+  likes: bigintCount,
+  views: bigintCount,
+  salesCount: bigintCount,
+  salesAmount: Money.MoneySum,
+  cancellations: bigintCount,
   days: Schema.Array(Schema.Struct({
     day: Schema.String,
-    likes: Schema.Int,
-    views: Schema.Int,
-    salesCount: Schema.Int,
-    salesAmount: Money.Money,
-    cancellations: Schema.Int
+    likes: bigintCount,
+    views: bigintCount,
+    salesCount: bigintCount,
+    salesAmount: Money.MoneySum,
+    cancellations: bigintCount
   }))
 })
 
