@@ -73,6 +73,23 @@ describe("Members over HTTP", () => {
       assert.isFalse("email" in event)
     }).pipe(Effect.provide(TestLive)))
 
+  it.live("a member stored before control characters were refused still reads and updates", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const api = yield* client
+      const { member } = yield* api.members.signIn({ payload: signInRequest("stored-before") })
+      yield* sql`UPDATE members SET email = ${"a\u0001b@x.io"}, nickname = ${"Bo\tb"} WHERE member_id = ${member.memberId}`
+      const read = yield* api.members.getMember({ path: { memberId: member.memberId } })
+      assert.deepInclude(read, { email: "a\u0001b@x.io", nickname: "Bo\tb" })
+      const updated = yield* RawHttp.request(
+        "PATCH",
+        `/api/members/${member.memberId}`,
+        JSON.stringify({ nickname: "Bob" }),
+        bearer(api.tokenOf(member.memberId))
+      )
+      assert.strictEqual(updated.status, 200, JSON.stringify(updated.body))
+    }).pipe(Effect.provide(TestLive)))
+
   it.live("a second sign-in returns the same member and writes nothing", () =>
     Effect.gen(function*() {
       const api = yield* client
@@ -321,6 +338,14 @@ describe("Members over HTTP", () => {
         [
           "NUL in subject",
           RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), subject: "x\u0000" }))
+        ],
+        [
+          "lone surrogate in subject",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), subject: "s\ud800" }))
+        ],
+        [
+          "lone surrogate in nickname",
+          RawHttp.request("POST", "/api/auth/sign-in", JSON.stringify({ ...JSON.parse(valid), nickname: "\udc00" }))
         ],
         [
           "NUL in email",

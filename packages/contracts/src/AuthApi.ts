@@ -31,9 +31,10 @@ export class Member extends Schema.Class<Member>("Member")({
   memberId: Ids.MemberId,
   provider: Schema.String,
   subject: Schema.String,
-  // What is stored, read back: a nickname set before `Nickname` refused control characters still reads.
+  // What is stored, read back: a nickname or e-mail set before `Nickname` and `Email` refused
+  // control characters still reads (and d-day-service's fallback fetch of that member still decodes).
   nickname: Schema.String,
-  email: Schema.optionalWith(Email, { exact: true }),
+  email: Schema.optionalWith(Schema.String, { exact: true }),
   status: MemberStatus,
   createdAt: Schema.DateTimeUtc,
   /** When the member last changed; d-day-service uses it to ignore stale events. */

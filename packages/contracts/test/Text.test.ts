@@ -25,7 +25,10 @@ describe("Text.line", () => {
     assert.isTrue(Either.isLeft(decode(withControl)), JSON.stringify(withControl))
   })
 
-  it("refuses empty, padded and overlong text, and DEL", () => {
-    for (const text of ["", " x", "x ", "x".repeat(21), "a\u007fb"]) assert.isTrue(Either.isLeft(decode(text)), text)
+  it("refuses empty, padded and overlong text, DEL and unpaired surrogates", () => {
+    for (const text of ["", " x", "x ", "x".repeat(21), "a\u007fb", "s\ud800", "\udc00", "a\ud800b", "\udc00\ud800"]) {
+      assert.isTrue(Either.isLeft(decode(text)), JSON.stringify(text))
+    }
+    assert.isTrue(Either.isRight(decode("caf\u00e9 \ud83d\ude00")), "a surrogate pair is one character")
   })
 })
