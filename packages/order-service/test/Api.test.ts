@@ -1,6 +1,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
 import { clientAs, newProduct, newUser, raw, TestLive } from "./utils.ts"
 
 /** Orders and `OrderCreated` events written for `userId` (later events of the saga share the key). */
@@ -79,6 +82,35 @@ layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true
         assert.strictEqual(answer.tag, tag, name)
       }
       assert.deepStrictEqual(yield* writesOf(userId), { orders: 0, events: 0 })
+    }))
+
+  it.effect("an order whose database session is ended mid-transaction is a typed 503, not a 500", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const productId = yield* newProduct(10)
+      const userId = newUser()
+      const headers = { "idempotency-key": "held" }
+      // Another transaction holds the same (user, key): the order's INSERT waits on it, and its session is ended
+      // there, so the INSERT fails and so does the ROLLBACK on the dead connection (a defect in @effect/sql).
+      const release = yield* Deferred.make<void>()
+      const holder = yield* sql.withTransaction(
+        sql`INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
+            VALUES (${userId}, ${productId}, 1, 1, 1, 'held')`.pipe(Effect.zipRight(Deferred.await(release)))
+      ).pipe(Effect.fork)
+      const answer = yield* raw("POST", "/api/orders", { userId, body: body(productId, 1), headers }).pipe(Effect.fork)
+      const waiting = sql<{ pid: number }>`
+        SELECT pid FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`
+      const blocked = yield* waiting.pipe(
+        Effect.flatMap((rows) => rows.length > 0 ? Effect.succeed(rows[0]!.pid) : Effect.fail("not waiting yet")),
+        Effect.retry({ schedule: Schedule.spaced("50 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      yield* sql`SELECT pg_terminate_backend(${blocked})`
+      const { status, tag } = yield* Fiber.join(answer)
+      assert.deepStrictEqual([status, tag], [503, "ServiceUnavailable"])
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
     }))
 
   it.effect("an Idempotency-Key gives the same order for the same body, and 422 for another, even when racing", () =>
