@@ -10,12 +10,14 @@ export class MailError extends Data.TaggedError("MailError")<{
   readonly unavailable: boolean
 }> {}
 
-// nodemailer's codes for a server it could not reach or lost; 421 is SMTP's "service not available".
+// nodemailer's codes for a server it could not reach or lost. An SMTP 4xx reply is a transient failure
+// by definition (421 not available, 450 mailbox busy, 451 local error, 452 insufficient storage).
 const unreachable = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS"])
 
 const isUnavailable = (error: unknown) =>
   (Predicate.hasProperty(error, "code") && typeof error.code === "string" && unreachable.has(error.code)) ||
-  (Predicate.hasProperty(error, "responseCode") && error.responseCode === 421)
+  (Predicate.hasProperty(error, "responseCode") && typeof error.responseCode === "number" &&
+    error.responseCode >= 400 && error.responseCode < 500)
 
 export interface Mail {
   readonly to: string

@@ -65,6 +65,10 @@ const attention = Effect.gen(function*() {
       }).pipe(
         // An undecodable record names no order; the monitor has raised it already.
         Effect.catchTag("ParseError", () => Effect.void),
+        Effect.tapErrorCause((cause) =>
+          Effect.logWarning("Marking an order NEEDS_ATTENTION failed; the dead letter waits and is tried again", cause)
+            .pipe(Effect.annotateLogs({ topic: record.topic, partition: record.partition, offset: record.offset }))
+        ),
         Effect.retry(
           Schedule.exponential("500 millis").pipe(Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30))))
         ),

@@ -138,7 +138,7 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       assert.strictEqual(failed.length, 0)
     }))
 
-  it.effect("providers unavailable (SMTP 421, SMS 503) for longer than the retry policy: the event waits, each channel is sent once, nothing is dead-lettered", () =>
+  it.effect("providers unavailable (SMTP 451, any 4xx reply, SMS 503) for longer than the retry policy: the event waits, each channel is sent once, nothing is dead-lettered", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(10)
       const userId = newUser()
@@ -146,7 +146,7 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       const email = emailOf(Ids.UserId.make(userId))
       const phone = phoneOf(Ids.UserId.make(userId))
       // Five failures each, where the policy dead-letters after three attempts.
-      mail.failNext(5, email)
+      mail.failNext(5, email, 451)
       sms.failNext(5, phone)
       const placed = yield* place(userId, productId, 1)
       const order = yield* settled(userId, placed.orderId)

@@ -44,4 +44,21 @@ describe("Mailer", () => {
       assert.isBelow(median, 30, `median ${median.toFixed(1)} ms per message over one connection`)
       assert.strictEqual(mail.received().length, 31)
     }).pipe(Effect.scoped))
+
+  it.live("an SMTP 4xx reply says the server is away for now; a 5xx refuses the message", () =>
+    Effect.gen(function*() {
+      const mail = yield* MailCatcher.make()
+      const mailer = yield* Layer.build(mailerFor(mail)).pipe(Effect.map(Context.get(Mailer)))
+      const refused = (to: string, responseCode: number) =>
+        Effect.sync(() => mail.failNext(1, to, responseCode)).pipe(
+          Effect.zipRight(mailer.send({ to, subject: "s", text: "t", messageId: `<${to}>` })),
+          Effect.flip,
+          Effect.map((error) => [responseCode, error.unavailable] as const)
+        )
+      const answers = yield* Effect.forEach(
+        [421, 450, 451, 452, 550, 553],
+        (code) => refused(`code-${code}@customers.kpipe.test`, code)
+      )
+      assert.deepStrictEqual(answers, [[421, true], [450, true], [451, true], [452, true], [550, false], [553, false]])
+    }).pipe(Effect.scoped))
 })
