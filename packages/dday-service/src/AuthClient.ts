@@ -16,13 +16,26 @@ export class MemberUnknown extends Data.TaggedError("MemberUnknown")<{ readonly 
   }
 }
 
-/** auth-service did not answer usefully in time (network, timeout, 5xx, 429) even after the client's retries. */
+/**
+ * auth-service is away (unreachable, no answer in time, 408, 429, 502-504, its typed 503) even after
+ * the client's retries: not the event's fault, so the consumer waits for it (`"wait"`).
+ */
 export class AuthUnavailable extends Data.TaggedError("AuthUnavailable")<{
   readonly memberId: Ids.MemberId
   readonly cause: unknown
 }> {
   override get message() {
     return `auth-service unavailable fetching member ${this.memberId}: ${String(this.cause)}`
+  }
+}
+
+/** auth-service answered 500 even after the client's retries: retried per the policy, then dead-lettered. */
+export class AuthServerError extends Data.TaggedError("AuthServerError")<{
+  readonly memberId: Ids.MemberId
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `auth-service failed fetching member ${this.memberId}: ${String(this.cause)}`
   }
 }
 
@@ -47,6 +60,9 @@ export const retryPolicy: RetryPolicy.RetryPolicy = RetryPolicy.make({
 
 const transientStatuses = new Set([408, 429, 500, 502, 503, 504])
 
+const isServerError = (error: unknown) =>
+  HttpClientError.isHttpClientError(error) && error._tag === "ResponseError" && error.response.status === 500
+
 export const isTransient = (error: unknown): boolean =>
   Cause.isTimeoutException(error) ||
   // auth-service's own typed 503 (its database or broker did not answer), decoded by the contract.
@@ -70,9 +86,11 @@ export class AuthClient extends Effect.Service<AuthClient>()("@kpipe/dday-servic
       return yield* client.members.getMember({ path: { memberId } }).pipe(
         Effect.timeout(timeout),
         Effect.retry({ schedule: RetryPolicy.schedule(retryPolicy), while: isTransient }),
-        Effect.mapError((error): MemberUnknown | AuthUnavailable | AuthRejected =>
+        Effect.mapError((error): MemberUnknown | AuthUnavailable | AuthServerError | AuthRejected =>
           error._tag === "MemberNotFound"
             ? new MemberUnknown({ memberId })
+            : isServerError(error)
+            ? new AuthServerError({ memberId, cause: error })
             : isTransient(error)
             ? new AuthUnavailable({ memberId, cause: error })
             : new AuthRejected({ memberId, cause: error })

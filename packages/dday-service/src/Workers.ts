@@ -28,7 +28,15 @@ export const memberEventsConsumerOptions = (options: ConsumerOptions) =>
     topic: options.topic,
     groupId: options.groupId,
     handle: (event) => Effect.flatMap(MemberSync, (sync) => sync.apply(event)),
-    errors: { SqlError: "retry", AuthUnavailable: "retry", MemberUnknown: "deadLetter", AuthRejected: "deadLetter" },
+    errors: {
+      SqlError: "retry",
+      // auth-service away is not the event's fault: dead-lettering it would also lose its change for
+      // good (a newer event of the member applied meanwhile makes the redriven one stale).
+      AuthUnavailable: "wait",
+      AuthServerError: "retry",
+      MemberUnknown: "deadLetter",
+      AuthRejected: "deadLetter"
+    },
     retry: options.retry,
     batchSize: options.batchSize,
     kafka: options.kafka
