@@ -92,6 +92,12 @@ export const config = EffectConfig.all({
   databaseUrl: ServiceConfig.databaseUrl("kpipe_coupon_service"),
   redisUrl,
   topics: EffectConfig.map(ServiceTopics.prefix, (prefix) => Topics.named(prefix)),
+  redisCommandTimeout: duration(
+    "REDIS_COMMAND_TIMEOUT",
+    Duration.seconds(2),
+    "How long a Redis command waits for its reply before Redis counts as not answering (503, the status " +
+      "query answers from the database); a connection silent that long with commands outstanding is opened again"
+  ),
   keyPrefix: EffectConfig.string("REDIS_KEY_PREFIX").pipe(
     EffectConfig.withDefault("coupon:"),
     EffectConfig.withDescription("Every Redis key of the service starts with it")

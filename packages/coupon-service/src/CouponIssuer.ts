@@ -9,12 +9,15 @@ import {
 } from "@kpipe/contracts/CouponErrors"
 import { IssueAccepted, type IssueState, IssueStatus } from "@kpipe/contracts/CouponModels"
 import { CouponEvents, Ids } from "@kpipe/events"
+import type { RedisError } from "@kpipe/redis/Redis"
 import { LabelledCounter, Unavailable } from "@kpipe/service-kit"
 import * as Cache from "effect/Cache"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { Config } from "./Config.ts"
@@ -35,16 +38,18 @@ const messages: Record<IssueState, string> = {
 /**
  * The synchronous part of a sale (the seed's `CouponIssueFacade`): check the coupon, reserve a unit
  * of its stock, publish, answer. `accepted` means the event is in Kafka (acks=all); when publishing
- * fails, the reservation is undone before the caller hears about it. Infrastructure errors
+ * fails, or the reserve gets no answer from Redis, the reservation is undone before the caller hears
+ * about it (or, if Redis does not answer that either, in the background). Infrastructure errors
  * (`SqlError`, `RedisError`) are left to the HTTP side, which answers them 503.
  */
 export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-service/CouponIssuer", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const config = yield* Config
     const store = yield* CouponStore
     const reservations = yield* StockReservations
     const publisher = yield* IssuePublisher
     const recovery = yield* ReservationRecovery
+    const undoing = yield* FiberSet.make()
 
     // Coupons do not change once created: the hot path reads them from memory. A miss is kept
     // briefly, so a flood of requests for an unknown id does not reach the database each time.
@@ -119,21 +124,42 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
       return Effect.void
     }
 
-    const rollback = (event: CouponEvents.CouponIssueRequested) =>
-      reservations.rollback(event.couponId, event.userId, event.eventId).pipe(
-        Effect.retry(Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(4)))),
-        Effect.tapError((error) =>
-          Effect.logError("Rolling back a reservation failed; reconciliation will report it", error)
-        ),
-        Effect.ignore
-      )
+    // Until then a reservation left behind is the reclaimer's.
+    const undoPolicy = Schedule.exponential("20 millis").pipe(
+      Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5))),
+      Schedule.upTo(config.reclaimAge)
+    )
+    // Enough for Redis back after a reset; one that does not answer gets the caller a 503 meanwhile.
+    const undoWait = Duration.min(config.redisCommandTimeout, Duration.seconds(1))
+
+    /** Undoes a reservation, retried in the background until Redis answers; the caller waits `undoWait` at most. */
+    const undo = (rollback: Effect.Effect<boolean, RedisError>) =>
+      FiberSet.run(
+        undoing,
+        rollback.pipe(
+          Effect.retry(undoPolicy),
+          Effect.tapError((error) =>
+            Effect.logError("Undoing a reservation failed for good; the reclaimer will release it", error)
+          ),
+          Effect.ignore,
+          // Forked from the request's uninterruptible block: the service's shutdown must still end it.
+          Effect.interruptible
+        )
+      ).pipe(Effect.flatMap((fiber) => Fiber.await(fiber).pipe(Effect.interruptible, Effect.timeoutOption(undoWait))))
 
     /** Reserve, publish, and undo the reservation when the publish fails: one block a client cannot interrupt. */
     const reserveAndPublish = (couponId: Ids.CouponId, userId: Ids.UserId, now: DateTime.Utc) =>
       Effect.gen(function*() {
         // randomUUID's output is a UUID by definition: no need to check it per request.
         const eventId = Ids.EventId.make(crypto.randomUUID(), { disableValidation: true })
-        const answer = yield* reservations.reserve(couponId, userId, eventId)
+        const answer = yield* reservations.reserve(couponId, userId, eventId).pipe(
+          Effect.tapError((error) =>
+            Effect.zipRight(
+              Effect.logWarning("Reserving got no answer from Redis; cancelling the request in case it ran", error),
+              undo(reservations.cancel(couponId, userId, eventId))
+            ).pipe(Effect.annotateLogs({ couponId, userId, eventId }))
+          )
+        )
         switch (answer._tag) {
           case "SoldOut":
             return yield* soldOut(couponId)
@@ -149,6 +175,11 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
             return yield* new CouponRecovering({
               couponId,
               message: `Coupon ${couponId} is being restored; please retry in a few seconds.`
+            })
+          case "Cancelled":
+            return yield* new PublishFailed({
+              couponId,
+              message: "Your request could not be queued and nothing was reserved; please try again."
             })
           case "Accepted":
             break
@@ -166,7 +197,7 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
           Effect.tapError((error) =>
             Effect.zipRight(
               Effect.logWarning("Publishing an issue request failed; rolled back", error),
-              rollback(event)
+              undo(reservations.rollback(event.couponId, event.userId, event.eventId))
             ).pipe(Effect.annotateLogs({ couponId, userId, eventId }))
           ),
           Effect.mapError(() =>

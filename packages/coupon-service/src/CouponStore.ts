@@ -99,6 +99,9 @@ const RequestOutcomeRow = Schema.Struct({
   failureReason: Schema.NullOr(Schema.String)
 })
 
+/** The largest coupon id there can be (`coupons.id` is an INTEGER). */
+export const maxCouponId = 2_147_483_647
+
 /** What the database knows about one user's requests for one coupon. */
 export interface RequestRecord {
   readonly issued: Option.Option<{ readonly eventId: string; readonly issuedAt: DateTime.Utc }>
@@ -131,6 +134,8 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
     })
 
     const find = Effect.fn("CouponStore.find")(function*(couponId: Ids.CouponId) {
+      // The id is an INTEGER column: PostgreSQL refuses a larger one (22003) rather than finding nothing.
+      if (couponId > maxCouponId) return Option.none()
       return Option.map(yield* findRow(couponId).pipe(Effect.catchTag("ParseError", Effect.die)), toCoupon)
     })
 

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql/SqlClient"
-import { type Ids } from "@kpipe/events"
+import { Ids } from "@kpipe/events"
 import { Admin } from "@kpipe/kafka"
 import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
@@ -11,7 +11,7 @@ import * as Schedule from "effect/Schedule"
 import { Config } from "./Config.ts"
 import { CouponStore } from "./CouponStore.ts"
 import { awaitCaughtUp } from "./internal/consumerProgress.ts"
-import { type PendingRequest, StockReservations } from "./StockReservations.ts"
+import { type Outcome, type PendingRequest, StockReservations } from "./StockReservations.ts"
 
 /** A rebuild gave up waiting for API replicas that are alive but still publishing requests of the coupon. */
 export class ReplicasBusy extends Data.TaggedError("ReplicasBusy")<{
@@ -46,7 +46,7 @@ export class ReplicasBusy extends Data.TaggedError("ReplicasBusy")<{
  * request accepted before the coupon closed is in the database;
  * (4) empties the coupon's counter and set, reads the issued users from the database, adds them
  * (and shows them ISSUED), keeps the pending requests the database has no outcome for (each holds
- * its unit until applied or reclaimed) and drops the settled ones, and
+ * its unit until applied or reclaimed) and settles the others (ISSUED, or FAILED: no unit), and
  * (5) reopens the coupon with counter = size of the set. Consumers that issue during the rebuild
  * add their users to the set themselves, so nothing committed is missed.
  */
@@ -159,14 +159,26 @@ export class ReservationRecovery extends Effect.Service<ReservationRecovery>()(
         )
       }
 
-      /** Step (4): the pending requests the reset kept, held (no outcome in the database) or dropped (settled). */
+      /**
+       * Step (4): the pending requests the reset kept are held (no outcome in the database) or
+       * settled as the consumer would have (ISSUED, or FAILED with the unit given back).
+       */
       const restorePending = (couponId: Ids.CouponId, token: string, pending: ReadonlyArray<PendingRequest>) =>
         Effect.gen(function*() {
           if (pending.length === 0) return true
           const settled = yield* store.settled(couponId, pending.map(({ eventId }) => eventId))
           const hold = pending.filter(({ eventId }) => !settled.has(eventId))
-          const drop = pending.filter(({ eventId }) => settled.has(eventId))
-          return yield* reservations.restorePending(couponId, token, hold, drop)
+          if (!(yield* reservations.restorePending(couponId, token, hold))) return false
+          yield* reservations.settleAll(pending.flatMap(({ eventId, userId }): Array<Outcome> => {
+            const outcome = settled.get(eventId)
+            return outcome === undefined ? [] : [{
+              couponId,
+              userId: Ids.UserId.make(Number(userId)),
+              eventId: Ids.EventId.make(eventId),
+              issued: outcome === "ISSUED"
+            }]
+          }))
+          return true
         })
 
       const rebuild = (couponId: Ids.CouponId, token: string) =>

@@ -68,6 +68,8 @@ export class StockReservations extends Effect.Service<StockReservations>()(
       const keysOf = (couponId: Ids.CouponId) => couponKeys(config.keyPrefix, couponId)
       const shared = internal.sharedKeys(config.keyPrefix)
       const replicaLease = Math.round(Duration.toMillis(config.replicaLease))
+      // A reservation made later than this without a request in Kafka is the reclaimer's anyway.
+      const cancelFor = Math.max(1, Math.round(Duration.toSeconds(config.reclaimAge)))
 
       // A leaf span (`useSpan`): cheaper than `withSpan`, which also makes the span the parent of what runs inside.
       const reserve = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: Ids.EventId) =>
@@ -77,9 +79,19 @@ export class StockReservations extends Effect.Service<StockReservations>()(
           () => scripts.reserve(keysOf(couponId), userId, eventId, ttl)
         )
 
+      /** Undoes the reservation of a request whose reserve was answered; true if it was still held. */
       const rollback = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: Ids.EventId) =>
-        scripts.rollback(keysOf(couponId), userId, eventId).pipe(
+        scripts.rollback(keysOf(couponId), userId, eventId, 0).pipe(
           Effect.withSpan("StockReservations.rollback", { attributes: { couponId, userId } })
+        )
+
+      /**
+       * Undoes the reservation of a request whose reserve got no answer: whether it ran, runs later
+       * (for up to `RESERVATION_RECLAIM_AGE`) or never, the request holds nothing.
+       */
+      const cancel = (couponId: Ids.CouponId, userId: Ids.UserId, eventId: Ids.EventId) =>
+        scripts.rollback(keysOf(couponId), userId, eventId, cancelFor).pipe(
+          Effect.withSpan("StockReservations.cancel", { attributes: { couponId, userId } })
         )
 
       /** The database issued it: status ISSUED, no longer pending (a user Redis did not count is adopted). */
@@ -164,15 +176,11 @@ export class StockReservations extends Effect.Service<StockReservations>()(
 
       /**
        * Under the lease: each of `hold` (pending, with no outcome in the database) takes its unit
-       * again, until its record is applied or the reclaimer fails it (`NOT_QUEUED`); each of `drop`
-       * (settled in the database) is no longer pending. False if the lease was lost.
+       * again, until its record is applied or the reclaimer fails it (`NOT_QUEUED`). False if the
+       * lease was lost.
        */
-      const restorePending = (
-        couponId: Ids.CouponId,
-        token: string,
-        hold: ReadonlyArray<PendingRequest>,
-        drop: ReadonlyArray<PendingRequest>
-      ) => scripts.restorePending(keysOf(couponId), token, hold, drop)
+      const restorePending = (couponId: Ids.CouponId, token: string, hold: ReadonlyArray<PendingRequest>) =>
+        scripts.restorePending(keysOf(couponId), token, hold)
 
       /** Adds issued users to the set under the lease, and shows them ISSUED; false if the lease was lost. */
       const addIssued = (couponId: Ids.CouponId, token: string, userIds: ReadonlyArray<string>) =>
@@ -219,6 +227,7 @@ export class StockReservations extends Effect.Service<StockReservations>()(
       return {
         reserve,
         rollback,
+        cancel,
         markIssued,
         release,
         settleAll,
@@ -241,5 +250,7 @@ export class StockReservations extends Effect.Service<StockReservations>()(
   }
 ) {}
 
-/** The Redis the reservations live in (`REDIS_URL`, auto-pipelined). */
-export const layerRedis = Layer.unwrapEffect(Effect.map(Config, (config) => Redis.layer({ url: config.redisUrl })))
+/** The Redis the reservations live in (`REDIS_URL`, auto-pipelined; `REDIS_COMMAND_TIMEOUT`). */
+export const layerRedis = Layer.unwrapEffect(
+  Effect.map(Config, (config) => Redis.layer({ url: config.redisUrl, commandTimeout: config.redisCommandTimeout }))
+)

@@ -64,6 +64,8 @@ describe("issuing a coupon", () => {
       const { expired, future } = yield* createClosedCoupons
       const answers = {
         unknownCoupon: yield* issue(999_999, 1),
+        beyondIntegerCoupon: yield* issue(2_147_483_648, 1),
+        largestSafeCoupon: yield* issue(Number.MAX_SAFE_INTEGER, 1),
         expired: yield* issue(expired.couponId, 1),
         notYetOpen: yield* issue(future.couponId, 1),
         malformedCoupon: yield* issue("abc", 1),
@@ -77,11 +79,14 @@ describe("issuing a coupon", () => {
         negativeUser: yield* issue(open.couponId, "-7"),
         hugeUser: yield* issue(open.couponId, "99999999999999999999"),
         statusUnknown: yield* issueStatus(999_999, 1),
+        statusBeyondIntegerCoupon: yield* issueStatus(2_147_483_648, 1),
         statusMissingUser: yield* issueStatus(open.couponId, undefined)
       }
       const seen = Object.fromEntries(Object.entries(answers).map(([name, a]) => [name, [a.status, a.tag]]))
       assert.deepStrictEqual(seen, {
         unknownCoupon: [404, "CouponNotFound"],
+        beyondIntegerCoupon: [404, "CouponNotFound"],
+        largestSafeCoupon: [404, "CouponNotFound"],
         expired: [403, "CouponExpired"],
         notYetOpen: [425, "CouponNotYetOpen"],
         malformedCoupon: [400, "HttpApiDecodeError"],
@@ -95,6 +100,7 @@ describe("issuing a coupon", () => {
         negativeUser: [400, "InvalidUserId"],
         hugeUser: [400, "InvalidUserId"],
         statusUnknown: [404, "CouponNotFound"],
+        statusBeyondIntegerCoupon: [404, "CouponNotFound"],
         statusMissingUser: [401, "MissingUserId"]
       })
 
@@ -117,6 +123,9 @@ describe("issuing a coupon", () => {
         zeroQuantity: yield* createRaw(adminToken, { ...valid, totalQuantity: 0 }),
         textQuantity: yield* createRaw(adminToken, { ...valid, totalQuantity: "ten" }),
         backwards: yield* createRaw(adminToken, { ...valid, validUntil: valid.validFrom }),
+        beforeYear1: yield* createRaw(adminToken, { ...valid, validFrom: "-005000-01-01T00:00:00Z" }),
+        yearZero: yield* createRaw(adminToken, { ...valid, validFrom: "0000-06-01T00:00:00Z" }),
+        afterYear9999: yield* createRaw(adminToken, { ...valid, validUntil: "+010000-01-01T00:00:00Z" }),
         notJson: yield* send(
           HttpClientRequest.post("/api/admin/coupons").pipe(
             HttpClientRequest.bearerToken(adminToken),
@@ -125,7 +134,13 @@ describe("issuing a coupon", () => {
         ),
         reconciliationNoToken: yield* send(HttpClientRequest.get(`/api/admin/coupons/${open.couponId}/reconciliation`)),
         reconciliationUnknown: yield* reconciliation(999_999),
-        created: yield* createRaw(adminToken, valid)
+        reconciliationBeyondInteger: yield* reconciliation(2_147_483_648),
+        created: yield* createRaw(adminToken, valid),
+        widest: yield* createRaw(adminToken, {
+          ...valid,
+          validFrom: "0001-01-01T00:00:00Z",
+          validUntil: "9999-12-31T23:59:59.999Z"
+        })
       }
       const adminSeen = Object.fromEntries(Object.entries(admin).map(([name, a]) => [name, [a.status, a.tag]]))
       assert.deepStrictEqual(adminSeen, {
@@ -134,11 +149,23 @@ describe("issuing a coupon", () => {
         zeroQuantity: [400, "HttpApiDecodeError"],
         textQuantity: [400, "HttpApiDecodeError"],
         backwards: [400, "HttpApiDecodeError"],
+        beforeYear1: [400, "HttpApiDecodeError"],
+        yearZero: [400, "HttpApiDecodeError"],
+        afterYear9999: [400, "HttpApiDecodeError"],
         notJson: [400, "HttpApiDecodeError"],
         reconciliationNoToken: [401, "Unauthorized"],
         reconciliationUnknown: [404, "CouponNotFound"],
-        created: [201, "Ok"]
+        reconciliationBeyondInteger: [404, "CouponNotFound"],
+        created: [201, "Ok"],
+        widest: [201, "Ok"]
       })
+      assert.deepStrictEqual(admin.beforeYear1.body["issues"], [
+        { _tag: "Refinement", path: ["validFrom"], message: "must be between the years 1 and 9999" }
+      ])
+      assert.deepStrictEqual([admin.widest.body["validFrom"], admin.widest.body["validUntil"]], [
+        "0001-01-01T00:00:00.000Z",
+        "9999-12-31T23:59:59.999Z"
+      ])
 
       // The typed client sees the same errors as values.
       const typed = yield* client({ userId: "1" })

@@ -1,7 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
+import { CouponEvents, Ids } from "@kpipe/events"
+import { Redis } from "@kpipe/redis"
+import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import { CouponStore } from "../src/CouponStore.ts"
+import { StockReservations } from "../src/StockReservations.ts"
 import {
   type Answer,
   createCoupon,
@@ -93,6 +98,43 @@ describe("Redis loses the coupon's state", () => {
         assert.strictEqual((yield* issueRetrying(coupon.couponId, 3, seen)).tag, "CouponSoldOut")
         yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n === 2))
         assert.strictEqual((yield* reconciliation(coupon.couponId)).body["consistent"], true)
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "a request still pending in Redis that the database failed is shown FAILED once the coupon is rebuilt",
+    () =>
+      Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        const store = yield* CouponStore
+        const reservations = yield* StockReservations
+        const coupon = yield* createCoupon(5)
+        const keys = yield* keysOf(coupon.couponId)
+        const now = yield* DateTime.now
+        const event = new CouponEvents.CouponIssueRequested({
+          eventId: Ids.EventId.make(crypto.randomUUID()),
+          occurredAt: now,
+          couponId: coupon.couponId,
+          userId: Ids.UserId.make(7),
+          timestamp: DateTime.toEpochMillis(now)
+        })
+        assert.strictEqual((yield* reservations.reserve(coupon.couponId, event.userId, event.eventId))._tag, "Accepted")
+        // The request failed for good in the database, and Redis never heard of it.
+        yield* store.recordFailure(event, "DEAD_LETTERED", "refused")
+        // Redis damages the coupon's counter: the next request closes the gate and rebuilds it.
+        yield* redis.use((client) => client.set(keys.counter, 4))
+        const seen: Array<Answer> = []
+        assert.strictEqual((yield* issueRetrying(coupon.couponId, 8, seen)).tag, "Accepted")
+        assert.strictEqual(seen[0]!.tag, "CouponRecovering")
+
+        assert.deepStrictEqual(
+          yield* redis.use(async (client) => [await client.hget(keys.pending, "7"), await client.get(keys.status(7))]),
+          [null, "FAILED"]
+        )
+        const status = yield* issueStatus(coupon.couponId, 7)
+        assert.deepStrictEqual([status.body["status"], status.body["reason"]], ["FAILED", "DEAD_LETTERED"])
+        assert.strictEqual((yield* issueRetrying(coupon.couponId, 7, seen)).tag, "Accepted")
       }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
     { timeout: 60_000 }
   )

@@ -1,12 +1,32 @@
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import { Redis } from "@kpipe/redis"
 import { Database } from "@kpipe/sql"
 import { DatabaseFaults, FaultProxy } from "@kpipe/testing"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type { CouponKeys } from "../src/internal/reservationScripts.ts"
 import * as Topics from "../src/Topics.ts"
-import { createCoupon, eventually, issue, RequestPathLive, send, testEnv } from "./utils.ts"
+import {
+  type Answer,
+  createCoupon,
+  eventually,
+  issue,
+  issuedUsers,
+  issueStatus,
+  keysOf,
+  reconciliation,
+  RequestPathLive,
+  send,
+  testEnv,
+  TestLive
+} from "./utils.ts"
 
 const viaHttpApi = (couponId: number, userId: number) =>
   send(
@@ -14,6 +34,25 @@ const viaHttpApi = (couponId: number, userId: number) =>
       HttpClientRequest.setHeader("x-user-id", String(userId))
     )
   )
+
+/** What Redis holds for the user, read past the proxy. */
+const held = (redis: Context.Tag.Service<typeof Redis.Redis>, keys: CouponKeys, userId: number) =>
+  redis.use(async (client) => ({
+    member: await client.sismember(keys.users, String(userId)),
+    pending: await client.hget(keys.pending, String(userId)),
+    status: await client.get(keys.status(userId))
+  }))
+
+const nothingHeld = { member: 0, pending: null, status: null }
+
+const shown = (answer: Answer) => `${answer.status} ${answer.body["status"] ?? answer.tag}`
+
+const within5s = <E, R>(request: Effect.Effect<Answer, E, R>) =>
+  Effect.timeoutTo(Effect.map(request, shown), {
+    duration: "5 seconds",
+    onSuccess: (answer) => answer,
+    onTimeout: () => "no answer within 5 s"
+  })
 
 const asked = (userId: number) => (request: HttpClientRequest.HttpClientRequest) =>
   send(HttpClientRequest.setHeader(request, "x-user-id", String(userId)))
@@ -66,4 +105,85 @@ describe("infrastructure that does not answer", () => {
         Effect.map(asked(1)(HttpClientRequest.get("/api/users/me/coupons")), (answer) => answer.status === 200)
       )
     }).pipe(Effect.provide(RequestPathLive), Effect.withConfigProvider(testEnv().provider)), { timeout: 60_000 })
+
+  it.live(
+    "a reservation whose reply a connection reset lost: a 202 that ends ISSUED, or a 503 that leaves nothing held",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
+        const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
+        yield* Effect.gen(function*() {
+          const coupon = yield* createCoupon(5)
+          const keys = yield* keysOf(coupon.couponId)
+          yield* proxy.set(FaultProxy.dropResponses)
+          const request = yield* Effect.fork(issue(coupon.couponId, 1))
+          // The reserve script ran, and its reply is lost with the connection (unless the request
+          // gave up on Redis first, when a heartbeat's lost reply held the reserve back).
+          yield* eventually(
+            Effect.zipWith(
+              held(direct, keys, 1),
+              Fiber.poll(request),
+              (state, answered) => state.pending !== null || Option.isSome(answered)
+            )
+          )
+          yield* proxy.set(FaultProxy.cut)
+          yield* Effect.sleep("100 millis")
+          yield* proxy.set(FaultProxy.pass)
+          const answer = yield* Fiber.join(request)
+          if (answer.status === 202) {
+            yield* eventually(
+              Effect.map(issueStatus(coupon.couponId, 1), (status) => status.body["status"] === "ISSUED")
+            )
+          } else {
+            assert.strictEqual(shown(answer), "503 ServiceUnavailable")
+            assert.deepStrictEqual(yield* held(direct, keys, 1), nothingHeld)
+            assert.strictEqual(shown(yield* issue(coupon.couponId, 1)), "202 PENDING")
+          }
+        }).pipe(
+          Effect.provide(TestLive),
+          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
+        )
+      }).pipe(Effect.scoped),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "Redis frozen or its route dead: issuing answers 503 and the status comes from the database, each within 5 s; then nothing is left held",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
+        yield* Effect.gen(function*() {
+          const coupon = yield* createCoupon(5)
+          assert.strictEqual((yield* issue(coupon.couponId, 1)).tag, "Accepted")
+          yield* eventually(
+            Effect.map(issueStatus(coupon.couponId, 1), (answer) => answer.body["status"] === "ISSUED")
+          )
+          for (const [fault, userId] of [[FaultProxy.freeze, 2], [FaultProxy.blackhole, 3]] as const) {
+            const answers = yield* proxy.during(
+              fault,
+              Effect.all([
+                within5s(issue(coupon.couponId, userId)),
+                within5s(issueStatus(coupon.couponId, 1)),
+                within5s(issueStatus(coupon.couponId, userId))
+              ], { concurrency: "unbounded" })
+            )
+            assert.deepStrictEqual(answers, ["503 ServiceUnavailable", "200 ISSUED", "200 NOT_REQUESTED"], fault._tag)
+            // Whatever of the refused request reaches Redis afterwards is undone: the user may ask again.
+            const retried = yield* issue(coupon.couponId, userId).pipe(
+              Effect.filterOrFail((answer) => answer.status !== 503, () => new Error("still 503")),
+              Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 300 })
+            )
+            assert.strictEqual(shown(retried), "202 PENDING", fault._tag)
+          }
+          yield* eventually(Effect.map(issuedUsers(coupon.couponId), (users) => users.size === 3))
+          const report = yield* reconciliation(coupon.couponId)
+          assert.strictEqual(report.body["consistent"], true, JSON.stringify(report.body))
+          assert.deepStrictEqual(report.body["redis"], { state: "ready", counter: 3, members: 3, pending: 0 })
+        }).pipe(
+          Effect.provide(TestLive),
+          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
+        )
+      }).pipe(Effect.scoped),
+    { timeout: 90_000 }
+  )
 })

@@ -19,9 +19,10 @@ import * as Redacted from "effect/Redacted"
 import { fileURLToPath } from "node:url"
 import * as App from "../src/App.ts"
 import { Config, layerFromEnv as ConfigFromEnv } from "../src/Config.ts"
+import { CouponStore } from "../src/CouponStore.ts"
 import * as Http from "../src/Http.ts"
 import * as Migrations from "../src/Migrations.ts"
-import { couponKeys, layerRedis } from "../src/StockReservations.ts"
+import { couponKeys, layerRedis, StockReservations } from "../src/StockReservations.ts"
 
 export const adminToken = "test-admin-token"
 
@@ -98,6 +99,13 @@ export const TestLive = serviceWith(AlertSink.layerLog)
 export const RequestPathLive = HttpApiBuilder.serve().pipe(
   Layer.provideMerge(HttpServe.layerTest(FastRoutes)),
   Layer.provideMerge(App.api),
+  Layer.provideMerge(RedisCleanup),
+  Layer.provideMerge(InfraLive),
+  Layer.provide(TestLogging.layer)
+)
+
+/** The coupon tables and the Redis reservations alone: no HTTP side, no consumers. */
+export const StoresLive = Layer.mergeAll(CouponStore.Default, StockReservations.Default).pipe(
   Layer.provideMerge(RedisCleanup),
   Layer.provideMerge(InfraLive),
   Layer.provide(TestLogging.layer)

@@ -10,21 +10,60 @@ import * as Runtime from "effect/Runtime"
 import { type ChainableCommander, Redis as IORedis } from "ioredis"
 
 export class RedisError extends Data.TaggedError("RedisError")<{
-  readonly reason: "Connect" | "Command"
+  /** `Timeout`: no reply within the command timeout; the command may still run. */
+  readonly reason: "Connect" | "Command" | "Timeout"
   readonly cause: unknown
 }> {
   override get message(): string {
-    return `Redis ${this.reason} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return this.reason === "Timeout"
+      ? `Redis did not answer in time: ${cause}`
+      : `Redis ${this.reason} failed: ${cause}`
   }
 }
 
 export interface RedisConfig {
   readonly url: Redacted.Redacted
   readonly connectTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a command waits for its reply (default 2 s) before it fails with reason `Timeout`, and
+   * how long a connection with commands outstanding may stay silent before it is dropped and opened
+   * again.
+   */
+  readonly commandTimeout?: Duration.DurationInput | undefined
 }
+
+/** The default `commandTimeout`. */
+export const defaultCommandTimeout = Duration.seconds(2)
+
+const timedOut = "Command timed out"
+
+const commandError = (cause: unknown) =>
+  new RedisError({ reason: cause instanceof Error && cause.message === timedOut ? "Timeout" : "Command", cause })
+
+/**
+ * `promise`, or a timeout `millis` after the call: a command may wait unwritten for a connection,
+ * or behind the auto-pipelined batch ahead of it.
+ */
+const timed = <A>(promise: Promise<A>, millis: number) =>
+  new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(timedOut)), millis)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error) => {
+        clearTimeout(timer)
+        reject(error)
+      }
+    )
+  })
 
 export class Redis extends Context.Tag("@kpipe/redis/Redis")<Redis, {
   readonly client: IORedis
+  /** How long a call (`use`, a script) waits for its replies before it fails with reason `Timeout`. */
+  readonly commandTimeout: Duration.Duration
   /** Runs one or more commands; a failure of any is a typed `RedisError`. */
   readonly use: <A>(f: (client: IORedis) => Promise<A>) => Effect.Effect<A, RedisError>
   /**
@@ -37,12 +76,29 @@ export class Redis extends Context.Tag("@kpipe/redis/Redis")<Redis, {
 export const make = Effect.fnUntraced(function*(config: RedisConfig) {
   const runtime = yield* Effect.runtime<never>()
   let everConnected = false
+  const commandTimeout = Duration.decode(config.commandTimeout ?? defaultCommandTimeout)
+  const timeoutMillis = Duration.toMillis(commandTimeout)
   const client = yield* Effect.acquireRelease(
     Effect.sync(() => {
       const client = new IORedis(Redacted.value(config.url), {
         lazyConnect: true,
         connectTimeout: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
-        maxRetriesPerRequest: 2
+        maxRetriesPerRequest: 2,
+        // A connection to a Redis that stops answering (stopped, partitioned) is dropped, and the
+        // commands on it fail (see "close"): TCP notices a dead peer only after many minutes, and a
+        // reply lost on a connection kept would leave every later reply matched to the wrong command.
+        socketTimeout: timeoutMillis,
+        // A command written to a connection that was lost fails (it may have run) rather than being
+        // sent again on the next one, possibly after its caller was told it failed: that caller
+        // decides what an unknown outcome means.
+        autoResendUnfulfilledCommands: false
+      })
+      // At once: ioredis would leave them unsettled, and the auto-pipelined commands queued behind
+      // them unsent, until their timeout.
+      client.on("close", () => {
+        for (let item = client.commandQueue.shift(); item !== undefined; item = client.commandQueue.shift()) {
+          item.command.reject(new Error("Connection lost before the reply; the command may have run"))
+        }
       })
       // Without a listener ioredis prints every error to stderr itself. A failed first connect is
       // already the typed result of `make`, so only later connection errors are logged.
@@ -73,7 +129,7 @@ export const make = Effect.fnUntraced(function*(config: RedisConfig) {
       )
   )
   const use = <A>(f: (client: IORedis) => Promise<A>) =>
-    Effect.tryPromise({ try: () => f(client), catch: (cause) => new RedisError({ reason: "Command", cause }) })
+    Effect.tryPromise({ try: () => timed(f(client), timeoutMillis), catch: commandError })
   const pipeline = (f: (pipeline: ChainableCommander) => void) =>
     use(async (client) => {
       const pipeline = client.pipeline()
@@ -83,7 +139,7 @@ export const make = Effect.fnUntraced(function*(config: RedisConfig) {
       if (failed !== undefined) throw failed[0]
       return replies.map(([, reply]) => reply)
     })
-  return Redis.of({ client, use, pipeline })
+  return Redis.of({ client, commandTimeout, use, pipeline })
 })
 
 export const layer = (config: RedisConfig): Layer.Layer<Redis, RedisError> => Layer.scoped(Redis, make(config))
@@ -93,9 +149,13 @@ export const layerConfig = (
 ): Layer.Layer<Redis, RedisError | ConfigError.ConfigError> =>
   Layer.scoped(Redis, Effect.flatMap(Config.unwrap(config), make))
 
-/** `REDIS_URL`, default `redis://127.0.0.1:6379`. */
+/** `REDIS_URL`, default `redis://127.0.0.1:6379`; `REDIS_COMMAND_TIMEOUT`, default 2 seconds. */
 export const layerFromEnv: Layer.Layer<Redis, RedisError | ConfigError.ConfigError> = layerConfig({
-  url: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379")))
+  url: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))),
+  commandTimeout: Config.duration("REDIS_COMMAND_TIMEOUT").pipe(
+    Config.withDefault(defaultCommandTimeout),
+    Config.withDescription("How long a Redis command waits for its reply before it fails")
+  )
 })
 
 /** A Lua script, defined once per client as a command of its own (ioredis `defineCommand`). */
@@ -150,8 +210,9 @@ const define = (client: IORedis, options: ScriptOptions) => {
  * again returns another handle on it) and returns the function that runs it.
  */
 export const script = <A = unknown>(options: ScriptOptions): Effect.Effect<Script<A>, never, Redis> =>
-  Effect.map(Redis, ({ client }) => {
+  Effect.map(Redis, ({ client, commandTimeout }) => {
     define(client, options)
+    const timeoutMillis = Duration.toMillis(commandTimeout)
     const wrongKeys = (keys: ReadonlyArray<string>) =>
       keys.length === options.numberOfKeys
         ? undefined
@@ -164,8 +225,8 @@ export const script = <A = unknown>(options: ScriptOptions): Effect.Effect<Scrip
     const run = (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number> = []) => {
       const wrong = wrongKeys(keys)
       return wrong !== undefined ? Effect.dieMessage(wrong) : Effect.tryPromise({
-        try: () => (client as unknown as Commands)[options.name]!(...keys, ...args) as Promise<A>,
-        catch: (cause) => new RedisError({ reason: "Command", cause })
+        try: () => timed((client as unknown as Commands)[options.name]!(...keys, ...args) as Promise<A>, timeoutMillis),
+        catch: commandError
       })
     }
     const queue = (

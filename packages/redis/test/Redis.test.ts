@@ -2,8 +2,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Redis } from "@kpipe/redis"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Net from "node:net"
 
 /** A pass-through to the real server that keeps what clients sent, for the life of the scope. */
@@ -25,6 +27,54 @@ const recordingProxy = Effect.acquireRelease(
       })))
   }),
   ({ server }) => Effect.sync(() => server.close())
+)
+
+type Fault = "pass" | "silent" | "dropReplies"
+
+/**
+ * A pass-through to the real server with faults: `silent` lets nothing through either way (a frozen
+ * server, a dead route), `dropReplies` forwards the commands and swallows the replies; `reset`
+ * drops every connection.
+ */
+const faultyProxy = Effect.acquireRelease(
+  Effect.async<
+    {
+      readonly port: number
+      readonly set: (fault: Fault) => void
+      readonly reset: () => void
+      readonly server: Net.Server
+    }
+  >((resume) => {
+    let fault: Fault = "pass"
+    const clients = new Set<Net.Socket>()
+    const server = Net.createServer((client) => {
+      const upstream = Net.connect(6379, "127.0.0.1")
+      clients.add(client)
+      client.on("data", (chunk: Buffer) => fault === "silent" || upstream.write(chunk))
+      upstream.on("data", (chunk: Buffer) => fault === "pass" && client.write(chunk))
+      const close = () => {
+        clients.delete(client)
+        client.destroy()
+        upstream.destroy()
+      }
+      client.on("error", close).on("close", close)
+      upstream.on("error", close).on("close", close)
+    })
+    server.listen(0, "127.0.0.1", () =>
+      resume(Effect.succeed({
+        port: (server.address() as Net.AddressInfo).port,
+        set: (next) => {
+          fault = next
+        },
+        reset: () => clients.forEach((client) => client.resetAndDestroy()),
+        server
+      })))
+  }),
+  ({ reset, server }) =>
+    Effect.sync(() => {
+      reset()
+      server.close()
+    })
 )
 
 describe("Redis (real server)", () => {
@@ -65,4 +115,60 @@ describe("Redis (real server)", () => {
       assert.strictEqual(error._tag, "RedisError")
       assert.strictEqual(error.reason, "Connect")
     }))
+
+  it.live("a server that stops answering: a command fails as a Timeout, and once it answers again so do commands", () =>
+    Effect.gen(function*() {
+      const proxy = yield* faultyProxy
+      const redis = yield* Redis.make({
+        url: Redacted.make(`redis://127.0.0.1:${proxy.port}`),
+        commandTimeout: "300 millis"
+      })
+      const key = `kpipe:test:${crypto.randomUUID()}`
+      yield* redis.use((client) => client.set(key, "value", "EX", 30))
+
+      proxy.set("silent")
+      const error = yield* redis.use((client) => client.get(key)).pipe(
+        Effect.flip,
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no answer within 5 s") })
+      )
+      assert.strictEqual(error.reason, "Timeout")
+      assert.include(error.message, "timed out")
+
+      // What the silent connection swallowed never comes back: a client that kept it would match
+      // every later reply to the wrong command. It is dropped and a new one opened.
+      proxy.set("pass")
+      const value = yield* redis.use((client) => client.get(key)).pipe(
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("5 seconds")))
+      )
+      assert.strictEqual(value, "value")
+      assert.strictEqual(yield* redis.use((client) => client.del(key)), 1)
+    }).pipe(Effect.scoped))
+
+  it.live("a command whose connection is lost before its reply fails at once, and is not sent again on the next one", () =>
+    Effect.gen(function*() {
+      const proxy = yield* faultyProxy
+      const redis = yield* Redis.make({
+        url: Redacted.make(`redis://127.0.0.1:${proxy.port}`),
+        commandTimeout: "10 seconds"
+      })
+      const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
+      const key = `kpipe:test:${crypto.randomUUID()}`
+      yield* Effect.addFinalizer(() => Effect.ignore(direct.use((client) => client.del(key))))
+
+      proxy.set("dropReplies")
+      const increment = yield* redis.use((client) => client.incr(key)).pipe(Effect.either, Effect.fork)
+      yield* direct.use((client) => client.get(key)).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (value) => value === "1" }),
+        Effect.timeout("5 seconds")
+      )
+      proxy.set("pass")
+      proxy.reset()
+      const outcome = yield* Fiber.join(increment).pipe(Effect.timeout("5 seconds"))
+      assert.isTrue(Either.isLeft(outcome), "the INCR ran again on the next connection")
+      assert.strictEqual(Either.isLeft(outcome) && outcome.left.reason, "Command")
+      yield* redis.use((client) => client.ping()).pipe(
+        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("5 seconds")))
+      )
+      assert.strictEqual(yield* direct.use((client) => client.get(key)), "1")
+    }).pipe(Effect.scoped))
 })

@@ -9,9 +9,10 @@ import type { ChainableCommander } from "ioredis"
  * `meta` (total quantity and `state`: a coupon without it was never opened or was lost),
  * `pending` (user → event id of the request in flight, so rollbacks and releases only ever undo
  * their own reservation), `pending:since` (user → when Redis accepted that request, in Redis's own
- * clock, ms: what the reclaimer looks for), `recovery` (the lease of the replica rebuilding the coupon)
- * and `drained` (API replica → the rebuild token it answered: it has no request of the coupon left
- * between its reservation and Kafka).
+ * clock, ms: what the reclaimer looks for), `recovery` (the lease of the replica rebuilding the coupon),
+ * `drained` (API replica → the rebuild token it answered: it has no request of the coupon left
+ * between its reservation and Kafka) and `cancelled:{eventId}` (a request whose reserve got no
+ * answer and was cancelled: a reserve of it arriving late takes nothing).
  *
  * Invariants kept by every script: `counter` = size of `issued:users` = issued + pending users;
  * `pending:since` has exactly the users of `pending`.
@@ -26,7 +27,8 @@ export const couponKeys = (prefix: string, couponId: number | string) => {
     since: `${base}:pending:since`,
     lease: `${base}:recovery`,
     drained: `${base}:drained`,
-    status: (userId: number | string) => `${base}:user:${userId}:status`
+    status: (userId: number | string) => `${base}:user:${userId}:status`,
+    cancelled: (eventId: string) => `${base}:cancelled:${eventId}`
   }
 }
 
@@ -46,8 +48,13 @@ export type SharedKeys = ReturnType<typeof sharedKeys>
 // Redis's clock in ms: every replica's reservations and the reclaimer's cutoff are on the same clock.
 const nowLua = `local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)`
 
-// KEYS: meta, counter, users, pending, status, since. ARGV: user id, event id, status TTL (s).
+// KEYS: meta, counter, users, pending, status, since, cancelled. ARGV: user id, event id, status TTL (s).
+// The same event again (a reserve sent twice) is answered as the first time; a cancelled one takes nothing.
 const reserveLua = `
+if redis.call('EXISTS', KEYS[7]) == 1 then return {'CANCELLED', 0} end
+if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
+  return {'ACCEPTED', tonumber(redis.call('GET', KEYS[2]) or '0')}
+end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'MISSING', 0} end
 if state ~= 'ready' then return {'RECOVERING', 0} end
@@ -66,8 +73,10 @@ redis.call('SET', KEYS[5], 'PENDING', 'EX', ARGV[3])
 return {'ACCEPTED', counter + 1}
 `
 
-// Undoes exactly the reservation of event ARGV[2], if it is still held. KEYS/ARGV as reserve.
+// Undoes exactly the reservation of event ARGV[2], if it is still held. KEYS as reserve. ARGV: user
+// id, event id, and how long (s) a reserve of the event arriving later must take nothing (0: it cannot).
 const rollbackLua = `
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[7], '1', 'EX', ARGV[3]) end
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
@@ -223,21 +232,12 @@ redis.call('DEL', KEYS[2], KEYS[3])
 return redis.call('HGETALL', KEYS[4])
 `
 
-// KEYS: users, pending, since, lease. ARGV: token, n, then n pairs (user id, event id) to hold (each
-// takes its unit again) and pairs to drop (settled: no longer pending). A user whose pending event
-// changed meanwhile is left alone.
+// KEYS: users, pending, lease. ARGV: token, then pairs (user id, event id) to hold: each takes its unit
+// again. A user whose pending event changed meanwhile is left alone.
 const restorePendingLua = `
-if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[2])
-for i = 3, #ARGV, 2 do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
-    if (i - 3) / 2 < n then
-      redis.call('SADD', KEYS[1], ARGV[i])
-    else
-      redis.call('HDEL', KEYS[2], ARGV[i])
-      redis.call('ZREM', KEYS[3], ARGV[i])
-    end
-  end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then redis.call('SADD', KEYS[1], ARGV[i]) end
 end
 return 1
 `
@@ -282,12 +282,14 @@ export type ReserveResult =
   /** The coupon's state is gone or damaged: it must be rebuilt before anything is accepted. */
   | { readonly _tag: "Missing" }
   | { readonly _tag: "Recovering" }
+  /** The request was cancelled (`rollback` with `cancelFor`) before this reserve of it ran. */
+  | { readonly _tag: "Cancelled" }
 
 // One command per script on the Redis client (`Redis.script`); the names must not clash with Redis's own.
 const define = Effect.all({
   now: Redis.script<number>({ name: "couponNow", numberOfKeys: 0, lua: nowLua }),
-  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 6, lua: reserveLua }),
-  rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 6, lua: rollbackLua }),
+  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 7, lua: reserveLua }),
+  rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 7, lua: rollbackLua }),
   markIssued: Redis.script<number>({ name: "couponMarkIssued", numberOfKeys: 6, lua: markIssuedLua }),
   release: Redis.script<number>({ name: "couponRelease", numberOfKeys: 6, lua: releaseLua }),
   stale: Redis.script<Array<string>>({ name: "couponStale", numberOfKeys: 2, lua: staleLua }),
@@ -302,7 +304,7 @@ const define = Effect.all({
   drained: Redis.script<number>({ name: "couponReplicaDrained", numberOfKeys: 3, lua: drainedLua }),
   awaiting: Redis.script<Array<string>>({ name: "couponRebuildAwaiting", numberOfKeys: 3, lua: awaitingLua }),
   reset: Redis.script<Array<string> | null>({ name: "couponReset", numberOfKeys: 6, lua: resetLua }),
-  restorePending: Redis.script<number>({ name: "couponRestorePending", numberOfKeys: 4, lua: restorePendingLua }),
+  restorePending: Redis.script<number>({ name: "couponRestorePending", numberOfKeys: 3, lua: restorePendingLua }),
   addUsers: Redis.script<number>({ name: "couponAddUsers", numberOfKeys: 2, lua: addUsersLua }),
   finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 6, lua: finishRecoveryLua }),
   abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 3, lua: abandonLua })
@@ -313,6 +315,7 @@ const soldOut: ReserveResult = { _tag: "SoldOut" }
 const duplicate: ReserveResult = { _tag: "Duplicate" }
 const recovering: ReserveResult = { _tag: "Recovering" }
 const missing: ReserveResult = { _tag: "Missing" }
+const cancelled: ReserveResult = { _tag: "Cancelled" }
 
 const reserveResult = ([answer, count]: [string, number]): ReserveResult => {
   switch (answer) {
@@ -324,6 +327,8 @@ const reserveResult = ([answer, count]: [string, number]): ReserveResult => {
       return duplicate
     case "RECOVERING":
       return recovering
+    case "CANCELLED":
+      return cancelled
     default:
       return missing
   }
@@ -338,6 +343,11 @@ const userKeys = (keys: CouponKeys, userId: number) => [
   keys.since
 ]
 
+const requestKeys = (keys: CouponKeys, userId: number, eventId: string) => [
+  ...userKeys(keys, userId),
+  keys.cancelled(eventId)
+]
+
 /** The scripts on this Redis client, each taking a coupon's keys and returning what its answer means. */
 export const make = Effect.gen(function*() {
   const scripts = yield* define
@@ -348,9 +358,13 @@ export const make = Effect.gen(function*() {
       eventId: string,
       ttl: number
     ): Effect.Effect<ReserveResult, RedisError> =>
-      Effect.map(scripts.reserve(userKeys(keys, userId), [userId, eventId, ttl]), (reply) => reserveResult(reply)),
-    rollback: (keys: CouponKeys, userId: number, eventId: string) =>
-      Effect.map(scripts.rollback(userKeys(keys, userId), [userId, eventId]), (n) => n === 1),
+      Effect.map(
+        scripts.reserve(requestKeys(keys, userId, eventId), [userId, eventId, ttl]),
+        (reply) => reserveResult(reply)
+      ),
+    /** `cancelFor` (s): how long a reserve of the event arriving later takes nothing (0: none can arrive). */
+    rollback: (keys: CouponKeys, userId: number, eventId: string, cancelFor: number) =>
+      Effect.map(scripts.rollback(requestKeys(keys, userId, eventId), [userId, eventId, cancelFor]), (n) => n === 1),
     markIssued: (keys: CouponKeys, userId: number, eventId: string, ttl: number) =>
       Effect.asVoid(scripts.markIssued(userKeys(keys, userId), [userId, eventId, ttl])),
     release: (keys: CouponKeys, userId: number, eventId: string, ttl: number) =>
@@ -425,17 +439,11 @@ export const make = Effect.gen(function*() {
           return Option.some<ReadonlyArray<PendingPair>>(pending)
         }
       ),
-    restorePending: (
-      keys: CouponKeys,
-      token: string,
-      hold: ReadonlyArray<PendingPair>,
-      drop: ReadonlyArray<PendingPair>
-    ) =>
+    restorePending: (keys: CouponKeys, token: string, hold: ReadonlyArray<PendingPair>) =>
       Effect.map(
-        scripts.restorePending([keys.users, keys.pending, keys.since, keys.lease], [
+        scripts.restorePending([keys.users, keys.pending, keys.lease], [
           token,
-          hold.length,
-          ...[...hold, ...drop].flatMap(({ eventId, userId }) => [userId, eventId])
+          ...hold.flatMap(({ eventId, userId }) => [userId, eventId])
         ]),
         (n) => n === 1
       ),
