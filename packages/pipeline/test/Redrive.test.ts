@@ -63,6 +63,19 @@ const failuresIn = (topic: string, count: number) => eventually(Effect.map(openF
 
 const settle = Effect.sleep("1500 millis")
 
+/** `count` events of key "bad" dead-lettered by the group of `prefix`, whose consumer is stopped again. */
+const deadLettered = (prefix: string, count: number) =>
+  Effect.gen(function*() {
+    const { broken, group, startConsumer, topic } = yield* setup(prefix)
+    broken.add("bad")
+    const consumer = yield* startConsumer
+    const failing = Array.from({ length: count }, (_, i) => event("bad", i))
+    yield* produce(topic, failing)
+    yield* failuresIn(topic.name, count)
+    yield* Scope.close(consumer, Exit.void)
+    return { group, topic, failing }
+  })
+
 describe("Redrive", () => {
   it.live(
     "groups and inspects failures, then redrives them once: a concurrent second redrive is a no-op, all audited",
@@ -204,13 +217,7 @@ describe("Redrive", () => {
     () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
-        const { broken, startConsumer, topic } = yield* setup("redrive-rate")
-        broken.add("bad")
-        const consumer = yield* startConsumer
-        const failing = Array.from({ length: 13 }, (_, i) => event("bad", i))
-        yield* produce(topic, failing)
-        yield* failuresIn(topic.name, 13)
-        yield* Scope.close(consumer, Exit.void)
+        const { failing, topic } = yield* deadLettered("redrive-rate", 13)
 
         // The key's last event: parking an earlier one would hold the later ones (key order).
         const parked = yield* Redrive.park(
@@ -253,12 +260,7 @@ describe("Redrive", () => {
     "a running redrive shows its progress and stops after the batch in flight when cancelled",
     () =>
       Effect.gen(function*() {
-        const { broken, startConsumer, topic } = yield* setup("redrive-cancel")
-        broken.add("bad")
-        const consumer = yield* startConsumer
-        yield* produce(topic, Array.from({ length: 8 }, (_, i) => event("bad", i)))
-        yield* failuresIn(topic.name, 8)
-        yield* Scope.close(consumer, Exit.void)
+        const { topic } = yield* deadLettered("redrive-cancel", 8)
 
         const result = yield* Effect.scoped(Effect.gen(function*() {
           const operation = yield* Redrive.start({ selection: { topic: topic.name } }, {
@@ -310,13 +312,7 @@ describe("Redrive", () => {
     "a dry-run's expected count is refused once one of its failures was parked since",
     () =>
       Effect.gen(function*() {
-        const { broken, startConsumer, topic } = yield* setup("redrive-moved")
-        broken.add("bad")
-        const consumer = yield* startConsumer
-        const failing = [event("bad", 1), event("bad", 2)]
-        yield* produce(topic, failing)
-        yield* failuresIn(topic.name, 2)
-        yield* Scope.close(consumer, Exit.void)
+        const { failing, topic } = yield* deadLettered("redrive-moved", 2)
 
         const dry = yield* Redrive.dryRun({ topic: topic.name }, "hana")
         assert.strictEqual(dry.count, 2)
@@ -337,12 +333,7 @@ describe("Redrive", () => {
     "a rate below one per second redrives a record every 1/rate seconds, and a cancel ends the wait between them",
     () =>
       Effect.gen(function*() {
-        const { broken, startConsumer, topic } = yield* setup("redrive-slow")
-        broken.add("bad")
-        const consumer = yield* startConsumer
-        yield* produce(topic, Array.from({ length: 4 }, (_, i) => event("bad", i)))
-        yield* failuresIn(topic.name, 4)
-        yield* Scope.close(consumer, Exit.void)
+        const { topic } = yield* deadLettered("redrive-slow", 4)
 
         // A bucket of 0.5 permits never granted the one a record costs: this waited forever.
         const firstTwo = (yield* Redrive.list({ topic: topic.name })).map((f) => f.id).sort((a, b) =>
