@@ -10,14 +10,15 @@ export class MailError extends Data.TaggedError("MailError")<{
   readonly unavailable: boolean
 }> {}
 
-// nodemailer's codes for a server it could not reach or lost. An SMTP 4xx reply is a transient failure
-// by definition (421 not available, 450 mailbox busy, 451 local error, 452 insufficient storage).
+// nodemailer's codes for a server it could not reach or lost, and the SMTP replies that say the
+// server itself is not available for now (421 service not available, 451 local error in processing).
+// 450 and 452 are about one mailbox (busy, full): waiting for it would hold every later notification
+// of the partition, so they go through the retry policy and then the dead-letter topic.
 const unreachable = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS"])
 
 const isUnavailable = (error: unknown) =>
   (Predicate.hasProperty(error, "code") && typeof error.code === "string" && unreachable.has(error.code)) ||
-  (Predicate.hasProperty(error, "responseCode") && typeof error.responseCode === "number" &&
-    error.responseCode >= 400 && error.responseCode < 500)
+  (Predicate.hasProperty(error, "responseCode") && (error.responseCode === 421 || error.responseCode === 451))
 
 export interface Mail {
   readonly to: string

@@ -37,7 +37,7 @@ interface Delivery {
 }
 
 /**
- * A channel's provider could not be reached or said it is not available (an SMTP 4xx reply, HTTP 429 or
+ * A channel's provider could not be reached or said it is not available (SMTP 421 or 451, HTTP 429 or
  * 502-504, no answer): not the event's fault, so the event waits for it (`"wait"`), however long,
  * and is never dead-lettered for it. Channels already sent are skipped when it is tried again.
  */

@@ -138,7 +138,7 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       assert.strictEqual(failed.length, 0)
     }))
 
-  it.effect("providers unavailable (SMTP 451, any 4xx reply, SMS 503) for longer than the retry policy: the event waits, each channel is sent once, nothing is dead-lettered", () =>
+  it.effect("providers unavailable (SMTP 451, SMS 503) for longer than the retry policy: the event waits, each channel is sent once, nothing is dead-lettered", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(10)
       const userId = newUser()

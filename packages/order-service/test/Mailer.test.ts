@@ -45,7 +45,7 @@ describe("Mailer", () => {
       assert.strictEqual(mail.received().length, 31)
     }).pipe(Effect.scoped))
 
-  it.live("an SMTP 4xx reply says the server is away for now; a 5xx refuses the message", () =>
+  it.live("SMTP 421 and 451 say the server is away for now; a mailbox's 450 or 452, and a 5xx, refuse the message", () =>
     Effect.gen(function*() {
       const mail = yield* MailCatcher.make()
       const mailer = yield* Layer.build(mailerFor(mail)).pipe(Effect.map(Context.get(Mailer)))
@@ -59,6 +59,9 @@ describe("Mailer", () => {
         [421, 450, 451, 452, 550, 553],
         (code) => refused(`code-${code}@customers.kpipe.test`, code)
       )
-      assert.deepStrictEqual(answers, [[421, true], [450, true], [451, true], [452, true], [550, false], [553, false]])
+      assert.deepStrictEqual(answers, [[421, true], [450, false], [451, true], [452, false], [550, false], [
+        553,
+        false
+      ]])
     }).pipe(Effect.scoped))
 })

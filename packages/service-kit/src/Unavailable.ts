@@ -22,13 +22,23 @@ export const orServiceUnavailable = (affected: string) =>
 <A, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, Exclude<E, InfrastructureError> | ServiceUnavailable, R> => {
-  const unavailable = (error: InfrastructureError) =>
+  const unavailable = (error: InfrastructureError, message: string) =>
     Effect.logWarning(`${affected}: ${error._tag}, answered 503`, error).pipe(
-      Effect.zipRight(
-        Effect.fail(new ServiceUnavailable({ message: `${affected} is temporarily unavailable; please retry.` }))
-      )
+      Effect.zipRight(Effect.fail(new ServiceUnavailable({ message })))
     )
-  return Effect.catchIf(self, isInfrastructureError, unavailable).pipe(
-    Effect.catchSomeDefect((defect) => isInfrastructureError(defect) ? Option.some(unavailable(defect)) : Option.none())
+  return Effect.catchIf(
+    self,
+    isInfrastructureError,
+    (error) => unavailable(error, `${affected} is temporarily unavailable; please retry.`)
+  ).pipe(
+    // A COMMIT that got no answer may have been applied: the client must not take the 503 as "nothing happened".
+    Effect.catchSomeDefect((defect) =>
+      isInfrastructureError(defect)
+        ? Option.some(unavailable(
+          defect,
+          `${affected}: the database connection was lost while finishing; the outcome is unknown. Retry with the same Idempotency-Key, or check before retrying.`
+        ))
+        : Option.none()
+    )
   ) as Effect.Effect<A, Exclude<E, InfrastructureError> | ServiceUnavailable, R>
 }
