@@ -7,6 +7,7 @@ import * as Schema from "effect/Schema"
 import { AdminAuth } from "./Admin.ts"
 import * as Decimal from "./Decimal.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
+import { noControlCharacters } from "./Text.ts"
 
 /**
  * The admin API every service can serve beside its own (`OpsServer` in service-kit): failures from
@@ -25,30 +26,33 @@ export const RowId = Schema.String.pipe(
   Schema.pattern(/^[1-9][0-9]{0,17}$/, { message: () => "expected an id: decimal digits, at most 18" })
 ).annotations({ identifier: "RowId" })
 
+/** A filter or a name as the database keeps it: a NUL would be refused there (and answered 503). */
+const FilterText = Schema.String.pipe(noControlCharacters)
+
 /** Rows a listing returns at most. */
 export const maxLimit = 1_000
 
 /** Which failures an action is about; every field narrows it. */
 export class Selection extends Schema.Class<Selection>("Selection")({
   ids: Schema.optionalWith(Schema.Array(RowId), { exact: true }),
-  topic: Schema.optionalWith(Schema.String, { exact: true }),
-  consumerGroup: Schema.optionalWith(Schema.String, { exact: true }),
-  errorTag: Schema.optionalWith(Schema.String, { exact: true }),
-  eventType: Schema.optionalWith(Schema.String, { exact: true }),
-  eventId: Schema.optionalWith(Schema.String, { exact: true }),
-  key: Schema.optionalWith(Schema.String, { exact: true }),
+  topic: Schema.optionalWith(FilterText, { exact: true }),
+  consumerGroup: Schema.optionalWith(FilterText, { exact: true }),
+  errorTag: Schema.optionalWith(FilterText, { exact: true }),
+  eventType: Schema.optionalWith(FilterText, { exact: true }),
+  eventId: Schema.optionalWith(FilterText, { exact: true }),
+  key: Schema.optionalWith(FilterText, { exact: true }),
   from: Schema.optionalWith(Schema.DateTimeUtc, { exact: true }),
   to: Schema.optionalWith(Schema.DateTimeUtc, { exact: true })
 }) {}
 
 /** The same filters as URL parameters, plus the status (OPEN by default) and a limit. */
 export const SelectionParams = Schema.Struct({
-  topic: Schema.optional(Schema.String),
-  consumerGroup: Schema.optional(Schema.String),
-  errorTag: Schema.optional(Schema.String),
-  eventType: Schema.optional(Schema.String),
-  eventId: Schema.optional(Schema.String),
-  key: Schema.optional(Schema.String),
+  topic: Schema.optional(FilterText),
+  consumerGroup: Schema.optional(FilterText),
+  errorTag: Schema.optional(FilterText),
+  eventType: Schema.optional(FilterText),
+  eventId: Schema.optional(FilterText),
+  key: Schema.optional(FilterText),
   status: Schema.optional(FailureStatus),
   limit: Schema.optional(Decimal.FromString.pipe(Schema.between(1, maxLimit)))
 })
@@ -114,13 +118,13 @@ export class DryRun extends Schema.Class<DryRun>("DryRun")({
 
 export class DryRunRequest extends Schema.Class<DryRunRequest>("DryRunRequest")({
   selection: Selection,
-  actor: Schema.optional(Schema.String)
+  actor: Schema.optional(FilterText)
 }) {}
 
 export class RedriveRequest extends Schema.Class<RedriveRequest>("RedriveRequest")({
   /** Redrives exactly the failures of this dry-run that are still OPEN. */
   dryRunId: RowId,
-  actor: Schema.optional(Schema.String),
+  actor: Schema.optional(FilterText),
   ratePerSecond: Schema.optional(Schema.Number.pipe(Schema.positive())),
   canary: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
   batchSize: Schema.optional(Schema.Int.pipe(Schema.positive())),
@@ -157,13 +161,13 @@ export class OperationEvent extends Schema.Class<OperationEvent>("OperationEvent
 
 export class ParkRequest extends Schema.Class<ParkRequest>("ParkRequest")({
   selection: Selection,
-  reason: Schema.String.pipe(Schema.minLength(1)),
-  actor: Schema.optional(Schema.String)
+  reason: FilterText.pipe(Schema.minLength(1)),
+  actor: Schema.optional(FilterText)
 }) {}
 
 export class RestoreRequest extends Schema.Class<RestoreRequest>("RestoreRequest")({
   selection: Selection,
-  actor: Schema.optional(Schema.String)
+  actor: Schema.optional(FilterText)
 }) {}
 
 export class ActionResult extends Schema.Class<ActionResult>("ActionResult")({
@@ -184,7 +188,7 @@ export class OutboxRow extends Schema.Class<OutboxRow>("OutboxRow")({
 
 export class OutboxRequest extends Schema.Class<OutboxRequest>("OutboxRequest")({
   ids: Schema.Array(RowId).pipe(Schema.minItems(1), Schema.maxItems(maxLimit)),
-  actor: Schema.optional(Schema.String)
+  actor: Schema.optional(FilterText)
 }) {}
 
 export class Health extends Schema.Class<Health>("Health")({

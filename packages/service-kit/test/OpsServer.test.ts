@@ -150,6 +150,9 @@ describe("OpsServer", () => {
           ["POST", "/ops/redrive", { dryRunId: "x" }],
           ["POST", "/ops/redrive/dry-run", { selection: { ids: ["x"] } }],
           ["POST", "/ops/outbox/retry", { ids: ["99999999999999999999"] }],
+          ["GET", "/ops/failures?topic=a%00b"],
+          ["POST", "/ops/park", { selection: { key: "k\u0000" }, reason: "x" }],
+          ["POST", "/ops/park", { selection: {}, reason: "bad\u0000reason" }],
           ["POST", "/ops/outbox/skip", { ids: Array.from({ length: 1001 }, (_, i) => String(i + 1)) }]
         ]
         for (const [method, path, body] of bad) {

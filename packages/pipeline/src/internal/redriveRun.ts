@@ -176,11 +176,16 @@ export const run = (
       (local, rows) => local || rows[0]?.cancelRequested === true
     )
 
-    /** Waits until the rate allows `size` more records; false when the redrive was cancelled meanwhile. */
+    /**
+     * Waits until the rate allows `size` more records; false when the redrive was cancelled meanwhile.
+     * The cancel is looked up only once the wait passed a second: a lookup interrupted by the limiter
+     * would cost a cancel request to the database per batch.
+     */
     const paced = (size: number) =>
-      Effect.race(
+      rate === undefined ? Effect.succeed(true) : Effect.race(
         limiter(Effect.succeed(true)).pipe(RateLimiter.withCost(size)),
         isCancelled.pipe(
+          Effect.delay("1 second"),
           Effect.repeat({ schedule: Schedule.spaced("1 second"), until: (cancelled) => cancelled }),
           Effect.as(false)
         )
