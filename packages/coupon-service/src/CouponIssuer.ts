@@ -124,10 +124,11 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
       return Effect.void
     }
 
-    // Until then a reservation left behind is the reclaimer's.
+    // Bounded, so an outage under load does not pile up retrying fibers: a reservation left behind
+    // after that is the reclaimer's (after RESERVATION_RECLAIM_AGE).
     const undoPolicy = Schedule.exponential("20 millis").pipe(
       Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5))),
-      Schedule.upTo(config.reclaimAge)
+      Schedule.upTo(Duration.min(config.reclaimAge, Duration.seconds(30)))
     )
     // Enough for Redis back after a reset; one that does not answer gets the caller a 503 meanwhile.
     const undoWait = Duration.min(config.redisCommandTimeout, Duration.seconds(1))
@@ -153,11 +154,14 @@ export class CouponIssuer extends Effect.Service<CouponIssuer>()("@kpipe/coupon-
         // randomUUID's output is a UUID by definition: no need to check it per request.
         const eventId = Ids.EventId.make(crypto.randomUUID(), { disableValidation: true })
         const answer = yield* reservations.reserve(couponId, userId, eventId).pipe(
+          // Only a reserve that may have run is cancelled: one never sent (Redis unreachable) held nothing.
           Effect.tapError((error) =>
-            Effect.zipRight(
-              Effect.logWarning("Reserving got no answer from Redis; cancelling the request in case it ran", error),
-              undo(reservations.cancel(couponId, userId, eventId))
-            ).pipe(Effect.annotateLogs({ couponId, userId, eventId }))
+            error.reason === "Timeout" || error.reason === "Lost"
+              ? Effect.zipRight(
+                Effect.logWarning("Reserving got no answer from Redis; cancelling the request in case it ran", error),
+                undo(reservations.cancel(couponId, userId, eventId))
+              ).pipe(Effect.annotateLogs({ couponId, userId, eventId }))
+              : Effect.void
           )
         )
         switch (answer._tag) {

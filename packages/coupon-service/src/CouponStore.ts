@@ -312,12 +312,15 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
     const settled = Effect.fn("CouponStore.settled")(
       function*(couponId: Ids.CouponId, eventIds: ReadonlyArray<string>) {
         if (eventIds.length === 0) return new Map<string, "ISSUED" | "FAILED">()
+        // An event both failed and issued (a dead letter redriven, then applied) is ISSUED: it holds a
+        // unit. The later row wins in the Map, so the issued rows come last.
         const rows = yield* sql<{ eventId: string; outcome: "ISSUED" | "FAILED" }>`
-        SELECT event_id::text AS event_id, 'ISSUED' AS outcome FROM user_coupons
+        SELECT event_id::text AS event_id, 'FAILED' AS outcome, 0 AS rank FROM coupon_issue_failures
         WHERE coupon_id = ${couponId} AND event_id = ANY(${eventIds}::uuid[])
         UNION ALL
-        SELECT event_id::text, 'FAILED' FROM coupon_issue_failures
-        WHERE coupon_id = ${couponId} AND event_id = ANY(${eventIds}::uuid[])`
+        SELECT event_id::text, 'ISSUED', 1 FROM user_coupons
+        WHERE coupon_id = ${couponId} AND event_id = ANY(${eventIds}::uuid[])
+        ORDER BY rank`
         return new Map(rows.map((row) => [row.eventId, row.outcome] as const))
       }
     )

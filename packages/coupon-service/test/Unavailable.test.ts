@@ -136,7 +136,10 @@ describe("infrastructure that does not answer", () => {
             )
           } else {
             assert.strictEqual(shown(answer), "503 ServiceUnavailable")
-            assert.deepStrictEqual(yield* held(direct, keys, 1), nothingHeld)
+            // The cancel may still be on its way when a loaded machine answered the 503 first.
+            yield* eventually(
+              Effect.map(held(direct, keys, 1), (state) => JSON.stringify(state) === JSON.stringify(nothingHeld))
+            )
             assert.strictEqual(shown(yield* issue(coupon.couponId, 1)), "202 PENDING")
           }
         }).pipe(

@@ -195,11 +195,18 @@ describe("MemberSync", () => {
           })
         })
         yield* startMemberSync({ topic, group, authUrl: `http://127.0.0.1:${port}` })
+        // A member it knows from its event alone: applied, so the consumer runs before the wait starts.
+        yield* Publisher.publish(topic, created(778, t0, "known", "known@example.com"))
+        yield* eventually(
+          Effect.map(processed(group), (claims) => claims.length === 1),
+          "20 seconds",
+          "the first claim"
+        )
         const orphan = deleted(777, t0)
         yield* Publisher.publish(topic, orphan)
         // The test's retry policy (fastRetry) would have dead-lettered it in well under a second.
         yield* Effect.sleep("2 seconds")
-        assert.deepStrictEqual(yield* processed(group), [])
+        assert.strictEqual((yield* processed(group)).length, 1)
 
         yield* Effect.acquireRelease(
           Effect.async<Server>((resume) => {
@@ -222,8 +229,8 @@ describe("MemberSync", () => {
               server.close(() => resume(Effect.void))
             })
         )
-        yield* eventually(Effect.map(processed(group), (claims) => claims.length === 1), "20 seconds", "the claim")
-        assert.deepStrictEqual(yield* processed(group), [{ eventId: orphan.eventId, outcome: "APPLIED" }])
+        yield* eventually(Effect.map(processed(group), (claims) => claims.length === 2), "20 seconds", "the claim")
+        assert.deepInclude(yield* processed(group), { eventId: orphan.eventId, outcome: "APPLIED" })
         assert.deepInclude(yield* reference(777), { status: "DELETED" })
       }).pipe(Effect.scoped, Effect.provide(AppLive)),
     { timeout: 60_000 }

@@ -10,8 +10,12 @@ import * as Runtime from "effect/Runtime"
 import { type ChainableCommander, Redis as IORedis } from "ioredis"
 
 export class RedisError extends Data.TaggedError("RedisError")<{
-  /** `Timeout`: no reply within the command timeout; the command may still run. */
-  readonly reason: "Connect" | "Command" | "Timeout"
+  /**
+   * `Timeout`: no reply within the command timeout; the command may still run. `Lost`: the
+   * connection was lost after the command was written; it may have run. `Command`: Redis answered
+   * with an error, or the command was never sent.
+   */
+  readonly reason: "Connect" | "Command" | "Timeout" | "Lost"
   readonly cause: unknown
 }> {
   override get message(): string {
@@ -37,9 +41,19 @@ export interface RedisConfig {
 export const defaultCommandTimeout = Duration.seconds(2)
 
 const timedOut = "Command timed out"
+const replyLost = "Connection lost before the reply; the command may have run"
 
 const commandError = (cause: unknown) =>
-  new RedisError({ reason: cause instanceof Error && cause.message === timedOut ? "Timeout" : "Command", cause })
+  new RedisError({
+    reason: !(cause instanceof Error)
+      ? "Command"
+      : cause.message === timedOut
+      ? "Timeout"
+      : cause.message === replyLost
+      ? "Lost"
+      : "Command",
+    cause
+  })
 
 /**
  * `promise`, or a timeout `millis` after the call: a command may wait unwritten for a connection,
@@ -87,6 +101,7 @@ export const make = Effect.fnUntraced(function*(config: RedisConfig) {
         // A connection to a Redis that stops answering (stopped, partitioned) is dropped, and the
         // commands on it fail (see "close"): TCP notices a dead peer only after many minutes, and a
         // reply lost on a connection kept would leave every later reply matched to the wrong command.
+        // The same as the command timeout: a caller hears `Timeout` or, if the drop comes first, `Lost`.
         socketTimeout: timeoutMillis,
         // A command written to a connection that was lost fails (it may have run) rather than being
         // sent again on the next one, possibly after its caller was told it failed: that caller
@@ -97,7 +112,7 @@ export const make = Effect.fnUntraced(function*(config: RedisConfig) {
       // them unsent, until their timeout.
       client.on("close", () => {
         for (let item = client.commandQueue.shift(); item !== undefined; item = client.commandQueue.shift()) {
-          item.command.reject(new Error("Connection lost before the reply; the command may have run"))
+          item.command.reject(new Error(replyLost))
         }
       })
       // Without a listener ioredis prints every error to stderr itself. A failed first connect is

@@ -131,8 +131,8 @@ describe("Redis (real server)", () => {
         Effect.flip,
         Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no answer within 5 s") })
       )
-      assert.strictEqual(error.reason, "Timeout")
-      assert.include(error.message, "timed out")
+      // Whichever comes first of the command's timeout and the silent connection being dropped.
+      assert.include(["Timeout", "Lost"], error.reason)
 
       // What the silent connection swallowed never comes back: a client that kept it would match
       // every later reply to the wrong command. It is dropped and a new one opened.
@@ -165,7 +165,7 @@ describe("Redis (real server)", () => {
       proxy.reset()
       const outcome = yield* Fiber.join(increment).pipe(Effect.timeout("5 seconds"))
       assert.isTrue(Either.isLeft(outcome), "the INCR ran again on the next connection")
-      assert.strictEqual(Either.isLeft(outcome) && outcome.left.reason, "Command")
+      assert.strictEqual(Either.isLeft(outcome) && outcome.left.reason, "Lost")
       yield* redis.use((client) => client.ping()).pipe(
         Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("5 seconds")))
       )
