@@ -84,6 +84,35 @@ describe("infrastructure that does not answer", () => {
     { timeout: 60_000 }
   )
 
+  it.live(
+    "Redis unreachable before the request: the reserve was never sent, so nothing is cancelled afterwards",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
+        const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
+        yield* Effect.gen(function*() {
+          yield* Layer.build(Topics.layer)
+          const coupon = yield* createCoupon(5)
+          const keys = yield* keysOf(coupon.couponId)
+          yield* proxy.set(FaultProxy.cut)
+          // The client has seen its connection go and queues commands offline, failing them unsent.
+          yield* Effect.sleep("500 millis")
+          assert.strictEqual(shown(yield* issue(coupon.couponId, 1)), "503 ServiceUnavailable")
+          yield* proxy.set(FaultProxy.pass)
+          yield* eventually(Effect.map(issue(coupon.couponId, 2), (answer) => answer.status === 202))
+          // A cancel retried in the background would have left its marker once Redis was back.
+          yield* Effect.sleep("1 second")
+          assert.deepStrictEqual(yield* direct.use((client) => client.keys(keys.cancelled("*"))), [])
+          assert.strictEqual(shown(yield* issue(coupon.couponId, 1)), "202 PENDING")
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(RequestPathLive),
+          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
+        )
+      }).pipe(Effect.scoped),
+    { timeout: 60_000 }
+  )
+
   it.live("the database refusing connections: the user endpoints answer a typed 503", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
