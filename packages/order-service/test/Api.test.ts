@@ -92,11 +92,17 @@ layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true
       const headers = { "idempotency-key": "held" }
       // Another transaction holds the same (user, key): the order's INSERT waits on it, and its session is ended
       // there, so the INSERT fails and so does the ROLLBACK on the dead connection (a defect in @effect/sql).
+      const inserted = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       const holder = yield* sql.withTransaction(
         sql`INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
-            VALUES (${userId}, ${productId}, 1, 1, 1, 'held')`.pipe(Effect.zipRight(Deferred.await(release)))
+            VALUES (${userId}, ${productId}, 1, 1, 1, 'held')`.pipe(
+          Effect.zipRight(Deferred.succeed(inserted, undefined)),
+          Effect.zipRight(Deferred.await(release))
+        )
       ).pipe(Effect.fork)
+      // Held before the order is sent: otherwise the order's INSERT could come first and not wait.
+      yield* Deferred.await(inserted)
       const answer = yield* raw("POST", "/api/orders", { userId, body: body(productId, 1), headers }).pipe(Effect.fork)
       const waiting = sql<{ pid: number }>`
         SELECT pid FROM pg_stat_activity
