@@ -1,4 +1,5 @@
 import { Ids } from "@kpipe/events"
+import * as DateTime from "effect/DateTime"
 import * as Schema from "effect/Schema"
 import { line } from "./Text.ts"
 
@@ -15,12 +16,21 @@ export class Coupon extends Schema.Class<Coupon>("Coupon")({
   createdAt: Schema.DateTimeUtc
 }) {}
 
+// What a PostgreSQL timestamptz holds (beyond it the insert fails, 22008, and was answered 503) and
+// ISO 8601 writes plainly: years 1 to 9999.
+const StorableDate = Schema.DateTimeUtc.pipe(
+  Schema.filter((date) => {
+    const year = date.pipe(DateTime.getPartUtc("year"))
+    return (year >= 1 && year <= 9999) || "must be between the years 1 and 9999"
+  })
+)
+
 export class CreateCouponRequest extends Schema.Class<CreateCouponRequest>("CreateCouponRequest")(
   Schema.Struct({
     name: line(100),
     totalQuantity: Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(10_000_000)),
-    validFrom: Schema.DateTimeUtc,
-    validUntil: Schema.DateTimeUtc
+    validFrom: StorableDate,
+    validUntil: StorableDate
   }).pipe(
     Schema.filter((request) =>
       request.validUntil.epochMillis > request.validFrom.epochMillis || "validUntil must be after validFrom"

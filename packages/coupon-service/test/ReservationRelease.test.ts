@@ -17,7 +17,7 @@ import { Config } from "../src/Config.ts"
 import { CouponStore } from "../src/CouponStore.ts"
 import * as ReservationRelease from "../src/ReservationRelease.ts"
 import { StockReservations } from "../src/StockReservations.ts"
-import { eventually, keysOf, StoresLive, testEnv } from "./utils.ts"
+import { behindRedisProxy, eventually, keysOf, StoresLive } from "./utils.ts"
 
 interface Line {
   readonly level: string
@@ -61,9 +61,8 @@ describe("releasing a dead-lettered request", () => {
   it.live(
     "while Redis does not answer, each failure is logged at Warning with the request, at Error once it has failed for long; it ends once Redis is back",
     () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
-        yield* Effect.gen(function*() {
+      behindRedisProxy(StoresLive, (proxy) =>
+        Effect.gen(function*() {
           const store = yield* CouponStore
           const reservations = yield* StockReservations
           const redis = yield* Redis.Redis
@@ -124,11 +123,7 @@ describe("releasing a dead-lettered request", () => {
             yield* redis.use(async (client) => [await client.hgetall(keys.pending), await client.get(keys.status(3))]),
             [{}, "FAILED"]
           )
-        }).pipe(
-          Effect.provide(StoresLive),
-          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
-        )
-      }).pipe(Effect.scoped),
+        })),
     { timeout: 60_000 }
   )
 })

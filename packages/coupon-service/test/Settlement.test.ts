@@ -10,6 +10,7 @@ import { Config } from "../src/Config.ts"
 import { IssuePublisher } from "../src/IssuePublisher.ts"
 import { StockReservations } from "../src/StockReservations.ts"
 import {
+  behindRedisProxy,
   committed,
   createCoupon,
   eventually,
@@ -142,9 +143,8 @@ describe("settling requests", () => {
   it.live(
     "the status query answers from the database when Redis lost the outcome or does not answer",
     () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
-        yield* Effect.gen(function*() {
+      behindRedisProxy(TestLive, (proxy) =>
+        Effect.gen(function*() {
           const redis = yield* Redis.Redis
           const coupon = yield* createCoupon(5)
           const keys = yield* keysOf(coupon.couponId)
@@ -171,11 +171,7 @@ describe("settling requests", () => {
             "200 ISSUED",
             "200 NOT_REQUESTED"
           ])
-        }).pipe(
-          Effect.provide(TestLive),
-          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
-        )
-      }).pipe(Effect.scoped),
+        })),
     { timeout: 60_000 }
   )
 })

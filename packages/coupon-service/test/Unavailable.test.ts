@@ -15,6 +15,7 @@ import type { CouponKeys } from "../src/internal/reservationScripts.ts"
 import * as Topics from "../src/Topics.ts"
 import {
   type Answer,
+  behindRedisProxy,
   createCoupon,
   eventually,
   issue,
@@ -61,9 +62,8 @@ describe("infrastructure that does not answer", () => {
   it.live(
     "Redis cut: the issue endpoint answers a typed 503 through the fast route and the HttpApi alike",
     () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
-        yield* Effect.gen(function*() {
+      behindRedisProxy(RequestPathLive, (proxy) =>
+        Effect.gen(function*() {
           yield* Layer.build(Topics.layer)
           const coupon = yield* createCoupon(5)
           const answers = yield* proxy.during(
@@ -75,22 +75,16 @@ describe("infrastructure that does not answer", () => {
             "503 ServiceUnavailable"
           ])
           yield* eventually(Effect.map(issue(coupon.couponId, 1), (answer) => answer.status === 202))
-        }).pipe(
-          Effect.scoped,
-          Effect.provide(RequestPathLive),
-          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
-        )
-      }).pipe(Effect.scoped),
+        })),
     { timeout: 60_000 }
   )
 
   it.live(
     "Redis unreachable before the request: the reserve was never sent, so nothing is cancelled afterwards",
     () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
-        const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
-        yield* Effect.gen(function*() {
+      behindRedisProxy(RequestPathLive, (proxy) =>
+        Effect.gen(function*() {
+          const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
           yield* Layer.build(Topics.layer)
           const coupon = yield* createCoupon(5)
           const keys = yield* keysOf(coupon.couponId)
@@ -104,12 +98,7 @@ describe("infrastructure that does not answer", () => {
           yield* Effect.sleep("1 second")
           assert.deepStrictEqual(yield* direct.use((client) => client.keys(keys.cancelled("*"))), [])
           assert.strictEqual(shown(yield* issue(coupon.couponId, 1)), "202 PENDING")
-        }).pipe(
-          Effect.scoped,
-          Effect.provide(RequestPathLive),
-          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
-        )
-      }).pipe(Effect.scoped),
+        })),
     { timeout: 60_000 }
   )
 
@@ -138,10 +127,9 @@ describe("infrastructure that does not answer", () => {
   it.live(
     "a reservation whose reply a connection reset lost: a 202 that ends ISSUED, or a 503 that leaves nothing held",
     () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
-        const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
-        yield* Effect.gen(function*() {
+      behindRedisProxy(TestLive, (proxy) =>
+        Effect.gen(function*() {
+          const direct = yield* Redis.make({ url: Redacted.make("redis://127.0.0.1:6379") })
           const coupon = yield* createCoupon(5)
           const keys = yield* keysOf(coupon.couponId)
           yield* proxy.set(FaultProxy.dropResponses)
@@ -171,20 +159,15 @@ describe("infrastructure that does not answer", () => {
             )
             assert.strictEqual(shown(yield* issue(coupon.couponId, 1)), "202 PENDING")
           }
-        }).pipe(
-          Effect.provide(TestLive),
-          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
-        )
-      }).pipe(Effect.scoped),
+        })),
     { timeout: 60_000 }
   )
 
   it.live(
     "Redis frozen or its route dead: issuing answers 503 and the status comes from the database, each within 5 s; then nothing is left held",
     () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
-        yield* Effect.gen(function*() {
+      behindRedisProxy(TestLive, (proxy) =>
+        Effect.gen(function*() {
           const coupon = yield* createCoupon(5)
           assert.strictEqual((yield* issue(coupon.couponId, 1)).tag, "Accepted")
           yield* eventually(
@@ -211,11 +194,7 @@ describe("infrastructure that does not answer", () => {
           const report = yield* reconciliation(coupon.couponId)
           assert.strictEqual(report.body["consistent"], true, JSON.stringify(report.body))
           assert.deepStrictEqual(report.body["redis"], { state: "ready", counter: 3, members: 3, pending: 0 })
-        }).pipe(
-          Effect.provide(TestLive),
-          Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
-        )
-      }).pipe(Effect.scoped),
+        })),
     { timeout: 90_000 }
   )
 })

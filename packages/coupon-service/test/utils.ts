@@ -10,7 +10,7 @@ import { AlertSink } from "@kpipe/pipeline"
 import { Redis } from "@kpipe/redis"
 import { HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
-import { Eventually, ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
+import { Eventually, FaultProxy, ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -94,6 +94,20 @@ export const serviceWith = (alerts: Layer.Layer<AlertSink.AlertSink>) =>
   )
 
 export const TestLive = serviceWith(AlertSink.layerLog)
+
+/** `body` on `live`, with the service's Redis behind a fault proxy of its own (`REDIS_URL` points at it). */
+export const behindRedisProxy = <A, E, R, ROut, E2, RIn>(
+  live: Layer.Layer<ROut, E2, RIn>,
+  body: (proxy: FaultProxy.FaultProxy) => Effect.Effect<A, E, R>
+) =>
+  Effect.gen(function*() {
+    const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: 6379 })
+    return yield* body(proxy).pipe(
+      Effect.scoped,
+      Effect.provide(live),
+      Effect.withConfigProvider(testEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }).provider)
+    )
+  }).pipe(Effect.scoped)
 
 /** The request path only: no topic creation, no consumers. */
 export const RequestPathLive = HttpApiBuilder.serve().pipe(

@@ -8,6 +8,8 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Net from "node:net"
 
+// @kpipe/testing (its FaultProxy) builds on this package through devtools, so these tests have their own proxies.
+
 /** A pass-through to the real server that keeps what clients sent, for the life of the scope. */
 const recordingProxy = Effect.acquireRelease(
   Effect.async<{ readonly port: number; readonly sent: () => string; readonly server: Net.Server }>((resume) => {

@@ -50,15 +50,13 @@ export const run = (
     const rate = options.ratePerSecond
     // Whole permits: a bucket of 0.5 permits never grants one record, so below 1/s it is one record
     // per 1/rate seconds, and 2.5/s is 2 records per 0.8 s.
-    const perInterval = rate === undefined ? undefined : Math.max(1, Math.floor(rate))
-    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, perInterval ?? Infinity))
-    const limiter = rate === undefined || perInterval === undefined
-      ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
-      : yield* RateLimiter.make({
-        limit: perInterval,
-        interval: Duration.millis(1000 * perInterval / rate),
-        algorithm: "token-bucket"
-      })
+    const perInterval = rate === undefined ? Infinity : Math.max(1, Math.floor(rate))
+    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, perInterval))
+    const limiter = rate === undefined ? undefined : yield* RateLimiter.make({
+      limit: perInterval,
+      interval: Duration.millis(1000 * perInterval / rate),
+      algorithm: "token-bucket"
+    })
 
     const update = (f: (p: Progress) => Progress) =>
       SubscriptionRef.updateAndGet(progress, f).pipe(
@@ -182,7 +180,7 @@ export const run = (
      * would cost a cancel request to the database per batch.
      */
     const paced = (size: number) =>
-      rate === undefined ? Effect.succeed(true) : Effect.race(
+      limiter === undefined ? Effect.succeed(true) : Effect.race(
         limiter(Effect.succeed(true)).pipe(RateLimiter.withCost(size)),
         isCancelled.pipe(
           Effect.delay("1 second"),
