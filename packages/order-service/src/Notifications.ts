@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { OrderEvents } from "@kpipe/events"
+import { Database } from "@kpipe/sql"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -15,6 +16,9 @@ export type Channel = "EMAIL" | "SMS"
 
 /** Customers notified at once by one batch (their delivery rows are written together, see `recordAll`). */
 const concurrency = 32
+
+/** Statements writing delivery rows at once, each on a connection of the notifications' own pool. */
+const recordWorkers = 2
 
 /**
  * A channel did not get its message out; the event is retried (channels already sent are skipped),
@@ -86,6 +90,9 @@ export const messageOf = (event: OrderEvents.OrderStatusChanged): Message => {
 export class Notifications extends Effect.Service<Notifications>()("@kpipe/order-service/Notifications", {
   scoped: Effect.gen(function*() {
     const sql = yield* SqlClient
+    // The delivery rows commit outside the consumer's transactions, which hold connections of the
+    // shared pool while they wait for them: on that pool all of them could wait for good.
+    const deliveriesSql = yield* Database.separatePool(recordWorkers)
     const mailer = yield* Mailer
     const sms = yield* SmsGateway
 
@@ -93,7 +100,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
     const recordAll = (deliveries: ReadonlyArray<Delivery>) => {
       const last = new Map(deliveries.map((delivery) => [`${delivery.eventId}/${delivery.channel}`, delivery]))
       const rows = [...last.values()]
-      return sql`
+      return deliveriesSql`
         INSERT INTO notification_deliveries (event_id, channel, order_id, kind, state, attempts, last_error)
         SELECT d.event_id, d.channel, d.order_id, d.kind, CASE WHEN d.last_error IS NULL THEN 'SENT' ELSE 'FAILED' END,
                1, d.last_error
@@ -106,7 +113,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
         Effect.withSpan("Notifications.record", { attributes: { size: rows.length } })
       )
     }
-    const record = yield* Batcher.make(recordAll, { maxBatch: 500, workers: 2 })
+    const record = yield* Batcher.make(recordAll, { maxBatch: 500, workers: recordWorkers })
 
     /**
      * One channel of one event, unless it went out before; its delivery row commits as soon as it

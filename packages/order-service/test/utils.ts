@@ -68,9 +68,10 @@ const ConfigTest = Layer.effect(
 
 /**
  * order-service served in process on a fresh database of its own, with topics and consumer groups
- * under a prefix of its own, real SMTP and SMS receivers, and a client pointed at it.
+ * under a prefix of its own, real SMTP and SMS receivers, and a client pointed at it; `config`
+ * overrides the environment (e.g. `PG_MAX_CONNECTIONS`).
  */
-export const TestLive = (name: string) =>
+export const TestLive = (name: string, config: Record<string, string> = {}) =>
   HttpApiBuilder.serve().pipe(
     // `POST /api/orders` through its fast route, as `main.ts` serves it.
     Layer.provideMerge(HttpServe.layerTest(Effect.map(Http.fastRoute, (route) => [route]))),
@@ -82,9 +83,10 @@ export const TestLive = (name: string) =>
     Layer.provideMerge(Database.layerTest(Migrations.all)),
     Layer.provide(
       Layer.setConfigProvider(
-        ConfigProvider.fromMap(new Map([["TOPIC_PREFIX", `${TestKafka.uniqueName(name)}.`]])).pipe(
-          ConfigProvider.orElse(() => ConfigProvider.fromEnv())
-        )
+        ConfigProvider.fromMap(new Map([["TOPIC_PREFIX", `${TestKafka.uniqueName(name)}.`], ...Object.entries(config)]))
+          .pipe(
+            ConfigProvider.orElse(() => ConfigProvider.fromEnv())
+          )
       )
     ),
     Layer.provideMerge(TestLogging.layer)

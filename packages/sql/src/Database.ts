@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as String from "effect/String"
 import * as Migrations from "./Migrations.ts"
 
@@ -31,6 +32,19 @@ export const onServer = <A>(url: Redacted.Redacted, f: (sql: PgClient.PgClient) 
     maxConnections: 1,
     connectTimeout: "3 seconds"
   }).pipe(Effect.flatMap(f), Effect.scoped, Effect.provide(Reactivity.layer))
+
+/**
+ * A pool of its own, `maxConnections` strong, on the shared pool's database with its settings: for
+ * statements that must run outside the caller's transaction while the caller holds a connection of
+ * the shared pool. On the shared pool they could wait for good once every connection is held by a
+ * transaction waiting on them.
+ */
+export const separatePool = (
+  maxConnections: number
+): Effect.Effect<PgClient.PgClient, SqlError, PgClient.PgClient | Scope.Scope> =>
+  Effect.flatMap(PgClient.PgClient, (shared) => PgClient.make({ ...shared.config, maxConnections })).pipe(
+    Effect.provide(Reactivity.layer)
+  )
 
 /** `DATABASE_URL` as given, or the local default. */
 export const url: Config.Config<Redacted.Redacted> = Config.redacted("DATABASE_URL").pipe(
