@@ -25,7 +25,7 @@ const deadLetters = (
  * Until the scope closes, moving `userId`'s orders to `status` fails with an error no retry cures
  * (SQLSTATE 42501, as a revoked grant would), so the event that moves them is dead-lettered.
  */
-const movesFail = (userId: number, status: "CONFIRMED" | "CANCELLED") => {
+const movesFail = (userId: number, status: "CONFIRMED" | "CANCELLED" | "NEEDS_ATTENTION") => {
   const name = `fail_${status.toLowerCase()}_${userId}`
   return Effect.acquireRelease(
     Effect.flatMap(SqlClient, (sql) =>
@@ -92,7 +92,10 @@ const storedAndAlerted = (eventId: string) =>
     )
   })
 
-layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
+const logged: Array<{ readonly level: string; readonly message: string }> = []
+const FailuresLive = TestLive("order-failures", {}, logged)
+
+layer(FailuresLive, { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
   it.effect("duplicate deliveries of order.created make one reservation, one e-mail and one SMS", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -247,6 +250,28 @@ layer(TestLive("order-failures"), { timeout: "120 seconds", excludeTestServices:
       assert.deepStrictEqual(failed.map((row) => row.errorTag), ["StockNotFound"])
       const { alerts } = yield* Receivers
       assert.isTrue(alerts.some((alert) => alert.details.eventId === letter!.letter.eventId))
+    }))
+
+  it.effect("an order whose NEEDS_ATTENTION mark fails waits, logged at Warning, and is marked once the database takes it", () =>
+    Effect.gen(function*() {
+      const productId = yield* newProduct(5)
+      const userId = newUser()
+      const marking = (entry: { readonly message: string }) =>
+        entry.message.startsWith("Marking an order NEEDS_ATTENTION failed")
+      const before = logged.filter(marking).length
+      const placed = yield* Effect.scoped(Effect.gen(function*() {
+        yield* movesFail(userId, "CONFIRMED")
+        yield* movesFail(userId, "NEEDS_ATTENTION")
+        const placed = yield* place(userId, productId, 1)
+        yield* eventually(
+          Effect.sync(() => logged.filter(marking).length > before),
+          "30 seconds",
+          "the failed mark logged"
+        )
+        return placed
+      }))
+      assert.deepStrictEqual([...new Set(logged.filter(marking).map((entry) => entry.level))], ["WARN"])
+      yield* needsAttention(userId, placed.orderId)
     }))
 
   it.effect("an InventoryReserved the confirmations dead-letter marks its order NEEDS_ATTENTION; a redrive confirms it", () =>

@@ -15,6 +15,8 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
 import * as App from "../src/App.ts"
 import * as Config from "../src/Config.ts"
@@ -71,7 +73,12 @@ const ConfigTest = Layer.effect(
  * under a prefix of its own, real SMTP and SMS receivers, and a client pointed at it; `config`
  * overrides the environment (e.g. `PG_MAX_CONNECTIONS`).
  */
-export const TestLive = (name: string, config: Record<string, string> = {}) =>
+export const TestLive = (
+  name: string,
+  config: Record<string, string> = {},
+  /** Receives what the service logs at Warning and above (instead of the quiet test logging). */
+  logged?: Array<{ readonly level: string; readonly message: string }>
+) =>
   HttpApiBuilder.serve().pipe(
     // `POST /api/orders` through its fast route, as `main.ts` serves it.
     Layer.provideMerge(HttpServe.layerTest(Effect.map(Http.fastRoute, (route) => [route]))),
@@ -89,7 +96,17 @@ export const TestLive = (name: string, config: Record<string, string> = {}) =>
           )
       )
     ),
-    Layer.provideMerge(TestLogging.layer)
+    Layer.provideMerge(
+      logged === undefined ? TestLogging.layer : Layer.mergeAll(
+        Logger.replace(
+          Logger.defaultLogger,
+          Logger.make(({ logLevel, message }) => {
+            logged.push({ level: logLevel.label, message: String(Array.isArray(message) ? message[0] : message) })
+          })
+        ),
+        Logger.minimumLogLevel(LogLevel.Warning)
+      )
+    )
   )
 
 export const client = HttpApiClient.make(OrderApi)
