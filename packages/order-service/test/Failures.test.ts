@@ -3,8 +3,9 @@ import { assert, layer } from "@effect/vitest"
 import { Ids } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
 import { DeadLetter, Publisher, Redrive } from "@kpipe/pipeline"
-import { TestKafka } from "@kpipe/testing"
+import { TestKafka, TestLogging } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
+import * as LogLevel from "effect/LogLevel"
 import { emailOf, phoneOf } from "../src/internal/contacts.ts"
 import { OrderTopics } from "../src/Topics.ts"
 import { clientAs, eventually, newProduct, newUser, place, Receivers, settled, stockOf, TestLive } from "./utils.ts"
@@ -92,8 +93,8 @@ const storedAndAlerted = (eventId: string) =>
     )
   })
 
-const logged: Array<{ readonly level: string; readonly message: string }> = []
-const FailuresLive = TestLive("order-failures", {}, logged)
+const { layer: recorded, logged } = TestLogging.recording(LogLevel.Warning)
+const FailuresLive = TestLive("order-failures", {}, recorded)
 
 layer(FailuresLive, { timeout: "120 seconds", excludeTestServices: true })("order failures", (it) => {
   it.effect("duplicate deliveries of order.created make one reservation, one e-mail and one SMS", () =>

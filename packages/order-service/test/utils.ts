@@ -15,8 +15,6 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
 import * as App from "../src/App.ts"
 import * as Config from "../src/Config.ts"
@@ -76,8 +74,8 @@ const ConfigTest = Layer.effect(
 export const TestLive = (
   name: string,
   config: Record<string, string> = {},
-  /** Receives what the service logs at Warning and above (instead of the quiet test logging). */
-  logged?: Array<{ readonly level: string; readonly message: string }>
+  /** Where the service logs (instead of the quiet test logging), e.g. a `TestLogging.recording`. */
+  logging: Layer.Layer<never> = TestLogging.layer
 ) =>
   HttpApiBuilder.serve().pipe(
     // `POST /api/orders` through its fast route, as `main.ts` serves it.
@@ -96,17 +94,7 @@ export const TestLive = (
           )
       )
     ),
-    Layer.provideMerge(
-      logged === undefined ? TestLogging.layer : Layer.mergeAll(
-        Logger.replace(
-          Logger.defaultLogger,
-          Logger.make(({ logLevel, message }) => {
-            logged.push({ level: logLevel.label, message: String(Array.isArray(message) ? message[0] : message) })
-          })
-        ),
-        Logger.minimumLogLevel(LogLevel.Warning)
-      )
-    )
+    Layer.provideMerge(logging)
   )
 
 export const client = HttpApiClient.make(OrderApi)

@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Health, Prometheus } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
+import { TestLogging } from "@kpipe/testing"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -14,19 +14,12 @@ describe("Prometheus scrape", () => {
   // the database is down. The scrape still answers; the failure must be seen, not logged at Debug.
   it.live("a failed metrics sample is logged at Warning and the scrape still answers", () =>
     Effect.gen(function*() {
-      const logged: Array<{ readonly level: string; readonly message: string }> = []
-      const recorder = Logger.make(({ logLevel, message }) => {
-        logged.push({ level: logLevel.label, message: String(Array.isArray(message) ? message[0] : message) })
-      })
+      const { layer: recorded, logged } = TestLogging.recording(LogLevel.Debug)
       const health = yield* Health.make("sampled-service")
       const services = yield* Layer.build(
         Prometheus.layer("sampled-service").pipe(
           Layer.provide(Layer.succeed(Health.Health, { ...health.health, hasRelay: () => true })),
-          Layer.provide(Layer.mergeAll(
-            Database.layerTest(),
-            Logger.replace(Logger.defaultLogger, recorder),
-            Logger.minimumLogLevel(LogLevel.Debug)
-          ))
+          Layer.provide(Layer.merge(Database.layerTest(), recorded))
         )
       )
       const prometheus = Context.get(services, Prometheus.Prometheus)

@@ -15,3 +15,24 @@ export const layer: Layer.Layer<never> = Layer.unwrapEffect(
     Effect.map(Logger.minimumLogLevel)
   )
 )
+
+/** One line a `recording` logger kept. */
+export interface Logged {
+  readonly level: LogLevel.LogLevel["label"]
+  readonly message: string
+}
+
+/**
+ * A logger keeping every line at `minimum` or above in `logged` (the first part of each message),
+ * as `layer`: provide it where `layer` above would go, to assert on what the code under test logs.
+ */
+export const recording = (minimum: LogLevel.LogLevel) => {
+  const logged: Array<Logged> = []
+  const recorder = Logger.make(({ logLevel, message }) => {
+    logged.push({ level: logLevel.label, message: String(Array.isArray(message) ? message[0] : message) })
+  })
+  return {
+    logged,
+    layer: Layer.mergeAll(Logger.replace(Logger.defaultLogger, recorder), Logger.minimumLogLevel(minimum))
+  }
+}
