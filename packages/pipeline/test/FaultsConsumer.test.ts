@@ -324,6 +324,40 @@ describe("IdempotentConsumer dead letters under faults", () => {
   )
 
   it.live(
+    "a run whose connection is lost is applied again whole once the database answers, not one record at a time",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-run-whole", 1)
+        const group = TestKafka.uniqueName("faults-run-whole")
+        yield* createTopics(topic)
+        const events = Array.from({ length: 20 }, (_, i) => event("k", i + 1))
+        yield* produce(topic, events)
+        const sizes: Array<number> = []
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handleBatch: (delivered) =>
+            Effect.suspend(() => {
+              sizes.push(delivered.length)
+              // The first transaction's session is terminated under it, as by a failover.
+              return sizes.length === 1
+                ? Effect.asVoid(sql`SELECT pg_terminate_backend(pg_backend_pid())`)
+                : Effect.forEach(delivered, ({ event }) => recordApplied(group)(event), { discard: true })
+            }),
+          errors: { SqlError: "retry" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 20), "30 seconds", "all applied")
+        assert.deepStrictEqual(sizes, [20, 20], "one failed transaction, then one that applied the run")
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [], "the key kept its order")
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "an undecodable record near the broker's size limit is dead-lettered (its error text capped), not stuck",
     () =>
       Effect.gen(function*() {

@@ -310,6 +310,27 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
       )
     }
 
+    /** Counted, and logged at Warning (at Error once blocked for `alertAfterSeconds`) with what waits. */
+    const blocked = (run: ReadonlyArray<Delivered<A>>, failure: AttemptFailure, since: number) => {
+      const blockedFor = Math.round((Date.now() - since) / 1000)
+      const first = run[0]!
+      return Metric.increment(blockedRetriesTotal).pipe(
+        Effect.zipRight((blockedFor < alertAfterSeconds ? Effect.logWarning : Effect.logError)(
+          "Infrastructure failure while applying events; the partition waits and retries",
+          failure.message
+        )),
+        Effect.annotateLogs({
+          topic: topic.name,
+          partition: first.record.partition,
+          offset: first.record.offset,
+          ...(run.length === 1 ? { eventId: first.event.eventId } : { events: run.length }),
+          groupId,
+          errorTag: failure.tag,
+          blockedForSeconds: blockedFor
+        })
+      )
+    }
+
     /**
      * One record on its own: the infrastructure's failures are retried until it is back (the
      * partition waits, the key keeps its order); the handler's own failures follow the policy, and
@@ -326,22 +347,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         while (failure === undefined || failure.infrastructure || failure.decision === "retry") {
           if (failure !== undefined && failure.infrastructure) {
             blockedSince ??= Date.now()
-            const blockedFor = Math.round((Date.now() - blockedSince) / 1000)
-            yield* Metric.increment(blockedRetriesTotal)
-            yield* (blockedFor < alertAfterSeconds ? Effect.logWarning : Effect.logError)(
-              "Infrastructure failure while applying an event; the partition waits and retries",
-              failure.message
-            ).pipe(
-              Effect.annotateLogs({
-                topic: topic.name,
-                partition: item.record.partition,
-                offset: item.record.offset,
-                eventId: item.event.eventId,
-                groupId,
-                errorTag: failure.tag,
-                blockedForSeconds: blockedFor
-              })
-            )
+            yield* blocked([item], failure, blockedSince)
             yield* waitForInfrastructure.next(failure).pipe(Effect.orElse(() => Effect.void))
           } else if (failure !== undefined) {
             const next = yield* Effect.either(driver.next(failure))
@@ -364,23 +370,63 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         yield* done(item.record)
       }).pipe(recordSpan("retry", item.record))
 
+    /**
+     * A run that failed because the infrastructure is away is tried again whole once it is back: one
+     * record at a time would multiply the transactions by the run's size just when a backlog waits.
+     * Ends with the first failure that is not the infrastructure's (or with success).
+     */
+    const whileInfrastructure = (
+      run: ReadonlyArray<Delivered<A>>,
+      failure: AttemptFailure,
+      done: Done
+    ): Effect.Effect<Option.Option<AttemptFailure>, never, R> =>
+      Effect.gen(function*() {
+        const waitForInfrastructure = yield* Schedule.driver(infrastructureBackoff)
+        const since = Date.now()
+        let last = failure
+        while (last.infrastructure) {
+          yield* blocked(run, last, since)
+          yield* waitForInfrastructure.next(last).pipe(Effect.orElse(() => Effect.void))
+          const exit = yield* Effect.either(commitRun(run, done))
+          if (exit._tag === "Right") {
+            yield* sendUnsent(exit.right.unsent, run[run.length - 1]!.record, done)
+            return Option.none()
+          }
+          last = exit.left
+        }
+        return Option.some(last)
+      })
+
     const applyRun = (run: ReadonlyArray<Delivered<A>>, done: Done): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : commitRun(run, done).pipe(
         Effect.matchEffect({
           onSuccess: ({ unsent }) => sendUnsent(unsent, run[run.length - 1]!.record, done),
-          onFailure: (failure) => {
-            const index = failure.index
-            if (index === undefined) {
-              return Effect.forEach(run, (item) => single(item, undefined, done), { discard: true })
-            }
-            return Effect.all([
-              applyRun(run.slice(0, index), done),
-              single(run[index]!, failure, done),
-              applyRun(run.slice(index + 1), done)
-            ], { discard: true })
-          }
+          onFailure: (failure) =>
+            run.length > 1 && failure.infrastructure
+              ? Effect.flatMap(
+                whileInfrastructure(run, failure, done),
+                Option.match({ onNone: () => Effect.void, onSome: (other) => split(run, other, done) })
+              )
+              : split(run, failure, done)
         })
       )
+
+    /** A run's failure not the infrastructure's: the failing record on its own (all of them when it is not known). */
+    const split = (
+      run: ReadonlyArray<Delivered<A>>,
+      failure: AttemptFailure,
+      done: Done
+    ): Effect.Effect<void, never, R> => {
+      const index = failure.index
+      if (index === undefined) {
+        return Effect.forEach(run, (item) => single(item, undefined, done), { discard: true })
+      }
+      return Effect.all([
+        applyRun(run.slice(0, index), done),
+        single(run[index]!, failure, done),
+        applyRun(run.slice(index + 1), done)
+      ], { discard: true })
+    }
 
     return (batch: Consumer.Batch) =>
       Effect.gen(function*() {
