@@ -358,6 +358,41 @@ describe("IdempotentConsumer dead letters under faults", () => {
   )
 
   it.live(
+    "a dependency failing every other request does not keep a run from committing: the records before the waiting one commit, and are not redone",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-run-flaky", 1)
+        const group = TestKafka.uniqueName("faults-run-flaky")
+        yield* createTopics(topic)
+        const events = Array.from({ length: 20 }, (_, i) => event("k", i + 1))
+        yield* produce(topic, events)
+        let requests = 0
+        const handled = new Map<number, number>()
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, ProviderAway | SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handle: (event) =>
+            Effect.suspend((): Effect.Effect<void, ProviderAway | SqlError, SqlClient> => {
+              handled.set(event.seq, (handled.get(event.seq) ?? 0) + 1)
+              return ++requests % 2 === 0
+                ? Effect.fail(new ProviderAway({ reason: "503 from the provider" }))
+                : recordApplied(group)(event)
+            }),
+          errors: { SqlError: "retry", ProviderAway: "wait" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        // Tried again whole, the run would fail at its second record forever.
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 20), "30 seconds", "all applied")
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [], "the key kept its order")
+        assert.deepStrictEqual(yield* appliedTwice(group), [], "each applied once")
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+        assert.isAtMost(Math.max(...handled.values()), 3, "no record redone for each wait of another")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "an undecodable record near the broker's size limit is dead-lettered (its error text capped), not stuck",
     () =>
       Effect.gen(function*() {

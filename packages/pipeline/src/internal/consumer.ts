@@ -371,8 +371,11 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
       }).pipe(recordSpan("retry", item.record))
 
     /**
-     * A run that failed because the infrastructure is away is tried again whole once it is back: one
-     * record at a time would multiply the transactions by the run's size just when a backlog waits.
+     * A run that failed because the infrastructure is away, at no record of its own (the claim, COMMIT,
+     * a batch handler), is tried again whole once it is back: one record at a time would multiply the
+     * transactions by the run's size just when a backlog waits. A record's own wait (its handler's
+     * dependency away) splits the run instead, so the records before it are not redone on each try and
+     * a dependency failing now and then cannot keep a whole run from ever committing.
      * Ends with the first failure that is not the infrastructure's (or with success).
      */
     const whileInfrastructure = (
@@ -402,7 +405,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         Effect.matchEffect({
           onSuccess: ({ unsent }) => sendUnsent(unsent, run[run.length - 1]!.record, done),
           onFailure: (failure) =>
-            run.length > 1 && failure.infrastructure
+            run.length > 1 && failure.infrastructure && failure.index === undefined
               ? Effect.flatMap(
                 whileInfrastructure(run, failure, done),
                 Option.match({ onNone: () => Effect.void, onSome: (other) => split(run, other, done) })
