@@ -146,7 +146,19 @@ describe("pnpm kpipe", () => {
 
         const changed = topics[0]!
         yield* admin.deleteTopics([changed.name])
+        // The broker deletes in the background: created again before that, the old topic would stay.
+        yield* eventually(
+          Effect.map(admin.listTopics, (names) => !names.includes(changed.name)),
+          "30 seconds",
+          "the topic deleted"
+        )
         yield* admin.createTopics([{ name: changed.name, partitions: changed.partitions + 1 }])
+        yield* eventually(
+          Effect.map(admin.describeTopics([changed.name]), ([topic]) =>
+            topic?.partitions.length === changed.partitions + 1),
+          "30 seconds",
+          "the topic created again with one partition more"
+        )
         const differs = yield* kpipe("postgres://unused", "topics", "verify", "--prefix", prefix)
         assert.strictEqual(differs.code, 4)
         assert.match(
