@@ -11,6 +11,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { readFileSync } from "node:fs"
 import { createServer } from "node:net"
 
 export class ServiceProcessError extends Data.TaggedError("ServiceProcessError")<{
@@ -238,6 +239,45 @@ export const freePort: Effect.Effect<number> = Effect.flatMap(anyPort, (port) =>
     handedOut.add(port)
     return Effect.succeed(port)
   }))
+
+const isFree = (port: number): Effect.Effect<boolean> =>
+  Effect.async<boolean>((resume) => {
+    const server = createServer()
+    server.once("error", () => resume(Effect.succeed(false)))
+    server.listen(port, "127.0.0.1", () => server.close(() => resume(Effect.succeed(true))))
+  })
+
+/** Where the system takes the local ports of outgoing connections from (Linux's default when unknown). */
+const ephemeralStart = Effect.sync(() => {
+  try {
+    const start = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0])
+    return Number.isInteger(start) && start > 1024 ? start : 32768
+  } catch {
+    return 32768
+  }
+})
+
+/**
+ * `size` consecutive ports nothing listens on, for a set of services whose ports are derived from
+ * one another (a replica's port plus one, an ops port plus an offset); the first is returned. Taken
+ * below the range the system hands out for outgoing connections: a derived port in it can be held
+ * by any connection's local end (account-service's second replica found its ops port in use).
+ */
+export const freePortBlock = (size: number): Effect.Effect<number> =>
+  Effect.flatMap(ephemeralStart, (end) =>
+    Effect.suspend(() => {
+      const lowest = 10_000
+      const base = lowest + Math.floor(Math.random() * (end - size - lowest))
+      const ports = Array.from({ length: size }, (_, i) => base + i)
+      if (ports.some((port) => handedOut.has(port))) return freePortBlock(size)
+      return Effect.forEach(ports, isFree).pipe(
+        Effect.flatMap((free) => {
+          if (!free.every(Boolean)) return freePortBlock(size)
+          for (const port of ports) handedOut.add(port)
+          return Effect.succeed(base)
+        })
+      )
+    }))
 
 /** Node's `CommandExecutor`, for callers that run a `Command` to completion. */
 export const executorLayer: Layer.Layer<CommandExecutor.CommandExecutor> = ExecutorLive

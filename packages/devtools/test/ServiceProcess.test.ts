@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ServiceProcess } from "@kpipe/devtools"
 import * as Effect from "effect/Effect"
+import { readFileSync } from "node:fs"
+import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
 const entry = fileURLToPath(new URL("fixtures/process.ts", import.meta.url))
@@ -14,6 +16,24 @@ describe("ServiceProcess", () => {
       const ports = yield* Effect.all(Array.from({ length: 1_500 }, () => ServiceProcess.freePort), { concurrency: 4 })
       assert.strictEqual(new Set(ports).size, ports.length)
     }))
+
+  it.live(
+    "freePortBlock: consecutive free ports below the range of outgoing connections' ports, never handed out twice",
+    () =>
+      Effect.gen(function*() {
+        const [ephemeralStart] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)
+        const blocks = yield* Effect.all(Array.from({ length: 20 }, () => ServiceProcess.freePortBlock(111)))
+        const ports = blocks.flatMap((base) => Array.from({ length: 111 }, (_, i) => base + i))
+        assert.strictEqual(new Set(ports).size, ports.length, "no port in two blocks")
+        assert.isBelow(Math.max(...ports), Number(ephemeralStart))
+        // Each one can be listened on.
+        for (const port of ports.slice(0, 111)) {
+          yield* Effect.async<void>((resume) => {
+            const server = createServer().listen(port, "127.0.0.1", () => server.close(() => resume(Effect.void)))
+          })
+        }
+      })
+  )
 
   it.live("starts with the given environment, is ready on its line, and exits 0 on SIGTERM", () =>
     Effect.gen(function*() {

@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url"
 const script = fileURLToPath(new URL("../../../scripts/services.ts", import.meta.url))
 const run = Date.now().toString(36)
 const adminToken = `services-test-${run}`
+const opsOffset = 100
 
 const get = (url: string) =>
   Effect.tryPromise(async () => {
@@ -94,17 +95,19 @@ describe("pnpm run services", () => {
     "serves readiness and Prometheus metrics a real Prometheus scrapes, restarts a killed replica, stops once on Ctrl-C",
     () =>
       Effect.gen(function*() {
+        // One block for every port, the ops ports (port + 100) included.
+        const base = yield* ServiceProcess.freePortBlock(opsOffset + 11)
         const ports = {
-          AUTH_PORT: yield* ServiceProcess.freePort,
-          DDAY_PORT: yield* ServiceProcess.freePort,
-          ACCOUNT_PORT: yield* ServiceProcess.freePort,
-          COUPON_PORT: yield* ServiceProcess.freePort,
-          ORDER_PORT: yield* ServiceProcess.freePort,
-          SMTP_PORT: yield* ServiceProcess.freePort,
-          SMS_PORT: yield* ServiceProcess.freePort,
-          COMMERCE_PORT: yield* ServiceProcess.freePort,
-          METRICS_PORT: yield* ServiceProcess.freePort,
-          OPS_CONSOLE_PORT: yield* ServiceProcess.freePort
+          AUTH_PORT: base,
+          DDAY_PORT: base + 1,
+          ACCOUNT_PORT: base + 2, // and base + 3, the second replica
+          COUPON_PORT: base + 4,
+          ORDER_PORT: base + 5,
+          SMTP_PORT: base + 6,
+          SMS_PORT: base + 7,
+          COMMERCE_PORT: base + 8,
+          METRICS_PORT: base + 9,
+          OPS_CONSOLE_PORT: base + opsOffset + 10
         }
         const services = yield* ServiceProcess.spawn({
           name: "services",
@@ -112,6 +115,7 @@ describe("pnpm run services", () => {
           env: {
             ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
             ACCOUNT_REPLICAS: "2",
+            OPS_PORT_OFFSET: String(opsOffset),
             ADMIN_TOKEN: adminToken,
             TOPIC_PREFIX: `services-test-${run}-`,
             DATABASE_PREFIX: `kpipe_services_test_`
