@@ -305,6 +305,7 @@ const statusLines = (running: ReadonlyArray<{ readonly spec: ServiceSpec; readon
 const program = Effect.gen(function*() {
   // Started by a test or another tool that dies: stop the services too, not leave them running.
   yield* Layer.build(ParentWatch.layer)
+  yield* Effect.addFinalizer(() => Effect.log("stopped"))
   const services = yield* plan
   const { topicPrefix } = yield* settings
   const { startedHere } = yield* Infrastructure.ensureKafka
@@ -314,10 +315,14 @@ const program = Effect.gen(function*() {
   const created = yield* createTopics(topicPrefix)
   yield* Effect.log(`topics ready (${created.length} created)`)
   yield* receivers
+  // Each step of a stop logged as it begins (finalizers run last-added first): a stop that hangs shows where.
+  const stopping = (what: string) => Effect.addFinalizer(() => Effect.log(`stopping ${what}`))
+  yield* stopping("the SMTP and SMS receivers")
 
   // Ctrl-C stops every service at once: one by one, a few slow consumer departures (a rebalance in
   // progress, up to 20 s each) add up to minutes.
   const servicesScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
+  yield* stopping(`${services.length} services`)
   const running = yield* Effect.forEach(
     services,
     (spec, i) =>
@@ -334,6 +339,7 @@ const program = Effect.gen(function*() {
       urls: services.filter((spec) => spec.group === group).map((spec) => `http://127.0.0.1:${spec.opsPort}`)
     }))
   }))
+  yield* stopping("the ops console")
   process.stdout.write(
     `\nservices:\n${(yield* statusLines(running)).join("\n")}\n\nadmin token (KPIPE_ENV=development): ${adminToken}\n` +
       `  e.g. export ADMIN='Authorization: Bearer ${adminToken}'\n` +
