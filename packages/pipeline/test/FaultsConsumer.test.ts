@@ -393,6 +393,50 @@ describe("IdempotentConsumer dead letters under faults", () => {
   )
 
   it.live(
+    "a run tried again whole after the database came back splits once a record's dependency waits",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-run-back-flaky", 1)
+        const group = TestKafka.uniqueName("faults-run-back-flaky")
+        yield* createTopics(topic)
+        const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+        const url = yield* Database.url
+        let requests = 0
+        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, ProviderAway | SqlError, SqlClient>({
+          topic,
+          groupId: group,
+          handle: (event) =>
+            Effect.suspend((): Effect.Effect<void, ProviderAway | SqlError, SqlClient> =>
+              ++requests % 2 === 0
+                ? Effect.fail(new ProviderAway({ reason: "503 from the provider" }))
+                : recordApplied(group)(event)
+            ),
+          errors: { SqlError: "retry", ProviderAway: "wait" },
+          retry: fastRetry,
+          kafka: TestKafka.fastConsumer
+        })
+        // The run's claim fails while the database refuses connections: the run waits whole.
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* DatabaseFaults.refuseConnections(url, current!.database)
+          yield* produce(topic, Array.from({ length: 20 }, (_, i) => event("k", i + 1)))
+          yield* Effect.sleep("3 seconds")
+        }))
+        assert.strictEqual(requests, 0, "no handler ran while the database refused connections")
+        // Then the dependency fails every other request: tried whole again and again, it would never commit.
+        yield* eventually(
+          Effect.map(appliedCount(group), (n) => n === 20).pipe(Effect.orElseSucceed(() => false)),
+          "30 seconds",
+          "all applied"
+        )
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [], "the key kept its order")
+        assert.deepStrictEqual(yield* appliedTwice(group), [], "each applied once")
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "an undecodable record near the broker's size limit is dead-lettered (its error text capped), not stuck",
     () =>
       Effect.gen(function*() {

@@ -376,7 +376,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
      * transactions by the run's size just when a backlog waits. A record's own wait (its handler's
      * dependency away) splits the run instead, so the records before it are not redone on each try and
      * a dependency failing now and then cannot keep a whole run from ever committing.
-     * Ends with the first failure that is not the infrastructure's (or with success).
+     * Ends with success or with the first failure that is not of that kind.
      */
     const whileInfrastructure = (
       run: ReadonlyArray<Delivered<A>>,
@@ -387,7 +387,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         const waitForInfrastructure = yield* Schedule.driver(infrastructureBackoff)
         const since = Date.now()
         let last = failure
-        while (last.infrastructure) {
+        while (last.infrastructure && last.index === undefined) {
           yield* blocked(run, last, since)
           yield* waitForInfrastructure.next(last).pipe(Effect.orElse(() => Effect.void))
           const exit = yield* Effect.either(commitRun(run, done))
@@ -414,7 +414,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         })
       )
 
-    /** A run's failure not the infrastructure's: the failing record on its own (all of them when it is not known). */
+    /** The run's failing record on its own, the records around it as runs (every record on its own when it is not known). */
     const split = (
       run: ReadonlyArray<Delivered<A>>,
       failure: AttemptFailure,
