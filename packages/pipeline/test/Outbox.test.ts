@@ -628,9 +628,13 @@ describe("Outbox", () => {
         yield* Deferred.succeed(release, void 0)
         yield* Fiber.join(holder)
 
+        // The killed replica's session ends only once it reads the closed socket, after its blocked
+        // statement ran: until then it is "active", in its transaction, and holds the claim.
         yield* eventually(Effect.map(
           sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`,
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND backend_type = 'client backend' AND xact_start IS NOT NULL
+          AND pid <> pg_backend_pid()`,
           (rows) => rows[0]!.n === 0
         ))
         assert.strictEqual((yield* OutboxRelay.stats).pending, events.length)
