@@ -131,14 +131,39 @@ class RoutingServer extends Server {
     RequestLimits.answerClientErrors(this)
   }
 
+  #closing = false
+
   override emit(event: string, ...args: Array<unknown>): boolean {
     if (event === "request") {
       const [request, response] = args as [IncomingMessage, ServerResponse]
+      if (this.#closing) response.setHeader("connection", "close")
       if (!RequestLimits.admit(request, response, this.limits) || this.take(request, response)) return true
     }
     return super.emit(event, ...args)
   }
+
+  /**
+   * Node's `close` ends only the connections idle at that moment: one busy then stays open for as
+   * long as its client keeps reusing it (a Prometheus scraping every second kept a stopping service
+   * from ever closing, until it was killed). Once closing, every answer says `Connection: close`,
+   * connections are closed as soon as they are idle, and whatever is still open after
+   * `closeGraceMs` is cut.
+   */
+  override close(callback?: (error?: Error) => void): this {
+    this.#closing = true
+    super.close(callback)
+    const sweep = setInterval(() => this.closeIdleConnections(), 100).unref()
+    const deadline = setTimeout(() => this.closeAllConnections(), closeGraceMs).unref()
+    this.once("close", () => {
+      clearInterval(sweep)
+      clearTimeout(deadline)
+    })
+    return this
+  }
 }
+
+/** How long a closing server lets requests in progress finish. */
+const closeGraceMs = 10_000
 
 const send = (response: ServerResponse, { body, status }: FastRoute.Response) => {
   response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
