@@ -6,6 +6,7 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
+import * as Schedule from "effect/Schedule"
 import { randomUUID } from "node:crypto"
 import { emailOf } from "../src/internal/contacts.ts"
 import { Notifications } from "../src/Notifications.ts"
@@ -13,31 +14,44 @@ import { OrderTopics } from "../src/Topics.ts"
 import { eventually, newProduct, newUser, place, Receivers, settled, TestLive } from "./utils.ts"
 
 /**
+ * DDL on notification_deliveries, giving way after 500 ms and trying again: queued behind a
+ * consumer transaction that read the table, its lock request would hold up the delivery rows that
+ * transaction waits for (written through the notifications' own pool), a wait PostgreSQL cannot
+ * see as a deadlock (the test hung there in CI).
+ */
+const ddl = (...statements: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql.withTransaction(
+      Effect.zipRight(
+        sql`SET LOCAL lock_timeout = '500ms'`,
+        Effect.forEach(statements, (statement) => sql.unsafe(statement), { discard: true })
+      )
+    ).pipe(
+      Effect.retry({
+        schedule: Schedule.spaced("200 millis"),
+        while: (error) => sqlStateOf(error) === "55P03",
+        times: 100
+      })
+    ))
+
+/**
  * Until the scope closes, writing a delivery row that matches `condition` fails the way a lost
  * connection does (SQLSTATE 08006), while the messages themselves still go out.
  */
 const recordingFails = (name: string, condition: string) =>
   Effect.acquireRelease(
-    Effect.flatMap(SqlClient, (sql) =>
-      Effect.zipRight(
-        sql.unsafe(`
-          CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    ddl(
+      `CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
           BEGIN
             IF ${condition} THEN
               RAISE EXCEPTION 'connection lost while recording a delivery (test)' USING ERRCODE = '08006';
             END IF;
             RETURN NEW;
-          END $$`),
-        sql.unsafe(`
-          CREATE TRIGGER ${name} BEFORE INSERT OR UPDATE ON notification_deliveries
-          FOR EACH ROW EXECUTE FUNCTION ${name}()`)
-      )),
-    () =>
-      Effect.flatMap(SqlClient, (sql) =>
-        Effect.zipRight(
-          sql.unsafe(`DROP TRIGGER ${name} ON notification_deliveries`),
-          sql.unsafe(`DROP FUNCTION ${name}()`)
-        )).pipe(Effect.orDie)
+          END $$`,
+      `CREATE TRIGGER ${name} BEFORE INSERT OR UPDATE ON notification_deliveries
+          FOR EACH ROW EXECUTE FUNCTION ${name}()`
+    ),
+    () => ddl(`DROP TRIGGER ${name} ON notification_deliveries`, `DROP FUNCTION ${name}()`).pipe(Effect.orDie)
   )
 
 const sqlStateOf = (error: unknown) =>
