@@ -94,6 +94,31 @@ class ProviderAway extends Data.TaggedError("ProviderAway")<{ readonly reason: s
 
 class Overdrawn extends Data.TaggedError("Overdrawn")<{ readonly shortBy: bigint }> {}
 
+/**
+ * A consumer whose handler's dependency fails every other request (a `"wait"` error), recording the
+ * events it gets through: how many requests it made, and how many times each `seq` was handled.
+ */
+const consumeWithFlakyDependency = (topic: ReturnType<typeof makeTopic>, group: string) =>
+  Effect.gen(function*() {
+    let requests = 0
+    const handled = new Map<number, number>()
+    yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, ProviderAway | SqlError, SqlClient>({
+      topic,
+      groupId: group,
+      handle: (event) =>
+        Effect.suspend((): Effect.Effect<void, ProviderAway | SqlError, SqlClient> => {
+          handled.set(event.seq, (handled.get(event.seq) ?? 0) + 1)
+          return ++requests % 2 === 0
+            ? Effect.fail(new ProviderAway({ reason: "503 from the provider" }))
+            : recordApplied(group)(event)
+        }),
+      errors: { SqlError: "retry", ProviderAway: "wait" },
+      retry: fastRetry,
+      kafka: TestKafka.fastConsumer
+    })
+    return { requests: () => requests, handled }
+  })
+
 describe("IdempotentConsumer under faults", () => {
   it.live(
     "a database refusing connections blocks the partitions; nothing is dead-lettered, all applied once, in order",
@@ -366,22 +391,7 @@ describe("IdempotentConsumer dead letters under faults", () => {
         yield* createTopics(topic)
         const events = Array.from({ length: 20 }, (_, i) => event("k", i + 1))
         yield* produce(topic, events)
-        let requests = 0
-        const handled = new Map<number, number>()
-        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, ProviderAway | SqlError, SqlClient>({
-          topic,
-          groupId: group,
-          handle: (event) =>
-            Effect.suspend((): Effect.Effect<void, ProviderAway | SqlError, SqlClient> => {
-              handled.set(event.seq, (handled.get(event.seq) ?? 0) + 1)
-              return ++requests % 2 === 0
-                ? Effect.fail(new ProviderAway({ reason: "503 from the provider" }))
-                : recordApplied(group)(event)
-            }),
-          errors: { SqlError: "retry", ProviderAway: "wait" },
-          retry: fastRetry,
-          kafka: TestKafka.fastConsumer
-        })
+        const { handled } = yield* consumeWithFlakyDependency(topic, group)
         // Tried again whole, the run would fail at its second record forever.
         yield* eventually(Effect.map(appliedCount(group), (n) => n === 20), "30 seconds", "all applied")
         assert.deepStrictEqual(yield* outOfOrderKeys(group), [], "the key kept its order")
@@ -402,27 +412,14 @@ describe("IdempotentConsumer dead letters under faults", () => {
         yield* createTopics(topic)
         const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
         const url = yield* Database.url
-        let requests = 0
-        yield* IdempotentConsumer.run<TestEvent, typeof TestEvent.Encoded, ProviderAway | SqlError, SqlClient>({
-          topic,
-          groupId: group,
-          handle: (event) =>
-            Effect.suspend((): Effect.Effect<void, ProviderAway | SqlError, SqlClient> =>
-              ++requests % 2 === 0
-                ? Effect.fail(new ProviderAway({ reason: "503 from the provider" }))
-                : recordApplied(group)(event)
-            ),
-          errors: { SqlError: "retry", ProviderAway: "wait" },
-          retry: fastRetry,
-          kafka: TestKafka.fastConsumer
-        })
+        const { requests } = yield* consumeWithFlakyDependency(topic, group)
         // The run's claim fails while the database refuses connections: the run waits whole.
         yield* Effect.scoped(Effect.gen(function*() {
           yield* DatabaseFaults.refuseConnections(url, current!.database)
           yield* produce(topic, Array.from({ length: 20 }, (_, i) => event("k", i + 1)))
           yield* Effect.sleep("3 seconds")
         }))
-        assert.strictEqual(requests, 0, "no handler ran while the database refused connections")
+        assert.strictEqual(requests(), 0, "no handler ran while the database refused connections")
         // Then the dependency fails every other request: tried whole again and again, it would never commit.
         yield* eventually(
           Effect.map(appliedCount(group), (n) => n === 20).pipe(Effect.orElseSucceed(() => false)),

@@ -119,6 +119,9 @@ export const logDefects = HttpMiddleware.make((app) =>
   )
 )
 
+/** How long a closing server lets requests in progress finish. */
+const closeGraceMs = 10_000
+
 /** A Node server that offers each request to the fast routes before the HttpApi's handler sees it. */
 class RoutingServer extends Server {
   take: (request: IncomingMessage, response: ServerResponse) => boolean = () => false
@@ -161,9 +164,6 @@ class RoutingServer extends Server {
     return this
   }
 }
-
-/** How long a closing server lets requests in progress finish. */
-const closeGraceMs = 10_000
 
 const send = (response: ServerResponse, { body, status }: FastRoute.Response) => {
   response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
