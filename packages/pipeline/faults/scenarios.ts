@@ -611,7 +611,6 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         }
       })
     let faultEnded = 0
-    let resumed: number | undefined
     let caughtUp: number | undefined
     // The watchers' queries outlast a database fault; a query that keeps failing says so (FAULTS_LOG_LEVEL=WARN).
     const query = <A>(effect: Effect.Effect<A, unknown, SqlClient>) =>
@@ -622,54 +621,60 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         Effect.orDie
       )
     // The watchers must not take the CPU the pipeline drains with: scanning `applied` (and the outbox
-    // against it) every 200 ms did. They look up the events they still wait for, a chunk at a time,
-    // through an index. (Not by reading `applied` past the last id seen: concurrent transactions
-    // commit their ids out of order, and a row committed behind that cursor would never be seen.)
+    // against it) every 200 ms did, and so did looking up 5,000 awaited events every 100 ms (~30 ms of
+    // PostgreSQL each: a third of a core during the drain). They look up the events they still wait
+    // for, a small chunk at a time, through an index, and take the time each was applied from its row
+    // (`applied_at`), so that how often they look does not bound how exactly they measure. (Not by
+    // reading `applied` past the last id seen: concurrent transactions commit their ids out of order,
+    // and a row committed behind that cursor would never be seen.)
     const appliedOf = (eventIds: ReadonlyArray<string>) =>
-      query(sql<{ readonly eventId: string }>`
-        SELECT DISTINCT event_id FROM applied WHERE consumer_group = ${group} AND event_id = ANY(${eventIds}::text[])`)
-    const appliedTotal = query(
-      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM applied WHERE consumer_group = ${group}`
-    ).pipe(Effect.map(([row]) => row!.n))
-    const chunk = 5_000
+      query(sql<{ readonly eventId: string; readonly appliedAt: number }>`
+        SELECT event_id, (extract(epoch FROM min(applied_at)) * 1000)::float8 AS applied_at
+        FROM applied WHERE consumer_group = ${group} AND event_id = ANY(${eventIds}::text[])
+        GROUP BY event_id`)
+    const chunk = 1_000
+    /** How many acknowledged events were not applied yet when the fault ended. */
+    let piledUp = 0
     const scope = yield* Effect.scope
     // At the fault's end: the events acknowledged so far and not applied yet (a COMMIT still in flight
     // then may commit later: not counted, it is ordinary traffic). Recovery is when the last of them is
-    // applied. Taken from what the writers were told, not from the outbox, where a relay with a
-    // retention of 0 leaves no row once published.
+    // applied (its row's time, in the consumer's transaction, a few ms before its COMMIT). Taken from
+    // what the writers were told, not from the outbox, where a relay with a retention of 0 leaves no
+    // row once published.
     const watchRecovery = Effect.gen(function*() {
       // Before any query: one held up by a database fault would let later acknowledgements in.
       const awaited = [...acknowledged]
-      const appliedAtEnd = yield* appliedTotal
-      const resumedStep = Effect.map(appliedTotal, (n) => {
-        if (n > appliedAtEnd) resumed ??= Date.now()
-        return n > appliedAtEnd
-      })
-      // Interruptible: forked from `ensuring`'s finalizer they would inherit its uninterruptibility, and
-      // a poll that never succeeds (nothing left to apply after the fault) would hold the scope's close.
-      const poll = (step: Effect.Effect<boolean>, every: Duration.DurationInput) =>
-        Effect.forkIn(
-          Effect.interruptible(Effect.repeat(step, { schedule: Schedule.spaced(every), until: (done) => done })),
-          scope
-        )
-      // Watching for the first event applied starts before the query of what is outstanding: beside
-      // the drain after a Kafka outage that query took 0.4-8.4 s, and a consumer that had applied
-      // 0.7 s after the proxy let it through (by its own log) was reported resumed after 8 s.
-      yield* poll(resumedStep, "200 millis")
       let outstanding = (yield* query(sql<{ readonly eventId: string }>`
           SELECT t.event_id FROM unnest(${awaited}::text[]) WITH ORDINALITY AS t(event_id, n)
           WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.consumer_group = ${group} AND a.event_id = t.event_id)
           ORDER BY t.n`)).map((row) => row.eventId)
+      piledUp = outstanding.length
+      let lastApplied = faultEnded
+      // The next chunk at once when the whole chunk was applied, else a quarter second later.
       const caughtUpStep = Effect.suspend(() => appliedOf(outstanding.slice(0, chunk))).pipe(
         Effect.map((rows) => {
+          const whole = rows.length === Math.min(chunk, outstanding.length)
           const found = new Set(rows.map((row) => row.eventId))
+          for (const row of rows) lastApplied = Math.max(lastApplied, row.appliedAt)
           outstanding = outstanding.filter((eventId) => !found.has(eventId))
-          if (outstanding.length === 0) caughtUp ??= Date.now()
-          return outstanding.length === 0
-        })
+          if (outstanding.length === 0) caughtUp ??= lastApplied
+          return outstanding.length === 0 ? "done" : whole ? "next" : "wait"
+        }),
+        Effect.tap((step) => step === "wait" ? Effect.sleep("250 millis") : Effect.void)
       )
-      yield* poll(caughtUpStep, "100 millis")
+      // Interruptible: forked from `ensuring`'s finalizer it would inherit its uninterruptibility, and
+      // a poll that never succeeds would hold the scope's close.
+      yield* Effect.forkIn(
+        Effect.interruptible(Effect.repeat(caughtUpStep, { until: (step) => step === "done" })),
+        scope
+      )
     })
+    /** The first event applied after the fault ended (from the rows' times, once the run converged). */
+    const firstAppliedAfterFault = Effect.suspend(() =>
+      query(sql<{ readonly at: number | null }>`
+        SELECT (extract(epoch FROM min(applied_at)) * 1000)::float8 AS at FROM applied
+        WHERE consumer_group = ${group} AND applied_at > to_timestamp(${faultEnded / 1000})`)
+    ).pipe(Effect.map(([row]) => row?.at ?? undefined))
     /** Cheap enough to ask every 250 ms; the full `measure` only once this says the run may have converged. */
     const settled = query(sql<{ readonly applied: number; readonly pending: number }>`
       SELECT (SELECT count(*)::int FROM applied WHERE consumer_group = ${group}) AS applied,
@@ -754,6 +759,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
       yield* Effect.sleep("250 millis")
     }
     if (died().length > 0) return yield* Effect.fail(new Error(died().join("\n\n")))
+    const resumed = piledUp === 0 ? undefined : yield* firstAppliedAfterFault
     if (recovered === undefined) {
       // Printed whatever the log level: the one clue to a row that never converged.
       yield* Effect.sync(() =>

@@ -130,6 +130,12 @@ export const appliedMigrations = {
     "0004_applied_event": Effect.flatMap(
       SqlClient,
       (sql) => sql`CREATE INDEX applied_event ON applied (consumer_group, event_id)`
+    ),
+    // When each event was applied, so that the matrix reads when the last one it waited for was
+    // applied instead of polling for it often (the polls took the CPU the pipeline drains with).
+    "0005_applied_at": Effect.flatMap(
+      SqlClient,
+      (sql) => sql`ALTER TABLE applied ADD COLUMN applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()`
     )
   })
 }
