@@ -398,12 +398,16 @@ const processClients = (
           env: {
             ...env,
             DATABASE_URL: databaseUrl,
-            // The library's defaults otherwise; the processes inherit this one's environment, so
-            // OUTBOX_CONCURRENCY, OUTBOX_BATCH_SIZE, BATCH_SIZE and PARTITIONS_CONCURRENTLY set there
-            // reach them. The bench's throughput settings (relay 2 x 1,000, consumer 500 x 3) were
-            // faster after a Kafka outage but slower under database faults (each terminated session
-            // loses a larger batch): backends terminated 13.6 s against 4.2 s.
-            BATCH_SIZE: process.env["BATCH_SIZE"] ?? "100",
+            // The relay with the library's defaults; the consumer deployed for throughput: up to
+            // 1,000 records a transaction, the topic's 6 partitions at once (a deployment with a
+            // consumer per partition drains as fast). Once the watchers stopped taking the CPU
+            // (`appliedOf`), the drain after a Kafka outage was bound by the consumer: 100 records a
+            // transaction, one partition at a time applied ~10,000 events/s (cut 11.1 s, frozen
+            // 10.8 s); 1,000 x 6: 8.2 and 7.8 s; the database faults 0.0-2.6 s either way. The
+            // processes inherit this one's environment: OUTBOX_CONCURRENCY, OUTBOX_BATCH_SIZE,
+            // BATCH_SIZE and PARTITIONS_CONCURRENTLY set there reach them.
+            BATCH_SIZE: process.env["BATCH_SIZE"] ?? "1000",
+            PARTITIONS_CONCURRENTLY: process.env["PARTITIONS_CONCURRENTLY"] ?? "6",
             STANDBY: "1",
             // One statement per transaction, as the in-process consumer's handler.
             ...(mode === "consumer" ? { INSTANCE_ID: "consumer-1", HANDLE_BATCH: "1" } : {})
