@@ -142,7 +142,7 @@ const toSasl = (sasl: SaslConfig, runtime: Runtime.Runtime<never>): SASLOptions 
  */
 export const defaults = {
   connectionTimeout: 3_000,
-  requestTimeout: 5_000,
+  requestTimeout: 3_000,
   retries: 10,
   maxRetryTime: 1_000
 } as const
