@@ -3,6 +3,9 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -88,6 +91,12 @@ export interface Batch {
 }
 
 export type BatchHandler<R> = (batch: Batch) => Effect.Effect<void, never, R>
+
+/**
+ * The batches of several partitions fetched together, handed over at once (`runBatchGroups`): one
+ * transaction and one offset commit for all of them instead of one per partition.
+ */
+export type GroupHandler<R> = (batches: ReadonlyArray<Batch>) => Effect.Effect<void, never, R>
 
 /** Where a group member stands, as an `Observer` hears it. */
 export type MemberState = "joining" | "joined" | "crashed" | "stopped"
@@ -197,6 +206,44 @@ const evictPredecessors = (cluster: Cluster, groupId: string, instanceId: string
 export const runBatches = <R>(
   options: ConsumerOptions,
   handler: BatchHandler<R>
+): Effect.Effect<void, KafkaError, KafkaClient | Scope.Scope | R> => runMember(options, { _tag: "Batch", handler })
+
+/**
+ * `runBatches`, with the batches that one fetch brought (up to `partitionsConsumedConcurrently`
+ * partitions) handed to `handler` together, and their offsets committed in one request. The group is
+ * one unit of work: a member stopping, a partition revoked, or a rebalance interrupts all of it, and
+ * each partition's records declared `done` before that are committed. kafkajs fetches again only
+ * once every batch of a fetch is finished, so a fetch's batches wait for each other either way;
+ * together they cost one round of statements instead of one per partition.
+ */
+export const runBatchGroups = <R>(
+  options: ConsumerOptions,
+  handler: GroupHandler<R>
+): Effect.Effect<void, KafkaError, KafkaClient | Scope.Scope | R> => runMember(options, { _tag: "Group", handler })
+
+type Handling<R> =
+  | { readonly _tag: "Batch"; readonly handler: BatchHandler<R> }
+  | { readonly _tag: "Group"; readonly handler: GroupHandler<R> }
+
+/** A partition's batch in a group: what its offset commit needs. */
+interface Member {
+  readonly batch: Batch
+  readonly payload: EachBatchPayload
+  /** The offset to commit (the next one to read), once records are done and until committed. */
+  commitFrom: string | undefined
+}
+
+/** The batches gathered for one unit of work, and that work once started. */
+interface Gathered {
+  readonly members: Array<Member>
+  readonly finished: Deferred.Deferred<void>
+  fiber: Fiber.RuntimeFiber<void> | undefined
+  cancelled: boolean
+}
+
+const runMember = <R>(
+  options: ConsumerOptions,
+  handling: Handling<R>
 ): Effect.Effect<void, KafkaError, KafkaClient | Scope.Scope | R> =>
   Effect.gen(function*() {
     const { kafka } = yield* KafkaClient
@@ -204,6 +251,7 @@ export const runBatches = <R>(
     // Created before the consumer, so its finalizer runs after `disconnect` has drained the handlers.
     const runPromise = yield* FiberSet.makeRuntimePromise<R>()
     const runFork = yield* FiberSet.makeRuntime<never>()
+    const runGroup = yield* FiberSet.makeRuntime<R>()
     const observer = yield* Effect.serviceOption(Observer)
     const report = (state: MemberState, detail?: string) => {
       if (Option.isSome(observer)) {
@@ -328,16 +376,99 @@ export const runBatches = <R>(
       }
     })
 
+    /**
+     * One request for the offsets of `members` that have records done and not yet committed; a
+     * partition whose position was moved (a seek) is left out.
+     */
+    const commitMembers = (members: ReadonlyArray<Member>) =>
+      Effect.suspend(() => {
+        const byTopic = new Map<string, Array<{ partition: number; offset: string }>>()
+        for (const member of members) {
+          const offset = member.commitFrom
+          member.commitFrom = undefined
+          if (offset === undefined || member.payload.isStale()) continue
+          const partitions = byTopic.get(member.batch.topic)
+          const entry = { partition: member.batch.partition, offset }
+          if (partitions === undefined) byTopic.set(member.batch.topic, [entry])
+          else partitions.push(entry)
+        }
+        if (byTopic.size === 0) return Effect.void
+        const topics = [...byTopic].map(([topic, partitions]) => ({ topic, partitions }))
+        return Effect.tryPromise({
+          // Through a batch, not `consumer.commitOffsets`: kafkajs drops the latter once the consumer
+          // is stopping, which is exactly when finished work must still be committed.
+          try: () => members[0]!.payload.commitOffsetsIfNecessary({ topics }),
+          catch: fromCause("Commit")
+        }).pipe(
+          // The records stay applied; their offsets are committed with the next batch, or they are
+          // redelivered (and skipped as duplicates by an idempotent handler).
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("Offset commit failed; the records may be redelivered", cause).pipe(
+              Effect.annotateLogs({
+                groupId: options.groupId,
+                offsets: topics.map(({ partitions, topic }) =>
+                  partitions.map(({ offset, partition }) => `${topic}/${partition}@${offset}`).join(",")
+                ).join(",")
+              })
+            )
+          )
+        )
+      })
+
+    let gathering: Gathered | undefined
+    /**
+     * Joins `member` to the group of batches arriving now (the other batches of its fetch start in
+     * the same turn of the event loop), which one fiber handles once they are all in. Interrupted (the
+     * member stopping, its partition revoked, a rebalance), it interrupts the whole group's work.
+     */
+    const gather = (member: Member, handler: GroupHandler<R>) =>
+      Effect.suspend(() => {
+        let group = gathering
+        if (group === undefined) {
+          const gathered: Gathered = {
+            members: [],
+            finished: Deferred.unsafeMake<void>(FiberId.none),
+            fiber: undefined,
+            cancelled: false
+          }
+          gathering = group = gathered
+          setImmediate(() => {
+            gathering = undefined
+            if (gathered.cancelled) {
+              Deferred.unsafeDone(gathered.finished, Exit.void)
+              return
+            }
+            gathered.fiber = runGroup(
+              handler(gathered.members.map(({ batch }) => batch)).pipe(
+                Effect.ensuring(commitMembers(gathered.members)),
+                // A defect ends every member's batch with it, as it would have ended each one's own;
+                // a group interrupted because one member stopped ends the others' batches quietly.
+                Effect.onExit((exit) =>
+                  Deferred.done(
+                    gathered.finished,
+                    Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? exit : Exit.void
+                  )
+                )
+              )
+            )
+          })
+        }
+        const joined = group
+        joined.members.push(member)
+        return Deferred.await(joined.finished).pipe(
+          Effect.onInterrupt(() =>
+            Effect.suspend(() => {
+              joined.cancelled = true
+              return joined.fiber === undefined ? Effect.void : Fiber.interrupt(joined.fiber)
+            })
+          )
+        )
+      })
+
     const processBatch = (payload: EachBatchPayload) =>
       Effect.gen(function*() {
         const { batch } = payload
         const active = () => payload.isRunning() && !payload.isStale() && !rejoining
-        let commitFrom: string | undefined
-        const done = (record: ConsumerRecord) =>
-          Effect.sync(() => {
-            payload.resolveOffset(record.offset)
-            commitFrom = nextOffset(record.offset)
-          })
         // Ends (and so interrupts the handler) once the coordinator says this member must rejoin:
         // a rebalance waits for every member to rejoin, and kafkajs rejoins only after this batch
         // returns. Finished records are still committed (the generation is current until the
@@ -375,40 +506,29 @@ export const runBatches = <R>(
         const stopped = Effect.sync(active).pipe(
           Effect.repeat({ while: (isActive) => isActive, schedule: Schedule.spaced("50 millis") })
         )
-        const commit = Effect.suspend(() => {
-          const offset = commitFrom
-          return offset === undefined || payload.isStale() ? Effect.void : Effect.tryPromise({
-            // Through the batch, not `consumer.commitOffsets`: kafkajs drops the latter once the
-            // consumer is stopping, which is exactly when finished work must still be committed.
-            try: () =>
-              payload.commitOffsetsIfNecessary({
-                topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }]
-              }),
-            catch: fromCause("Commit")
-          })
-        })
         // Unresolved records are fetched again from the last resolved offset once the member rejoined.
         if (!active()) return
         const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message))
+        const member: Member = {
+          batch: {
+            topic: batch.topic,
+            partition: batch.partition,
+            records,
+            done: (record) =>
+              Effect.sync(() => {
+                payload.resolveOffset(record.offset)
+                member.commitFrom = nextOffset(record.offset)
+              })
+          },
+          payload,
+          commitFrom: undefined
+        }
         const started = performance.now()
-        yield* handler({ topic: batch.topic, partition: batch.partition, records, done }).pipe(
+        yield* (handling._tag === "Batch" ? handling.handler(member.batch) : gather(member, handling.handler)).pipe(
           Effect.raceFirst(stopped),
           Effect.raceFirst(heartbeats)
         ).pipe(
-          Effect.ensuring(commit.pipe(
-            // The records stay applied; their offsets are committed with the next batch, or they are
-            // redelivered (and skipped as duplicates by an idempotent handler).
-            Effect.catchAllCause((cause) =>
-              Effect.logWarning("Offset commit failed; the records may be redelivered", cause).pipe(
-                Effect.annotateLogs({
-                  groupId: options.groupId,
-                  topic: batch.topic,
-                  partition: batch.partition,
-                  offset: commitFrom ?? "none"
-                })
-              )
-            )
-          )),
+          Effect.ensuring(commitMembers([member])),
           Effect.ensuring(Effect.suspend(() => Metric.update(timed, (performance.now() - started) / 1000)))
         )
       })

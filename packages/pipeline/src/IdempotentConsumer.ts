@@ -52,7 +52,10 @@ export type Options<A extends Topic.EventShape, I, E extends { readonly _tag: st
     /** Retry or dead-letter, for every error the handler can fail with; a missing one does not compile. */
     readonly errors: RetryPolicy.ErrorPolicy<E>
     readonly retry?: RetryPolicy.RetryPolicy | undefined
-    /** Records of one partition applied in one transaction (default 100; 1 = a transaction per record). */
+    /**
+     * Records applied in one transaction (default 100; 1 = a transaction per record): of one partition,
+     * or, with `kafka.partitionsConsumedConcurrently` above 1, of the partitions one fetch brought.
+     */
     readonly batchSize?: number | undefined
     readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
     /**
@@ -92,7 +95,10 @@ export const run = <A extends Topic.EventShape, I, E extends { readonly _tag: st
     (handleBatch) =>
       Effect.zipRight(
         internal.cleanupLoop(options),
-        Consumer.runBatches({ ...options.kafka, groupId: options.groupId, topics: [options.topic.name] }, handleBatch)
+        Consumer.runBatchGroups(
+          { ...options.kafka, groupId: options.groupId, topics: [options.topic.name] },
+          handleBatch
+        )
       )
   )
 

@@ -406,6 +406,18 @@ describe("IdempotentConsumer metrics", () => {
     }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 })
 
+/** A batch handler's write: a row per event into `applied`, in one statement. */
+const insertApplied = (group: string, delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql`INSERT INTO applied ${
+      sql.insert(delivered.map(({ event }) => ({
+        consumerGroup: group,
+        eventId: event.eventId,
+        messageKey: event.key,
+        seq: event.seq
+      })))
+    }`)
+
 describe("IdempotentConsumer.handleBatch", () => {
   it.live(
     "applies all new events of a transaction in one call; a failing batch is retried event by event to isolate the bad one",
@@ -428,14 +440,7 @@ describe("IdempotentConsumer.handleBatch", () => {
                 if (delivered.some(({ event }) => event.seq === 5)) {
                   return yield* new Rejected({ reason: "seq 5 is poison" })
                 }
-                yield* sql`INSERT INTO applied ${
-                  sql.insert(delivered.map(({ event }) => ({
-                    consumerGroup: group,
-                    eventId: event.eventId,
-                    messageKey: event.key,
-                    seq: event.seq
-                  })))
-                }`
+                yield* insertApplied(group, delivered)
               }),
             errors: { SqlError: "retry", Rejected: "deadLetter" },
             retry: fastRetry,
@@ -453,6 +458,58 @@ describe("IdempotentConsumer.handleBatch", () => {
         assert.deepStrictEqual(yield* appliedTwice(group), [])
         const failed = yield* sql<{ eventId: string }>`SELECT event_id FROM kpipe_failed_events`
         assert.deepStrictEqual(failed.map((row) => row.eventId), [events[5]!.eventId])
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+})
+
+describe("IdempotentConsumer with several partitions at once", () => {
+  it.live(
+    "the batches of one fetch share a transaction and an offset commit; each key keeps its order, a poison event is dead-lettered alone",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("fetch-group", 3)
+        yield* createTopics(topic)
+        const events = Array.from({ length: 60 }, (_, i) => event(`k${i % 12}`, i))
+        const group = TestKafka.uniqueName("fetch-group")
+        const calls: Array<ReadonlySet<number>> = []
+        yield* produce(topic, events)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* IdempotentConsumer.run({
+            topic,
+            groupId: group,
+            handleBatch: (delivered) =>
+              Effect.gen(function*() {
+                calls.push(new Set(delivered.map(({ record }) => record.partition)))
+                if (delivered.some(({ event }) => event.seq === 17)) {
+                  return yield* new Rejected({ reason: "seq 17 is poison" })
+                }
+                yield* insertApplied(group, delivered)
+              }),
+            errors: { SqlError: "retry", Rejected: "deadLetter" },
+            retry: fastRetry,
+            batchSize: 100,
+            kafka: { ...consumerTimings, partitionsConsumedConcurrently: 3 }
+          })
+          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === events.length))
+        }))
+        // The three partitions' batches of the first fetch in one call (one per partition before).
+        assert.strictEqual(calls[0]!.size, 3)
+        const applied = yield* sql<{ seq: number; messageKey: string }>`
+          SELECT seq, message_key FROM applied WHERE consumer_group = ${group} ORDER BY id`
+        assert.deepStrictEqual(
+          applied.map((row) => row.seq).sort((a, b) => a - b),
+          events.map((e) => e.seq).filter((seq) => seq !== 17)
+        )
+        for (let k = 0; k < 12; k++) {
+          const seqs = applied.filter((row) => row.messageKey === `k${k}`).map((row) => row.seq)
+          assert.deepStrictEqual(seqs, [...seqs].sort((a, b) => a - b), `key k${k} in order`)
+        }
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        const failed = yield* sql<{ eventId: string }>`
+          SELECT event_id FROM kpipe_failed_events WHERE consumer_group = ${group}`
+        assert.deepStrictEqual(failed.map((row) => row.eventId), [events[17]!.eventId])
       }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )

@@ -42,6 +42,14 @@ interface AttemptFailure extends Failure {
 /** Declares a record handled: its offset is committed with the batch, or at the member's stop. */
 type Done = (record: Consumer.ConsumerRecord) => Effect.Effect<void>
 
+/** Every record of `run` declared handled: the last of each partition. */
+const doneAll = <A>(run: ReadonlyArray<Delivered<A>>, done: Done) =>
+  Effect.suspend(() => {
+    const last = new Map<number, Consumer.ConsumerRecord>()
+    for (const { record } of run) last.set(record.partition, record)
+    return Effect.forEach(last.values(), done, { discard: true })
+  })
+
 /** Retries while the infrastructure is away: forever, 200 ms doubling to 5 s. */
 const infrastructureBackoff = Schedule.exponential("200 millis", 2).pipe(
   Schedule.jittered,
@@ -244,7 +252,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             }
             return options.afterCommit === undefined ? Effect.void : options.afterCommit(events)
           }),
-          Effect.tap(({ unsent }) => unsent.length === 0 ? done(run[run.length - 1]!.record) : Effect.void)
+          Effect.tap(({ unsent }) => unsent.length === 0 ? doneAll(run, done) : Effect.void)
         )
       )
 
@@ -270,8 +278,10 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
       )
 
     /** A committed run's dead letters still to send (`commitRun`), sent; then the run is done. */
-    const sendUnsent = (unsent: ReadonlyArray<DeadLetterEnvelope>, last: Consumer.ConsumerRecord, done: Done) =>
-      unsent.length === 0 ? Effect.void : Effect.zipRight(Effect.forEach(unsent, send, { discard: true }), done(last))
+    const sendUnsent = (unsent: ReadonlyArray<DeadLetterEnvelope>, run: ReadonlyArray<Delivered<A>>, done: Done) =>
+      unsent.length === 0
+        ? Effect.void
+        : Effect.zipRight(Effect.forEach(unsent, send, { discard: true }), doneAll(run, done))
 
     /**
      * The claim (`DEAD_LETTERED`) and the failed-events row commit together; the dead-letter record
@@ -360,7 +370,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
               Effect.withSpan("IdempotentConsumer.attempt", { attributes: { attempt: attempts } })
             )
           )
-          if (exit._tag === "Success") return yield* sendUnsent(exit.value.unsent, item.record, done)
+          if (exit._tag === "Success") return yield* sendUnsent(exit.value.unsent, [item], done)
           const error = Cause.failureOption(exit.cause)
           if (Option.isNone(error)) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
           failure = error.value
@@ -392,7 +402,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           yield* waitForInfrastructure.next(last).pipe(Effect.orElse(() => Effect.void))
           const exit = yield* Effect.either(commitRun(run, done))
           if (exit._tag === "Right") {
-            yield* sendUnsent(exit.right.unsent, run[run.length - 1]!.record, done)
+            yield* sendUnsent(exit.right.unsent, run, done)
             return Option.none()
           }
           last = exit.left
@@ -403,7 +413,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
     const applyRun = (run: ReadonlyArray<Delivered<A>>, done: Done): Effect.Effect<void, never, R> =>
       run.length === 0 ? Effect.void : commitRun(run, done).pipe(
         Effect.matchEffect({
-          onSuccess: ({ unsent }) => sendUnsent(unsent, run[run.length - 1]!.record, done),
+          onSuccess: ({ unsent }) => sendUnsent(unsent, run, done),
           onFailure: (failure) =>
             run.length > 1 && failure.infrastructure && failure.index === undefined
               ? Effect.flatMap(
@@ -431,41 +441,50 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
       ], { discard: true })
     }
 
-    return (batch: Consumer.Batch) =>
+    /**
+     * The batches of one fetch (several partitions), their runs applied in transactions of up to
+     * `batchSize` records, whichever partitions they come from: each partition's records keep their
+     * order, and a run's records are declared done per partition.
+     */
+    return (batches: ReadonlyArray<Consumer.Batch>) =>
       Effect.gen(function*() {
+        const byPartition = new Map(batches.map((batch) => [batch.partition, batch]))
+        const done: Done = (record) => byPartition.get(record.partition)!.done(record)
         let pending: Array<Delivered<A>> = []
         const flush = Effect.suspend(() => {
           const run = pending
           pending = []
           return run.length === 0
             ? Effect.void
-            : applyRun(run, batch.done)
+            : applyRun(run, done)
         })
-        for (const record of batch.records) {
-          const decoded = yield* Effect.either(
-            record.value === null
-              ? Effect.fail({ message: "record has no value" })
-              : topic.decode(record.value.toString("utf8"))
-          )
-          if (decoded._tag === "Right") {
-            pending.push({ record, event: decoded.right })
-            if (pending.length >= batchSize) yield* flush
-            continue
+        for (const batch of batches) {
+          for (const record of batch.records) {
+            const decoded = yield* Effect.either(
+              record.value === null
+                ? Effect.fail({ message: "record has no value" })
+                : topic.decode(record.value.toString("utf8"))
+            )
+            if (decoded._tag === "Right") {
+              pending.push({ record, event: decoded.right })
+              if (pending.length >= batchSize) yield* flush
+              continue
+            }
+            yield* flush
+            const at = yield* DateTime.now
+            yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at).pipe(
+              recordSpan("undecodable", record)
+            )
+            yield* batch.done(record)
           }
-          yield* flush
-          const at = yield* DateTime.now
-          yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at).pipe(
-            recordSpan("undecodable", record)
-          )
-          yield* batch.done(record)
         }
         yield* flush
       }).pipe(
         Effect.withSpan("IdempotentConsumer.batch", {
           attributes: {
-            "messaging.destination.name": batch.topic,
-            partition: batch.partition,
-            size: batch.records.length
+            "messaging.destination.name": batches[0]?.topic,
+            partitions: batches.map((batch) => batch.partition).join(","),
+            size: batches.reduce((n, batch) => n + batch.records.length, 0)
           }
         })
       )
