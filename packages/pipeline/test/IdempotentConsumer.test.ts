@@ -32,6 +32,7 @@ import {
   Producer,
   readTopic,
   recordApplied,
+  recordAppliedAll,
   type TestEvent,
   TestLive,
   topicNamed,
@@ -406,18 +407,6 @@ describe("IdempotentConsumer metrics", () => {
     }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 })
 
-/** A batch handler's write: a row per event into `applied`, in one statement. */
-const insertApplied = (group: string, delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
-  Effect.flatMap(SqlClient, (sql) =>
-    sql`INSERT INTO applied ${
-      sql.insert(delivered.map(({ event }) => ({
-        consumerGroup: group,
-        eventId: event.eventId,
-        messageKey: event.key,
-        seq: event.seq
-      })))
-    }`)
-
 describe("IdempotentConsumer.handleBatch", () => {
   it.live(
     "applies all new events of a transaction in one call; a failing batch is retried event by event to isolate the bad one",
@@ -440,7 +429,7 @@ describe("IdempotentConsumer.handleBatch", () => {
                 if (delivered.some(({ event }) => event.seq === 5)) {
                   return yield* new Rejected({ reason: "seq 5 is poison" })
                 }
-                yield* insertApplied(group, delivered)
+                yield* recordAppliedAll(group)(delivered)
               }),
             errors: { SqlError: "retry", Rejected: "deadLetter" },
             retry: fastRetry,
@@ -485,7 +474,7 @@ describe("IdempotentConsumer with several partitions at once", () => {
                 if (delivered.some(({ event }) => event.seq === 17)) {
                   return yield* new Rejected({ reason: "seq 17 is poison" })
                 }
-                yield* insertApplied(group, delivered)
+                yield* recordAppliedAll(group)(delivered)
               }),
             errors: { SqlError: "retry", Rejected: "deadLetter" },
             retry: fastRetry,

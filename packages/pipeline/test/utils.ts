@@ -30,24 +30,29 @@ export const topicNamed = (name: string, partitions = 3) =>
     deadLetter: { name: `${name}.DLT`, retention: "1 hour" }
   })
 
+/** A batch handler's write: a row per event into `applied`, in one statement; `by` names the replica. */
+export const recordAppliedAll =
+  (group: string, by = "test") => (delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
+    Effect.flatMap(
+      SqlClient,
+      (sql) =>
+        sql`INSERT INTO applied ${
+          sql.insert(delivered.map(({ event }) => ({
+            consumerGroup: group,
+            eventId: event.eventId,
+            messageKey: event.key,
+            seq: event.seq,
+            appliedBy: by
+          })))
+        }`.pipe(Effect.asVoid)
+    )
+
 /**
  * The handler of these tests: records that `group` applied the event, in the consumer's
  * transaction; `by` names the replica that applied it.
  */
 export const recordApplied = (group: string, by = "test") => (event: TestEvent) =>
-  Effect.flatMap(
-    SqlClient,
-    (sql) =>
-      sql`INSERT INTO applied ${
-        sql.insert({
-          consumerGroup: group,
-          eventId: event.eventId,
-          messageKey: event.key,
-          seq: event.seq,
-          appliedBy: by
-        })
-      }`.pipe(Effect.asVoid)
-  )
+  recordAppliedAll(group, by)([{ event }])
 
 export const appliedBy = (group: string, by: string) =>
   Effect.flatMap(

@@ -458,25 +458,23 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             ? Effect.void
             : applyRun(run, done)
         })
-        for (const batch of batches) {
-          for (const record of batch.records) {
-            const decoded = yield* Effect.either(
-              record.value === null
-                ? Effect.fail({ message: "record has no value" })
-                : topic.decode(record.value.toString("utf8"))
-            )
-            if (decoded._tag === "Right") {
-              pending.push({ record, event: decoded.right })
-              if (pending.length >= batchSize) yield* flush
-              continue
-            }
-            yield* flush
-            const at = yield* DateTime.now
-            yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at).pipe(
-              recordSpan("undecodable", record)
-            )
-            yield* batch.done(record)
+        for (const record of batches.flatMap((batch) => batch.records)) {
+          const decoded = yield* Effect.either(
+            record.value === null
+              ? Effect.fail({ message: "record has no value" })
+              : topic.decode(record.value.toString("utf8"))
+          )
+          if (decoded._tag === "Right") {
+            pending.push({ record, event: decoded.right })
+            if (pending.length >= batchSize) yield* flush
+            continue
           }
+          yield* flush
+          const at = yield* DateTime.now
+          yield* deadLetter(record, { tag: "DecodeError", message: decoded.left.message, at }, 1, at).pipe(
+            recordSpan("undecodable", record)
+          )
+          yield* done(record)
         }
         yield* flush
       }).pipe(
