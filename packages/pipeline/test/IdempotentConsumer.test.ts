@@ -556,6 +556,45 @@ describe("IdempotentConsumer lifecycle", () => {
     { timeout: 60_000 }
   )
 
+  it.live(
+    "stopped while its COMMIT is in flight, it runs afterCommit and commits the offset of what that COMMIT applied",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("stop-during-commit", 1)
+        yield* createTopics(topic)
+        const group = TestKafka.uniqueName("stop-during-commit")
+        // A deferred constraint trigger runs at COMMIT: each COMMIT of a row here takes a second.
+        const slow = sql(group.replaceAll("-", "_"))
+        yield* sql`CREATE OR REPLACE FUNCTION kpipe_test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+          'BEGIN PERFORM pg_sleep(1); RETURN NULL; END'`
+        yield* sql`CREATE TABLE ${slow} (event_id text PRIMARY KEY)`
+        yield* sql`CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ${slow}
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kpipe_test_slow_commit()`
+        yield* produce(topic, [event("k", 0)])
+        const handled = yield* Deferred.make<void>()
+        const afterCommit: Array<string> = []
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* consume(topic, group, {
+            batchSize: 1,
+            handle: (e) =>
+              recordApplied(group)(e).pipe(
+                Effect.zipRight(sql`INSERT INTO ${slow} ${sql.insert({ eventId: e.eventId })}`),
+                Effect.zipRight(Deferred.succeed(handled, void 0))
+              ),
+            afterCommit: (events) => Effect.sync(() => afterCommit.push(...events.map((e) => e.eventId)))
+          })
+          yield* Deferred.await(handled)
+          yield* Effect.sleep("300 millis")
+        }))
+        yield* sql`DROP TABLE ${slow}`
+        assert.strictEqual(yield* appliedCount(group), 1)
+        assert.lengthOf(afterCommit, 1)
+        assert.strictEqual(yield* committedTotal(group, topic.name), 1)
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
   it.live("a handler slower than the session timeout keeps its group membership", () =>
     Effect.gen(function*() {
       const admin = yield* Admin.Admin

@@ -166,9 +166,16 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
      * Claims the events and applies the new ones, in order, in one transaction.
      * `continueTraces`: each handler call continues its record's trace. Off when the caller
      * already runs inside that trace (a retry), so the call nests under the attempt.
+     * `restore` makes the body interruptible (`commitRun`), and only the body: @effect/sql runs
+     * BEGIN and COMMIT uninterruptibly, and a transaction made interruptible as a whole would act on
+     * an interruption that arrived during COMMIT as soon as COMMIT returned, dropping its result.
      */
-    const transact = (run: ReadonlyArray<Delivered<A>>, continueTraces = true) =>
-      sql.withTransaction(Effect.gen(function*() {
+    const transact = (
+      run: ReadonlyArray<Delivered<A>>,
+      continueTraces: boolean,
+      restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
+    ) =>
+      sql.withTransaction(restore(Effect.gen(function*() {
         const claimed = yield* ProcessedEvents.claim(
           sql,
           groupId,
@@ -223,7 +230,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           )
         }
         return { events: applied.map(({ event }) => event), result: undefined, unsent }
-      })).pipe(
+      }))).pipe(
         Effect.tap(({ events }) =>
           Effect.zipRight(
             Metric.incrementBy(appliedTotal, events.length),
@@ -238,13 +245,13 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
 
     /**
      * `transact`, then the `afterCommit` hook for what it applied and the run declared done, even if
-     * an interruption (the member stopping, a rebalance) arrives after COMMIT: declared after the
-     * mask, a run committed just before the stop was applied and its offset not committed. A run
+     * an interruption (the member stopping, a rebalance) arrives during or after COMMIT: declared after
+     * the mask, a run committed just before the stop was applied and its offset not committed. A run
      * with dead letters still to send is declared done once they are sent.
      */
     const commitRun = (run: ReadonlyArray<Delivered<A>>, done: Done, continueTraces = true) =>
       Effect.uninterruptibleMask((restore) =>
-        restore(transact(run, continueTraces)).pipe(
+        transact(run, continueTraces, restore).pipe(
           Effect.tap(({ events, result }): Effect.Effect<void, never, R> => {
             if (events.length === 0) return Effect.void
             if (options.handleBatch !== undefined) {
@@ -448,8 +455,8 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
      */
     return (batches: ReadonlyArray<Consumer.Batch>) =>
       Effect.gen(function*() {
-        const byPartition = new Map(batches.map((batch) => [batch.partition, batch]))
-        const done: Done = (record) => byPartition.get(record.partition)!.done(record)
+        const byPartition = new Map(batches.map((batch) => [`${batch.topic}/${batch.partition}`, batch]))
+        const done: Done = (record) => byPartition.get(`${record.topic}/${record.partition}`)!.done(record)
         let pending: Array<Delivered<A>> = []
         const flush = Effect.suspend(() => {
           const run = pending
