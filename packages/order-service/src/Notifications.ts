@@ -97,10 +97,12 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
     const sms = yield* SmsGateway
 
     /** Delivery rows of concurrent sends, written with one statement (the last word per channel of an event wins). */
-    const recordAll = (deliveries: ReadonlyArray<Delivery>) => {
+    const recordAll = (deliveries: ReadonlyArray<Delivery>, restore: Batcher.Restore) => {
       const last = new Map(deliveries.map((delivery) => [`${delivery.eventId}/${delivery.channel}`, delivery]))
       const rows = [...last.values()]
-      return deliveriesSql`
+      // A statement of its own, no transaction to see through: a stop need not wait for it (the
+      // event comes again, and a channel whose row is missing goes out again with the same Message-ID).
+      return restore(deliveriesSql`
         INSERT INTO notification_deliveries (event_id, channel, order_id, kind, state, attempts, last_error)
         SELECT d.event_id, d.channel, d.order_id, d.kind, CASE WHEN d.last_error IS NULL THEN 'SENT' ELSE 'FAILED' END,
                1, d.last_error
@@ -108,7 +110,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
                     ${rows.map((row) => row.orderId)}::bigint[], ${rows.map((row) => row.kind)}::text[],
                     ${rows.map((row) => row.failure)}::text[]) AS d(event_id, channel, order_id, kind, last_error)
         ON CONFLICT (event_id, channel) DO UPDATE SET state = EXCLUDED.state,
-          attempts = notification_deliveries.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()`.pipe(
+          attempts = notification_deliveries.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()`).pipe(
         Effect.as(deliveries.map(() => undefined)),
         Effect.withSpan("Notifications.record", { attributes: { size: rows.length } })
       )

@@ -71,8 +71,8 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
      * used before gets `None`: it is answered on its own (`placeOne`). Rows are taken in key order,
      * so concurrent batches (other replicas) queue on a reused key instead of deadlocking.
      */
-    const placeBatch = (requests: ReadonlyArray<Placing>) =>
-      sql.withTransaction(Effect.gen(function*() {
+    const placeBatch = (requests: ReadonlyArray<Placing>, restore: Batcher.Restore) =>
+      sql.withTransaction(restore(Effect.gen(function*() {
         const rows = yield* sql<Placed & { userId: string; productId: string; quantity: number; key: string | null }>`
           INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
           SELECT r.user_id, p.product_id, r.quantity, p.price, p.price * r.quantity, r.key
@@ -117,7 +117,7 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
           )
         )
         return answers
-      })).pipe(Effect.withSpan("Orders.placeBatch", { attributes: { size: requests.length } }))
+      }))).pipe(Effect.withSpan("Orders.placeBatch", { attributes: { size: requests.length } }))
 
     const placeTogether = yield* Batcher.make(placeBatch, { maxBatch: 500, workers: 2 })
 

@@ -4,6 +4,9 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 
+/** Makes its effect interruptible again inside a run, which is otherwise uninterruptible. */
+export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
 interface Call<I, O, E> {
   readonly item: I
   readonly done: Deferred.Deferred<O, E>
@@ -15,9 +18,13 @@ interface Call<I, O, E> {
  * instead of taking one each. `run` answers each item, in the items' order; when it fails or dies,
  * every call of its batch gets that cause. `workers` batches may be under way at once. The loops
  * live as long as the scope and never end on a failure.
+ *
+ * A run is uninterruptible but for what it passes through `restore`: when the scope closes during
+ * a transaction's COMMIT, the run finishes and its callers learn what was committed; a transaction
+ * restores its body only (`sql.withTransaction(restore(body))`), never the COMMIT around it.
  */
 export const make = <I, O, E, R>(
-  run: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E, R>,
+  run: (items: ReadonlyArray<I>, restore: Restore) => Effect.Effect<ReadonlyArray<O>, E, R>,
   options: { readonly maxBatch: number; readonly workers: number }
 ): Effect.Effect<(item: I) => Effect.Effect<O, E>, never, R | Scope.Scope> =>
   Effect.gen(function*() {
@@ -35,7 +42,7 @@ export const make = <I, O, E, R>(
       Effect.flatMap((chunk) => {
         const calls = [...chunk]
         return Effect.uninterruptibleMask((restore) =>
-          restore(run(calls.map((call) => call.item))).pipe(
+          run(calls.map((call) => call.item), restore).pipe(
             Effect.exit,
             Effect.flatMap((exit) =>
               Effect.zipRight(settle(calls, exit), Exit.isInterrupted(exit) ? Effect.interrupt : Effect.void)
