@@ -26,7 +26,7 @@ export const workers = (roles: Workers.WorkerRoles) => Workers.roles(roles).pipe
 /**
  * order-service: the HttpApi's handlers and the background workers, with the domain provided and
  * the topics created. Needs only infrastructure: the database, Kafka (client and admin), an
- * `AlertSink`, an `HttpClient` (the SMS provider) and the `Config`.
+ * `AlertSink` and the `Config`.
  */
 export const layer = Layer.mergeAll(Http.layer, Workers.layer).pipe(
   Layer.provideMerge(services),

@@ -3,6 +3,7 @@ import { ConsumerSettings, Replica, ServiceConfig } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -46,6 +47,12 @@ export const config = EffectConfig.all({
   smsToken: EffectConfig.redacted("SMS_TOKEN").pipe(
     EffectConfig.withDefault(Redacted.make("local-sms-token")),
     EffectConfig.withDescription("Bearer token for the SMS provider")
+  ),
+  smsTimeout: EffectConfig.duration("SMS_TIMEOUT").pipe(
+    EffectConfig.withDefault(Duration.seconds(10)),
+    EffectConfig.withDescription(
+      "How long the SMS provider may take to connect, to start its answer, or between parts of it; then it is unavailable"
+    )
   ),
   consumer: ConsumerSettings.config()
 })

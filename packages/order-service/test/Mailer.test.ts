@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConsumerSettings } from "@kpipe/service-kit"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -20,6 +21,7 @@ const mailerFor = (mail: MailCatcher.MailCatcher) =>
     mailFrom: "orders@kpipe.test",
     smsUrl: new URL("http://127.0.0.1:1/sms"),
     smsToken: Redacted.make("unused"),
+    smsTimeout: Duration.seconds(10),
     consumer: ConsumerSettings.defaults
   })))
 

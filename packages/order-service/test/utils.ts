@@ -13,6 +13,7 @@ import { Database } from "@kpipe/sql"
 import { Eventually, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -56,6 +57,7 @@ const ConfigTest = Layer.effect(
     mailFrom: "orders@kpipe.test",
     smsUrl: new URL(sms.url),
     smsToken: Redacted.make(smsToken),
+    smsTimeout: Duration.seconds(10),
     consumer: {
       ...ConsumerSettings.defaults,
       sessionTimeout: 6_000,
