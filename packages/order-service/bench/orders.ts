@@ -57,9 +57,16 @@ const cpuMs = (pid: number) => {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
-/** One POST /api/orders; resolves with its latency in ms and its status. */
+interface Answer {
+  /** When it was sent (`performance.now()`). */
+  readonly start: number
+  readonly latency: number
+  readonly status: number
+}
+
+/** One POST /api/orders; resolves with when it was sent, its latency in ms and its status. */
 const post = (agent: Agent, port: number, userId: number) =>
-  new Promise<{ latency: number; status: number }>((resolve) => {
+  new Promise<Answer>((resolve) => {
     const start = performance.now()
     const body = JSON.stringify({ productId, quantity: 1 })
     const req = request({
@@ -71,9 +78,9 @@ const post = (agent: Agent, port: number, userId: number) =>
       headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-user-id": userId }
     }, (response) => {
       response.resume()
-      response.on("end", () => resolve({ latency: performance.now() - start, status: response.statusCode ?? 0 }))
+      response.on("end", () => resolve({ start, latency: performance.now() - start, status: response.statusCode ?? 0 }))
     })
-    req.on("error", () => resolve({ latency: performance.now() - start, status: 0 }))
+    req.on("error", () => resolve({ start, latency: performance.now() - start, status: 0 }))
     req.end(body)
   })
 
@@ -144,8 +151,8 @@ const program = Effect.gen(function*() {
   const started = performance.now()
   const cpuBefore = { services: services.map((service) => cpuMs(service.pid)), bench: process.cpuUsage() }
   const answers = yield* Effect.tryPromise(() => {
-    const pending: Array<Promise<{ latency: number; status: number }>> = []
-    return new Promise<Array<{ latency: number; status: number }>>((resolve) => {
+    const pending: Array<Promise<Answer>> = []
+    return new Promise<Array<Answer>>((resolve) => {
       const tick = () => {
         const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * config.rate))
         while (pending.length < due) pending.push(post(agent, port, 1 + (pending.length % config.users)))
@@ -157,6 +164,10 @@ const program = Effect.gen(function*() {
   })
   const elapsed = (performance.now() - started) / 1000
   const latencies = answers.map((a) => a.latency).sort((a, b) => a - b)
+  // The p99 of the requests sent in each second: the processes' start (JIT, pools) against the steady state.
+  const bySecond: Array<Array<number>> = []
+  for (const answer of answers) (bySecond[Math.floor((answer.start - started) / 1000)] ??= []).push(answer.latency)
+  const p99BySecond = bySecond.map((second) => percentile(second.sort((a, b) => a - b), 99).toFixed(0)).join(" ")
   const created = answers.filter((a) => a.status === 201).length
 
   yield* settle(sql)
@@ -212,6 +223,7 @@ const program = Effect.gen(function*() {
       `API latency p50 ${ms(percentile(latencies, 50))}  p99 ${ms(percentile(latencies, 99))}  max ${
         ms(latencies.at(-1) ?? NaN)
       }`,
+      `API latency p99 of each second's requests (ms): ${p99BySecond}`,
       `placed → CONFIRMED p50 ${ms(percentile(confirmLatency, 50))}  p99 ${ms(percentile(confirmLatency, 99))}`,
       `orders ${counts!.orders}, confirmed ${counts!.confirmed}, reservations ${
         counts!.reservations
