@@ -3,6 +3,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as Batcher from "../src/internal/batcher.ts"
 
 describe("Batcher (group commit of concurrent calls)", () => {
@@ -49,4 +50,25 @@ describe("Batcher (group commit of concurrent calls)", () => {
       assert.isTrue(failed.length <= 2, `only 13's batch fails, got ${failed}`)
       assert.deepStrictEqual(yield* call(7), 7)
     }).pipe(Effect.scoped))
+
+  it.live("closing the scope: the run under way finishes and answers, a queued call and a later one are interrupted", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const call = yield* Batcher.make(
+        (items: ReadonlyArray<number>, restore) =>
+          // Like a transaction: an interruptible body, then a COMMIT that is not.
+          restore(Effect.void).pipe(Effect.zipRight(Effect.sleep("300 millis")), Effect.as(items)),
+        { maxBatch: 100, workers: 1 }
+      ).pipe(Scope.extend(scope))
+      const first = yield* Effect.fork(call(1))
+      yield* Effect.sleep("50 millis")
+      const queued = yield* Effect.fork(call(2))
+      yield* Effect.sleep("50 millis")
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* Fiber.await(first), Exit.succeed(1))
+      const queuedExit = yield* Fiber.await(queued).pipe(Effect.timeout("2 seconds"))
+      assert.isTrue(Exit.isInterrupted(queuedExit), `queued call: ${queuedExit}`)
+      const later = yield* Effect.exit(call(3)).pipe(Effect.timeout("2 seconds"))
+      assert.isTrue(Exit.isInterrupted(later), `call after the close: ${later}`)
+    }))
 })

@@ -28,7 +28,17 @@ export const make = <I, O, E, R>(
   options: { readonly maxBatch: number; readonly workers: number }
 ): Effect.Effect<(item: I) => Effect.Effect<O, E>, never, R | Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Effect.acquireRelease(Queue.unbounded<Call<I, O, E>>(), Queue.shutdown)
+    // Released after the loops (finalizers run in reverse): calls still queued then are answered
+    // "interrupted", never left waiting; from then on a call is refused before it is queued.
+    let closed = false
+    const queue = yield* Effect.acquireRelease(Queue.unbounded<Call<I, O, E>>(), (queue) =>
+      Effect.suspend(() => {
+        closed = true
+        return Queue.takeAll(queue)
+      }).pipe(
+        Effect.flatMap((calls) => Effect.forEach(calls, (call) => Deferred.interrupt(call.done), { discard: true })),
+        Effect.zipRight(Queue.shutdown(queue))
+      ))
     const settle = (calls: ReadonlyArray<Call<I, O, E>>, exit: Exit.Exit<ReadonlyArray<O>, E>) =>
       Effect.forEach(calls, (call, i) =>
         Deferred.done(
@@ -38,22 +48,25 @@ export const make = <I, O, E, R>(
               ? Exit.succeed(answers[i]!)
               : Exit.die(new Error(`batch answered ${answers.length} of ${calls.length} items`)))
         ), { discard: true })
-    const loop = Queue.takeBetween(queue, 1, options.maxBatch).pipe(
-      Effect.flatMap((chunk) => {
-        const calls = [...chunk]
-        return Effect.uninterruptibleMask((restore) =>
-          run(calls.map((call) => call.item), restore).pipe(
+    // Calls taken from the queue are run and settled whatever happens: only the wait for them, and
+    // what the run restores, can be interrupted.
+    const loop = Effect.uninterruptibleMask((restore) =>
+      restore(Queue.takeBetween(queue, 1, options.maxBatch)).pipe(
+        Effect.flatMap((chunk) => {
+          const calls = [...chunk]
+          return run(calls.map((call) => call.item), restore).pipe(
             Effect.exit,
             Effect.flatMap((exit) =>
               Effect.zipRight(settle(calls, exit), Exit.isInterrupted(exit) ? Effect.interrupt : Effect.void)
             )
           )
-        )
-      }),
-      Effect.forever
-    )
+        })
+      )
+    ).pipe(Effect.forever)
     yield* Effect.forkScoped(loop).pipe(Effect.replicateEffect(options.workers))
     return (item: I) =>
       Effect.flatMap(Deferred.make<O, E>(), (done) =>
-        Effect.zipRight(Queue.offer(queue, { item, done }), Deferred.await(done)))
+        Effect.suspend(() =>
+          !closed && queue.unsafeOffer({ item, done }) ? Deferred.await(done) : Effect.interrupt
+        ))
   })
