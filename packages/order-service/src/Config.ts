@@ -49,9 +49,14 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription("Bearer token for the SMS provider")
   ),
   smsTimeout: EffectConfig.duration("SMS_TIMEOUT").pipe(
+    // Zero would turn undici's timeouts off: a silent provider would hold its notifications for good.
+    EffectConfig.validate({
+      message: "SMS_TIMEOUT must be at least 1 millisecond",
+      validation: (duration) => Duration.toMillis(duration) >= 1
+    }),
     EffectConfig.withDefault(Duration.seconds(10)),
     EffectConfig.withDescription(
-      "How long the SMS provider may take to connect, to start its answer, or between parts of it; then it is unavailable"
+      "How long the SMS provider may take to accept the connection, and then to answer; then it is unavailable"
     )
   ),
   consumer: ConsumerSettings.config()

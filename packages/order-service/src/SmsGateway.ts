@@ -22,6 +22,12 @@ const isUnavailable = (error: HttpClientError.HttpClientError) =>
   (error instanceof HttpClientError.RequestError && error.reason === "Transport") ||
   (error instanceof HttpClientError.ResponseError && unavailableStatuses.has(error.response.status))
 
+// A transport error says only "Transport error (POST …)": undici's cause tells a timeout from a refusal.
+const messageOf = (error: HttpClientError.HttpClientError) =>
+  error instanceof HttpClientError.RequestError && error.cause instanceof Error
+    ? `${error.message}: ${error.cause.message}`
+    : error.message
+
 export interface Sms {
   readonly to: string
   readonly text: string
@@ -31,7 +37,8 @@ export interface Sms {
 
 /**
  * SMS through the provider's HTTP endpoint (`SMS_URL`, bearer `SMS_TOKEN`): any answer but 2xx is a
- * failure; no connection, no answer within `SMS_TIMEOUT`, 429 and 502-504 say the provider is unavailable.
+ * failure; no connection, no answer within `SMS_TIMEOUT` (to connect, then again to answer), 429 and
+ * 502-504 say the provider is unavailable.
  */
 export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-service/SmsGateway", {
   scoped: Effect.gen(function*() {
@@ -58,7 +65,7 @@ export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-servi
       )
       yield* client.execute(request).pipe(
         Effect.scoped,
-        Effect.mapError((error) => new SmsError({ message: error.message, unavailable: isUnavailable(error) }))
+        Effect.mapError((error) => new SmsError({ message: messageOf(error), unavailable: isUnavailable(error) }))
       )
     })
 

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConsumerSettings } from "@kpipe/service-kit"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -50,16 +51,25 @@ const provider = (listener: RequestListener) =>
 const sms = { to: "+10000000001", text: "Order 1 confirmed.", messageId: "<1@t>" }
 
 describe("SmsGateway", () => {
-  it.live("sends the message with its token and idempotency key; 503 is unavailable, 500 refuses it", () =>
+  it.live("sends the message with its token and idempotency key; 429 and 502-504 say unavailable, other answers refuse it", () =>
     Effect.gen(function*() {
       const catcher = yield* SmsCatcher.make({ token })
       const gateway = yield* gatewayFor(catcher.url, Duration.seconds(10))
       yield* gateway.send(sms)
       assert.deepStrictEqual(catcher.received(), [{ to: sms.to, text: sms.text, idempotencyKey: sms.messageId }])
-      catcher.failNext(1, sms.to, 503)
-      assert.isTrue((yield* Effect.flip(gateway.send(sms))).unavailable)
-      catcher.failNext(1, sms.to, 500)
-      assert.isFalse((yield* Effect.flip(gateway.send(sms))).unavailable)
+      const refused = (status: number) =>
+        Effect.sync(() => catcher.failNext(1, sms.to, status)).pipe(
+          Effect.zipRight(Effect.flip(gateway.send(sms))),
+          Effect.map((error) => [status, error.unavailable] as const)
+        )
+      assert.deepStrictEqual(yield* Effect.forEach([429, 500, 502, 503, 504, 400], refused), [
+        [429, true],
+        [500, false],
+        [502, true],
+        [503, true],
+        [504, true],
+        [400, false]
+      ])
     }).pipe(Effect.scoped))
 
   it.live("a provider that does not answer within SMS_TIMEOUT, or is not there, is unavailable", () =>
@@ -72,14 +82,23 @@ describe("SmsGateway", () => {
           const gateway = yield* gatewayFor(url, Duration.millis(300))
           const start = performance.now()
           const error = yield* Effect.flip(gateway.send(sms))
-          return { unavailable: error.unavailable, took: performance.now() - start }
+          return { unavailable: error.unavailable, message: error.message, took: performance.now() - start }
         })
-      for (const url of [silent.url, gone.url]) {
-        const { took, unavailable } = yield* outcome(url)
+      for (const [url, why] of [[silent.url, "Headers Timeout"], [gone.url, "ECONNREFUSED"]] as const) {
+        const { message, took, unavailable } = yield* outcome(url)
         assert.isTrue(unavailable, url)
+        assert.include(message, why)
         assert.isBelow(took, 3_000, `${url} failed after ${took.toFixed(0)} ms`)
       }
       const { took } = yield* outcome(silent.url)
       assert.isAtLeast(took, 250, "waited for the timeout")
     }).pipe(Effect.scoped))
+
+  it.effect("SMS_TIMEOUT of zero is refused at start (it would turn the timeouts off)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Config.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SMS_TIMEOUT", "0 millis"]]))))
+      )
+      assert.include(String(error), "SMS_TIMEOUT must be at least 1 millisecond")
+    }))
 })
