@@ -58,12 +58,14 @@ export const BenchConfig = Config.all({
   /** Relay settings tried one after the other in the drain run. */
   drainVariants: relayVariants("BENCH_RELAY", "1x1000,2x1000,2x2000"),
   /**
-   * Relay settings of the end-to-end and latency runs: the library's defaults. A second loop drained
-   * no faster in `pnpm bench:compare` (2026-12-01: 32,082 / 29,722 events/s against 32,170 / 24,984)
-   * and doubled the tail at 1,000/s (commit → on the topic p99 41-53 ms against 25-27 ms): the two
-   * loops wait on each other's sends (one request in flight) and claim each other's notified shards.
+   * Relay settings of the end-to-end and latency runs: two claim loops, as commerce-service deploys
+   * its relay. On 2026-12-01 a second loop had drained no faster in `pnpm bench:compare` (32,082 /
+   * 29,722 events/s against 32,170 / 24,984) and doubled the tail at 1,000/s (commit → on the topic
+   * p99 41-53 ms against 25-27 ms). On 2026-12-04, interleaved (2, 1, 1, 2 loops): drained 30,021,
+   * 29,595, 24,991, 29,377 events/s; p99 at 1,000/s 9.6, 13, 17, 17 ms; → applied p99 54, 57, 65,
+   * 47 ms; and in two full runs that day 33,985 events/s with two loops against 25,540 with one.
    */
-  pipelineRelay: relayVariants("BENCH_PIPELINE_RELAY", "1x1000").pipe(Config.map((variants) => variants[0]!)),
+  pipelineRelay: relayVariants("BENCH_PIPELINE_RELAY", "2x1000").pipe(Config.map((variants) => variants[0]!)),
   /** Shards one relay claim may lock in runs 2 and 3 (the library's default when unset). */
   shardsPerClaim: Config.option(Config.integer("BENCH_SHARDS_PER_CLAIM")),
   /**
