@@ -64,7 +64,6 @@ export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-servi
         HttpClientRequest.bodyUnsafeJson({ to: sms.to, text: sms.text })
       )
       yield* client.execute(request).pipe(
-        Effect.scoped,
         Effect.mapError((error) => new SmsError({ message: messageOf(error), unavailable: isUnavailable(error) }))
       )
     })

@@ -455,8 +455,8 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
      */
     return (batches: ReadonlyArray<Consumer.Batch>) =>
       Effect.gen(function*() {
-        const byPartition = new Map(batches.map((batch) => [`${batch.topic}/${batch.partition}`, batch]))
-        const done: Done = (record) => byPartition.get(`${record.topic}/${record.partition}`)!.done(record)
+        const byTopicPartition = new Map(batches.map((batch) => [`${batch.topic}/${batch.partition}`, batch]))
+        const done: Done = (record) => byTopicPartition.get(`${record.topic}/${record.partition}`)!.done(record)
         let pending: Array<Delivered<A>> = []
         const flush = Effect.suspend(() => {
           const run = pending
