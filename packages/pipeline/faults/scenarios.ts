@@ -66,6 +66,8 @@ interface FaultContext {
   readonly group: string
   readonly seconds: (nominal: number) => Duration.Duration
   readonly proxy: FaultProxy.FaultProxy
+  /** The proxy between the relay's and the consumer's processes and PostgreSQL (`databaseThroughProxy`). */
+  readonly databaseProxy: FaultProxy.FaultProxy | undefined
   /** Processes killed so far (`kills`). */
   readonly kills: () => number
   /** The scenario's own broker (`broker: "private"`). */
@@ -114,6 +116,13 @@ export interface Scenario {
   readonly clients?: "processes" | "in-process"
   /** Whether the relay and the consumer reach Kafka through the fault proxy. */
   readonly throughProxy?: boolean
+  /**
+   * Whether the relay's and the consumer's processes reach PostgreSQL through a fault proxy of its own
+   * (the writers and the matrix's watchers do not: the fault is between the pipeline and its database).
+   */
+  readonly databaseThroughProxy?: boolean
+  /** Settings of the relay's and the consumer's processes beside the matrix's own (`clients: "processes"`). */
+  readonly clientEnv?: Record<string, string>
   /** How many times in all the relay and consumer processes are SIGKILLed and replaced. */
   readonly kills?: number
   /**
@@ -150,6 +159,11 @@ const restartNodes = (nodes: ClusterNodes) =>
       Effect.logWarning("Restarting the 3-node cluster's killed nodes failed; they stay down until started", cause)
     )
   )
+
+const databaseProxy = (context: FaultContext) =>
+  context.databaseProxy === undefined
+    ? Effect.dieMessage("this scenario needs databaseThroughProxy")
+    : Effect.succeed(context.databaseProxy)
 
 const privateCluster = (context: FaultContext) =>
   context.cluster === undefined
@@ -206,6 +220,22 @@ export const scenarios: ReadonlyArray<Scenario> = [
       Effect.flatMap(
         privateBroker(context),
         (broker) => Effect.scoped(Effect.zipRight(broker.frozen, sleepFor(context.seconds(30))))
+      )
+  },
+  {
+    // A failover to another host or a dropped route: the connections open to the old address get no
+    // answer and no reset, new ones are accepted and then hear nothing. The proxy drops what it holds,
+    // so a connection used during the fault never answers again: only the client's own timeouts end it
+    // (`PG_ANSWER_TIMEOUT`, 30 s by default: the recovery is at most that minus the fault's length; the
+    // processes here run with 5 s, as a deployment that wants to be back within seconds would).
+    name: "database blackholed 30 s (proxy)",
+    databaseThroughProxy: true,
+    clientEnv: { PG_ANSWER_TIMEOUT: "5 seconds" },
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.flatMap(
+        databaseProxy(context),
+        (proxy) => proxy.during(FaultProxy.blackhole, sleepFor(context.seconds(30)))
       )
   },
   {
@@ -538,6 +568,10 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
       }
       : undefined
     const proxy = yield* KafkaFaults.proxy
+    const databaseServer = new URL(Redacted.value(serverUrl))
+    const dbProxy = scenario.databaseThroughProxy === true
+      ? yield* FaultProxy.make({ host: databaseServer.hostname, port: Number(databaseServer.port || "5432") })
+      : undefined
     const seconds = (nominal: number) => Duration.seconds(Math.max(3, nominal * size.faultScale))
     let kills = () => 0
     let died = (): ReadonlyArray<string> => []
@@ -564,12 +598,17 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
           OUTBOX_CONCURRENCY: process.env["OUTBOX_CONCURRENCY"] ?? "2"
         }
         : {}
+      const clientsUrl = new URL(Redacted.value(databaseUrl))
+      if (dbProxy !== undefined) {
+        clientsUrl.hostname = dbProxy.host
+        clientsUrl.port = String(dbProxy.port)
+      }
       const clients = yield* processClients(
-        Redacted.value(databaseUrl),
+        clientsUrl.toString(),
         topic.name,
         group,
         scenario.kills ?? 0,
-        kafkaEnv
+        { ...kafkaEnv, ...scenario.clientEnv }
       )
       kills = clients.kills
       died = clients.died
@@ -702,6 +741,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
         group,
         seconds,
         proxy,
+        databaseProxy: dbProxy,
         kills,
         broker,
         cluster,

@@ -5,12 +5,14 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as String from "effect/String"
+import * as UnansweredTimeout from "./internal/unansweredTimeout.ts"
 import * as Migrations from "./Migrations.ts"
 
 export const defaultUrl = "postgres://postgres@127.0.0.1:5432/kpipe"
@@ -30,7 +32,9 @@ export const onServer = <A>(url: Redacted.Redacted, f: (sql: PgClient.PgClient) 
   PgClient.make({
     url: Redacted.make(withDatabase(Redacted.value(url), "postgres")),
     maxConnections: 1,
-    connectTimeout: "3 seconds"
+    connectTimeout: "3 seconds",
+    stream: (options?: { readonly ssl?: unknown }) =>
+      UnansweredTimeout.socket(Duration.toMillis(defaultAnswerTimeout), options)
   }).pipe(Effect.flatMap(f), Effect.scoped, Effect.provide(Reactivity.layer))
 
 /**
@@ -51,9 +55,29 @@ export const url: Config.Config<Redacted.Redacted> = Config.redacted("DATABASE_U
   Config.withDefault(Redacted.make(defaultUrl))
 )
 
+const defaultAnswerTimeout = Duration.seconds(30)
+
+/**
+ * How long a connection may wait for the server's first bytes after sending it something before it
+ * is closed (`PG_ANSWER_TIMEOUT`): what ends a statement sent to a failed-over primary or into a
+ * dropped route, which neither answers nor resets. A statement that legitimately runs longer without
+ * a byte back (a lock wait, a migration building an index) fails at it, so it must exceed those.
+ * Plain connections only: over TLS (`sslmode` in `DATABASE_URL`) pg's own behaviour is unchanged.
+ */
+export const answerTimeout: Config.Config<Duration.Duration> = Config.duration("PG_ANSWER_TIMEOUT").pipe(
+  Config.withDefault(defaultAnswerTimeout),
+  Config.validate({
+    message: "PG_ANSWER_TIMEOUT must be at least 1 millisecond",
+    validation: (timeout) => Duration.toMillis(timeout) >= 1
+  }),
+  Config.withDescription(
+    "Closes a PostgreSQL connection that got no answer this long after it sent something (a failover, a dropped route); above the longest lock wait or statement"
+  )
+)
+
 /**
  * The pg pool every package shares. Columns are snake_case in SQL and camelCase in TypeScript.
- * `DATABASE_URL`, `PG_MAX_CONNECTIONS` (default 10), `PG_APPLICATION_NAME`.
+ * `DATABASE_URL`, `PG_MAX_CONNECTIONS` (default 10), `PG_APPLICATION_NAME`, `PG_ANSWER_TIMEOUT` (30 s).
  */
 export const layerConfig = (
   databaseUrl: Config.Config<Redacted.Redacted> = url
@@ -62,6 +86,11 @@ export const layerConfig = (
     url: databaseUrl,
     maxConnections: Config.integer("PG_MAX_CONNECTIONS").pipe(Config.withDefault(10)),
     applicationName: Config.string("PG_APPLICATION_NAME").pipe(Config.withDefault("kpipe")),
+    stream: Config.map(
+      answerTimeout,
+      (timeout) => (options?: { readonly ssl?: unknown }) =>
+        UnansweredTimeout.socket(Duration.toMillis(timeout), options)
+    ),
     transformQueryNames: Config.succeed(String.camelToSnake),
     transformResultNames: Config.succeed(String.snakeToCamel)
   })

@@ -1,0 +1,29 @@
+import * as net from "node:net"
+
+/**
+ * A socket for `pg` that destroys itself when the server sent nothing for `millis` after it was
+ * sent something: a failed-over primary or a dropped route neither answers nor resets, and `pg`
+ * would wait on it for good (its `query_timeout` fails the query but keeps the connection, so the
+ * next query waits behind it). Destroyed, the connection fails its query with an error, the pool
+ * drops it and the next attempt opens a new one. A connection with nothing sent since the server's
+ * last bytes (idle in the pool, or waiting for LISTEN's notifications) is never ended by it.
+ *
+ * Not on TLS connections (`ssl` in the options `pg` passes): the TLS socket `pg` puts on top reads
+ * this one's bytes itself, so its `data` events stop and an answer could not be told from silence.
+ */
+export const socket = (millis: number, options?: { readonly ssl?: unknown }): net.Socket => {
+  const socket = new net.Socket()
+  if (options?.ssl !== undefined && options.ssl !== false) return socket
+  let answeredUpTo = 0
+  socket.on("data", () => {
+    answeredUpTo = socket.bytesWritten
+  })
+  socket.setTimeout(millis)
+  // `timeout` fires once nothing moved either way for `millis`.
+  socket.on("timeout", () => {
+    if (socket.bytesWritten > answeredUpTo) {
+      socket.destroy(new Error(`PostgreSQL sent no answer for ${millis} ms (PG_ANSWER_TIMEOUT): connection closed`))
+    }
+  })
+  return socket
+}

@@ -1,0 +1,117 @@
+import { SqlClient } from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import { assert, describe, it } from "@effect/vitest"
+import { Database } from "@kpipe/sql"
+import { FaultProxy } from "@kpipe/testing"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+
+/** The shared pool's Layer (`Database.layerConfig`) reaching the server through a fault proxy. */
+const poolThroughProxy = (answerTimeout: string) =>
+  Effect.gen(function*() {
+    const target = new URL(Redacted.value(yield* Database.url))
+    const proxy = yield* FaultProxy.make({ host: target.hostname, port: Number(target.port || 5432) })
+    const viaProxy = new URL(target)
+    viaProxy.host = `${proxy.host}:${proxy.port}`
+    viaProxy.pathname = "/postgres"
+    const context = yield* Layer.build(
+      Database.layerConfig(Config.succeed(Redacted.make(viaProxy.toString()))).pipe(
+        Layer.provide(Layer.setConfigProvider(
+          ConfigProvider.fromMap(new Map([["PG_ANSWER_TIMEOUT", answerTimeout], ["PG_MAX_CONNECTIONS", "2"]]))
+        ))
+      )
+    )
+    return { proxy, sql: Context.get(context, SqlClient) }
+  })
+
+const backendPid = (sql: SqlClient) =>
+  sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.pipe(Effect.map((rows) => rows[0]!.pid))
+
+describe("Database.layerConfig: PG_ANSWER_TIMEOUT (real PostgreSQL behind a FaultProxy)", () => {
+  it.scopedLive(
+    "a statement sent into a blackhole fails within the timeout, and the pool recovers",
+    () =>
+      Effect.gen(function*() {
+        const { proxy, sql } = yield* poolThroughProxy("1 second")
+        assert.isNumber(yield* backendPid(sql))
+
+        const started = Date.now()
+        // The proxy drops what it holds: without the timeout the connection waits for good (this
+        // test's 20 s timeout), as pg's does after a failover or a dropped route.
+        const lost = yield* proxy.during(FaultProxy.blackhole, Effect.either(backendPid(sql)))
+        const waited = Date.now() - started
+        assert.isTrue(Either.isLeft(lost), "no answer → an error, not a wait")
+        if (Either.isLeft(lost)) {
+          assert.strictEqual(lost.left._tag, "SqlError")
+          assert.include(String(lost.left.cause), "PG_ANSWER_TIMEOUT")
+        }
+        assert.isAtLeast(waited, 900)
+        assert.isBelow(waited, 5_000)
+
+        // The connection was closed, so the next statements get working ones.
+        for (let i = 0; i < 3; i++) assert.isNumber(yield* backendPid(sql).pipe(Effect.timeout("3 seconds")))
+      }),
+    { timeout: 20_000 }
+  )
+
+  it.scopedLive("so does a transaction, which then frees its connection", () =>
+    Effect.gen(function*() {
+      const { proxy, sql } = yield* poolThroughProxy("1 second")
+      const transaction = sql.withTransaction(backendPid(sql))
+      assert.isNumber(yield* transaction)
+
+      const started = Date.now()
+      // @effect/sql's ROLLBACK on the closed connection dies, which replaces the statement's failure
+      // by a defect (the pipeline's loops retry both).
+      const lost = yield* proxy.during(FaultProxy.blackhole, Effect.exit(transaction))
+      const waited = Date.now() - started
+      assert.isTrue(Exit.isFailure(lost), "no answer → an error, not a wait")
+      if (Exit.isFailure(lost)) {
+        const errors = [...Cause.failures(lost.cause), ...Cause.defects(lost.cause)]
+        assert.isTrue(errors.some((error) => error instanceof SqlError), Cause.pretty(lost.cause))
+      }
+      assert.isAtLeast(waited, 900)
+      assert.isBelow(waited, 5_000)
+
+      // Two connections in the pool: both would be held for good if the dead one were not released.
+      for (let i = 0; i < 3; i++) assert.isNumber(yield* transaction.pipe(Effect.timeout("3 seconds")))
+    }), { timeout: 20_000 })
+
+  it.scopedLive("a connection that sent nothing is not closed however long it waits", () =>
+    Effect.gen(function*() {
+      const { sql } = yield* poolThroughProxy("300 millis")
+      yield* sql.withTransaction(Effect.gen(function*() {
+        const before = yield* backendPid(sql)
+        yield* Effect.sleep("1 second")
+        assert.strictEqual(yield* backendPid(sql), before, "the same connection, still open")
+      }))
+    }), { timeout: 20_000 })
+
+  it.scopedLive(
+    "a statement answering later than the timeout fails (the timeout must exceed the longest)",
+    () =>
+      Effect.gen(function*() {
+        const { sql } = yield* poolThroughProxy("300 millis")
+        const slow = yield* Effect.either(sql`SELECT pg_sleep(1)`)
+        assert.isTrue(Either.isLeft(slow))
+        assert.isNumber(yield* backendPid(sql))
+      }),
+    { timeout: 20_000 }
+  )
+
+  it.effect("PG_ANSWER_TIMEOUT below 1 ms is refused", () =>
+    Effect.gen(function*() {
+      const refused = yield* Database.answerTimeout.pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["PG_ANSWER_TIMEOUT", "0 millis"]]))),
+        Effect.flip
+      )
+      assert.include(String(refused), "PG_ANSWER_TIMEOUT must be at least 1 millisecond")
+    }))
+})
