@@ -225,9 +225,11 @@ export const scenarios: ReadonlyArray<Scenario> = [
   {
     // A failover to another host or a dropped route: the connections open to the old address get no
     // answer and no reset, new ones are accepted and then hear nothing. The proxy drops what it holds,
-    // so a connection used during the fault never answers again: only the client's own timeouts end it
-    // (`PG_ANSWER_TIMEOUT`, 30 s by default: the recovery is at most that minus the fault's length; the
-    // processes here run with 5 s, as a deployment that wants to be back within seconds would).
+    // so a connection used during the fault never answers again: only the client's own timeout ends it
+    // (`PG_ANSWER_TIMEOUT`, 30 s by default: a statement sent just before the path came back waits all
+    // of it; the processes here run with 5 s, as a deployment that wants to be back within seconds would).
+    // Kinder than a real dropped route in one way: the proxy passes the client's close on to the server
+    // at once, so the server's session ends and its locks go with it.
     name: "database blackholed 30 s (proxy)",
     databaseThroughProxy: true,
     clientEnv: { PG_ANSWER_TIMEOUT: "5 seconds" },
@@ -236,6 +238,21 @@ export const scenarios: ReadonlyArray<Scenario> = [
       Effect.flatMap(
         databaseProxy(context),
         (proxy) => proxy.during(FaultProxy.blackhole, sleepFor(context.seconds(30)))
+      )
+  },
+  {
+    // Sessions stay open and what is sent waits in the frozen server's sockets: a statement outlives
+    // PG_ANSWER_TIMEOUT (5 s here), its connection is closed, and the server learns of it only when it
+    // runs again, after what was already in the socket: a COMMIT sent before the close may still commit
+    // although its client was told it failed, and a claim's row locks stay held until then.
+    name: "PostgreSQL frozen (SIGSTOP) 30 s, then SIGCONT",
+    database: "private",
+    clientEnv: { PG_ANSWER_TIMEOUT: "5 seconds" },
+    meetsRecoveryTarget: true,
+    fault: (context) =>
+      Effect.flatMap(
+        privateCluster(context),
+        (cluster) => Effect.scoped(Effect.zipRight(cluster.frozen, sleepFor(context.seconds(30))))
       )
   },
   {

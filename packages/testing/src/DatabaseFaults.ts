@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { readdirSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import * as ServiceProcess from "./ServiceProcess.ts"
 
 /**
@@ -83,6 +83,12 @@ export interface Cluster {
   readonly start: Effect.Effect<void, DatabaseFaultsError>
   /** Stopped now; started again when the scope closes, whatever happened meanwhile. */
   readonly down: Effect.Effect<void, DatabaseFaultsError, Scope.Scope>
+  /**
+   * SIGSTOP to the server and every process it started, SIGCONT when the scope closes: sessions stay
+   * open and what they are sent waits in their sockets; new connections wait in the listen queue. A
+   * host or VM that hangs, or a server stalled on its storage.
+   */
+  readonly frozen: Effect.Effect<void, DatabaseFaultsError, Scope.Scope>
 }
 
 const text = <E>(stream: Stream.Stream<Uint8Array, E>) => stream.pipe(Stream.decodeText(), Stream.mkString)
@@ -149,6 +155,22 @@ export const cluster: Effect.Effect<Cluster, DatabaseFaultsError, Scope.Scope> =
   )
   yield* ctl("start")
   const stop = ctl("stop").pipe(Effect.zipRight(Effect.logInfo(`PostgreSQL ${name} stopped`)))
+  // The postmaster's pid is the first line of postmaster.pid in the data directory (Debian's layout).
+  const signalAll = (signal: NodeJS.Signals) =>
+    Effect.try({
+      try: () => {
+        const postmaster = Number(
+          readFileSync(`/var/lib/postgresql/${version}/${name}/postmaster.pid`, "utf8").split("\n")[0]
+        )
+        const children = readFileSync(`/proc/${postmaster}/task/${postmaster}/children`, "utf8")
+          .split(" ").filter((pid) => pid.trim() !== "").map(Number)
+        // The postmaster first when stopping (no new children), last when continuing.
+        const order = signal === "SIGSTOP" ? [postmaster, ...children] : [...children, postmaster]
+        for (const pid of order) process.kill(pid, signal)
+        return order.length
+      },
+      catch: (cause) => new DatabaseFaultsError({ command: `kill -${signal}`, message: String(cause) })
+    }).pipe(Effect.tap((count) => Effect.logInfo(`PostgreSQL ${name}: ${signal} to ${count} processes`)))
   const start = ctl("start").pipe(Effect.zipRight(Effect.logInfo(`PostgreSQL ${name} started`)))
   return {
     version,
@@ -158,6 +180,7 @@ export const cluster: Effect.Effect<Cluster, DatabaseFaultsError, Scope.Scope> =
     restart: ctl("restart").pipe(Effect.zipRight(Effect.logInfo(`PostgreSQL ${name} restarted`))),
     stop,
     start,
-    down: Effect.acquireRelease(stop, () => Effect.orDie(start))
+    down: Effect.acquireRelease(stop, () => Effect.orDie(start)),
+    frozen: Effect.asVoid(Effect.acquireRelease(signalAll("SIGSTOP"), () => Effect.orDie(signalAll("SIGCONT"))))
   } satisfies Cluster
 })

@@ -14,7 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 
 /** The shared pool's Layer (`Database.layerConfig`) reaching the server through a fault proxy. */
-const poolThroughProxy = (answerTimeout: string) =>
+const poolThroughProxy = (answerTimeout: string, connections = 2) =>
   Effect.gen(function*() {
     const target = new URL(Redacted.value(yield* Database.url))
     const proxy = yield* FaultProxy.make({ host: target.hostname, port: Number(target.port || 5432) })
@@ -24,7 +24,9 @@ const poolThroughProxy = (answerTimeout: string) =>
     const context = yield* Layer.build(
       Database.layerConfig(Config.succeed(Redacted.make(viaProxy.toString()))).pipe(
         Layer.provide(Layer.setConfigProvider(
-          ConfigProvider.fromMap(new Map([["PG_ANSWER_TIMEOUT", answerTimeout], ["PG_MAX_CONNECTIONS", "2"]]))
+          ConfigProvider.fromMap(
+            new Map([["PG_ANSWER_TIMEOUT", answerTimeout], ["PG_MAX_CONNECTIONS", String(connections)]])
+          )
         ))
       )
     )
@@ -63,7 +65,7 @@ describe("Database.layerConfig: PG_ANSWER_TIMEOUT (real PostgreSQL behind a Faul
 
   it.scopedLive("so does a transaction, which then frees its connection", () =>
     Effect.gen(function*() {
-      const { proxy, sql } = yield* poolThroughProxy("1 second")
+      const { proxy, sql } = yield* poolThroughProxy("1 second", 1)
       const transaction = sql.withTransaction(backendPid(sql))
       assert.isNumber(yield* transaction)
 
@@ -80,16 +82,16 @@ describe("Database.layerConfig: PG_ANSWER_TIMEOUT (real PostgreSQL behind a Faul
       assert.isAtLeast(waited, 900)
       assert.isBelow(waited, 5_000)
 
-      // Two connections in the pool: both would be held for good if the dead one were not released.
+      // One connection in the pool: the next transaction waits for good unless the dead one was released.
       for (let i = 0; i < 3; i++) assert.isNumber(yield* transaction.pipe(Effect.timeout("3 seconds")))
     }), { timeout: 20_000 })
 
   it.scopedLive("a connection that sent nothing is not closed however long it waits", () =>
     Effect.gen(function*() {
-      const { sql } = yield* poolThroughProxy("300 millis")
+      const { sql } = yield* poolThroughProxy("1 second")
       yield* sql.withTransaction(Effect.gen(function*() {
         const before = yield* backendPid(sql)
-        yield* Effect.sleep("1 second")
+        yield* Effect.sleep("3 seconds")
         assert.strictEqual(yield* backendPid(sql), before, "the same connection, still open")
       }))
     }), { timeout: 20_000 })
@@ -98,9 +100,10 @@ describe("Database.layerConfig: PG_ANSWER_TIMEOUT (real PostgreSQL behind a Faul
     "a statement answering later than the timeout fails (the timeout must exceed the longest)",
     () =>
       Effect.gen(function*() {
-        const { sql } = yield* poolThroughProxy("300 millis")
-        const slow = yield* Effect.either(sql`SELECT pg_sleep(1)`)
+        const { sql } = yield* poolThroughProxy("1 second")
+        const slow = yield* Effect.either(sql`SELECT pg_sleep(3)`)
         assert.isTrue(Either.isLeft(slow))
+        if (Either.isLeft(slow)) assert.include(String(slow.left.cause), "PG_ANSWER_TIMEOUT")
         assert.isNumber(yield* backendPid(sql))
       }),
     { timeout: 20_000 }

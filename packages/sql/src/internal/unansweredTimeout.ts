@@ -8,12 +8,18 @@ import * as net from "node:net"
  * drops it and the next attempt opens a new one. A connection with nothing sent since the server's
  * last bytes (idle in the pool, or waiting for LISTEN's notifications) is never ended by it.
  *
+ * Any byte back counts as the answer, so a reply cut off after its first chunk still waits. The
+ * server goes on with a statement whose connection this closed until it notices the close (at once
+ * when the FIN reaches it; on a route that stays dropped, only by its TCP keepalive or
+ * `idle_in_transaction_session_timeout`), holding the locks it has.
+ *
  * Not on TLS connections (`ssl` in the options `pg` passes): the TLS socket `pg` puts on top reads
  * this one's bytes itself, so its `data` events stop and an answer could not be told from silence.
  */
 export const socket = (millis: number, options?: { readonly ssl?: unknown }): net.Socket => {
   const socket = new net.Socket()
-  if (options?.ssl !== undefined && options.ssl !== false) return socket
+  // As pg decides whether to negotiate TLS.
+  if (options?.ssl) return socket
   let answeredUpTo = 0
   socket.on("data", () => {
     answeredUpTo = socket.bytesWritten
@@ -21,9 +27,11 @@ export const socket = (millis: number, options?: { readonly ssl?: unknown }): ne
   socket.setTimeout(millis)
   // `timeout` fires once nothing moved either way for `millis`.
   socket.on("timeout", () => {
-    if (socket.bytesWritten > answeredUpTo) {
-      socket.destroy(new Error(`PostgreSQL sent no answer for ${millis} ms (PG_ANSWER_TIMEOUT): connection closed`))
-    }
+    if (socket.bytesWritten <= answeredUpTo) return
+    // Ended (pg's `end()` sent Terminate, which has no answer): closed without an error, which
+    // nobody might listen for any more (the LISTEN client's listener is removed before its end).
+    if (socket.writableEnded) socket.destroy()
+    else socket.destroy(new Error(`PostgreSQL sent no answer for ${millis} ms (PG_ANSWER_TIMEOUT): connection closed`))
   })
   return socket
 }
