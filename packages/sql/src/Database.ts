@@ -24,6 +24,8 @@ export const withDatabase = (url: string, database: string): string => {
   return parsed.toString()
 }
 
+const defaultAnswerTimeout = Duration.seconds(30)
+
 /**
  * Runs `f` on one short-lived connection to the server's maintenance database, for work that
  * cannot run inside the target database (creating or dropping it).
@@ -33,8 +35,7 @@ export const onServer = <A>(url: Redacted.Redacted, f: (sql: PgClient.PgClient) 
     url: Redacted.make(withDatabase(Redacted.value(url), "postgres")),
     maxConnections: 1,
     connectTimeout: "3 seconds",
-    stream: (options?: { readonly ssl?: unknown }) =>
-      UnansweredTimeout.socket(Duration.toMillis(defaultAnswerTimeout), options)
+    stream: UnansweredTimeout.stream(Duration.toMillis(defaultAnswerTimeout))
   }).pipe(Effect.flatMap(f), Effect.scoped, Effect.provide(Reactivity.layer))
 
 /**
@@ -54,8 +55,6 @@ export const separatePool = (
 export const url: Config.Config<Redacted.Redacted> = Config.redacted("DATABASE_URL").pipe(
   Config.withDefault(Redacted.make(defaultUrl))
 )
-
-const defaultAnswerTimeout = Duration.seconds(30)
 
 /**
  * How long a connection may wait for the server's first bytes after sending it something before it
@@ -86,11 +85,7 @@ export const layerConfig = (
     url: databaseUrl,
     maxConnections: Config.integer("PG_MAX_CONNECTIONS").pipe(Config.withDefault(10)),
     applicationName: Config.string("PG_APPLICATION_NAME").pipe(Config.withDefault("kpipe")),
-    stream: Config.map(
-      answerTimeout,
-      (timeout) => (options?: { readonly ssl?: unknown }) =>
-        UnansweredTimeout.socket(Duration.toMillis(timeout), options)
-    ),
+    stream: Config.map(answerTimeout, (timeout) => UnansweredTimeout.stream(Duration.toMillis(timeout))),
     transformQueryNames: Config.succeed(String.camelToSnake),
     transformResultNames: Config.succeed(String.snakeToCamel)
   })

@@ -35,3 +35,6 @@ export const socket = (millis: number, options?: { readonly ssl?: unknown }): ne
   })
   return socket
 }
+
+/** `socket` as `PgClient`'s `stream` option: pg calls it with its connection's options. */
+export const stream = (millis: number) => (options?: { readonly ssl?: unknown }): net.Socket => socket(millis, options)
