@@ -165,6 +165,10 @@ const databaseProxy = (context: FaultContext) =>
     ? Effect.dieMessage("this scenario needs databaseThroughProxy")
     : Effect.succeed(context.databaseProxy)
 
+/** `fault` on the relay's and consumer's path to the database for 30 s (scaled). */
+const databaseProxyFault = (fault: FaultProxy.Fault) => (context: FaultContext) =>
+  Effect.flatMap(databaseProxy(context), (proxy) => proxy.during(fault, sleepFor(context.seconds(30))))
+
 const privateCluster = (context: FaultContext) =>
   context.cluster === undefined
     ? Effect.dieMessage("this scenario needs database: \"private\"")
@@ -234,11 +238,19 @@ export const scenarios: ReadonlyArray<Scenario> = [
     databaseThroughProxy: true,
     clientEnv: { PG_ANSWER_TIMEOUT: "5 seconds" },
     meetsRecoveryTarget: true,
-    fault: (context) =>
-      Effect.flatMap(
-        databaseProxy(context),
-        (proxy) => proxy.during(FaultProxy.blackhole, sleepFor(context.seconds(30)))
-      )
+    fault: databaseProxyFault(FaultProxy.blackhole)
+  },
+  {
+    // The same, and new connections are not accepted either: their SYNs go unanswered, as when the
+    // database's host is gone. Once PG_ANSWER_TIMEOUT has closed the silent connections, the pool's
+    // next ones wait in connect: without a bound of their own, on the kernel's SYN retries (1, 3, 7,
+    // 15, 31, 63 s), so they connect up to 32 s after the path is back; abandoned at the timeout, a
+    // new attempt goes out every 5 s.
+    name: "database unreachable 30 s (proxy: SYNs dropped)",
+    databaseThroughProxy: true,
+    clientEnv: { PG_ANSWER_TIMEOUT: "5 seconds" },
+    meetsRecoveryTarget: true,
+    fault: databaseProxyFault(FaultProxy.unreachable)
   },
   {
     // Sessions stay open and what is sent waits in the frozen server's sockets: a statement outlives

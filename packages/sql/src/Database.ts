@@ -61,7 +61,8 @@ export const url: Config.Config<Redacted.Redacted> = Config.redacted("DATABASE_U
  * is closed (`PG_ANSWER_TIMEOUT`): what ends a statement sent to a failed-over primary or into a
  * dropped route, which neither answers nor resets. A statement that legitimately runs longer without
  * a byte back (a lock wait, a migration building an index) fails at it, so it must exceed those.
- * Plain connections only: over TLS (`sslmode` in `DATABASE_URL`) pg's own behaviour is unchanged.
+ * A connection attempt the server does not accept (SYNs dropped) is abandoned after it too. Over TLS
+ * (`sslmode` in `DATABASE_URL`) only that attempt is watched.
  */
 export const answerTimeout: Config.Config<Duration.Duration> = Config.duration("PG_ANSWER_TIMEOUT").pipe(
   Config.withDefault(defaultAnswerTimeout),
@@ -70,7 +71,7 @@ export const answerTimeout: Config.Config<Duration.Duration> = Config.duration("
     validation: (timeout) => Duration.toMillis(timeout) >= 1
   }),
   Config.withDescription(
-    "Closes a PostgreSQL connection that got no answer this long after it sent something (a failover, a dropped route); above the longest lock wait or statement"
+    "Closes a PostgreSQL connection that got no answer this long after it sent something, or that the server did not accept (a failover, a dropped route); above the longest lock wait or statement"
   )
 )
 

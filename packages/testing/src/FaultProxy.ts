@@ -1,8 +1,11 @@
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as net from "node:net"
+import { fileURLToPath } from "node:url"
+import * as ServiceProcess from "./ServiceProcess.ts"
 
 /**
  * What the proxy does to the traffic between clients and the target:
@@ -10,6 +13,9 @@ import * as net from "node:net"
  * - `cut`: resets every open connection and refuses new ones (a network cut, a crashed host);
  * - `blackhole`: keeps connections open and accepts new ones, but nothing arrives either way (a
  *   frozen process, a dropped route: the client only learns of it by its own timeouts);
+ * - `unreachable`: as `blackhole`, and new connections are not accepted either: their SYNs go
+ *   unanswered (a host gone, a dropped route), so connecting waits for the client's own timeout or
+ *   the kernel's retries (about two minutes on Linux); they connect once the fault ends;
  * - `freeze`: keeps connections open and accepts new ones, and holds what is sent either way until
  *   the fault changes, then delivers it in order (a process stopped with SIGSTOP: what it was sent
  *   waits in its sockets and is answered once it runs again, including requests the client gave up
@@ -22,6 +28,7 @@ export type Fault =
   | { readonly _tag: "pass" }
   | { readonly _tag: "cut" }
   | { readonly _tag: "blackhole" }
+  | { readonly _tag: "unreachable" }
   | { readonly _tag: "freeze" }
   | { readonly _tag: "delay"; readonly millis: number }
   | { readonly _tag: "dropResponses" }
@@ -29,6 +36,7 @@ export type Fault =
 export const pass: Fault = { _tag: "pass" }
 export const cut: Fault = { _tag: "cut" }
 export const blackhole: Fault = { _tag: "blackhole" }
+export const unreachable: Fault = { _tag: "unreachable" }
 export const freeze: Fault = { _tag: "freeze" }
 export const dropResponses: Fault = { _tag: "dropResponses" }
 export const delay = (duration: Duration.DurationInput): Fault => ({
@@ -96,6 +104,7 @@ export const make = (target: { readonly host: string; readonly port: number }): 
             held.push({ to, chunk, direction })
             return
           case "blackhole":
+          case "unreachable":
           case "cut":
             return
         }
@@ -122,16 +131,41 @@ export const make = (target: { readonly host: string; readonly port: number }): 
       forward(upstream, client, "response")
     })
 
-    const port = yield* Effect.async<number, FaultProxyError>((resume) => {
-      server.once("error", (cause) => resume(Effect.fail(new FaultProxyError({ cause }))))
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
+    const listen = (port: number) =>
+      Effect.async<number, FaultProxyError>((resume) => {
+        const failed = (cause: unknown) => resume(Effect.fail(new FaultProxyError({ cause })))
+        server.once("error", failed)
+        server.listen(port, "127.0.0.1", () => {
+          server.off("error", failed)
+          const address = server.address()
+          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
+        })
       })
+    const port = yield* listen(0)
+
+    // While `unreachable`, the port belongs to a process that listens and never accepts, with its
+    // backlog of one filled, so the kernel drops every SYN that arrives.
+    let sink: Scope.CloseableScope | undefined
+    const dropConnections = Effect.gen(function*() {
+      // Not waiting for `close`: that comes once every connection through the proxy has ended.
+      server.close()
+      const scope = yield* Scope.make()
+      sink = scope
+      // Interruptible, even where `set` runs as an acquire (`during`): the waits inside end by
+      // interrupting what lost (a ready line against an exit), which an uninterruptible region would
+      // wait on for good.
+      yield* synSink(port).pipe(Scope.extend(scope), Effect.interruptible)
+    }).pipe(Effect.orDie)
+    const acceptConnections = Effect.suspend(() => {
+      const scope = sink
+      if (scope === undefined) return Effect.void
+      sink = undefined
+      return Scope.close(scope, Exit.void).pipe(Effect.zipRight(listen(port)), Effect.orDie)
     })
 
     const set = (next: Fault) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
+        const was = fault
         fault = next
         // What a freeze held goes on as the next fault would have let it: all of it on `pass` and
         // `delay`, the requests only on `dropResponses`, none of it into a cut or a blackhole.
@@ -149,10 +183,14 @@ export const make = (target: { readonly host: string; readonly port: number }): 
           }
           pairs.clear()
         }
+        if (next._tag === "unreachable" && was._tag !== "unreachable") return dropConnections
+        if (next._tag !== "unreachable" && was._tag === "unreachable") return acceptConnections
+        return Effect.void
       }).pipe(Effect.zipRight(Effect.logInfo(`Fault proxy → ${target.host}:${target.port}: ${next._tag}`)))
 
     yield* Effect.addFinalizer(() =>
       Effect.async<void>((resume) => {
+        if (sink !== undefined) Effect.runFork(Scope.close(sink, Exit.void))
         for (const { client, upstream } of pairs) {
           client.destroy()
           upstream.destroy()
@@ -170,3 +208,35 @@ export const make = (target: { readonly host: string; readonly port: number }): 
       clientChunks: Effect.sync(() => clientChunks)
     } satisfies FaultProxy
   })
+
+/**
+ * A process listening on `port` that never accepts (`internal/synSinkMain.ts`), with its backlog of
+ * one filled by two connections, so the kernel drops every later SYN. Gone when the scope closes.
+ */
+const synSink = (port: number): Effect.Effect<void, FaultProxyError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const sink = yield* ServiceProcess.spawn({
+      name: "syn sink",
+      entry: fileURLToPath(new URL("internal/synSinkMain.ts", import.meta.url)),
+      args: [String(port)],
+      ready: "syn sink listening",
+      readyTimeout: "10 seconds"
+    })
+    yield* sink.awaitReady
+    for (let i = 0; i < 2; i++) {
+      yield* Effect.acquireRelease(
+        Effect.async<net.Socket, FaultProxyError>((resume) => {
+          const filler = net.connect(port, "127.0.0.1")
+          filler.once("connect", () => resume(Effect.succeed(filler)))
+          filler.once("error", (cause) => resume(Effect.fail(new FaultProxyError({ cause }))))
+          return Effect.sync(() => filler.destroy())
+        }).pipe(
+          Effect.timeoutFail({
+            duration: "5 seconds",
+            onTimeout: () => new FaultProxyError({ cause: "the SYN sink's backlog took fewer than two connections" })
+          })
+        ),
+        (filler) => Effect.sync(() => filler.destroy())
+      )
+    }
+  }).pipe(Effect.mapError((cause) => cause instanceof FaultProxyError ? cause : new FaultProxyError({ cause })))

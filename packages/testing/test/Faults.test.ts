@@ -103,6 +103,43 @@ describe("FaultProxy (TCP, in front of the real PostgreSQL)", () => {
     { timeout: 30_000 }
   )
 
+  it.scopedLive(
+    "unreachable: new connections are not accepted and open ones hear nothing; connections go through once it ends",
+    () =>
+      Effect.gen(function*() {
+        const { client, proxy } = yield* proxiedClient
+        assert.isTrue(Either.isRight(yield* select1(client)), "the client's connection, open before the fault")
+        const connect = Effect.async<net.Socket>((resume) => {
+          const socket = net.connect(proxy.port, proxy.host)
+          socket.once("connect", () => resume(Effect.succeed(socket)))
+          socket.on("error", () => {})
+          return Effect.sync(() => socket.destroy())
+        })
+
+        yield* proxy.set(FaultProxy.unreachable)
+        const accepted = yield* proxy.connections
+        assert.isTrue(Option.isNone(yield* Effect.timeoutOption(connect, "1 second")), "no connection accepted")
+        // Connected once the fault ends: the SYN retried by the kernel (1 s, 3 s, ...) reaches the proxy.
+        const waiting = yield* Effect.fork(connect)
+        assert.isTrue(Either.isLeft(yield* select1(client)), "nothing through an open connection")
+        yield* proxy.set(FaultProxy.pass)
+        const late = yield* Fiber.join(waiting).pipe(Effect.timeout("10 seconds"))
+        late.destroy()
+        // The kernel completes the handshake before the proxy's accept runs.
+        const counted = yield* proxy.connections.pipe(
+          Effect.repeat({ until: (n) => n > accepted, schedule: Schedule.spaced("20 millis") }),
+          Effect.timeoutOption("2 seconds")
+        )
+        assert.isTrue(Option.isSome(counted), "the late connection went through the proxy")
+        // (The open connection's query was dropped, so that pg connection waits for good.)
+        const viaProxy = new URL(yield* serverUrl)
+        viaProxy.host = `${proxy.host}:${proxy.port}`
+        viaProxy.pathname = "/postgres"
+        assert.isTrue(Either.isRight(yield* select1(yield* clientOn(viaProxy.toString()))), "a new client gets through")
+      }).pipe(Effect.provide(Reactivity.layer)),
+    { timeout: 30_000 }
+  )
+
   it.scopedLive("delays each chunk", () =>
     Effect.gen(function*() {
       const echo = net.createServer((socket) => socket.pipe(socket))

@@ -13,21 +13,34 @@ import * as net from "node:net"
  * when the FIN reaches it; on a route that stays dropped, only by its TCP keepalive or
  * `idle_in_transaction_session_timeout`), holding the locks it has.
  *
- * Not on TLS connections (`ssl` in the options `pg` passes): the TLS socket `pg` puts on top reads
- * this one's bytes itself, so its `data` events stop and an answer could not be told from silence.
+ * A connection attempt the server does not accept within `millis` (its SYNs dropped: a host gone, a
+ * dropped route) is abandoned with an error as well; the kernel would retry it for about two minutes.
+ *
+ * Over TLS (`ssl` in the options `pg` passes) only the attempt is watched: the TLS socket `pg` puts on
+ * top reads this one's bytes itself, so its `data` events stop and an answer could not be told from
+ * silence.
  */
 export const socket = (millis: number, options?: { readonly ssl?: unknown }): net.Socket => {
   const socket = new net.Socket()
-  // As pg decides whether to negotiate TLS.
-  if (options?.ssl) return socket
-  let answeredUpTo = 0
-  socket.on("data", () => {
-    answeredUpTo = socket.bytesWritten
-  })
+  // `timeout` fires once nothing moved either way for `millis`, connecting included.
   socket.setTimeout(millis)
-  // `timeout` fires once nothing moved either way for `millis`.
+  // As pg decides whether to negotiate TLS.
+  const tls = Boolean(options?.ssl)
+  let answeredUpTo = 0
+  if (tls) socket.once("connect", () => socket.setTimeout(0))
+  else {
+    socket.on("data", () => {
+      answeredUpTo = socket.bytesWritten
+    })
+  }
   socket.on("timeout", () => {
-    if (socket.bytesWritten <= answeredUpTo) return
+    if (socket.connecting) {
+      socket.destroy(
+        new Error(`PostgreSQL did not accept the connection within ${millis} ms (PG_ANSWER_TIMEOUT): attempt abandoned`)
+      )
+      return
+    }
+    if (tls || socket.bytesWritten <= answeredUpTo) return
     // Ended (pg's `end()` sent Terminate, which has no answer): closed without an error, which
     // nobody might listen for any more (the LISTEN client's listener is removed before its end).
     if (socket.writableEnded) socket.destroy()
