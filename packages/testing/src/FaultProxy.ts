@@ -131,11 +131,12 @@ export const make = (target: { readonly host: string; readonly port: number }): 
       forward(upstream, client, "response")
     })
 
+    // SO_REUSEPORT: while `unreachable` changes hands, the proxy and the sink listen side by side.
     const listen = (port: number) =>
       Effect.async<number, FaultProxyError>((resume) => {
         const failed = (cause: unknown) => resume(Effect.fail(new FaultProxyError({ cause })))
         server.once("error", failed)
-        server.listen(port, "127.0.0.1", () => {
+        server.listen({ port, host: "127.0.0.1", reusePort: true }, () => {
           server.off("error", failed)
           const address = server.address()
           resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
@@ -144,24 +145,30 @@ export const make = (target: { readonly host: string; readonly port: number }): 
     const port = yield* listen(0)
 
     // While `unreachable`, the port belongs to a process that listens and never accepts, with its
-    // backlog of one filled, so the kernel drops every SYN that arrives.
+    // backlog of one filled, so the kernel drops every SYN that arrives. It listens before the proxy
+    // stops, and the proxy listens again before it goes, so no connection is refused meanwhile.
     let sink: Scope.CloseableScope | undefined
+    const acceptConnections = Effect.suspend(() => {
+      const scope = sink
+      sink = undefined
+      return Effect.zipRight(
+        server.listening ? Effect.void : Effect.orDie(listen(port)),
+        scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+      )
+    })
     const dropConnections = Effect.gen(function*() {
-      // Not waiting for `close`: that comes once every connection through the proxy has ended.
-      server.close()
       const scope = yield* Scope.make()
       sink = scope
       // Interruptible, even where `set` runs as an acquire (`during`): the waits inside end by
       // interrupting what lost (a ready line against an exit), which an uninterruptible region would
       // wait on for good.
-      yield* synSink(port).pipe(Scope.extend(scope), Effect.interruptible)
-    }).pipe(Effect.orDie)
-    const acceptConnections = Effect.suspend(() => {
-      const scope = sink
-      if (scope === undefined) return Effect.void
-      sink = undefined
-      return Scope.close(scope, Exit.void).pipe(Effect.zipRight(listen(port)), Effect.orDie)
-    })
+      yield* Effect.gen(function*() {
+        yield* startSynSink(port)
+        // Not waiting for `close`: that comes once every connection through the proxy has ended.
+        server.close()
+        yield* fillBacklog(port)
+      }).pipe(Scope.extend(scope), Effect.interruptible)
+    }).pipe(Effect.onError(() => acceptConnections), Effect.orDie)
 
     const set = (next: Fault) =>
       Effect.suspend(() => {
@@ -183,20 +190,27 @@ export const make = (target: { readonly host: string; readonly port: number }): 
           }
           pairs.clear()
         }
-        if (next._tag === "unreachable" && was._tag !== "unreachable") return dropConnections
+        if (next._tag === "unreachable" && was._tag !== "unreachable") {
+          return Effect.onError(dropConnections, () =>
+            Effect.sync(() => {
+              fault = was
+            }))
+        }
         if (next._tag !== "unreachable" && was._tag === "unreachable") return acceptConnections
         return Effect.void
       }).pipe(Effect.zipRight(Effect.logInfo(`Fault proxy → ${target.host}:${target.port}: ${next._tag}`)))
 
     yield* Effect.addFinalizer(() =>
-      Effect.async<void>((resume) => {
-        if (sink !== undefined) Effect.runFork(Scope.close(sink, Exit.void))
-        for (const { client, upstream } of pairs) {
-          client.destroy()
-          upstream.destroy()
-        }
-        server.close(() => resume(Effect.void))
-      })
+      Effect.zipRight(
+        sink === undefined ? Effect.void : Scope.close(sink, Exit.void),
+        Effect.async<void>((resume) => {
+          for (const { client, upstream } of pairs) {
+            client.destroy()
+            upstream.destroy()
+          }
+          server.close(() => resume(Effect.void))
+        })
+      )
     )
 
     return {
@@ -209,34 +223,33 @@ export const make = (target: { readonly host: string; readonly port: number }): 
     } satisfies FaultProxy
   })
 
-/**
- * A process listening on `port` that never accepts (`internal/synSinkMain.ts`), with its backlog of
- * one filled by two connections, so the kernel drops every later SYN. Gone when the scope closes.
- */
-const synSink = (port: number): Effect.Effect<void, FaultProxyError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const sink = yield* ServiceProcess.spawn({
-      name: "syn sink",
-      entry: fileURLToPath(new URL("internal/synSinkMain.ts", import.meta.url)),
-      args: [String(port)],
-      ready: "syn sink listening",
-      readyTimeout: "10 seconds"
-    })
-    yield* sink.awaitReady
-    for (let i = 0; i < 2; i++) {
-      yield* Effect.acquireRelease(
-        Effect.async<net.Socket, FaultProxyError>((resume) => {
-          const filler = net.connect(port, "127.0.0.1")
-          filler.once("connect", () => resume(Effect.succeed(filler)))
-          filler.once("error", (cause) => resume(Effect.fail(new FaultProxyError({ cause }))))
-          return Effect.sync(() => filler.destroy())
-        }).pipe(
-          Effect.timeoutFail({
-            duration: "5 seconds",
-            onTimeout: () => new FaultProxyError({ cause: "the SYN sink's backlog took fewer than two connections" })
-          })
-        ),
-        (filler) => Effect.sync(() => filler.destroy())
-      )
-    }
-  }).pipe(Effect.mapError((cause) => cause instanceof FaultProxyError ? cause : new FaultProxyError({ cause })))
+/** A process listening on `port` beside the proxy that never accepts (`internal/synSinkMain.ts`). */
+const startSynSink = (port: number): Effect.Effect<void, FaultProxyError, Scope.Scope> =>
+  ServiceProcess.spawn({
+    name: "syn sink",
+    entry: fileURLToPath(new URL("internal/synSinkMain.ts", import.meta.url)),
+    args: [String(port)],
+    ready: "syn sink listening",
+    readyTimeout: "10 seconds"
+  }).pipe(
+    Effect.tap((sink) => sink.awaitReady),
+    Effect.asVoid,
+    Effect.mapError((cause) => new FaultProxyError({ cause }))
+  )
+
+/** Two connections, once the sink alone listens: its backlog of one is full, and later SYNs are dropped. */
+const fillBacklog = (port: number): Effect.Effect<void, FaultProxyError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<net.Socket, FaultProxyError>((resume) => {
+      const filler = net.connect(port, "127.0.0.1")
+      filler.once("connect", () => resume(Effect.succeed(filler)))
+      filler.once("error", (cause) => resume(Effect.fail(new FaultProxyError({ cause }))))
+      return Effect.sync(() => filler.destroy())
+    }).pipe(
+      Effect.timeoutFail({
+        duration: "5 seconds",
+        onTimeout: () => new FaultProxyError({ cause: "the SYN sink's backlog took fewer than two connections" })
+      })
+    ),
+    (filler) => Effect.sync(() => filler.destroy())
+  ).pipe(Effect.repeatN(1), Effect.asVoid)
