@@ -156,19 +156,31 @@ export const make = (target: { readonly host: string; readonly port: number }): 
         scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
       )
     })
-    const dropConnections = Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      sink = scope
-      // Interruptible, even where `set` runs as an acquire (`during`): the waits inside end by
-      // interrupting what lost (a ready line against an exit), which an uninterruptible region would
-      // wait on for good.
-      yield* Effect.gen(function*() {
-        yield* startSynSink(port)
-        // Not waiting for `close`: that comes once every connection through the proxy has ended.
-        server.close()
-        yield* fillBacklog(port)
-      }).pipe(Scope.extend(scope), Effect.interruptible)
-    }).pipe(Effect.onError(() => acceptConnections), Effect.orDie)
+    // A switch that fails or is interrupted leaves the proxy listening, under the fault it had.
+    const dropConnections = (was: Fault) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        sink = scope
+        // Interruptible, even where `set` runs as an acquire (`during`): the waits inside end by
+        // interrupting what lost (a ready line against an exit), which an uninterruptible region would
+        // wait on for good.
+        yield* Effect.gen(function*() {
+          yield* startSynSink(port)
+          // Not waiting for `close`: that comes once every connection through the proxy has ended.
+          server.close()
+          yield* fillBacklog(port)
+        }).pipe(Scope.extend(scope), Effect.interruptible)
+      }).pipe(
+        Effect.onError(() =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              fault = was
+            }),
+            acceptConnections
+          )
+        ),
+        Effect.orDie
+      )
 
     const set = (next: Fault) =>
       Effect.suspend(() => {
@@ -190,12 +202,7 @@ export const make = (target: { readonly host: string; readonly port: number }): 
           }
           pairs.clear()
         }
-        if (next._tag === "unreachable" && was._tag !== "unreachable") {
-          return Effect.onError(dropConnections, () =>
-            Effect.sync(() => {
-              fault = was
-            }))
-        }
+        if (next._tag === "unreachable" && was._tag !== "unreachable") return dropConnections(was)
         if (next._tag !== "unreachable" && was._tag === "unreachable") return acceptConnections
         return Effect.void
       }).pipe(Effect.zipRight(Effect.logInfo(`Fault proxy → ${target.host}:${target.port}: ${next._tag}`)))
