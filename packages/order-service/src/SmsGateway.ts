@@ -1,12 +1,10 @@
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { Agent } from "undici"
+import { Agent, request } from "undici"
 import { Config } from "./Config.ts"
 
 /** The SMS did not go out; `unavailable` when the provider could not be reached or said it is not available. */
@@ -17,16 +15,6 @@ export class SmsError extends Data.TaggedError("SmsError")<{
 
 // A provider that is away or overloaded, as opposed to one that refused this message.
 const unavailableStatuses = new Set([429, 502, 503, 504])
-
-const isUnavailable = (error: HttpClientError.HttpClientError) =>
-  (error instanceof HttpClientError.RequestError && error.reason === "Transport") ||
-  (error instanceof HttpClientError.ResponseError && unavailableStatuses.has(error.response.status))
-
-// A transport error says only "Transport error (POST …)": undici's cause tells a timeout from a refusal.
-const messageOf = (error: HttpClientError.HttpClientError) =>
-  error instanceof HttpClientError.RequestError && error.cause instanceof Error
-    ? `${error.message}: ${error.cause.message}`
-    : error.message
 
 export interface Sms {
   readonly to: string
@@ -43,29 +31,48 @@ export interface Sms {
 export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-service/SmsGateway", {
   scoped: Effect.gen(function*() {
     const config = yield* Config
-    // Effect's undici client turns undici's timeouts off per request and leaves them to an
-    // `Effect.timeout`, which cost ~100 µs of CPU a request, a third of it: put undici's back.
     const timeout = Duration.toMillis(config.smsTimeout)
     const agent = yield* Effect.acquireRelease(
-      Effect.sync(() => new Agent({ connectTimeout: timeout })),
+      Effect.sync(() => new Agent({ connectTimeout: timeout, headersTimeout: timeout, bodyTimeout: timeout })),
       (agent) => Effect.tryPromise(() => agent.destroy()).pipe(Effect.ignoreLogged)
     )
-    const timed = agent.compose((dispatch) => (options, handler) =>
-      dispatch({ ...options, headersTimeout: timeout, bodyTimeout: timeout }, handler)
-    )
-    const client = NodeHttpClient.makeUndici(timed).pipe(HttpClient.filterStatusOk)
     const url = config.smsUrl.toString()
+    const authorization = `Bearer ${Redacted.value(config.smsToken)}`
 
+    // undici's own request, not @effect/platform's HttpClient over it: the client's request and
+    // response models and its span cost twice the CPU of the request itself (0.35-0.39 against
+    // 0.17-0.18 ms an SMS, measured 6,000 sends at 32 at once), a tenth of the notifications'.
     const send = Effect.fn("SmsGateway.send")(function*(sms: Sms) {
+      const span = yield* Effect.option(Effect.currentSpan)
+      const headers: Record<string, string> = {
+        ...(Option.isSome(span) ? HttpTraceContext.toHeaders(span.value) : {}),
+        authorization,
+        "content-type": "application/json",
+        "idempotency-key": sms.messageId
+      }
+      yield* Effect.annotateCurrentSpan({ "http.request.method": "POST", "url.full": url })
       // Two strings: nothing JSON.stringify could fail on.
-      const request = HttpClientRequest.post(url).pipe(
-        HttpClientRequest.bearerToken(Redacted.value(config.smsToken)),
-        HttpClientRequest.setHeader("idempotency-key", sms.messageId),
-        HttpClientRequest.bodyUnsafeJson({ to: sms.to, text: sms.text })
-      )
-      yield* client.execute(request).pipe(
-        Effect.mapError((error) => new SmsError({ message: messageOf(error), unavailable: isUnavailable(error) }))
-      )
+      const body = JSON.stringify({ to: sms.to, text: sms.text })
+      const status = yield* Effect.tryPromise({
+        try: async (signal) => {
+          const response = await request(url, { method: "POST", dispatcher: agent, headers, body, signal })
+          await response.body.dump()
+          return response.statusCode
+        },
+        // No answer (refused, reset, a timeout): undici's message says which.
+        catch: (error) =>
+          new SmsError({
+            message: `POST ${url}: ${error instanceof Error ? error.message : String(error)}`,
+            unavailable: true
+          })
+      })
+      yield* Effect.annotateCurrentSpan("http.response.status_code", status)
+      if (status < 200 || status > 299) {
+        return yield* new SmsError({
+          message: `POST ${url}: the provider answered ${status}`,
+          unavailable: unavailableStatuses.has(status)
+        })
+      }
     })
 
     return { send } as const
