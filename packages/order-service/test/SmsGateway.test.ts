@@ -94,6 +94,20 @@ describe("SmsGateway", () => {
       assert.isAtLeast(took, 250, "waited for the timeout")
     }).pipe(Effect.scoped))
 
+  it.live("the request carries the sender's trace context (W3C traceparent)", () =>
+    Effect.gen(function*() {
+      const traceparents: Array<string | undefined> = []
+      const { url } = yield* provider((request, response) => {
+        traceparents.push(request.headers.traceparent as string | undefined)
+        request.resume()
+        request.on("end", () => response.writeHead(202).end())
+      })
+      const gateway = yield* gatewayFor(url, Duration.seconds(10))
+      const span = yield* gateway.send(sms).pipe(Effect.zipRight(Effect.currentSpan), Effect.withSpan("notify"))
+      assert.strictEqual(traceparents.length, 1)
+      assert.match(traceparents[0] ?? "", new RegExp(`^00-${span.traceId}-[0-9a-f]{16}-01$`))
+    }).pipe(Effect.scoped))
+
   it.effect("SMS_TIMEOUT of zero is refused at start (it would turn the timeouts off)", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
