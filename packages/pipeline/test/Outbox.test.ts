@@ -180,6 +180,51 @@ describe("Outbox", () => {
       }])
     }).pipe(Effect.provide(TestLive)))
 
+  it.live("each key's sequence numbers go on in the events' order, across appends, in a transaction or not", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-seq")
+      const first = ["b", "a", "b", "c", "a", "b"].map((key, i) => event(key, i))
+      const second = ["c", "b", "c"].map((key, i) => event(key, 10 + i))
+      yield* sql.withTransaction(Outbox.append(topic, ...first))
+      yield* Outbox.append(topic, ...second)
+      const rows = yield* sql<{ eventId: string; messageKey: string; seq: string }>`
+        SELECT event_id, message_key, seq FROM kpipe_outbox WHERE topic = ${topic.name} ORDER BY id`
+      const expected = [["b", 1], ["a", 1], ["b", 2], ["c", 1], ["a", 2], ["b", 3], ["c", 2], ["b", 4], ["c", 3]]
+      assert.deepStrictEqual(
+        rows.map((row) => [row.eventId, row.messageKey, Number(row.seq)]),
+        [...first, ...second].map((e, i) => [e.eventId, ...expected[i]!])
+      )
+      // Two transactions taking the same keys, listed in opposite orders, both wait behind a third
+      // that holds a key in the middle; once it commits, both commit (no deadlock): each takes the
+      // keys in key order, not in the order it was given them.
+      const keys = Array.from({ length: 20 }, (_, i) => `k${String(i).padStart(2, "0")}`)
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const blocker = yield* sql.withTransaction(
+        Outbox.append(topic, event("k10", 0)).pipe(
+          Effect.zipRight(Deferred.succeed(holding, undefined)),
+          Effect.zipRight(Deferred.await(release))
+        )
+      ).pipe(Effect.fork)
+      yield* Deferred.await(holding)
+      const appendAll = (order: ReadonlyArray<string>) =>
+        sql.withTransaction(Outbox.append(topic, ...order.map((key, i) => event(key, i)))).pipe(Effect.fork)
+      const ascending = yield* appendAll(keys)
+      const descending = yield* appendAll([...keys].reverse())
+      yield* Effect.sleep("300 millis")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(blocker)
+      yield* Effect.all([Fiber.join(ascending), Fiber.join(descending)])
+      const counters = yield* sql<{ messageKey: string; lastSeq: string }>`
+        SELECT message_key, last_seq FROM kpipe_outbox_keys WHERE topic = ${topic.name} AND message_key LIKE 'k%'
+        ORDER BY message_key`
+      assert.deepStrictEqual(
+        counters.map((row) => [row.messageKey, row.lastSeq]),
+        keys.map((key) => [key, key === "k10" ? "3" : "2"])
+      )
+    }).pipe(Effect.provide(TestLive)))
+
   it.live("the relay publishes exactly the appended events, keyed, in order, with their trace context", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
