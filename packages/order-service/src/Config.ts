@@ -45,6 +45,11 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription("The SMS provider's endpoint; a message is POSTed to it as JSON")
   ),
   smsToken: EffectConfig.redacted("SMS_TOKEN").pipe(
+    // It goes into a header: a line break would fail every SMS, so refuse it at start.
+    EffectConfig.validate({
+      message: "SMS_TOKEN must be printable characters only (it is sent in the Authorization header)",
+      validation: (token) => /^[\x21-\x7e]+$/.test(Redacted.value(token))
+    }),
     EffectConfig.withDefault(Redacted.make("local-sms-token")),
     EffectConfig.withDescription("Bearer token for the SMS provider")
   ),

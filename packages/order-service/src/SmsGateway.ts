@@ -4,7 +4,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { Agent, request } from "undici"
+import { Agent, errors, request } from "undici"
 import { Config } from "./Config.ts"
 
 /** The SMS did not go out; `unavailable` when the provider could not be reached or said it is not available. */
@@ -15,6 +15,14 @@ export class SmsError extends Data.TaggedError("SmsError")<{
 
 // A provider that is away or overloaded, as opposed to one that refused this message.
 const unavailableStatuses = new Set([429, 502, 503, 504])
+
+// A refused connection to a name with two addresses is an AggregateError with an empty message.
+const describe = (error: unknown): string => {
+  if (!(error instanceof Error)) return String(error)
+  const code = (error as { readonly code?: unknown }).code
+  const message = error.message || error.name
+  return typeof code === "string" && !message.includes(code) ? `${message} (${code})` : message
+}
 
 export interface Sms {
   readonly to: string
@@ -31,18 +39,20 @@ export interface Sms {
 export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-service/SmsGateway", {
   scoped: Effect.gen(function*() {
     const config = yield* Config
-    const timeout = Duration.toMillis(config.smsTimeout)
+    // undici takes whole milliseconds only: a fractional timeout would fail every send.
+    const timeout = Math.ceil(Duration.toMillis(config.smsTimeout))
     const agent = yield* Effect.acquireRelease(
       Effect.sync(() => new Agent({ connectTimeout: timeout, headersTimeout: timeout, bodyTimeout: timeout })),
       (agent) => Effect.tryPromise(() => agent.destroy()).pipe(Effect.ignoreLogged)
     )
     const url = config.smsUrl.toString()
+    const spanOptions = { kind: "client", attributes: { "server.address": config.smsUrl.hostname } } as const
     const authorization = `Bearer ${Redacted.value(config.smsToken)}`
 
     // undici's own request, not @effect/platform's HttpClient over it: the client's request and
     // response models and its span cost twice the CPU of the request itself (0.35-0.39 against
     // 0.17-0.18 ms an SMS, measured 6,000 sends at 32 at once), a tenth of the notifications'.
-    const send = Effect.fn("SmsGateway.send")(function*(sms: Sms) {
+    const send = Effect.fn("SmsGateway.send", spanOptions)(function*(sms: Sms) {
       const span = yield* Effect.option(Effect.currentSpan)
       const headers: Record<string, string> = {
         ...(Option.isSome(span) ? HttpTraceContext.toHeaders(span.value) : {}),
@@ -59,11 +69,12 @@ export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-servi
           await response.body.dump()
           return response.statusCode
         },
-        // No answer (refused, reset, a timeout): undici's message says which.
+        // No answer (refused, reset, a timeout): undici's message and code say which. A request
+        // undici will not send (a bad header value) is ours to fix, not the provider's absence.
         catch: (error) =>
           new SmsError({
-            message: `POST ${url}: ${error instanceof Error ? error.message : String(error)}`,
-            unavailable: true
+            message: `POST ${url}: ${describe(error)}`,
+            unavailable: !(error instanceof errors.InvalidArgumentError)
           })
       })
       yield* Effect.annotateCurrentSpan("http.response.status_code", status)

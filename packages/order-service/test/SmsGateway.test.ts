@@ -6,6 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Tracer from "effect/Tracer"
 import { createServer, type RequestListener } from "node:http"
 import * as Config from "../src/Config.ts"
 import * as SmsCatcher from "../src/SmsCatcher.ts"
@@ -13,8 +14,8 @@ import { SmsGateway } from "../src/SmsGateway.ts"
 
 const token = "gateway-test-token"
 
-const gatewayFor = (url: string, smsTimeout: Duration.Duration) =>
-  Layer.build(SmsGateway.Default.pipe(Layer.provide(Config.layer({
+const configLayer = (url: string, overrides: Partial<Config.Values> = {}) =>
+  Config.layer({
     port: 0,
     databaseUrl: Redacted.make("postgres://unused"),
     maxQuantity: 100,
@@ -24,9 +25,15 @@ const gatewayFor = (url: string, smsTimeout: Duration.Duration) =>
     mailFrom: "orders@kpipe.test",
     smsUrl: new URL(url),
     smsToken: Redacted.make(token),
-    smsTimeout,
-    consumer: ConsumerSettings.defaults
-  })))).pipe(Effect.map(Context.get(SmsGateway)))
+    smsTimeout: Duration.seconds(10),
+    consumer: ConsumerSettings.defaults,
+    ...overrides
+  })
+
+const gatewayFor = (url: string, smsTimeout: Duration.Duration) =>
+  Layer.build(SmsGateway.Default.pipe(Layer.provide(configLayer(url, { smsTimeout })))).pipe(
+    Effect.map(Context.get(SmsGateway))
+  )
 
 /** A provider answering with `listener`, on a port of its own, closed with the scope. */
 const provider = (listener: RequestListener) =>
@@ -94,7 +101,7 @@ describe("SmsGateway", () => {
       assert.isAtLeast(took, 250, "waited for the timeout")
     }).pipe(Effect.scoped))
 
-  it.live("the request carries the sender's trace context (W3C traceparent)", () =>
+  it.live("the request carries its client span as W3C traceparent, in the sender's trace", () =>
     Effect.gen(function*() {
       const traceparents: Array<string | undefined> = []
       const { url } = yield* provider((request, response) => {
@@ -103,10 +110,59 @@ describe("SmsGateway", () => {
         request.on("end", () => response.writeHead(202).end())
       })
       const gateway = yield* gatewayFor(url, Duration.seconds(10))
-      const span = yield* gateway.send(sms).pipe(Effect.zipRight(Effect.currentSpan), Effect.withSpan("notify"))
-      assert.strictEqual(traceparents.length, 1)
-      assert.match(traceparents[0] ?? "", new RegExp(`^00-${span.traceId}-[0-9a-f]{16}-01$`))
+      const native = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = native.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: native.context
+      })
+      const parent = yield* gateway.send(sms).pipe(
+        Effect.zipRight(Effect.currentSpan),
+        Effect.withSpan("notify"),
+        Effect.withTracer(recording)
+      )
+      const sent = spans.find((span) => span.name === "SmsGateway.send")
+      assert.isDefined(sent)
+      assert.strictEqual(sent.kind, "client")
+      assert.strictEqual(sent.attributes.get("server.address"), "127.0.0.1")
+      assert.strictEqual(sent.attributes.get("http.response.status_code"), 202)
+      assert.strictEqual(sent.traceId, parent.traceId)
+      assert.deepStrictEqual(traceparents, [`00-${parent.traceId}-${sent.spanId}-01`])
     }).pipe(Effect.scoped))
+
+  it.live("a fractional SMS_TIMEOUT is rounded up to whole milliseconds (undici takes no fractions)", () =>
+    Effect.gen(function*() {
+      const catcher = yield* SmsCatcher.make({ token })
+      const gateway = yield* gatewayFor(catcher.url, Duration.millis(2_000.5))
+      yield* gateway.send(sms)
+      assert.strictEqual(catcher.received().length, 1)
+    }).pipe(Effect.scoped))
+
+  it.live("a request undici will not send (a token with a line break) is refused, not unavailable", () =>
+    Effect.gen(function*() {
+      const catcher = yield* SmsCatcher.make({ token })
+      const gateway = yield* Layer.build(SmsGateway.Default.pipe(Layer.provide(configLayer(catcher.url, {
+        smsToken: Redacted.make("broken\r\ntoken")
+      })))).pipe(Effect.map(Context.get(SmsGateway)))
+      const error = yield* Effect.flip(gateway.send(sms))
+      assert.isFalse(error.unavailable, error.message)
+      assert.strictEqual(catcher.received().length, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("an SMS_TOKEN with a line break or a space is refused at start, without showing it", () =>
+    Effect.gen(function*() {
+      for (const bad of ["secret\r\nX-Injected: 1", "two words", ""]) {
+        const error = yield* Effect.flip(
+          Config.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SMS_TOKEN", bad]]))))
+        )
+        assert.include(String(error), "SMS_TOKEN must be printable characters only")
+        if (bad !== "") assert.notInclude(String(error), bad.slice(0, 6))
+      }
+    }))
 
   it.effect("SMS_TIMEOUT of zero is refused at start (it would turn the timeouts off)", () =>
     Effect.gen(function*() {
