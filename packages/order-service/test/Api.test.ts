@@ -84,41 +84,6 @@ layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true
       assert.deepStrictEqual(yield* writesOf(userId), { orders: 0, events: 0 })
     }))
 
-  it.effect("an order whose database session is ended mid-transaction is a typed 503, not a 500", () =>
-    Effect.gen(function*() {
-      const sql = yield* SqlClient
-      const productId = yield* newProduct(10)
-      const userId = newUser()
-      const headers = { "idempotency-key": "held" }
-      // Another transaction holds the same (user, key): the order's INSERT waits on it, and its session is ended
-      // there, so the INSERT fails and so does the ROLLBACK on the dead connection (a defect in @effect/sql).
-      const inserted = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holder = yield* sql.withTransaction(
-        sql`INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
-            VALUES (${userId}, ${productId}, 1, 1, 1, 'held')`.pipe(
-          Effect.zipRight(Deferred.succeed(inserted, undefined)),
-          Effect.zipRight(Deferred.await(release))
-        )
-      ).pipe(Effect.fork)
-      // Held before the order is sent: otherwise the order's INSERT could come first and not wait.
-      yield* Deferred.await(inserted)
-      const answer = yield* raw("POST", "/api/orders", { userId, body: body(productId, 1), headers }).pipe(Effect.fork)
-      const waiting = sql<{ pid: number }>`
-        SELECT pid FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`
-      const blocked = yield* waiting.pipe(
-        Effect.flatMap((rows) => rows.length > 0 ? Effect.succeed(rows[0]!.pid) : Effect.fail("not waiting yet")),
-        Effect.retry({ schedule: Schedule.spaced("50 millis") }),
-        Effect.timeout("10 seconds")
-      )
-      yield* sql`SELECT pg_terminate_backend(${blocked})`
-      const { status, tag } = yield* Fiber.join(answer)
-      assert.deepStrictEqual([status, tag], [503, "ServiceUnavailable"])
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holder)
-    }))
-
   it.effect("an Idempotency-Key gives the same order for the same body, and 422 for another, even when racing", () =>
     Effect.gen(function*() {
       const productId = yield* newProduct(100)
@@ -203,3 +168,47 @@ layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true
       assert.strictEqual(products.status, 200)
     }))
 })
+
+// An app of its own: orders of concurrent requests share a transaction, so ending this test's
+// session would also fail the orders other tests place at that moment.
+layer(TestLive("order-api-session-ended"), { timeout: "120 seconds", excludeTestServices: true })(
+  "order API, a database session ended",
+  (it) => {
+    it.effect("an order whose database session is ended mid-transaction is a typed 503, not a 500", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const productId = yield* newProduct(10)
+        const userId = newUser()
+        const headers = { "idempotency-key": "held" }
+        // Another transaction holds the same (user, key): the order's INSERT waits on it, and its session is ended
+        // there, so the INSERT fails and so does the ROLLBACK on the dead connection (a defect in @effect/sql).
+        const inserted = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* sql.withTransaction(
+          sql`INSERT INTO orders (user_id, product_id, quantity, unit_price, amount, idempotency_key)
+            VALUES (${userId}, ${productId}, 1, 1, 1, 'held')`.pipe(
+            Effect.zipRight(Deferred.succeed(inserted, undefined)),
+            Effect.zipRight(Deferred.await(release))
+          )
+        ).pipe(Effect.fork)
+        // Held before the order is sent: otherwise the order's INSERT could come first and not wait.
+        yield* Deferred.await(inserted)
+        const answer = yield* raw("POST", "/api/orders", { userId, body: body(productId, 1), headers }).pipe(
+          Effect.fork
+        )
+        const waiting = sql<{ pid: number }>`
+        SELECT pid FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`
+        const blocked = yield* waiting.pipe(
+          Effect.flatMap((rows) => rows.length > 0 ? Effect.succeed(rows[0]!.pid) : Effect.fail("not waiting yet")),
+          Effect.retry({ schedule: Schedule.spaced("50 millis") }),
+          Effect.timeout("10 seconds")
+        )
+        yield* sql`SELECT pg_terminate_backend(${blocked})`
+        const { status, tag } = yield* Fiber.join(answer)
+        assert.deepStrictEqual([status, tag], [503, "ServiceUnavailable"])
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+      }))
+  }
+)
