@@ -26,6 +26,8 @@ const recordWorkers = 2
  * `SqlError` instead, so the consumer sees a database fault and waits for the database.
  */
 export class NotificationFailed extends Data.TaggedError("NotificationFailed")<{
+  /** The event's: a batch's failure names it, so the consumer retries that event alone. */
+  readonly eventId: string
   readonly orderId: number
   readonly channels: ReadonlyArray<Channel>
   readonly message: string
@@ -46,6 +48,7 @@ interface Delivery {
  * and is never dead-lettered for it. Channels already sent are skipped when it is tried again.
  */
 export class NotificationUnavailable extends Data.TaggedError("NotificationUnavailable")<{
+  readonly eventId: string
   readonly orderId: number
   readonly channels: ReadonlyArray<Channel>
   readonly message: string
@@ -163,6 +166,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
         }
         if (channelFailures.length > 0) {
           const fields = {
+            eventId: event.eventId,
             orderId: event.orderId,
             channels: channelFailures.map(({ channel }) => channel),
             message: channelFailures.map(({ channel, failure }) => `${channel}: ${failure.message}`).join("; ")
@@ -176,8 +180,11 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
     /**
      * Every event's messages, `concurrency` customers at a time (one customer's in the events'
      * order). Channels sent before (an earlier attempt) are skipped, read in one query. Fails
-     * with the first failure once all are done, so the others' channels are recorded as sent; a
-     * database fault before any channel's failure, since it is no event's fault.
+     * once all are done, so the others' channels are recorded as sent: with a database fault
+     * before any channel's failure, since it is no event's fault; then with the first event a
+     * provider refused (the consumer retries that event alone, per the policy, this attempt
+     * counted, so its channels are not tried more often than the policy says); then with the
+     * first event waiting for a provider.
      */
     const notifyAll = Effect.fn("Notifications.notifyAll")(function*(
       events: ReadonlyArray<OrderEvents.OrderStatusChanged>
@@ -199,7 +206,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
       )
       const failures = outcomes.flat().flatMap((outcome) => Either.isLeft(outcome) ? [outcome.left] : [])
       const failure = failures.find(isSqlError) ??
-        failures.find((failure) => failure._tag === "NotificationUnavailable") ?? failures[0]
+        failures.find((failure) => failure._tag === "NotificationFailed") ?? failures[0]
       if (failure !== undefined) return yield* failure
     })
 

@@ -24,7 +24,9 @@ export interface Delivered<A> {
  * How events are applied, inside the transaction that also records them as processed: one at a
  * time (`handle`), or all new events of the transaction at once (`handleBatch`, so the writes can
  * be one statement). A batch that fails is applied again one event at a time, through
- * `handleBatch` with a single event, to find the failing one.
+ * `handleBatch` with a single event, to find the failing one — unless its error names the event it
+ * is about with an `eventId` field: then that event alone is retried (the batch's call counted as
+ * its first attempt) and the others are applied again without it.
  */
 export type Handling<A, E, R, B> =
   | {

@@ -41,6 +41,7 @@ import {
 
 class Transient extends Data.TaggedError("Transient")<{ readonly attempt: number }> {}
 class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}
+class Blamed extends Data.TaggedError("Blamed")<{ readonly eventId: string }> {}
 
 const consumerTimings = { ...TestKafka.fastConsumer }
 
@@ -407,46 +408,102 @@ describe("IdempotentConsumer metrics", () => {
     }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 })
 
+/**
+ * `handleBatch` on a new topic of `partitions`, fed `events`, until `committed` offsets are
+ * committed: each call's events are kept, and a call fails with what `fail` says about its events.
+ */
+const runBatchHandler = (
+  name: string,
+  options: {
+    readonly partitions: number
+    readonly events: ReadonlyArray<TestEvent>
+    readonly committed: number
+    readonly fail: (delivered: ReadonlyArray<IdempotentConsumer.Delivered<TestEvent>>) => Rejected | Blamed | undefined
+    readonly partitionsConsumedConcurrently?: number
+  }
+) =>
+  Effect.gen(function*() {
+    const topic = makeTopic(name, options.partitions)
+    yield* createTopics(topic)
+    const group = TestKafka.uniqueName(name)
+    const calls: Array<ReadonlyArray<IdempotentConsumer.Delivered<TestEvent>>> = []
+    yield* produce(topic, options.events)
+    yield* Effect.scoped(Effect.gen(function*() {
+      yield* IdempotentConsumer.run({
+        topic,
+        groupId: group,
+        handleBatch: (delivered) =>
+          Effect.suspend((): Effect.Effect<void, Rejected | Blamed | SqlError, SqlClient> => {
+            calls.push(delivered)
+            const failure = options.fail(delivered)
+            return failure === undefined ? recordAppliedAll(group)(delivered) : Effect.fail(failure)
+          }),
+        errors: { SqlError: "retry", Rejected: "deadLetter", Blamed: "retry" },
+        retry: fastRetry,
+        batchSize: 100,
+        kafka: { ...consumerTimings, partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1 }
+      })
+      yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === options.committed))
+    }))
+    return { group, calls }
+  })
+
+const seqsOf = (delivered: ReadonlyArray<IdempotentConsumer.Delivered<TestEvent>>) =>
+  delivered.map(({ event }) => event.seq)
+
 describe("IdempotentConsumer.handleBatch", () => {
   it.live(
     "applies all new events of a transaction in one call; a failing batch is retried event by event to isolate the bad one",
     () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
-        const topic = makeTopic("batch-handler", 1)
-        yield* createTopics(topic)
         const events = Array.from({ length: 12 }, (_, i) => event(`k${i % 3}`, i))
-        const group = TestKafka.uniqueName("batch-handler")
-        const calls: Array<ReadonlyArray<number>> = []
-        yield* produce(topic, [...events, events[0]!])
-        yield* Effect.scoped(Effect.gen(function*() {
-          yield* IdempotentConsumer.run({
-            topic,
-            groupId: group,
-            handleBatch: (delivered) =>
-              Effect.gen(function*() {
-                calls.push(delivered.map(({ event }) => event.seq))
-                if (delivered.some(({ event }) => event.seq === 5)) {
-                  return yield* new Rejected({ reason: "seq 5 is poison" })
-                }
-                yield* recordAppliedAll(group)(delivered)
-              }),
-            errors: { SqlError: "retry", Rejected: "deadLetter" },
-            retry: fastRetry,
-            batchSize: 100,
-            kafka: consumerTimings
-          })
-          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === events.length + 1))
-        }))
+        const { calls, group } = yield* runBatchHandler("batch-handler", {
+          partitions: 1,
+          events: [...events, events[0]!],
+          committed: events.length + 1,
+          fail: (delivered) =>
+            delivered.some(({ event }) => event.seq === 5) ? new Rejected({ reason: "seq 5 is poison" }) : undefined
+        })
         const seqs = events.map((e) => e.seq)
         // One call with every new event of the fetch (the repeated record is not among them), then
         // one call per event to isolate the poison; the duplicate reaches no call at all.
-        assert.deepStrictEqual(calls, [seqs, ...seqs.map((seq) => [seq])])
+        assert.deepStrictEqual(calls.map(seqsOf), [seqs, ...seqs.map((seq) => [seq])])
         const applied = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
         assert.deepStrictEqual(applied.map((row) => row.seq), [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11])
         assert.deepStrictEqual(yield* appliedTwice(group), [])
-        const failed = yield* sql<{ eventId: string }>`SELECT event_id FROM kpipe_failed_events`
+        const failed = yield* sql<
+          { eventId: string }
+        >`SELECT event_id FROM kpipe_failed_events WHERE consumer_group = ${group}`
         assert.deepStrictEqual(failed.map((row) => row.eventId), [events[5]!.eventId])
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "an error naming its event: only that event is retried, the batch's call counted as its first attempt; the others are applied again without it",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const events = Array.from({ length: 12 }, (_, i) => event(`k${i % 3}`, i))
+        const { calls, group } = yield* runBatchHandler("batch-blame", {
+          partitions: 1,
+          events,
+          committed: events.length,
+          fail: (delivered) => {
+            const poison = delivered.find(({ event }) => event.seq === 5)
+            return poison === undefined ? undefined : new Blamed({ eventId: poison.event.eventId })
+          }
+        })
+        const seqs = events.map((e) => e.seq)
+        // The whole batch, then the events before the blamed one, the blamed one on its own for the
+        // policy's retries (1 + 3 attempts in all), and the events after it.
+        assert.deepStrictEqual(calls.map(seqsOf), [seqs, seqs.slice(0, 5), [5], [5], [5], seqs.slice(6)])
+        const applied = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
+        assert.deepStrictEqual(applied.map((row) => row.seq), seqs.filter((seq) => seq !== 5))
+        const failed = yield* sql<{ eventId: string; attempts: number }>`
+          SELECT event_id, attempts FROM kpipe_failed_events WHERE consumer_group = ${group}`
+        assert.deepStrictEqual(failed, [{ eventId: events[5]!.eventId, attempts: 4 }])
       }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
@@ -458,33 +515,17 @@ describe("IdempotentConsumer with several partitions at once", () => {
     () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
-        const topic = makeTopic("fetch-group", 3)
-        yield* createTopics(topic)
         const events = Array.from({ length: 60 }, (_, i) => event(`k${i % 12}`, i))
-        const group = TestKafka.uniqueName("fetch-group")
-        const calls: Array<ReadonlySet<number>> = []
-        yield* produce(topic, events)
-        yield* Effect.scoped(Effect.gen(function*() {
-          yield* IdempotentConsumer.run({
-            topic,
-            groupId: group,
-            handleBatch: (delivered) =>
-              Effect.gen(function*() {
-                calls.push(new Set(delivered.map(({ record }) => record.partition)))
-                if (delivered.some(({ event }) => event.seq === 17)) {
-                  return yield* new Rejected({ reason: "seq 17 is poison" })
-                }
-                yield* recordAppliedAll(group)(delivered)
-              }),
-            errors: { SqlError: "retry", Rejected: "deadLetter" },
-            retry: fastRetry,
-            batchSize: 100,
-            kafka: { ...consumerTimings, partitionsConsumedConcurrently: 3 }
-          })
-          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === events.length))
-        }))
+        const { calls, group } = yield* runBatchHandler("fetch-group", {
+          partitions: 3,
+          events,
+          committed: events.length,
+          fail: (delivered) =>
+            delivered.some(({ event }) => event.seq === 17) ? new Rejected({ reason: "seq 17 is poison" }) : undefined,
+          partitionsConsumedConcurrently: 3
+        })
         // The three partitions' batches of the first fetch in one call (one per partition before).
-        assert.strictEqual(calls[0]!.size, 3)
+        assert.strictEqual(new Set(calls[0]!.map(({ record }) => record.partition)).size, 3)
         const applied = yield* sql<{ seq: number; messageKey: string }>`
           SELECT seq, message_key FROM applied WHERE consumer_group = ${group} ORDER BY id`
         assert.deepStrictEqual(

@@ -83,6 +83,25 @@ const serialized = (value: unknown): string => {
   }
 }
 
+/**
+ * The record a batch handler's failure is about: the only one, or the one whose event its error
+ * names (an `eventId` field). Then that record alone is retried, per the policy from its first
+ * attempt on, and the others are applied again without it; otherwise each record is tried on its own.
+ */
+const blamed = <A extends Topic.EventShape>(
+  applied: ReadonlyArray<Delivered<A>>,
+  indexes: ReadonlyArray<number>,
+  cause: Cause.Cause<unknown>
+): number | undefined => {
+  if (applied.length === 1) return indexes[0]
+  const error = Cause.failureOption(cause)
+  if (Option.isNone(error) || typeof error.value !== "object" || error.value === null) return undefined
+  const eventId = (error.value as { readonly eventId?: unknown }).eventId
+  if (typeof eventId !== "string") return undefined
+  const at = applied.findIndex(({ event }) => event.eventId === eventId)
+  return at === -1 ? undefined : indexes[at]
+}
+
 const parentOf = (record: Consumer.ConsumerRecord) => HttpTraceContext.fromHeaders(Headers.fromInput(record.headers))
 
 /**
@@ -201,9 +220,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           if (applied.length === 0) return { events: [], result: undefined, unsent }
           const result = yield* options.handleBatch!(applied).pipe(
             Effect.sandbox,
-            Effect.mapError((cause) =>
-              new HandlerFailed({ index: applied.length === 1 ? indexes[0] : undefined, cause })
-            ),
+            Effect.mapError((cause) => new HandlerFailed({ index: blamed(applied, indexes, cause), cause })),
             continueTraces
               ? Effect.withSpan(`${topic.name} process`, {
                 kind: "consumer",
