@@ -21,9 +21,14 @@ import { isInfrastructure } from "./infrastructure.ts"
 import { appliedTotal, blockedRetriesTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
 import * as ProcessedEvents from "./processedEvents.ts"
 
-/** The handler failed (or died) inside the transaction; `index` is the record's, when one record is to blame. */
+/**
+ * The handler failed (or died) inside the transaction; `index` is the record's, when one record is to
+ * blame. `allTried`: the handler had run for every record of the run (a batch handler), so the others
+ * may have failed too.
+ */
 class HandlerFailed<E> extends Data.TaggedError("HandlerFailed")<{
   readonly index: number | undefined
+  readonly allTried: boolean
   readonly cause: Cause.Cause<E>
 }> {}
 
@@ -36,6 +41,8 @@ interface AttemptFailure extends Failure {
   readonly infrastructure: boolean
   /** Which record of the transaction failed, when it is known. */
   readonly index: number | undefined
+  /** Every record of the transaction was tried (`HandlerFailed.allTried`). */
+  readonly allTried: boolean
   readonly at: DateTime.Utc
 }
 
@@ -130,6 +137,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             decision: "retry",
             infrastructure: true,
             index: undefined,
+            allTried: false,
             at
           }
         }
@@ -141,10 +149,11 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             decision: "retry",
             infrastructure: true,
             index: undefined,
+            allTried: false,
             at
           }
         }
-        const { cause: handlerCause, index } = failure.value
+        const { allTried, cause: handlerCause, index } = failure.value
         const error = Cause.failureOption(handlerCause)
         if (Option.isSome(error)) {
           const decision = RetryPolicy.decide(errors, error.value)
@@ -154,6 +163,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             decision,
             infrastructure: decision === "wait" || isInfrastructure(error.value),
             index,
+            allTried,
             at
           }
         }
@@ -163,6 +173,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           decision: "retry",
           infrastructure: false,
           index,
+          allTried,
           at
         }
       })
@@ -220,7 +231,9 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           if (applied.length === 0) return { events: [], result: undefined, unsent }
           const result = yield* options.handleBatch!(applied).pipe(
             Effect.sandbox,
-            Effect.mapError((cause) => new HandlerFailed({ index: blamed(applied, indexes, cause), cause })),
+            Effect.mapError((cause) =>
+              new HandlerFailed({ index: blamed(applied, indexes, cause), allTried: applied.length > 1, cause })
+            ),
             continueTraces
               ? Effect.withSpan(`${topic.name} process`, {
                 kind: "consumer",
@@ -242,7 +255,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
           yield* Effect.annotateCurrentSpan({ "kpipe.event_id": event.eventId, "kpipe.event_type": event.type }).pipe(
             Effect.zipRight(handleOne(event, record)),
             Effect.sandbox,
-            Effect.mapError((cause) => new HandlerFailed({ index, cause })),
+            Effect.mapError((cause) => new HandlerFailed({ index, allTried: false, cause })),
             continueTraces ? recordSpan("process", record) : Effect.withSpan(`${topic.name} process`)
           )
         }
@@ -448,20 +461,26 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         })
       )
 
-    /** The run's failing record on its own, the records around it as runs (every record on its own when it is not known). */
+    /**
+     * The run's failing record on its own, the records around it as runs; every record on its own
+     * when the failing one is not known, and the others each on its own when a batch handler had
+     * tried them all: another of them may have failed as well, and as a run it would be tried (and
+     * fail) again for each record blamed before it.
+     */
     const split = (
       run: ReadonlyArray<Delivered<A>>,
       failure: AttemptFailure,
       done: Done
     ): Effect.Effect<void, never, R> => {
       const index = failure.index
-      if (index === undefined) {
-        return Effect.forEach(run, (item) => single(item, undefined, done), { discard: true })
-      }
+      const eachOnItsOwn = (items: ReadonlyArray<Delivered<A>>) =>
+        Effect.forEach(items, (item) => single(item, undefined, done), { discard: true })
+      if (index === undefined) return eachOnItsOwn(run)
+      const around = failure.allTried ? eachOnItsOwn : (items: ReadonlyArray<Delivered<A>>) => applyRun(items, done)
       return Effect.all([
-        applyRun(run.slice(0, index), done),
+        around(run.slice(0, index)),
         single(run[index]!, failure, done),
-        applyRun(run.slice(index + 1), done)
+        around(run.slice(index + 1))
       ], { discard: true })
     }
 
