@@ -41,6 +41,11 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription("Sender address of the e-mails")
   ),
   smsUrl: EffectConfig.url("SMS_URL").pipe(
+    // Any other scheme would fail every send in undici, each SMS then refused and dead-lettered.
+    EffectConfig.validate({
+      message: "SMS_URL must be an http: or https: URL",
+      validation: (url) => url.protocol === "http:" || url.protocol === "https:"
+    }),
     EffectConfig.withDefault(new URL("http://127.0.0.1:2526/sms")),
     EffectConfig.withDescription("The SMS provider's endpoint; a message is POSTed to it as JSON")
   ),

@@ -164,6 +164,16 @@ describe("SmsGateway", () => {
       }
     }))
 
+  it.effect("an SMS_URL that is not http: or https: is refused at start", () =>
+    Effect.gen(function*() {
+      for (const bad of ["ftp://sms.example/send", "file:///tmp/sms"]) {
+        const error = yield* Effect.flip(
+          Config.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SMS_URL", bad]]))))
+        )
+        assert.include(String(error), "SMS_URL must be an http: or https: URL")
+      }
+    }))
+
   it.effect("SMS_TIMEOUT of zero is refused at start (it would turn the timeouts off)", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
