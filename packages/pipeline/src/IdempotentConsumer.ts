@@ -26,7 +26,7 @@ export interface Delivered<A> {
  * be one statement). A batch that fails is applied again one event at a time, through
  * `handleBatch` with a single event, to find the failing one — unless its error names the event it
  * is about with an `eventId` field: then that event alone is retried (the batch's call counted as
- * its first attempt) and the others are applied again without it.
+ * its first attempt) and the others are applied again each on its own.
  */
 export type Handling<A, E, R, B> =
   | {

@@ -92,8 +92,8 @@ const serialized = (value: unknown): string => {
 
 /**
  * The record a batch handler's failure is about: the only one, or the one whose event its error
- * names (an `eventId` field). Then that record alone is retried, per the policy from its first
- * attempt on, and the others are applied again without it; otherwise each record is tried on its own.
+ * names (an `eventId` field). Then that record is retried per the policy from its first attempt on
+ * (`split`); otherwise each record goes through the whole policy on its own.
  */
 const blamed = <A extends Topic.EventShape>(
   applied: ReadonlyArray<Delivered<A>>,
