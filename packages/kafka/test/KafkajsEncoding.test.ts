@@ -18,6 +18,39 @@ const Record: (record: {
   value: Buffer
   headers: Record<string, string>
 }) => { buffer: Buffer } = require("./src/protocol/recordBatch/record/v0/index.js")
+const murmur2: (key: Buffer | string) => number = require("./src/producer/partitioners/default/murmur2.js")
+const groupMessagesPerPartition: <M>(args: {
+  topic: string
+  partitionMetadata: ReadonlyArray<unknown>
+  messages: ReadonlyArray<M>
+  partitioner: (args: { message: M }) => number
+}) => Record<string, Array<M>> = require("./src/producer/groupMessagesPerPartition.js")
+
+/** Java's `Utils.murmur2`, int arithmetic spelled out with BigInt: the hash that places a key. */
+const murmur2Java = (data: Uint8Array) => {
+  const int = (value: bigint) => BigInt.asIntN(32, value)
+  const m = 0x5bd1e995n
+  const shiftRight = (value: bigint, bits: bigint) => BigInt.asUintN(32, value) >> bits
+  let h = int(0x9747b28cn ^ BigInt(data.length))
+  const whole = data.length - (data.length % 4)
+  for (let i = 0; i < whole; i += 4) {
+    let k = int(
+      BigInt(data[i]!) | (BigInt(data[i + 1]!) << 8n) | (BigInt(data[i + 2]!) << 16n) | (BigInt(data[i + 3]!) << 24n)
+    )
+    k = int(k * m)
+    k = int(k ^ shiftRight(k, 24n))
+    k = int(k * m)
+    h = int(int(h * m) ^ k)
+  }
+  const rest = data.length % 4
+  if (rest >= 3) h = int(h ^ (BigInt(data[whole + 2]!) << 16n))
+  if (rest >= 2) h = int(h ^ (BigInt(data[whole + 1]!) << 8n))
+  if (rest >= 1) h = int((h ^ BigInt(data[whole]!)) * m)
+  h = int(h ^ shiftRight(h, 13n))
+  h = int(h * m)
+  h = int(h ^ shiftRight(h, 15n))
+  return Number(h)
+}
 
 /** CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), a bit at a time. */
 const crc32CBitwise = (buffer: Uint8Array) => {
@@ -62,6 +95,49 @@ describe("kafkajs encoding (patched)", () => {
       new Encoder().writeVarInt(int).buffer.equals(zigzagLeb128(BigInt(int))) &&
       new Encoder().writeVarLong(long).buffer.equals(zigzagLeb128(BigInt(long))) &&
       new Encoder().writeUVarInt(int >>> 0).buffer.equals(leb128(BigInt(int >>> 0)))
+  )
+
+  // Values of Kafka's own UtilsTest.testMurmur2, and of kafka-clients 3.9.1's `Utils.murmur2` for the
+  // others: a key must land on the partition the Java client (and kafkajs before the patch) picks.
+  it("murmur2 gives the Java client's hash", () => {
+    const java: ReadonlyArray<readonly [string, number]> = [
+      ["21", -973932308],
+      ["foobar", -790332482],
+      ["a-little-bit-long-string", -985981536],
+      ["a-little-bit-longer-string", -1486304829],
+      ["lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971],
+      ["abc", 479470107],
+      ["", 275646681],
+      ["ü€𝄞 key", 1019348727],
+      ["user-42", 1459644460]
+    ]
+    for (const [key, hash] of java) {
+      assert.strictEqual(murmur2(key), hash, key)
+      assert.strictEqual(murmur2(Buffer.from(key)), hash, key)
+      assert.strictEqual(murmur2Java(Buffer.from(key)), hash, key)
+    }
+  })
+
+  it.prop(
+    "murmur2 with 32-bit multiplies equals Java's int arithmetic, for any bytes",
+    [FastCheck.uint8Array({ maxLength: 100 })],
+    ([bytes]) => murmur2(Buffer.from(bytes)) === murmur2Java(bytes)
+  )
+
+  it.prop(
+    "messages grouped per partition keep their order, each where the partitioner put it",
+    [FastCheck.array(FastCheck.record({ id: FastCheck.nat(), partition: FastCheck.integer({ min: 0, max: 5 }) }))],
+    ([messages]) => {
+      const grouped = groupMessagesPerPartition({
+        topic: "t",
+        partitionMetadata: [{}],
+        messages,
+        partitioner: ({ message }) => message.partition
+      })
+      const expected: Record<string, Array<(typeof messages)[number]>> = {}
+      for (const message of messages) (expected[message.partition] ??= []).push(message)
+      assert.deepStrictEqual(grouped, expected)
+    }
   )
 
   it.effect("encoding a record zero-fills no buffer (an encoder per record and per header did, 512 bytes each)", () =>

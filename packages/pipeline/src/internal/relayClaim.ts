@@ -99,11 +99,13 @@ export const pendingRows = (
   skipTopics: ReadonlyArray<string>,
   limit: number
 ) =>
-  sql<ClaimedRow>`
+  // Named as the rows' fields in the statement: the client's name transform walked every field of a
+  // claim's 1,000 rows and their headers (6 % of the relay's CPU draining a backlog).
+  sql.withoutTransforms()<ClaimedRow>`
     SELECT r.* FROM unnest(${shards}::int[]) AS s(shard)
     CROSS JOIN LATERAL (
-      SELECT o.id, o.topic, o.message_key, o.event_id, o.event_type, o.schema_version, o.payload::text AS payload,
-             o.headers
+      SELECT o.id, o.topic, o.message_key AS "messageKey", o.event_id AS "eventId", o.event_type AS "eventType",
+             o.schema_version AS "schemaVersion", o.payload::text AS payload, o.headers
       FROM kpipe_outbox o
       WHERE o.shard = s.shard AND o.status = 'PENDING'
         AND NOT (o.topic = ANY(${skipTopics}::text[]))
