@@ -140,6 +140,39 @@ describe("kafkajs encoding (patched)", () => {
     }
   )
 
+  it.prop(
+    "a record is encoded as Kafka's record format says, headers included",
+    [
+      FastCheck.nat(),
+      FastCheck.maxSafeNat(),
+      FastCheck.string(),
+      FastCheck.oneof(FastCheck.string(), FastCheck.uint8Array({ maxLength: 600 })),
+      FastCheck.dictionary(FastCheck.string({ minLength: 1 }), FastCheck.string())
+    ],
+    ([offsetDelta, timestampDelta, key, value, headers]) => {
+      const bytes = (data: string | Uint8Array) => typeof data === "string" ? Buffer.from(data) : Buffer.from(data)
+      const sized = (data: Buffer) => Buffer.concat([zigzagLeb128(BigInt(data.length)), data])
+      const entries = Object.entries(headers)
+      const body = Buffer.concat([
+        Buffer.of(0),
+        zigzagLeb128(BigInt(timestampDelta)),
+        zigzagLeb128(BigInt(offsetDelta)),
+        sized(bytes(key)),
+        sized(bytes(value)),
+        zigzagLeb128(BigInt(entries.length)),
+        ...entries.flatMap(([name, text]) => [sized(bytes(name)), sized(bytes(text))])
+      ])
+      const encoded = Record({
+        offsetDelta,
+        timestampDelta,
+        key: bytes(key),
+        value: typeof value === "string" ? value as unknown as Buffer : Buffer.from(value),
+        headers
+      }).buffer
+      assert.deepStrictEqual(encoded, Buffer.concat([zigzagLeb128(BigInt(body.length)), body]))
+    }
+  )
+
   it.effect("encoding a record zero-fills no buffer (an encoder per record and per header did, 512 bytes each)", () =>
     Effect.sync(() => {
       const original = Buffer.alloc
