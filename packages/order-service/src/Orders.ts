@@ -158,6 +158,9 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
       return yield* sql.withTransaction(Effect.gen(function*() {
         const known = yield* sql`SELECT 1 FROM products WHERE product_id = ${productId}`
         if (known.length === 0) {
+          // A key already used for an order answers for that order's body, whatever this one names.
+          const earlier = key === null ? Option.none() : yield* byKey(userId, key)
+          if (Option.isSome(earlier)) return yield* replay(earlier.value)
           return yield* new OrderErrors.ProductNotFound({ productId, message: `No product ${productId}.` })
         }
         const [inserted] = yield* sql<Placed>`

@@ -99,6 +99,9 @@ layer(TestLive("order-api"), { timeout: "120 seconds", excludeTestServices: true
       const other = yield* raw("POST", "/api/orders", { userId, body: body(productId, 3), headers })
       assert.strictEqual(other.status, 422)
       assert.strictEqual(other.tag, "IdempotencyKeyReused")
+      // Reused for a product that does not exist: still the key's answer, not 404.
+      const unknown = yield* raw("POST", "/api/orders", { userId, body: body(999_999_999, 2), headers })
+      assert.deepStrictEqual([unknown.status, unknown.tag], [422, "IdempotencyKeyReused"])
       assert.deepStrictEqual(yield* writesOf(userId), { orders: 1, events: 1 })
       // Another user may use the same key for an order of their own.
       const otherUser = newUser()
