@@ -122,7 +122,10 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
 
     /**
      * One channel of one event, unless it went out before; its delivery row commits as soon as it
-     * is done, on a connection of its own, whatever the consumer's transaction does.
+     * is done, on a connection of its own, whatever the consumer's transaction does. Seen through
+     * once started (bounded by the SMTP and SMS timeouts): a handler interrupted by a rebalance or
+     * a stop would otherwise leave a message the provider already had without its row, and the
+     * partition's next owner would send it again.
      */
     const deliver = (
       event: OrderEvents.OrderStatusChanged,
@@ -136,7 +139,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
         const failure = Either.isLeft(result) ? result.left.message.slice(0, 2000) : null
         yield* record({ eventId: event.eventId, channel, orderId: event.orderId, kind: message.kind, failure })
         if (Either.isLeft(result)) return yield* Effect.fail(result.left)
-      }).pipe(Effect.withSpan(`Notifications.${channel}`))
+      }).pipe(Effect.withSpan(`Notifications.${channel}`), Effect.uninterruptible)
 
     const notifyOne = (event: OrderEvents.OrderStatusChanged, sent: ReadonlySet<string>) =>
       Effect.gen(function*() {

@@ -13,6 +13,8 @@ export interface SmsCatcher {
   readonly received: () => ReadonlyArray<ReceivedSms>
   /** Answers the next `count` messages to `to` with `status` (default 503, a provider outage), for tests. */
   readonly failNext: (count: number, to: string, status?: number) => void
+  /** Keeps the next message to `to` at once but answers it only after `ms`: a slow provider, for tests. */
+  readonly answerLater: (to: string, ms: number) => void
 }
 
 /**
@@ -29,6 +31,7 @@ export const make = (
   Effect.gen(function*() {
     const received: Array<ReceivedSms> = []
     const failures = new Map<string, { readonly count: number; readonly status: number }>()
+    const slow = new Map<string, number>()
     const server = createServer((request, response) => {
       let body = ""
       request.on("data", (chunk) => body += chunk)
@@ -44,7 +47,10 @@ export const make = (
         const sms = { to, text, idempotencyKey: String(request.headers["idempotency-key"] ?? "") }
         received.push(sms)
         options.onSms?.(sms)
-        response.writeHead(202).end()
+        const delay = slow.get(to)
+        slow.delete(to)
+        if (delay === undefined) return response.writeHead(202).end()
+        setTimeout(() => response.writeHead(202).end(), delay)
       })
     })
     const port = yield* Effect.acquireRelease(
@@ -64,6 +70,7 @@ export const make = (
     return {
       url: `http://127.0.0.1:${port}/sms`,
       received: () => [...received],
-      failNext: (count, to, status = 503) => void failures.set(to, { count, status })
+      failNext: (count, to, status = 503) => void failures.set(to, { count, status }),
+      answerLater: (to, ms) => void slow.set(to, ms)
     }
   })

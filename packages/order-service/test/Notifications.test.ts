@@ -5,10 +5,11 @@ import { Admin } from "@kpipe/kafka"
 import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import { randomUUID } from "node:crypto"
-import { emailOf } from "../src/internal/contacts.ts"
+import { emailOf, phoneOf } from "../src/internal/contacts.ts"
 import { Notifications } from "../src/Notifications.ts"
 import { OrderTopics } from "../src/Topics.ts"
 import { eventually, newProduct, newUser, place, Receivers, settled, TestLive } from "./utils.ts"
@@ -90,6 +91,32 @@ layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServ
         const rows = yield* sql<{ channel: string; state: string }>`
           SELECT channel, state FROM notification_deliveries WHERE event_id = ${event.eventId} ORDER BY channel`
         assert.deepStrictEqual(rows.map((row) => `${row.channel} ${row.state}`), ["EMAIL SENT", "SMS SENT"])
+      }))
+
+    it.effect("a handler interrupted while a channel is being sent (a rebalance, a stop) sees it through and records it: not sent twice", () =>
+      Effect.gen(function*() {
+        const notifications = yield* Notifications
+        const { mail, sms } = yield* Receivers
+        const userId = newUser()
+        const event = new OrderEvents.OrderConfirmed({
+          eventId: Ids.EventId.make(randomUUID()),
+          orderId: Ids.OrderId.make(1_000_000_000 + userId),
+          userId: Ids.UserId.make(userId),
+          productId: Ids.ProductId.make(1),
+          quantity: 1,
+          amount: BigDecimal.unsafeFromString("10.00"),
+          occurredAt: DateTime.unsafeNow()
+        })
+        const phone = phoneOf(event.userId)
+        const texts = () => sms.received().filter((m) => m.to === phone).length
+        sms.answerLater(phone, 1_500)
+        const fiber = yield* Effect.fork(notifications.notifyAll([event]))
+        // The provider has the message; its answer is on the way.
+        yield* eventually(Effect.sync(() => texts() === 1), "10 seconds", "the SMS at the provider")
+        yield* Fiber.interrupt(fiber)
+        yield* notifications.notifyAll([event])
+        assert.strictEqual(texts(), 1, "SMS sent twice")
+        assert.strictEqual(mail.received().filter((m) => m.to.includes(emailOf(event.userId))).length, 1)
       }))
 
     it.effect("an event whose deliveries cannot be recorded waits for the database, is never dead-lettered, and is notified once it is back", () =>
