@@ -15,7 +15,7 @@ const Record: (record: {
   offsetDelta: number
   timestampDelta: number
   key: Buffer
-  value: Buffer
+  value: Buffer | string
   headers: Record<string, string>
 }) => { buffer: Buffer } = require("./src/protocol/recordBatch/record/v0/index.js")
 const murmur2: (key: Buffer | string) => number = require("./src/producer/partitioners/default/murmur2.js")
@@ -166,7 +166,7 @@ describe("kafkajs encoding (patched)", () => {
         offsetDelta,
         timestampDelta,
         key: bytes(key),
-        value: typeof value === "string" ? value as unknown as Buffer : Buffer.from(value),
+        value: typeof value === "string" ? value : Buffer.from(value),
         headers
       }).buffer
       assert.deepStrictEqual(encoded, Buffer.concat([zigzagLeb128(BigInt(body.length)), body]))

@@ -58,6 +58,18 @@ const recordingFails = (name: string, condition: string) =>
 const sqlStateOf = (error: unknown) =>
   Predicate.hasProperty(error, "cause") && Predicate.hasProperty(error.cause, "code") ? error.cause.code : undefined
 
+/** A confirmation of an order of its own for `userId`, sent straight to `Notifications` (no saga). */
+const confirmation = (userId: number) =>
+  new OrderEvents.OrderConfirmed({
+    eventId: Ids.EventId.make(randomUUID()),
+    orderId: Ids.OrderId.make(1_000_000_000 + userId),
+    userId: Ids.UserId.make(userId),
+    productId: Ids.ProductId.make(1),
+    quantity: 1,
+    amount: BigDecimal.unsafeFromString("10.00"),
+    occurredAt: DateTime.unsafeNow()
+  })
+
 layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServices: true })(
   "order notifications",
   (it) => {
@@ -67,19 +79,10 @@ layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServ
         const sql = yield* SqlClient
         const { mail } = yield* Receivers
         const userId = newUser()
-        const orderId = 1_000_000_000 + userId
-        const event = new OrderEvents.OrderConfirmed({
-          eventId: Ids.EventId.make(randomUUID()),
-          orderId: Ids.OrderId.make(orderId),
-          userId: Ids.UserId.make(userId),
-          productId: Ids.ProductId.make(1),
-          quantity: 1,
-          amount: BigDecimal.unsafeFromString("10.00"),
-          occurredAt: DateTime.unsafeNow()
-        })
+        const event = confirmation(userId)
         const error = yield* Effect.scoped(
           Effect.zipRight(
-            recordingFails(`fail_deliveries_${userId}`, `NEW.order_id = ${orderId}`),
+            recordingFails(`fail_deliveries_${userId}`, `NEW.order_id = ${event.orderId}`),
             Effect.flip(notifications.notifyAll([event]))
           )
         )
@@ -97,16 +100,7 @@ layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServ
       Effect.gen(function*() {
         const notifications = yield* Notifications
         const { mail, sms } = yield* Receivers
-        const userId = newUser()
-        const event = new OrderEvents.OrderConfirmed({
-          eventId: Ids.EventId.make(randomUUID()),
-          orderId: Ids.OrderId.make(1_000_000_000 + userId),
-          userId: Ids.UserId.make(userId),
-          productId: Ids.ProductId.make(1),
-          quantity: 1,
-          amount: BigDecimal.unsafeFromString("10.00"),
-          occurredAt: DateTime.unsafeNow()
-        })
+        const event = confirmation(newUser())
         const phone = phoneOf(event.userId)
         const texts = () => sms.received().filter((m) => m.to === phone).length
         sms.answerLater(phone, 1_500)
