@@ -45,7 +45,8 @@ interface Delivery {
 /**
  * A channel's provider could not be reached or said it is not available (SMTP 421 or 451, HTTP 429 or
  * 502-504, no answer): not the event's fault, so the event waits for it (`"wait"`), however long,
- * and is never dead-lettered for it. Channels already sent are skipped when it is tried again.
+ * and is never dead-lettered for it, unless the other channel was refused (`NotificationFailed`).
+ * Channels already sent are skipped when it is tried again.
  */
 export class NotificationUnavailable extends Data.TaggedError("NotificationUnavailable")<{
   readonly eventId: string
@@ -174,7 +175,9 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
             channels: channelFailures.map(({ channel }) => channel),
             message: channelFailures.map(({ channel, failure }) => `${channel}: ${failure.message}`).join("; ")
           }
-          return yield* channelFailures.some(({ failure }) => failure.unavailable)
+          // A refusal is the event's to answer for, even beside a provider that is away: waiting for
+          // that provider would try the refused channel again without end.
+          return yield* channelFailures.every(({ failure }) => failure.unavailable)
             ? new NotificationUnavailable(fields)
             : new NotificationFailed(fields)
         }

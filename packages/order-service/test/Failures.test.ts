@@ -22,6 +22,28 @@ const deadLetters = (
     return yield* Effect.forEach(mine, DeadLetter.decode)
   })
 
+/** A product in stock and a new user whose SMS provider refuses every message (HTTP 500). */
+const smsRefusing = Effect.gen(function*() {
+  const productId = yield* newProduct(10)
+  const userId = newUser()
+  const { mail, sms } = yield* Receivers
+  const phone = phoneOf(Ids.UserId.make(userId))
+  sms.failNext(100, phone, 500)
+  return { productId, userId, mail, sms, phone }
+})
+
+/** `userId`'s notification dead-lettered as refused (`NotificationFailed`, SMS among its channels) after the policy's 3 attempts. */
+const refusedNotification = (userId: number) =>
+  Effect.gen(function*() {
+    const [letter] = yield* deadLetters(String(userId), 1, "orderStatus").pipe(
+      Effect.repeat({ until: (letters) => letters.length > 0, times: 30 })
+    )
+    assert.strictEqual(letter!.letter.errorTag, "NotificationFailed")
+    assert.strictEqual(letter!.letter.attempts, 3)
+    assert.include(letter!.letter.errorMessage, "SMS")
+    return letter!
+  })
+
 /**
  * Until the scope closes, moving `userId`'s orders to `status` fails with an error no retry cures
  * (SQLSTATE 42501, as a revoked grant would), so the event that moves them is dead-lettered.
@@ -168,18 +190,9 @@ layer(FailuresLive, { timeout: "120 seconds", excludeTestServices: true })("orde
 
   it.effect("an SMS provider refusing the message (500) is tried 3 times, then order.status.dlt; the e-mail went out once", () =>
     Effect.gen(function*() {
-      const productId = yield* newProduct(10)
-      const userId = newUser()
-      const { mail, sms } = yield* Receivers
-      const phone = phoneOf(Ids.UserId.make(userId))
-      sms.failNext(100, phone, 500)
+      const { mail, productId, userId } = yield* smsRefusing
       const placed = yield* place(userId, productId, 1)
-      const [letter] = yield* deadLetters(String(userId), 1, "orderStatus").pipe(
-        Effect.repeat({ until: (letters) => letters.length > 0, times: 30 })
-      )
-      assert.strictEqual(letter!.letter.errorTag, "NotificationFailed")
-      assert.strictEqual(letter!.letter.attempts, 3)
-      assert.include(letter!.letter.errorMessage, "SMS")
+      const letter = yield* refusedNotification(userId)
       const client = yield* clientAs(userId)
       const order = yield* client.orders.getOrder({ path: { orderId: placed.orderId } })
       assert.strictEqual(order.status, "CONFIRMED")
@@ -189,12 +202,22 @@ layer(FailuresLive, { timeout: "120 seconds", excludeTestServices: true })("orde
       const sql = yield* SqlClient
       yield* eventually(
         Effect.map(
-          sql`SELECT 1 FROM kpipe_failed_events WHERE event_id = ${letter!.letter.eventId!}`,
+          sql`SELECT 1 FROM kpipe_failed_events WHERE event_id = ${letter.letter.eventId!}`,
           (rows) => rows.length === 1
         ),
         "10 seconds",
         "failed-events row"
       )
+    }))
+
+  it.effect("an SMS refused (500) while the SMTP server is away (451) is tried 3 times, then order.status.dlt: the wait for e-mail does not retry the refusal without end", () =>
+    Effect.gen(function*() {
+      const { mail, phone, productId, sms, userId } = yield* smsRefusing
+      mail.failNext(1_000, emailOf(Ids.UserId.make(userId)), 451)
+      yield* place(userId, productId, 1)
+      const letter = yield* refusedNotification(userId)
+      assert.include(letter.letter.errorMessage, "EMAIL")
+      assert.strictEqual(sms.received().filter((s) => s.to === phone).length, 0)
     }))
 
   it.effect("a poison record goes to order.created.dlt with its headers, is stored and alerted", () =>
