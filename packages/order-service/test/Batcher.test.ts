@@ -3,6 +3,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Batcher from "../src/internal/batcher.ts"
 
@@ -70,5 +71,25 @@ describe("Batcher (group commit of concurrent calls)", () => {
       assert.isTrue(Exit.isInterrupted(queuedExit), `queued call: ${queuedExit}`)
       const later = yield* Effect.exit(call(3)).pipe(Effect.timeout("2 seconds"))
       assert.isTrue(Exit.isInterrupted(later), `call after the close: ${later}`)
+    }))
+
+  it.live("a call handed to a waiting loop just as the scope closes is answered interrupted, not left waiting", () =>
+    Effect.gen(function*() {
+      const answers = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const call = yield* Batcher.make((items: ReadonlyArray<number>) => Effect.succeed(items), {
+            maxBatch: 10,
+            workers: 1
+          }).pipe(Scope.extend(scope))
+          yield* Effect.sleep("1 millis")
+          // Forked in this order, the call is offered to the loop's `take` before the close
+          // interrupts the loop, and the loop has not run since.
+          const caller = yield* Effect.fork(call(i))
+          yield* Fiber.join(yield* Effect.fork(Scope.close(scope, Exit.void)))
+          return yield* Fiber.await(caller).pipe(Effect.timeout("500 millis"), Effect.option)
+        }))
+      assert.strictEqual(answers.filter(Option.isNone).length, 0, "calls left waiting")
+      assert.isTrue(answers.every((exit) => Option.exists(exit, Exit.isInterrupted)))
     }))
 })

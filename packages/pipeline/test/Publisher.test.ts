@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Publisher } from "@kpipe/pipeline"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -87,6 +88,38 @@ describe("Publisher.makeBatched (real broker)", () => {
         yield* Scope.close(scope, Exit.void)
         const closed = yield* Effect.flip(batched.publish(event("a", 4)))
         assert.strictEqual(closed.reason, "ShuttingDown")
+      }).pipe(Effect.provide(KafkaLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "a call handed to a waiting sender just as the scope closes answers ShuttingDown, is not left waiting",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("batched-closing")
+        yield* createTopics(topic)
+        const answers = yield* Effect.forEach(Array.from({ length: 5 }, (_, i) => i), (i) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const batched = yield* Publisher.makeBatched(topic).pipe(Scope.extend(scope))
+            yield* Effect.sleep("10 millis")
+            // Forked in this order, the call is offered to the sender's `take` before the close
+            // interrupts the sender, and the sender has not run since.
+            const caller = yield* Effect.fork(batched.publish(event("a", i)))
+            yield* Fiber.join(yield* Effect.fork(Scope.close(scope, Exit.void)))
+            return yield* Fiber.await(caller).pipe(Effect.timeout("2 seconds"), Effect.option)
+          }))
+        assert.strictEqual(answers.filter(Option.isNone).length, 0, "calls left waiting")
+        const reasons = answers.map((answer) =>
+          Option.flatMap(
+            answer,
+            (exit) => Exit.isFailure(exit) ? Option.map(Exit.causeOption(exit), String) : Option.none()
+          )
+        )
+        assert.isTrue(
+          reasons.every((reason) => Option.exists(reason, (text) => text.includes("ShuttingDown"))),
+          String(reasons)
+        )
       }).pipe(Effect.provide(KafkaLive)),
     { timeout: 60_000 }
   )

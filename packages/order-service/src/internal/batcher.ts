@@ -28,17 +28,17 @@ export const make = <I, O, E, R>(
   options: { readonly maxBatch: number; readonly workers: number }
 ): Effect.Effect<(item: I) => Effect.Effect<O, E>, never, R | Scope.Scope> =>
   Effect.gen(function*() {
-    // Released after the loops (finalizers run in reverse): calls still queued then are answered
-    // "interrupted", never left waiting; from then on a call is refused before it is queued.
+    // Released after the loops (finalizers run in reverse): calls not answered then are answered
+    // "interrupted", never left waiting; from then on a call is refused before it is queued. Not
+    // only the queued ones: a call handed to a loop waiting in `take` just as the loop is
+    // interrupted is in neither the queue nor a run.
     let closed = false
+    const unanswered = new Set<Call<I, O, E>>()
     const queue = yield* Effect.acquireRelease(Queue.unbounded<Call<I, O, E>>(), (queue) =>
       Effect.suspend(() => {
         closed = true
-        return Queue.takeAll(queue)
-      }).pipe(
-        Effect.flatMap((calls) => Effect.forEach(calls, (call) => Deferred.interrupt(call.done), { discard: true })),
-        Effect.zipRight(Queue.shutdown(queue))
-      ))
+        return Effect.forEach(unanswered, (call) => Deferred.interrupt(call.done), { discard: true })
+      }).pipe(Effect.zipRight(Queue.shutdown(queue))))
     const settle = (calls: ReadonlyArray<Call<I, O, E>>, exit: Exit.Exit<ReadonlyArray<O>, E>) =>
       Effect.forEach(calls, (call, i) =>
         Deferred.done(
@@ -66,7 +66,10 @@ export const make = <I, O, E, R>(
     yield* Effect.forkScoped(loop).pipe(Effect.replicateEffect(options.workers))
     return (item: I) =>
       Effect.flatMap(Deferred.make<O, E>(), (done) =>
-        Effect.suspend(() =>
-          !closed && queue.unsafeOffer({ item, done }) ? Deferred.await(done) : Effect.interrupt
-        ))
+        Effect.suspend(() => {
+          const call = { item, done }
+          if (closed || !queue.unsafeOffer(call)) return Effect.interrupt
+          unanswered.add(call)
+          return Effect.ensuring(Deferred.await(done), Effect.sync(() => unanswered.delete(call)))
+        }))
   })

@@ -60,6 +60,9 @@ export const make = <E>(
     // Labelled once: a `Metric.tagged` metric derives its key on every update.
     const metric = Metric.fromMetricKey(MetricKey.tagged(batchSizeKey, "topic", options.topic))
     let open = true
+    // Queued or taken by a sender, not yet answered. Not the queues alone: a message handed to a
+    // sender waiting in `take` just as the sender is interrupted is in neither a queue nor a batch.
+    const unanswered = new Set<Pending<E>>()
 
     const send = (producer: Context.Tag.Service<Producer.Producer>, batch: ReadonlyArray<Pending<E>>) =>
       producer.send({ topic: options.topic, messages: batch.map((pending) => pending.message) }).pipe(
@@ -68,27 +71,24 @@ export const make = <E>(
           const result: Exit.Exit<void, E> = Exit.isSuccess(exit)
             ? Exit.void
             : Exit.asVoid(Exit.mapError(exit, options.sendFailed))
-          return Effect.forEach(batch, (pending) => Deferred.done(pending.done, result), { discard: true })
+          return Effect.forEach(batch, (pending) => {
+            unanswered.delete(pending)
+            return Deferred.done(pending.done, result)
+          }, { discard: true })
         }),
         Effect.zipRight(Metric.update(metric, batch.length)),
         // A batch handed to kafkajs is always seen through: its callers must learn the outcome.
         Effect.uninterruptible
       )
 
-    // Runs last at shutdown, after the senders stopped: whoever is still queued learns it was not sent.
+    // Runs last at shutdown, after the senders stopped: whoever is still unanswered learns it was not sent.
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         open = false
-      }).pipe(
-        Effect.zipRight(Effect.forEach(queues, Queue.takeAll)),
-        Effect.flatMap((left) =>
-          Effect.forEach(
-            left.flatMap((chunk) => Array.from(chunk)),
-            (pending) => Deferred.fail(pending.done, options.shuttingDown()),
-            { discard: true }
-          )
-        )
-      )
+        return Effect.forEach(unanswered, (pending) => Deferred.fail(pending.done, options.shuttingDown()), {
+          discard: true
+        })
+      })
     )
     for (let lane = 0; lane < options.lanes; lane++) {
       const producer = yield* Producer.make(options.producer)
@@ -107,6 +107,10 @@ export const make = <E>(
         return queues[hash(key) % queues.length]!
       }
     const offer = (pending: Pending<E>) =>
-      Effect.suspend(() => open ? Queue.offer(laneOf(pending.message), pending) : Effect.succeed(false))
+      Effect.suspend(() => {
+        if (!open) return Effect.succeed(false)
+        unanswered.add(pending)
+        return Queue.offer(laneOf(pending.message), pending)
+      })
     return { offer } as const
   })
