@@ -185,7 +185,7 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
 
     /**
      * Every event's messages, `concurrency` customers at a time (one customer's in the events'
-     * order). Channels sent before (an earlier attempt) are skipped, read in one query. Fails
+     * order, up to the first that fails). Channels sent before (an earlier attempt) are skipped, read in one query. Fails
      * once all are done, so the others' channels are recorded as sent: with a database fault
      * before any channel's failure, since it is no event's fault; then with the first event a
      * provider refused (the consumer retries that event alone, per the policy, this attempt
@@ -205,12 +205,14 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
         if (own === undefined) byUser.set(event.userId, [event])
         else own.push(event)
       }
+      // A customer's events stop at the first that fails: a later message must not overtake it.
+      // The batch fails then, so the consumer tries its events again one by one, in their order.
       const outcomes = yield* Effect.forEach(
         byUser.values(),
-        (own) => Effect.forEach(own, (event) => Effect.either(notifyOne(event, sent))),
+        (own) => Effect.either(Effect.forEach(own, (event) => notifyOne(event, sent), { discard: true })),
         { concurrency }
       )
-      const failures = outcomes.flat().flatMap((outcome) => Either.isLeft(outcome) ? [outcome.left] : [])
+      const failures = outcomes.flatMap((outcome) => Either.isLeft(outcome) ? [outcome.left] : [])
       const failure = failures.find(isSqlError) ??
         failures.find((failure) => failure._tag === "NotificationFailed") ?? failures[0]
       if (failure !== undefined) return yield* failure

@@ -59,10 +59,10 @@ const sqlStateOf = (error: unknown) =>
   Predicate.hasProperty(error, "cause") && Predicate.hasProperty(error.cause, "code") ? error.cause.code : undefined
 
 /** A confirmation of an order of its own for `userId`, sent straight to `Notifications` (no saga). */
-const confirmation = (userId: number) =>
+const confirmation = (userId: number, order = 0) =>
   new OrderEvents.OrderConfirmed({
     eventId: Ids.EventId.make(randomUUID()),
-    orderId: Ids.OrderId.make(1_000_000_000 + userId),
+    orderId: Ids.OrderId.make(1_000_000_000 + userId * 10 + order),
     userId: Ids.UserId.make(userId),
     productId: Ids.ProductId.make(1),
     quantity: 1,
@@ -111,6 +111,30 @@ layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServ
         yield* notifications.notifyAll([event])
         assert.strictEqual(texts(), 1, "SMS sent twice")
         assert.strictEqual(mail.received().filter((m) => m.to.includes(emailOf(event.userId))).length, 1)
+      }))
+
+    it.effect("a customer's later message does not overtake an earlier one that failed (SMS away)", () =>
+      Effect.gen(function*() {
+        const notifications = yield* Notifications
+        const { mail, sms } = yield* Receivers
+        const userId = newUser()
+        const [first, second] = [confirmation(userId, 1), confirmation(userId, 2)]
+        sms.failNext(1, phoneOf(first.userId), 503)
+        const error = yield* Effect.flip(notifications.notifyAll([first, second]))
+        assert.deepStrictEqual([error._tag, error._tag === "SqlError" ? "" : error.eventId], [
+          "NotificationUnavailable",
+          first.eventId
+        ])
+        const subjects = () => mail.received().filter((m) => m.to.includes(emailOf(first.userId))).map((m) => m.subject)
+        assert.deepStrictEqual(subjects(), [`Order ${first.orderId} confirmed`])
+
+        yield* notifications.notifyAll([first])
+        yield* notifications.notifyAll([second])
+        assert.deepStrictEqual(subjects(), [`Order ${first.orderId} confirmed`, `Order ${second.orderId} confirmed`])
+        assert.deepStrictEqual(
+          sms.received().filter((m) => m.to === phoneOf(first.userId)).map((m) => m.text.split(".")[0]),
+          [`Order ${first.orderId} confirmed`, `Order ${second.orderId} confirmed`]
+        )
       }))
 
     it.effect("an event whose deliveries cannot be recorded waits for the database, is never dead-lettered, and is notified once it is back", () =>
