@@ -1,6 +1,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -176,13 +177,22 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
         (now) => now === stale && !stopped ? ScopedRef.set(current, connect) : Effect.void
       )
     )
+  // An idempotent send that failed or was given up may have been written without the answer coming
+  // back, yet kafkajs hands its sequence numbers back: the next batch of as many messages to that
+  // partition would carry the same numbers, and the broker would answer it as that write's duplicate
+  // and drop it. So the next send goes on a new producer (a new id, numbering from 0).
+  const unanswered = new WeakSet<Connection>()
   // A producer whose replacement failed (the broker away) is replaced at the next send.
   const usable = Effect.flatMap(
     ScopedRef.get(current),
-    (connection) =>
-      connection.isRetired() && !stopped
-        ? Effect.zipRight(startOver(connection), ScopedRef.get(current))
-        : Effect.succeed(connection)
+    (connection) => {
+      if (stopped) return Effect.succeed(connection)
+      if (connection.isRetired()) return Effect.zipRight(startOver(connection), ScopedRef.get(current))
+      if (!unanswered.has(connection)) return Effect.succeed(connection)
+      return Effect.logWarning(
+        "The last send of this producer failed without an answer; starting over with a new producer id"
+      ).pipe(Effect.zipRight(startOver(connection)), Effect.zipRight(ScopedRef.get(current)))
+    }
   )
 
   // kafkajs retries a send to a topic the broker does not have forever (UNKNOWN_TOPIC_OR_PARTITION
@@ -260,6 +270,7 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
         },
         catch: fromCause("Send")
       }).pipe(
+        Effect.onExit((exit) => Effect.sync(() => idempotent && Exit.isFailure(exit) && unanswered.add(connection))),
         Effect.map((value): Outcome<A> => ({ _tag: "Sent", value })),
         // Its producer was replaced meanwhile (sends overlap when not idempotent): it wrote nothing
         // after that, and goes again on the new producer.

@@ -1,15 +1,18 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Admin, Producer } from "@kpipe/kafka"
+import { Admin, KafkaError, Producer } from "@kpipe/kafka"
 import { Outbox, OutboxRelay, TopicAdmin } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
-import { DatabaseFaults, FaultProxy, KafkaFaults } from "@kpipe/testing"
+import { DatabaseFaults, FaultProxy, KafkaFaults, TestLogging } from "@kpipe/testing"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import {
   createTopics,
@@ -158,41 +161,112 @@ describe("OutboxRelay under faults", () => {
   )
 
   it.live(
-    "a write the broker took but never acknowledged, then a different send: the producer starts over with a new producer id instead of failing for ever",
+    "a failed claim is logged at once even while the pending count cannot be read: the count waits at most 1 s",
     () =>
       Effect.gen(function*() {
-        const topic = makeTopic("faults-relay-unacked", 1)
+        const { layer: recorded, logged } = TestLogging.recording(LogLevel.Warning)
+        const topic = makeTopic("faults-relay-stats")
         yield* createTopics(topic)
-        const proxy = yield* KafkaFaults.proxy
-        const producer = yield* producerThrough(proxy)
-        const message = (id: string) => ({ key: "k", value: id })
-        yield* producer.send({ topic: topic.name, messages: [message("first")] })
-        // The broker writes the batch, its answer is lost; then the way is cut until kafkajs gives
-        // up the send. kafkajs hands the batch's sequence numbers back, though the broker has them.
-        yield* proxy.set(FaultProxy.dropResponses)
-        const unacknowledged = yield* Effect.fork(
-          producer.send({ topic: topic.name, messages: [message("unacknowledged-1"), message("unacknowledged-2")] })
+        const producer = yield* Producer.Producer
+        const locker = yield* Database.separatePool(1)
+        let failedAt: number | undefined
+        // The claim fails while another session waits to lock the outbox table: granted at the
+        // claim's rollback, the lock holds every statement on the table, the relay's pending count
+        // among them, for 10 s. Forked here, outside the claim's transaction, which it would join.
+        const lockNow = yield* Deferred.make<void>()
+        yield* Effect.forkScoped(
+          Deferred.await(lockNow).pipe(
+            Effect.zipRight(locker.withTransaction(
+              Effect.zipRight(locker`LOCK TABLE kpipe_outbox IN ACCESS EXCLUSIVE MODE`, Effect.sleep("10 seconds"))
+            )),
+            Effect.orDie
+          )
         )
-        yield* Effect.sleep("1 second")
-        yield* proxy.set(FaultProxy.cut)
-        const given = yield* Fiber.await(unacknowledged)
-        assert.isTrue(Exit.isFailure(given), "kafkajs gave the send up")
-        yield* proxy.set(FaultProxy.pass)
-        // Other messages now (the relay claims again, with rows written since): the broker expects the
-        // sequence after the unacknowledged batch, kafkajs sends the one before it (OUT_OF_ORDER_SEQUENCE_NUMBER).
-        const sent = yield* producer.send({ topic: topic.name, messages: [message("after")] }).pipe(
-          Effect.retry({ times: 3 }),
-          Effect.either
-        )
-        assert.isTrue(Either.isRight(sent), `the send after the fault: ${Either.isLeft(sent) ? sent.left.message : ""}`)
-        const records = yield* readTopic(topic.name, 4)
-        assert.deepStrictEqual(
-          records.map((r) => r.value?.toString()),
-          ["first", "unacknowledged-1", "unacknowledged-2", "after"]
+        const failing = Producer.Producer.of({
+          send: producer.send,
+          sendBatch: (records) =>
+            Effect.gen(function*() {
+              if (failedAt !== undefined) return yield* producer.sendBatch(records)
+              yield* Deferred.succeed(lockNow, undefined)
+              yield* Effect.sleep("500 millis")
+              failedAt = Date.now()
+              return yield* Effect.fail(
+                new KafkaError.KafkaError({ reason: "Send", retriable: true, cause: new Error("injected") })
+              )
+            })
+        })
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            yield* OutboxRelay.run({ pollInterval: "200 millis" }).pipe(
+              Effect.provideService(Producer.Producer, failing)
+            )
+            yield* Outbox.append(topic, event("k", 1))
+            yield* eventually(
+              Effect.sync(() => logged.some((line) => line.message.startsWith("Outbox relay could not publish"))),
+              "20 seconds",
+              "the failed claim logged"
+            )
+            const loggedAfter = Date.now() - failedAt!
+            assert.isAtMost(loggedAfter, 3_000, "ms from the failure to its warning")
+            yield* eventually(allPublished(1).pipe(Effect.orElseSucceed(() => false)), "30 seconds", "published after")
+          }).pipe(Effect.provide(recorded))
         )
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
-    { timeout: 90_000 }
+    { timeout: 60_000 }
   )
+
+  // Other messages after the fault (the relay claims again, with rows written since and its keys'
+  // other partitions): fewer than the lost batch, the broker expects the sequence after that batch
+  // and kafkajs sends the one before it (OUT_OF_ORDER_SEQUENCE_NUMBER, for ever); as many, the
+  // broker would answer them as that batch's duplicate and write nothing.
+  for (
+    const [after, outcome] of [
+      [["after"], "the producer starts over with a new producer id instead of failing for ever"],
+      [["after-1", "after-2"], "written, not taken for the lost batch's duplicate"]
+    ] as const
+  ) {
+    it.live(
+      `a write the broker took but never acknowledged, then ${after.length === 1 ? "fewer" : "as many"} other messages: ${outcome}`,
+      () =>
+        Effect.gen(function*() {
+          const topic = makeTopic("faults-relay-unacked", 1)
+          yield* createTopics(topic)
+          const proxy = yield* KafkaFaults.proxy
+          const producer = yield* producerThrough(proxy)
+          const message = (id: string) => ({ key: "k", value: id })
+          yield* producer.send({ topic: topic.name, messages: [message("first")] })
+          // The broker writes the batch, its answer is lost; then the way is cut until kafkajs gives
+          // up the send. kafkajs hands the batch's sequence numbers back, though the broker has them.
+          yield* proxy.set(FaultProxy.dropResponses)
+          const unacknowledged = yield* Effect.fork(
+            producer.send({ topic: topic.name, messages: [message("unacknowledged-1"), message("unacknowledged-2")] })
+          )
+          yield* Effect.sleep("1 second")
+          yield* proxy.set(FaultProxy.cut)
+          const given = yield* Fiber.await(unacknowledged)
+          assert.isTrue(Exit.isFailure(given), "kafkajs gave the send up")
+          yield* proxy.set(FaultProxy.pass)
+          const sent = yield* producer.send({ topic: topic.name, messages: after.map(message) }).pipe(
+            Effect.retry({ times: 3 }),
+            Effect.either
+          )
+          assert.isTrue(
+            Either.isRight(sent),
+            `the send after the fault: ${Either.isLeft(sent) ? sent.left.message : ""}`
+          )
+          const expected = ["first", "unacknowledged-1", "unacknowledged-2", ...after]
+          const records = yield* readTopic(topic.name, expected.length).pipe(Effect.timeoutOption("15 seconds"))
+          assert.deepStrictEqual(
+            Option.match(records, {
+              onNone: () => [`fewer than ${expected.length} records`],
+              onSome: (rs) => rs.map((r) => r.value?.toString())
+            }),
+            expected
+          )
+        }).pipe(Effect.scoped, Effect.provide(TestLive)),
+      { timeout: 90_000 }
+    )
+  }
 
   it.live(
     "rows of a topic that does not exist hold back only their keys; others flow, they follow once it exists",

@@ -147,8 +147,11 @@ export const run = (
             failingSince ??= Date.now()
             const failingFor = Math.round((Date.now() - failingSince) / 1000)
             yield* Metric.increment(claimFailuresTotal)
+            // Bounded: with the database unreachable, the count would hold the back-off up for as
+            // long as the connection attempt lasts.
             const pending = yield* stats.pipe(
-              Effect.map((s) => s.pending),
+              Effect.map((s): number | string => s.pending),
+              Effect.timeoutFail({ duration: "1 second", onTimeout: () => "timed out" }),
               Effect.orElseSucceed(() => "unknown")
             )
             const log = Cause.isFailType(cause) && failingFor < alertAfterSeconds
