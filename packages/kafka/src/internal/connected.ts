@@ -24,7 +24,11 @@ export const connected = <A extends Connectable>(create: () => A, disconnectTime
     Effect.try({ try: create, catch: fromCause("Configure") }).pipe(
       Effect.tap((client) =>
         Effect.tryPromise({ try: () => client.connect(), catch: fromCause("Connect") }).pipe(
-          Effect.tapError(() => disconnect(client))
+          Effect.tapError(() => disconnect(client)),
+          // kafkajs retries a connection to a broker that is away for up to ~30 s: a caller that
+          // stops waiting (a service stopping, a producer replaced while the broker is away) ends it.
+          Effect.onInterrupt(() => disconnect(client)),
+          Effect.interruptible
         )
       )
     ),
