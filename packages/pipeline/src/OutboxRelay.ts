@@ -19,6 +19,12 @@ import * as loop from "./internal/relayLoop.ts"
 export interface RelayOptions {
   /** Most rows published by one claim (default 1000). */
   readonly batchSize?: number | undefined
+  /**
+   * Most bytes of keys, values and headers one claim sends (default 900,000). Kafka refuses a
+   * record batch over its `max.message.bytes` (1 MB by default), and the relay would then send the
+   * claim's rows one at a time. A claim always takes its first row, however large.
+   */
+  readonly maxBatchBytes?: number | undefined
   /** Most key shards one claim locks (default 16). */
   readonly shardsPerClaim?: number | undefined
   /** Loops in this instance; each claims other shards (default 1). */

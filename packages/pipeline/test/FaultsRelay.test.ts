@@ -226,7 +226,9 @@ describe("OutboxRelay under faults", () => {
     ] as const
   ) {
     it.live(
-      `a write the broker took but never acknowledged, then ${after.length === 1 ? "fewer" : "as many"} other messages: ${outcome}`,
+      `a write the broker took but never acknowledged, then ${
+        after.length === 1 ? "fewer" : "as many"
+      } other messages: ${outcome}`,
       () =>
         Effect.gen(function*() {
           const topic = makeTopic("faults-relay-unacked", 1)
@@ -267,6 +269,62 @@ describe("OutboxRelay under faults", () => {
       { timeout: 90_000 }
     )
   }
+
+  it.live(
+    "a send that starts the producer over while the broker is unreachable can be given up at once (the relay stopping)",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-relay-start-over-away", 1)
+        yield* createTopics(topic)
+        const proxy = yield* KafkaFaults.proxy
+        const producer = yield* producerThrough(proxy, {})
+        const message = { key: "k", value: "v" }
+        yield* producer.send({ topic: topic.name, messages: [message] })
+        yield* proxy.set(FaultProxy.cut)
+        const failed = yield* Effect.either(producer.send({ topic: topic.name, messages: [message] }))
+        assert.isTrue(Either.isLeft(failed), "the send failed with the way cut")
+        // The next send starts over on a new producer, whose connection kafkajs tries again and again
+        // (37 s, uninterruptible, before connecting could be interrupted).
+        yield* proxy.set(FaultProxy.unreachable)
+        const next = yield* Effect.fork(producer.send({ topic: topic.name, messages: [message] }))
+        yield* Effect.sleep("1 second")
+        const started = Date.now()
+        yield* Fiber.interrupt(next)
+        assert.isAtMost(Date.now() - started, 6_000, "ms to give the send up")
+        yield* proxy.set(FaultProxy.pass)
+        yield* producer.send({ topic: topic.name, messages: [message] }).pipe(Effect.retry({ times: 3 }))
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
+    "a claim holds no more bytes than a record batch may: large rows go in several claims, none rejected as too large, none sent twice",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("faults-relay-large", 2)
+        yield* createTopics(topic)
+        // 1.2 MB for one key's partition, over the broker's 1 MB a record batch may hold; small rows
+        // of other keys on both partitions. Rejected, the claim would be sent again one row at a time,
+        // the other partition's rows with it.
+        const large = "x".repeat(2_000)
+        const events = [
+          ...Array.from({ length: 40 }, (_, i) => event(`small-${i}`, 1)),
+          ...Array.from({ length: 600 }, (_, i) => event("large", i, large))
+        ]
+        yield* Outbox.append(topic, ...events)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* OutboxRelay.run({ pollInterval: "200 millis", shardsPerClaim: 64 })
+          yield* eventually(allPublished(events.length).pipe(Effect.orElseSucceed(() => false)), "30 seconds")
+        }))
+        const records = yield* readTopic(topic.name, events.length)
+        assert.strictEqual(records.length, events.length, "records on the topic")
+        assert.strictEqual(new Set(records.map((r) => decodeValue(r).eventId)).size, events.length)
+        const sql = yield* SqlClient
+        const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_outbox WHERE attempts > 1`
+        assert.strictEqual(row!.n, 0, "rows sent more than once")
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
 
   it.live(
     "rows of a topic that does not exist hold back only their keys; others flow, they follow once it exists",

@@ -14,7 +14,7 @@ import { outboxShards } from "../PipelineMigrations.ts"
 import { eventHeaders } from "./headers.ts"
 import { failedTotal, publishedTotal } from "./metrics.ts"
 
-interface ClaimedRow {
+export interface ClaimedRow {
   readonly id: string
   readonly topic: string
   readonly messageKey: string
@@ -120,6 +120,29 @@ export const pendingRows = (
 
 export const shardsPerClaimOf = (options: RelayOptions) => options.shardsPerClaim ?? 16
 
+const defaultMaxBatchBytes = 900_000
+// A record's framing and the event headers the relay adds (id, type, schema version).
+const recordOverhead = 150
+
+const sizeOf = (row: ClaimedRow) => {
+  let bytes = recordOverhead + Buffer.byteLength(row.payload) + Buffer.byteLength(row.messageKey)
+  for (const name in row.headers) bytes += name.length + Buffer.byteLength(String(row.headers[name]))
+  return bytes
+}
+
+/**
+ * The first of `rows` that fit in `maxBytes` (at least one). A prefix of the claim is a prefix of
+ * each key's rows, so the rest stay pending in order.
+ */
+export const upToBytes = (rows: ReadonlyArray<ClaimedRow>, maxBytes: number): ReadonlyArray<ClaimedRow> => {
+  let bytes = 0
+  for (let i = 0; i < rows.length; i++) {
+    bytes += sizeOf(rows[i]!)
+    if (bytes > maxBytes && i > 0) return rows.slice(0, i)
+  }
+  return rows
+}
+
 /** What a claim did, and which shards it held while it did. */
 export interface Claimed {
   readonly result: RoundResult
@@ -173,9 +196,11 @@ export const claimOnce = (
         : yield* lockShards(sql, target)
       if (shards.length === 0) return { _tag: "Idle" } as const
       locked = shards.map((s) => s.shard)
-      const rows = yield* pendingRows(sql, locked, skipTopics, batchSize)
-      if (rows.length === 0) return { _tag: "Idle" } as const
-      filled = rows.length >= batchSize || (target === undefined && locked.length >= shardsPerClaim)
+      const pending = yield* pendingRows(sql, locked, skipTopics, batchSize)
+      if (pending.length === 0) return { _tag: "Idle" } as const
+      const rows = upToBytes(pending, options.maxBatchBytes ?? defaultMaxBatchBytes)
+      filled = rows.length < pending.length || rows.length >= batchSize ||
+        (target === undefined && locked.length >= shardsPerClaim)
 
       const markPublished = (ids: ReadonlyArray<string>) =>
         ids.length === 0 ? Effect.void : Effect.zipRight(
