@@ -371,6 +371,43 @@ describe("OutboxRelay under faults", () => {
   )
 
   it.live(
+    "a claim waiting on a frozen broker is reported after 10 s (Warning, relay backing off) and the relay runs again once it answers",
+    () =>
+      Effect.gen(function*() {
+        const { layer: recorded, logged } = TestLogging.recording(LogLevel.Warning)
+        const topic = makeTopic("faults-relay-stall")
+        yield* createTopics(topic)
+        const proxy = yield* KafkaFaults.proxy
+        const producer = yield* producerThrough(proxy, { requestTimeout: 1_000 })
+        const states: Array<string> = []
+        const observer = OutboxRelay.Observer.of({ relay: (state) => void states.push(state) })
+        const stalled = () => logged.filter((line) => line.message.startsWith("Outbox relay claim still waiting"))
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            yield* OutboxRelay.run({ pollInterval: "200 millis" }).pipe(
+              Effect.provideService(Producer.Producer, producer),
+              Effect.provideService(OutboxRelay.Observer, observer)
+            )
+            yield* Outbox.append(topic, event("k", 1))
+            yield* eventually(allPublished(1).pipe(Effect.orElseSucceed(() => false)), "15 seconds")
+            yield* proxy.set(FaultProxy.freeze)
+            const frozenAt = Date.now()
+            yield* Outbox.append(topic, event("k", 2))
+            yield* eventually(Effect.sync(() => stalled().length > 0), "20 seconds", "the stall reported")
+            const reportedAfter = Date.now() - frozenAt
+            assert.isAtLeast(reportedAfter, 9_000, "not before 10 s")
+            assert.strictEqual(stalled()[0]!.level, "WARN")
+            assert.strictEqual(states.at(-1), "backingOff")
+            yield* proxy.set(FaultProxy.pass)
+            yield* eventually(allPublished(2).pipe(Effect.orElseSucceed(() => false)), "15 seconds", "published after")
+            yield* eventually(Effect.sync(() => states.at(-1) === "running"), "5 seconds", "running again")
+          }).pipe(Effect.provide(recorded))
+        )
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
     "a send retried through a frozen broker goes through soon after it answers again: kafkajs's waits are capped at 1 s",
     () =>
       Effect.gen(function*() {

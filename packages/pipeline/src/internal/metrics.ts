@@ -26,3 +26,8 @@ export const claimFailuresTotal = Metric.counter("kpipe_outbox_claim_failures_to
   description: "Relay claims that could not publish (broker or database away, connection lost); retried with backoff",
   incremental: true
 })
+export const claimStallsTotal = Metric.counter("kpipe_outbox_claim_stalls_total", {
+  description:
+    "Reports of a relay claim still waiting for the broker or the database (after 10 s, then every 30 s); kafkajs retries an unanswered send without end",
+  incremental: true
+})

@@ -5,6 +5,7 @@ import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -13,7 +14,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { channel } from "../Outbox.ts"
 import { defaultRetention, Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
-import { backlog, claimFailuresTotal, oldestPendingSeconds } from "./metrics.ts"
+import { backlog, claimFailuresTotal, claimStallsTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
 import { claimOnce, makeState, shardsPerClaimOf } from "./relayClaim.ts"
 import { parseHint, ShardHints } from "./relayHints.ts"
@@ -27,6 +28,14 @@ class ListeningSilent extends Data.TaggedError("ListeningSilent")<{ readonly mes
 
 /** A claim failing for this long is logged at Error, not Warning: someone should look. */
 const alertAfterSeconds = 30
+
+/**
+ * A claim still waiting after this long is reported (Warning, then Error from `alertAfterSeconds`,
+ * the relay backing off meanwhile): kafkajs retries a send the broker does not answer, or answers
+ * with a retriable error (too few in-sync replicas, a leader election), without end, and logs it at
+ * Debug only.
+ */
+const slowClaimAfterSeconds = 10
 
 /**
  * After an outage a loop claims again within 2 s of the broker or database coming back: a cap of
@@ -106,6 +115,38 @@ export const run = (
       Effect.forkScoped
     )
 
+    const stallReports = (startedAt: number) =>
+      Effect.gen(function*() {
+        yield* Effect.sleep(Duration.seconds(slowClaimAfterSeconds))
+        while (true) {
+          const waited = Math.round((Date.now() - startedAt) / 1000)
+          yield* observe("backingOff", `a claim has waited ${waited} s for the broker or the database`)
+          yield* Metric.increment(claimStallsTotal)
+          const message = "Outbox relay claim still waiting for the broker or the database; its shards wait with it"
+          yield* (waited < alertAfterSeconds ? Effect.logWarning(message) : Effect.logError(message)).pipe(
+            Effect.annotateLogs({ waitingSeconds: waited })
+          )
+          yield* Effect.sleep(Duration.seconds(alertAfterSeconds))
+        }
+      })
+    const watchedForStall = <A, E, R>(claim: Effect.Effect<A, E, R>) =>
+      Effect.suspend(() => {
+        const startedAt = Date.now()
+        // A child of the loop's fiber: ended with the claim, or with the loop.
+        return Effect.flatMap(Effect.fork(stallReports(startedAt)), (reports) =>
+          claim.pipe(
+            Effect.ensuring(Effect.zipRight(
+              Fiber.interrupt(reports),
+              Effect.suspend(() => {
+                const waited = Math.round((Date.now() - startedAt) / 1000)
+                return waited < slowClaimAfterSeconds
+                  ? Effect.void
+                  : Effect.logInfo(`Outbox relay claim ended after waiting ${waited} s`)
+              })
+            ))
+          ))
+      })
+
     // A claim that could not publish (broker or database away), or that died (a COMMIT or ROLLBACK
     // on a lost connection is a defect in @effect/sql), is tried again after `backoff`, which starts
     // over once a claim gets through. Nothing ends the loop but the scope: whatever fails, it is
@@ -120,7 +161,7 @@ export const run = (
       const attempt = Effect.suspend(() => {
         const target = hints.next(shardsPerClaim, Date.now(), failedLast)
         if (target === undefined) return Effect.succeed(false)
-        return claimOnce(options, state, target._tag === "All" ? undefined : target.shards).pipe(
+        return watchedForStall(claimOnce(options, state, target._tag === "All" ? undefined : target.shards)).pipe(
           Effect.flatMap(({ filled, locked, result }) => {
             if (result._tag === "Blocked") return Effect.fail(result.error)
             failedLast = false
