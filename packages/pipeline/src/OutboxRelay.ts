@@ -3,6 +3,7 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Producer } from "@kpipe/kafka"
 import type { KafkaError } from "@kpipe/kafka/KafkaError"
+import { IllegalArgumentException } from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -113,23 +114,50 @@ export const cleanupKeys: Effect.Effect<number, SqlError, SqlClient> = admin.cle
  */
 export const run = (
   options: RelayOptions = {}
-): Effect.Effect<void, never, SqlClient | PgClient | Producer.Producer | Scope.Scope> => loop.run(options)
+): Effect.Effect<void, never, SqlClient | PgClient | Producer.Producer | Scope.Scope> =>
+  Effect.suspend(() => {
+    // A programming error, not an outage: with 0 of any of these the relay would publish nothing, silently.
+    const invalid = (["batchSize", "maxBatchBytes", "shardsPerClaim", "concurrency"] as const).filter((name) => {
+      const value = options[name]
+      return value !== undefined && !(Number.isInteger(value) && value > 0)
+    })
+    return invalid.length === 0
+      ? loop.run(options)
+      : Effect.die(
+        new IllegalArgumentException(
+          `OutboxRelay options must be whole numbers above 0: ${
+            invalid.map((name) => `${name} = ${options[name]}`).join(", ")
+          }`
+        )
+      )
+  })
 
 export const layer = (
   options: RelayOptions = {}
 ): Layer.Layer<never, never, SqlClient | PgClient | Producer.Producer> => Layer.scopedDiscard(run(options))
 
-/** `OUTBOX_BATCH_SIZE`, `OUTBOX_CONCURRENCY`, `OUTBOX_POLL_INTERVAL`, `OUTBOX_RETENTION` (all optional). */
+const positiveInteger = (name: string, description: string) =>
+  Config.option(
+    Config.integer(name).pipe(
+      Config.validate({ message: "must be a whole number above 0", validation: (n) => n > 0 }),
+      Config.withDescription(description)
+    )
+  )
+
+/**
+ * `OUTBOX_BATCH_SIZE`, `OUTBOX_MAX_BATCH_BYTES`, `OUTBOX_CONCURRENCY`, `OUTBOX_POLL_INTERVAL`,
+ * `OUTBOX_RETENTION` (all optional).
+ */
 export const layerConfig: Layer.Layer<never, ConfigError.ConfigError, SqlClient | PgClient | Producer.Producer> = Layer
   .unwrapEffect(
     Effect.map(
       Config.all({
-        batchSize: Config.option(
-          Config.integer("OUTBOX_BATCH_SIZE").pipe(Config.withDescription("Most rows one claim publishes (1000)"))
+        batchSize: positiveInteger("OUTBOX_BATCH_SIZE", "Most rows one claim publishes (1000)"),
+        maxBatchBytes: positiveInteger(
+          "OUTBOX_MAX_BATCH_BYTES",
+          "Most bytes of keys, values and headers one claim publishes (900000; the broker refuses a record batch over its max.message.bytes)"
         ),
-        concurrency: Config.option(
-          Config.integer("OUTBOX_CONCURRENCY").pipe(Config.withDescription("Claim loops in this process (1)"))
-        ),
+        concurrency: positiveInteger("OUTBOX_CONCURRENCY", "Claim loops in this process (1)"),
         pollInterval: Config.option(
           Config.duration("OUTBOX_POLL_INTERVAL").pipe(
             Config.withDescription("How often the relay polls when it hears no commit notification (1 s)")
@@ -144,6 +172,7 @@ export const layerConfig: Layer.Layer<never, ConfigError.ConfigError, SqlClient 
       (config) =>
         layer({
           batchSize: Option.getOrUndefined(config.batchSize),
+          maxBatchBytes: Option.getOrUndefined(config.maxBatchBytes),
           concurrency: Option.getOrUndefined(config.concurrency),
           pollInterval: Option.getOrUndefined(config.pollInterval),
           retention: Option.getOrUndefined(config.retention)

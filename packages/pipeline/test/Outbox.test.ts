@@ -6,11 +6,13 @@ import { KafkaError } from "@kpipe/kafka/KafkaError"
 import { IdempotentConsumer, Outbox, OutboxRelay, Publisher } from "@kpipe/pipeline"
 import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka } from "@kpipe/testing"
+import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -157,6 +159,28 @@ describe("Outbox", () => {
       // Each of those shards holds ~780 pending rows here: read whole and sorted, 12,500.
       assert.isAtMost(read, 1100, "rows of kpipe_outbox read to claim 1,000")
     }).pipe(Effect.provide(TestLive)))
+  it.live("relay settings of 0 or less are refused, from the environment with a ConfigError naming them", () =>
+    Effect.gen(function*() {
+      for (
+        const [name, value] of [
+          ["OUTBOX_BATCH_SIZE", "0"],
+          ["OUTBOX_CONCURRENCY", "-1"],
+          ["OUTBOX_MAX_BATCH_BYTES", "0"]
+        ] as const
+      ) {
+        const built = yield* Layer.build(OutboxRelay.layerConfig).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([[name, value]]))),
+          Effect.scoped,
+          Effect.exit
+        )
+        assert.isTrue(Exit.isFailure(built), `${name}=${value} refused`)
+        assert.include(Cause.pretty(Exit.isFailure(built) ? built.cause : Cause.empty), name)
+      }
+      const run = yield* OutboxRelay.run({ batchSize: 0, shardsPerClaim: 2 }).pipe(Effect.scoped, Effect.exit)
+      assert.isTrue(Exit.isFailure(run) && Cause.isDie(run.cause), "run({ batchSize: 0 }) is a defect")
+      assert.include(Cause.pretty(Exit.isFailure(run) ? run.cause : Cause.empty), "batchSize = 0")
+    }).pipe(Effect.provide(TestLive)))
+
   it.live("a rolled-back transaction leaves no row, a committed one exactly its events", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
