@@ -88,10 +88,13 @@ export const publishOnce = (
   options: RelayOptions = {}
 ): Effect.Effect<RoundResult, SqlError, SqlClient | Producer.Producer> => claim.publishOnce(options)
 
-/** Claims until nothing is left to publish; returns how many rows it published. */
+/**
+ * Claims until nothing is left to publish; returns how many rows it published. Fails with the
+ * claim's error when one could not publish (the broker away): its rows stay pending.
+ */
 export const drain = (
   options: RelayOptions = {}
-): Effect.Effect<number, SqlError, SqlClient | Producer.Producer> => admin.drain(options)
+): Effect.Effect<number, SqlError | KafkaError, SqlClient | Producer.Producer> => admin.drain(options)
 
 export const stats: Effect.Effect<OutboxStats, SqlError, SqlClient> = admin.stats
 

@@ -12,6 +12,7 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -179,6 +180,23 @@ describe("Outbox", () => {
       const run = yield* OutboxRelay.run({ batchSize: 0, shardsPerClaim: 2 }).pipe(Effect.scoped, Effect.exit)
       assert.isTrue(Exit.isFailure(run) && Cause.isDie(run.cause), "run({ batchSize: 0 }) is a defect")
       assert.include(Cause.pretty(Exit.isFailure(run) ? run.cause : Cause.empty), "batchSize = 0")
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("drain fails with the claim's error when it cannot publish, and leaves the rows pending", () =>
+    Effect.gen(function*() {
+      const topic = makeTopic("outbox-drain-blocked")
+      yield* Outbox.append(topic, event("k", 1), event("k", 2))
+      const away = new KafkaError({ reason: "Send", retriable: true, cause: new Error("the broker is away") })
+      const producer = yield* Producer.Producer
+      const failing = Producer.Producer.of({ send: producer.send, sendBatch: () => Effect.fail(away) })
+      const drained = yield* OutboxRelay.drain().pipe(Effect.provideService(Producer.Producer, failing), Effect.either)
+      const error = Either.getLeft(drained).pipe(Option.getOrUndefined)
+      assert.deepStrictEqual(
+        [error?._tag, error?.message],
+        ["KafkaError", away.message],
+        "fails with the claim's error"
+      )
+      assert.deepStrictEqual(yield* statuses, [{ status: "PENDING", n: 2 }])
     }).pipe(Effect.provide(TestLive)))
 
   it.live("a rolled-back transaction leaves no row, a committed one exactly its events", () =>

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Producer } from "@kpipe/kafka"
+import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -8,12 +9,15 @@ import { channel } from "../Outbox.ts"
 import type { OutboxStats, RelayOptions, TopicBacklog } from "../OutboxRelay.ts"
 import { makeState, publishOnce } from "./relayClaim.ts"
 
-export const drain = (options: RelayOptions): Effect.Effect<number, SqlError, SqlClient | Producer.Producer> =>
+export const drain = (
+  options: RelayOptions
+): Effect.Effect<number, SqlError | KafkaError, SqlClient | Producer.Producer> =>
   Effect.gen(function*() {
     const state = makeState()
     let total = 0
     while (true) {
       const result = yield* publishOnce(options, state)
+      if (result._tag === "Blocked") return yield* Effect.fail(result.error)
       if (result._tag !== "Published") return total
       total += result.count
     }
