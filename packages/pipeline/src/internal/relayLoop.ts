@@ -30,8 +30,8 @@ class ListeningSilent extends Data.TaggedError("ListeningSilent")<{ readonly mes
 const alertAfterSeconds = 30
 
 /**
- * A claim still waiting after this long is reported (Warning, then Error from `alertAfterSeconds`,
- * the relay backing off meanwhile): kafkajs retries a send the broker does not answer, or answers
+ * A claim still waiting after this long is reported, again every `alertAfterSeconds` (Warning, at
+ * Error once it has waited `alertAfterSeconds`: the first Error at 40 s; the relay backing off meanwhile): kafkajs retries a send the broker does not answer, or answers
  * with a retriable error (too few in-sync replicas, a leader election), without end, and logs it at
  * Debug only.
  */
@@ -191,8 +191,8 @@ export const run = (
             // Bounded: with the database unreachable, the count would hold the back-off up for as
             // long as the connection attempt lasts.
             const pending = yield* stats.pipe(
-              Effect.map((s): number | string => s.pending),
-              Effect.timeoutFail({ duration: "1 second", onTimeout: () => "timed out" }),
+              Effect.map((s) => s.pending),
+              Effect.timeout("1 second"),
               Effect.orElseSucceed(() => "unknown")
             )
             const log = Cause.isFailType(cause) && failingFor < alertAfterSeconds
