@@ -1,13 +1,12 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ScopedRef from "effect/ScopedRef"
-import { CompressionTypes, Partitioners, type Producer as KafkaProducer } from "kafkajs"
-import { connected } from "./internal/connected.ts"
+import { type Admin, CompressionTypes, Partitioners, type Producer as KafkaProducer } from "kafkajs"
+import { connected, connecting } from "./internal/connected.ts"
 import { KafkaClient } from "./KafkaClient.ts"
 import { fromCause, KafkaError, losesProducerState, TopicsNotFound } from "./KafkaError.ts"
 
@@ -201,19 +200,16 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
   const existing = new Set<string>()
   // Connecting is part of the use, so that interrupting a lookup (a watch whose send was answered,
   // the producer stopping) does not wait for a connection to a broker that is away.
+  const disconnectAdmin = (admin: Admin) =>
+    Effect.tryPromise(() => admin.disconnect()).pipe(
+      Effect.interruptible,
+      Effect.timeoutOption("5 seconds"),
+      Effect.ignore
+    )
   const lookUp = Effect.acquireUseRelease(
     Effect.sync(() => kafka.admin()),
-    (admin) =>
-      Effect.tryPromise({
-        try: () => admin.connect().then(() => admin.listTopics()),
-        catch: fromCause("Send")
-      }),
-    (admin) =>
-      Effect.tryPromise(() => admin.disconnect()).pipe(
-        Effect.interruptible,
-        Effect.timeoutOption("5 seconds"),
-        Effect.ignore
-      )
+    (admin) => connecting(admin, (a) => a.connect().then(() => a.listTopics()), disconnectAdmin, fromCause("Send")),
+    disconnectAdmin
   )
   const topicsNotFound = (topics: ReadonlyArray<string>) =>
     new KafkaError({ reason: "Send", retriable: false, cause: new TopicsNotFound({ topics }) })
@@ -262,15 +258,20 @@ export const make = Effect.fnUntraced(function*(options: ProducerOptions = {}) {
       for (const topic of topics) connection.topics.add(topic)
       const sent = Effect.tryPromise({
         try: () => {
+          // Marked before the request goes and cleared by its answer, so that no send can come
+          // between a send given up on and its mark.
+          if (idempotent) unanswered.add(connection)
           const promise = attempt(connection.producer)
           connection.sending.add(promise)
           const settled = () => connection.sending.delete(promise)
-          promise.then(settled, settled)
+          promise.then(() => {
+            settled()
+            unanswered.delete(connection)
+          }, settled)
           return promise
         },
         catch: fromCause("Send")
       }).pipe(
-        Effect.onExit((exit) => Effect.sync(() => idempotent && Exit.isFailure(exit) && unanswered.add(connection))),
         Effect.map((value): Outcome<A> => ({ _tag: "Sent", value })),
         // Its producer was replaced meanwhile (sends overlap when not idempotent): it wrote nothing
         // after that, and goes again on the new producer.

@@ -270,29 +270,54 @@ describe("OutboxRelay under faults", () => {
     )
   }
 
+  /**
+   * A send that failed with the way cut, then the next one (which starts the producer over, whose
+   * connection kafkajs tries again and again) given up while the broker is unreachable; returns the
+   * milliseconds the interrupt took (37 s, uninterruptible, before connecting could be interrupted).
+   */
+  const startOverGivenUp = (name: string) =>
+    Effect.gen(function*() {
+      const topic = makeTopic(name, 1)
+      yield* createTopics(topic)
+      const proxy = yield* KafkaFaults.proxy
+      const producer = yield* producerThrough(proxy, {})
+      const send = producer.send({ topic: topic.name, messages: [{ key: "k", value: "v" }] })
+      yield* send
+      yield* proxy.set(FaultProxy.cut)
+      const failed = yield* Effect.either(send)
+      assert.isTrue(Either.isLeft(failed), "the send failed with the way cut")
+      yield* proxy.set(FaultProxy.unreachable)
+      const next = yield* Effect.fork(send)
+      yield* Effect.sleep("1 second")
+      const started = Date.now()
+      yield* Fiber.interrupt(next)
+      return { proxy, send, interruptMillis: Date.now() - started }
+    })
+
   it.live(
     "a send that starts the producer over while the broker is unreachable can be given up at once (the relay stopping)",
     () =>
       Effect.gen(function*() {
-        const topic = makeTopic("faults-relay-start-over-away", 1)
-        yield* createTopics(topic)
-        const proxy = yield* KafkaFaults.proxy
-        const producer = yield* producerThrough(proxy, {})
-        const message = { key: "k", value: "v" }
-        yield* producer.send({ topic: topic.name, messages: [message] })
-        yield* proxy.set(FaultProxy.cut)
-        const failed = yield* Effect.either(producer.send({ topic: topic.name, messages: [message] }))
-        assert.isTrue(Either.isLeft(failed), "the send failed with the way cut")
-        // The next send starts over on a new producer, whose connection kafkajs tries again and again
-        // (37 s, uninterruptible, before connecting could be interrupted).
-        yield* proxy.set(FaultProxy.unreachable)
-        const next = yield* Effect.fork(producer.send({ topic: topic.name, messages: [message] }))
-        yield* Effect.sleep("1 second")
-        const started = Date.now()
-        yield* Fiber.interrupt(next)
-        assert.isAtMost(Date.now() - started, 6_000, "ms to give the send up")
+        const { interruptMillis, proxy, send } = yield* startOverGivenUp("faults-relay-start-over-away")
+        assert.isAtMost(interruptMillis, 6_000, "ms to give the send up")
         yield* proxy.set(FaultProxy.pass)
-        yield* producer.send({ topic: topic.name, messages: [message] }).pipe(Effect.retry({ times: 3 }))
+        yield* send.pipe(Effect.retry({ times: 3 }))
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
+    "a producer whose connecting was given up is not left connected when the broker comes back",
+    () =>
+      Effect.gen(function*() {
+        const { proxy } = yield* startOverGivenUp("faults-relay-given-up-connect")
+        // kafkajs goes on retrying the connection it was asked to give up; the broker back, one
+        // of its attempts gets through.
+        const before = yield* proxy.connections
+        yield* proxy.set(FaultProxy.pass)
+        yield* eventually(Effect.map(proxy.connections, (n) => n > before), "40 seconds")
+        yield* Effect.sleep("3 seconds")
+        assert.strictEqual(yield* proxy.open, 0, "connections left open by producers nobody sends on")
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )

@@ -59,6 +59,8 @@ export interface FaultProxy {
   readonly during: <A, E, R>(fault: Fault, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Connections accepted since the proxy started. */
   readonly connections: Effect.Effect<number>
+  /** Connections open through the proxy now. */
+  readonly open: Effect.Effect<number>
   /** Chunks the clients sent since the proxy started, forwarded or not (a request is one or a few). */
   readonly clientChunks: Effect.Effect<number>
 }
@@ -226,6 +228,7 @@ export const make = (target: { readonly host: string; readonly port: number }): 
       set,
       during: (next, effect) => Effect.acquireUseRelease(set(next), () => effect, () => set(pass)),
       connections: Effect.sync(() => accepted),
+      open: Effect.sync(() => pairs.size),
       clientChunks: Effect.sync(() => clientChunks)
     } satisfies FaultProxy
   })

@@ -8,6 +8,33 @@ interface Connectable {
 }
 
 /**
+ * Starts connecting `client`. Given up on (interrupted), the client is disconnected at once, and
+ * again once the attempt ends: kafkajs goes on retrying a connection to a broker that is away after
+ * a disconnect (for up to ~30 s), and a broker back meanwhile would leave a connected client that
+ * nobody owns.
+ */
+export const connecting = <A extends Connectable, B, E>(
+  client: A,
+  connect: (client: A) => Promise<B>,
+  disconnectNow: (client: A) => Effect.Effect<void>,
+  onError: (cause: unknown) => E
+) =>
+  Effect.suspend(() => {
+    let attempt: Promise<B> | undefined
+    return Effect.tryPromise({ try: () => (attempt = connect(client)), catch: onError }).pipe(
+      Effect.onInterrupt(() =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            attempt?.then(() => client.disconnect(), () => undefined).catch(() => undefined)
+          }),
+          disconnectNow(client)
+        )
+      ),
+      Effect.interruptible
+    )
+  })
+
+/**
  * A kafkajs producer, consumer or admin, connected for the life of the scope. Disconnecting waits
  * for in-flight work, but never longer than `disconnectTimeout`, so shutdown cannot hang.
  */
@@ -23,12 +50,10 @@ export const connected = <A extends Connectable>(create: () => A, disconnectTime
   return Effect.acquireRelease(
     Effect.try({ try: create, catch: fromCause("Configure") }).pipe(
       Effect.tap((client) =>
-        Effect.tryPromise({ try: () => client.connect(), catch: fromCause("Connect") }).pipe(
-          Effect.tapError(() => disconnect(client)),
-          // kafkajs retries a connection to a broker that is away for up to ~30 s: a caller that
-          // stops waiting (a service stopping, a producer replaced while the broker is away) ends it.
-          Effect.onInterrupt(() => disconnect(client)),
-          Effect.interruptible
+        // A caller that stops waiting (a service stopping, a producer replaced while the broker is
+        // away) ends the attempt.
+        connecting(client, (c) => c.connect(), disconnect, fromCause("Connect")).pipe(
+          Effect.tapError(() => disconnect(client))
         )
       )
     ),
