@@ -23,7 +23,7 @@ export interface RelayOptions {
   /**
    * Most bytes of keys, values and headers one claim sends (default 900,000). Kafka refuses a
    * record batch over its `max.message.bytes` (1 MB by default), and the relay would then send the
-   * claim's rows one at a time. A claim always takes its first row, however large.
+   * claim's rows one at a time. A claim always takes its first row, however large. `Infinity`: no limit.
    */
   readonly maxBatchBytes?: number | undefined
   /** Most key shards one claim locks (default 16). */
@@ -80,13 +80,36 @@ export const oldestPendingSeconds = metrics.oldestPendingSeconds
 export const claimFailuresTotal = metrics.claimFailuresTotal
 
 /**
+ * `run`, `drain` and `publishOnce` with `options` checked. A programming error, not an outage: with
+ * 0 of any of these the relay would publish nothing, silently. `maxBatchBytes` may be `Infinity`.
+ */
+const validated = <A, E, R>(
+  options: RelayOptions,
+  use: (options: RelayOptions) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    const invalid = (["batchSize", "maxBatchBytes", "shardsPerClaim", "concurrency"] as const).filter((name) => {
+      const value = options[name]
+      if (value === undefined || (name === "maxBatchBytes" && value === Infinity)) return false
+      return !(Number.isInteger(value) && value > 0)
+    })
+    return invalid.length === 0 ? use(options) : Effect.die(
+      new IllegalArgumentException(
+        `OutboxRelay options must be whole numbers above 0: ${
+          invalid.map((name) => `${name} = ${options[name]}`).join(", ")
+        }`
+      )
+    )
+  })
+
+/**
  * One claim: lock up to `shardsPerClaim` shards that have pending rows (skipping shards another
  * relay holds), publish their next rows in key order with one producer call, mark them published
  * with one statement, commit. Returns what happened, for the loop's pacing.
  */
 export const publishOnce = (
   options: RelayOptions = {}
-): Effect.Effect<RoundResult, SqlError, SqlClient | Producer.Producer> => claim.publishOnce(options)
+): Effect.Effect<RoundResult, SqlError, SqlClient | Producer.Producer> => validated(options, claim.publishOnce)
 
 /**
  * Claims until nothing is left to publish; returns how many rows it published. Fails with the
@@ -94,7 +117,7 @@ export const publishOnce = (
  */
 export const drain = (
   options: RelayOptions = {}
-): Effect.Effect<number, SqlError | KafkaError, SqlClient | Producer.Producer> => admin.drain(options)
+): Effect.Effect<number, SqlError | KafkaError, SqlClient | Producer.Producer> => validated(options, admin.drain)
 
 export const stats: Effect.Effect<OutboxStats, SqlError, SqlClient> = admin.stats
 
@@ -117,23 +140,7 @@ export const cleanupKeys: Effect.Effect<number, SqlError, SqlClient> = admin.cle
  */
 export const run = (
   options: RelayOptions = {}
-): Effect.Effect<void, never, SqlClient | PgClient | Producer.Producer | Scope.Scope> =>
-  Effect.suspend(() => {
-    // A programming error, not an outage: with 0 of any of these the relay would publish nothing, silently.
-    const invalid = (["batchSize", "maxBatchBytes", "shardsPerClaim", "concurrency"] as const).filter((name) => {
-      const value = options[name]
-      return value !== undefined && !(Number.isInteger(value) && value > 0)
-    })
-    return invalid.length === 0
-      ? loop.run(options)
-      : Effect.die(
-        new IllegalArgumentException(
-          `OutboxRelay options must be whole numbers above 0: ${
-            invalid.map((name) => `${name} = ${options[name]}`).join(", ")
-          }`
-        )
-      )
-  })
+): Effect.Effect<void, never, SqlClient | PgClient | Producer.Producer | Scope.Scope> => validated(options, loop.run)
 
 export const layer = (
   options: RelayOptions = {}

@@ -180,6 +180,15 @@ describe("Outbox", () => {
       const run = yield* OutboxRelay.run({ batchSize: 0, shardsPerClaim: 2 }).pipe(Effect.scoped, Effect.exit)
       assert.isTrue(Exit.isFailure(run) && Cause.isDie(run.cause), "run({ batchSize: 0 }) is a defect")
       assert.include(Cause.pretty(Exit.isFailure(run) ? run.cause : Cause.empty), "batchSize = 0")
+      const topic = makeTopic("outbox-settings")
+      yield* createTopics(topic)
+      yield* Outbox.append(topic, event("k", 1), event("k", 2))
+      for (const bad of [OutboxRelay.drain({ batchSize: 0 }), OutboxRelay.publishOnce({ shardsPerClaim: 0.5 })]) {
+        const exit = yield* Effect.exit(bad as Effect.Effect<unknown, unknown, SqlClient | Producer.Producer>)
+        assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), "drain and publishOnce refuse them too")
+      }
+      assert.deepStrictEqual(yield* statuses, [{ status: "PENDING", n: 2 }])
+      assert.strictEqual(yield* OutboxRelay.drain({ maxBatchBytes: Infinity }), 2, "Infinity bytes: no limit")
     }).pipe(Effect.provide(TestLive)))
 
   it.live("drain fails with the claim's error when it cannot publish, and leaves the rows pending", () =>
