@@ -191,6 +191,30 @@ describe("Outbox", () => {
       assert.strictEqual(yield* OutboxRelay.drain({ maxBatchBytes: Infinity }), 2, "Infinity bytes: no limit")
     }).pipe(Effect.provide(TestLive)))
 
+  it.live("a row whose headers are not strings is FAILED at once with the reason; its key waits, other keys flow", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-bad-headers")
+      yield* createTopics(topic)
+      const events = [event("bad", 1), event("bad", 2), event("good", 1), event("good", 2)]
+      yield* Outbox.append(topic, ...events)
+      // As a writer other than Outbox.append could leave it: kafkajs cannot encode a number.
+      yield* sql`UPDATE kpipe_outbox SET headers = '{"retries": 1}'::jsonb
+                 WHERE message_key = 'bad' AND seq = 1`
+      assert.strictEqual(yield* OutboxRelay.drain(), 2)
+      const rows = yield* sql<{ messageKey: string; status: string; lastError: string | null }>`
+        SELECT message_key, status, last_error FROM kpipe_outbox ORDER BY message_key, seq`
+      assert.deepStrictEqual(rows.map((row) => [row.messageKey, row.status]), [
+        ["bad", "FAILED"],
+        ["bad", "PENDING"],
+        ["good", "PUBLISHED"],
+        ["good", "PUBLISHED"]
+      ])
+      assert.strictEqual(rows[0]!.lastError, `Outbox row's header "retries" must be a string, not 1`)
+      const records = yield* readTopic(topic.name, 2)
+      assert.deepStrictEqual(records.map((record) => record.key?.toString()), ["good", "good"])
+    }).pipe(Effect.provide(TestLive)))
+
   it.live("drain fails with the claim's error when it cannot publish, and leaves the rows pending", () =>
     Effect.gen(function*() {
       const topic = makeTopic("outbox-drain-blocked")

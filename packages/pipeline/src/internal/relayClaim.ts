@@ -143,6 +143,40 @@ export const upToBytes = (rows: ReadonlyArray<ClaimedRow>, maxBytes: number): Re
   return rows
 }
 
+/** Why `row` cannot be sent, if it cannot: Kafka headers are strings (a writer other than `Outbox.append` may put anything in the column). */
+export const malformation = (row: ClaimedRow): string | undefined => {
+  const headers: unknown = row.headers
+  if (typeof headers !== "object" || headers === null || Array.isArray(headers)) {
+    return `Outbox row's headers must be a JSON object of strings, not ${JSON.stringify(headers)}`
+  }
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== "string") return `Outbox row's header "${name}" must be a string, not ${JSON.stringify(value)}`
+  }
+  return undefined
+}
+
+/**
+ * `rows` split into those to send and the malformed ones, which can never be sent: each key's rows up
+ * to its first malformed one are sent, that one fails, and its key's later rows stay pending behind it.
+ */
+export const withoutMalformed = (rows: ReadonlyArray<ClaimedRow>) => {
+  const sendable: Array<ClaimedRow> = []
+  const malformed: Array<{ readonly row: ClaimedRow; readonly reason: string }> = []
+  const stopped = new Set<string>()
+  for (const row of rows) {
+    const keyId = `${row.topic}\u001f${row.messageKey}`
+    if (stopped.has(keyId)) continue
+    const reason = malformation(row)
+    if (reason === undefined) {
+      sendable.push(row)
+    } else {
+      malformed.push({ row, reason })
+      stopped.add(keyId)
+    }
+  }
+  return { sendable, malformed }
+}
+
 /** What a claim did, and which shards it held while it did. */
 export interface Claimed {
   readonly result: RoundResult
@@ -198,8 +232,8 @@ export const claimOnce = (
       locked = shards.map((s) => s.shard)
       const pending = yield* pendingRows(sql, locked, skipTopics, batchSize)
       if (pending.length === 0) return { _tag: "Idle" } as const
-      const rows = upToBytes(pending, options.maxBatchBytes ?? defaultMaxBatchBytes)
-      filled = rows.length < pending.length || rows.length >= batchSize ||
+      const claimed = upToBytes(pending, options.maxBatchBytes ?? defaultMaxBatchBytes)
+      filled = claimed.length < pending.length || claimed.length >= batchSize ||
         (target === undefined && locked.length >= shardsPerClaim)
 
       const markPublished = (ids: ReadonlyArray<string>) =>
@@ -224,6 +258,24 @@ export const claimOnce = (
           }),
           Effect.either
         )
+
+      const markFailed = (row: ClaimedRow, error: string, cause: unknown) =>
+        Effect.zipRight(
+          sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${error}
+              WHERE id = ${row.id}`,
+          Effect.zipRight(
+            Metric.increment(failedTotal),
+            Effect.logError("Outbox row can never be published; its key waits behind it", cause).pipe(
+              Effect.annotateLogs({ outboxId: row.id, topic: row.topic, key: row.messageKey })
+            )
+          )
+        )
+
+      // Left in the claim, a row kafkajs cannot encode would fail the whole send as if the broker were
+      // away, for every key in it, claim after claim.
+      const { malformed, sendable: rows } = withoutMalformed(claimed)
+      for (const { reason, row } of malformed) yield* markFailed(row, reason, reason)
+      if (rows.length === 0) return { _tag: "Published", count: 0 } as const
 
       let sending = rows
       let sent = yield* sendAll(sending)
@@ -272,12 +324,7 @@ export const claimOnce = (
           return { _tag: "Blocked", error: single.left } as const
         } else {
           failedKeys.add(keyId)
-          yield* sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1,
-                     last_error = ${errorText(single.left)} WHERE id = ${row.id}`
-          yield* Metric.increment(failedTotal)
-          yield* Effect.logError("Outbox row can never be published; its key waits behind it", single.left).pipe(
-            Effect.annotateLogs({ outboxId: row.id, topic: row.topic, key: row.messageKey })
-          )
+          yield* markFailed(row, errorText(single.left), single.left)
         }
       }
       yield* markPublished(published)
