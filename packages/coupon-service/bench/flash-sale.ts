@@ -6,11 +6,11 @@
 // of BENCH_QUANTITY. Prints the request rate, API latency percentiles, the answers, the time until
 // every request is settled (answered, and every accepted one ISSUED in the database) and the CPU
 // each process used. Before it, every partition of the topic receives records and a warm-up sale on
-// another coupon runs. The sale runs twice (on two coupons) and the resident memory of each process
+// another coupon runs. The sale runs BENCH_SALES times (2; each on its own coupon) and the resident memory of each process
 // is read idle, after the warm-up and after each sale, so growth shows. Last, with the service
 // stopped, the same load generator runs against bare node:http answering a fixed 202 (bare-http.ts),
 // and the API's throughput is printed as a share of it, which compares across machines.
-// Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS,
+// Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS, BENCH_SALES,
 // BENCH_SEPARATE_CONSUMER, BENCH_PRIME_PARTITIONS, BENCH_SERVICE_ARGS).
 import { SqlClient } from "@effect/sql/SqlClient"
 import { BenchCpu, BenchMemory, BenchReport, BenchStats, ServiceProcess } from "@kpipe/devtools"
@@ -42,6 +42,11 @@ const BenchConfig = Config.all({
   warmup: Config.integer("BENCH_WARMUP").pipe(Config.withDefault(20_000)),
   // One process is the fastest here: a second one costs more CPU than the spare the two cores have.
   replicas: Config.integer("BENCH_REPLICAS").pipe(Config.withDefault(1)),
+  /** Measured sales, each on its own coupon: memory that grows from one to the next shows in the table. */
+  sales: Config.integer("BENCH_SALES").pipe(
+    Config.validate({ message: "at least 2 sales, to compare them", validation: (n) => n >= 2 }),
+    Config.withDefault(2)
+  ),
   /**
    * The consumer groups in a process of their own (`COUPON_ROLES`). Off by default: since the
    * consumers fetch fuller batches (`KAFKA_MIN_BYTES`) they cost the API's event loop less than a
@@ -301,9 +306,9 @@ const sales = (
         rss.push(["after warm-up", rssNow()])
       }
 
-      // Twice, on two coupons: a second sale that needs more memory than the first shows growth.
+      // At least twice, each on its own coupon: a sale that needs more memory than the one before shows growth.
       const rates: Array<number> = []
-      for (const round of [1, 2]) {
+      for (let round = 1; round <= bench.sales; round++) {
         const couponId = yield* createCoupon(origin, adminToken, `flash sale ${round}`, bench.quantity)
         const cpuBefore = replicas.map((replica) => BenchCpu.processMs(replica.pid))
         const { accepted, issued, issuedAt, result, settledAt } = yield* sale(
@@ -322,7 +327,7 @@ const sales = (
 
         yield* out("")
         yield* out(
-          `coupon-service flash sale ${round} of 2: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} API process(es) on one port${
+          `coupon-service flash sale ${round} of ${bench.sales}: ${bench.requests} requests, quantity ${bench.quantity}, ${bench.inFlight} connections in flight (keep-alive), ${bench.replicas} API process(es) on one port${
             bench.separateConsumer ? " and a consumer process" : " (consumers inside)"
           }`
         )
@@ -380,7 +385,7 @@ const sales = (
           ...rss.map(([when, values]) => [when, ...values.map(BenchMemory.mb)]),
           ["peak", ...peaks.map(BenchMemory.mb)],
           [
-            "sale 2 − sale 1",
+            `sale ${bench.sales} − sale ${bench.sales - 1}`,
             ...rss.at(-1)![1].map((after, i) => `${((after - rss.at(-2)![1][i]!) / 2 ** 20).toFixed(0)} MB`)
           ]
         ],
