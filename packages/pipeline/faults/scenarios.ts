@@ -758,7 +758,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
     /** Cheap enough to ask every 250 ms; the full `measure` only once this says the run may have converged. */
     const settled = query(sql<{ readonly applied: number; readonly pending: number }>`
       SELECT (SELECT count(*)::int FROM applied WHERE consumer_group = ${group}) AS applied,
-             (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending`).pipe(
+             (SELECT count(*)::int FROM kpipe_outbox WHERE status IN ('PENDING', 'HELD')) AS pending`).pipe(
       Effect.map(([row]) => row!.applied >= acknowledged.size && row!.pending === 0)
     )
     yield* Effect.all([
@@ -816,7 +816,7 @@ export const runScenario = (scenario: Scenario, size: Size): Effect.Effect<Row, 
                  AND NOT (event_id = ANY(${expectedFailed}::text[]))) AS dead_lettered,
           (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED'
              AND event_id = ANY(${expectedFailed}::text[])) AS expected_failed,
-          (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending,
+          (SELECT count(*)::int FROM kpipe_outbox WHERE status IN ('PENDING', 'HELD')) AS pending,
           (SELECT count(DISTINCT event_id)::int FROM kpipe_outbox
              WHERE status = 'PUBLISHED' AND topic = ${topic.name}) AS published`
       return row!

@@ -21,7 +21,7 @@ import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Tracer from "effect/Tracer"
 import { fileURLToPath } from "node:url"
-import { pendingRows, pendingShards } from "../src/internal/relayClaim.ts"
+import { holdBehindFailed, pendingRows, pendingShards } from "../src/internal/relayClaim.ts"
 import {
   appliedCount,
   appliedTwice,
@@ -191,7 +191,7 @@ describe("Outbox", () => {
       assert.strictEqual(yield* OutboxRelay.drain({ maxBatchBytes: Infinity }), 2, "Infinity bytes: no limit")
     }).pipe(Effect.provide(TestLive)))
 
-  it.live("a row whose headers are not strings is FAILED at once with the reason; its key waits, other keys flow", () =>
+  it.live("a row whose headers are not strings is FAILED at once with the reason; its key is held, other keys flow", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
       const topic = makeTopic("outbox-bad-headers")
@@ -206,13 +206,80 @@ describe("Outbox", () => {
         SELECT message_key, status, last_error FROM kpipe_outbox ORDER BY message_key, seq`
       assert.deepStrictEqual(rows.map((row) => [row.messageKey, row.status]), [
         ["bad", "FAILED"],
-        ["bad", "PENDING"],
+        ["bad", "HELD"],
         ["good", "PUBLISHED"],
         ["good", "PUBLISHED"]
       ])
       assert.strictEqual(rows[0]!.lastError, `Outbox row's header "retries" must be a string, not 1`)
       const records = yield* readTopic(topic.name, 2)
       assert.deepStrictEqual(records.map((record) => record.key?.toString()), ["good", "good"])
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("rows behind a FAILED row are held out of the claims, still counted, and released in order by a retry", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-held")
+      yield* createTopics(topic)
+      yield* Outbox.append(topic, event("k", 1), event("k", 2), event("k", 3))
+      yield* sql`UPDATE kpipe_outbox SET headers = '{"retries": 1}'::jsonb WHERE seq = 1`
+      assert.strictEqual(yield* drain, 0)
+      // Appended after the row failed: pending until the relay's next hold.
+      yield* Outbox.append(topic, event("k", 4))
+      const byStatus = sql<{ seq: number; status: string }>`SELECT seq::int, status FROM kpipe_outbox ORDER BY seq`
+      const seqsBy = Effect.map(byStatus, (rows) => rows.map((row) => `${row.seq} ${row.status}`))
+      assert.deepStrictEqual(yield* seqsBy, ["1 FAILED", "2 HELD", "3 HELD", "4 PENDING"])
+      assert.strictEqual(yield* holdBehindFailed, 1)
+      assert.deepStrictEqual(yield* seqsBy, ["1 FAILED", "2 HELD", "3 HELD", "4 HELD"])
+      assert.strictEqual((yield* OutboxRelay.stats).pending, 3, "held rows are still waiting to be published")
+      assert.deepStrictEqual((yield* OutboxRelay.backlogByTopic).map((b) => b.pending), [3])
+
+      yield* sql`UPDATE kpipe_outbox SET headers = '{}'::jsonb WHERE seq = 1`
+      const [failed] = yield* sql<{ id: string }>`SELECT id FROM kpipe_outbox WHERE status = 'FAILED'`
+      assert.isTrue(yield* OutboxRelay.retryFailed(failed!.id))
+      assert.deepStrictEqual(yield* seqsBy, ["1 PENDING", "2 PENDING", "3 PENDING", "4 PENDING"])
+      assert.strictEqual(yield* drain, 4)
+      const records = yield* readTopic(topic.name, 4)
+      assert.deepStrictEqual(records.map((record) => decodeValue(record).seq), [1, 2, 3, 4])
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("a skipped FAILED row releases the rows held behind it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("outbox-held-skip")
+      yield* createTopics(topic)
+      yield* Outbox.append(topic, event("k", 1), event("k", 2))
+      yield* sql`UPDATE kpipe_outbox SET headers = '[]'::jsonb WHERE seq = 1`
+      assert.strictEqual(yield* drain, 0)
+      const [failed] = yield* sql<{ id: string }>`SELECT id FROM kpipe_outbox WHERE status = 'FAILED'`
+      assert.isTrue(yield* OutboxRelay.skipFailed(failed!.id))
+      assert.isFalse(yield* OutboxRelay.skipFailed(failed!.id), "no longer FAILED")
+      assert.strictEqual(yield* drain, 1)
+      const records = yield* readTopic(topic.name, 1)
+      assert.deepStrictEqual(records.map((record) => decodeValue(record).seq), [2])
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("a claim does not read the rows held behind a FAILED row", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const read = yield* sql.withTransaction(Effect.gen(function*() {
+        // Shard 0: a FAILED row of key "hot", 5,000 rows of it behind, one row of another key after it.
+        yield* sql`
+          INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload, status)
+          SELECT 'held-reads', 'hot', i, 0, md5(i::text), 'T', 1, '{}'::jsonb, CASE WHEN i = 1 THEN 'FAILED' ELSE 'PENDING' END
+          FROM generate_series(1, 5001) i`
+        yield* sql`
+          INSERT INTO kpipe_outbox (topic, message_key, seq, shard, event_id, event_type, schema_version, payload)
+          VALUES ('held-reads', 'other', 1, 0, 'other-1', 'T', 1, '{}'::jsonb)`
+        assert.strictEqual(yield* holdBehindFailed, 5000)
+        const [text, params] = pendingRows(sql, [0], [], 1000).compile()
+        const [row] = yield* sql.unsafe<Record<string, ReadonlyArray<{ Plan: PlanNode }>>>(
+          `EXPLAIN (ANALYZE, FORMAT JSON) ${text}`,
+          params
+        )
+        const [plan] = Object.values(row!)[0]!
+        return yield* Effect.fail(new RolledBack({ read: outboxRowsRead(plan!.Plan) }))
+      })).pipe(Effect.catchTag("RolledBack", ({ read }) => Effect.succeed(read)))
+      assert.isAtMost(read, 2, "rows of kpipe_outbox read to claim the one row of the shard that may go")
     }).pipe(Effect.provide(TestLive)))
 
   it.live("drain fails with the claim's error when it cannot publish, and leaves the rows pending", () =>
@@ -457,7 +524,7 @@ describe("Outbox", () => {
         ["healthy", "1", "PUBLISHED"],
         ["poisoned", "1", "PUBLISHED"],
         ["poisoned", "2", "FAILED"],
-        ["poisoned", "3", "PENDING"]
+        ["poisoned", "3", "HELD"]
       ])
       assert.isNotNull(rows[2]!.lastError)
       const stats = yield* OutboxRelay.stats

@@ -27,10 +27,11 @@ export const stats: Effect.Effect<OutboxStats, SqlError, SqlClient> = Effect.gen
   const sql = yield* SqlClient
   const [row] = yield* sql<{ pending: number; failed: number; oldestMs: number | null }>`
     SELECT
-      (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING') AS pending,
+      (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'PENDING')
+        + (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'HELD') AS pending,
       (SELECT count(*)::int FROM kpipe_outbox WHERE status = 'FAILED') AS failed,
-      (SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::float8 FROM kpipe_outbox WHERE status = 'PENDING')
-        AS oldest_ms`
+      (SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::float8
+       FROM kpipe_outbox WHERE status IN ('PENDING', 'HELD')) AS oldest_ms`
   return {
     pending: row!.pending,
     failed: row!.failed,
@@ -42,7 +43,7 @@ export const backlogByTopic = Effect.gen(function*() {
   const sql = yield* SqlClient
   const rows = yield* sql<{ topic: string; pending: number; oldestMs: number }>`
     SELECT topic, count(*)::int AS pending, (extract(epoch FROM now() - min(created_at)) * 1000)::float8 AS oldest_ms
-    FROM kpipe_outbox WHERE status = 'PENDING' GROUP BY topic`
+    FROM kpipe_outbox WHERE status IN ('PENDING', 'HELD') GROUP BY topic`
   return rows.map((row): TopicBacklog => ({
     topic: row.topic,
     pending: row.pending,
@@ -50,20 +51,26 @@ export const backlogByTopic = Effect.gen(function*() {
   }))
 }).pipe(Effect.withSpan("OutboxRelay.backlogByTopic"))
 
-/** Moves a FAILED row to `status` and wakes the relays; false when the row is not FAILED. */
+/**
+ * Moves a FAILED row to `status`, the rows held behind it back to pending, and wakes the relays;
+ * false when the row is not FAILED.
+ */
 const resolveFailed = (id: string, status: "PENDING" | "SKIPPED") =>
-  Effect.flatMap(
-    SqlClient,
-    (sql) =>
-      (status === "PENDING"
-        ? sql`UPDATE kpipe_outbox SET status = 'PENDING', last_error = NULL WHERE id = ${id} AND status = 'FAILED'
-            RETURNING id`
-        : sql`UPDATE kpipe_outbox SET status = 'SKIPPED', published_at = now() WHERE id = ${id} AND status = 'FAILED'
-            RETURNING id`).pipe(
-          Effect.zipLeft(sql`SELECT pg_notify(${channel}, ${status === "PENDING" ? "retry" : "skip"})`),
-          Effect.map((rows) => rows.length === 1)
-        )
-  )
+  Effect.flatMap(SqlClient, (sql) =>
+    sql.withTransaction(Effect.gen(function*() {
+      const [resolved] = yield* status === "PENDING"
+        ? sql<{ topic: string; messageKey: string }>`
+            UPDATE kpipe_outbox SET status = 'PENDING', last_error = NULL WHERE id = ${id} AND status = 'FAILED'
+            RETURNING topic, message_key`
+        : sql<{ topic: string; messageKey: string }>`
+            UPDATE kpipe_outbox SET status = 'SKIPPED', published_at = now() WHERE id = ${id} AND status = 'FAILED'
+            RETURNING topic, message_key`
+      if (resolved === undefined) return false
+      yield* sql`UPDATE kpipe_outbox SET status = 'PENDING'
+                 WHERE topic = ${resolved.topic} AND message_key = ${resolved.messageKey} AND status = 'HELD'`
+      yield* sql`SELECT pg_notify(${channel}, ${status === "PENDING" ? "retry" : "skip"})`
+      return true
+    })))
 
 export const retryFailed = (id: string) => resolveFailed(id, "PENDING").pipe(Effect.withSpan("OutboxRelay.retryFailed"))
 
@@ -88,7 +95,7 @@ export const cleanup = (retention: Duration.DurationInput) =>
   }).pipe(Effect.withSpan("OutboxRelay.cleanup"))
 
 /**
- * Deletes the sequence counters of keys with no row left to order (none pending, none FAILED):
+ * Deletes the sequence counters of keys with no row left to order (none pending, held or FAILED):
  * without it `kpipe_outbox_keys` keeps one row per key ever used. A key's next append then starts
  * again at `seq` 1, which keeps its order because no earlier row of it is left to publish (and `seq`
  * is unique among pending rows only; published rows keep theirs). The counters are locked first (an
@@ -98,7 +105,7 @@ export const cleanup = (retention: Duration.DurationInput) =>
  */
 export const cleanupKeys = Effect.gen(function*() {
   const sql = yield* SqlClient
-  // Each an index probe: the pending index by the key's shard, the FAILED index by the key.
+  // Each an index probe: the pending index by the key's shard, the FAILED and HELD indexes by the key.
   const idleKey = sql`
     NOT EXISTS (
       SELECT 1 FROM kpipe_outbox o
@@ -107,6 +114,9 @@ export const cleanupKeys = Effect.gen(function*() {
     )
     AND NOT EXISTS (
       SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key AND o.status = 'FAILED'
+    )
+    AND NOT EXISTS (
+      SELECT 1 FROM kpipe_outbox o WHERE o.topic = k.topic AND o.message_key = k.message_key AND o.status = 'HELD'
     )`
   let total = 0
   while (true) {

@@ -118,6 +118,33 @@ export const pendingRows = (
     ) r
     LIMIT ${limit}`
 
+/** The pending rows of a key whose FAILED row was just marked, out of the claims' way. */
+const holdKey = (sql: SqlClient, topic: string, messageKey: string) =>
+  sql`UPDATE kpipe_outbox SET status = 'HELD'
+      WHERE shard = kpipe_outbox_shard(${topic}, ${messageKey}) AND topic = ${topic} AND message_key = ${messageKey}
+        AND status = 'PENDING'`
+
+/**
+ * Holds the rows appended behind a FAILED row since it was marked (a claim leaves them out, but reads
+ * past them). The FAILED rows are locked first, so that a retry or skip in progress, which releases
+ * its key's rows, is waited for and then seen; pending rows a claim holds are left for next time.
+ */
+export const holdBehindFailed = Effect.flatMap(SqlClient, (sql) =>
+  sql<{ n: number }>`
+    WITH behind AS (
+      SELECT o.id FROM kpipe_outbox f
+      JOIN kpipe_outbox o ON o.shard = f.shard AND o.topic = f.topic AND o.message_key = f.message_key
+        AND o.status = 'PENDING'
+      WHERE f.status = 'FAILED'
+      FOR SHARE OF f FOR UPDATE OF o SKIP LOCKED
+    ), held AS (
+      UPDATE kpipe_outbox SET status = 'HELD' WHERE id IN (SELECT id FROM behind) RETURNING 1
+    )
+    SELECT count(*)::int AS n FROM held`.pipe(
+    Effect.map(([row]) => row!.n),
+    Effect.withSpan("OutboxRelay.holdBehindFailed")
+  ))
+
 export const shardsPerClaimOf = (options: RelayOptions) => options.shardsPerClaim ?? 16
 
 const defaultMaxBatchBytes = 900_000
@@ -261,8 +288,11 @@ export const claimOnce = (
 
       const markFailed = (row: ClaimedRow, error: string, cause: unknown) =>
         Effect.zipRight(
-          sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${error}
-              WHERE id = ${row.id}`,
+          Effect.zipRight(
+            sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${error}
+                WHERE id = ${row.id}`,
+            holdKey(sql, row.topic, row.messageKey)
+          ),
           Effect.zipRight(
             Metric.increment(failedTotal),
             Effect.logError("Outbox row can never be published; its key waits behind it", cause).pipe(

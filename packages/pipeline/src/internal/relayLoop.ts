@@ -16,7 +16,7 @@ import { channel } from "../Outbox.ts"
 import { defaultRetention, Observer, type RelayOptions, type RelayState } from "../OutboxRelay.ts"
 import { backlog, claimFailuresTotal, claimStallsTotal, oldestPendingSeconds } from "./metrics.ts"
 import { cleanup, cleanupKeys, stats } from "./relayAdmin.ts"
-import { claimOnce, makeState, shardsPerClaimOf } from "./relayClaim.ts"
+import { claimOnce, holdBehindFailed, makeState, shardsPerClaimOf } from "./relayClaim.ts"
 import { parseHint, ShardHints } from "./relayHints.ts"
 
 /** What a relay notifies itself with to learn that it listens (an append notifies the shards of its rows). */
@@ -251,6 +251,13 @@ export const run = (
       Effect.catchAllCause((cause) => Effect.logWarning("Outbox stats could not be read", cause))
     )
     yield* report.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
+    yield* holdBehindFailed.pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("Rows behind FAILED outbox rows could not be held; claims read past them meanwhile", cause)
+      ),
+      Effect.repeat(Schedule.spaced("5 seconds")),
+      Effect.forkScoped
+    )
     const retention = options.retention ?? defaultRetention
     yield* Effect.zipRight(cleanup(retention), cleanupKeys).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("Outbox cleanup failed; trying again later", cause)),
