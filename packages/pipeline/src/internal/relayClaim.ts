@@ -176,7 +176,8 @@ export const malformation = (row: ClaimedRow): string | undefined => {
   if (typeof headers !== "object" || headers === null || Array.isArray(headers)) {
     return `Outbox row's headers must be a JSON object of strings, not ${JSON.stringify(headers)}`
   }
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value: unknown = (headers as Record<string, unknown>)[name]
     if (typeof value !== "string") return `Outbox row's header "${name}" must be a string, not ${JSON.stringify(value)}`
   }
   return undefined
@@ -190,15 +191,16 @@ export const withoutMalformed = (rows: ReadonlyArray<ClaimedRow>) => {
   const sendable: Array<ClaimedRow> = []
   const malformed: Array<{ readonly row: ClaimedRow; readonly reason: string }> = []
   const stopped = new Set<string>()
+  const keyOf = (row: ClaimedRow) => `${row.topic}\u001f${row.messageKey}`
   for (const row of rows) {
-    const keyId = `${row.topic}\u001f${row.messageKey}`
-    if (stopped.has(keyId)) continue
+    // Almost always none is malformed: no key is built then.
+    if (stopped.size > 0 && stopped.has(keyOf(row))) continue
     const reason = malformation(row)
     if (reason === undefined) {
       sendable.push(row)
     } else {
       malformed.push({ row, reason })
-      stopped.add(keyId)
+      stopped.add(keyOf(row))
     }
   }
   return { sendable, malformed }
