@@ -22,6 +22,9 @@ export const connecting = <A extends Connectable, B, E>(
   Effect.suspend(() => {
     let attempt: Promise<B> | undefined
     return Effect.tryPromise({ try: () => (attempt = connect(client)), catch: onError }).pipe(
+      // Only the wait is interruptible: an interrupt that comes as the attempt succeeds then waits
+      // for the caller (an acquire, whose release disconnects), instead of ending it unreleased.
+      Effect.interruptible,
       Effect.onInterrupt(() =>
         Effect.zipRight(
           Effect.sync(() => {
@@ -29,8 +32,7 @@ export const connecting = <A extends Connectable, B, E>(
           }),
           disconnectNow(client)
         )
-      ),
-      Effect.interruptible
+      )
     )
   })
 
