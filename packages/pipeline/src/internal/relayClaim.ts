@@ -118,32 +118,51 @@ export const pendingRows = (
     ) r
     LIMIT ${limit}`
 
-/** The pending rows of a key whose FAILED row was just marked, out of the claims' way. */
-const holdKey = (sql: SqlClient, topic: string, messageKey: string) =>
+/**
+ * The rows of a key behind `failed`, just marked FAILED, out of the claims' way: its pending rows,
+ * and a later row of it marked FAILED in the same claim (one that could not be encoded), so that
+ * the key has one FAILED row, the one to retry or skip.
+ */
+const holdKey = (sql: SqlClient, failed: ClaimedRow) =>
   sql`UPDATE kpipe_outbox SET status = 'HELD'
-      WHERE shard = kpipe_outbox_shard(${topic}, ${messageKey}) AND topic = ${topic} AND message_key = ${messageKey}
-        AND status = 'PENDING'`
+      WHERE shard = kpipe_outbox_shard(${failed.topic}, ${failed.messageKey}) AND topic = ${failed.topic}
+        AND message_key = ${failed.messageKey} AND status IN ('PENDING', 'FAILED') AND id <> ${failed.id}`
 
 /**
  * Holds the rows appended behind a FAILED row since it was marked (a claim leaves them out, but reads
- * past them). The FAILED rows are locked first, so that a retry or skip in progress, which releases
- * its key's rows, is waited for and then seen; pending rows a claim holds are left for next time.
+ * past them), and releases held rows whose key has no FAILED row left (one deleted by hand, or
+ * retried by an instance that did not know of held rows yet). A FAILED row a retry or skip holds is
+ * left for next time, as are rows a claim holds: waiting on them, with locks of other keys taken,
+ * would deadlock with an operator's action on several rows.
  */
 export const holdBehindFailed = Effect.flatMap(SqlClient, (sql) =>
-  sql<{ n: number }>`
-    WITH behind AS (
-      SELECT o.id FROM kpipe_outbox f
-      JOIN kpipe_outbox o ON o.shard = f.shard AND o.topic = f.topic AND o.message_key = f.message_key
-        AND o.status = 'PENDING'
-      WHERE f.status = 'FAILED'
-      FOR SHARE OF f FOR UPDATE OF o SKIP LOCKED
-    ), held AS (
-      UPDATE kpipe_outbox SET status = 'HELD' WHERE id IN (SELECT id FROM behind) RETURNING 1
-    )
-    SELECT count(*)::int AS n FROM held`.pipe(
-    Effect.map(([row]) => row!.n),
-    Effect.withSpan("OutboxRelay.holdBehindFailed")
-  ))
+  Effect.zipWith(
+    sql<{ n: number }>`
+      WITH behind AS (
+        SELECT o.id FROM kpipe_outbox f
+        JOIN kpipe_outbox o ON o.shard = f.shard AND o.topic = f.topic AND o.message_key = f.message_key
+          AND o.status = 'PENDING'
+        WHERE f.status = 'FAILED'
+        FOR SHARE OF f SKIP LOCKED FOR UPDATE OF o SKIP LOCKED
+      ), held AS (
+        UPDATE kpipe_outbox SET status = 'HELD' WHERE id IN (SELECT id FROM behind) RETURNING 1
+      )
+      SELECT count(*)::int AS n FROM held`,
+    // A key's FAILED row and its HELD rows appear, and go, in one transaction: a key seen holding
+    // rows and no FAILED row has none.
+    sql<{ n: number }>`
+      WITH orphaned AS (
+        SELECT o.id FROM kpipe_outbox o
+        WHERE o.status = 'HELD' AND NOT EXISTS (
+          SELECT 1 FROM kpipe_outbox f WHERE f.topic = o.topic AND f.message_key = o.message_key AND f.status = 'FAILED'
+        )
+        FOR UPDATE SKIP LOCKED
+      ), released AS (
+        UPDATE kpipe_outbox SET status = 'PENDING' WHERE id IN (SELECT id FROM orphaned) RETURNING 1
+      )
+      SELECT count(*)::int AS n FROM released`,
+    ([held], [released]) => ({ held: held!.n, released: released!.n })
+  ).pipe(Effect.withSpan("OutboxRelay.holdBehindFailed")))
 
 export const shardsPerClaimOf = (options: RelayOptions) => options.shardsPerClaim ?? 16
 
@@ -288,12 +307,12 @@ export const claimOnce = (
           Effect.either
         )
 
-      const markFailed = (row: ClaimedRow, error: string, cause: unknown) =>
+      const markFailed = (row: ClaimedRow, error: unknown, cause: unknown) =>
         Effect.zipRight(
           Effect.zipRight(
-            sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${error}
+            sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${errorText(error)}
                 WHERE id = ${row.id}`,
-            holdKey(sql, row.topic, row.messageKey)
+            holdKey(sql, row)
           ),
           Effect.zipRight(
             Metric.increment(failedTotal),
@@ -356,7 +375,7 @@ export const claimOnce = (
           return { _tag: "Blocked", error: single.left } as const
         } else {
           failedKeys.add(keyId)
-          yield* markFailed(row, errorText(single.left), single.left)
+          yield* markFailed(row, single.left, single.left)
         }
       }
       yield* markPublished(published)
