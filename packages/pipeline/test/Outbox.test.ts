@@ -147,6 +147,21 @@ const rowsReadOnUnseenBacklog = (statement: (sql: SqlClient) => Statement.Statem
       return yield* Effect.fail(new RolledBack({ read: outboxRowsRead(plan!.Plan) }))
     })).pipe(Effect.catchTag("RolledBack", ({ read }) => Effect.succeed(read))))
 
+/**
+ * A topic with `seqs` rows of key "k" appended, the first made impossible to encode (a header that is
+ * not a string), and drained once: that row FAILED, the others held behind it.
+ */
+const keyBehindFailedRow = (name: string, seqs: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const topic = makeTopic(name)
+    yield* createTopics(topic)
+    yield* Outbox.append(topic, ...Array.from({ length: seqs }, (_, i) => event("k", i + 1)))
+    yield* sql`UPDATE kpipe_outbox SET headers = '{"retries": 1}'::jsonb WHERE seq = 1`
+    assert.strictEqual(yield* drain, 0)
+    return { sql, topic }
+  })
+
 describe("Outbox", () => {
   it.live("a claim finds pending shards with one index probe each, however large a backlog the statistics missed", () =>
     Effect.gen(function*() {
@@ -217,12 +232,7 @@ describe("Outbox", () => {
 
   it.live("rows behind a FAILED row are held out of the claims, still counted, and released in order by a retry", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      const topic = makeTopic("outbox-held")
-      yield* createTopics(topic)
-      yield* Outbox.append(topic, event("k", 1), event("k", 2), event("k", 3))
-      yield* sql`UPDATE kpipe_outbox SET headers = '{"retries": 1}'::jsonb WHERE seq = 1`
-      assert.strictEqual(yield* drain, 0)
+      const { sql, topic } = yield* keyBehindFailedRow("outbox-held", 3)
       // Appended after the row failed: pending until the relay's next hold.
       yield* Outbox.append(topic, event("k", 4))
       const byStatus = sql<{ seq: number; status: string }>`SELECT seq::int, status FROM kpipe_outbox ORDER BY seq`
@@ -244,12 +254,7 @@ describe("Outbox", () => {
 
   it.live("held rows whose FAILED row is gone (deleted by hand) are released, and published in order", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      const topic = makeTopic("outbox-held-orphaned")
-      yield* createTopics(topic)
-      yield* Outbox.append(topic, event("k", 1), event("k", 2), event("k", 3))
-      yield* sql`UPDATE kpipe_outbox SET headers = '{"retries": 1}'::jsonb WHERE seq = 1`
-      assert.strictEqual(yield* drain, 0)
+      const { sql, topic } = yield* keyBehindFailedRow("outbox-held-orphaned", 3)
       yield* sql`DELETE FROM kpipe_outbox WHERE status = 'FAILED'`
       assert.deepStrictEqual(yield* holdBehindFailed, { held: 0, released: 2 })
       assert.strictEqual(yield* drain, 2)
@@ -298,12 +303,7 @@ describe("Outbox", () => {
 
   it.live("a skipped FAILED row releases the rows held behind it", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      const topic = makeTopic("outbox-held-skip")
-      yield* createTopics(topic)
-      yield* Outbox.append(topic, event("k", 1), event("k", 2))
-      yield* sql`UPDATE kpipe_outbox SET headers = '[]'::jsonb WHERE seq = 1`
-      assert.strictEqual(yield* drain, 0)
+      const { sql, topic } = yield* keyBehindFailedRow("outbox-held-skip", 2)
       const [failed] = yield* sql<{ id: string }>`SELECT id FROM kpipe_outbox WHERE status = 'FAILED'`
       assert.isTrue(yield* OutboxRelay.skipFailed(failed!.id))
       assert.isFalse(yield* OutboxRelay.skipFailed(failed!.id), "no longer FAILED")
