@@ -328,6 +328,7 @@ const outbox = Command.make("outbox").pipe(
             "eventType",
             "eventId",
             "attempts",
+            "waiting",
             "lastError",
             "createdAt"
           ]))

@@ -183,7 +183,9 @@ export class OutboxRow extends Schema.Class<OutboxRow>("OutboxRow")({
   eventType: Schema.String,
   attempts: Schema.Number,
   lastError: Schema.NullOr(Schema.String),
-  createdAt: Schema.Date
+  createdAt: Schema.Date,
+  /** Rows of its key waiting behind it: a retry or skip lets them go. */
+  waiting: Schema.Number
 }) {}
 
 export class OutboxRequest extends Schema.Class<OutboxRequest>("OutboxRequest")({

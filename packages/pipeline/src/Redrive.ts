@@ -553,14 +553,20 @@ export interface FailedOutboxRow {
   readonly attempts: number
   readonly lastError: string | null
   readonly createdAt: Date
+  /** Rows of its key waiting behind it (held or pending): a retry or skip lets them go. */
+  readonly waiting: number
 }
 
 /** FAILED outbox rows, oldest first. */
 export const outboxFailed = Effect.fn("Redrive.outboxFailed")(function*(limit = 100) {
   const sql = yield* SqlClient
   return yield* sql<FailedOutboxRow>`
-    SELECT id::text AS id, topic, message_key, event_id, event_type, attempts, last_error, created_at
-    FROM kpipe_outbox WHERE status = 'FAILED' ORDER BY id LIMIT ${limit}`
+    SELECT f.id::text AS id, f.topic, f.message_key, f.event_id, f.event_type, f.attempts, f.last_error, f.created_at,
+      (SELECT count(*)::int FROM kpipe_outbox w WHERE w.topic = f.topic AND w.message_key = f.message_key
+         AND w.status = 'HELD')
+      + (SELECT count(*)::int FROM kpipe_outbox w WHERE w.shard = f.shard AND w.topic = f.topic
+         AND w.message_key = f.message_key AND w.status = 'PENDING') AS waiting
+    FROM kpipe_outbox f WHERE f.status = 'FAILED' ORDER BY f.id LIMIT ${limit}`
 })
 
 const outboxAction = (action: "outbox-retry" | "outbox-skip", ids: ReadonlyArray<string>, actor: string) =>

@@ -143,7 +143,15 @@ describe("ops console over several services (OpsGateway)", () => {
             note: "x".repeat(2 * 1024 * 1024)
           })
         const [retried, skipped] = [tooLarge("WELCOME"), tooLarge("SPRING")]
-        yield* inCoupon(Outbox.append(coupons, retried, skipped))
+        // Behind the row to retry, on its key: held while it is FAILED.
+        const behind = new CouponIssued({
+          type: "CouponIssued",
+          version: 1,
+          eventId: crypto.randomUUID(),
+          coupon: "WELCOME",
+          note: ""
+        })
+        yield* inCoupon(Outbox.append(coupons, retried, skipped, behind))
         assert.strictEqual(yield* inCoupon(OutboxRelay.drain()), 0)
         const outboxRows = inCoupon(Effect.flatMap(SqlClient, (sql) =>
           sql<{ eventId: string; status: string; attempts: number }>`
@@ -152,7 +160,7 @@ describe("ops console over several services (OpsGateway)", () => {
           (yield* outboxRows).map((r) =>
             r.status
           ),
-          ["FAILED", "FAILED"]
+          ["FAILED", "FAILED", "HELD"]
         )
 
         const gateway = yield* Layer.build(OpsGateway.layer({
@@ -258,21 +266,23 @@ describe("ops console over several services (OpsGateway)", () => {
         yield* ui(() => outboxRow(retried.eventId).locator("button.retry").click())
         assert.include(yield* text("#outboxQuestion"), "coupon-service")
         assert.include(yield* text("#outboxQuestion"), "WELCOME")
+        assert.include(yield* text("#outboxQuestion"), "The 1 later rows of its key wait behind it")
         yield* ui(() => page.click("#outboxCancel"))
-        assert.deepStrictEqual((yield* outboxRows).map((r) => r.status), ["FAILED", "FAILED"])
+        assert.deepStrictEqual((yield* outboxRows).map((r) => r.status), ["FAILED", "FAILED", "HELD"])
 
         yield* ui(() => outboxRow(retried.eventId).locator("button.retry").click())
         yield* ui(() => page.screenshot({ path: `${screenshots}console-outbox-confirm.png`, fullPage: true }))
         yield* ui(() => page.click("#outboxGo"))
         yield* ui(() => page.waitForSelector("#outboxResult"))
         assert.include(yield* text("#outboxResult"), "1 changed")
-        assert.deepStrictEqual((yield* outboxRows).map((r) => r.status), ["PENDING", "FAILED"])
+        assert.deepStrictEqual((yield* outboxRows).map((r) => r.status), ["PENDING", "FAILED", "PENDING"])
 
         yield* ui(() => outboxRow(skipped.eventId).locator("button.skip").click())
         assert.include(yield* text("#outboxQuestion"), "SPRING")
+        assert.include(yield* text("#outboxQuestion"), "the 0 later rows of its key go on")
         yield* ui(() => page.click("#outboxGo"))
         yield* ui(() => page.waitForSelector("#outboxResult"))
-        assert.deepStrictEqual((yield* outboxRows).map((r) => r.status), ["PENDING", "SKIPPED"])
+        assert.deepStrictEqual((yield* outboxRows).map((r) => r.status), ["PENDING", "SKIPPED", "PENDING"])
         yield* Eventually.eventually(
           Effect.map(text("#outbox"), (t) => !t.includes(retried.eventId) && !t.includes(skipped.eventId))
         )

@@ -108,7 +108,7 @@ async function refresh() {
     })
     table($("groups"), tagged("groups"),
       ["service", "topic", "consumerGroup", "errorTag", "eventType", "count", "firstSeen", "lastSeen", "sampleError"], { pick: pickGroup })
-    table($("outbox"), tagged("outbox"), ["service", "id", "topic", "messageKey", "eventType", "eventId", "attempts", "lastError", "createdAt"], {
+    table($("outbox"), tagged("outbox"), ["service", "id", "topic", "messageKey", "eventType", "eventId", "attempts", "waiting", "lastError", "createdAt"], {
       actions: (r, i) => "<button class='retry' data-i='" + i + "'>Retry</button><button class='skip' data-i='" + i + "'>Skip</button>",
       bind: (el, rows) => {
         el.querySelectorAll("button.retry").forEach((b) => b.onclick = () => askOutbox("retry", rows[Number(b.dataset.i)]))
@@ -164,7 +164,7 @@ function askOutbox(action, row) {
   const service = serviceOf(row.service)
   $("outboxConfirm").innerHTML = "<span id='outboxQuestion'>" + (action === "retry" ? "Publish again" : "Give up for good on") +
     " outbox row " + esc(row.id) + " of " + esc(row.service) + " (" + esc(row.topic) + ", key " + esc(row.messageKey) + ", " + esc(row.eventType) + ")? " +
-    (action === "retry" ? "Later rows of its key wait behind it." : "Its event is never published; later rows of its key go on.") +
+    (action === "retry" ? "The " + row.waiting + " later rows of its key wait behind it." : "Its event is never published; the " + row.waiting + " later rows of its key go on.") +
     "</span> <button id='outboxGo'>Confirm " + action + "</button><button id='outboxCancel'>Cancel</button>"
   $("outboxCancel").onclick = () => { $("outboxConfirm").innerHTML = "" }
   $("outboxGo").onclick = async () => {
