@@ -6,12 +6,12 @@
 // of BENCH_QUANTITY. Prints the request rate, API latency percentiles, the answers, the time until
 // every request is settled (answered, and every accepted one ISSUED in the database) and the CPU
 // each process used. Before it, every partition of the topic receives records and a warm-up sale on
-// another coupon runs. The sale runs BENCH_SALES times (2; each on its own coupon) and the resident memory of each process
-// is read idle, after the warm-up and after each sale, so growth shows. Last, with the service
-// stopped, the same load generator runs against bare node:http answering a fixed 202 (bare-http.ts),
-// and the API's throughput is printed as a share of it, which compares across machines.
-// Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS, BENCH_SALES,
-// BENCH_SEPARATE_CONSUMER, BENCH_PRIME_PARTITIONS, BENCH_SERVICE_ARGS).
+// another coupon runs. The sale runs BENCH_SALES times (2), each on its own coupon, and the resident
+// memory of each process is read idle, after the warm-up and after each sale, so growth shows. Last,
+// with the service stopped, the same load generator runs against bare node:http answering a fixed 202
+// (bare-http.ts), and the API's throughput is printed as a share of it, which compares across machines.
+// Usage: pnpm bench:coupons (BENCH_REQUESTS, BENCH_QUANTITY, BENCH_IN_FLIGHT, BENCH_WARMUP, BENCH_REPLICAS,
+// BENCH_SALES, BENCH_SEPARATE_CONSUMER, BENCH_PRIME_PARTITIONS, BENCH_SERVICE_ARGS).
 import { SqlClient } from "@effect/sql/SqlClient"
 import { BenchCpu, BenchMemory, BenchReport, BenchStats, ServiceProcess } from "@kpipe/devtools"
 import { Admin, KafkaClient } from "@kpipe/kafka"

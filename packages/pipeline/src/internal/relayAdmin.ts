@@ -58,13 +58,12 @@ export const backlogByTopic = Effect.gen(function*() {
 const resolveFailed = (id: string, status: "PENDING" | "SKIPPED") =>
   Effect.flatMap(SqlClient, (sql) =>
     sql.withTransaction(Effect.gen(function*() {
-      const [resolved] = yield* status === "PENDING"
-        ? sql<{ topic: string; messageKey: string }>`
-            UPDATE kpipe_outbox SET status = 'PENDING', last_error = NULL WHERE id = ${id} AND status = 'FAILED'
-            RETURNING topic, message_key`
-        : sql<{ topic: string; messageKey: string }>`
-            UPDATE kpipe_outbox SET status = 'SKIPPED', published_at = now() WHERE id = ${id} AND status = 'FAILED'
-            RETURNING topic, message_key`
+      const set = status === "PENDING"
+        ? sql`status = 'PENDING', last_error = NULL`
+        : sql`status = 'SKIPPED', published_at = now()`
+      const [resolved] = yield* sql<{ topic: string; messageKey: string }>`
+        UPDATE kpipe_outbox SET ${set} WHERE id = ${id} AND status = 'FAILED'
+        RETURNING topic, message_key`
       if (resolved === undefined) return false
       yield* sql`UPDATE kpipe_outbox SET status = 'PENDING'
                  WHERE topic = ${resolved.topic} AND message_key = ${resolved.messageKey} AND status = 'HELD'`

@@ -307,25 +307,21 @@ export const claimOnce = (
           Effect.either
         )
 
-      const markFailed = (row: ClaimedRow, error: unknown, cause: unknown) =>
-        Effect.zipRight(
-          Effect.zipRight(
-            sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${errorText(error)}
-                WHERE id = ${row.id}`,
-            holdKey(sql, row)
-          ),
-          Effect.zipRight(
-            Metric.increment(failedTotal),
-            Effect.logError("Outbox row can never be published; its key waits behind it", cause).pipe(
-              Effect.annotateLogs({ outboxId: row.id, topic: row.topic, key: row.messageKey })
-            )
+      const markFailed = (row: ClaimedRow, error: unknown) =>
+        Effect.all([
+          sql`UPDATE kpipe_outbox SET status = 'FAILED', attempts = attempts + 1, last_error = ${errorText(error)}
+              WHERE id = ${row.id}`,
+          holdKey(sql, row),
+          Metric.increment(failedTotal),
+          Effect.logError("Outbox row can never be published; its key waits behind it", error).pipe(
+            Effect.annotateLogs({ outboxId: row.id, topic: row.topic, key: row.messageKey })
           )
-        )
+        ], { discard: true })
 
       // Left in the claim, a row kafkajs cannot encode would fail the whole send as if the broker were
       // away, for every key in it, claim after claim.
       const { malformed, sendable: rows } = withoutMalformed(claimed)
-      for (const { reason, row } of malformed) yield* markFailed(row, reason, reason)
+      for (const { reason, row } of malformed) yield* markFailed(row, reason)
       if (rows.length === 0) return { _tag: "Published", count: 0 } as const
 
       let sending = rows
@@ -375,7 +371,7 @@ export const claimOnce = (
           return { _tag: "Blocked", error: single.left } as const
         } else {
           failedKeys.add(keyId)
-          yield* markFailed(row, single.left, single.left)
+          yield* markFailed(row, single.left)
         }
       }
       yield* markPublished(published)
