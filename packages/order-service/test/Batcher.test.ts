@@ -52,6 +52,23 @@ describe("Batcher (group commit of concurrent calls)", () => {
       assert.deepStrictEqual(yield* call(7), 7)
     }).pipe(Effect.scoped))
 
+  it.live("a run failing beside a branch it interrupted (Effect.all's sibling) fails its calls only; the loop goes on", () =>
+    Effect.gen(function*() {
+      // One worker: a loop that ended on that cause would leave the next call waiting for good.
+      const call = yield* Batcher.make(
+        (items: ReadonlyArray<number>, restore) =>
+          items.includes(13)
+            ? restore(Effect.all([Effect.fail("unlucky" as const).pipe(Effect.delay("5 millis")), Effect.never], {
+              concurrency: 2
+            }))
+            : Effect.succeed(items),
+        { maxBatch: 1, workers: 1 }
+      )
+      const failed = yield* Effect.exit(call(13))
+      assert.isTrue(Exit.isFailure(failed))
+      assert.deepStrictEqual(yield* call(7).pipe(Effect.timeout("2 seconds")), 7)
+    }).pipe(Effect.scoped))
+
   it.live("closing the scope: the run under way finishes and answers, a queued call and a later one are interrupted", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()

@@ -49,16 +49,16 @@ export const make = <I, O, E, R>(
               : Exit.die(new Error(`batch answered ${answers.length} of ${calls.length} items`)))
         ), { discard: true })
     // Calls taken from the queue are run and settled whatever happens: only the wait for them, and
-    // what the run restores, can be interrupted.
+    // what the run restores, can be interrupted. An interruption of the loop that arrived during the
+    // run ends it at the next wait. Not the run's exit: one that failed beside a branch it interrupted
+    // (Effect.all's siblings) also holds an interruption, and the loop would end with no one told.
     const loop = Effect.uninterruptibleMask((restore) =>
       restore(Queue.takeBetween(queue, 1, options.maxBatch)).pipe(
         Effect.flatMap((chunk) => {
           const calls = [...chunk]
           return run(calls.map((call) => call.item), restore).pipe(
             Effect.exit,
-            Effect.flatMap((exit) =>
-              Effect.zipRight(settle(calls, exit), Exit.isInterrupted(exit) ? Effect.interrupt : Effect.void)
-            )
+            Effect.flatMap((exit) => settle(calls, exit))
           )
         })
       )
