@@ -150,6 +150,10 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
     const applyIssues = Effect.fn("CouponStore.applyIssues")(function*(
       events: ReadonlyArray<CouponEvents.CouponIssueRequested>
     ) {
+      // An id beyond the INTEGER column names no coupon; PostgreSQL would refuse the batch's casts
+      // (22003, a SqlError retried and then dead-lettered as one) rather than find nothing.
+      const outOfRange = events.find((event) => event.couponId > maxCouponId)
+      if (outOfRange !== undefined) return yield* new CouponMissing({ couponId: outOfRange.couponId })
       // The coupon rows are locked before the statement takes its snapshot, so it sees every
       // NOT_QUEUED failure committed by a reclaimer, which takes the same lock (`reclaim`).
       yield* sql`

@@ -80,6 +80,73 @@ describe("requests that cannot be applied", () => {
     { timeout: 90_000 }
   )
 
+  const poison = recordingAlerts()
+  it.live(
+    "a dead letter the release cannot store (a coupon id beyond the INTEGER column) does not hold up the ones after it: the next is settled FAILED and its unit released",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const publisher = yield* IssuePublisher
+        const coupon = yield* createCoupon(3)
+        yield* sql`
+          CREATE FUNCTION refuse_user_7() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.user_id = 7 THEN RAISE EXCEPTION 'user 7 cannot hold coupons right now'; END IF;
+            RETURN NEW;
+          END $$`
+        yield* sql`CREATE TRIGGER refuse_user_7 BEFORE INSERT ON user_coupons FOR EACH ROW EXECUTE FUNCTION refuse_user_7()`
+
+        // Decodes (a coupon id is a positive Int), but no row of `coupons.id` (INTEGER) can hold it,
+        // nor of `coupon_issue_failures.coupon_id`: the release cannot store its failure, ever.
+        const now = yield* DateTime.now
+        const outOfRange = new CouponEvents.CouponIssueRequested({
+          eventId: Ids.EventId.make(crypto.randomUUID()),
+          occurredAt: now,
+          couponId: Ids.CouponId.make(3_000_000_000),
+          userId: Ids.UserId.make(99),
+          timestamp: DateTime.toEpochMillis(now)
+        })
+        yield* publisher.publish(outOfRange)
+        yield* eventually(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM kpipe_failed_events`,
+            (rows) => rows[0]!.n === 1
+          ),
+          "30 seconds",
+          "the out-of-range request dead-lettered"
+        )
+
+        // Dead-lettered after it, on the dead-letter topic's one partition.
+        assert.strictEqual((yield* issue(coupon.couponId, 7)).tag, "Accepted")
+        yield* eventually(
+          Effect.map(issueStatus(coupon.couponId, 7), (answer) => answer.body["status"] === "FAILED"),
+          "30 seconds",
+          "user 7's dead letter settled FAILED"
+        )
+        assert.strictEqual((yield* issueStatus(coupon.couponId, 7)).body["reason"], "DEAD_LETTERED")
+        yield* eventually(Effect.map(gateState(coupon.couponId, 7), (state) => state.counter === "0"))
+        assert.deepStrictEqual(yield* gateState(coupon.couponId, 7), {
+          counter: "0",
+          members: [],
+          pending: {},
+          status: "FAILED"
+        })
+        const failures = yield* sql<{ userId: string; reason: string }>`
+          SELECT user_id::text AS user_id, reason FROM coupon_issue_failures ORDER BY failed_at`
+        assert.deepStrictEqual(failures, [{ userId: "7", reason: "DEAD_LETTERED" }])
+        // The out-of-range request is a coupon the database does not have, dead-lettered at once; its
+        // dead letter stays in the failed-events table for an operator.
+        const stored = yield* sql<{ eventId: string; errorTag: string; attempts: number }>`
+          SELECT event_id, error_tag, attempts FROM kpipe_failed_events ORDER BY id`
+        assert.deepStrictEqual(stored[0], { eventId: outOfRange.eventId, errorTag: "CouponMissing", attempts: 1 })
+        assert.deepStrictEqual(stored.slice(1).map((row) => row.errorTag), ["SqlError"])
+      }).pipe(
+        Effect.provide(serviceWith(poison.layer)),
+        Effect.withConfigProvider(testEnv({ CONSUMER_MAX_RETRIES: "1" }).provider)
+      ),
+    { timeout: 90_000 }
+  )
+
   const missing = recordingAlerts()
   it.live(
     "a request for a coupon the database does not have is dead-lettered at once and its reservation released",
