@@ -13,8 +13,11 @@ export class SmsError extends Data.TaggedError("SmsError")<{
   readonly unavailable: boolean
 }> {}
 
-// A provider that is away or overloaded, as opposed to one that refused this message.
-const unavailableStatuses = new Set([429, 502, 503, 504])
+// A provider that is away or overloaded, as opposed to one that refused this message; and 401, 407
+// and 408: our token (or proxy credentials) refused, or the request timed out at the provider, which
+// every message would meet alike until the deployment or the provider is fixed: waiting beats
+// dead-lettering every notification meanwhile.
+const unavailableStatuses = new Set([401, 407, 408, 429, 502, 503, 504])
 
 // A refused connection to a name with two addresses is an AggregateError with an empty message.
 const describe = (error: unknown): string => {
@@ -33,8 +36,8 @@ export interface Sms {
 
 /**
  * SMS through the provider's HTTP endpoint (`SMS_URL`, bearer `SMS_TOKEN`): any answer but 2xx is a
- * failure; no connection, no answer within `SMS_TIMEOUT` (to connect, then again to answer), 429 and
- * 502-504 say the provider is unavailable.
+ * failure; no connection, no answer within `SMS_TIMEOUT` (to connect, then again to answer), 401,
+ * 407, 408, 429 and 502-504 say the provider is unavailable.
  */
 export class SmsGateway extends Effect.Service<SmsGateway>()("@kpipe/order-service/SmsGateway", {
   scoped: Effect.gen(function*() {

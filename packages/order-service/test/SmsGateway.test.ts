@@ -58,7 +58,7 @@ const provider = (listener: RequestListener) =>
 const sms = { to: "+10000000001", text: "Order 1 confirmed.", messageId: "<1@t>" }
 
 describe("SmsGateway", () => {
-  it.live("sends the message with its token and idempotency key; 429 and 502-504 say unavailable, other answers refuse it", () =>
+  it.live("sends the message with its token and idempotency key; 401, 407, 408, 429 and 502-504 say unavailable, other answers refuse it", () =>
     Effect.gen(function*() {
       const catcher = yield* SmsCatcher.make({ token })
       const gateway = yield* gatewayFor(catcher.url, Duration.seconds(10))
@@ -69,13 +69,17 @@ describe("SmsGateway", () => {
           Effect.zipRight(Effect.flip(gateway.send(sms))),
           Effect.map((error) => [status, error.unavailable] as const)
         )
-      assert.deepStrictEqual(yield* Effect.forEach([429, 500, 502, 503, 504, 400], refused), [
+      assert.deepStrictEqual(yield* Effect.forEach([401, 407, 408, 429, 500, 502, 503, 504, 400, 403], refused), [
+        [401, true],
+        [407, true],
+        [408, true],
         [429, true],
         [500, false],
         [502, true],
         [503, true],
         [504, true],
-        [400, false]
+        [400, false],
+        [403, false]
       ])
     }).pipe(Effect.scoped))
 
