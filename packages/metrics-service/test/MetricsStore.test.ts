@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql/SqlClient"
-import { assert, layer } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
 import { Database } from "@kpipe/sql"
 import * as BigDecimal from "effect/BigDecimal"
@@ -9,9 +9,10 @@ import * as Layer from "effect/Layer"
 import { defaultShape, messedUp } from "./history.ts"
 import { expected, isCatalog, stored } from "./utils.ts"
 
+// Both tests assert on whole tables, so each test (each run of the property) takes a database of its own.
 const StoreTest = MetricsStore.MetricsStore.Default.pipe(Layer.provideMerge(Database.layerTest(Migrations.all)))
 
-layer(StoreTest, { timeout: "60 seconds" })("MetricsStore", (it) => {
+describe("MetricsStore", () => {
   it.effect.prop(
     "batches of any interleaving (likes and orders repeated too) store the metrics of the history applied once",
     [messedUp(defaultShape), FastCheck.integer({ min: 1, max: 7 })],
@@ -19,7 +20,6 @@ layer(StoreTest, { timeout: "60 seconds" })("MetricsStore", (it) => {
       Effect.gen(function*() {
         const sql = yield* SqlClient
         const store = yield* MetricsStore.MetricsStore
-        yield* sql`TRUNCATE like_facts, order_facts, product_metrics, product_metric_buckets`
         // The consumer's claims drop repeated event ids before the store sees them; only views need it,
         // the facts of likes and orders absorb repeats by themselves, which this checks by leaving them in.
         const seenViews = new Set<string>()
@@ -35,15 +35,13 @@ layer(StoreTest, { timeout: "60 seconds" })("MetricsStore", (it) => {
           ]))
         }
         assert.deepStrictEqual(yield* stored, expected(MetricsModel.fold(events)))
-      }),
-    { fastCheck: { numRuns: 25 } }
+      }).pipe(Effect.provide(StoreTest)),
+    { timeout: 120_000, fastCheck: { numRuns: 25 } }
   )
 
   it.effect("a cancellation before its order and an unlike before its like take nothing below zero", () =>
     Effect.gen(function*() {
       const store = yield* MetricsStore.MetricsStore
-      const sql = yield* SqlClient
-      yield* sql`TRUNCATE like_facts, order_facts, product_metrics, product_metric_buckets`
       const sample = FastCheck.sample(messedUp({ ...defaultShape, products: 1, users: 1, orders: 2 }), {
         numRuns: 1,
         seed: 7
@@ -56,5 +54,5 @@ layer(StoreTest, { timeout: "60 seconds" })("MetricsStore", (it) => {
         assert.isFalse(BigDecimal.isNegative(m.salesAmount))
       }
       assert.deepStrictEqual(yield* stored, expected(MetricsModel.fold(sample.events)))
-    }))
+    }).pipe(Effect.provide(StoreTest)))
 })

@@ -62,8 +62,8 @@ export type Options<A extends Topic.EventShape, I, E extends { readonly _tag: st
     readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
     /**
      * How long the group's `(group, event id)` claims are kept (default: the topic's retention plus
-     * one day; a record older than that cannot be redelivered). Deleted every `cleanupInterval`
-     * (default 10 minutes).
+     * its segment time, `Topic.readableFor`, plus one day; a record older than that cannot be
+     * redelivered). Deleted every `cleanupInterval` (default 10 minutes).
      */
     readonly claimRetention?: Duration.DurationInput | undefined
     readonly cleanupInterval?: Duration.DurationInput | undefined

@@ -60,6 +60,7 @@ export const specs = (topics: ReadonlyArray<Any>, brokers = 1): ReadonlyArray<Ad
       config: {
         ...topic.config,
         "retention.ms": String(Duration.toMillis(topic.retention)),
+        "segment.ms": String(Duration.toMillis(topic.segment)),
         "cleanup.policy": topic.cleanupPolicy,
         "min.insync.replicas": String(own.minInSyncReplicas)
       }

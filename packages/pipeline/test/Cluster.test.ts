@@ -226,7 +226,10 @@ describe.sequential("3-broker cluster", () => {
         yield* TopicAdmin.create([good]).pipe(strict(true))
         const [description] = yield* admin.describeTopics([good.name])
         assert.deepStrictEqual(description!.partitions.map((p) => p.replicas.length), [3, 3, 3])
-        assert.strictEqual((yield* admin.topicConfigs([good.name])).get(good.name)?.["min.insync.replicas"], "2")
+        const configs = (yield* admin.topicConfigs([good.name])).get(good.name)
+        assert.strictEqual(configs?.["min.insync.replicas"], "2")
+        // Retention 1 hour: its segments roll after 1 hour, not the broker's 7 days.
+        assert.strictEqual(configs?.["segment.ms"], "3600000")
         assert.deepStrictEqual(yield* TopicAdmin.verify([good]), [])
 
         // Created by hand at RF 1, as the single-broker defaults would have.
@@ -241,7 +244,8 @@ describe.sequential("3-broker cluster", () => {
           // min.insync.replicas is the cluster's default (2) here, so only these differ.
           assert.deepStrictEqual(own.sort(), [
             ["replicationFactor", "3", "1"],
-            ["retention.ms", "3600000", "604800000"]
+            ["retention.ms", "3600000", "604800000"],
+            ["segment.ms", "3600000", "604800000"]
           ])
         }
         // The strict run created the missing dead-letter topic before it failed on the drifted one

@@ -7,7 +7,7 @@ import { Database } from "@kpipe/sql"
 import { DatabaseFaults, TestKafka } from "@kpipe/testing"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import {
@@ -481,6 +481,38 @@ describe("IdempotentConsumer claim retention", () => {
         )
         yield* claim("old-3", "5 days")
         assert.strictEqual(yield* IdempotentConsumer.cleanupClaims(group, topic.name, "1 day"), 1)
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "by default claims are kept for as long as a record can be redelivered: the topic's retention, plus its segment time, plus a day",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        // Retention 1 hour, so segments of 1 hour: a record stays readable for up to 2 hours.
+        const topic = makeTopic("claims-default-retention")
+        assert.strictEqual(Duration.toMillis(topic.segment), Duration.toMillis(Duration.hours(1)))
+        const group = TestKafka.uniqueName("claims-default-retention")
+        yield* createTopics(topic)
+        const claim = (eventId: string, age: string) =>
+          sql`INSERT INTO kpipe_processed_events (consumer_group, event_id, topic, partition, "offset", outcome, processed_at)
+          VALUES (${group}, ${eventId}, ${topic.name}, 0, 0, 'APPLIED', now() - ${age}::interval)`
+        // Past retention + a day, but its record may still be in a segment the broker keeps.
+        yield* claim("within", "25 hours 30 minutes")
+        yield* claim("past", "26 hours 30 minutes")
+        yield* consumeApplied(topic, group, { cleanupInterval: "200 millis" })
+        yield* eventually(
+          Effect.map(
+            sql<{ eventId: string }>`SELECT event_id FROM kpipe_processed_events WHERE consumer_group = ${group}`,
+            (rows) => !rows.some((row) => row.eventId === "past")
+          ),
+          "10 seconds",
+          "the claim past retention + segment + a day deleted"
+        )
+        const left = yield* sql<{ eventId: string }>`
+          SELECT event_id FROM kpipe_processed_events WHERE consumer_group = ${group}`
+        assert.deepStrictEqual(left.map((row) => row.eventId), ["within"])
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 60_000 }
   )

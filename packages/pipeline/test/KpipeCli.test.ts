@@ -161,12 +161,14 @@ describe("pnpm kpipe", () => {
         )
         const differs = yield* kpipe("postgres://unused", "topics", "verify", "--prefix", prefix)
         assert.strictEqual(differs.code, 4)
-        assert.match(
-          differs.stdout,
+        const row = (setting: string, expected: string | number, actual: string | number) =>
           new RegExp(
-            `${changed.name.replace(/\./g, "\\.")}\\s+partitions\\s+${changed.partitions}\\s+${changed.partitions + 1}`
+            `${changed.name.replace(/\./g, "\\.")}\\s+${setting.replace(/\./g, "\\.")}\\s+${expected}\\s+${actual}`
           )
-        )
+        assert.match(differs.stdout, row("partitions", changed.partitions, changed.partitions + 1))
+        // Created with the broker's defaults: its segments roll after 7 days, so a record would stay
+        // readable for up to a week past the retention its consumers' claims are kept for.
+        assert.match(differs.stdout, row("segment.ms", 24 * 60 * 60 * 1000, 7 * 24 * 60 * 60 * 1000))
         yield* admin.deleteTopics(topics.flatMap((topic) => [topic.name, topic.deadLetter.name]))
       }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }

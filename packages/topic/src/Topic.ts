@@ -35,6 +35,12 @@ export interface Topic<A extends EventShape, I = unknown> extends Replication {
   readonly name: string
   readonly partitions: number
   readonly retention: Duration.Duration
+  /**
+   * How long the broker writes to one log segment before it rolls a new one (`segment.ms`). Kafka
+   * deletes a segment only once its newest record is past the retention, so a record stays
+   * readable for up to `retention + segment` (see `readableFor`).
+   */
+  readonly segment: Duration.Duration
   readonly cleanupPolicy: "delete" | "compact"
   /** Further broker topic configs (e.g. `max.message.bytes`), created and verified like the others. */
   readonly config: Readonly<Record<string, string>>
@@ -57,6 +63,8 @@ export interface TopicOptions<A extends EventShape, I> {
   readonly name: string
   readonly partitions: number
   readonly retention: Duration.DurationInput
+  /** Default: the smaller of one day and `retention`. */
+  readonly segment?: Duration.DurationInput | undefined
   readonly cleanupPolicy?: "delete" | "compact" | undefined
   /** Default: `min(3, brokers)` of the cluster the topic is created on. */
   readonly replicationFactor?: number | undefined
@@ -79,6 +87,7 @@ export interface TopicOptions<A extends EventShape, I> {
 /** Names the `config` of `make` cannot set, because the topic has a field of its own for them. */
 const ownFields: Readonly<Record<string, string>> = {
   "retention.ms": "retention",
+  "segment.ms": "segment",
   "cleanup.policy": "cleanupPolicy",
   "min.insync.replicas": "minInSyncReplicas"
 }
@@ -114,10 +123,14 @@ export const make = <A extends EventShape, I>(options: TopicOptions<A, I>): Topi
   const deadLetterMinInSyncReplicas = options.deadLetter.minInSyncReplicas ?? options.minInSyncReplicas
   checkReplication(options.name, options.replicationFactor, options.minInSyncReplicas)
   checkReplication(options.deadLetter.name, deadLetterReplicationFactor, deadLetterMinInSyncReplicas)
+  const retention = Duration.decode(options.retention)
   return {
     name: options.name,
     partitions: options.partitions,
-    retention: Duration.decode(options.retention),
+    retention,
+    segment: options.segment === undefined
+      ? Duration.min(Duration.days(1), retention)
+      : Duration.decode(options.segment),
     cleanupPolicy: options.cleanupPolicy ?? "delete",
     replicationFactor: options.replicationFactor,
     minInSyncReplicas: options.minInSyncReplicas,
@@ -158,6 +171,13 @@ const decodeSafely = <A, I>(json: Schema.Schema<A, I>) => {
       )
     )
 }
+
+/**
+ * How long a record of the topic can stay readable: its retention plus its segment time, since the
+ * broker deletes a segment only once the newest record in it is past the retention.
+ */
+export const readableFor = (topic: Pick<Topic<EventShape>, "retention" | "segment">): Duration.Duration =>
+  Duration.sum(topic.retention, topic.segment)
 
 /**
  * The replication a topic gets on a cluster of `brokers` brokers: its own settings where it has

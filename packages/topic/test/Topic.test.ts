@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -61,6 +62,19 @@ describe("Topic", () => {
     })
   })
 
+  it("segments roll after a day, or after the retention when it is shorter; a record stays readable for both", () => {
+    const millis = (topic: Pick<Topic.Any, "segment" | "retention">) =>
+      [topic.segment, Topic.readableFor(topic)].map((d) => Duration.toMillis(d))
+    const hour = 60 * 60 * 1000
+    assert.deepStrictEqual(millis(Topic.make(options)), [24 * hour, 8 * 24 * hour])
+    assert.deepStrictEqual(millis(Topic.make({ ...options, retention: "2 hours" })), [2 * hour, 4 * hour])
+    assert.deepStrictEqual(millis(Topic.make({ ...options, segment: "6 hours" })), [6 * hour, 7 * 24 * hour + 6 * hour])
+    assert.deepStrictEqual(millis(Topic.prefixed(Topic.make({ ...options, segment: "6 hours" }), "t-")), [
+      6 * hour,
+      7 * 24 * hour + 6 * hour
+    ])
+  })
+
   it("settings that cannot work fail at declaration", () => {
     assert.throws(
       () => Topic.make({ ...options, replicationFactor: 2, minInSyncReplicas: 3 }),
@@ -69,6 +83,7 @@ describe("Topic", () => {
     assert.throws(() => Topic.make({ ...options, replicationFactor: 0 }), /integer >= 1/)
     assert.throws(() => Topic.make({ ...options, minInSyncReplicas: 1.5 }), /integer >= 1/)
     assert.throws(() => Topic.make({ ...options, config: { "retention.ms": "1" } }), /set retention/)
+    assert.throws(() => Topic.make({ ...options, config: { "segment.ms": "1" } }), /set segment/)
     assert.throws(
       () =>
         Topic.make({ ...options, replicationFactor: 1, deadLetter: { ...options.deadLetter, minInSyncReplicas: 2 } }),

@@ -16,7 +16,7 @@ import * as DeadLetter from "../DeadLetter.ts"
 import { type DeadLetter as DeadLetterEnvelope, DeadLetterSink, type Failure } from "../DeadLetter.ts"
 import type { Delivered, Options } from "../IdempotentConsumer.ts"
 import * as RetryPolicy from "../RetryPolicy.ts"
-import type * as Topic from "../Topic.ts"
+import * as Topic from "../Topic.ts"
 import { isInfrastructure } from "./infrastructure.ts"
 import { appliedTotal, blockedRetriesTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
 import * as ProcessedEvents from "./processedEvents.ts"
@@ -538,7 +538,7 @@ export const cleanupLoop = <A extends Topic.EventShape, I, E extends { readonly 
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const retention = options.claimRetention === undefined
-      ? Duration.sum(options.topic.retention, Duration.days(1))
+      ? Duration.sum(Topic.readableFor(options.topic), Duration.days(1))
       : Duration.decode(options.claimRetention)
     yield* ProcessedEvents.cleanup(sql, options.groupId, options.topic.name, Duration.toMillis(retention)).pipe(
       Effect.catchAllCause((cause) =>

@@ -62,7 +62,9 @@ export const markDeadLettered = (
 
 /**
  * Deletes the group's claims on `topic` older than `olderThan`, a bounded chunk per statement;
- * returns how many. Safe once no record of those events can come back: past the topic's retention.
+ * returns how many. Safe once no record of those events can come back: past the topic's retention
+ * plus its segment time (`Topic.readableFor`), the broker keeping a segment until its newest record
+ * is past the retention.
  */
 export const cleanup = (sql: SqlClient, groupId: string, topic: string, olderThanMs: number) =>
   Effect.gen(function*() {
