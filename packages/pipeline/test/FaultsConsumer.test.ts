@@ -161,6 +161,38 @@ describe("IdempotentConsumer under faults", () => {
       }).pipe(Effect.scoped, Effect.provide(TestLive)),
     { timeout: 90_000 }
   )
+
+  it.live(
+    "a database that refuses writes for a while (read-only after a failover) blocks the partitions; nothing is dead-lettered",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-consumer-read-only")
+        const group = TestKafka.uniqueName("faults-read-only")
+        yield* createTopics(topic)
+        const [current] = yield* sql<{ database: string }>`SELECT current_database() AS database`
+        const url = yield* Database.url
+        // Retries used up in well under the outage: without waiting, the events would be dead-lettered.
+        yield* consumeApplied(topic, group, { retry: fastRetry, batchSize: 5 })
+        yield* produce(topic, [event("k0", 1)])
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "first event applied")
+
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* DatabaseFaults.readOnly(url, current!.database)
+          yield* produce(topic, Array.from({ length: 10 }, (_, i) => event(`k${i % 5}`, 2 + Math.floor(i / 5))))
+          yield* Effect.sleep("5 seconds")
+        }))
+        yield* eventually(
+          Effect.map(appliedCount(group), (n) => n === 11).pipe(Effect.orElseSucceed(() => false)),
+          "40 seconds",
+          "applied once writes are taken again"
+        )
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
 })
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}

@@ -23,8 +23,15 @@ describe("isInfrastructure (a handler's SqlError)", () => {
     )
   })
 
+  it("a server taking no writes (read-only after a failover), a serialization failure or a deadlock is infrastructure", () => {
+    for (const code of ["25006", "40001", "40P01"]) {
+      assert.isTrue(isInfrastructure(sqlError(withCode("server says", code))), code)
+    }
+  })
+
   it("a wrong statement, a violated constraint or a parameter that does not serialize is not", () => {
-    for (const code of ["23505", "42501", "42P01", "22P02", "40001", "55000"]) {
+    // 40002: a deferred constraint violated at COMMIT, the statement's fault though in class 40.
+    for (const code of ["23505", "42501", "42P01", "22P02", "40002", "25P02", "55000"]) {
       assert.isFalse(isInfrastructure(sqlError(withCode("server says", code))), code)
     }
     assert.isFalse(isInfrastructure(sqlError(new TypeError("Do not know how to serialize a BigInt"))))

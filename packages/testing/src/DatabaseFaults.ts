@@ -49,6 +49,32 @@ export const refuseConnections = (
       )
   ).pipe(Effect.asVoid)
 
+const setReadOnly = (url: Redacted.Redacted, database: string, readOnly: boolean) =>
+  Database.onServer(
+    url,
+    (sql) =>
+      readOnly
+        ? sql`ALTER DATABASE ${sql(database)} SET default_transaction_read_only = on`
+        : sql`ALTER DATABASE ${sql(database)} RESET default_transaction_read_only`
+  ).pipe(
+    // A session keeps the setting it started with: they are all ended, to start again with the new one.
+    Effect.zipRight(terminateBackends(url, database)),
+    Effect.zipRight(Effect.logInfo(`${database} ${readOnly ? "is read-only" : "takes writes again"}`))
+  )
+
+/**
+ * `database` answers, but refuses every write (SQLSTATE 25006), as a primary demoted by a failover or
+ * a standby does to the sessions still connected to it, until the scope closes (writes are taken
+ * again whatever happens). Its open sessions are ended both times.
+ */
+export const readOnly = (
+  url: Redacted.Redacted,
+  database: string
+): Effect.Effect<void, SqlError, Scope.Scope> =>
+  Effect.acquireRelease(setReadOnly(url, database, true), () => Effect.orDie(setReadOnly(url, database, false))).pipe(
+    Effect.asVoid
+  )
+
 /**
  * The database of the `SqlClient` in context goes away for good, as an outage would: new connections
  * refused, open ones ended. Meant for a test's own database (`Database.layerTest`), which is dropped

@@ -6,6 +6,12 @@ import * as Predicate from "effect/Predicate"
 // 58 system error.
 const transientClasses = ["08", "53", "57P", "58"]
 
+// Codes that say nothing about the statement either: 25006, a write on a server that takes none (a
+// primary demoted by a failover, a standby); 40001 and 40P01, a transaction chosen to roll back
+// because of others running beside it (serialization failure, deadlock), which the next attempt
+// does not meet. Waiting is right: with retries used up they would dead-letter a sound event.
+const transientCodes = new Set(["25006", "40001", "40P01"])
+
 // Node's codes for a socket that could not reach the server or lost it (node-postgres passes them on).
 const networkCodes = new Set([
   "ECONNREFUSED",
@@ -40,7 +46,11 @@ export const isInfrastructure = (error: unknown): boolean => {
     // unexpectedly"); a statement it could not even build (a parameter that does not serialize)
     // throws a TypeError, also with no code, and that is the event's or the handler's fault.
     if (code === undefined) return !(cause instanceof TypeError || cause instanceof RangeError)
-    if (networkCodes.has(code) || transientClasses.some((prefix) => code.startsWith(prefix))) return true
+    if (
+      networkCodes.has(code) || transientCodes.has(code) || transientClasses.some((prefix) => code.startsWith(prefix))
+    ) {
+      return true
+    }
     const message = cause instanceof Error ? cause.message : ""
     return code === "55000" && message.includes("not currently accepting connections")
   }
