@@ -100,7 +100,12 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
     const mailer = yield* Mailer
     const sms = yield* SmsGateway
 
-    /** Delivery rows of concurrent sends, written with one statement (the last word per channel of an event wins). */
+    /**
+     * Delivery rows of concurrent sends, written with one statement (the last word per channel of an
+     * event wins). A row once SENT stays so: an attempt that read the rows before another attempt's
+     * send was recorded (a member that lost its partition and has not noticed yet) and then failed
+     * would mark it FAILED, and the next attempt would send the message again.
+     */
     const recordAll = (deliveries: ReadonlyArray<Delivery>, restore: Batcher.Restore) => {
       const last = new Map(deliveries.map((delivery) => [`${delivery.eventId}/${delivery.channel}`, delivery]))
       const rows = [...last.values()]
@@ -114,7 +119,8 @@ export class Notifications extends Effect.Service<Notifications>()("@kpipe/order
                     ${rows.map((row) => row.orderId)}::bigint[], ${rows.map((row) => row.kind)}::text[],
                     ${rows.map((row) => row.failure)}::text[]) AS d(event_id, channel, order_id, kind, last_error)
         ON CONFLICT (event_id, channel) DO UPDATE SET state = EXCLUDED.state,
-          attempts = notification_deliveries.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()`).pipe(
+          attempts = notification_deliveries.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()
+        WHERE notification_deliveries.state <> 'SENT'`).pipe(
         Effect.as(deliveries.map(() => undefined)),
         Effect.withSpan("Notifications.record", { attributes: { size: rows.length } })
       )

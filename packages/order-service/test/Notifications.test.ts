@@ -113,6 +113,34 @@ layer(TestLive("order-notifications"), { timeout: "120 seconds", excludeTestServ
         assert.strictEqual(mail.received().filter((m) => m.to.includes(emailOf(event.userId))).length, 1)
       }))
 
+    it.effect(
+      "a channel SENT stays SENT when an attempt that began before it fails afterwards: not sent again",
+      () =>
+        Effect.gen(function*() {
+          const notifications = yield* Notifications
+          const sql = yield* SqlClient
+          const { sms } = yield* Receivers
+          const event = confirmation(newUser())
+          const phone = phoneOf(event.userId)
+          const texts = () => sms.received().filter((m) => m.to === phone).length
+          // The first attempt's SMS is answered after SMS_TIMEOUT (10 s): it fails once the second
+          // attempt, begun meanwhile as by the partition's next owner, has sent and recorded its own.
+          sms.answerLater(phone, 11_000)
+          const stale = yield* Effect.fork(notifications.notifyAll([event]))
+          yield* eventually(Effect.sync(() => texts() === 1), "10 seconds", "the first attempt's SMS at the provider")
+          yield* notifications.notifyAll([event])
+          assert.strictEqual(texts(), 2)
+          const failure = yield* Effect.flip(Fiber.join(stale))
+          assert.strictEqual(failure._tag, "NotificationUnavailable")
+          const rows = yield* sql<{ channel: string; state: string }>`
+          SELECT channel, state FROM notification_deliveries WHERE event_id = ${event.eventId} ORDER BY channel`
+          assert.deepStrictEqual(rows.map((row) => `${row.channel} ${row.state}`), ["EMAIL SENT", "SMS SENT"])
+          yield* notifications.notifyAll([event])
+          assert.strictEqual(texts(), 2, "SMS sent again")
+        }),
+      { timeout: 60_000 }
+    )
+
     it.effect("a customer's later message does not overtake an earlier one that failed (SMS away)", () =>
       Effect.gen(function*() {
         const notifications = yield* Notifications
