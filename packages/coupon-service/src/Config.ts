@@ -78,7 +78,8 @@ const retry = EffectConfig.all({
   )
 )
 
-// kafkajs's request timeout, which the Kafka client leaves at its default.
+// kafkajs's default request timeout: `KafkaClient` sets a shorter one (3 s), so a reclaim age
+// derived from this one leaves a wide margin.
 const producerRequestTimeout = Duration.seconds(30)
 
 /**
@@ -141,7 +142,7 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription(
       "How old a pending reservation must be before the reclaimer may release it: longer than a publish " +
         "can take (default: twice PUBLISH_RETRIES + 1 producer requests of 30 s, one send queued ahead " +
-        "plus its own). A publish that takes longer is not issued but fails as NOT_QUEUED"
+        "plus its own). A request queued for half of it fails unsent (503), so none is published later"
     )
   ),
   consumerBatchSize: positive("CONSUMER_BATCH_SIZE", 200, "Records of a partition applied in one transaction"),

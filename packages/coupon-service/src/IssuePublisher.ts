@@ -1,4 +1,5 @@
 import { Publisher } from "@kpipe/pipeline"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { Config } from "./Config.ts"
 
@@ -11,6 +12,10 @@ import { Config } from "./Config.ts"
  * and may reorder requests accepted within the same few milliseconds, which issuing does not depend
  * on (the stock reservations decided who got a unit), but the default keeps acceptance order: more lanes
  * measured no faster here. kafkajs retries a request `PUBLISH_RETRIES` times, so a failure is answered.
+ * A request waits in the queue half of `RESERVATION_RECLAIM_AGE` at most, and fails unsent after
+ * that (its reservation rolled back, the user answered 503): the other half is its own send's, so
+ * no request can still be published once the reclaimer may take its reservation for one that never
+ * reached Kafka (it would be answered 202 and never issued).
  */
 export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/coupon-service/IssuePublisher", {
   scoped: Effect.gen(function*() {
@@ -22,7 +27,8 @@ export class IssuePublisher extends Effect.Service<IssuePublisher>()("@kpipe/cou
       laneBy: "any",
       // acks=all and idempotent (the seed's settings); bounded retries, so a failure is answered.
       producer: { idempotent: true, retries: config.publishRetries },
-      spanAttributes: (event) => ({ couponId: event.couponId })
+      spanAttributes: (event) => ({ couponId: event.couponId }),
+      maxQueueTime: Duration.times(config.reclaimAge, 0.5)
     })
   })
 }) {}

@@ -5,6 +5,7 @@ import type { KafkaError } from "@kpipe/kafka/KafkaError"
 import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ParseResult from "effect/ParseResult"
@@ -13,9 +14,12 @@ import * as internal from "./internal/batchedPublisher.ts"
 import { eventHeaders, traceHeaders } from "./internal/headers.ts"
 import type * as Topic from "./Topic.ts"
 
-/** `ShuttingDown`: a batched publisher's scope closed before the event was sent; it was not. */
+/**
+ * `ShuttingDown`: a batched publisher's scope closed before the event was sent; it was not.
+ * `Expired`: it waited in a batched publisher's queue past `maxQueueTime`; it was not sent.
+ */
 export class PublishError extends Data.TaggedError("PublishError")<{
-  readonly reason: "Encode" | "Send" | "ShuttingDown"
+  readonly reason: "Encode" | "Send" | "ShuttingDown" | "Expired"
   readonly topic: string
   readonly cause?: ParseResult.ParseError | KafkaError | undefined
 }> {
@@ -70,6 +74,12 @@ export interface BatchedOptions<A> {
   readonly producer?: Producer.ProducerOptions | undefined
   /** Attributes of an event's `Publisher.publish` span. */
   readonly spanAttributes?: ((event: A) => Record<string, unknown>) | undefined
+  /**
+   * Longest an event waits in its lane's queue (behind earlier sends) before a sender takes it:
+   * later, it fails with `Expired`, unsent (default: no limit). Bounds how long a call can take to
+   * one wait plus its own send, for a caller that must know by then whether it was written.
+   */
+  readonly maxQueueTime?: Duration.DurationInput | undefined
 }
 
 export interface Batched<A> {
@@ -93,6 +103,7 @@ export const makeBatched = <A extends Topic.EventShape, I>(
 ): Effect.Effect<Batched<A>, KafkaError, KafkaClient | Scope.Scope> =>
   Effect.gen(function*() {
     const shuttingDown = new PublishError({ reason: "ShuttingDown", topic: topic.name })
+    const expired = new PublishError({ reason: "Expired", topic: topic.name })
     const lanes = yield* internal.make<PublishError>({
       topic: topic.name,
       maxBatch: Math.max(1, options.maxBatch ?? 500),
@@ -100,8 +111,10 @@ export const makeBatched = <A extends Topic.EventShape, I>(
       laneBy: options.laneBy ?? "key",
       producer: options.producer ?? {},
       sendFailed: (cause) => new PublishError({ reason: "Send", topic: topic.name, cause }),
-      shuttingDown: () => shuttingDown
+      shuttingDown: () => shuttingDown,
+      expired: () => expired
     })
+    const maxQueueMs = options.maxQueueTime === undefined ? Infinity : Duration.toMillis(options.maxQueueTime)
     const attributes = options.spanAttributes
     // A leaf span (`useSpan`): nothing runs under it, and entering a span as the parent of others
     // costs more than a cheap request.
@@ -129,7 +142,8 @@ export const makeBatched = <A extends Topic.EventShape, I>(
                 ...eventHeaders(event.eventId, event.type, event.version)
               }
             },
-            done
+            done,
+            expiresAt: Date.now() + maxQueueMs
           })
           if (!queued) return yield* shuttingDown
           return yield* Deferred.await(done)

@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Admin } from "@kpipe/kafka"
 import { Publisher } from "@kpipe/pipeline"
+import { FaultProxy, KafkaFaults } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -89,6 +91,36 @@ describe("Publisher.makeBatched (real broker)", () => {
         const closed = yield* Effect.flip(batched.publish(event("a", 4)))
         assert.strictEqual(closed.reason, "ShuttingDown")
       }).pipe(Effect.provide(KafkaLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
+    "an event queued past maxQueueTime behind a send the broker holds fails Expired and is never written",
+    () =>
+      Effect.gen(function*() {
+        const topic = makeTopic("batched-expired", 1)
+        yield* createTopics(topic)
+        const proxy = yield* KafkaFaults.proxy
+        const batched = yield* Publisher.makeBatched(topic, { maxBatch: 1, maxQueueTime: "300 millis" }).pipe(
+          Effect.provide(KafkaFaults.layerThrough(proxy, { requestTimeout: 10_000 }))
+        )
+        const [before, held, queued, after] = [event("k", 0), event("k", 1), event("k", 2), event("k", 3)]
+        yield* batched.publish(before)
+        yield* proxy.set(FaultProxy.freeze)
+        const heldSend = yield* Effect.fork(batched.publish(held))
+        yield* Effect.sleep("100 millis")
+        const queuedSend = yield* Effect.fork(batched.publish(queued))
+        yield* Effect.sleep("1 second")
+        yield* proxy.set(FaultProxy.pass)
+        yield* Fiber.join(heldSend)
+        const expired = yield* Effect.flip(Fiber.join(queuedSend))
+        assert.deepStrictEqual([expired._tag, expired.reason], ["PublishError", "Expired"])
+        yield* batched.publish(after)
+        const records = yield* readTopic(topic.name, 3)
+        assert.deepStrictEqual(records.map((r) => decodeValue(r).seq), [0, 1, 3])
+        const ends = yield* Effect.flatMap(Admin.Admin, (admin) => admin.endOffsets(topic.name))
+        assert.deepStrictEqual(ends.map((partition) => partition.high), ["3"], "the expired event written")
+      }).pipe(Effect.scoped, Effect.provide(KafkaLive)),
     { timeout: 60_000 }
   )
 

@@ -22,6 +22,8 @@ export const batchSize = Metric.fromMetricKey(batchSizeKey)
 export interface Pending<E> {
   readonly message: Producer.ProducerMessage
   readonly done: Deferred.Deferred<void, E>
+  /** When a sender that has not taken it yet gives it up (`Date.now()` ms; `Infinity`: never). */
+  readonly expiresAt: number
 }
 
 export interface LaneOptions<E> {
@@ -32,6 +34,7 @@ export interface LaneOptions<E> {
   readonly producer: Producer.ProducerOptions
   readonly sendFailed: (cause: KafkaError) => E
   readonly shuttingDown: () => E
+  readonly expired: () => E
 }
 
 const hash = (key: string) => {
@@ -90,11 +93,24 @@ export const make = <E>(
         })
       })
     )
+    // Queued past its deadline (the lane busy with earlier sends): failed unsent, so its caller knows
+    // for sure that it was not written.
+    const expire = (late: ReadonlyArray<Pending<E>>) =>
+      Effect.forEach(late, (pending) => {
+        unanswered.delete(pending)
+        return Deferred.fail(pending.done, options.expired())
+      }, { discard: true })
     for (let lane = 0; lane < options.lanes; lane++) {
       const producer = yield* Producer.make(options.producer)
       const queue = queues[lane % queues.length]!
       yield* Queue.takeBetween(queue, 1, options.maxBatch).pipe(
-        Effect.flatMap((batch) => send(producer, Array.from(batch))),
+        Effect.flatMap((taken) => {
+          const now = Date.now()
+          const batch: Array<Pending<E>> = []
+          const late: Array<Pending<E>> = []
+          for (const pending of taken) (pending.expiresAt < now ? late : batch).push(pending)
+          return Effect.zipRight(expire(late), batch.length > 0 ? send(producer, batch) : Effect.void)
+        }),
         Effect.forever,
         Effect.forkScoped
       )
