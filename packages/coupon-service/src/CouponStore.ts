@@ -241,8 +241,10 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
     /**
      * Fails, as `NOT_QUEUED`, each of `requests` the database has no trace of: no coupon, no
      * failure, no claim of `groupId` (which would mean its record was consumed, e.g. dead-lettered
-     * with its failure still to be recorded). Under the coupon row's lock, which the consumer takes
-     * too (`applyIssues`): a record arriving later is `RECLAIMED`, never issued. The event ids failed now.
+     * with its failure still to be recorded), and no coupon of its user through another request (a
+     * retry after a publish whose outcome was unknown, which the broker had stored after all: the
+     * user's unit is that coupon's). Under the coupon row's lock, which the consumer takes too
+     * (`applyIssues`): a record arriving later is `RECLAIMED`, never issued. The event ids failed now.
      */
     const reclaim = Effect.fn("CouponStore.reclaim")(function*(
       couponId: Ids.CouponId,
@@ -257,7 +259,10 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
           SELECT t.event_id, ${couponId}, t.user_id, 'NOT_QUEUED', 'the request never reached Kafka'
           FROM unnest(${requests.map((r) => r.eventId)}::uuid[], ${requests.map((r) => r.userId)}::bigint[])
             AS t(event_id, user_id)
-          WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.event_id = t.event_id)
+          WHERE NOT EXISTS (
+              SELECT 1 FROM user_coupons uc
+              WHERE uc.event_id = t.event_id OR (uc.coupon_id = ${couponId} AND uc.user_id = t.user_id)
+            )
             AND NOT EXISTS (
               SELECT 1 FROM kpipe_processed_events p
               WHERE p.consumer_group = ${groupId} AND p.event_id = t.event_id::text
@@ -312,6 +317,15 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
       return rows.map((row) => row.userId)
     })
 
+    /** Which of `userIds` hold coupon `couponId` (through any request). */
+    const holders = Effect.fn("CouponStore.holders")(function*(couponId: Ids.CouponId, userIds: ReadonlyArray<string>) {
+      if (userIds.length === 0) return new Set<string>()
+      const rows = yield* sql<{ userId: string }>`
+        SELECT user_id::text AS user_id FROM user_coupons
+        WHERE coupon_id = ${couponId} AND user_id = ANY(${userIds}::bigint[])`
+      return new Set(rows.map((row) => row.userId))
+    })
+
     /** Which of `eventIds` the database settled, and how. */
     const settled = Effect.fn("CouponStore.settled")(
       function*(couponId: Ids.CouponId, eventIds: ReadonlyArray<string>) {
@@ -357,6 +371,7 @@ export class CouponStore extends Effect.Service<CouponStore>()("@kpipe/coupon-se
       userCoupons,
       issuedUsers,
       settled,
+      holders,
       counts,
       recentCoupons
     } as const

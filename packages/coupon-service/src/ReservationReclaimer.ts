@@ -44,8 +44,14 @@ export class ReservationReclaimer extends Effect.Service<ReservationReclaimer>()
           if (requests.length === 0) return 0
           const failed = yield* store.reclaim(couponId, config.topics.issueGroup, requests)
           const settled = yield* store.settled(couponId, requests.map((request) => request.eventId))
+          // A request of a user who holds the coupon through another one is settled as that coupon:
+          // its unit is the coupon's, and the user stays counted once.
+          const holders = yield* store.holders(
+            couponId,
+            requests.filter((request) => !settled.has(request.eventId)).map((request) => request.userId)
+          )
           const outcomes = requests.flatMap((request): Array<Outcome> => {
-            const outcome = settled.get(request.eventId)
+            const outcome = settled.get(request.eventId) ?? (holders.has(request.userId) ? "ISSUED" : undefined)
             return outcome === undefined ? [] : [{
               couponId,
               userId: Ids.UserId.make(Number(request.userId)),

@@ -132,6 +132,34 @@ describe("reservations whose request never reached Kafka", () => {
   )
 
   it.live(
+    "a lost retry of a user whose earlier request was issued after all is settled as that coupon, not NOT_QUEUED: the user counted once",
+    () =>
+      Effect.gen(function*() {
+        const reservations = yield* StockReservations
+        const coupon = yield* createCoupon(3)
+        const userId = Ids.UserId.make(1)
+        // A publish whose outcome was unknown: rolled back in Redis, though the broker had stored it.
+        const first = yield* reserveOnly(coupon.couponId, 1)
+        assert.isTrue(yield* reservations.rollback(coupon.couponId, userId, first))
+        // The user asks again; that request's process dies before its publish.
+        yield* reserveOnly(coupon.couponId, 1)
+        yield* publishLate(coupon.couponId, 1, first)
+        yield* eventually(Effect.map(issuedUsers(coupon.couponId), (users) => users.has(1)), "30 seconds", "issued")
+        yield* eventually(
+          Effect.map(gate(coupon.couponId), ({ pending }) => Object.keys(pending).length === 0),
+          "30 seconds",
+          "the retry's reservation settled"
+        )
+        assert.deepStrictEqual(yield* failures(coupon.couponId), [])
+        assert.deepStrictEqual(yield* gate(coupon.couponId), { counter: "1", members: ["1"], pending: {}, since: [] })
+        assert.strictEqual((yield* statusOf(coupon.couponId, 1)).status, "ISSUED")
+        const report = yield* reconciliation(coupon.couponId)
+        assert.strictEqual(report.body["consistent"], true, JSON.stringify(report.body))
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(env().provider)),
+    { timeout: 90_000 }
+  )
+
+  it.live(
     "a record that arrives after its reservation was reclaimed issues nothing: the user stays FAILED and the unit stays on sale",
     () =>
       Effect.gen(function*() {
