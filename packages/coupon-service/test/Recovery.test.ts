@@ -83,6 +83,38 @@ describe("Redis loses the coupon's state", () => {
   )
 
   it.live(
+    "a state another Redis server built (a snapshot restored, a replica promoted: consistent but older) is rebuilt before it sells",
+    () =>
+      Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        const coupon = yield* createCoupon(3)
+        const keys = yield* keysOf(coupon.couponId)
+        const seen: Array<Answer> = []
+        assert.strictEqual((yield* issueRetrying(coupon.couponId, 1, seen)).tag, "Accepted")
+        yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n === 1))
+        const stateKeys = [keys.meta, keys.counter, keys.users]
+        // The snapshot: user 1 issued. Then user 2 is issued, which the snapshot does not know.
+        const snapshot = yield* redis.use((client) => Promise.all(stateKeys.map((key) => client.dumpBuffer(key))))
+        assert.strictEqual((yield* issueRetrying(coupon.couponId, 2, seen)).tag, "Accepted")
+        yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n === 2))
+        // The server comes back with the snapshot (its counter matches its set) and a new run_id:
+        // the state says it was built on a server that is not the one answering.
+        yield* redis.use(async (client) => {
+          for (const [i, key] of stateKeys.entries()) await client.restore(key, 0, snapshot[i]!, "REPLACE")
+          await client.hset(keys.meta, "server", "0000000000000000000000000000000000000000")
+        })
+        // One unit is left: three users ask for it, one at a time.
+        const answers = yield* Effect.forEach([3, 4, 5], (userId) => issueRetrying(coupon.couponId, userId, seen))
+        assert.deepStrictEqual(answers.map((answer) => answer.tag), ["Accepted", "CouponSoldOut", "CouponSoldOut"])
+        assert.isTrue(seen.some((answer) => answer.tag === "CouponRecovering"), "rebuilt")
+        yield* eventually(Effect.map(issuedCount(coupon.couponId), (n) => n === 3))
+        assert.deepStrictEqual([...(yield* issuedUsers(coupon.couponId))].sort(), [1, 2, 3])
+        assert.strictEqual((yield* reconciliation(coupon.couponId)).body["consistent"], true)
+      }).pipe(Effect.provide(TestLive), Effect.withConfigProvider(testEnv().provider)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "a coupon whose keys are all gone before its sale starts is rebuilt on the first request",
     () =>
       Effect.gen(function*() {

@@ -12,7 +12,10 @@ import type { ChainableCommander } from "ioredis"
  * clock, ms: what the reclaimer looks for), `recovery` (the lease of the replica rebuilding the coupon),
  * `drained` (API replica → the rebuild token it answered: it has no request of the coupon left
  * between its reservation and Kafka) and `cancelled:{eventId}` (a request whose reserve got no
- * answer and was cancelled: a reserve of it arriving late takes nothing).
+ * answer and was cancelled: a reserve of it arriving late takes nothing). `server` is shared by
+ * every coupon: the `run_id` of the Redis server answering, written by every API replica's heartbeat;
+ * `meta` keeps the one its state was built on, so a state that server did not build (restored from a
+ * snapshot, or a replica promoted by a failover, consistent but possibly older) is rebuilt before it sells.
  *
  * Invariants kept by every script: `counter` = size of `issued:users` = issued + pending users;
  * `pending:since` has exactly the users of `pending`.
@@ -28,7 +31,8 @@ export const couponKeys = (prefix: string, couponId: number | string) => {
     lease: `${base}:recovery`,
     drained: `${base}:drained`,
     status: (userId: number | string) => `${base}:user:${userId}:status`,
-    cancelled: (eventId: string) => `${base}:cancelled:${eventId}`
+    cancelled: (eventId: string) => `${base}:cancelled:${eventId}`,
+    server: `${prefix}redis-server`
   }
 }
 
@@ -40,16 +44,21 @@ export const couponKeys = (prefix: string, couponId: number | string) => {
  */
 export const sharedKeys = (prefix: string) => ({
   replicas: `${prefix}api-replicas`,
-  rebuilds: `${prefix}rebuilds`
+  rebuilds: `${prefix}rebuilds`,
+  server: `${prefix}redis-server`
 })
 
 export type SharedKeys = ReturnType<typeof sharedKeys>
 
+// The answering server's run_id: new at every start, and a promoted replica's differs from its primary's.
+const serverIdLua = `local function serverId() return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') end`
+
 // Redis's clock in ms: every replica's reservations and the reclaimer's cutoff are on the same clock.
 const nowLua = `local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)`
 
-// KEYS: meta, counter, users, pending, status, since, cancelled. ARGV: user id, event id, status TTL (s).
-// The same event again (a reserve sent twice) is answered as the first time; a cancelled one takes nothing.
+// KEYS: meta, counter, users, pending, status, since, cancelled, server. ARGV: user id, event id, status
+// TTL (s). The same event again (a reserve sent twice) is answered as the first time; a cancelled one
+// takes nothing; a state another server built is MISSING (rebuilt first).
 const reserveLua = `
 if redis.call('EXISTS', KEYS[7]) == 1 then return {'CANCELLED', 0} end
 if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
@@ -58,6 +67,8 @@ end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'MISSING', 0} end
 if state ~= 'ready' then return {'RECOVERING', 0} end
+local server = redis.call('GET', KEYS[8])
+if server and redis.call('HGET', KEYS[1], 'server') ~= server then return {'MISSING', 0} end
 local counter = redis.call('GET', KEYS[2])
 if not counter then return {'MISSING', 0} end
 counter = tonumber(counter)
@@ -154,18 +165,23 @@ return found
 // KEYS: meta, counter, users, pending, since. ARGV: total. Opens a new coupon: nobody can have asked for
 // it yet, so whatever the keys hold (left over from a database that was reset) is discarded.
 const initializeLua = `
+${serverIdLua}
+local server = serverId()
+redis.call('SET', KEYS[6], server)
 redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
-redis.call('HSET', KEYS[1], 'total', ARGV[1], 'state', 'ready')
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'state', 'ready', 'server', server)
 redis.call('SET', KEYS[2], 0)
 return 1
 `
 
-// KEYS: meta, counter, users, lease, rebuilds, drained. ARGV: token, lease (ms), coupon id.
-// Closes the coupon (state 'recovering') and takes the lease, unless the coupon is sound or someone
-// else holds the lease; the rebuild is announced to the API replicas, which answer in 'drained'.
+// KEYS: meta, counter, users, lease, rebuilds, drained, server. ARGV: token, lease (ms), coupon id.
+// Closes the coupon (state 'recovering') and takes the lease, unless the coupon is sound (built by the
+// server answering, its counter its set's size) or someone else holds the lease; the rebuild is
+// announced to the API replicas, which answer in 'drained'.
 const beginRecoveryLua = `
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'ready' then
+local server = redis.call('GET', KEYS[7])
+if state == 'ready' and (not server or redis.call('HGET', KEYS[1], 'server') == server) then
   local counter = redis.call('GET', KEYS[2])
   if counter and tonumber(counter) == redis.call('SCARD', KEYS[3]) then return 'READY' end
 end
@@ -176,9 +192,12 @@ redis.call('HSET', KEYS[5], ARGV[3], ARGV[1])
 return 'STARTED'
 `
 
-// KEYS: replicas, rebuilds. ARGV: replica id, replica lease (ms). Renews the replica's registration,
-// forgets replicas expired for a whole lease, and returns the rebuilds waiting: {coupon id, token, …}.
+// KEYS: replicas, rebuilds, server. ARGV: replica id, replica lease (ms). Renews the replica's
+// registration, forgets replicas expired for a whole lease, notes the server answering, and returns
+// the rebuilds waiting: {coupon id, token, …}.
 const heartbeatLua = `
+${serverIdLua}
+redis.call('SET', KEYS[3], serverId())
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local lease = tonumber(ARGV[2])
@@ -249,12 +268,15 @@ for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
 return #ARGV - 1
 `
 
-// KEYS: meta, counter, users, lease, rebuilds, drained. ARGV: token, total, coupon id.
+// KEYS: meta, counter, users, lease, rebuilds, drained, server. ARGV: token, total, coupon id.
 const finishRecoveryLua = `
+${serverIdLua}
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+local server = serverId()
+redis.call('SET', KEYS[7], server)
 local members = redis.call('SCARD', KEYS[3])
 redis.call('SET', KEYS[2], members)
-redis.call('HSET', KEYS[1], 'total', ARGV[2], 'state', 'ready')
+redis.call('HSET', KEYS[1], 'total', ARGV[2], 'state', 'ready', 'server', server)
 redis.call('DEL', KEYS[4], KEYS[6])
 if redis.call('HGET', KEYS[5], ARGV[3]) == ARGV[1] then redis.call('HDEL', KEYS[5], ARGV[3]) end
 return members
@@ -288,25 +310,25 @@ export type ReserveResult =
 // One command per script on the Redis client (`Redis.script`); the names must not clash with Redis's own.
 const define = Effect.all({
   now: Redis.script<number>({ name: "couponNow", numberOfKeys: 0, lua: nowLua }),
-  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 7, lua: reserveLua }),
+  reserve: Redis.script<[string, number]>({ name: "couponReserve", numberOfKeys: 8, lua: reserveLua }),
   rollback: Redis.script<number>({ name: "couponRollback", numberOfKeys: 7, lua: rollbackLua }),
   markIssued: Redis.script<number>({ name: "couponMarkIssued", numberOfKeys: 6, lua: markIssuedLua }),
   release: Redis.script<number>({ name: "couponRelease", numberOfKeys: 6, lua: releaseLua }),
   stale: Redis.script<Array<string>>({ name: "couponStale", numberOfKeys: 2, lua: staleLua }),
   status: Redis.script<[string | null, string | null]>({ name: "couponStatus", numberOfKeys: 2, lua: statusLua }),
-  initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 5, lua: initializeLua }),
+  initialize: Redis.script<number>({ name: "couponInitialize", numberOfKeys: 6, lua: initializeLua }),
   beginRecovery: Redis.script<"READY" | "BUSY" | "STARTED">({
     name: "couponBeginRecovery",
-    numberOfKeys: 6,
+    numberOfKeys: 7,
     lua: beginRecoveryLua
   }),
-  heartbeat: Redis.script<Array<string>>({ name: "couponReplicaHeartbeat", numberOfKeys: 2, lua: heartbeatLua }),
+  heartbeat: Redis.script<Array<string>>({ name: "couponReplicaHeartbeat", numberOfKeys: 3, lua: heartbeatLua }),
   drained: Redis.script<number>({ name: "couponReplicaDrained", numberOfKeys: 3, lua: drainedLua }),
   awaiting: Redis.script<Array<string>>({ name: "couponRebuildAwaiting", numberOfKeys: 3, lua: awaitingLua }),
   reset: Redis.script<Array<string> | null>({ name: "couponReset", numberOfKeys: 6, lua: resetLua }),
   restorePending: Redis.script<number>({ name: "couponRestorePending", numberOfKeys: 3, lua: restorePendingLua }),
   addUsers: Redis.script<number>({ name: "couponAddUsers", numberOfKeys: 2, lua: addUsersLua }),
-  finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 6, lua: finishRecoveryLua }),
+  finishRecovery: Redis.script<number>({ name: "couponFinishRecovery", numberOfKeys: 7, lua: finishRecoveryLua }),
   abandon: Redis.script<number>({ name: "couponAbandonRecovery", numberOfKeys: 3, lua: abandonLua })
 })
 
@@ -359,7 +381,7 @@ export const make = Effect.gen(function*() {
       ttl: number
     ): Effect.Effect<ReserveResult, RedisError> =>
       Effect.map(
-        scripts.reserve(requestKeys(keys, userId, eventId), [userId, eventId, ttl]),
+        scripts.reserve([...requestKeys(keys, userId, eventId), keys.server], [userId, eventId, ttl]),
         (reply) => reserveResult(reply)
       ),
     /** `cancelFor` (s): how long a reserve of the event arriving later takes nothing (0: none can arrive). */
@@ -399,20 +421,33 @@ export const make = Effect.gen(function*() {
         pendingEventId: Option.fromNullable(pending)
       })),
     initialize: (keys: CouponKeys, total: number) =>
-      Effect.asVoid(scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending, keys.since], [total])),
+      Effect.asVoid(
+        scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending, keys.since, keys.server], [total])
+      ),
     beginRecovery: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string, leaseMillis: number) =>
-      scripts.beginRecovery([keys.meta, keys.counter, keys.users, keys.lease, shared.rebuilds, keys.drained], [
+      scripts.beginRecovery([
+        keys.meta,
+        keys.counter,
+        keys.users,
+        keys.lease,
+        shared.rebuilds,
+        keys.drained,
+        shared.server
+      ], [
         token,
         leaseMillis,
         couponId
       ]),
     /** Renews the replica's registration; the rebuilds waiting, coupon id → token. */
     heartbeat: (shared: SharedKeys, replicaId: string, leaseMillis: number) =>
-      Effect.map(scripts.heartbeat([shared.replicas, shared.rebuilds], [replicaId, leaseMillis]), (reply) => {
-        const rebuilds = new Map<string, string>()
-        for (let i = 0; i + 1 < reply.length; i += 2) rebuilds.set(reply[i]!, reply[i + 1]!)
-        return rebuilds
-      }),
+      Effect.map(
+        scripts.heartbeat([shared.replicas, shared.rebuilds, shared.server], [replicaId, leaseMillis]),
+        (reply) => {
+          const rebuilds = new Map<string, string>()
+          for (let i = 0; i + 1 < reply.length; i += 2) rebuilds.set(reply[i]!, reply[i + 1]!)
+          return rebuilds
+        }
+      ),
     drained: (keys: CouponKeys, shared: SharedKeys, couponId: number, replicaId: string, token: string) =>
       Effect.map(
         scripts.drained([keys.lease, keys.drained, shared.rebuilds], [replicaId, token, couponId]),
@@ -451,7 +486,15 @@ export const make = Effect.gen(function*() {
       Effect.map(scripts.addUsers([keys.users, keys.lease], [token, ...userIds]), (n) => n !== -1),
     finishRecovery: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string, total: number) =>
       Effect.map(
-        scripts.finishRecovery([keys.meta, keys.counter, keys.users, keys.lease, shared.rebuilds, keys.drained], [
+        scripts.finishRecovery([
+          keys.meta,
+          keys.counter,
+          keys.users,
+          keys.lease,
+          shared.rebuilds,
+          keys.drained,
+          shared.server
+        ], [
           token,
           total,
           couponId
