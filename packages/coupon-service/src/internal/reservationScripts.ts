@@ -370,6 +370,17 @@ const requestKeys = (keys: CouponKeys, userId: number, eventId: string) => [
   keys.cancelled(eventId)
 ]
 
+// The keys of beginRecovery and finishRecovery.
+const rebuildKeys = (keys: CouponKeys, shared: SharedKeys) => [
+  keys.meta,
+  keys.counter,
+  keys.users,
+  keys.lease,
+  shared.rebuilds,
+  keys.drained,
+  shared.server
+]
+
 /** The scripts on this Redis client, each taking a coupon's keys and returning what its answer means. */
 export const make = Effect.gen(function*() {
   const scripts = yield* define
@@ -425,15 +436,7 @@ export const make = Effect.gen(function*() {
         scripts.initialize([keys.meta, keys.counter, keys.users, keys.pending, keys.since, keys.server], [total])
       ),
     beginRecovery: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string, leaseMillis: number) =>
-      scripts.beginRecovery([
-        keys.meta,
-        keys.counter,
-        keys.users,
-        keys.lease,
-        shared.rebuilds,
-        keys.drained,
-        shared.server
-      ], [
+      scripts.beginRecovery(rebuildKeys(keys, shared), [
         token,
         leaseMillis,
         couponId
@@ -486,15 +489,7 @@ export const make = Effect.gen(function*() {
       Effect.map(scripts.addUsers([keys.users, keys.lease], [token, ...userIds]), (n) => n !== -1),
     finishRecovery: (keys: CouponKeys, shared: SharedKeys, couponId: number, token: string, total: number) =>
       Effect.map(
-        scripts.finishRecovery([
-          keys.meta,
-          keys.counter,
-          keys.users,
-          keys.lease,
-          shared.rebuilds,
-          keys.drained,
-          shared.server
-        ], [
+        scripts.finishRecovery(rebuildKeys(keys, shared), [
           token,
           total,
           couponId
