@@ -6,36 +6,16 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { ReplyError } from "ioredis"
 import { Config } from "./Config.ts"
 import { CouponStore } from "./CouponStore.ts"
 import { StockReservations } from "./StockReservations.ts"
 
-// Error replies with which Redis says it cannot serve now (loading its data, a busy script, a replica
-// left read-only by a failover, out of memory, ...), not that the command or the data is wrong.
-const unavailableReplies = new Set([
-  "LOADING",
-  "BUSY",
-  "READONLY",
-  "MASTERDOWN",
-  "TRYAGAIN",
-  "CLUSTERDOWN",
-  "OOM",
-  "MISCONF"
-])
-
 /**
  * Whether waiting can fix `error`: the database or Redis away. SQL errors as the pipeline's consumers
- * classify them (`isInfrastructure`); a `RedisError` always, except Redis's error reply to the command
- * itself (reason `Command` with a `ReplyError`: a script or the data is wrong), unless that reply says
- * Redis cannot serve now.
+ * classify them (`isInfrastructure`), Redis errors as the client does (`RedisError.unavailable`).
  */
-const isInfrastructureFault = (error: unknown): boolean => {
-  if (!(error instanceof RedisError)) return isInfrastructure(error)
-  if (error.reason !== "Command" || !(error.cause instanceof ReplyError)) return true
-  // A reply starts with its error code ("WRONGTYPE Operation against a key ...").
-  return unavailableReplies.has((error.cause as Error).message.split(" ", 1)[0]!)
-}
+const isInfrastructureFault = (error: unknown): boolean =>
+  error instanceof RedisError ? error.unavailable : isInfrastructure(error)
 
 const backoff = Schedule.exponential("200 millis").pipe(
   Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(10)))

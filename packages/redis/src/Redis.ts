@@ -7,7 +7,20 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
-import { type ChainableCommander, Redis as IORedis } from "ioredis"
+import { type ChainableCommander, Redis as IORedis, ReplyError } from "ioredis"
+
+// Error replies with which Redis says it cannot serve now (loading its data, a busy script, a replica
+// left read-only by a failover, out of memory, ...), not that the command or the data is wrong.
+const unavailableReplies = new Set([
+  "LOADING",
+  "BUSY",
+  "READONLY",
+  "MASTERDOWN",
+  "TRYAGAIN",
+  "CLUSTERDOWN",
+  "OOM",
+  "MISCONF"
+])
 
 export class RedisError extends Data.TaggedError("RedisError")<{
   /**
@@ -23,6 +36,17 @@ export class RedisError extends Data.TaggedError("RedisError")<{
     return this.reason === "Timeout"
       ? `Redis did not answer in time: ${cause}`
       : `Redis ${this.reason} failed: ${cause}`
+  }
+
+  /**
+   * Whether Redis is away or says it cannot serve now, so that waiting can fix it: every failure but
+   * Redis's error reply to the command itself (a script's error, a wrong type), unless that reply is
+   * one of not serving now (`LOADING`, `BUSY`, `READONLY`, `OOM`, ...).
+   */
+  get unavailable(): boolean {
+    if (this.reason !== "Command" || !(this.cause instanceof ReplyError)) return true
+    // A reply starts with its error code ("WRONGTYPE Operation against a key ...").
+    return unavailableReplies.has((this.cause as Error).message.split(" ", 1)[0]!)
   }
 }
 

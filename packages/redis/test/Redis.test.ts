@@ -116,7 +116,19 @@ describe("Redis (real server)", () => {
       )
       assert.strictEqual(error._tag, "RedisError")
       assert.strictEqual(error.reason, "Connect")
+      assert.isTrue(error.unavailable)
     }))
+
+  it.live("an error reply saying Redis cannot serve now is unavailable; one about the command is not", () =>
+    Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      const reply = (text: string) =>
+        Effect.flip(redis.use((client) => client.eval(`return redis.error_reply('${text}')`, 0)))
+      const readOnly = yield* reply("READONLY You cannot write against a read only replica.")
+      const wrongType = yield* reply("WRONGTYPE Operation against a key holding the wrong kind of value")
+      assert.deepStrictEqual([readOnly.reason, readOnly.unavailable], ["Command", true])
+      assert.deepStrictEqual([wrongType.reason, wrongType.unavailable], ["Command", false])
+    }).pipe(Effect.scoped, Effect.provide(Redis.layerFromEnv)))
 
   it.live("a server that stops answering: a command fails as a Timeout, and once it answers again so do commands", () =>
     Effect.gen(function*() {

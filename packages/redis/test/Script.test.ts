@@ -76,6 +76,7 @@ describe("Redis.script (real server)", () => {
       assert.strictEqual(alone._tag, "RedisError")
       assert.strictEqual(alone.reason, "Command")
       assert.include(alone.message, "negative step")
+      assert.isFalse(alone.unavailable, "a script's own error reply: waiting cannot fix it")
 
       const redis = yield* Redis.Redis
       const piped = yield* Effect.flip(redis.pipeline((pipeline) => {
