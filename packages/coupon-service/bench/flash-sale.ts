@@ -221,7 +221,7 @@ const program = Effect.gen(function*() {
     Database.ensureExists(url),
     () =>
       Database.onServer(serverUrl, (sql) => sql`DROP DATABASE IF EXISTS ${sql(database)} WITH (FORCE)`).pipe(
-        Effect.ignore
+        Effect.catchAllCause((cause) => Effect.logWarning(`Dropping the bench database ${database} failed`, cause))
       )
   )
   const topicPrefix = `bench-${run}.`
@@ -273,7 +273,11 @@ const sales = (
           } while (cursor !== "0")
         })
         yield* admin.deleteTopics([config.topics.requests.name, config.topics.requests.deadLetter.name])
-      }).pipe(Effect.ignore)
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning("Removing the bench's Redis keys and topics failed; they stay behind", cause)
+        )
+      )
     )
 
     const roles = bench.separateConsumer ? ["api", ...Array(bench.replicas - 1).fill("api"), "consumer"] : Array(

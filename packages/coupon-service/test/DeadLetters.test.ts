@@ -31,6 +31,36 @@ const gateState = (couponId: number, userId: number) =>
     }))
   })
 
+/** Until the scope's database drops it, inserting a coupon for user 7 fails (a SqlError that is not the infrastructure's). */
+const refuseUser7 = Effect.flatMap(SqlClient, (sql) =>
+  Effect.zipRight(
+    sql`
+      CREATE FUNCTION refuse_user_7() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.user_id = 7 THEN RAISE EXCEPTION 'user 7 cannot hold coupons right now'; END IF;
+        RETURN NEW;
+      END $$`,
+    sql`CREATE TRIGGER refuse_user_7 BEFORE INSERT ON user_coupons FOR EACH ROW EXECUTE FUNCTION refuse_user_7()`
+  ))
+
+/** The user's request ends FAILED (DEAD_LETTERED) and its unit is back in Redis. */
+const settledDeadLettered = (couponId: number, userId: number) =>
+  Effect.gen(function*() {
+    yield* eventually(
+      Effect.map(issueStatus(couponId, userId), (answer) => answer.body["status"] === "FAILED"),
+      "30 seconds",
+      `user ${userId}'s dead letter settled FAILED`
+    )
+    assert.strictEqual((yield* issueStatus(couponId, userId)).body["reason"], "DEAD_LETTERED")
+    yield* eventually(Effect.map(gateState(couponId, userId), (state) => state.counter === "0"))
+    assert.deepStrictEqual(yield* gateState(couponId, userId), {
+      counter: "0",
+      members: [],
+      pending: {},
+      status: "FAILED"
+    })
+  })
+
 describe("requests that cannot be applied", () => {
   const sqlFailure = recordingAlerts()
   it.live(
@@ -39,26 +69,11 @@ describe("requests that cannot be applied", () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient
         const coupon = yield* createCoupon(3)
-        yield* sql`
-          CREATE FUNCTION refuse_user_7() RETURNS trigger LANGUAGE plpgsql AS $$
-          BEGIN
-            IF NEW.user_id = 7 THEN RAISE EXCEPTION 'user 7 cannot hold coupons right now'; END IF;
-            RETURN NEW;
-          END $$`
-        yield* sql`CREATE TRIGGER refuse_user_7 BEFORE INSERT ON user_coupons FOR EACH ROW EXECUTE FUNCTION refuse_user_7()`
+        yield* refuseUser7
 
         const accepted = yield* issue(coupon.couponId, 7)
         assert.strictEqual(accepted.tag, "Accepted")
-        yield* eventually(Effect.map(issueStatus(coupon.couponId, 7), (answer) => answer.body["status"] === "FAILED"))
-        const failed = yield* issueStatus(coupon.couponId, 7)
-        assert.strictEqual(failed.body["reason"], "DEAD_LETTERED")
-        yield* eventually(Effect.map(gateState(coupon.couponId, 7), (state) => state.counter === "0"))
-        assert.deepStrictEqual(yield* gateState(coupon.couponId, 7), {
-          counter: "0",
-          members: [],
-          pending: {},
-          status: "FAILED"
-        })
+        yield* settledDeadLettered(coupon.couponId, 7)
         const stored = yield* sql<{ errorTag: string; attempts: number }>`
           SELECT error_tag, attempts FROM kpipe_failed_events`
         assert.deepStrictEqual(stored, [{ errorTag: "SqlError", attempts: 2 }])
@@ -88,13 +103,7 @@ describe("requests that cannot be applied", () => {
         const sql = yield* SqlClient
         const publisher = yield* IssuePublisher
         const coupon = yield* createCoupon(3)
-        yield* sql`
-          CREATE FUNCTION refuse_user_7() RETURNS trigger LANGUAGE plpgsql AS $$
-          BEGIN
-            IF NEW.user_id = 7 THEN RAISE EXCEPTION 'user 7 cannot hold coupons right now'; END IF;
-            RETURN NEW;
-          END $$`
-        yield* sql`CREATE TRIGGER refuse_user_7 BEFORE INSERT ON user_coupons FOR EACH ROW EXECUTE FUNCTION refuse_user_7()`
+        yield* refuseUser7
 
         // Decodes (a coupon id is a positive Int), but no row of `coupons.id` (INTEGER) can hold it,
         // nor of `coupon_issue_failures.coupon_id`: the release cannot store its failure, ever.
@@ -118,19 +127,7 @@ describe("requests that cannot be applied", () => {
 
         // Dead-lettered after it, on the dead-letter topic's one partition.
         assert.strictEqual((yield* issue(coupon.couponId, 7)).tag, "Accepted")
-        yield* eventually(
-          Effect.map(issueStatus(coupon.couponId, 7), (answer) => answer.body["status"] === "FAILED"),
-          "30 seconds",
-          "user 7's dead letter settled FAILED"
-        )
-        assert.strictEqual((yield* issueStatus(coupon.couponId, 7)).body["reason"], "DEAD_LETTERED")
-        yield* eventually(Effect.map(gateState(coupon.couponId, 7), (state) => state.counter === "0"))
-        assert.deepStrictEqual(yield* gateState(coupon.couponId, 7), {
-          counter: "0",
-          members: [],
-          pending: {},
-          status: "FAILED"
-        })
+        yield* settledDeadLettered(coupon.couponId, 7)
         const failures = yield* sql<{ userId: string; reason: string }>`
           SELECT user_id::text AS user_id, reason FROM coupon_issue_failures ORDER BY failed_at`
         assert.deepStrictEqual(failures, [{ userId: "7", reason: "DEAD_LETTERED" }])
