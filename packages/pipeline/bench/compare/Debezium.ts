@@ -177,16 +177,26 @@ const run_ = (config: CompareConfig, cluster: { readonly port: number }, note: s
       appendBacklog(config, note, append, appended)
     )
     const seen0 = watcher.arrivals.size
-    const meter = yield* cpuMeter({ Connect: connect.pid })
-    const t0 = Date.now()
-    yield* api("PUT", `/connectors/${connector}/resume`)
+    const { cpu, t0 } = yield* watcher.paused((onTopic) =>
+      Effect.gen(function*() {
+        const meter = yield* cpuMeter({ Connect: connect.pid })
+        const t0 = Date.now()
+        yield* api("PUT", `/connectors/${connector}/resume`)
+        yield* Progress.during(
+          "Debezium: draining the backlog",
+          () => `${BenchReport.fmt(onTopic.last())} of ${BenchReport.fmt(config.events)} on the topic`,
+          onTopic.atLeast(config.events, "Debezium drain")
+        )
+        return { t0, cpu: yield* meter(config.events) }
+      })
+    )
     yield* Progress.during(
-      "Debezium: draining the backlog",
-      () => `${BenchReport.fmt(watcher.arrivals.size - seen0)} of ${BenchReport.fmt(config.events)} on the topic`,
-      waitUntil(Effect.sync(() => watcher.arrivals.size - seen0 >= config.events), "Debezium drain", 600_000, 5)
+      "reading the backlog's append times",
+      () => `${BenchReport.fmt(watcher.arrivals.size - seen0)} of ${BenchReport.fmt(config.events)}`,
+      waitUntil(Effect.sync(() => watcher.arrivals.size - seen0 >= config.events), "Debezium drain: read back", 600_000)
     )
     const last = lastOf(appended, watcher.arrivals)
-    const drain = { events: config.events, ms: last - t0, cpuPerThousand: yield* meter(config.events) }
+    const drain = { events: config.events, ms: last - t0, cpuPerThousand: cpu }
     yield* BenchReport.print(
       `  Debezium drained ${BenchReport.fmt(config.events)} in ${BenchReport.fmt(drain.ms / 1000, 2)} s = ${
         BenchReport.rate(config.events, drain.ms)

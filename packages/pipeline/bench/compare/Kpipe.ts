@@ -86,13 +86,17 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
         yield* waitUntil(Effect.sync(() => watcher.arrivals.has(primer[0]!.eventId)), "kpipe's first event", 60_000)
       })
 
-    /** Freezes the relay, appends the backlog, thaws it and waits for `done`: the drain starts at the thaw. */
+    /**
+     * Freezes the relay, appends the backlog, thaws it and waits for `done` with the watcher paused:
+     * the drain starts at the thaw. Then waits until the watcher has read the whole backlog.
+     */
     const drainBacklog = (
+      watcher: TopicWatcher.Watcher,
       topic: BenchTopic,
       label: string,
       pids: Record<string, number>,
-      status: () => string,
-      done: Effect.Effect<void, unknown, SqlClient>,
+      status: (onTopic: TopicWatcher.OnTopic) => string,
+      done: (onTopic: TopicWatcher.OnTopic) => Effect.Effect<void, unknown, SqlClient>,
       ids: Array<string>
     ) =>
       Effect.gen(function*() {
@@ -105,11 +109,22 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
         ).pipe(Effect.onError(() => relay.signal("SIGCONT")))
         // Not push(...appended): 200,000 arguments overflow the stack.
         for (const id of appended) ids.push(id)
-        const meter = yield* cpuMeter(pids)
-        const t0 = Date.now()
-        yield* relay.signal("SIGCONT")
-        yield* Progress.during(label, status, done)
-        return { appended, t0, cpu: yield* meter(config.events) }
+        const seen = watcher.arrivals.size
+        const { cpu, t0 } = yield* watcher.paused((onTopic) =>
+          Effect.gen(function*() {
+            const meter = yield* cpuMeter(pids)
+            const t0 = Date.now()
+            yield* relay.signal("SIGCONT")
+            yield* Progress.during(label, () => status(onTopic), done(onTopic))
+            return { t0, cpu: yield* meter(config.events) }
+          })
+        )
+        yield* Progress.during(
+          "reading the backlog's append times",
+          () => `${BenchReport.fmt(watcher.arrivals.size - seen)} of ${BenchReport.fmt(config.events)}`,
+          waitUntil(Effect.sync(() => watcher.arrivals.size - seen >= config.events), `${label}: read back`, 600_000)
+        )
+        return { appended, t0, cpu }
       })
 
     /**
@@ -218,13 +233,13 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     const idsA: Array<string> = []
     yield* prime(topicA, watcherA, idsA)
     yield* vacuum(config.base)
-    const seenA = watcherA.arrivals.size
     const a = yield* drainBacklog(
+      watcherA,
       topicA,
       "kpipe: the relay alone draining the backlog",
       { relay: relay.pid },
-      () => `${BenchReport.fmt(watcherA.arrivals.size - seenA)} of ${BenchReport.fmt(config.events)} on the topic`,
-      waitUntil(Effect.sync(() => watcherA.arrivals.size - seenA >= config.events), "kpipe relay drain", 600_000, 5),
+      (onTopic) => `${BenchReport.fmt(onTopic.last())} of ${BenchReport.fmt(config.events)} on the topic`,
+      (onTopic) => onTopic.atLeast(config.events, "kpipe relay drain"),
       idsA
     )
     const drain: Drain = {
@@ -277,22 +292,23 @@ const run_ = (config: CompareConfig, url: string, note: string, created: Array<s
     yield* prime(topicB, watcherB, idsB)
     yield* waitUntil(Effect.map(applied, (n) => n >= 1), "kpipe's first event applied", 60_000)
     yield* vacuum(config.base)
-    const seenB = watcherB.arrivals.size
     let appliedSoFar = 1
     const b = yield* drainBacklog(
+      watcherB,
       topicB,
       "kpipe: relay and consumer draining the backlog end to end",
       { relay: relay.pid, consumer: consumer.pid },
-      () =>
-        `${BenchReport.fmt(watcherB.arrivals.size - seenB)} on the topic, ${
-          BenchReport.fmt(appliedSoFar - 1)
-        } applied of ${BenchReport.fmt(config.events)}`,
+      (onTopic) =>
+        `${BenchReport.fmt(onTopic.last())} on the topic, ${BenchReport.fmt(appliedSoFar - 1)} applied of ${
+          BenchReport.fmt(config.events)
+        }`,
       // The database is asked only once the topic holds everything: counting 200,000 rows every
       // few hundred ms would take CPU from the run. The end is the last applied_at either way.
-      Effect.zipRight(
-        waitUntil(Effect.sync(() => watcherB.arrivals.size - seenB >= config.events), "kpipe relay", 600_000, 5),
-        waitUntil(Effect.map(applied, (n) => (appliedSoFar = n) > config.events), "kpipe end to end", 600_000, 250)
-      ),
+      (onTopic) =>
+        Effect.zipRight(
+          onTopic.atLeast(config.events, "kpipe relay"),
+          waitUntil(Effect.map(applied, (n) => (appliedSoFar = n) > config.events), "kpipe end to end", 600_000, 250)
+        ),
       idsB
     )
     const appliedB = yield* appliedAt(group)
