@@ -46,11 +46,25 @@ export class Ranking extends Schema.Class<Ranking>("Ranking")({
   entries: Schema.Array(RankingEntry)
 }) {}
 
+/** How fresh the figures of one topic's events are. */
+export class TopicFreshness extends Schema.Class<TopicFreshness>("TopicFreshness")({
+  topic: Schema.String,
+  /** Event time of the newest event of the topic applied. */
+  newestEventAt: Schema.DateTimeUtc,
+  /** Now minus `newestEventAt`. */
+  freshnessSeconds: Schema.Number
+}) {}
+
 export class MetricsStatus extends Schema.Class<MetricsStatus>("MetricsStatus")({
-  /** Event time of the newest event applied, absent before the first. */
+  /** Event time of the newest event applied, of any topic; absent before the first. */
   newestEventAt: Schema.optionalWith(Schema.DateTimeUtc, { exact: true }),
   /** Now minus `newestEventAt`. */
   freshnessSeconds: Schema.optionalWith(Schema.Number, { exact: true }),
+  /**
+   * The same per topic, each topic once it has an applied event: one consumer stalled behind the
+   * other's fresh events shows here, not in the figures above.
+   */
+  topics: Schema.Array(TopicFreshness),
   /** Events applied and duplicates skipped by this process. */
   applied: Schema.Number,
   duplicates: Schema.Number,

@@ -1,16 +1,16 @@
-import { MetricsStatus } from "@kpipe/contracts/MetricsApi"
+import { MetricsStatus, TopicFreshness } from "@kpipe/contracts/MetricsApi"
 import { IdempotentConsumer } from "@kpipe/pipeline"
+import * as Arr from "effect/Array"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 
-/** Now minus the event time of the newest event applied (grows while nothing arrives). */
+/** Per topic, now minus the event time of the newest event of the topic applied (grows while nothing arrives). */
 export const freshnessSeconds = Metric.gauge("kpipe_metrics_freshness_seconds", {
-  description: "Now minus the event time of the newest applied catalog or order event"
+  description: "Per topic, now minus the event time of the newest applied event of the topic"
 })
 
 /** Per applied event, commit time minus event time: the time from a like, view or order to its figure. */
@@ -23,20 +23,19 @@ export const applyLag = Metric.summary({
   quantiles: [0.5, 0.9, 0.99]
 })
 
-/** Tracks how fresh the metrics are, after each committed batch. */
+/** Tracks how fresh the metrics are, per topic, after each committed batch. */
 export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-service/Freshness", {
-  effect: Effect.gen(function*() {
-    const newest = yield* Ref.make(Option.none<DateTime.Utc>())
+  sync: () => {
+    // Each topic's newest event time, and its gauge tagged with the topic.
+    const newest = new Map<string, { at: DateTime.Utc; readonly gauge: typeof freshnessSeconds }>()
 
     const report = Effect.gen(function*() {
-      const held = yield* Ref.get(newest)
-      if (Option.isNone(held)) return
       const now = yield* DateTime.now
-      yield* Metric.set(freshnessSeconds, DateTime.distance(held.value, now) / 1000)
+      for (const { at, gauge } of newest.values()) yield* Metric.set(gauge, DateTime.distance(at, now) / 1000)
     })
 
-    /** After a commit: the events it applied. */
-    const applied = (events: ReadonlyArray<{ readonly occurredAt: DateTime.Utc }>) =>
+    /** After a commit of `topic`'s consumer: the events it applied. */
+    const applied = (topic: string) => (events: ReadonlyArray<{ readonly occurredAt: DateTime.Utc }>) =>
       Effect.gen(function*() {
         if (events.length === 0) return
         const now = DateTime.toEpochMillis(yield* DateTime.now)
@@ -45,21 +44,34 @@ export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-servi
           if (DateTime.greaterThan(event.occurredAt, latest)) latest = event.occurredAt
           yield* Metric.update(applyLag, now - DateTime.toEpochMillis(event.occurredAt))
         }
-        yield* Ref.update(newest, (held) =>
-          Option.isSome(held) && DateTime.greaterThanOrEqualTo(held.value, latest) ? held : Option.some(latest))
+        const held = newest.get(topic)
+        if (held === undefined) {
+          newest.set(topic, { at: latest, gauge: freshnessSeconds.pipe(Metric.tagged("topic", topic)) })
+        } else if (DateTime.greaterThan(latest, held.at)) held.at = latest
         yield* report
       })
 
     const status = Effect.fn("Freshness.status")(function*() {
-      const held = yield* Ref.get(newest)
       const now = yield* DateTime.now
+      const topics = [...newest].map(([topic, { at }]) =>
+        new TopicFreshness({ topic, newestEventAt: at, freshnessSeconds: DateTime.distance(at, now) / 1000 })
+      )
+      const newestOfAll = Arr.reduce(
+        topics,
+        Option.none<DateTime.Utc>(),
+        (max, { newestEventAt }) =>
+          Option.isSome(max) && DateTime.greaterThanOrEqualTo(max.value, newestEventAt)
+            ? max
+            : Option.some(newestEventAt)
+      )
       const applied = (yield* Metric.value(IdempotentConsumer.appliedTotal)).count
       const duplicates = (yield* Metric.value(IdempotentConsumer.duplicatesTotal)).count
       return new MetricsStatus({
-        ...Option.match(held, {
+        ...Option.match(newestOfAll, {
           onNone: () => ({}),
           onSome: (at) => ({ newestEventAt: at, freshnessSeconds: DateTime.distance(at, now) / 1000 })
         }),
+        topics,
         applied,
         duplicates,
         duplicateRate: applied + duplicates === 0 ? 0 : duplicates / (applied + duplicates)
@@ -67,10 +79,10 @@ export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-servi
     })
 
     return { applied, status, report } as const
-  })
+  }
 }) {}
 
-/** Keeps the freshness gauge current while no event arrives. */
+/** Keeps the freshness gauges current while no event arrives. */
 export const layerReporter = Layer.scopedDiscard(
   Effect.flatMap(
     Freshness,

@@ -21,19 +21,20 @@ export const consumerOptions = Effect.gen(function*() {
       ...config.kafka,
       maxBytesPerPartition: config.fetchBytesPerPartition,
       partitionsConsumedConcurrently: config.partitionsConcurrency
-    },
-    afterCommit: freshness.applied
+    }
   }
   const catalog = IdempotentConsumer.options({
     ...common,
     topic: topics.catalog,
     groupId: topics.catalogGroup,
+    afterCommit: freshness.applied(topics.catalog.name),
     handleBatch: (delivered) => store.applyCatalog(delivered.map(({ event }) => event))
   })
   const orders = IdempotentConsumer.options({
     ...common,
     topic: topics.orders,
     groupId: topics.ordersGroup,
+    afterCommit: freshness.applied(topics.orders.name),
     handleBatch: (delivered) => store.applyOrders(delivered.map(({ event }) => event))
   })
   return { catalog, orders }
