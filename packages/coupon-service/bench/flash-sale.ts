@@ -289,7 +289,14 @@ const sales = (
         ServiceProcess.start({
           name: "coupon-service",
           entry: main,
-          env: { ...env, REPLICA: String(replica), COUPON_ROLES: role },
+          // A consumer-only process serves only health and metrics: on a port of its own, out of the
+          // shared port the load goes to.
+          env: {
+            ...env,
+            REPLICA: String(replica),
+            COUPON_ROLES: role,
+            ...(role === "consumer" ? { PORT: "0", HTTP_REUSE_PORT: "false" } : {})
+          },
           execArgv: [...ServiceMain.nodeFlags, ...bench.serviceArgs]
         }).pipe(Effect.map((process) => ({ ...process, role }))),
       { concurrency: "unbounded" }

@@ -24,10 +24,15 @@ const HttpLive = Layer.unwrapEffect(Effect.map(Config.Config, (config) =>
     fastRoutes: Effect.map(Http.fastRoute, (route) => [route])
   }))).pipe(Layer.provide(App.api))
 
+// A consumer-only process still answers probes and scrapes on PORT.
+const OpsHttpLive = Layer.unwrapEffect(
+  Effect.map(Config.Config, (config) => HttpServe.layerOperations({ defaultPort: EffectConfig.succeed(config.port) }))
+)
+
 /** `COUPON_ROLES`: the API (served), the consumers, or both; the topics created first either way. */
 const AppLive = Layer.unwrapEffect(Effect.map(Config.Config, ({ roles }) =>
   Layer.mergeAll(
-    roles.api ? HttpLive : Layer.empty,
+    roles.api ? HttpLive : OpsHttpLive,
     roles.consumer ? App.consumer : Layer.empty
   ))).pipe(
     Layer.provide(Topics.layer),

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Admin } from "@kpipe/kafka"
-import { ServiceProcess } from "@kpipe/testing"
+import { OpsEndpoints, ServiceProcess } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { fileURLToPath } from "node:url"
@@ -22,7 +22,7 @@ const { env, provider } = testEnv()
 
 describe("COUPON_ROLES splits the API from the consumers", () => {
   it.live(
-    "an api-only process takes requests without joining the group; a consumer-only process issues them",
+    "an api-only process takes requests without joining the group; a consumer-only process issues them and serves only health and metrics",
     () =>
       Effect.gen(function*() {
         const config = yield* Config
@@ -31,7 +31,6 @@ describe("COUPON_ROLES splits the API from the consumers", () => {
         const coupon = yield* createCoupon(10)
 
         const consumer = yield* startProcess(env, { REPLICA: "1", COUPON_ROLES: "consumer" })
-        assert.isUndefined(consumer.port, "a consumer-only process serves no HTTP")
         const api = yield* startProcess(env, { REPLICA: "2", COUPON_ROLES: "api" })
         yield* eventually(
           Effect.map(admin.describeGroup(config.topics.issueGroup), (group) =>
@@ -53,6 +52,13 @@ describe("COUPON_ROLES splits the API from the consumers", () => {
         assert.deepStrictEqual([...(yield* issuedUsers(coupon.couponId))].sort(), [7, 8])
         const states = yield* Effect.forEach([7, 8], (userId) => issueStatus(coupon.couponId, userId))
         assert.deepStrictEqual(states.map((state) => state.body["status"]), ["ISSUED", "ISSUED"])
+        // The consumer-only process serves no API, but answers probes and scrapes on its port.
+        yield* eventually(
+          Effect.map(
+            OpsEndpoints.probe(consumer.baseUrl, `/api/coupons/${coupon.couponId}`),
+            OpsEndpoints.servesOperationsOnly
+          )
+        )
         // Still only the consumer process in the group: the api-only one never joined.
         const group = yield* admin.describeGroup(config.topics.issueGroup)
         assert.strictEqual(group.memberIds.length, 1)

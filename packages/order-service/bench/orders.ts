@@ -134,7 +134,8 @@ const program = Effect.gen(function*() {
       ],
       env: { ...env, ORDER_ROLES: roles }
     }))
-  const port = services.find((service) => service.port !== undefined)?.port
+  // Every process listens (a workers-only one for its health and metrics); the API is where the api role runs.
+  const port = services.find((_, i) => config.processes[i]!.split(",").includes("api"))?.port
   if (port === undefined) return yield* Effect.dieMessage("no process runs the api role")
   yield* Effect.log(`order-service as ${services.length} process(es): ${config.processes.join(" | ")}`)
   const agent = new Agent({ keepAlive: true, maxSockets: 256 })

@@ -18,10 +18,13 @@ const HttpLive = HttpServe.layer({
   fastRoutes: Effect.map(Http.fastRoute, (route) => [route])
 }).pipe(Layer.provide(App.api))
 
+// A workers-only process still answers probes and scrapes on PORT.
+const OpsHttpLive = HttpServe.layerOperations({ defaultPort: EffectConfig.map(Config.config, (config) => config.port) })
+
 /** `ORDER_ROLES`: the API (served) and the workers this process runs; all of them by default. */
 const AppLive = Layer.unwrapEffect(Effect.map(Config.roles, (roles) =>
   Layer.mergeAll(
-    roles.api ? HttpLive : Layer.empty,
+    roles.api ? HttpLive : OpsHttpLive,
     App.workers(roles)
   ))).pipe(
     Layer.provide(Operations.layer("order-service")),

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Admin } from "@kpipe/kafka"
 import { Database } from "@kpipe/sql"
-import { ServiceProcess, TestKafka } from "@kpipe/testing"
+import { OpsEndpoints, ServiceProcess, TestKafka } from "@kpipe/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -19,7 +19,7 @@ const InfraLive = Layer.mergeAll(Database.layerTest(Migrations.all), TestKafka.l
 
 describe("ORDER_ROLES splits the API from the workers", () => {
   it.live(
-    "an api-only process takes orders without joining a consumer group; a workers-only process confirms them",
+    "an api-only process takes orders without joining a consumer group; a workers-only process confirms them and serves only health and metrics",
     () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
@@ -43,7 +43,6 @@ describe("ORDER_ROLES splits the API from the workers", () => {
         const start = (roles: string) =>
           ServiceProcess.start({ name: "order-service", entry, env: { ...env, ORDER_ROLES: roles } })
         const workers = yield* start("relay,orders,inventory,notifications")
-        assert.isUndefined(workers.port, "a process without the api role serves no HTTP")
         const api = yield* start("api")
 
         const placed = yield* Effect.promise(() =>
@@ -64,6 +63,12 @@ describe("ORDER_ROLES splits the API from the workers", () => {
           ),
           "60 seconds",
           "the order confirmed and notified by the workers-only process"
+        )
+        // The workers-only process serves no API, but answers probes and scrapes on its port.
+        yield* eventually(
+          Effect.map(OpsEndpoints.probe(workers.baseUrl, "/api/orders/1"), OpsEndpoints.servesOperationsOnly),
+          "30 seconds",
+          "the workers-only process's health and metrics"
         )
         // Only the workers-only process is in the groups: the api-only one never joined.
         for (const group of [groups.inventory, groups.confirmations, groups.notifications]) {

@@ -280,13 +280,30 @@ export const layer = <R = never>(options: Options<R>) =>
     Layer.provide(ApiDocs.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi()),
     HttpServer.withLogAddress,
-    Layer.provideMerge(Layer.unwrapEffect(Effect.gen(function*() {
-      const port = yield* Config.integer("PORT").pipe(
-        Config.orElse(() => options.defaultPort),
-        Config.validate({ message: "Expected a port, 0 to 65535", validation: (port) => port >= 0 && port <= 65535 })
-      )
-      const reusePort = yield* Config.boolean("HTTP_REUSE_PORT").pipe(Config.withDefault(false))
-      const operations = { health: yield* Health.Health, prometheus: yield* Prometheus.Prometheus }
-      return server({ port, reusePort, fastRoutes: options.fastRoutes, operations })
-    })))
+    Layer.provideMerge(onPort(options))
+  )
+
+/** `server` on `PORT` (else `defaultPort`; `HTTP_REUSE_PORT`), with `Health` and `Prometheus` served. */
+const onPort = <R>(
+  options: { readonly defaultPort: Config.Config<number>; readonly fastRoutes?: FastRoutes<R> | undefined }
+) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const port = yield* Config.integer("PORT").pipe(
+      Config.orElse(() => options.defaultPort),
+      Config.validate({ message: "Expected a port, 0 to 65535", validation: (port) => port >= 0 && port <= 65535 })
+    )
+    const reusePort = yield* Config.boolean("HTTP_REUSE_PORT").pipe(Config.withDefault(false))
+    const operations = { health: yield* Health.Health, prometheus: yield* Prometheus.Prometheus }
+    return server({ port, reusePort, fastRoutes: options.fastRoutes, operations })
+  }))
+
+/**
+ * For a process that serves no API (a workers-only role): /health/live, /health/ready and /metrics
+ * on `PORT` as `layer` serves them, every other request a typed 404 `RouteNotFound`, so its
+ * consumers and relay are probed and scraped like any other process's.
+ */
+export const layerOperations = (options: { readonly defaultPort: Config.Config<number> }) =>
+  HttpServer.serve(RequestLimits.notFound).pipe(
+    HttpServer.withLogAddress,
+    Layer.provideMerge(onPort<never>(options))
   )

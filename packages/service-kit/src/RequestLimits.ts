@@ -195,19 +195,24 @@ export const answerClientErrors = (server: Server): void => {
   })
 }
 
+/** Answers any request with the typed 404 `RouteNotFound`. */
+export const notFound: HttpApp.Default = Effect.flatMap(
+  HttpServerRequest.HttpServerRequest,
+  (request) =>
+    HttpServerResponse.json(
+      Schema.encodeSync(RouteNotFound)(
+        new RouteNotFound({ message: `No endpoint for ${request.method} ${request.url.split("?")[0]}.` })
+      ),
+      { status: 404 }
+    ).pipe(Effect.orDie)
+)
+
 const typedNotFound = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
   Effect.catchIf(
     app,
     (error): error is E & HttpServerError.RouteNotFound =>
       HttpServerError.isServerError(error) && error._tag === "RouteNotFound",
-    () =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-        HttpServerResponse.json(
-          Schema.encodeSync(RouteNotFound)(
-            new RouteNotFound({ message: `No endpoint for ${request.method} ${request.url.split("?")[0]}.` })
-          ),
-          { status: 404 }
-        ).pipe(Effect.orDie))
+    () => notFound
   )
 
 /** HttpApi middleware: a request no endpoint matches gets a typed 404 `RouteNotFound`, not an empty one. */
