@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { pgHeaders, pgText } from "./internal/pgText.ts"
 
 const header = <S extends Schema.Schema.All>(schema: S, name: string) =>
   Schema.propertySignature(schema).pipe(Schema.fromKey(`kpipe-dlt-${name}`))
@@ -66,22 +67,22 @@ const rowOf = (
   record: { readonly key: Buffer | null; readonly value: Buffer | null; readonly headers: ConsumerRecord["headers"] },
   deadLetterTopic: string
 ) => ({
-  consumerGroup: letter.consumerGroup,
-  topic: letter.originalTopic,
+  consumerGroup: pgText(letter.consumerGroup),
+  topic: pgText(letter.originalTopic),
   partition: letter.originalPartition,
   offset: letter.originalOffset,
   messageKey: record.key,
   payload: record.value,
-  headers: JSON.stringify(record.headers),
-  eventId: letter.eventId ?? null,
-  eventType: letter.eventType ?? null,
-  errorTag: letter.errorTag,
-  errorMessage: letter.errorMessage,
-  errorStack: letter.errorStack ?? null,
+  headers: pgHeaders(record.headers),
+  eventId: letter.eventId === undefined ? null : pgText(letter.eventId),
+  eventType: letter.eventType === undefined ? null : pgText(letter.eventType),
+  errorTag: pgText(letter.errorTag),
+  errorMessage: pgText(letter.errorMessage),
+  errorStack: letter.errorStack === undefined ? null : pgText(letter.errorStack),
   attempts: letter.attempts,
   firstAttemptAt: DateTime.toDateUtc(letter.firstAttemptAt),
   lastAttemptAt: DateTime.toDateUtc(letter.lastAttemptAt),
-  deadLetterTopic
+  deadLetterTopic: pgText(deadLetterTopic)
 })
 
 /** A `kpipe_failed_events` row as read back (the unsent letters table has the same columns). */

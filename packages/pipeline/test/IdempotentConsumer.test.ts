@@ -282,6 +282,40 @@ describe("IdempotentConsumer", () => {
     }).pipe(Effect.provide(TestLive)), { timeout: 60_000 })
 
   it.live(
+    "a record whose bytes or headers hold NUL is dead-lettered and recorded, not retried forever",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("nul", 1)
+        yield* createTopics(topic)
+        const group = TestKafka.uniqueName("nul")
+        const producer = yield* Producer.Producer
+        // A binary payload on a JSON topic: the decode error quotes its raw bytes, NUL included.
+        yield* producer.send({ topic: topic.name, messages: [{ key: "k", value: Buffer.from([0, 1, 2]) }] })
+        yield* producer.send({
+          topic: topic.name,
+          messages: [{ key: "k", value: yield* topic.encode(event("k", 1)), headers: { "x-note": "a\u0000b" } }]
+        })
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* consume(topic, group, { handle: () => Effect.fail(new Rejected({ reason: "no" })) })
+          yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 2), "30 seconds")
+        }))
+        const rows = yield* sql<{ errorTag: string; errorMessage: string; payload: Buffer; note: string | null }>`
+        SELECT error_tag, error_message, payload, headers->>'x-note' AS note FROM kpipe_failed_events
+        WHERE consumer_group = ${group} ORDER BY "offset"`
+        assert.deepStrictEqual(rows.map((row) => [row.errorTag, row.note]), [["DecodeError", null], [
+          "Rejected",
+          "a\uFFFDb"
+        ]])
+        assert.include(rows[0]!.errorMessage, "\uFFFD")
+        assert.deepStrictEqual([...rows[0]!.payload], [0, 1, 2])
+        const letters = yield* Effect.forEach(yield* readTopic(topic.deadLetter.name, 2), DeadLetter.decode)
+        assert.deepStrictEqual(letters.map(({ letter }) => letter.errorTag), ["DecodeError", "Rejected"])
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 60_000 }
+  )
+
+  it.live(
     "keeps the offset while the dead-letter topic cannot take the record, then commits once it can",
     () =>
       Effect.gen(function*() {

@@ -13,6 +13,7 @@ import { defaultRetention, type RelayOptions, type RoundResult } from "../Outbox
 import { outboxShards } from "../PipelineMigrations.ts"
 import { eventHeaders } from "./headers.ts"
 import { failedTotal, publishedTotal } from "./metrics.ts"
+import { pgText } from "./pgText.ts"
 
 export interface ClaimedRow {
   readonly id: string
@@ -25,7 +26,7 @@ export interface ClaimedRow {
   readonly headers: Record<string, string>
 }
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 2000)
+const errorText = (error: unknown) => pgText((error instanceof Error ? error.message : String(error)).slice(0, 2000))
 
 const toMessage = (row: ClaimedRow) => ({
   key: row.messageKey,
