@@ -13,6 +13,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { AlertSink } from "./AlertSink.ts"
 import * as DeadLetter from "./DeadLetter.ts"
+import { isInfrastructure } from "./internal/infrastructure.ts"
 import type * as Topic from "./Topic.ts"
 
 export const failuresTotal = Metric.counter("kpipe_dead_letters_total", {
@@ -31,6 +32,12 @@ export interface Options {
  * table (the source consumer usually stored it already; a record dead-lettered elsewhere is added),
  * raised through the `AlertSink`, and counted per source topic and error.
  */
+const where = (record: Consumer.ConsumerRecord) => ({
+  topic: record.topic,
+  partition: record.partition,
+  offset: record.offset
+})
+
 export const run = (
   options: Options
 ): Effect.Effect<void, KafkaError, KafkaClient | SqlClient | AlertSink | Scope.Scope> =>
@@ -69,10 +76,34 @@ export const run = (
             severity: "critical",
             details: { partition: record.partition, offset: record.offset, error: error.message }
           })),
-        Effect.retry(
-          Schedule.exponential("500 millis").pipe(Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30))))
+        // The database away: the record waits (its partition with it), said at Warning each time.
+        Effect.tapError((error) =>
+          isInfrastructure(error)
+            ? Effect.logWarning("A dead letter could not be recorded yet; it waits and is tried again", error).pipe(
+              Effect.annotateLogs(where(record))
+            )
+            : Effect.void
         ),
-        Effect.orDie,
+        Effect.retry({
+          schedule: Schedule.exponential("500 millis").pipe(
+            Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30)))
+          ),
+          while: isInfrastructure
+        }),
+        // Anything else would fail again on every try and hold every later dead letter of the
+        // partition behind it: raised once, then skipped. It stays on the dead-letter topic.
+        Effect.catchAll((error) =>
+          Effect.zipRight(
+            Effect.logError("A dead letter cannot be recorded in kpipe_failed_events; skipped", error).pipe(
+              Effect.annotateLogs(where(record))
+            ),
+            sink.alert({
+              title: `Dead letter on ${record.topic} not recorded`,
+              severity: "critical",
+              details: { ...where(record), error: error.message }
+            })
+          )
+        ),
         Effect.withSpan("DeadLetterMonitor.handle", {
           kind: "consumer",
           // A dead letter keeps its event's `traceparent`: its handling belongs to that event's trace.

@@ -1,12 +1,15 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { AlertSink, DeadLetterMonitor, IdempotentConsumer } from "@kpipe/pipeline"
+import { Producer } from "@kpipe/kafka"
+import { AlertSink, DeadLetter, DeadLetterMonitor, IdempotentConsumer } from "@kpipe/pipeline"
 import { TestKafka, TestLogging, Webhook } from "@kpipe/testing"
 import * as Data from "effect/Data"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
 import { committedTotal, createTopics, event, eventually, makeTopic, produce, TestLive } from "./utils.ts"
 
 class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}
@@ -56,6 +59,59 @@ describe("DeadLetterMonitor", () => {
       }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
   )
+})
+
+describe("DeadLetterMonitor, a dead letter its table cannot take", () => {
+  it.live("is raised and skipped at once; the dead letters behind it are recorded", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const topic = makeTopic("monitor-poison", 1)
+      yield* createTopics(topic)
+      const alerts = yield* Queue.unbounded<AlertSink.Alert>()
+      const Recording = Layer.succeed(
+        AlertSink.AlertSink,
+        AlertSink.AlertSink.of({ alert: (a) => Queue.offer(alerts, a) })
+      )
+      // Written by hand (not by the sink): a partition past the table's INTEGER column.
+      const at = DateTime.unsafeNow()
+      const headers = yield* Schema.encode(DeadLetter.DeadLetterHeaders)(
+        new DeadLetter.DeadLetterHeaders({
+          originalTopic: topic.name,
+          originalPartition: 99_999_999_999,
+          originalOffset: "0",
+          originalTimestamp: "0",
+          originalKey: "k",
+          consumerGroup: "elsewhere",
+          errorTag: "Rejected",
+          errorMessage: "by hand",
+          attempts: 1,
+          firstAttemptAt: at,
+          lastAttemptAt: at
+        })
+      )
+      const producer = yield* Producer.Producer
+      yield* producer.send({ topic: topic.deadLetter.name, messages: [{ key: "k", value: "{}", headers }] })
+      const rejected = event("member-9", 1)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* IdempotentConsumer.run({
+          topic,
+          groupId: TestKafka.uniqueName("source"),
+          handle: () => Effect.fail(new Rejected({ reason: "no" })),
+          errors: { Rejected: "deadLetter" },
+          kafka: TestKafka.fastConsumer
+        })
+        yield* DeadLetterMonitor.run({ topic, groupId: TestKafka.uniqueName("monitor"), kafka: TestKafka.fastConsumer })
+          .pipe(Effect.provide(Recording))
+        yield* produce(topic, [rejected])
+        const first = yield* Queue.take(alerts).pipe(Effect.timeout("30 seconds"))
+        assert.strictEqual(first.title, `Dead letter on ${topic.deadLetter.name} not recorded`)
+        const second = yield* Queue.take(alerts).pipe(Effect.timeout("30 seconds"))
+        assert.strictEqual(second.details["eventId"], rejected.eventId)
+      }))
+      const rows = yield* sql<{ eventId: string | null }>`
+        SELECT event_id FROM kpipe_failed_events WHERE topic = ${topic.name} ORDER BY id`
+      assert.deepStrictEqual(rows.map((r) => r.eventId), [rejected.eventId])
+    }).pipe(Effect.provide(TestLive)), { timeout: 90_000 })
 })
 
 describe("AlertSink", () => {
