@@ -127,7 +127,8 @@ export class RedriveRequest extends Schema.Class<RedriveRequest>("RedriveRequest
   actor: Schema.optional(FilterText),
   ratePerSecond: Schema.optional(Schema.Number.pipe(Schema.positive())),
   canary: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
-  batchSize: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** At most 1,000 (`Redrive.maxBatchSize`). */
+  batchSize: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
   expectedCount: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
 }) {}
 

@@ -93,7 +93,7 @@ export interface DryRun {
 
 export interface RedriveOptions {
   readonly actor: string
-  /** Records per transaction and producer call (default 100, at most the rate). */
+  /** Records per transaction and producer call (default 100, at most the rate and `maxBatchSize`). */
   readonly batchSize?: number | undefined
   /** Most records redriven per second. */
   readonly ratePerSecond?: number | undefined
@@ -599,4 +599,4 @@ export const outboxSkip = Effect.fn("Redrive.outboxSkip")(function*(ids: Readonl
   return yield* outboxAction("outbox-skip", ids, actor)
 })
 
-export { redrivenFromHeader, redriveOperationHeader } from "./internal/redriveRun.ts"
+export { maxBatchSize, redrivenFromHeader, redriveOperationHeader } from "./internal/redriveRun.ts"

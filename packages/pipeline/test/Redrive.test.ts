@@ -17,6 +17,7 @@ import {
   eventually,
   makeTopic,
   produce,
+  readTopic,
   recordApplied,
   type TestEvent,
   TestLive
@@ -284,6 +285,52 @@ describe("Redrive", () => {
         assert.deepInclude(entry!.progress, { redriven: result.redriven, total: 8 })
       }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
+  )
+
+  it.live(
+    "a record held back is no canary: the canary is the first record that goes out, and its failing again stops the rest",
+    () =>
+      Effect.gen(function*() {
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-canary-held")
+        broken.add("k")
+        broken.add("x")
+        const consumer = yield* startConsumer
+        // A redrive takes its records by key: k's before x's.
+        const [first, second, other] = [event("k", 1), event("k", 2), event("x", 1)]
+        yield* produce(topic, [first, second, other])
+        yield* failuresIn(topic.name, 3)
+        yield* Redrive.park({ topic: topic.name, eventId: first.eventId }, "jo", "looking into it")
+
+        // `second` waits behind the parked `first`; `other` is the canary, and it fails again.
+        const stopped = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "jo", canary: 1 })
+        assert.deepInclude(stopped, { status: "STOPPED", redriven: 1, held: 1 })
+        assert.include(String(stopped.reason), `canary failed again: ${other.eventId}`)
+        yield* Scope.close(consumer, Exit.void)
+        assert.strictEqual(yield* appliedCount(group), 0)
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "a batch size past what a statement and a produce request take is cut to Redrive.maxBatchSize; 22,000 failures go in seconds",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("redrive-big-batch", 1)
+        yield* createTopics(topic)
+        const count = 22_000
+        yield* sql`
+          INSERT INTO kpipe_failed_events (consumer_group, topic, partition, "offset", message_key, payload, headers,
+            event_id, event_type, error_tag, error_message, attempts, first_attempt_at, last_attempt_at,
+            dead_letter_topic)
+          SELECT 'big-batch', ${topic.name}, 0, i, convert_to('k' || i, 'UTF8'), convert_to('{}', 'UTF8'), '{}',
+            gen_random_uuid()::text, 'TestEvent', 'Rejected', 'no', 1, now(), now(), ${topic.deadLetter.name}
+          FROM generate_series(1, ${count}) AS i`
+        const result = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "kim", batchSize: 30_000 })
+        assert.deepInclude(result, { status: "SUCCEEDED", redriven: count })
+        assert.strictEqual((yield* readTopic(topic.name, count)).length, count)
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 60_000 }
   )
 
   it.live(

@@ -9,10 +9,18 @@ import * as RateLimiter from "effect/RateLimiter"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import { waitingKey } from "../PipelineMigrations.ts"
 import type { Progress, RedriveOptions, RedriveResult } from "../Redrive.ts"
 import { traceHeaders } from "./headers.ts"
 import * as Audit from "./redriveAudit.ts"
 import { columns, type FailureRow, redriveHeaders } from "./redriveQuery.ts"
+
+/**
+ * The most records a redrive batch takes: a batch's statements carry three parameters per record
+ * (PostgreSQL takes 65,535 a statement) and its records go in one producer request, which the
+ * broker refuses over `message.max.bytes` (1 MB by default).
+ */
+export const maxBatchSize = 1000
 
 /**
  * A redrive that ends while the database is away (the failure that ended it, often) still closes its
@@ -51,7 +59,7 @@ export const run = (
     // Whole permits: a bucket of 0.5 permits never grants one record, so below 1/s it is one record
     // per 1/rate seconds, and 2.5/s is 2 records per 0.8 s.
     const perInterval = rate === undefined ? Infinity : Math.max(1, Math.floor(rate))
-    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, perInterval))
+    const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, perInterval, maxBatchSize))
     const limiter = rate === undefined ? undefined : yield* RateLimiter.make({
       limit: perInterval,
       interval: Duration.millis(1000 * perInterval / rate),
@@ -71,7 +79,7 @@ export const run = (
       sql`
         SELECT 1 FROM kpipe_failed_events e
         WHERE e.consumer_group = f.consumer_group AND e.topic = f.topic
-          AND e.message_key IS NOT DISTINCT FROM f.message_key
+          AND ${sql.literal(waitingKey("e.message_key"))} = ${sql.literal(waitingKey("f.message_key"))}
           AND e.status IN ('OPEN', 'PARKED') AND NOT (e.status = 'OPEN' AND ${sql.in("e.id", chunk)})
           AND (e.partition, e."offset") < (f.partition, f."offset")`
 
@@ -206,22 +214,23 @@ export const run = (
       const canarySize = Math.min(options.canary ?? 0, ids.length)
       yield* update((p) => ({ ...p, phase: canarySize > 0 ? "canary" : "bulk" }))
       if (canarySize > 0) {
-        // A canary is watched through its group's claim of its event id; an undecodable record has
-        // none, so it could never be seen applied and the bulk would follow unchecked.
-        const [untracked] = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM kpipe_failed_events
-          WHERE ${sql.in("id", ids.slice(0, canarySize))} AND event_id IS NULL`
-        if (untracked!.n > 0) {
-          return {
-            status: "STOPPED" as const,
-            reason: `${
-              untracked!.n
-            } of the ${canarySize} canaries have no event id (undecodable records): they cannot be watched; nothing was redriven`
-          }
-        }
         const canaries: Array<Redriven> = []
-        while (next < canarySize) {
-          const chunk = ids.slice(next, Math.min(next + batchSize, canarySize))
+        // A record held (an earlier failure of its key waits) or skipped (taken meanwhile) is sent
+        // nowhere, so it checks nothing: records are taken until `canarySize` went out, or none is left.
+        while (canaries.length < canarySize && next < ids.length) {
+          const chunk = ids.slice(next, next + Math.min(batchSize, canarySize - canaries.length))
+          // A canary is watched through its group's claim of its event id; an undecodable record has
+          // none, so it could never be seen applied and the bulk would follow unchecked.
+          const [untracked] = yield* sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM kpipe_failed_events WHERE ${sql.in("id", chunk)} AND event_id IS NULL`
+          if (untracked!.n > 0) {
+            return {
+              status: "STOPPED" as const,
+              reason: `${untracked!.n} canaries have no event id (undecodable records): they cannot be watched; ${
+                canaries.length === 0 ? "nothing was redriven" : `${canaries.length} canaries were redriven before them`
+              }`
+            }
+          }
           if (!(yield* paced(chunk.length))) return cancelledResult
           next += chunk.length
           const done = yield* batch(chunk)
