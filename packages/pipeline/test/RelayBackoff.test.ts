@@ -3,7 +3,7 @@ import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
-import { backoff } from "../src/internal/relayLoop.ts"
+import { backoff, combine } from "../src/internal/relayLoop.ts"
 
 describe("OutboxRelay backoff", () => {
   it.effect("a blocked claim loop tries again at least every 2 s, however long the outage", () =>
@@ -18,4 +18,17 @@ describe("OutboxRelay backoff", () => {
       // Not all the same wait: relays that failed together do not claim again together.
       assert.isAbove(new Set(capped).size, 20, `capped waits: ${capped.join(", ")}`)
     }))
+})
+
+describe("OutboxRelay state of several claim loops", () => {
+  it("one loop backing off is the relay backing off, whichever loop reported last", () => {
+    const running = { state: "running" } as const
+    const backingOff = { state: "backingOff", detail: "broker away" } as const
+    const stopped = { state: "stopped" } as const
+    assert.deepStrictEqual(combine([backingOff, running]), backingOff)
+    assert.deepStrictEqual(combine([running, backingOff]), backingOff)
+    assert.deepStrictEqual(combine([running, running]), running)
+    assert.deepStrictEqual(combine([stopped, running]), running)
+    assert.deepStrictEqual(combine([stopped, stopped]), stopped)
+  })
 })

@@ -48,6 +48,19 @@ export const backoff = Schedule.exponential("100 millis", 2).pipe(
   Schedule.jitteredWith({ min: 0.5, max: 1 })
 )
 
+interface LoopState {
+  readonly state: RelayState
+  readonly detail?: string
+}
+
+/**
+ * What a relay's claim loops come to: backing off when any of them is (its shards wait), stopped
+ * when all are, else running.
+ */
+export const combine = (loops: ReadonlyArray<LoopState>): LoopState =>
+  loops.find((loop) => loop.state === "backingOff") ??
+    (loops.every((loop) => loop.state === "stopped") ? { state: "stopped" } : { state: "running" })
+
 export const run = (
   options: RelayOptions
 ): Effect.Effect<void, never, SqlClient | PgClient | Producer.Producer | Scope.Scope> =>
@@ -62,9 +75,16 @@ export const run = (
     const shardsPerClaim = shardsPerClaimOf(options)
     const concurrency = options.concurrency ?? 1
     const observer = yield* Effect.serviceOption(Observer)
-    const observe = (state: RelayState, detail?: string) =>
+    // Each claim loop's own state; the observer is told what they come to together, so one loop
+    // that claims fine does not hide another that backs off (the last report had won).
+    const loops = Array.from({ length: concurrency }, (): LoopState => ({ state: "running" }))
+    const observe = (loop: number, state: RelayState, detail?: string) =>
       Effect.sync(() => {
-        if (Option.isSome(observer)) observer.value.relay(state, detail)
+        loops[loop] = { state, ...(detail === undefined ? {} : { detail }) }
+        if (Option.isSome(observer)) {
+          const { detail: combinedDetail, state: combined } = combine(loops)
+          observer.value.relay(combined, combinedDetail)
+        }
       })
 
     // A row appended while LISTEN is not active (at start, or while the listening session is
@@ -115,12 +135,12 @@ export const run = (
       Effect.forkScoped
     )
 
-    const stallReports = (startedAt: number) =>
+    const stallReports = (loop: number, startedAt: number) =>
       Effect.gen(function*() {
         yield* Effect.sleep(Duration.seconds(slowClaimAfterSeconds))
         while (true) {
           const waited = Math.round((Date.now() - startedAt) / 1000)
-          yield* observe("backingOff", `a claim has waited ${waited} s for the broker or the database`)
+          yield* observe(loop, "backingOff", `a claim has waited ${waited} s for the broker or the database`)
           yield* Metric.increment(claimStallsTotal)
           const message = "Outbox relay claim still waiting for the broker or the database; its shards wait with it"
           yield* (waited < alertAfterSeconds ? Effect.logWarning(message) : Effect.logError(message)).pipe(
@@ -129,11 +149,11 @@ export const run = (
           yield* Effect.sleep(Duration.seconds(alertAfterSeconds))
         }
       })
-    const watchedForStall = <A, E, R>(claim: Effect.Effect<A, E, R>) =>
+    const watchedForStall = <A, E, R>(loop: number, claim: Effect.Effect<A, E, R>) =>
       Effect.suspend(() => {
         const startedAt = Date.now()
         // A child of the loop's fiber: ended with the claim, or with the loop.
-        return Effect.flatMap(Effect.fork(stallReports(startedAt)), (reports) =>
+        return Effect.flatMap(Effect.fork(stallReports(loop, startedAt)), (reports) =>
           claim.pipe(
             Effect.ensuring(Effect.zipRight(
               Fiber.interrupt(reports),
@@ -151,91 +171,96 @@ export const run = (
     // on a lost connection is a defect in @effect/sql), is tried again after `backoff`, which starts
     // over once a claim gets through. Nothing ends the loop but the scope: whatever fails, it is
     // logged with what waits behind it, and the loop goes on.
-    const claimLoop = Effect.gen(function*() {
-      const state = makeState()
-      let failingSince: number | undefined
-      let failedLast = false
-      // Whether to claim again at once: it published, or it got some of the notified shards and more
-      // wait that it did not look at. Not when it got none: another relay holds them (for as long as
-      // its claim lasts), and claiming again at once would spin until it lets go.
-      const attempt = Effect.suspend(() => {
-        const target = hints.next(shardsPerClaim, Date.now(), failedLast)
-        if (target === undefined) return Effect.succeed(false)
-        return watchedForStall(claimOnce(options, state, target._tag === "All" ? undefined : target.shards)).pipe(
-          Effect.flatMap(({ filled, locked, result }) => {
-            if (result._tag === "Blocked") return Effect.fail(result.error)
-            failedLast = false
-            hints.claimed(target, locked, filled)
-            return Effect.succeed(
-              (result._tag === "Published" && result.count > 0) ||
-                (target._tag === "Shards" && target.rest > 0 && locked.length > 0)
+    const claimLoop = (loop: number) =>
+      Effect.gen(function*() {
+        const state = makeState()
+        let failingSince: number | undefined
+        let failedLast = false
+        // Whether to claim again at once: it published, or it got some of the notified shards and more
+        // wait that it did not look at. Not when it got none: another relay holds them (for as long as
+        // its claim lasts), and claiming again at once would spin until it lets go.
+        const attempt = Effect.suspend(() => {
+          const target = hints.next(shardsPerClaim, Date.now(), failedLast)
+          if (target === undefined) return Effect.succeed(false)
+          return watchedForStall(loop, claimOnce(options, state, target._tag === "All" ? undefined : target.shards))
+            .pipe(
+              Effect.flatMap(({ filled, locked, result }) => {
+                if (result._tag === "Blocked") return Effect.fail(result.error)
+                failedLast = false
+                hints.claimed(target, locked, filled)
+                return Effect.succeed(
+                  (result._tag === "Published" && result.count > 0) ||
+                    (target._tag === "Shards" && target.rest > 0 && locked.length > 0)
+                )
+              }),
+              Effect.onError(() =>
+                Effect.sync(() => {
+                  failedLast = true
+                  hints.lookAtAll()
+                })
+              )
             )
-          }),
-          Effect.onError(() =>
-            Effect.sync(() => {
-              failedLast = true
-              hints.lookAtAll()
+        })
+        const claim = attempt.pipe(
+          Effect.sandbox,
+          Effect.tapError((cause) =>
+            Effect.gen(function*() {
+              if (Cause.isInterruptedOnly(cause)) return
+              yield* observe(loop, "backingOff", Cause.pretty(cause).split("\n")[0])
+              failingSince ??= Date.now()
+              const failingFor = Math.round((Date.now() - failingSince) / 1000)
+              yield* Metric.increment(claimFailuresTotal)
+              // Bounded: with the database unreachable, the count would hold the back-off up for as
+              // long as the connection attempt lasts.
+              const pending = yield* stats.pipe(
+                Effect.map((s) => s.pending),
+                Effect.timeout("1 second"),
+                Effect.orElseSucceed(() => "unknown")
+              )
+              const log = Cause.isFailType(cause) && failingFor < alertAfterSeconds
+                ? Effect.logWarning("Outbox relay could not publish; backing off", cause)
+                : Effect.logError(
+                  failingFor < alertAfterSeconds
+                    ? "Outbox relay claim died; backing off and claiming again"
+                    : "Outbox relay has not published for a while; backing off and claiming again",
+                  cause
+                )
+              yield* log.pipe(Effect.annotateLogs({ pendingRows: pending, failingForSeconds: failingFor }))
             })
-          )
+          ),
+          Effect.retry({ schedule: backoff, while: (cause) => !Cause.isInterruptedOnly(cause) }),
+          Effect.zipLeft(observe(loop, "running")),
+          Effect.tap(() =>
+            Effect.suspend(() => {
+              if (failingSince === undefined) return Effect.void
+              const after = Math.round((Date.now() - failingSince) / 1000)
+              failingSince = undefined
+              return Effect.logInfo(`Outbox relay publishes again after ${after} s`)
+            })
+          ),
+          Effect.unsandbox
+        )
+        return yield* claim.pipe(
+          Effect.flatMap((again) =>
+            again ? Effect.void : Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
+          ),
+          Effect.forever
         )
       })
-      const claim = attempt.pipe(
-        Effect.sandbox,
-        Effect.tapError((cause) =>
-          Effect.gen(function*() {
-            if (Cause.isInterruptedOnly(cause)) return
-            yield* observe("backingOff", Cause.pretty(cause).split("\n")[0])
-            failingSince ??= Date.now()
-            const failingFor = Math.round((Date.now() - failingSince) / 1000)
-            yield* Metric.increment(claimFailuresTotal)
-            // Bounded: with the database unreachable, the count would hold the back-off up for as
-            // long as the connection attempt lasts.
-            const pending = yield* stats.pipe(
-              Effect.map((s) => s.pending),
-              Effect.timeout("1 second"),
-              Effect.orElseSucceed(() => "unknown")
-            )
-            const log = Cause.isFailType(cause) && failingFor < alertAfterSeconds
-              ? Effect.logWarning("Outbox relay could not publish; backing off", cause)
-              : Effect.logError(
-                failingFor < alertAfterSeconds
-                  ? "Outbox relay claim died; backing off and claiming again"
-                  : "Outbox relay has not published for a while; backing off and claiming again",
-                cause
-              )
-            yield* log.pipe(Effect.annotateLogs({ pendingRows: pending, failingForSeconds: failingFor }))
-          })
-        ),
-        Effect.retry({ schedule: backoff, while: (cause) => !Cause.isInterruptedOnly(cause) }),
-        Effect.zipLeft(observe("running")),
-        Effect.tap(() =>
-          Effect.suspend(() => {
-            if (failingSince === undefined) return Effect.void
-            const after = Math.round((Date.now() - failingSince) / 1000)
-            failingSince = undefined
-            return Effect.logInfo(`Outbox relay publishes again after ${after} s`)
-          })
-        ),
-        Effect.unsandbox
-      )
-      return yield* claim.pipe(
-        Effect.flatMap((again) =>
-          again ? Effect.void : Queue.take(wakeup).pipe(Effect.timeout(pollInterval), Effect.ignore)
+    const runLoop = (loop: number) =>
+      claimLoop(loop).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.logError("Outbox relay loop failed; restarting it", cause).pipe(
+            Effect.zipRight(Effect.sleep("1 second"))
+          )
         ),
         Effect.forever
       )
-    })
-    const loop = claimLoop.pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.logError("Outbox relay loop failed; restarting it", cause).pipe(
-          Effect.zipRight(Effect.sleep("1 second"))
-        )
-      ),
-      Effect.forever
-    )
-    yield* observe("running")
-    yield* Effect.forkScoped(loop.pipe(Effect.onExit(() => observe("stopped")))).pipe(
-      Effect.replicateEffect(concurrency)
+    yield* observe(0, "running")
+    yield* Effect.forEach(
+      loops.keys(),
+      (loop) => Effect.forkScoped(runLoop(loop).pipe(Effect.onExit(() => observe(loop, "stopped")))),
+      { discard: true }
     )
 
     const report = stats.pipe(
