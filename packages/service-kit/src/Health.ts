@@ -1,6 +1,8 @@
-import { SqlClient } from "@effect/sql/SqlClient"
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Admin, Consumer } from "@kpipe/kafka"
 import { OutboxRelay } from "@kpipe/pipeline"
+import { Database } from "@kpipe/sql"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -134,10 +136,13 @@ export const layerCheck = <R>(
     yield* health.register(name, Effect.provide(probe, context))
   }))
 
-/** The database answers `SELECT 1`. */
-export const database: Layer.Layer<never, never, Health | SqlClient> = layerCheck(
-  "database",
-  Effect.flatMap(SqlClient, (sql) => sql`SELECT 1`)
+/**
+ * The database answers `SELECT 1`, on a connection of its own: on the service's pool the probe
+ * waited for a connection behind the requests and batches holding them all, so under load every
+ * replica answered 503 at once while the database was fine.
+ */
+export const database: Layer.Layer<never, SqlError, Health | PgClient.PgClient> = Layer.unwrapScoped(
+  Effect.map(Database.separatePool(1), (own) => layerCheck("database", own`SELECT 1`))
 )
 
 /** The broker answers a cluster description. */

@@ -1,4 +1,5 @@
-import type { SqlClient } from "@effect/sql/SqlClient"
+import type { PgClient } from "@effect/sql-pg/PgClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type { Admin, Consumer } from "@kpipe/kafka"
 import type { OutboxRelay } from "@kpipe/pipeline"
 import * as Layer from "effect/Layer"
@@ -15,8 +16,8 @@ export const layer = (
   service: string
 ): Layer.Layer<
   Health.Health | Prometheus.Prometheus | Consumer.Observer | OutboxRelay.Observer,
-  never,
-  SqlClient | Admin.Admin
+  SqlError,
+  PgClient | Admin.Admin
 > => {
   const health = Health.layer(service)
   return Layer.mergeAll(Health.database, Health.broker, Prometheus.layer(service)).pipe(Layer.provideMerge(health))
