@@ -50,7 +50,10 @@ export const decode = (
 
 /**
  * The failed-events row of a dead letter, keyed by its source record: recording it again (the sink
- * and the monitor both do, a redelivery does) changes nothing.
+ * and the monitor both do, a redelivery does) changes nothing. Except when the record failed again
+ * after a redrive took its row (the source record read anew, a rebalance or an offset reset, before
+ * the copy was applied): the row is OPEN again with the new failure. It had stayed REDRIVEN, and the
+ * copy, then a duplicate of the failed claim, was never applied nor shown anywhere.
  */
 export const recordFailure = (
   sql: SqlClient,
@@ -60,7 +63,13 @@ export const recordFailure = (
 ) =>
   sql`
     INSERT INTO kpipe_failed_events ${sql.insert(rowOf(letter, record, deadLetterTopic))}
-    ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+    ON CONFLICT (consumer_group, topic, partition, "offset") DO UPDATE SET
+      status = 'OPEN', status_reason = 'failed again after its redrive', status_changed_at = clock_timestamp(),
+      operation_id = NULL, error_tag = EXCLUDED.error_tag, error_message = EXCLUDED.error_message,
+      error_stack = EXCLUDED.error_stack, attempts = EXCLUDED.attempts,
+      first_attempt_at = EXCLUDED.first_attempt_at, last_attempt_at = EXCLUDED.last_attempt_at
+    WHERE kpipe_failed_events.status = 'REDRIVEN'
+      AND EXCLUDED.last_attempt_at > kpipe_failed_events.status_changed_at`
 
 const rowOf = (
   letter: DeadLetterHeaders,

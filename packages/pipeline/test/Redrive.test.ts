@@ -12,6 +12,7 @@ import * as Stream from "effect/Stream"
 import {
   appliedCount,
   appliedTwice,
+  committedTotal,
   createTopics,
   event,
   eventually,
@@ -331,6 +332,39 @@ describe("Redrive", () => {
         assert.strictEqual((yield* readTopic(topic.name, count)).length, count)
       }).pipe(Effect.provide(TestLive)),
     { timeout: 60_000 }
+  )
+
+  it.live(
+    "a record that fails again after its redrive took its row is OPEN again, not left REDRIVEN",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const admin = yield* Admin.Admin
+        const { broken, group, startConsumer, topic } = yield* setup("redrive-refail")
+        broken.add("bad")
+        const consumer = yield* startConsumer
+        const failing = event("bad", 1)
+        yield* produce(topic, [failing])
+        yield* failuresIn(topic.name, 1)
+        yield* Scope.close(consumer, Exit.void)
+        assert.strictEqual((yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "lee" })).redriven, 1)
+
+        // The source record is read anew before the copy (an offset reset) and fails again; the
+        // copy is then a duplicate of that failed claim.
+        yield* admin.resetOffsets(group, topic.name)
+        const again = yield* startConsumer
+        yield* failuresIn(topic.name, 1)
+        yield* eventually(Effect.map(committedTotal(group, topic.name), (n) => n === 2))
+        yield* Scope.close(again, Exit.void)
+        const rows = yield* sql<{ status: string; statusReason: string | null }>`
+          SELECT status, status_reason FROM kpipe_failed_events WHERE event_id = ${failing.eventId}`
+        assert.deepStrictEqual(rows.map((row) => [row.status, row.statusReason]), [[
+          "OPEN",
+          "failed again after its redrive"
+        ]])
+        assert.strictEqual(yield* appliedCount(group), 0)
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
   )
 
   it.live(
