@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { redrivenFromHeader } from "./internal/headers.ts"
 import { pgHeaders, pgText } from "./internal/pgText.ts"
 
 const header = <S extends Schema.Schema.All>(schema: S, name: string) =>
@@ -69,7 +70,20 @@ export const recordFailure = (
       error_stack = EXCLUDED.error_stack, attempts = EXCLUDED.attempts,
       first_attempt_at = EXCLUDED.first_attempt_at, last_attempt_at = EXCLUDED.last_attempt_at
     WHERE kpipe_failed_events.status = 'REDRIVEN'
-      AND EXCLUDED.last_attempt_at > kpipe_failed_events.status_changed_at`
+      AND EXCLUDED.last_attempt_at > kpipe_failed_events.status_changed_at`.pipe(
+    // A copy a redrive sent (its header names the failure it came from, of this group) that failed
+    // again stands where that failure stood in its key's order.
+    Effect.zipRight(sql`
+      UPDATE kpipe_failed_events f
+      SET order_partition = coalesce(o.order_partition, o.partition), order_offset = coalesce(o.order_offset, o."offset")
+      FROM kpipe_failed_events o
+      WHERE f.consumer_group = ${pgText(letter.consumerGroup)} AND f.topic = ${pgText(letter.originalTopic)}
+        AND f.partition = ${letter.originalPartition} AND f."offset" = ${letter.originalOffset}
+        AND f.order_offset IS NULL
+        AND o.id = CASE WHEN f.headers->>${redrivenFromHeader} ~ '^[0-9]{1,18}$'
+          THEN (f.headers->>${redrivenFromHeader})::bigint END
+        AND o.consumer_group = f.consumer_group AND o.topic = f.topic`)
+  )
 
 const rowOf = (
   letter: DeadLetterHeaders,

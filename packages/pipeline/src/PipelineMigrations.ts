@@ -170,9 +170,13 @@ const outboxHeld = Effect.gen(function*() {
  * A redrive asks, for each failure it takes, whether an earlier one of its key (group, topic) still
  * waits; without an index that read every failure of the group and topic, per failure: 22,000 of
  * them took 92 s. A failure's history in the console reads its audit events by `failure_id`.
+ * A failure of a redriven copy takes its place in its key's order from the failure it was redriven
+ * from (`order_partition`, `order_offset`; see `DeadLetter.recordFailure`), not from the copy's
+ * offset, which comes after every other failure of the key.
  */
 const failureIndexes = Effect.gen(function*() {
   const sql = yield* SqlClient
+  yield* sql`ALTER TABLE kpipe_failed_events ADD COLUMN order_partition INT, ADD COLUMN order_offset BIGINT`
   yield* sql`
     CREATE INDEX kpipe_failed_events_waiting ON kpipe_failed_events
       (consumer_group, topic, ${sql.literal(waitingKey("message_key"))}, partition, "offset")
@@ -185,6 +189,10 @@ const failureIndexes = Effect.gen(function*() {
  * empty key (both go to any partition, so their order is not a key's order anyway).
  */
 export const waitingKey = (column: string) => `coalesce(${column}, ''::bytea)`
+
+/** Where the failures of `alias` stand in their key's order: `(partition, offset)`, a copy's from its origin. */
+export const orderPosition = (alias: string) =>
+  `(coalesce(${alias}.order_partition, ${alias}.partition), coalesce(${alias}.order_offset, ${alias}."offset"))`
 
 /** The pipeline's tables, with their own migration history so an app can embed them beside its own. */
 export const migrations: Migrations.MigrationsOptions = {

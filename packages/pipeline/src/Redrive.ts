@@ -15,6 +15,7 @@ import * as Audit from "./internal/redriveAudit.ts"
 import { columns, decodePayload, type FailureRow, redriveHeaders, traceIdOf, where } from "./internal/redriveQuery.ts"
 import * as RedriveRun from "./internal/redriveRun.ts"
 import * as OutboxRelay from "./OutboxRelay.ts"
+import { orderPosition } from "./PipelineMigrations.ts"
 
 export const FailureStatus = Schema.Literal("OPEN", "REDRIVEN", "RESOLVED", "PARKED")
 export type FailureStatus = typeof FailureStatus.Type
@@ -219,7 +220,8 @@ const snapshot = (selection: Selection, actor: string, action: string) =>
       const [{ cutoff }] = (yield* sql<{ cutoff: Date }>`SELECT clock_timestamp() AS cutoff`) as [{ cutoff: Date }]
       const rows = yield* sql<{ id: string; topic: string; eventId: string | null }>`
         SELECT id::text AS id, topic, event_id FROM kpipe_failed_events
-        WHERE ${where(sql, selection, "OPEN", cutoff)} ORDER BY topic, message_key, partition, "offset"`
+        WHERE ${where(sql, selection, "OPEN", cutoff)}
+        ORDER BY topic, message_key, ${sql.literal(orderPosition("kpipe_failed_events"))}`
       const counts = new Map<string, number>()
       for (const row of rows) counts.set(row.topic, (counts.get(row.topic) ?? 0) + 1)
       const targetTopics = [...counts].map(([topic, count]) => ({ topic, count }))
@@ -264,7 +266,7 @@ export const start = Effect.fn("Redrive.start")(function*(
       SELECT e.failure_id::text AS failure_id, f.status = 'OPEN' AS open FROM kpipe_ops_audit_events e
       JOIN kpipe_failed_events f ON f.id = e.failure_id
       WHERE e.audit_id = ${source.dryRunId} AND e.outcome = 'SELECTED'
-      ORDER BY f.topic, f.message_key, f.partition, f."offset"`
+      ORDER BY f.topic, f.message_key, ${sql.literal(orderPosition("f"))}`
     frozen = {
       dryRun: {
         dryRunId: source.dryRunId,

@@ -78,6 +78,29 @@ const deadLettered = (prefix: string, count: number) =>
     return { group, topic, failing }
   })
 
+/** Two events of key "k" dead-lettered by the group of `prefix`, whose consumer keeps running (`broken` rejects "k"). */
+const twoFailuresOfKey = (prefix: string) =>
+  Effect.gen(function*() {
+    const { broken, group, startConsumer, topic } = yield* setup(prefix)
+    broken.add("k")
+    const consumer = yield* startConsumer
+    const [first, second] = [event("k", 1), event("k", 2)]
+    yield* produce(topic, [first, second])
+    yield* failuresIn(topic.name, 2)
+    return { broken, consumer, first, group, second, topic }
+  })
+
+/** Once `count` events are applied and the consumer stopped: their seqs, in the order they were applied. */
+const appliedInOrder = (group: string, consumer: Scope.CloseableScope, count: number) =>
+  Effect.gen(function*() {
+    yield* eventually(Effect.map(appliedCount(group), (n) => n === count))
+    yield* settle
+    yield* Scope.close(consumer, Exit.void)
+    const sql = yield* SqlClient
+    const order = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
+    return order.map((r) => r.seq)
+  })
+
 describe("Redrive", () => {
   it.live(
     "groups and inspects failures, then redrives them once: a concurrent second redrive is a no-op, all audited",
@@ -368,6 +391,25 @@ describe("Redrive", () => {
   )
 
   it.live(
+    "a redriven copy that failed again keeps its origin's place in its key's order",
+    () =>
+      Effect.gen(function*() {
+        const { broken, consumer, group, topic } = yield* twoFailuresOfKey("redrive-copy-order")
+
+        // The canary (`first`) fails again: its new failure is recorded at the copy's offset, after `second`'s.
+        const stopped = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "mo", canary: 1 })
+        assert.deepInclude(stopped, { status: "STOPPED", redriven: 1 })
+        yield* failuresIn(topic.name, 2)
+
+        broken.clear()
+        const done = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "mo" })
+        assert.deepInclude(done, { status: "SUCCEEDED", redriven: 2 })
+        assert.deepStrictEqual(yield* appliedInOrder(group, consumer, 2), [1, 2])
+      }).pipe(Effect.provide(TestLive)),
+    { timeout: 120_000 }
+  )
+
+  it.live(
     "a canary of undecodable records (no event id to watch) stops the redrive before anything is sent",
     () =>
       Effect.gen(function*() {
@@ -448,13 +490,7 @@ describe("Redrive", () => {
     "keeps a key's order: a failure waits while an earlier one of its key is held; an earlier one goes alone, once",
     () =>
       Effect.gen(function*() {
-        const sql = yield* SqlClient
-        const { broken, group, startConsumer, topic } = yield* setup("redrive-order")
-        broken.add("k")
-        const consumer = yield* startConsumer
-        const [first, second] = [event("k", 1), event("k", 2)]
-        yield* produce(topic, [first, second])
-        yield* failuresIn(topic.name, 2)
+        const { broken, consumer, first, group, second, topic } = yield* twoFailuresOfKey("redrive-order")
         broken.clear()
 
         yield* Redrive.park({ topic: topic.name, eventId: first.eventId }, "gina", "looking into it")
@@ -475,11 +511,7 @@ describe("Redrive", () => {
         yield* eventually(Effect.map(appliedCount(group), (n) => n === 1))
         const rest = yield* Redrive.redrive({ selection: { topic: topic.name } }, { actor: "gina" })
         assert.deepInclude(rest, { redriven: 1, held: 0 })
-        yield* eventually(Effect.map(appliedCount(group), (n) => n === 2))
-        yield* settle
-        yield* Scope.close(consumer, Exit.void)
-        const order = yield* sql<{ seq: number }>`SELECT seq FROM applied WHERE consumer_group = ${group} ORDER BY id`
-        assert.deepStrictEqual(order.map((r) => r.seq), [1, 2])
+        assert.deepStrictEqual(yield* appliedInOrder(group, consumer, 2), [1, 2])
       }).pipe(Effect.provide(TestLive)),
     { timeout: 120_000 }
   )

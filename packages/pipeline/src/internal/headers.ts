@@ -19,3 +19,6 @@ export const traceHeaders: Effect.Effect<Record<string, string>> = Effect.curren
   }),
   Effect.orElseSucceed(() => ({}))
 )
+
+/** On a copy a redrive sent: the id of the failed-events row it came from. */
+export const redrivenFromHeader = "kpipe-redriven-from"

@@ -32,12 +32,16 @@ export interface FailureRow extends FailedEventRow {
   readonly status: FailureStatus
   readonly statusReason: string | null
   readonly createdAt: Date
+  /** Its place in its key's order (`orderPosition`): its own, or, a redriven copy's, its origin's. */
+  readonly orderPartition: number
+  readonly orderOffset: string
 }
 
 export const columns = (sql: SqlClient) =>
   sql`id::text AS id, consumer_group, topic, partition, "offset"::text AS "offset", message_key, payload, headers,
     event_id, event_type, error_tag, error_message, error_stack, attempts, first_attempt_at, last_attempt_at,
-    dead_letter_topic, status, status_reason, created_at`
+    dead_letter_topic, status, status_reason, created_at, coalesce(order_partition, partition) AS order_partition,
+    coalesce(order_offset, "offset")::text AS order_offset`
 
 /** The trace id of a W3C `traceparent` header. */
 export const traceIdOf = (headers: Record<string, string>): string | undefined => {

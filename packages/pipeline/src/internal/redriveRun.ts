@@ -9,9 +9,9 @@ import * as RateLimiter from "effect/RateLimiter"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { waitingKey } from "../PipelineMigrations.ts"
+import { orderPosition, waitingKey } from "../PipelineMigrations.ts"
 import type { Progress, RedriveOptions, RedriveResult } from "../Redrive.ts"
-import { traceHeaders } from "./headers.ts"
+import { redrivenFromHeader, traceHeaders } from "./headers.ts"
 import * as Audit from "./redriveAudit.ts"
 import { columns, type FailureRow, redriveHeaders } from "./redriveQuery.ts"
 
@@ -31,7 +31,7 @@ const closeRetry = Schedule.exponential("200 millis", 2).pipe(
   Schedule.upTo(Duration.minutes(5))
 )
 
-export const redrivenFromHeader = "kpipe-redriven-from"
+export { redrivenFromHeader }
 export const redriveOperationHeader = "kpipe-redrive-operation"
 
 interface Redriven {
@@ -81,7 +81,7 @@ export const run = (
         WHERE e.consumer_group = f.consumer_group AND e.topic = f.topic
           AND ${sql.literal(waitingKey("e.message_key"))} = ${sql.literal(waitingKey("f.message_key"))}
           AND e.status IN ('OPEN', 'PARKED') AND NOT (e.status = 'OPEN' AND ${sql.in("e.id", chunk)})
-          AND (e.partition, e."offset") < (f.partition, f."offset")`
+          AND ${sql.literal(orderPosition("e"))} < ${sql.literal(orderPosition("f"))}`
 
     const batch = (chunk: ReadonlyArray<string>) =>
       sql.withTransaction(Effect.gen(function*() {
@@ -95,7 +95,8 @@ export const run = (
           WHERE ${sql.in("id", chunk)} AND status = 'OPEN' AND EXISTS (${heldBy(chunk)})`
         const heldIds = new Set(held.map((r) => r.id))
         const sorted = [...rows].sort((a, b) =>
-          a.topic.localeCompare(b.topic) || a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset))
+          a.topic.localeCompare(b.topic) || a.orderPartition - b.orderPartition ||
+          Number(BigInt(a.orderOffset) - BigInt(b.orderOffset))
         )
         for (const row of sorted) {
           if (row.eventId !== null) {
