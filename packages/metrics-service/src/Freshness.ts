@@ -1,11 +1,9 @@
 import { MetricsStatus, TopicFreshness } from "@kpipe/contracts/MetricsApi"
 import { IdempotentConsumer } from "@kpipe/pipeline"
-import * as Arr from "effect/Array"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 
 /** Per topic, now minus the event time of the newest event of the topic applied (grows while nothing arrives). */
@@ -56,21 +54,16 @@ export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-servi
       const topics = [...newest].map(([topic, { at }]) =>
         new TopicFreshness({ topic, newestEventAt: at, freshnessSeconds: DateTime.distance(at, now) / 1000 })
       )
-      const newestOfAll = Arr.reduce(
-        topics,
-        Option.none<DateTime.Utc>(),
-        (max, { newestEventAt }) =>
-          Option.isSome(max) && DateTime.greaterThanOrEqualTo(max.value, newestEventAt)
-            ? max
-            : Option.some(newestEventAt)
+      const freshest = topics.reduce<TopicFreshness | undefined>(
+        (best, topic) => best === undefined || topic.freshnessSeconds < best.freshnessSeconds ? topic : best,
+        undefined
       )
       const applied = (yield* Metric.value(IdempotentConsumer.appliedTotal)).count
       const duplicates = (yield* Metric.value(IdempotentConsumer.duplicatesTotal)).count
       return new MetricsStatus({
-        ...Option.match(newestOfAll, {
-          onNone: () => ({}),
-          onSome: (at) => ({ newestEventAt: at, freshnessSeconds: DateTime.distance(at, now) / 1000 })
-        }),
+        ...(freshest === undefined
+          ? {}
+          : { newestEventAt: freshest.newestEventAt, freshnessSeconds: freshest.freshnessSeconds }),
         topics,
         applied,
         duplicates,

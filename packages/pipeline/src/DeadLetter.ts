@@ -73,7 +73,8 @@ export const recordFailure = (
       AND EXCLUDED.last_attempt_at > kpipe_failed_events.status_changed_at`.pipe(
     // A copy a redrive sent (its header names the failure it came from, of this group) that failed
     // again stands where that failure stood in its key's order.
-    Effect.zipRight(sql`
+    Effect.zipRight(
+      record.headers[redrivenFromHeader] === undefined ? Effect.void : sql`
       UPDATE kpipe_failed_events f
       SET order_partition = coalesce(o.order_partition, o.partition), order_offset = coalesce(o.order_offset, o."offset")
       FROM kpipe_failed_events o
@@ -82,7 +83,8 @@ export const recordFailure = (
         AND f.order_offset IS NULL
         AND o.id = CASE WHEN f.headers->>${redrivenFromHeader} ~ '^[0-9]{1,18}$'
           THEN (f.headers->>${redrivenFromHeader})::bigint END
-        AND o.consumer_group = f.consumer_group AND o.topic = f.topic`)
+        AND o.consumer_group = f.consumer_group AND o.topic = f.topic`.pipe(Effect.asVoid)
+    )
   )
 
 const rowOf = (

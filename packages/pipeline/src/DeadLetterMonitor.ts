@@ -27,17 +27,17 @@ export interface Options {
   readonly kafka?: Omit<Consumer.ConsumerOptions, "groupId" | "topics"> | undefined
 }
 
-/**
- * Watches a topic's dead-letter topic: each record is logged in detail, kept in the failed-events
- * table (the source consumer usually stored it already; a record dead-lettered elsewhere is added),
- * raised through the `AlertSink`, and counted per source topic and error.
- */
 const where = (record: Consumer.ConsumerRecord) => ({
   topic: record.topic,
   partition: record.partition,
   offset: record.offset
 })
 
+/**
+ * Watches a topic's dead-letter topic: each record is logged in detail, kept in the failed-events
+ * table (the source consumer usually stored it already; a record dead-lettered elsewhere is added),
+ * raised through the `AlertSink`, and counted per source topic and error.
+ */
 export const run = (
   options: Options
 ): Effect.Effect<void, KafkaError, KafkaClient | SqlClient | AlertSink | Scope.Scope> =>

@@ -1,3 +1,4 @@
+import type { UnknownException } from "effect/Cause"
 import * as Effect from "effect/Effect"
 
 /** What a service process answers on its operations endpoints, and on `otherPath`. */
@@ -10,8 +11,8 @@ export interface Answers {
 }
 
 /** Asks `baseUrl`'s /health/ready, /health/live and /metrics, then `otherPath`. */
-export const probe = (baseUrl: string, otherPath: string): Effect.Effect<Answers> =>
-  Effect.promise(async () => {
+export const probe = (baseUrl: string, otherPath: string): Effect.Effect<Answers, UnknownException> =>
+  Effect.tryPromise(async () => {
     const [ready, live, metrics, other] = await Promise.all(
       ["/health/ready", "/health/live", "/metrics", otherPath].map((path) => fetch(`${baseUrl}${path}`))
     )
