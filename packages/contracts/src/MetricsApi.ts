@@ -4,6 +4,7 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
+import { AdminAuth } from "./Admin.ts"
 import { productFigures } from "./CommerceApi.ts"
 import * as Decimal from "./Decimal.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
@@ -117,6 +118,14 @@ export class MetricsGroup extends HttpApiGroup.make("metrics")
     HttpApiEndpoint.get("status", "/api/metrics/status")
       .addSuccess(MetricsStatus)
   )
+  .addError(ServiceUnavailable)
+{}
+
+/**
+ * Admin (`Admin.AdminAuth`, the service's `ADMIN_TOKEN`): a reconciliation reads every product of
+ * both services, so it is no endpoint for users behind the gateway.
+ */
+export class MetricsAdminGroup extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.post("reconcile", "/api/metrics/reconciliation")
       .addSuccess(ReconciliationReport)
@@ -126,9 +135,10 @@ export class MetricsGroup extends HttpApiGroup.make("metrics")
       )
   )
   .addError(ServiceUnavailable)
+  .middleware(AdminAuth)
 {}
 
-export class MetricsApi extends HttpApi.make("metrics-service").add(MetricsGroup).annotate(
+export class MetricsApi extends HttpApi.make("metrics-service").add(MetricsGroup).add(MetricsAdminGroup).annotate(
   OpenApi.Title,
   "metrics-service"
 ) {}

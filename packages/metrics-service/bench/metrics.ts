@@ -24,6 +24,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import { performance } from "node:perf_hooks"
 import * as MetricsConfig from "../src/Config.ts"
 import * as Freshness from "../src/Freshness.ts"
@@ -183,6 +184,7 @@ const startWorkers = (phase: string, config: BenchConfig) =>
         port: 0,
         replica: 0,
         commerceUrl: "http://127.0.0.1:9",
+        adminToken: Redacted.make("bench"),
         batchSize: config.batchSize,
         maxRetries: 3,
         fetchBytesPerPartition: config.fetchBytes,

@@ -1,5 +1,5 @@
 import { RetryPolicy } from "@kpipe/pipeline"
-import { ConsumerSettings, Replica } from "@kpipe/service-kit"
+import { AdminToken, ConsumerSettings, Replica } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -40,6 +40,7 @@ export const config = EffectConfig.all({
       "Partitions of a topic applied at once by one consumer (their transactions meet on hot products)"
     )
   ),
+  adminToken: AdminToken.config,
   maxRetries: EffectConfig.integer("CONSUMER_MAX_RETRIES").pipe(
     EffectConfig.withDefault(3),
     EffectConfig.withDescription("Retries of a failing record (1 s, 2 s, 4 s) before it is dead-lettered")

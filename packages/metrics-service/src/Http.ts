@@ -1,10 +1,11 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
-import { Unavailable } from "@kpipe/service-kit"
+import { AdminToken, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
+import { Config } from "./Config.ts"
 import { Freshness } from "./Freshness.ts"
 import { MetricsStore } from "./MetricsStore.ts"
 import { Reconciliation } from "./Reconciliation.ts"
@@ -20,13 +21,18 @@ const MetricsLive = HttpApiBuilder.group(MetricsApi, "metrics", (handlers) =>
   Effect.gen(function*() {
     const store = yield* MetricsStore
     const freshness = yield* Freshness
-    const reconciliation = yield* Reconciliation
     return handlers
       .handle("ranking", ({ urlParams }) =>
         answered(store.ranking(urlParams.by, urlParams.window ?? "day", urlParams.limit ?? 10)))
       .handle("productMetrics", ({ path }) =>
         answered(store.get(path.productId)))
       .handle("status", () => freshness.status())
+  }))
+
+const AdminLive = HttpApiBuilder.group(MetricsApi, "admin", (handlers) =>
+  Effect.gen(function*() {
+    const reconciliation = yield* Reconciliation
+    return handlers
       .handle("reconcile", () =>
         answered(reconciliation.run()).pipe(
           Effect.catchTag("CommerceUnavailable", (error) =>
@@ -37,5 +43,9 @@ const MetricsLive = HttpApiBuilder.group(MetricsApi, "metrics", (handlers) =>
         ))
   }))
 
-/** The implemented `MetricsApi` (`HttpApi.Api`); needs `MetricsStore`, `Freshness` and `Reconciliation`. */
-export const layer = HttpApiBuilder.api(MetricsApi).pipe(Layer.provide(MetricsLive))
+const adminAuth = Layer.unwrapEffect(Effect.map(Config, (config) => AdminToken.layer(config.adminToken)))
+
+/** The implemented `MetricsApi` (`HttpApi.Api`); needs `MetricsStore`, `Freshness`, `Reconciliation` and `Config`. */
+export const layer = HttpApiBuilder.api(MetricsApi).pipe(
+  Layer.provide([MetricsLive, AdminLive.pipe(Layer.provide(adminAuth))])
+)

@@ -6,7 +6,6 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/contracts"
 import { CommerceApi } from "@kpipe/contracts/CommerceApi"
-import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Ids } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
 import { MetricsModel, MetricsStore } from "@kpipe/metrics-service"
@@ -17,7 +16,17 @@ import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
 import { defaultShape, messedUp } from "./history.ts"
-import { baseUrl, claimed, expected, isCatalog, metricsTest, startCommerce, stored, withPrefix } from "./utils.ts"
+import {
+  baseUrl,
+  claimed,
+  expected,
+  isCatalog,
+  metricsClient,
+  metricsTest,
+  startCommerce,
+  stored,
+  withPrefix
+} from "./utils.ts"
 
 const commerceClient = (url: string, userId?: number) =>
   HttpApiClient.make(CommerceApi, {
@@ -73,7 +82,7 @@ describe.sequential("commerce-service → Kafka → metrics-service", () => {
 
         yield* Effect.gen(function*() {
           const metricsContext = yield* Layer.build(metricsTest(commerce.baseUrl))
-          const metrics = yield* HttpApiClient.make(MetricsApi, { baseUrl: baseUrl(metricsContext) })
+          const metrics = yield* metricsClient({ baseUrl: baseUrl(metricsContext) })
           // Every record 1 to 3 times, shuffled across topics and keys: unlikes before likes,
           // cancellations before their orders.
           const deliveries = FastCheck.sample(
@@ -90,7 +99,7 @@ describe.sequential("commerce-service → Kafka → metrics-service", () => {
               messages: [{ key: record.key, value: record.value, headers: record.headers }]
             })
           }
-          const report = yield* metrics.metrics.reconcile().pipe(
+          const report = yield* metrics.admin.reconcile().pipe(
             Effect.tap((report) => report.consistent ? Effect.void : Effect.sleep("250 millis")),
             Effect.repeat({ until: (report) => report.consistent }),
             Effect.timeout("60 seconds")
@@ -142,7 +151,7 @@ describe.sequential("commerce-service → Kafka → metrics-service", () => {
             WHERE period = 'day' AND product_id = ${pen.productId}`
           yield* sql`UPDATE product_metric_buckets SET likes = likes + 1
             WHERE period = 'week' AND product_id = ${mug.productId}`
-          const tampered = yield* metrics.metrics.reconcile()
+          const tampered = yield* metrics.admin.reconcile()
           assert.isFalse(tampered.consistent)
           assert.strictEqual(tampered.driftedProducts, 2)
           assert.deepStrictEqual(

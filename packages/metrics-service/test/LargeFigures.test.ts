@@ -3,7 +3,6 @@ import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { CommerceApi } from "@kpipe/contracts/CommerceApi"
-import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Ids, ProductMetricsEvents } from "@kpipe/events"
 import { MetricsStore, Reconciliation } from "@kpipe/metrics-service"
 import { Database } from "@kpipe/sql"
@@ -13,7 +12,7 @@ import * as Config from "effect/Config"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { apiTest, startCommerce, TestLive } from "./utils.ts"
+import { apiTest, metricsClient, startCommerce, TestLive } from "./utils.ts"
 
 const day = "2030-01-03"
 
@@ -38,7 +37,7 @@ describe("figures past Money's bound and past 2^31", () => {
       const store = yield* MetricsStore.MetricsStore
       const sql = yield* SqlClient
       yield* store.applyOrders(goldOrders(1, 1, 1001))
-      const api = yield* HttpApiClient.make(MetricsApi)
+      const api = yield* metricsClient()
       const metrics = yield* api.metrics.productMetrics({ path: { productId: Ids.ProductId.make(1) } })
       assert.strictEqual(metrics.salesCount, 1_001_000)
       assert.isTrue(BigDecimal.equals(metrics.salesAmount, BigDecimal.fromBigInt(1_000_999_998_999_000n)))
@@ -91,9 +90,9 @@ describe("figures past Money's bound and past 2^31", () => {
 
         yield* Effect.gen(function*() {
           const store = yield* MetricsStore.MetricsStore
-          const api = yield* HttpApiClient.make(MetricsApi)
+          const api = yield* metricsClient()
           yield* store.applyOrders(goldOrders(gold.productId, 1, 1000))
-          const behind = yield* api.metrics.reconcile()
+          const behind = yield* api.admin.reconcile()
           assert.isFalse(behind.consistent)
           assert.deepStrictEqual(
             behind.drift.map((d) => [d.period ?? "total", d.field, d.expected, d.actual].join(" ")).sort(),
@@ -103,7 +102,7 @@ describe("figures past Money's bound and past 2^31", () => {
             ]).sort()
           )
           yield* store.applyOrders(goldOrders(gold.productId, 1001, 1))
-          const report = yield* api.metrics.reconcile()
+          const report = yield* api.admin.reconcile()
           assert.deepStrictEqual(report.drift, [])
           assert.isTrue(report.consistent)
           assert.strictEqual(report.checkedProducts, 1)

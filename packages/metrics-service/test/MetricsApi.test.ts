@@ -7,7 +7,7 @@ import { MetricsStore } from "@kpipe/metrics-service"
 import { RawHttp } from "@kpipe/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import { TestLive } from "./utils.ts"
+import { adminToken, TestLive } from "./utils.ts"
 
 const view = (productId: number, count: number) =>
   Array.from({ length: count }, () =>
@@ -49,8 +49,18 @@ describe("MetricsApi", () => {
         assert.strictEqual(answer.status, 400, path)
         assert.strictEqual(answer.tag, "HttpApiDecodeError", path)
       }
-      const reconcile = yield* RawHttp.request("POST", "/api/metrics/reconciliation")
+      const reconcile = yield* RawHttp.request("POST", "/api/metrics/reconciliation", undefined, {
+        authorization: `Bearer ${adminToken}`
+      })
       assert.deepStrictEqual([reconcile.status, reconcile.tag], [503, "ServiceUnavailable"])
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("reconciliation is an admin endpoint: no token or a wrong one is a typed 401", () =>
+    Effect.gen(function*() {
+      for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: "Basic YTpi" }]) {
+        const answer = yield* RawHttp.request("POST", "/api/metrics/reconciliation", undefined, headers)
+        assert.deepStrictEqual([answer.status, answer.tag], [401, "Unauthorized"], JSON.stringify(headers))
+      }
     }).pipe(Effect.provide(TestLive)))
 
   it.live("with 100,000 products the top N is an index scan from the top of the window, not a sort", () =>

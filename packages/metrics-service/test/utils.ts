@@ -1,8 +1,12 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql/SqlClient"
+import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { App, Config, Http, MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
 import { AlertSink } from "@kpipe/pipeline"
@@ -25,11 +29,21 @@ export const withPrefix = (prefix: string) =>
     )
   )
 
+export const adminToken = "test-admin-token"
+
+/** The contract's client; admin calls carry `adminToken`. */
+export const metricsClient = (options: { readonly baseUrl?: string } = {}) =>
+  HttpApiClient.make(MetricsApi, {
+    ...options,
+    transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(adminToken))
+  })
+
 export const testConfig = (commerceUrl: string) =>
   Config.layer({
     port: 0,
     replica: 0,
     commerceUrl,
+    adminToken: Redacted.make(adminToken),
     batchSize: 200,
     fetchBytesPerPartition: 1024 * 1024,
     partitionsConcurrency: 1,
