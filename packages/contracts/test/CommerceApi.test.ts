@@ -67,5 +67,8 @@ describe("CommerceApi and MetricsApi", () => {
       "/api/products/ranking",
       "/api/products/{productId}/metrics"
     ])
+    const reconcile = metrics.paths["/api/metrics/reconciliation"]!.post!
+    assert.includeMembers(Object.keys(reconcile.responses), ["200", "401", "503"])
+    assert.deepStrictEqual(reconcile.security, [{ adminToken: [] }])
   })
 })
