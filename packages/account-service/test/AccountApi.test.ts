@@ -99,7 +99,8 @@ layer(ServerLive, { timeout: "60 seconds", excludeTestServices: true })("Account
         assert.strictEqual(raw.status, 503)
         assert.strictEqual(raw.tag, "ServiceUnavailable")
         assert.strictEqual((yield* client.health.health()).status, "ok")
-      }),
+        // Its own database: the file's tests run concurrently, and a cut-off shared one fails them.
+      }).pipe(Effect.provide(ServerLive)),
     { timeout: 30_000 }
   )
 })
