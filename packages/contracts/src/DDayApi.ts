@@ -13,7 +13,7 @@ import { line } from "./Text.ts"
 import { Forbidden, UserIdentity } from "./Users.ts"
 
 /**
- * The contract of d-day-service. A member's D-Days are the gateway's user's own: `X-User-Id`
+ * The contract of d-day-service. A member's D-Days and copy are the gateway's user's own: `X-User-Id`
  * (`Users.UserIdentity`) must be the path's member, otherwise 403 `Forbidden`.
  */
 
@@ -112,8 +112,15 @@ export class MembersGroup extends HttpApiGroup.make("members").add(
     .setPath(memberPath)
     .addSuccess(MemberCopy)
     .addError(MemberNotFound)
-    .annotate(OpenApi.Description, "The local copy of an auth-service member, as synchronised from member events.")
-).addError(ServiceUnavailable) {}
+    .annotate(
+      OpenApi.Description,
+      "The gateway's user's own copy of their auth-service member (e-mail included), as synchronised from member events."
+    )
+)
+  .addError(ServiceUnavailable)
+  .addError(Forbidden)
+  .middleware(UserIdentity)
+{}
 
 export class DDayApi extends HttpApi.make("d-day-service")
   .add(DDaysGroup)

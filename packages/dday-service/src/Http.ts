@@ -45,7 +45,8 @@ const MembersLive = HttpApiBuilder.group(DDayApi, "members", (handlers) =>
   Effect.gen(function*() {
     const copies = yield* MemberCopies
     return handlers.handle("getMember", ({ path }) =>
-      copies.find(path.memberId).pipe(
+      GatewayUser.requireOwner(path.memberId, "the copy of member").pipe(
+        Effect.zipRight(copies.find(path.memberId)),
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(new MemberNotFound({ memberId: path.memberId })),
           onSome: ({ email, ...copy }) =>
@@ -57,7 +58,7 @@ const MembersLive = HttpApiBuilder.group(DDayApi, "members", (handlers) =>
 
 /**
  * `DDayApi` implemented on `DDays` and `MemberCopies`: domain results and errors mapped to the
- * contract's; a member's D-Days only for the gateway's user of that id.
+ * contract's; a member's D-Days and copy only for the gateway's user of that id.
  */
 export const layer = HttpApiBuilder.api(DDayApi).pipe(
   Layer.provide(Layer.mergeAll(DDaysLive, MembersLive)),

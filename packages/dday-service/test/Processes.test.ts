@@ -1,8 +1,6 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { assert, describe, it } from "@effect/vitest"
 import { AuthApi } from "@kpipe/contracts"
-import { DDayApi } from "@kpipe/contracts"
 import { SeedTopics } from "@kpipe/contracts"
 import { Ids, MemberEvents } from "@kpipe/events"
 import { Publisher, Topic } from "@kpipe/pipeline"
@@ -13,7 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { fileURLToPath } from "node:url"
-import { memberClient, scratchDatabase } from "./utils.ts"
+import { gatewayClient, memberClient, scratchDatabase } from "./utils.ts"
 
 const authMain = fileURLToPath(new URL("../../auth-service/src/main.ts", import.meta.url))
 const ddayMain = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -51,7 +49,7 @@ describe("S1 with real processes", () => {
 
         const first = yield* ServiceProcess.start({ name: "d-day-service", entry: ddayMain, env: ddayEnv })
         const copyAt = (baseUrl: string) =>
-          Effect.map(HttpApiClient.make(DDayApi.DDayApi, { baseUrl }), (client) => (memberId: Ids.MemberId) =>
+          Effect.map(gatewayClient({ baseUrl }), (client) => (memberId: Ids.MemberId) =>
             client.members.getMember({ path: { memberId } }))
         const alice = (yield* signIn("alice", "alice")).member
         const copyBefore = yield* copyAt(first.baseUrl)

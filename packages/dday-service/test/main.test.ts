@@ -43,7 +43,7 @@ describe("main.ts", () => {
 
         const get = (path: string) =>
           Effect.tryPromise(async () => {
-            const response = await fetch(`http://127.0.0.1:${port}${path}`)
+            const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { "x-user-id": "1" } })
             return { status: response.status, text: await response.text() }
           })
         const openApi = yield* get("/openapi.json")

@@ -106,7 +106,7 @@ export const gatewayClient = (options: { readonly baseUrl?: string } = {}) =>
   HttpApiClient.make(DDayApi.DDayApi, {
     ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
     transformClient: HttpClient.mapRequest((request) => {
-      const memberId = /\/api\/members\/(\d+)\/ddays/.exec(request.url)?.[1]
+      const memberId = /\/api\/members\/(\d+)/.exec(request.url)?.[1]
       return memberId === undefined ? request : HttpClientRequest.setHeader(request, "x-user-id", memberId)
     })
   })
