@@ -195,6 +195,55 @@ describe("IdempotentConsumer under faults", () => {
   )
 })
 
+describe("IdempotentConsumer under the server's timeouts", () => {
+  it.live(
+    "a row another session holds past lock_timeout (55P03) blocks the partition until it is released; nothing is dead-lettered",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-lock-timeout")
+        const group = TestKafka.uniqueName("faults-lock-timeout")
+        yield* createTopics(topic)
+        yield* sql`CREATE TABLE stock (product_id INT PRIMARY KEY, units INT NOT NULL)`
+        yield* sql`INSERT INTO stock VALUES (1, 0)`
+        // The handler runs as under a production lock_timeout: a row held by another session fails it fast.
+        const takeStock = (e: TestEvent) =>
+          sql`SET LOCAL lock_timeout = '100ms'`.pipe(
+            Effect.zipRight(sql`UPDATE stock SET units = units + 1 WHERE product_id = 1`),
+            Effect.zipRight(recordApplied(group)(e))
+          )
+        yield* consumeApplied(topic, group, { retry: fastRetry, handle: takeStock, batchSize: 5 })
+        yield* produce(topic, [event("k0", 1)])
+        yield* eventually(Effect.map(appliedCount(group), (n) => n === 1), "30 seconds", "first event applied")
+
+        const held = yield* Deferred.make<void>()
+        const holder = yield* sql.withTransaction(
+          sql`SELECT units FROM stock WHERE product_id = 1 FOR UPDATE`.pipe(
+            Effect.zipRight(Deferred.succeed(held, undefined)),
+            Effect.zipRight(Effect.sleep("4 seconds"))
+          )
+        ).pipe(Effect.fork)
+        yield* Deferred.await(held)
+        // Retries used up many times over while the row is held: without waiting, these would be dead-lettered.
+        yield* produce(topic, Array.from({ length: 6 }, (_, i) => event(`k${i % 3}`, 2 + Math.floor(i / 3))))
+        yield* Effect.sleep("2 seconds")
+        assert.strictEqual(yield* appliedCount(group), 1, "nothing applied while the row is held")
+        yield* holder.await
+        yield* eventually(
+          Effect.map(appliedCount(group), (n) => n === 7).pipe(Effect.orElseSucceed(() => false)),
+          "40 seconds",
+          "applied once the row is released"
+        )
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
+        const [stock] = yield* sql<{ units: number }>`SELECT units FROM stock WHERE product_id = 1`
+        assert.strictEqual(stock!.units, 7)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+})
+
 class Rejected extends Data.TaggedError("Rejected")<{ readonly reason: string }> {}
 
 const deadLetterRecords = (topic: ReturnType<typeof makeTopic>, settle: Duration.DurationInput = "2 seconds") =>

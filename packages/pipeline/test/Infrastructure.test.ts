@@ -23,8 +23,8 @@ describe("isInfrastructure (a handler's SqlError)", () => {
     )
   })
 
-  it("a server taking no writes (read-only after a failover), a serialization failure or a deadlock is infrastructure", () => {
-    for (const code of ["25006", "40001", "40P01"]) {
+  it("a server taking no writes (read-only after a failover), a serialization failure, a deadlock, a lock or statement timeout is infrastructure", () => {
+    for (const code of ["25006", "40001", "40P01", "55P03", "57014"]) {
       assert.isTrue(isInfrastructure(sqlError(withCode("server says", code))), code)
     }
   })

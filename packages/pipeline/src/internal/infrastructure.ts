@@ -9,8 +9,10 @@ const transientClasses = ["08", "53", "57P", "58"]
 // Codes that say nothing about the statement either: 25006, a write on a server that takes none (a
 // primary demoted by a failover, a standby); 40001 and 40P01, a transaction chosen to roll back
 // because of others running beside it (serialization failure, deadlock), which the next attempt
-// does not meet. Waiting is right: with retries used up they would dead-letter a sound event.
-const transientCodes = new Set(["25006", "40001", "40P01"])
+// does not meet; 55P03, a lock another session held past the server's `lock_timeout`, and 57014,
+// a statement cancelled (the server's `statement_timeout` on a busy server, or an operator's
+// `pg_cancel_backend`). Waiting is right: with retries used up they would dead-letter a sound event.
+const transientCodes = new Set(["25006", "40001", "40P01", "55P03", "57014"])
 
 // Node's codes for a socket that could not reach the server or lost it (node-postgres passes them on).
 const networkCodes = new Set([
