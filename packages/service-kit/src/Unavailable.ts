@@ -1,4 +1,5 @@
 import { ServiceUnavailable } from "@kpipe/contracts/ServiceUnavailable"
+import { isInfrastructure } from "@kpipe/pipeline"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 
@@ -16,16 +17,21 @@ export const isInfrastructureError = (error: unknown): error is InfrastructureEr
  * answering becomes the contracts' typed 503 `ServiceUnavailable` (logged at Warning with what it
  * affected), never a defect and never a 500. Domain errors pass through unchanged. A COMMIT or
  * ROLLBACK on a lost connection reaches here as a defect carrying the `SqlError` (@effect/sql runs
- * them with `orDie`): that is the same fault, and the same 503.
+ * them with `orDie`): that is the same fault, and the same 503. A `SqlError` that says nothing of
+ * the database being away (a violated constraint, a wrong statement: the pipeline's
+ * `isInfrastructure` tells) is a bug no retry cures: a defect, answered 500 and logged at Error by
+ * `HttpServe`, not a 503 inviting the client to retry for ever.
  */
 export const orServiceUnavailable = (affected: string) =>
 <A, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, Exclude<E, InfrastructureError> | ServiceUnavailable, R> => {
   const unavailable = (error: InfrastructureError, message: string) =>
-    Effect.logWarning(`${affected}: ${error._tag}, answered 503`, error).pipe(
-      Effect.zipRight(Effect.fail(new ServiceUnavailable({ message })))
-    )
+    error._tag === "SqlError" && !isInfrastructure(error)
+      ? Effect.die(error)
+      : Effect.logWarning(`${affected}: ${error._tag}, answered 503`, error).pipe(
+        Effect.zipRight(Effect.fail(new ServiceUnavailable({ message })))
+      )
   return Effect.catchIf(
     self,
     isInfrastructureError,
