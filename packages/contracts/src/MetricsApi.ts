@@ -96,6 +96,17 @@ export class ReconciliationReport extends Schema.Class<ReconciliationReport>("Re
   driftedProducts: Schema.Int,
   /** The first 100 differences. */
   drift: Schema.Array(Drift),
+  /**
+   * Products that differed at the first read but no longer once the consumers had caught up with
+   * their topics: events in flight then (in commerce-service's outbox, on Kafka, in a batch), not drift.
+   */
+  inFlightProducts: Schema.Int,
+  /**
+   * Whether the consumers had applied everything on their topics before the second read. False
+   * when they had not within `RECONCILIATION_SETTLE_TIMEOUT` (or their positions could not be
+   * read): a drift reported may then still be lag.
+   */
+  consumersCaughtUp: Schema.Boolean,
   consistent: Schema.Boolean
 }) {}
 

@@ -18,6 +18,7 @@ import * as BigDecimal from "effect/BigDecimal"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -185,6 +186,7 @@ const startWorkers = (phase: string, config: BenchConfig) =>
         replica: 0,
         commerceUrl: "http://127.0.0.1:9",
         adminToken: Redacted.make("bench"),
+        reconciliationSettle: Duration.seconds(10),
         batchSize: config.batchSize,
         maxRetries: 3,
         fetchBytesPerPartition: config.fetchBytes,

@@ -6,7 +6,10 @@ import { Reconciliation } from "./Reconciliation.ts"
 import * as Topics from "./Topics.ts"
 import * as Workers from "./Workers.ts"
 
-/** The domain services. Need `SqlClient` (migrated), `Config` and an `HttpClient` (for commerce-service). */
+/**
+ * The domain services. Need `SqlClient` (migrated), `Config`, an `HttpClient` (for commerce-service)
+ * and Kafka's `Admin` (the reconciliation reads the consumers' positions).
+ */
 export const domain = Layer.mergeAll(Reconciliation.Default, Freshness.Default).pipe(
   Layer.provideMerge(MetricsStore.Default)
 )

@@ -3,6 +3,7 @@ import { AdminToken, ConsumerSettings, Replica } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 
 export const basePort = 3050
@@ -41,6 +42,12 @@ export const config = EffectConfig.all({
     )
   ),
   adminToken: AdminToken.config,
+  reconciliationSettle: EffectConfig.duration("RECONCILIATION_SETTLE_TIMEOUT").pipe(
+    EffectConfig.withDefault(Duration.seconds(10)),
+    EffectConfig.withDescription(
+      "Longest wait of a reconciliation that found drift for the consumers to catch up with their topics before it reads again"
+    )
+  ),
   maxRetries: EffectConfig.integer("CONSUMER_MAX_RETRIES").pipe(
     EffectConfig.withDefault(3),
     EffectConfig.withDescription("Retries of a failing record (1 s, 2 s, 4 s) before it is dead-lettered")

@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
+import { MetricsStore } from "./MetricsStore.ts"
 
 /** Per topic, now minus the event time of the newest event of the topic applied (grows while nothing arrives). */
 export const freshnessSeconds = Metric.gauge("kpipe_metrics_freshness_seconds", {
@@ -32,6 +33,20 @@ export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-servi
       for (const { at, gauge } of newest.values()) yield* Metric.set(gauge, DateTime.distance(at, now) / 1000)
     })
 
+    const advance = (topic: string, latest: DateTime.Utc) => {
+      const held = newest.get(topic)
+      if (held === undefined) {
+        newest.set(topic, { at: latest, gauge: freshnessSeconds.pipe(Metric.tagged("topic", topic)) })
+      } else if (DateTime.greaterThan(latest, held.at)) held.at = latest
+    }
+
+    /** At start: each topic's newest event time applied before (`MetricsStore.newestEventTimes`). */
+    const seed = (times: ReadonlyArray<{ readonly topic: string; readonly at: DateTime.Utc }>) =>
+      Effect.suspend(() => {
+        for (const { at, topic } of times) advance(topic, at)
+        return report
+      })
+
     /** After a commit of `topic`'s consumer: the events it applied. */
     const applied = (topic: string) => (events: ReadonlyArray<{ readonly occurredAt: DateTime.Utc }>) =>
       Effect.gen(function*() {
@@ -42,10 +57,7 @@ export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-servi
           if (DateTime.greaterThan(event.occurredAt, latest)) latest = event.occurredAt
           yield* Metric.update(applyLag, now - DateTime.toEpochMillis(event.occurredAt))
         }
-        const held = newest.get(topic)
-        if (held === undefined) {
-          newest.set(topic, { at: latest, gauge: freshnessSeconds.pipe(Metric.tagged("topic", topic)) })
-        } else if (DateTime.greaterThan(latest, held.at)) held.at = latest
+        advance(topic, latest)
         yield* report
       })
 
@@ -71,14 +83,18 @@ export class Freshness extends Effect.Service<Freshness>()("@kpipe/metrics-servi
       })
     })
 
-    return { applied, status, report } as const
+    return { applied, seed, status, report } as const
   }
 }) {}
 
-/** Keeps the freshness gauges current while no event arrives. */
+/**
+ * Starts from the newest event times the database kept (so a consumer stuck since the start shows
+ * its age), then keeps the freshness gauges current while no event arrives.
+ */
 export const layerReporter = Layer.scopedDiscard(
-  Effect.flatMap(
-    Freshness,
-    (freshness) => freshness.report.pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.forkScoped)
-  )
+  Effect.gen(function*() {
+    const freshness = yield* Freshness
+    yield* freshness.seed(yield* (yield* MetricsStore).newestEventTimes())
+    yield* freshness.report.pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.forkScoped)
+  })
 )

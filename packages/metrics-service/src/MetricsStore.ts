@@ -252,6 +252,49 @@ export class MetricsStore extends Effect.Service<MetricsStore>()("@kpipe/metrics
       }
     )
 
-    return { applyCatalog, applyOrders, get, page, ofProducts, buckets, bucketsOf, ranking } as const
+    /**
+     * In a consumer's transaction: the newest event time applied from each partition of `topic`
+     * (`metrics_freshness`), never moved back.
+     */
+    const recordNewest = Effect.fn("MetricsStore.recordNewest")(function*(
+      topic: string,
+      delivered: ReadonlyArray<
+        { readonly record: { readonly partition: number }; readonly event: { readonly occurredAt: DateTime.Utc } }
+      >
+    ) {
+      const newest = new Map<number, number>()
+      for (const { event, record } of delivered) {
+        const at = DateTime.toEpochMillis(event.occurredAt)
+        if (!((newest.get(record.partition) ?? -Infinity) >= at)) newest.set(record.partition, at)
+      }
+      if (newest.size === 0) return
+      yield* sql`
+        INSERT INTO metrics_freshness AS f (topic, partition, newest_event_at)
+        SELECT ${topic}, * FROM unnest(
+          ${[...newest.keys()]}::int[], ${[...newest.values()].map((at) => new Date(at).toISOString())}::timestamptz[])
+        ON CONFLICT (topic, partition) DO UPDATE
+          SET newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at)`
+    })
+
+    /** Each topic's newest event time applied, as `recordNewest` kept it. */
+    const newestEventTimes = Effect.fn("MetricsStore.newestEventTimes")(function*() {
+      const rows = yield* sql<{ readonly topic: string; readonly at: number }>`
+        SELECT topic, (extract(epoch FROM max(newest_event_at)) * 1000)::float8 AS at
+        FROM metrics_freshness GROUP BY topic ORDER BY topic`
+      return rows.map((row) => ({ topic: row.topic, at: DateTime.unsafeMake(row.at) }))
+    })
+
+    return {
+      applyCatalog,
+      applyOrders,
+      recordNewest,
+      newestEventTimes,
+      get,
+      page,
+      ofProducts,
+      buckets,
+      bucketsOf,
+      ranking
+    } as const
   })
 }) {}

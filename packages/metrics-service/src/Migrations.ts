@@ -63,12 +63,30 @@ const createMetrics = Effect.gen(function*() {
   }
 })
 
+/**
+ * The newest event time applied from each partition of each topic, written in the consumers'
+ * transactions: a restarted service reports its freshness from its first second, so a consumer
+ * stuck from the start still shows its age. Per partition, so partitions applied at once never
+ * wait on one row.
+ */
+const createFreshness = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`
+    CREATE TABLE metrics_freshness (
+      topic TEXT NOT NULL,
+      partition INT NOT NULL,
+      newest_event_at TIMESTAMPTZ NOT NULL,
+      PRIMARY KEY (topic, partition)
+    )`
+})
+
 /** metrics-service's own tables, with their own history table. */
 export const migrations: Migrations.MigrationsOptions = {
   table: "metrics_migrations",
   loader: Migrator.fromRecord({
     "0001_facts": createFacts,
-    "0002_metrics": createMetrics
+    "0002_metrics": createMetrics,
+    "0003_freshness": createFreshness
   })
 }
 

@@ -2,14 +2,17 @@ import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { CommerceApi, type ProductTotals } from "@kpipe/contracts/CommerceApi"
 import { Drift, type MetricField, type ProductMetrics, ReconciliationReport } from "@kpipe/contracts/MetricsApi"
 import { type Ids, Money } from "@kpipe/events"
+import { Admin } from "@kpipe/kafka"
 import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import { Config } from "./Config.ts"
 import { type Period, startOf } from "./internal/periods.ts"
 import { MetricsStore } from "./MetricsStore.ts"
+import * as Topics from "./Topics.ts"
 
 /** commerce-service did not give its totals (unreachable, or an answer outside its contract). */
 export class CommerceUnavailable extends Data.TaggedError("CommerceUnavailable")<{ readonly cause: unknown }> {
@@ -90,15 +93,16 @@ const reportedDrift = 100
 
 /**
  * Collects the differences of a run: the first `reportedDrift`, how many products and buckets were
- * checked, and how many products drifted (in their totals or in any bucket).
+ * checked, and how many products drifted (in their totals or in any bucket). With `only`, the
+ * differences of other products are left out (a second read keeps what drifted at the first).
  */
-export const collector = () => {
+export const collector = (only?: ReadonlySet<number>) => {
   const drift: Array<Drift> = []
   let checked = 0
   let checkedBuckets = 0
   const drifted = new Set<number>()
   const record = (productId: number, found: ReadonlyArray<Drift>) => {
-    if (found.length === 0) return
+    if (found.length === 0 || (only !== undefined && !only.has(productId))) return
     drifted.add(productId)
     drift.push(...found.slice(0, Math.max(0, reportedDrift - drift.length)))
   }
@@ -127,12 +131,18 @@ export const collector = () => {
         record(productId, differences(productId, zero(), bucket, bucket))
       }
     },
-    report: () =>
+    drifted: (): ReadonlySet<number> => drifted,
+    checked: () => ({ checkedProducts: checked, checkedBuckets }),
+    report: (settled: { readonly inFlightProducts: number; readonly consumersCaughtUp: boolean } = {
+      inFlightProducts: 0,
+      consumersCaughtUp: true
+    }) =>
       new ReconciliationReport({
         checkedProducts: checked,
         checkedBuckets,
         driftedProducts: drifted.size,
         drift,
+        ...settled,
         consistent: drifted.size === 0
       })
   }
@@ -141,49 +151,99 @@ export const collector = () => {
 /**
  * Recomputes every product's metrics from commerce-service's tables (its `product-totals`, page by
  * page: totals and figures per day) and compares them with the stored totals and day / week buckets;
- * a product metrics-service holds but commerce-service does not know drifts too. 0 drift once every
- * event up to the read has been applied.
+ * a product metrics-service holds but commerce-service does not know drifts too. When products
+ * differ, it waits (at most `reconciliationSettle`) for the consumers to apply everything on their
+ * topics, then reads both sides again: only what differs both times is drift, the rest was in flight.
  */
 export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/metrics-service/Reconciliation", {
   effect: Effect.gen(function*() {
     const store = yield* MetricsStore
     const config = yield* Config
+    const admin = yield* Admin.Admin
+    const topics = yield* Topics.resolve
     const commerce = yield* HttpApiClient.make(CommerceApi, { baseUrl: config.commerceUrl })
 
-    const run = Effect.fn("Reconciliation.run")(function*() {
-      const result = collector()
-      const known = new Set<number>()
-      let after: number | undefined
-      while (true) {
-        const page = yield* commerce.catalog.totals({
-          urlParams: { limit: pageSize, ...(after === undefined ? {} : { after: after as never }) }
-        }).pipe(Effect.mapError((cause) => new CommerceUnavailable({ cause })))
-        const ids = page.totals.map((totals) => totals.productId)
-        const stored = new Map((yield* store.ofProducts(ids)).map((metrics) => [metrics.productId, metrics]))
-        const buckets = Arr.groupBy(yield* store.bucketsOf(ids), (bucket) => String(bucket.productId))
-        for (const totals of page.totals) {
-          known.add(totals.productId)
-          result.check(totals, stored.get(totals.productId))
-          result.checkBuckets(totals.productId, bucketsOfDays(totals.days), buckets[totals.productId] ?? [])
-        }
-        if (page.next === undefined) break
-        after = page.next
-      }
-      let from = 0
-      while (true) {
-        const rows: ReadonlyArray<ProductMetrics> = yield* store.page(from, pageSize)
-        for (const metrics of rows) {
-          if (!known.has(metrics.productId)) {
-            result.check({ productId: metrics.productId, ...zero() }, metrics)
+    /** Every product of both sides, compared into `result`. */
+    const read = (result: ReturnType<typeof collector>) =>
+      Effect.gen(function*() {
+        const known = new Set<number>()
+        let after: number | undefined
+        while (true) {
+          const page = yield* commerce.catalog.totals({
+            urlParams: { limit: pageSize, ...(after === undefined ? {} : { after: after as never }) }
+          }).pipe(Effect.mapError((cause) => new CommerceUnavailable({ cause })))
+          const ids = page.totals.map((totals) => totals.productId)
+          const stored = new Map((yield* store.ofProducts(ids)).map((metrics) => [metrics.productId, metrics]))
+          const buckets = Arr.groupBy(yield* store.bucketsOf(ids), (bucket) => String(bucket.productId))
+          for (const totals of page.totals) {
+            known.add(totals.productId)
+            result.check(totals, stored.get(totals.productId))
+            result.checkBuckets(totals.productId, bucketsOfDays(totals.days), buckets[totals.productId] ?? [])
           }
+          if (page.next === undefined) break
+          after = page.next
         }
-        if (rows.length < pageSize) break
-        from = rows[rows.length - 1]!.productId
+        let from = 0
+        while (true) {
+          const rows: ReadonlyArray<ProductMetrics> = yield* store.page(from, pageSize)
+          for (const metrics of rows) {
+            if (!known.has(metrics.productId)) {
+              result.check({ productId: metrics.productId, ...zero() }, metrics)
+            }
+          }
+          if (rows.length < pageSize) break
+          from = rows[rows.length - 1]!.productId
+        }
+        return result
+      })
+
+    /** Whether each consumer group's committed offsets have reached its topic's end (as it is now). */
+    const caughtUp = Effect.gen(function*() {
+      const marks = yield* Effect.forEach(
+        [[topics.catalog.name, topics.catalogGroup], [topics.orders.name, topics.ordersGroup]] as const,
+        ([topic, group]) => Effect.map(admin.endOffsets(topic), (ends) => ({ topic, group, ends }))
+      )
+      const reached = Effect.forEach(
+        marks,
+        ({ ends, group, topic }) =>
+          Effect.map(admin.committedOffsets(group, topic), (committed) => {
+            const at = new Map(committed.map((c) => [c.partition, BigInt(c.offset)]))
+            return ends.every((end) =>
+              BigInt(end.high) <= BigInt(end.low) || (at.get(end.partition) ?? -1n) >= BigInt(end.high)
+            )
+          })
+      ).pipe(Effect.map(Arr.every((done) => done)))
+      return yield* reached.pipe(
+        Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (done) => done }),
+        Effect.timeoutTo({ duration: config.reconciliationSettle, onSuccess: () => true, onTimeout: () => false })
+      )
+    }).pipe(
+      Effect.catchAll((error) =>
+        Effect.as(
+          Effect.logWarning("Reconciliation: the consumers' positions could not be read; reading again at once", error),
+          false
+        )
+      )
+    )
+
+    const run = Effect.fn("Reconciliation.run")(function*() {
+      const first = yield* read(collector())
+      let report = first.report()
+      if (!report.consistent) {
+        const consumersCaughtUp = yield* caughtUp
+        const second = yield* read(collector(first.drifted()))
+        report = new ReconciliationReport({
+          ...second.report({
+            inFlightProducts: first.drifted().size - second.drifted().size,
+            consumersCaughtUp
+          }),
+          ...first.checked()
+        })
       }
-      const report = result.report()
       yield* Effect.annotateCurrentSpan({
         "metrics.checked": report.checkedProducts,
-        "metrics.drifted": report.driftedProducts
+        "metrics.drifted": report.driftedProducts,
+        "metrics.in_flight": report.inFlightProducts
       })
       return report
     })

@@ -28,14 +28,20 @@ export const consumerOptions = Effect.gen(function*() {
     topic: topics.catalog,
     groupId: topics.catalogGroup,
     afterCommit: freshness.applied(topics.catalog.name),
-    handleBatch: (delivered) => store.applyCatalog(delivered.map(({ event }) => event))
+    handleBatch: (delivered) =>
+      store.applyCatalog(delivered.map(({ event }) => event)).pipe(
+        Effect.zipRight(store.recordNewest(topics.catalog.name, delivered))
+      )
   })
   const orders = IdempotentConsumer.options({
     ...common,
     topic: topics.orders,
     groupId: topics.ordersGroup,
     afterCommit: freshness.applied(topics.orders.name),
-    handleBatch: (delivered) => store.applyOrders(delivered.map(({ event }) => event))
+    handleBatch: (delivered) =>
+      store.applyOrders(delivered.map(({ event }) => event)).pipe(
+        Effect.zipRight(store.recordNewest(topics.orders.name, delivered))
+      )
   })
   return { catalog, orders }
 })

@@ -42,6 +42,20 @@ describe("Freshness", () => {
       assert.strictEqual(yield* gauge(orders), 12)
     }).pipe(Effect.provide(Freshness.Freshness.Default)))
 
+  it.effect("the times kept from before a restart count from the start; an older event does not move them back", () =>
+    Effect.gen(function*() {
+      const freshness = yield* Freshness.Freshness
+      const topic = "freshness-test-restarted"
+      yield* TestClock.setTime(100_000)
+      yield* freshness.seed([{ topic, at: DateTime.unsafeMake(40_000) }])
+      assert.strictEqual(yield* gauge(topic), 60)
+      yield* freshness.applied(topic)([at(30)])
+      const status = yield* freshness.status()
+      assert.deepStrictEqual(status.topics.map((t) => [t.topic, t.freshnessSeconds]), [[topic, 60]])
+      yield* freshness.seed([{ topic, at: DateTime.unsafeMake(20_000) }])
+      assert.strictEqual(yield* gauge(topic), 60)
+    }).pipe(Effect.provide(Freshness.Freshness.Default)))
+
   it.effect("before any event: no figures, no topics", () =>
     Effect.gen(function*() {
       const status = yield* (yield* Freshness.Freshness).status()

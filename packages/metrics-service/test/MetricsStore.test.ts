@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
+import { Freshness, MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
 import { Database } from "@kpipe/sql"
 import * as BigDecimal from "effect/BigDecimal"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
@@ -13,6 +14,31 @@ import { expected, isCatalog, stored } from "./utils.ts"
 const StoreTest = MetricsStore.MetricsStore.Default.pipe(Layer.provideMerge(Database.layerTest(Migrations.all)))
 
 describe("MetricsStore", () => {
+  it.effect("keeps each topic's newest event time applied, per partition and never back, and a restart reports it", () =>
+    Effect.gen(function*() {
+      const store = yield* MetricsStore.MetricsStore
+      const delivered = (partition: number, seconds: number) => ({
+        record: { partition },
+        event: { occurredAt: DateTime.unsafeMake(seconds * 1000) }
+      })
+      yield* store.recordNewest("catalog", [delivered(0, 100), delivered(0, 90), delivered(1, 120)])
+      yield* store.recordNewest("catalog", [delivered(1, 110)])
+      yield* store.recordNewest("orders", [delivered(2, 50)])
+      yield* store.recordNewest("orders", [])
+      assert.deepStrictEqual(
+        (yield* store.newestEventTimes()).map(({ at, topic }) => [topic, DateTime.toEpochMillis(at)]),
+        [["catalog", 120_000], ["orders", 50_000]]
+      )
+      // A service starting on this database: its freshness is there before any event is applied.
+      const status = yield* Effect.flatMap(Freshness.Freshness, (freshness) => freshness.status()).pipe(
+        Effect.provide(Freshness.layerReporter.pipe(Layer.provideMerge(Freshness.Freshness.Default)))
+      )
+      assert.deepStrictEqual(
+        status.topics.map((t) => [t.topic, DateTime.toEpochMillis(t.newestEventAt)]),
+        [["catalog", 120_000], ["orders", 50_000]]
+      )
+    }).pipe(Effect.provide(StoreTest)))
+
   it.effect.prop(
     "batches of any interleaving (likes and orders repeated too) store the metrics of the history applied once",
     [messedUp(defaultShape), FastCheck.integer({ min: 1, max: 7 })],

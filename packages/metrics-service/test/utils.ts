@@ -15,6 +15,7 @@ import { Database } from "@kpipe/sql"
 import { ServiceProcess, TestKafka, TestLogging } from "@kpipe/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -38,12 +39,13 @@ export const metricsClient = (options: { readonly baseUrl?: string } = {}) =>
     transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(adminToken))
   })
 
-export const testConfig = (commerceUrl: string) =>
+export const testConfig = (commerceUrl: string, overrides: Partial<Config.Values> = {}) =>
   Config.layer({
     port: 0,
     replica: 0,
     commerceUrl,
     adminToken: Redacted.make(adminToken),
+    reconciliationSettle: Duration.seconds(10),
     batchSize: 200,
     fetchBytesPerPartition: 1024 * 1024,
     partitionsConcurrency: 1,
@@ -54,7 +56,8 @@ export const testConfig = (commerceUrl: string) =>
       heartbeatInterval: TestKafka.fastConsumer.heartbeatInterval!,
       rebalanceTimeout: TestKafka.fastConsumer.rebalanceTimeout!,
       maxWaitTimeInMs: TestKafka.fastConsumer.maxWaitTimeInMs!
-    }
+    },
+    ...overrides
   })
 
 /** The base URL of the HttpServer in `context`. */
@@ -152,6 +155,7 @@ export const apiTest = (commerceUrl: string) =>
     Layer.provideMerge(App.domain.pipe(Layer.provide(NodeHttpClient.layerUndici))),
     Layer.provideMerge(testConfig(commerceUrl)),
     Layer.provideMerge(Database.layerTest(Migrations.all)),
+    Layer.provideMerge(Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))),
     Layer.provideMerge(TestLogging.layer)
   )
 
