@@ -1,5 +1,6 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { CommerceApi } from "@kpipe/contracts/CommerceApi"
+import { idempotencyKeyHeader } from "@kpipe/contracts/Idempotency"
 import { CurrentUser } from "@kpipe/contracts/Users"
 import { GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
@@ -54,14 +55,15 @@ const OrdersLive = HttpApiBuilder.group(CommerceApi, "orders", (handlers) =>
     const orders = yield* Orders
     const ordering = answered("Orders")
     return handlers
-      .handle("createOrder", ({ payload }) =>
-        Effect.flatMap(CurrentUser, (userId) => ordering(orders.create(userId, payload))))
+      .handle("createOrder", ({ headers, payload }) =>
+        Effect.flatMap(
+          CurrentUser,
+          (userId) => ordering(orders.create(userId, payload, Option.fromNullable(headers[idempotencyKeyHeader])))
+        ))
       .handle("getOrder", ({ path }) =>
-        Effect.flatMap(CurrentUser, (userId) =>
-          ordering(orders.get(userId, path.orderId))))
+        Effect.flatMap(CurrentUser, (userId) => ordering(orders.get(userId, path.orderId))))
       .handle("pay", ({ path }) =>
-        Effect.flatMap(CurrentUser, (userId) =>
-          ordering(orders.pay(userId, path.orderId))))
+        Effect.flatMap(CurrentUser, (userId) => ordering(orders.pay(userId, path.orderId))))
       .handle("cancel", ({ path }) =>
         Effect.flatMap(CurrentUser, (userId) =>
           ordering(orders.cancel(userId, path.orderId))))

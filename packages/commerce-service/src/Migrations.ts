@@ -58,12 +58,21 @@ const createOrders = Effect.gen(function*() {
   yield* sql`CREATE INDEX order_items_product ON order_items (product_id)`
 })
 
+// A key is the client's, per user: two users may pick the same one. Orders without a key (NULL) never
+// conflict. `Orders.create` inserts with ON CONFLICT (user_id, idempotency_key) DO NOTHING.
+const orderIdempotencyKeys = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`ALTER TABLE orders ADD COLUMN idempotency_key TEXT`
+  yield* sql`ALTER TABLE orders ADD CONSTRAINT orders_user_idempotency_key UNIQUE (user_id, idempotency_key)`
+})
+
 /** commerce-service's own tables, with their own history table. */
 export const migrations: Migrations.MigrationsOptions = {
   table: "commerce_migrations",
   loader: Migrator.fromRecord({
     "0001_catalog": createCatalog,
-    "0002_orders": createOrders
+    "0002_orders": createOrders,
+    "0003_order_idempotency_keys": orderIdempotencyKeys
   })
 }
 

@@ -7,12 +7,14 @@ import {
   type OrderStatus,
   ProductNotFound
 } from "@kpipe/contracts/CommerceApi"
+import { IdempotencyKeyReused } from "@kpipe/contracts/Idempotency"
 import { type Ids, ProductMetricsEvents } from "@kpipe/events"
 import { Outbox } from "@kpipe/pipeline"
 import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { changeTime, ItemRow, newEventId, OrderRow, ProductRow } from "./internal/rows.ts"
 import * as Topics from "./Topics.ts"
@@ -27,10 +29,18 @@ const allowedFrom: Record<"pay" | "cancel", ReadonlyArray<OrderStatus>> = {
   cancel: ["CREATED", "PAID"]
 }
 
+/** Same lines, in the same order, with the same quantities: a retry of the request that created `order`. */
+const sameBody = (order: Order, request: CreateOrderRequest) =>
+  order.items.length === request.items.length &&
+  order.items.every((item, i) =>
+    item.productId === request.items[i]!.productId && item.quantity === request.items[i]!.quantity
+  )
+
 /**
  * The order lifecycle: created (with its lines priced from the catalog), paid, cancelled. Each
  * change commits together with its event on `order-events` (key: the order). A user sees and
- * changes only their own orders.
+ * changes only their own orders. A creation may carry the client's idempotency key: the same key
+ * and body again answer the order it created, never a second one (`create`).
  */
 export class Orders extends Effect.Service<Orders>()("@kpipe/commerce-service/Orders", {
   effect: Effect.gen(function*() {
@@ -39,6 +49,15 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/commerce-service/Or
 
     const notFound = (orderId: Ids.OrderId) => new OrderNotFound({ orderId, message: `Order ${orderId} not found.` })
 
+    const withItems = (order: OrderRow) =>
+      Effect.map(
+        Effect.flatMap(
+          sql`SELECT product_id, quantity, amount FROM order_items WHERE order_id = ${order.orderId} ORDER BY line`,
+          decodeItems
+        ),
+        (items) => new Order({ ...order, items })
+      )
+
     const load = (orderId: Ids.OrderId, userId: Ids.UserId, lock: boolean) =>
       Effect.gen(function*() {
         const rows = yield* sql`
@@ -46,14 +65,43 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/commerce-service/Or
         if (rows.length === 0) return yield* notFound(orderId)
         const order = yield* decodeOrder(rows[0])
         if (order.userId !== userId) return yield* notFound(orderId)
-        const items = yield* decodeItems(
-          yield* sql`SELECT product_id, quantity, amount FROM order_items WHERE order_id = ${orderId} ORDER BY line`
-        )
-        return new Order({ ...order, items })
+        return yield* withItems(order)
       })
 
-    const create = Effect.fn("Orders.create")(function*(userId: Ids.UserId, request: CreateOrderRequest) {
-      yield* Effect.annotateCurrentSpan({ "user.id": userId, "order.lines": request.items.length })
+    /** The order the user created with `key`, as it is now. */
+    const byKey = (userId: Ids.UserId, key: string) =>
+      Effect.gen(function*() {
+        const rows = yield* sql`SELECT * FROM orders WHERE user_id = ${userId} AND idempotency_key = ${key}`
+        if (rows.length === 0) return Option.none<Order>()
+        return Option.some(yield* withItems(yield* decodeOrder(rows[0])))
+      })
+
+    /**
+     * Creates the order, or, when `idempotencyKey` was used before by this user, answers the order it
+     * created if the body is the same (nothing written, no second event) and `IdempotencyKeyReused`
+     * otherwise. Concurrent requests with one key queue on the unique index: the first inserts, the
+     * others' `ON CONFLICT DO NOTHING` waits for its commit and they read its order back (or insert,
+     * if it rolled back).
+     */
+    const create = Effect.fn("Orders.create")(function*(
+      userId: Ids.UserId,
+      request: CreateOrderRequest,
+      idempotencyKey: Option.Option<string>
+    ) {
+      const key = Option.getOrNull(idempotencyKey)
+      yield* Effect.annotateCurrentSpan({
+        "user.id": userId,
+        "order.lines": request.items.length,
+        "order.idempotency_key": key !== null
+      })
+      const replay = (existing: Order) =>
+        sameBody(existing, request) ? Effect.succeed(existing) : Effect.fail(
+          new IdempotencyKeyReused({
+            idempotencyKey: key ?? "",
+            orderId: existing.orderId,
+            message: "This Idempotency-Key was used for another order body."
+          })
+        )
       return yield* sql.withTransaction(Effect.gen(function*() {
         const ids = request.items.map((item) => item.productId)
         const products = yield* decodeProducts(yield* sql`SELECT * FROM products WHERE ${sql.in("product_id", ids)}`)
@@ -70,15 +118,34 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/commerce-service/Or
         }))
         const missing = ids.find((id) => !prices.has(id))
         if (missing !== undefined) {
+          // A key already used answers for its order's body, whatever this one names.
+          const earlier = key === null ? Option.none() : yield* byKey(userId, key)
+          if (Option.isSome(earlier)) return yield* replay(earlier.value)
           return yield* new ProductNotFound({ productId: missing, message: `Product ${missing} does not exist.` })
         }
         const total = BigDecimal.normalize(BigDecimal.sumAll(items.map((item) => item.amount)))
         const at = DateTime.toDateUtc(yield* DateTime.now)
         const [inserted] = yield* sql`
           INSERT INTO orders ${
-          sql.insert({ userId, status: "CREATED", total: BigDecimal.format(total), createdAt: at, updatedAt: at })
+          sql.insert({
+            userId,
+            status: "CREATED",
+            total: BigDecimal.format(total),
+            createdAt: at,
+            updatedAt: at,
+            idempotencyKey: key
+          })
         }
+          ON CONFLICT (user_id, idempotency_key) DO NOTHING
           RETURNING *`
+        if (inserted === undefined) {
+          // The key was used before, perhaps by a request that was in flight: the insert waited for its commit.
+          const existing = key === null ? Option.none() : yield* byKey(userId, key)
+          return yield* Option.match(existing, {
+            onNone: () => Effect.dieMessage("idempotency key conflict without an order"),
+            onSome: replay
+          })
+        }
         const order = yield* decodeOrder(inserted)
         yield* sql`
           INSERT INTO order_items (order_id, line, product_id, quantity, amount)

@@ -35,6 +35,7 @@ describe("CommerceApi", () => {
       yield* alice.catalog.view({ path: { productId: mug.productId }, headers: { "x-user-id": Ids.UserId.make(7) } })
 
       const order = yield* alice.orders.createOrder({
+        headers: {},
         payload: { items: [{ productId: mug.productId, quantity: 2 }, { productId: pen.productId, quantity: 3 }] }
       })
       assert.deepStrictEqual(order.items.map((i) => [i.productId, i.quantity, BigDecimal.format(i.amount)]), [
@@ -50,7 +51,10 @@ describe("CommerceApi", () => {
       assert.strictEqual((yield* alice.orders.cancel({ path: { orderId: order.orderId } })).status, "CANCELLED")
       const cancelledAgain = yield* alice.orders.cancel({ path: { orderId: order.orderId } }).pipe(Effect.flip)
       assert.deepInclude(cancelledAgain, { _tag: "OrderStateConflict", status: "CANCELLED" })
-      const second = yield* bob.orders.createOrder({ payload: { items: [{ productId: mug.productId, quantity: 1 }] } })
+      const second = yield* bob.orders.createOrder({
+        headers: {},
+        payload: { items: [{ productId: mug.productId, quantity: 1 }] }
+      })
 
       const rows = yield* outboxRows
       assert.deepStrictEqual(rows.map((r) => [r.topic, r.messageKey, r.eventType]), [
@@ -96,7 +100,7 @@ describe("CommerceApi", () => {
         alice.catalog.view({ path: { productId: missing }, headers: {} }),
         alice.likes.like({ path: { productId: missing } }),
         alice.likes.unlike({ path: { productId: missing } }),
-        alice.orders.createOrder({ payload: { items: [{ productId: missing, quantity: 1 }] } })
+        alice.orders.createOrder({ headers: {}, payload: { items: [{ productId: missing, quantity: 1 }] } })
       ]
       for (const request of cases) assert.strictEqual((yield* Effect.flip(request))._tag, "ProductNotFound")
       const orderId = Ids.OrderId.make(999)

@@ -7,6 +7,7 @@ import { Ids, Money, ProductMetricsEvents } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Schema from "effect/Schema"
 import * as Decimal from "./Decimal.ts"
+import { IdempotencyKeyHeaders, IdempotencyKeyReused } from "./Idempotency.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { ServiceUnavailable } from "./ServiceUnavailable.ts"
 import { line } from "./Text.ts"
@@ -223,8 +224,16 @@ export class OrdersGroup extends HttpApiGroup.make("orders")
   .add(
     HttpApiEndpoint.post("createOrder", "/api/orders")
       .setPayload(CreateOrderRequest)
+      .setHeaders(IdempotencyKeyHeaders)
       .addSuccess(Order, { status: 201 })
       .addError(ProductNotFound)
+      .addError(IdempotencyKeyReused)
+      .annotate(
+        OpenApi.Description,
+        "Creates an order of the current user, priced from the catalog, and publishes OrderCreated. With an " +
+          "Idempotency-Key, a retry of the same body answers the order the key created (no second order, no " +
+          "second event); the key with another body is 422 IdempotencyKeyReused and writes nothing."
+      )
   )
   .add(
     HttpApiEndpoint.get("getOrder", "/api/orders/:orderId")

@@ -5,6 +5,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids } from "@kpipe/events"
 import * as Schema from "effect/Schema"
 import * as Decimal from "./Decimal.ts"
+import { IdempotencyKeyHeaders } from "./Idempotency.ts"
 import { JsonBody } from "./JsonBody.ts"
 import { IdempotencyKeyReused, InvalidQuantity, OrderNotFound, ProductNotFound } from "./OrderErrors.ts"
 import { Order, OrderPage, PlaceOrderRequest, ProductList } from "./OrderModels.ts"
@@ -16,15 +17,10 @@ import { UserIdentity } from "./Users.ts"
  * (`Users.UserIdentity`, shared by every user-facing service: absent 401, malformed 400).
  */
 
-export const idempotencyKeyHeader = "idempotency-key"
+export { idempotencyKeyHeader } from "./Idempotency.ts"
 
-export const PlaceOrderHeaders = Schema.Struct({
-  [idempotencyKeyHeader]: Schema.optional(
-    Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)).annotations({
-      description: "Same key and body → the same order, never two; same key, other body → 422"
-    })
-  )
-})
+/** The optional `Idempotency-Key` (shared with commerce-service's `createOrder`: `Idempotency.ts`). */
+export const PlaceOrderHeaders = IdempotencyKeyHeaders
 
 const orderPath = Schema.Struct({ orderId: Decimal.FromString.pipe(Schema.compose(Ids.OrderId)) })
 

@@ -22,11 +22,5 @@ export class OrderNotFound extends Schema.TaggedError<OrderNotFound>()(
   HttpApiSchema.annotations({ status: 404 })
 ) {}
 
-export class IdempotencyKeyReused extends Schema.TaggedError<IdempotencyKeyReused>()(
-  "IdempotencyKeyReused",
-  { idempotencyKey: Schema.String, orderId: Ids.OrderId, message: Schema.String },
-  HttpApiSchema.annotations({
-    status: 422,
-    description: "The Idempotency-Key was used before with another body; nothing was created"
-  })
-) {}
+/** Shared with commerce-service's `createOrder`. */
+export { IdempotencyKeyReused } from "./Idempotency.ts"

@@ -61,10 +61,12 @@ describe.sequential("commerce-service → Kafka → metrics-service", () => {
         for (let i = 0; i < 5; i++) yield* shop.catalog.view({ path: { productId: pen.productId }, headers: {} })
         yield* shop.catalog.view({ ...mugPath, headers: {} })
         const first = yield* alice!.orders.createOrder({
+          headers: {},
           payload: { items: [{ productId: mug.productId, quantity: 2 }, { productId: lamp.productId, quantity: 1 }] }
         })
         yield* alice!.orders.pay({ path: { orderId: first.orderId } })
         const second = yield* bob!.orders.createOrder({
+          headers: {},
           payload: { items: [{ productId: lamp.productId, quantity: 3 }] }
         })
         yield* bob!.orders.cancel({ path: { orderId: second.orderId } })
@@ -154,6 +156,9 @@ describe.sequential("commerce-service → Kafka → metrics-service", () => {
           const tampered = yield* metrics.admin.reconcile()
           assert.isFalse(tampered.consistent)
           assert.strictEqual(tampered.driftedProducts, 2)
+          // Read twice, the consumers caught up in between: still there, so drift, not events in flight.
+          assert.strictEqual(tampered.inFlightProducts, 0)
+          assert.isTrue(tampered.consumersCaughtUp)
           assert.deepStrictEqual(
             tampered.drift.map((d) => [d.productId, d.period, d.field, d.expected, d.actual].join(" ")).sort(),
             [
