@@ -7,7 +7,36 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { readFileSync } from "node:fs"
+
+/** The login to the SMTP server (`SMTP_USER`, `SMTP_PASSWORD`). */
+export interface SmtpAuth {
+  readonly user: string
+  readonly password: Redacted.Redacted
+}
+
+/** `SMTP_STARTTLS`: whether a plain SMTP connection is upgraded to TLS. */
+export type StartTls = "opportunistic" | "required" | "never"
+
+/**
+ * The SMTP server's login and TLS when they are not set: no login, STARTTLS when the server offers
+ * it (the local `MailCatcher` does not), certificates verified.
+ */
+export const smtpDefaults: {
+  readonly smtpAuth: Option.Option<SmtpAuth>
+  readonly smtpSecure: boolean
+  readonly smtpStartTls: StartTls
+  readonly smtpTlsCa: Option.Option<string>
+  readonly smtpTlsRejectUnauthorized: boolean
+} = {
+  smtpAuth: Option.none(),
+  smtpSecure: false,
+  smtpStartTls: "opportunistic",
+  smtpTlsCa: Option.none<string>(),
+  smtpTlsRejectUnauthorized: true
+}
 
 /** Everything order-service reads from the environment. */
 export const config = EffectConfig.all({
@@ -34,6 +63,56 @@ export const config = EffectConfig.all({
     EffectConfig.withDefault(10),
     EffectConfig.withDescription(
       "SMTP connections kept open at most; each carries one message at a time, a handful of round trips long"
+    )
+  ),
+  smtpAuth: EffectConfig.all({
+    user: EffectConfig.option(EffectConfig.nonEmptyString("SMTP_USER")).pipe(
+      EffectConfig.withDescription("User name the service logs in to the SMTP server with (AUTH); no login when unset")
+    ),
+    password: EffectConfig.option(EffectConfig.redacted("SMTP_PASSWORD")).pipe(
+      EffectConfig.withDescription("Password of SMTP_USER")
+    )
+  }).pipe(
+    // One without the other would fail every e-mail (or log in with an empty password): refuse it at start.
+    EffectConfig.mapOrFail(({ password, user }): Either.Either<Option.Option<SmtpAuth>, ConfigError.ConfigError> => {
+      if (Option.isSome(user) && Option.isSome(password)) {
+        return Either.right(Option.some({ user: user.value, password: password.value }))
+      }
+      if (Option.isNone(user) && Option.isNone(password)) return Either.right(Option.none())
+      return Either.left(ConfigError.MissingData(
+        [Option.isNone(user) ? "SMTP_USER" : "SMTP_PASSWORD"],
+        "SMTP_USER and SMTP_PASSWORD are set together or not at all"
+      ))
+    })
+  ),
+  smtpSecure: EffectConfig.boolean("SMTP_SECURE").pipe(
+    EffectConfig.withDefault(smtpDefaults.smtpSecure),
+    EffectConfig.withDescription(
+      "TLS from the first byte (implicit TLS, usually port 465) instead of plain SMTP that may upgrade with STARTTLS"
+    )
+  ),
+  smtpStartTls: EffectConfig.literal("opportunistic", "required", "never")("SMTP_STARTTLS").pipe(
+    EffectConfig.withDefault(smtpDefaults.smtpStartTls),
+    EffectConfig.withDescription(
+      "STARTTLS on a plain connection: opportunistic (when the server offers it), required (no e-mail over an " +
+        "unencrypted connection) or never"
+    )
+  ),
+  smtpTlsCa: EffectConfig.option(EffectConfig.nonEmptyString("SMTP_TLS_CA_FILE")).pipe(
+    EffectConfig.withDescription("PEM file of the CA that signed the SMTP server's certificate (a private CA)"),
+    EffectConfig.mapOrFail((path): Either.Either<Option.Option<string>, ConfigError.ConfigError> => {
+      if (Option.isNone(path)) return Either.right(Option.none())
+      try {
+        return Either.right(Option.some(readFileSync(path.value, "utf8")))
+      } catch (error) {
+        return Either.left(ConfigError.InvalidData(["SMTP_TLS_CA_FILE"], `cannot read ${path.value}: ${String(error)}`))
+      }
+    })
+  ),
+  smtpTlsRejectUnauthorized: EffectConfig.boolean("SMTP_TLS_REJECT_UNAUTHORIZED").pipe(
+    EffectConfig.withDefault(smtpDefaults.smtpTlsRejectUnauthorized),
+    EffectConfig.withDescription(
+      "Verify the SMTP server's certificate and host name (false only for a relay with a self-signed certificate)"
     )
   ),
   mailFrom: EffectConfig.string("MAIL_FROM").pipe(
@@ -67,6 +146,12 @@ export const config = EffectConfig.all({
     EffectConfig.withDefault(Duration.seconds(10)),
     EffectConfig.withDescription(
       "How long the SMS provider may take to accept the connection, and then to answer; then it is unavailable"
+    )
+  ),
+  attentionErrorAfter: EffectConfig.duration("ATTENTION_ERROR_AFTER").pipe(
+    EffectConfig.withDefault(Duration.seconds(30)),
+    EffectConfig.withDescription(
+      "How long a dead letter whose order cannot be marked NEEDS_ATTENTION waits before each failed try is logged at Error"
     )
   ),
   consumer: ConsumerSettings.config()

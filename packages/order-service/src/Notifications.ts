@@ -43,7 +43,7 @@ interface Delivery {
 }
 
 /**
- * A channel's provider could not be reached or said it is not available (SMTP 421 or 451, HTTP 401,
+ * A channel's provider could not be reached or said it is not available (SMTP 421 or 451, a login or TLS refused, HTTP 401,
  * 407, 408, 429 or 502-504, no answer): not the event's fault, so the event waits for it (`"wait"`), however long,
  * and is never dead-lettered for it, unless the other channel was refused (`NotificationFailed`).
  * Channels already sent are skipped when it is tried again.

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { OrderErrors, OrderModels } from "@kpipe/contracts"
 import { Ids, OrderEvents } from "@kpipe/events"
-import { Outbox } from "@kpipe/pipeline"
+import { Outbox, pgText } from "@kpipe/pipeline"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -287,7 +287,7 @@ export class Orders extends Effect.Service<Orders>()("@kpipe/order-service/Order
     /** A PENDING order whose `OrderCreated` or inventory outcome was dead-lettered: it will not move on by itself. */
     const markNeedsAttention = Effect.fn("Orders.markNeedsAttention")(function*(orderId: Ids.OrderId, reason: string) {
       const rows = yield* sql`
-        UPDATE orders SET status = 'NEEDS_ATTENTION', reason = ${reason}, updated_at = now()
+        UPDATE orders SET status = 'NEEDS_ATTENTION', reason = ${pgText(reason)}, updated_at = now()
         WHERE order_id = ${orderId} AND status = 'PENDING' RETURNING order_id`
       return rows.length === 1
     })

@@ -30,6 +30,12 @@ export const groups = {
   attention: "order-attention-group"
 } as const
 
+const where = (record: Consumer.ConsumerRecord) => ({
+  topic: record.topic,
+  partition: record.partition,
+  offset: record.offset
+})
+
 /**
  * A dead-lettered `OrderCreated`, `InventoryReserved` or `InventoryFailed` leaves its order PENDING
  * for good (a reserved order keeps its stock); this marks it NEEDS_ATTENTION with the failure (the
@@ -52,8 +58,9 @@ const attention = Effect.gen(function*() {
       groupId: yield* ServiceTopics.group(groups.attention),
       topics: [...decoders.keys()]
     },
-    (record) =>
-      Effect.gen(function*() {
+    (record) => {
+      const since = Date.now()
+      return Effect.gen(function*() {
         const { letter, value } = yield* DeadLetter.decode(record)
         const event = yield* decoders.get(record.topic)!(value?.toString("utf8") ?? "")
         const marked = yield* orders.markNeedsAttention(event.orderId, `${letter.errorTag}: ${letter.errorMessage}`)
@@ -65,9 +72,14 @@ const attention = Effect.gen(function*() {
       }).pipe(
         // An undecodable record names no order; the monitor has raised it already.
         Effect.catchTag("ParseError", () => Effect.void),
-        Effect.tapErrorCause((cause) =>
-          Effect.logWarning("Marking an order NEEDS_ATTENTION failed; the dead letter waits and is tried again", cause)
-            .pipe(Effect.annotateLogs({ topic: record.topic, partition: record.partition, offset: record.offset }))
+        // Whatever the cause (the database away, a revoked grant), the dead letter waits and its
+        // partition with it: skipping would leave its order PENDING for good. At Warning, at Error
+        // once it has waited `attentionErrorAfter`, so a mark that cannot succeed is not only a Warning.
+        Effect.tapError((error) =>
+          (Date.now() - since < Duration.toMillis(config.attentionErrorAfter) ? Effect.logWarning : Effect.logError)(
+            "Marking an order NEEDS_ATTENTION failed; the dead letter waits and is tried again",
+            error
+          ).pipe(Effect.annotateLogs({ ...where(record), waitedSeconds: Math.round((Date.now() - since) / 1000) }))
         ),
         Effect.retry(
           Schedule.exponential("500 millis").pipe(Schedule.modifyDelay((_, d) => Duration.min(d, Duration.seconds(30))))
@@ -75,6 +87,7 @@ const attention = Effect.gen(function*() {
         Effect.orDie,
         Effect.provideService(SqlClient, sql)
       )
+    }
   )
 })
 

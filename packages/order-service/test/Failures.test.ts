@@ -1,11 +1,15 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
-import { Ids } from "@kpipe/events"
+import { Ids, OrderEvents } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
 import { DeadLetter, Publisher, Redrive } from "@kpipe/pipeline"
 import { TestKafka, TestLogging } from "@kpipe/testing"
+import * as BigDecimal from "effect/BigDecimal"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as LogLevel from "effect/LogLevel"
+import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
 import { emailOf, phoneOf } from "../src/internal/contacts.ts"
 import { OrderTopics } from "../src/Topics.ts"
 import { clientAs, eventually, newProduct, newUser, place, Receivers, settled, stockOf, TestLive } from "./utils.ts"
@@ -276,26 +280,85 @@ layer(FailuresLive, { timeout: "120 seconds", excludeTestServices: true })("orde
       assert.isTrue(alerts.some((alert) => alert.details.eventId === letter!.letter.eventId))
     }))
 
-  it.effect("an order whose NEEDS_ATTENTION mark fails waits, logged at Warning, and is marked once the database takes it", () =>
+  it.effect(
+    "an order whose NEEDS_ATTENTION mark fails waits, logged at Warning then at Error, and is marked once the database takes it",
+    () =>
+      Effect.gen(function*() {
+        const productId = yield* newProduct(5)
+        const userId = newUser()
+        const marking = (entry: { readonly message: string }) =>
+          entry.message.startsWith("Marking an order NEEDS_ATTENTION failed")
+        const start = logged.length
+        const placed = yield* Effect.scoped(Effect.gen(function*() {
+          yield* movesFail(userId, "CONFIRMED")
+          yield* movesFail(userId, "NEEDS_ATTENTION")
+          const placed = yield* place(userId, productId, 1)
+          yield* eventually(
+            Effect.sync(() => logged.slice(start).some(marking)),
+            "30 seconds",
+            "the failed mark logged"
+          )
+          // Past ATTENTION_ERROR_AFTER (3 s in these tests) a mark that keeps failing is an Error, not only a Warning.
+          yield* eventually(
+            Effect.sync(() => logged.slice(start).some((entry) => marking(entry) && entry.level === "ERROR")),
+            "60 seconds",
+            "the failed mark logged at Error"
+          )
+          return placed
+        }))
+        const levels = logged.slice(start).filter(marking).map((entry) => entry.level)
+        assert.strictEqual(levels[0], "WARN")
+        yield* needsAttention(userId, placed.orderId)
+      }),
+    { timeout: 120_000 }
+  )
+
+  it.effect("a dead letter whose error message holds a NUL marks its order all the same, the NUL stored as U+FFFD", () =>
     Effect.gen(function*() {
-      const productId = yield* newProduct(5)
-      const userId = newUser()
-      const marking = (entry: { readonly message: string }) =>
-        entry.message.startsWith("Marking an order NEEDS_ATTENTION failed")
-      const before = logged.filter(marking).length
-      const placed = yield* Effect.scoped(Effect.gen(function*() {
-        yield* movesFail(userId, "CONFIRMED")
-        yield* movesFail(userId, "NEEDS_ATTENTION")
-        const placed = yield* place(userId, productId, 1)
-        yield* eventually(
-          Effect.sync(() => logged.filter(marking).length > before),
-          "30 seconds",
-          "the failed mark logged"
-        )
-        return placed
-      }))
-      assert.deepStrictEqual([...new Set(logged.filter(marking).map((entry) => entry.level))], ["WARN"])
-      yield* needsAttention(userId, placed.orderId)
+      const sql = yield* SqlClient
+      const topics = yield* OrderTopics
+      const productId = Ids.ProductId.make(yield* newProduct(5))
+      const userId = Ids.UserId.make(newUser())
+      // An order no consumer moves on: written without its OrderCreated.
+      const [row] = yield* sql<{ orderId: string }>`
+        INSERT INTO orders (user_id, product_id, quantity, unit_price, amount)
+        VALUES (${userId}, ${productId}, 1, 10, 10) RETURNING order_id`
+      const orderId = Ids.OrderId.make(Number(row!.orderId))
+      const event = new OrderEvents.OrderCreated({
+        eventId: Ids.EventId.make(randomUUID()),
+        orderId,
+        userId,
+        productId,
+        quantity: 1,
+        amount: BigDecimal.fromBigInt(10n),
+        createdAt: yield* DateTime.now
+      })
+      const now = yield* DateTime.now
+      const headers = Schema.encodeSync(DeadLetter.DeadLetterHeaders)(
+        new DeadLetter.DeadLetterHeaders({
+          originalTopic: topics.orderCreated.name,
+          originalPartition: 0,
+          originalOffset: "0",
+          originalTimestamp: String(Date.now()),
+          originalKey: String(userId),
+          consumerGroup: "a-group-elsewhere",
+          errorTag: "Rejected",
+          errorMessage: "bad byte \u0000 in the payload",
+          eventId: event.eventId,
+          eventType: "OrderCreated",
+          attempts: 3,
+          firstAttemptAt: now,
+          lastAttemptAt: now
+        })
+      )
+      const producer = yield* Producer.Producer
+      yield* producer.send({
+        topic: topics.orderCreated.deadLetter.name,
+        messages: [{ key: String(userId), value: yield* topics.orderCreated.encode(event), headers }]
+      })
+      yield* needsAttention(userId, orderId)
+      const order = yield* (yield* clientAs(userId)).orders.getOrder({ path: { orderId } })
+      assert.strictEqual(order.reason, "Rejected: bad byte \uFFFD in the payload")
     }))
 
   it.effect("an InventoryReserved the confirmations dead-letter marks its order NEEDS_ATTENTION; a redrive confirms it", () =>

@@ -1,29 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConsumerSettings } from "@kpipe/service-kit"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as Config from "../src/Config.ts"
 import * as MailCatcher from "../src/MailCatcher.ts"
 import { Mailer } from "../src/Mailer.ts"
+import { values } from "./config.ts"
 
 /** Mailer over one pooled connection to a local SMTP server. */
 const mailerFor = (mail: MailCatcher.MailCatcher) =>
-  Mailer.Default.pipe(Layer.provide(Config.layer({
-    port: 0,
-    databaseUrl: Redacted.make("postgres://unused"),
-    maxQuantity: 100,
-    smtpHost: "127.0.0.1",
-    smtpPort: mail.port,
-    smtpConnections: 1,
-    mailFrom: "orders@kpipe.test",
-    smsUrl: new URL("http://127.0.0.1:1/sms"),
-    smsToken: Redacted.make("unused"),
-    smsTimeout: Duration.seconds(10),
-    consumer: ConsumerSettings.defaults
-  })))
+  Mailer.Default.pipe(Layer.provide(Config.layer(values({ smtpPort: mail.port }))))
 
 describe("Mailer", () => {
   it.live("a message is not held back waiting for the server to acknowledge the previous write", () =>
@@ -65,5 +51,20 @@ describe("Mailer", () => {
         553,
         false
       ]])
+    }).pipe(Effect.scoped))
+
+  it.live("SMTP 530, 534, 535 and 538 refuse the service's login or TLS, not the message: unavailable, it waits", () =>
+    Effect.gen(function*() {
+      const mail = yield* MailCatcher.make()
+      const mailer = yield* Layer.build(mailerFor(mail)).pipe(Effect.map(Context.get(Mailer)))
+      const answers = yield* Effect.forEach([530, 534, 535, 538, 554], (responseCode) => {
+        const to = `code-${responseCode}@customers.kpipe.test`
+        return Effect.sync(() => mail.failNext(1, to, responseCode)).pipe(
+          Effect.zipRight(mailer.send({ to, subject: "s", text: "t", messageId: `<${to}>` })),
+          Effect.flip,
+          Effect.map((error) => [responseCode, error.unavailable] as const)
+        )
+      })
+      assert.deepStrictEqual(answers, [[530, true], [534, true], [535, true], [538, true], [554, false]])
     }).pipe(Effect.scoped))
 })

@@ -1,5 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConsumerSettings } from "@kpipe/service-kit"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -11,24 +10,12 @@ import { createServer, type RequestListener } from "node:http"
 import * as Config from "../src/Config.ts"
 import * as SmsCatcher from "../src/SmsCatcher.ts"
 import { SmsGateway } from "../src/SmsGateway.ts"
+import { values } from "./config.ts"
 
 const token = "gateway-test-token"
 
 const configLayer = (url: string, overrides: Partial<Config.Values> = {}) =>
-  Config.layer({
-    port: 0,
-    databaseUrl: Redacted.make("postgres://unused"),
-    maxQuantity: 100,
-    smtpHost: "127.0.0.1",
-    smtpPort: 1,
-    smtpConnections: 1,
-    mailFrom: "orders@kpipe.test",
-    smsUrl: new URL(url),
-    smsToken: Redacted.make(token),
-    smsTimeout: Duration.seconds(10),
-    consumer: ConsumerSettings.defaults,
-    ...overrides
-  })
+  Config.layer(values({ smsUrl: new URL(url), smsToken: Redacted.make(token), ...overrides }))
 
 const gatewayFor = (url: string, smsTimeout: Duration.Duration) =>
   Layer.build(SmsGateway.Default.pipe(Layer.provide(configLayer(url, { smsTimeout })))).pipe(

@@ -58,6 +58,8 @@ const ConfigTest = Layer.effect(
     smsUrl: new URL(sms.url),
     smsToken: Redacted.make(smsToken),
     smsTimeout: Duration.seconds(10),
+    ...Config.smtpDefaults,
+    attentionErrorAfter: Duration.seconds(3),
     consumer: {
       ...ConsumerSettings.defaults,
       sessionTimeout: 6_000,
