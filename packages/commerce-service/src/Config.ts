@@ -1,5 +1,5 @@
 import { OutboxRelay } from "@kpipe/pipeline"
-import { Replica } from "@kpipe/service-kit"
+import { AdminToken, Replica } from "@kpipe/service-kit"
 import * as EffectConfig from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -19,6 +19,7 @@ export const basePort = 3040
 export const config = EffectConfig.all({
   port: Replica.port(basePort).pipe(EffectConfig.withDescription("HTTP port when PORT is unset: 3040 + REPLICA")),
   replica: Replica.replica,
+  adminToken: AdminToken.config,
   relayBatchSize: positive("OUTBOX_BATCH_SIZE", 1000, "Most outbox rows one relay claim publishes"),
   relayConcurrency: positive("OUTBOX_CONCURRENCY", 2, "Relay claim loops in this process"),
   relayPollInterval: EffectConfig.duration("OUTBOX_POLL_INTERVAL").pipe(

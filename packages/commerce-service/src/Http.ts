@@ -2,11 +2,12 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { CommerceApi } from "@kpipe/contracts/CommerceApi"
 import { idempotencyKeyHeader } from "@kpipe/contracts/Idempotency"
 import { CurrentUser } from "@kpipe/contracts/Users"
-import { GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
+import { AdminToken, GatewayUser, JsonBody, Unavailable } from "@kpipe/service-kit"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
+import { Config } from "./Config.ts"
 import { Orders } from "./Orders.ts"
 import { Products } from "./Products.ts"
 
@@ -26,13 +27,20 @@ const CatalogLive = HttpApiBuilder.group(CommerceApi, "catalog", (handlers) =>
     const products = yield* Products
     const catalog = answered("The catalog")
     return handlers
-      .handle("createProduct", ({ payload }) => catalog(products.create(payload)))
       .handle("listProducts", ({ urlParams }) => catalog(products.list(urlParams)))
       .handle("getProduct", ({ path }) => catalog(products.get(path.productId)))
       .handle("view", ({ headers, path }) =>
         catalog(products.view(path.productId, Option.fromNullable(headers["x-user-id"]))))
-      .handle("totals", ({ urlParams }) =>
-        catalog(products.totals(urlParams)))
+  }))
+
+/** Behind `AdminAuth` (the contract's `CatalogAdminGroup`): adding products, and every product's totals. */
+const AdminLive = HttpApiBuilder.group(CommerceApi, "admin", (handlers) =>
+  Effect.gen(function*() {
+    const products = yield* Products
+    const catalog = answered("The catalog")
+    return handlers
+      .handle("createProduct", ({ payload }) => catalog(products.create(payload)))
+      .handle("totals", ({ urlParams }) => catalog(products.totals(urlParams)))
   }))
 
 const LikesLive = HttpApiBuilder.group(CommerceApi, "likes", (handlers) =>
@@ -69,8 +77,10 @@ const OrdersLive = HttpApiBuilder.group(CommerceApi, "orders", (handlers) =>
           ordering(orders.cancel(userId, path.orderId))))
   }))
 
-/** The implemented `CommerceApi` (`HttpApi.Api`); needs `Products` and `Orders`. */
+const adminAuth = Layer.unwrapEffect(Effect.map(Config, (config) => AdminToken.layer(config.adminToken)))
+
+/** The implemented `CommerceApi` (`HttpApi.Api`); needs `Products`, `Orders` and `Config` (its `ADMIN_TOKEN`). */
 export const layer = HttpApiBuilder.api(CommerceApi).pipe(
-  Layer.provide(Layer.mergeAll(CatalogLive, LikesLive, OrdersLive)),
-  Layer.provide(Layer.mergeAll(GatewayUser.layer, JsonBody.layer))
+  Layer.provide(Layer.mergeAll(CatalogLive, AdminLive, LikesLive, OrdersLive)),
+  Layer.provide(Layer.mergeAll(adminAuth, GatewayUser.layer, JsonBody.layer))
 )

@@ -6,18 +6,19 @@ import { Ids } from "@kpipe/events"
 import { RawHttp } from "@kpipe/testing"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
-import { client, outboxRows, TestLive } from "./utils.ts"
+import { adminClient, adminToken, client, outboxRows, TestLive } from "./utils.ts"
 
 const price = (text: string) => BigDecimal.unsafeFromString(text)
+const bearer = { authorization: `Bearer ${adminToken}` }
 
 describe("CommerceApi", () => {
   it.live("products, likes (idempotent per user), views and the order lifecycle, each with its event", () =>
     Effect.gen(function*() {
-      const admin = yield* client()
+      const admin = yield* adminClient()
       const alice = yield* client(7)
       const bob = yield* client(8)
-      const mug = yield* admin.catalog.createProduct({ payload: { name: "mug", price: price("12.5") } })
-      const pen = yield* admin.catalog.createProduct({ payload: { name: "pen", price: price("2") } })
+      const mug = yield* admin.admin.createProduct({ payload: { name: "mug", price: price("12.5") } })
+      const pen = yield* admin.admin.createProduct({ payload: { name: "pen", price: price("2") } })
       assert.deepStrictEqual(yield* admin.catalog.getProduct({ path: { productId: mug.productId } }), mug)
       const page = yield* admin.catalog.listProducts({ urlParams: { limit: 1 } })
       assert.deepStrictEqual(page.products.map((p) => p.name), ["mug"])
@@ -74,7 +75,7 @@ describe("CommerceApi", () => {
       )
       assert.deepInclude(rows[6]!.payload, { amount: "31" })
 
-      const totals = yield* admin.catalog.totals({ urlParams: {} })
+      const totals = yield* admin.admin.totals({ urlParams: {} })
       assert.deepStrictEqual(
         totals.totals.map((
           t
@@ -89,6 +90,51 @@ describe("CommerceApi", () => {
         [[[1, 2, 1, "12.5", 1]], [[0, 0, 0, "0", 1]]]
       )
       assert.isTrue(totals.totals.every((t) => t.days.every((d) => d.day === new Date().toISOString().slice(0, 10))))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.live("adding products and the totals are admin endpoints: no token, a wrong one or no bearer is a typed 401", () =>
+    Effect.gen(function*() {
+      const refused: ReadonlyArray<Readonly<Record<string, string>>> = [
+        {},
+        { authorization: "Bearer wrong" },
+        { authorization: "Bearer " },
+        { authorization: "Basic YTpi" },
+        { authorization: adminToken },
+        { "x-user-id": "7" }
+      ]
+      const create = JSON.stringify({ name: "cheap", price: "0.01" })
+      for (const headers of refused) {
+        for (
+          const [method, path, body] of [["POST", "/api/products", create], ["GET", "/api/product-totals"]] as const
+        ) {
+          const answer = yield* RawHttp.request(method, path, body, headers)
+          assert.deepStrictEqual(
+            [answer.status, answer.tag],
+            [401, "Unauthorized"],
+            `${method} ${path} ${JSON.stringify(headers)}`
+          )
+        }
+      }
+      const sql = yield* SqlClient
+      assert.deepStrictEqual(yield* sql`SELECT name FROM products`, [])
+      assert.deepStrictEqual(yield* outboxRows, [])
+      // The typed client without the token: the contract's Unauthorized.
+      const anonymous = yield* client(7)
+      const typed = yield* anonymous.admin.createProduct({ payload: { name: "cheap", price: price("0.01") } }).pipe(
+        Effect.flip
+      )
+      assert.strictEqual(typed._tag, "Unauthorized")
+      assert.strictEqual((yield* Effect.flip(anonymous.admin.totals({ urlParams: {} })))._tag, "Unauthorized")
+      assert.deepStrictEqual(yield* sql`SELECT name FROM products`, [])
+      // The users' catalog endpoints stay open.
+      const listed = yield* RawHttp.request("GET", "/api/products")
+      assert.deepStrictEqual([listed.status, listed.body], [200, { products: [] }])
+      // With the token, both work.
+      const created = yield* RawHttp.request("POST", "/api/products", create, bearer)
+      assert.strictEqual(created.status, 201, JSON.stringify(created.body))
+      const totals = yield* RawHttp.request("GET", "/api/product-totals", undefined, bearer)
+      assert.strictEqual(totals.status, 200, JSON.stringify(totals.body))
+      assert.deepStrictEqual(yield* sql`SELECT name FROM products`, [{ name: "cheap" }])
     }).pipe(Effect.provide(TestLive)))
 
   it.live("unknown products and orders are typed 404s and write nothing", () =>
@@ -112,8 +158,8 @@ describe("CommerceApi", () => {
 
   it.live("bad input: typed 400 for bodies, paths and parameters; 401/400 for the user header", () =>
     Effect.gen(function*() {
-      const admin = yield* client()
-      const product = yield* admin.catalog.createProduct({ payload: { name: "cup", price: price("3") } })
+      const admin = yield* adminClient()
+      const product = yield* admin.admin.createProduct({ payload: { name: "cup", price: price("3") } })
       const id = product.productId
       const bad: ReadonlyArray<readonly [method: "POST" | "GET", path: string, body?: string]> = [
         ["POST", "/api/products", "{not json"],
@@ -133,7 +179,7 @@ describe("CommerceApi", () => {
         ["POST", "/api/products/1.5/views"]
       ]
       for (const [method, path, body] of bad) {
-        const answer = yield* RawHttp.request(method, path, body)
+        const answer = yield* RawHttp.request(method, path, body, bearer)
         assert.strictEqual(answer.status, 400, `${method} ${path} ${body}`)
         assert.strictEqual(answer.tag, "HttpApiDecodeError", `${method} ${path} ${body}`)
       }
@@ -186,11 +232,11 @@ describe("CommerceApi", () => {
 
   it.live("totals stay exact past 10^15 in sales and past 2^31 in units", () =>
     Effect.gen(function*() {
-      const admin = yield* client()
+      const admin = yield* adminClient()
       const sql = yield* SqlClient
-      const gold = yield* admin.catalog.createProduct({ payload: { name: "gold", price: price("999999999") } })
-      const bar = yield* admin.catalog.createProduct({ payload: { name: "bar", price: price("500000000") } })
-      const bolt = yield* admin.catalog.createProduct({ payload: { name: "bolt", price: price("1") } })
+      const gold = yield* admin.admin.createProduct({ payload: { name: "gold", price: price("999999999") } })
+      const bar = yield* admin.admin.createProduct({ payload: { name: "bar", price: price("500000000") } })
+      const bolt = yield* admin.admin.createProduct({ payload: { name: "bolt", price: price("1") } })
       const day = "2030-01-03"
       const orders = (productId: number, count: number, quantity: number, unitPrice: string) =>
         sql`
@@ -203,7 +249,7 @@ describe("CommerceApi", () => {
           INSERT INTO order_items (order_id, line, product_id, quantity, amount)
           SELECT order_id, 0, ${productId}, ${quantity}, ${quantity}::numeric * ${unitPrice}::numeric FROM o`
       const figures = Effect.map(
-        RawHttp.request("GET", "/api/product-totals"),
+        RawHttp.request("GET", "/api/product-totals", undefined, bearer),
         (answer) => {
           assert.strictEqual(answer.status, 200, JSON.stringify(answer.body))
           const body = answer.body as {
@@ -228,7 +274,7 @@ describe("CommerceApi", () => {
       // Two rows of 2·10^9 units (more than an order may ask, as the column allows): 4·10^9 > 2^31.
       yield* orders(bolt.productId, 2, 2_000_000_000, "1")
       assert.deepStrictEqual((yield* figures)[2], [4_000_000_000, "4000000000", [[4_000_000_000, "4000000000"]]])
-      const typed = yield* admin.catalog.totals({ urlParams: { limit: 3 } })
+      const typed = yield* admin.admin.totals({ urlParams: { limit: 3 } })
       assert.isTrue(BigDecimal.equals(typed.totals[1]!.salesAmount, BigDecimal.fromBigInt(10n ** 16n)))
     }).pipe(Effect.provide(TestLive)))
 })

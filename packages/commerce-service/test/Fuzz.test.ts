@@ -10,15 +10,31 @@ describe("commerce-service under malformed requests", () => {
     "every broken request is a typed 4xx (an oversized body a 413), none a 5xx, and the process lives on",
     () =>
       Effect.gen(function*() {
-        const service = yield* Fuzz.service({ name: "commerce-service", entry })
+        const service = yield* Fuzz.service({
+          name: "commerce-service",
+          entry,
+          env: { ADMIN_TOKEN: "fuzz-admin-token" }
+        })
+        const admin = [["Authorization", "Bearer fuzz-admin-token"]] as const
         const user = [["X-User-Id", "42"]] as const
         const identity = ["X-User-Id"]
         const templates: ReadonlyArray<Fuzz.Template> = [
-          { method: "POST", path: "/api/products", body: { name: "Fuzz", price: "12.50" } },
+          {
+            method: "POST",
+            path: "/api/products",
+            headers: admin,
+            identity: ["Authorization"],
+            body: { name: "Fuzz", price: "12.50" }
+          },
           { method: "GET", path: "/api/products?after=1&limit=10" },
           { method: "GET", path: "/api/products/1" },
           { method: "POST", path: "/api/products/1/views", headers: user, identity },
-          { method: "GET", path: "/api/product-totals?after=1&limit=10" },
+          {
+            method: "GET",
+            path: "/api/product-totals?after=1&limit=10",
+            headers: admin,
+            identity: ["Authorization"]
+          },
           { method: "PUT", path: "/api/products/1/like", headers: user, identity },
           { method: "DELETE", path: "/api/products/1/like", headers: user, identity },
           {

@@ -6,7 +6,7 @@ import { RawHttp } from "@kpipe/testing"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { client, outboxRows, TestLive } from "./utils.ts"
+import { adminClient, client, outboxRows, TestLive } from "./utils.ts"
 
 const price = (text: string) => BigDecimal.unsafeFromString(text)
 
@@ -25,9 +25,9 @@ const orderCreated = Effect.map(
 
 /** Two products, and a typed client per user. */
 const setup = Effect.gen(function*() {
-  const admin = yield* client()
-  const mug = yield* admin.catalog.createProduct({ payload: { name: "mug", price: price("12.5") } })
-  const pen = yield* admin.catalog.createProduct({ payload: { name: "pen", price: price("2") } })
+  const admin = yield* adminClient()
+  const mug = yield* admin.admin.createProduct({ payload: { name: "mug", price: price("12.5") } })
+  const pen = yield* admin.admin.createProduct({ payload: { name: "pen", price: price("2") } })
   return { mug: mug.productId, pen: pen.productId, alice: yield* client(7), bob: yield* client(8) }
 })
 

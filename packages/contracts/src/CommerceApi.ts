@@ -6,6 +6,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Ids, Money, ProductMetricsEvents } from "@kpipe/events"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Schema from "effect/Schema"
+import { AdminAuth } from "./Admin.ts"
 import * as Decimal from "./Decimal.ts"
 import { IdempotencyKeyHeaders, IdempotencyKeyReused } from "./Idempotency.ts"
 import { JsonBody } from "./JsonBody.ts"
@@ -16,7 +17,8 @@ import { UserIdentity } from "./Users.ts"
 /**
  * The contract of commerce-service (S3's producer): products, likes, views and orders; every change
  * commits with its event (`catalog-events`, `order-events`). The user is the gateway's `X-User-Id`
- * (the same `UserIdentity` middleware as coupon-service).
+ * (the same `UserIdentity` middleware as coupon-service); adding products and the totals are admin
+ * endpoints (`CatalogAdminGroup`, `Admin.AdminAuth`).
  */
 
 export const ProductName = line(200)
@@ -168,11 +170,6 @@ export const ViewHeaders = Schema.Struct({
 
 export class CatalogGroup extends HttpApiGroup.make("catalog")
   .add(
-    HttpApiEndpoint.post("createProduct", "/api/products")
-      .setPayload(CreateProductRequest)
-      .addSuccess(Product, { status: 201 })
-  )
-  .add(
     HttpApiEndpoint.get("listProducts", "/api/products")
       .setUrlParams(PageParams)
       .addSuccess(ProductPage)
@@ -191,6 +188,21 @@ export class CatalogGroup extends HttpApiGroup.make("catalog")
       .addError(ProductNotFound)
       .annotate(OpenApi.Description, "Records a view (anonymous without X-User-Id) and publishes ProductViewed.")
   )
+  .addError(ServiceUnavailable)
+  .middleware(JsonBody)
+{}
+
+/**
+ * Admin (`Admin.AdminAuth`, the service's `ADMIN_TOKEN`): adding products (at any price) is no
+ * user's business, and the totals are every product's sales per day (what metrics-service's
+ * reconciliation reads, with its `COMMERCE_ADMIN_TOKEN`). Same paths as before they were guarded.
+ */
+export class CatalogAdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createProduct", "/api/products")
+      .setPayload(CreateProductRequest)
+      .addSuccess(Product, { status: 201 })
+  )
   .add(
     HttpApiEndpoint.get("totals", "/api/product-totals")
       .setUrlParams(PageParams)
@@ -199,6 +211,7 @@ export class CatalogGroup extends HttpApiGroup.make("catalog")
   )
   .addError(ServiceUnavailable)
   .middleware(JsonBody)
+  .middleware(AdminAuth)
 {}
 
 export class LikesGroup extends HttpApiGroup.make("likes")
@@ -264,6 +277,7 @@ export class OrdersGroup extends HttpApiGroup.make("orders")
 
 export class CommerceApi extends HttpApi.make("commerce-service")
   .add(CatalogGroup)
+  .add(CatalogAdminGroup)
   .add(LikesGroup)
   .add(OrdersGroup)
   .annotate(OpenApi.Title, "commerce-service")

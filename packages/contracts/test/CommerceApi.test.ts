@@ -60,6 +60,12 @@ describe("CommerceApi and MetricsApi", () => {
     assert.includeMembers(Object.keys(like.responses), ["200", "400", "401", "404", "503"])
     const pay = commerce.paths["/api/orders/{orderId}/pay"]!.post!
     assert.includeMembers(Object.keys(pay.responses), ["200", "400", "401", "404", "409", "503"])
+    // Adding products and the totals are admin endpoints; listing products stays open.
+    for (const admin of [commerce.paths["/api/products"]!.post!, commerce.paths["/api/product-totals"]!.get!]) {
+      assert.includeMembers(Object.keys(admin.responses), ["400", "401", "503"])
+      assert.deepStrictEqual(admin.security, [{ adminToken: [] }])
+    }
+    assert.deepStrictEqual(commerce.paths["/api/products"]!.get!.security, [])
     const metrics = OpenApi.fromApi(MetricsApi.MetricsApi)
     assert.deepStrictEqual(Object.keys(metrics.paths).sort(), [
       "/api/metrics/reconciliation",

@@ -186,6 +186,7 @@ const startWorkers = (phase: string, config: BenchConfig) =>
         replica: 0,
         commerceUrl: "http://127.0.0.1:9",
         adminToken: Redacted.make("bench"),
+        commerceAdminToken: Redacted.make("bench"),
         reconciliationSettle: Duration.seconds(10),
         batchSize: config.batchSize,
         maxRetries: 3,

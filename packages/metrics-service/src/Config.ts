@@ -5,8 +5,22 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 
 export const basePort = 3050
+
+/**
+ * `COMMERCE_ADMIN_TOKEN`: commerce-service's `ADMIN_TOKEN`, the bearer token of the product totals
+ * the reconciliation reads. Unset (or empty), the service's own `ADMIN_TOKEN`: `pnpm run services`
+ * gives every service the same one.
+ */
+const commerceAdminToken = EffectConfig.option(EffectConfig.redacted("COMMERCE_ADMIN_TOKEN")).pipe(
+  EffectConfig.map(Option.filter((token) => Redacted.value(token) !== "")),
+  EffectConfig.withDescription(
+    "commerce-service's ADMIN_TOKEN, sent as the bearer token of the reconciliation's reads of its product totals (default: ADMIN_TOKEN)"
+  )
+)
 
 /** Everything metrics-service reads from the environment (the database and Kafka clients read their own). */
 export const config = EffectConfig.all({
@@ -42,6 +56,7 @@ export const config = EffectConfig.all({
     )
   ),
   adminToken: AdminToken.config,
+  commerceAdminToken,
   reconciliationSettle: EffectConfig.duration("RECONCILIATION_SETTLE_TIMEOUT").pipe(
     EffectConfig.withDefault(Duration.seconds(10)),
     EffectConfig.withDescription(
@@ -53,7 +68,12 @@ export const config = EffectConfig.all({
     EffectConfig.withDescription("Retries of a failing record (1 s, 2 s, 4 s) before it is dead-lettered")
   ),
   kafka: ConsumerSettings.config({ maxWaitTimeInMs: 100 })
-})
+}).pipe(
+  EffectConfig.map(({ commerceAdminToken, ...values }) => ({
+    ...values,
+    commerceAdminToken: Option.getOrElse(commerceAdminToken, () => values.adminToken)
+  }))
+)
 
 /** The configuration, as a service: `layerFromEnv` reads it, `layer` gives it (tests, the benchmark). */
 export type Values = EffectConfig.Config.Success<typeof config>

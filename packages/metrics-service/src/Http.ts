@@ -39,6 +39,18 @@ const AdminLive = HttpApiBuilder.group(MetricsApi, "admin", (handlers) =>
             Effect.zipRight(
               Effect.logWarning("Reconciliation: commerce-service unavailable, answered 503", error),
               Effect.fail(new ServiceUnavailable({ message: "commerce-service's totals could not be read; retry." }))
+            )),
+          // A wrong token is a deployment fault: no retry will help, so it is said, and logged at Error.
+          Effect.catchTag("CommerceUnauthorized", (error) =>
+            Effect.zipRight(
+              Effect.logError("Reconciliation: commerce-service refused COMMERCE_ADMIN_TOKEN, answered 503", error),
+              Effect.fail(
+                new ServiceUnavailable({
+                  message:
+                    "commerce-service refused metrics-service's COMMERCE_ADMIN_TOKEN (default: its ADMIN_TOKEN): " +
+                    "set it to commerce-service's ADMIN_TOKEN; retrying will not help."
+                })
+              )
             ))
         ))
   }))

@@ -1,4 +1,6 @@
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { CommerceApi, type ProductTotals } from "@kpipe/contracts/CommerceApi"
 import { Drift, type MetricField, type ProductMetrics, ReconciliationReport } from "@kpipe/contracts/MetricsApi"
 import { type Ids, Money } from "@kpipe/events"
@@ -7,6 +9,7 @@ import * as Arr from "effect/Array"
 import * as BigDecimal from "effect/BigDecimal"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import { Config } from "./Config.ts"
@@ -20,6 +23,12 @@ export class CommerceUnavailable extends Data.TaggedError("CommerceUnavailable")
     return `commerce-service's product totals could not be read: ${String(this.cause)}`
   }
 }
+
+/**
+ * commerce-service refused the totals (401): `COMMERCE_ADMIN_TOKEN` (by default `ADMIN_TOKEN`) is
+ * not its `ADMIN_TOKEN`. A deployment fault, not an outage: retrying will not help.
+ */
+export class CommerceUnauthorized extends Data.TaggedError("CommerceUnauthorized")<{ readonly message: string }> {}
 
 type Figures = Pick<ProductTotals, "likes" | "views" | "salesCount" | "salesAmount" | "cancellations">
 
@@ -149,8 +158,8 @@ export const collector = (only?: ReadonlySet<number>) => {
 }
 
 /**
- * Recomputes every product's metrics from commerce-service's tables (its `product-totals`, page by
- * page: totals and figures per day) and compares them with the stored totals and day / week buckets;
+ * Recomputes every product's metrics from commerce-service's tables (its `product-totals`, an admin
+ * endpoint read with `COMMERCE_ADMIN_TOKEN`, page by page: totals and figures per day) and compares them with the stored totals and day / week buckets;
  * a product metrics-service holds but commerce-service does not know drifts too. When products
  * differ, it waits (at most `reconciliationSettle`) for the consumers to apply everything on their
  * topics, then reads both sides again: only what differs both times is drift, the rest was in flight.
@@ -161,7 +170,11 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/met
     const config = yield* Config
     const admin = yield* Admin.Admin
     const topics = yield* Topics.resolve
-    const commerce = yield* HttpApiClient.make(CommerceApi, { baseUrl: config.commerceUrl })
+    // The totals are an admin endpoint of commerce-service: its ADMIN_TOKEN, as COMMERCE_ADMIN_TOKEN.
+    const commerce = yield* HttpApiClient.make(CommerceApi, {
+      baseUrl: config.commerceUrl,
+      transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(config.commerceAdminToken))
+    })
 
     /** Every product of both sides, compared into `result`. */
     const read = (result: ReturnType<typeof collector>) =>
@@ -169,9 +182,16 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/met
         const known = new Set<number>()
         let after: number | undefined
         while (true) {
-          const page = yield* commerce.catalog.totals({
+          const page = yield* commerce.admin.totals({
             urlParams: { limit: pageSize, ...(after === undefined ? {} : { after: after as never }) }
-          }).pipe(Effect.mapError((cause) => new CommerceUnavailable({ cause })))
+          }).pipe(Effect.mapError((cause) =>
+            Predicate.isTagged(cause, "Unauthorized")
+              ? new CommerceUnauthorized({
+                message: `commerce-service refused the product totals (401 ${cause.message}): ` +
+                  "COMMERCE_ADMIN_TOKEN (default: ADMIN_TOKEN) must be commerce-service's ADMIN_TOKEN"
+              })
+              : new CommerceUnavailable({ cause })
+          ))
           const ids = page.totals.map((totals) => totals.productId)
           const stored = new Map((yield* store.ofProducts(ids)).map((metrics) => [metrics.productId, metrics]))
           const buckets = Arr.groupBy(yield* store.bucketsOf(ids), (bucket) => String(bucket.productId))

@@ -1,11 +1,7 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/contracts"
-import { CommerceApi } from "@kpipe/contracts/CommerceApi"
 import { Ids } from "@kpipe/events"
 import { Producer } from "@kpipe/kafka"
 import { MetricsModel, MetricsStore } from "@kpipe/metrics-service"
@@ -19,6 +15,7 @@ import { defaultShape, messedUp } from "./history.ts"
 import {
   baseUrl,
   claimed,
+  commerceClient,
   expected,
   isCatalog,
   metricsClient,
@@ -27,14 +24,6 @@ import {
   stored,
   withPrefix
 } from "./utils.ts"
-
-const commerceClient = (url: string, userId?: number) =>
-  HttpApiClient.make(CommerceApi, {
-    baseUrl: url,
-    transformClient: userId === undefined
-      ? undefined
-      : HttpClient.mapRequest(HttpClientRequest.setHeader("x-user-id", String(userId)))
-  })
 
 const price = (text: string) => BigDecimal.unsafeFromString(text)
 
@@ -50,9 +39,9 @@ describe.sequential("commerce-service → Kafka → metrics-service", () => {
         const commerce = yield* startCommerce(source)
         const shop = yield* commerceClient(commerce.baseUrl)
         const [alice, bob, carol] = yield* Effect.all([1, 2, 3].map((id) => commerceClient(commerce.baseUrl, id)))
-        const mug = yield* shop.catalog.createProduct({ payload: { name: "mug", price: price("12.5") } })
-        const pen = yield* shop.catalog.createProduct({ payload: { name: "pen", price: price("2") } })
-        const lamp = yield* shop.catalog.createProduct({ payload: { name: "lamp", price: price("40") } })
+        const mug = yield* shop.admin.createProduct({ payload: { name: "mug", price: price("12.5") } })
+        const pen = yield* shop.admin.createProduct({ payload: { name: "pen", price: price("2") } })
+        const lamp = yield* shop.admin.createProduct({ payload: { name: "lamp", price: price("40") } })
         const mugPath = { path: { productId: mug.productId } }
         for (const user of [alice!, bob!, carol!]) yield* user.likes.like(mugPath)
         yield* alice!.likes.like(mugPath)

@@ -1,8 +1,6 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { CommerceApi } from "@kpipe/contracts/CommerceApi"
 import { Ids, ProductMetricsEvents } from "@kpipe/events"
 import { MetricsStore, Reconciliation } from "@kpipe/metrics-service"
 import { Database } from "@kpipe/sql"
@@ -12,7 +10,7 @@ import * as Config from "effect/Config"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { apiTest, metricsClient, startCommerce, TestLive } from "./utils.ts"
+import { apiTest, commerceClient, metricsClient, startCommerce, TestLive } from "./utils.ts"
 
 const day = "2030-01-03"
 
@@ -71,8 +69,8 @@ describe("figures past Money's bound and past 2^31", () => {
     () =>
       Effect.gen(function*() {
         const commerce = yield* startCommerce(`${TestKafka.uniqueName("s3big")}.`)
-        const shop = yield* HttpApiClient.make(CommerceApi, { baseUrl: commerce.baseUrl })
-        const gold = yield* shop.catalog.createProduct({
+        const shop = yield* commerceClient(commerce.baseUrl)
+        const gold = yield* shop.admin.createProduct({
           payload: { name: "gold", price: BigDecimal.unsafeFromString("999999999") }
         })
         yield* Effect.gen(function*() {

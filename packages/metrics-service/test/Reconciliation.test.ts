@@ -1,22 +1,29 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, it } from "@effect/vitest"
 import { SeedTopics } from "@kpipe/contracts"
-import { CommerceApi } from "@kpipe/contracts/CommerceApi"
 import { Admin, KafkaClient } from "@kpipe/kafka"
-import { App, Http, Migrations, Workers } from "@kpipe/metrics-service"
+import { App, Config, Http, Migrations, Workers } from "@kpipe/metrics-service"
 import { AlertSink, Topic } from "@kpipe/pipeline"
 import { HttpServe } from "@kpipe/service-kit"
 import { Database } from "@kpipe/sql"
-import { TestKafka, TestLogging } from "@kpipe/testing"
+import { RawHttp, TestKafka, TestLogging } from "@kpipe/testing"
 import * as BigDecimal from "effect/BigDecimal"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { baseUrl, metricsClient, startCommerce, testConfig, withPrefix } from "./utils.ts"
+import * as Redacted from "effect/Redacted"
+import {
+  adminToken,
+  apiTest,
+  baseUrl,
+  commerceClient,
+  metricsClient,
+  startCommerce,
+  testConfig,
+  withPrefix
+} from "./utils.ts"
 
 /** metrics-service's API and domain with no consumer running yet: what it applies comes later. */
 const apiOnly = (commerceUrl: string) =>
@@ -39,13 +46,9 @@ describe("Reconciliation", () => {
       Effect.gen(function*() {
         const prefix = `${TestKafka.uniqueName("s3inflight")}.`
         const commerce = yield* startCommerce(prefix)
-        const shop = yield* HttpApiClient.make(CommerceApi, { baseUrl: commerce.baseUrl })
-        const user = (id: number) =>
-          HttpApiClient.make(CommerceApi, {
-            baseUrl: commerce.baseUrl,
-            transformClient: HttpClient.mapRequest(HttpClientRequest.setHeader("x-user-id", String(id)))
-          })
-        const mug = yield* shop.catalog.createProduct({
+        const shop = yield* commerceClient(commerce.baseUrl)
+        const user = (id: number) => commerceClient(commerce.baseUrl, id)
+        const mug = yield* shop.admin.createProduct({
           payload: { name: "mug", price: BigDecimal.unsafeFromString("12.5") }
         })
         const path = { path: { productId: mug.productId } }
@@ -76,4 +79,41 @@ describe("Reconciliation", () => {
       }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.provide(TestKafka.layer)),
     { timeout: 120_000 }
   )
+
+  it.live(
+    "commerce-service refusing COMMERCE_ADMIN_TOKEN is a 503 naming it, not a plain retry",
+    () =>
+      Effect.gen(function*() {
+        const commerce = yield* startCommerce(`${TestKafka.uniqueName("s3token")}.`)
+        const shop = yield* commerceClient(commerce.baseUrl)
+        yield* shop.admin.createProduct({ payload: { name: "mug", price: BigDecimal.unsafeFromString("12.5") } })
+        yield* Effect.gen(function*() {
+          const answer = yield* RawHttp.request("POST", "/api/metrics/reconciliation", undefined, {
+            authorization: `Bearer ${adminToken}`
+          })
+          assert.deepStrictEqual([answer.status, answer.tag], [503, "ServiceUnavailable"], JSON.stringify(answer.body))
+          const message = (answer.body as { readonly message: string }).message
+          assert.include(message, "COMMERCE_ADMIN_TOKEN")
+          assert.notInclude(message, "retry.")
+        }).pipe(Effect.provide(apiTest(commerce.baseUrl, { commerceAdminToken: Redacted.make("wrong-token") })))
+        // The right one (the same as the service's ADMIN_TOKEN here) reads the totals.
+        yield* Effect.gen(function*() {
+          const report = yield* (yield* metricsClient()).admin.reconcile()
+          assert.strictEqual(report.checkedProducts, 1)
+        }).pipe(Effect.provide(apiTest(commerce.baseUrl)))
+      }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.provide(TestKafka.layer)),
+    { timeout: 120_000 }
+  )
+
+  it.effect("COMMERCE_ADMIN_TOKEN defaults to ADMIN_TOKEN (unset or empty)", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        Effect.map(
+          Effect.withConfigProvider(Config.config, ConfigProvider.fromMap(new Map(entries))),
+          (values) => Redacted.value(values.commerceAdminToken)
+        )
+      assert.strictEqual(yield* read([["ADMIN_TOKEN", "own"]]), "own")
+      assert.strictEqual(yield* read([["ADMIN_TOKEN", "own"], ["COMMERCE_ADMIN_TOKEN", ""]]), "own")
+      assert.strictEqual(yield* read([["ADMIN_TOKEN", "own"], ["COMMERCE_ADMIN_TOKEN", "theirs"]]), "theirs")
+    }))
 })

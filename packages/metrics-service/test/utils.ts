@@ -6,6 +6,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { SqlClient } from "@effect/sql/SqlClient"
+import { CommerceApi } from "@kpipe/contracts/CommerceApi"
 import { MetricsApi } from "@kpipe/contracts/MetricsApi"
 import { Admin, KafkaClient, Producer } from "@kpipe/kafka"
 import { App, Config, Http, MetricsModel, MetricsStore, Migrations } from "@kpipe/metrics-service"
@@ -39,12 +40,28 @@ export const metricsClient = (options: { readonly baseUrl?: string } = {}) =>
     transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(adminToken))
   })
 
+/**
+ * commerce-service's contract client on `baseUrl`: as user `userId` (`X-User-Id`), or without one
+ * as the admin, with the token `startCommerce` gives it (adding products, the totals).
+ */
+export const commerceClient = (baseUrl: string, userId?: number) =>
+  HttpApiClient.make(CommerceApi, {
+    baseUrl,
+    transformClient: HttpClient.mapRequest(
+      userId === undefined
+        ? HttpClientRequest.bearerToken(adminToken)
+        : HttpClientRequest.setHeader("x-user-id", String(userId))
+    )
+  })
+
 export const testConfig = (commerceUrl: string, overrides: Partial<Config.Values> = {}) =>
   Config.layer({
     port: 0,
     replica: 0,
     commerceUrl,
     adminToken: Redacted.make(adminToken),
+    // startCommerce's ADMIN_TOKEN: the same token, as `pnpm run services` gives every service.
+    commerceAdminToken: Redacted.make(adminToken),
     reconciliationSettle: Duration.seconds(10),
     batchSize: 200,
     fetchBytesPerPartition: 1024 * 1024,
@@ -70,7 +87,8 @@ const commerceEntry = fileURLToPath(new URL("../../commerce-service/src/main.ts"
 
 /**
  * commerce-service as a real process (its own `main.ts`; metrics-service never imports it) on a
- * free port, with a fresh database dropped afterwards (`databaseUrl`) and topics under `prefix`.
+ * free port, with a fresh database dropped afterwards (`databaseUrl`), topics under `prefix` and
+ * `adminToken` as its `ADMIN_TOKEN` (`commerceClient`).
  */
 export const startCommerce = (prefix: string) =>
   Effect.gen(function*() {
@@ -87,6 +105,7 @@ export const startCommerce = (prefix: string) =>
       entry: commerceEntry,
       env: {
         DATABASE_URL: databaseUrl,
+        ADMIN_TOKEN: adminToken,
         TOPIC_PREFIX: prefix,
         PORT: "0",
         OUTBOX_POLL_INTERVAL: "200 millis",
@@ -148,12 +167,12 @@ export const isCatalog = (event: MetricsModel.Event) =>
   event.type === "LikeAdded" || event.type === "LikeRemoved" || event.type === "ProductViewed"
 
 /** metrics-service's API in process (no consumers) on a fresh database, reconciling against `commerceUrl`. */
-export const apiTest = (commerceUrl: string) =>
+export const apiTest = (commerceUrl: string, overrides: Partial<Config.Values> = {}) =>
   HttpApiBuilder.serve().pipe(
     Layer.provide(Http.layer),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(App.domain.pipe(Layer.provide(NodeHttpClient.layerUndici))),
-    Layer.provideMerge(testConfig(commerceUrl)),
+    Layer.provideMerge(testConfig(commerceUrl, overrides)),
     Layer.provideMerge(Database.layerTest(Migrations.all)),
     Layer.provideMerge(Admin.layer.pipe(Layer.provideMerge(KafkaClient.layerFromEnv))),
     Layer.provideMerge(TestLogging.layer)
