@@ -206,10 +206,16 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/met
         let from = 0
         while (true) {
           const rows: ReadonlyArray<ProductMetrics> = yield* store.page(from, pageSize)
-          for (const metrics of rows) {
-            if (!known.has(metrics.productId)) {
-              result.check({ productId: metrics.productId, ...zero() }, metrics)
-            }
+          const unknown = rows.filter((metrics) => !known.has(metrics.productId))
+          const buckets = unknown.length === 0
+            ? {}
+            : Arr.groupBy(
+              yield* store.bucketsOf(unknown.map((metrics) => metrics.productId)),
+              (b) => String(b.productId)
+            )
+          for (const metrics of unknown) {
+            result.check({ productId: metrics.productId, ...zero() }, metrics)
+            result.checkBuckets(metrics.productId, new Map(), buckets[metrics.productId] ?? [])
           }
           if (rows.length < pageSize) break
           from = rows[rows.length - 1]!.productId

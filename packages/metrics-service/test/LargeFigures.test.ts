@@ -105,6 +105,24 @@ describe("figures past Money's bound and past 2^31", () => {
           assert.isTrue(report.consistent)
           assert.strictEqual(report.checkedProducts, 1)
           assert.strictEqual(report.checkedBuckets, 2)
+
+          // A product only metrics-service holds drifts in its totals and in each of its buckets.
+          const stray = Ids.ProductId.make(987_654)
+          yield* store.applyCatalog([
+            new ProductMetricsEvents.ProductViewed({
+              eventId: Ids.EventId.make(crypto.randomUUID()),
+              productId: stray,
+              occurredAt: DateTime.unsafeMake(`${day}T12:00:00Z`)
+            })
+          ])
+          const strayed = yield* api.admin.reconcile()
+          assert.strictEqual(strayed.driftedProducts, 1)
+          assert.deepStrictEqual(
+            strayed.drift.map((d) => [d.productId, d.period ?? "total", d.field, d.expected, d.actual].join(" "))
+              .sort(),
+            ["total", "day", "week"].map((where) => `${stray} ${where} views 0 1`).sort()
+          )
+          assert.strictEqual(strayed.checkedBuckets, 4)
         }).pipe(Effect.provide(apiTest(commerce.baseUrl)))
       }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.provide(TestKafka.layer)),
     { timeout: 120_000 }
