@@ -22,6 +22,7 @@ import {
   Producer,
   readTopic,
   recordApplied,
+  recordAppliedAll,
   type TestEvent,
   TestLive
 } from "./utils.ts"
@@ -237,6 +238,41 @@ describe("IdempotentConsumer under the server's timeouts", () => {
         assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
         const [stock] = yield* sql<{ units: number }>`SELECT units FROM stock WHERE product_id = 1`
         assert.strictEqual(stock!.units, 7)
+        assert.deepStrictEqual(yield* appliedTwice(group), [])
+        assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
+      }).pipe(Effect.scoped, Effect.provide(TestLive)),
+    { timeout: 90_000 }
+  )
+})
+
+describe("IdempotentConsumer batches under the server's timeouts", () => {
+  it.live(
+    "a batch that meets statement_timeout (57014) only for its size is split, not tried again whole for ever",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const topic = makeTopic("faults-statement-timeout")
+        const group = TestKafka.uniqueName("faults-statement-timeout")
+        yield* createTopics(topic)
+        // 40 ms of work per event under a 150 ms statement_timeout: a batch of 4 or more times out, one event never.
+        const slowBatch = (delivered: ReadonlyArray<{ readonly event: TestEvent }>) =>
+          sql`SET LOCAL statement_timeout = '150ms'`.pipe(
+            Effect.zipRight(sql`SELECT pg_sleep(${0.04 * delivered.length})`),
+            Effect.zipRight(recordAppliedAll(group)(delivered))
+          )
+        yield* produce(topic, Array.from({ length: 12 }, (_, i) => event(`k${i % 3}`, 1 + Math.floor(i / 3))))
+        yield* consumeApplied(topic, group, {
+          retry: fastRetry,
+          handle: undefined,
+          handleBatch: slowBatch,
+          batchSize: 12
+        })
+        yield* eventually(
+          Effect.map(appliedCount(group), (n) => n === 12).pipe(Effect.orElseSucceed(() => false)),
+          "40 seconds",
+          "every event applied, one at a time"
+        )
+        assert.strictEqual(yield* failedEvents, 0, "nothing dead-lettered")
         assert.deepStrictEqual(yield* appliedTwice(group), [])
         assert.deepStrictEqual(yield* outOfOrderKeys(group), [])
       }).pipe(Effect.scoped, Effect.provide(TestLive)),

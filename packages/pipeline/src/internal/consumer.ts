@@ -17,7 +17,7 @@ import { type DeadLetter as DeadLetterEnvelope, DeadLetterSink, type Failure } f
 import type { Delivered, Options } from "../IdempotentConsumer.ts"
 import * as RetryPolicy from "../RetryPolicy.ts"
 import * as Topic from "../Topic.ts"
-import { isInfrastructure } from "./infrastructure.ts"
+import { isInfrastructure, isServerTimeout } from "./infrastructure.ts"
 import { appliedTotal, blockedRetriesTotal, deadLetteredTotal, duplicatesTotal, retriesTotal } from "./metrics.ts"
 import * as ProcessedEvents from "./processedEvents.ts"
 
@@ -39,6 +39,11 @@ interface AttemptFailure extends Failure {
    * is retried until the infrastructure is back and never dead-lettered.
    */
   readonly infrastructure: boolean
+  /**
+   * The server's lock or statement timeout: a run of many records that meets it is split, not
+   * tried again whole (it may meet it on every try only for its size).
+   */
+  readonly timedOut?: boolean
   /** Which record of the transaction failed, when it is known. */
   readonly index: number | undefined
   /** Every record of the transaction was tried (`HandlerFailed.allTried`). */
@@ -148,6 +153,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             ...describe(failure.value),
             decision: "retry",
             infrastructure: true,
+            timedOut: isServerTimeout(failure.value),
             index: undefined,
             allTried: false,
             at
@@ -162,6 +168,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
             ...describe(error.value),
             decision,
             infrastructure: decision === "wait" || isInfrastructure(error.value),
+            timedOut: isServerTimeout(error.value),
             index,
             allTried,
             at
@@ -422,7 +429,8 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
      * a batch handler), is tried again whole once it is back: one record at a time would multiply the
      * transactions by the run's size just when a backlog waits. A record's own wait (its handler's
      * dependency away) splits the run instead, so the records before it are not redone on each try and
-     * a dependency failing now and then cannot keep a whole run from ever committing.
+     * a dependency failing now and then cannot keep a whole run from ever committing; so does the
+     * server's lock or statement timeout, which a run may meet only for its size.
      * Ends with success or with the first failure that is not of that kind.
      */
     const whileInfrastructure = (
@@ -434,7 +442,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         const waitForInfrastructure = yield* Schedule.driver(infrastructureBackoff)
         const since = Date.now()
         let last = failure
-        while (last.infrastructure && last.index === undefined) {
+        while (last.infrastructure && last.index === undefined && last.timedOut !== true) {
           yield* blocked(run, last, since)
           yield* waitForInfrastructure.next(last).pipe(Effect.orElse(() => Effect.void))
           const exit = yield* Effect.either(commitRun(run, done))
@@ -452,7 +460,7 @@ export const make = <A extends Topic.EventShape, I, E extends { readonly _tag: s
         Effect.matchEffect({
           onSuccess: ({ unsent }) => sendUnsent(unsent, run, done),
           onFailure: (failure) =>
-            run.length > 1 && failure.infrastructure && failure.index === undefined
+            run.length > 1 && failure.infrastructure && failure.index === undefined && failure.timedOut !== true
               ? Effect.flatMap(
                 whileInfrastructure(run, failure, done),
                 Option.match({ onNone: () => Effect.void, onSome: (other) => split(run, other, done) })

@@ -29,6 +29,17 @@ const networkCodes = new Set([
   "EAI_AGAIN"
 ])
 
+/**
+ * Whether `error` is the server's own timeout (55P03 `lock_timeout`, 57014 `statement_timeout`):
+ * infrastructure, yet a run of many records may meet it only for its size, so it is split rather
+ * than tried again whole.
+ */
+export const isServerTimeout = (error: unknown): boolean => {
+  if (!Predicate.isTagged(error, "SqlError")) return false
+  const code = sqlCode((error as { readonly cause?: unknown }).cause)
+  return code === "55P03" || code === "57014"
+}
+
 const sqlCode = (cause: unknown) =>
   Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
 
