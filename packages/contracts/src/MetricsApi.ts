@@ -98,7 +98,9 @@ export class ReconciliationReport extends Schema.Class<ReconciliationReport>("Re
   drift: Schema.Array(Drift),
   /**
    * Products that differed at the first read but no longer once the consumers had caught up with
-   * their topics: events in flight then (in commerce-service's outbox, on Kafka, in a batch), not drift.
+   * their topics: events in flight then (on Kafka, in a consumer's batch, or published meanwhile),
+   * not drift. Events still in commerce-service's outbox are not waited for, and a product changed
+   * again just before the second read differs again: under steady traffic a drift may still be lag.
    */
   inFlightProducts: Schema.Int,
   /**

@@ -239,11 +239,10 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@kpipe/met
             )
           })
       ).pipe(Effect.map(Arr.every((done) => done)))
-      return yield* reached.pipe(
-        Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (done) => done }),
-        Effect.timeoutTo({ duration: config.reconciliationSettle, onSuccess: () => true, onTimeout: () => false })
-      )
+      return yield* reached.pipe(Effect.repeat({ schedule: Schedule.spaced("200 millis"), until: (done) => done }))
     }).pipe(
+      // The whole wait, end offsets included (a broker away answers them only after its retries).
+      Effect.timeoutTo({ duration: config.reconciliationSettle, onSuccess: () => true, onTimeout: () => false }),
       Effect.catchAll((error) =>
         Effect.as(
           Effect.logWarning("Reconciliation: the consumers' positions could not be read; reading again at once", error),

@@ -75,10 +75,10 @@ const attention = Effect.gen(function*() {
         // Whatever the cause (the database away, a revoked grant), the dead letter waits and its
         // partition with it: skipping would leave its order PENDING for good. At Warning, at Error
         // once it has waited `attentionErrorAfter`, so a mark that cannot succeed is not only a Warning.
-        Effect.tapError((error) =>
+        Effect.tapErrorCause((cause) =>
           (Date.now() - since < Duration.toMillis(config.attentionErrorAfter) ? Effect.logWarning : Effect.logError)(
             "Marking an order NEEDS_ATTENTION failed; the dead letter waits and is tried again",
-            error
+            cause
           ).pipe(Effect.annotateLogs({ ...where(record), waitedSeconds: Math.round((Date.now() - since) / 1000) }))
         ),
         Effect.retry(
