@@ -12,7 +12,8 @@ const transientClasses = ["08", "53", "57P", "58"]
 // does not meet; 55P03, a lock another session held past the server's `lock_timeout`, and 57014,
 // a statement cancelled (the server's `statement_timeout` on a busy server, or an operator's
 // `pg_cancel_backend`). Waiting is right: with retries used up they would dead-letter a sound event.
-const transientCodes = new Set(["25006", "40001", "40P01", "55P03", "57014"])
+const timeoutCodes = new Set(["55P03", "57014"])
+const transientCodes = new Set(["25006", "40001", "40P01", ...timeoutCodes])
 
 // Node's codes for a socket that could not reach the server or lost it (node-postgres passes them on).
 const networkCodes = new Set([
@@ -37,7 +38,7 @@ const networkCodes = new Set([
 export const isServerTimeout = (error: unknown): boolean => {
   if (!Predicate.isTagged(error, "SqlError")) return false
   const code = sqlCode((error as { readonly cause?: unknown }).cause)
-  return code === "55P03" || code === "57014"
+  return code !== undefined && timeoutCodes.has(code)
 }
 
 const sqlCode = (cause: unknown) =>
